@@ -1,0 +1,1 @@
+"""Kafka backbone: topic catalogue, codec, client factories, dead letters, the local broker."""

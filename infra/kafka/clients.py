@@ -1,0 +1,151 @@
+"""aiokafka producer, consumer and admin factories tuned for genloom and the bundled broker.
+
+The bundled broker ignores the idempotent producer (InitProducerId fails) and never wakes a
+long-polling consumer early, so producers are plain acks=all and consumers poll with a short
+``fetch_max_wait_ms``. Delivery is at-least-once; consumers commit only after their side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from .topics import TopicSpec
+
+
+class BrokerUnavailable(ConnectionError):
+    """Kafka could not be reached at start."""
+
+    def __init__(self, bootstrap: str, cause: BaseException | None = None) -> None:
+        super().__init__(
+            f"cannot reach Kafka at {bootstrap}"
+            + (f" ({type(cause).__name__}: {cause})" if cause else "")
+            + ": start it (or run `genloom up`, which starts a local broker),"
+            " or set GENLOOM_KAFKA_BOOTSTRAP to a reachable host:port"
+        )
+        self.bootstrap = bootstrap
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic has a different partition count than the catalogue says."""
+
+
+def producer(
+    bootstrap: str,
+    *,
+    client_id: str = "genloom",
+    max_message_bytes: int = 8 * 1024 * 1024,
+    linger_ms: int = 0,
+) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,  # unsupported by the bundled broker; consumers dedupe instead
+        linger_ms=linger_ms,
+        max_request_size=max_message_bytes,
+        request_timeout_ms=15_000,
+    )
+
+
+def consumer(
+    bootstrap: str,
+    *topics: str,
+    group_id: str | None,
+    client_id: str = "genloom",
+    fetch_max_wait_ms: int = 10,
+    session_timeout_ms: int = 6000,
+    heartbeat_interval_ms: int = 1000,
+    max_poll_records: int = 100,
+    max_message_bytes: int = 8 * 1024 * 1024,
+    auto_offset_reset: str = "earliest",
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=auto_offset_reset,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        rebalance_timeout_ms=max(session_timeout_ms * 2, 5000),
+        max_poll_records=max_poll_records,
+        max_partition_fetch_bytes=max_message_bytes + 1024,
+        fetch_max_bytes=max(max_message_bytes + 1024, 52_428_800),
+    )
+
+
+async def start_client(client, bootstrap: str, timeout: float = 15.0) -> None:
+    """Start a producer, consumer or admin client, turning connection failures into one clear error."""
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
+        try:
+            await client.close() if isinstance(client, AIOKafkaAdminClient) else await client.stop()
+        except Exception:  # the client never fully started; nothing else to release
+            pass
+        raise BrokerUnavailable(bootstrap, exc) from None
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: float = 15.0) -> list[str]:
+    """Create missing topics with their final partition counts; return the names created.
+
+    An existing topic with another partition count raises TopicMismatch: the counts cannot be
+    changed in place, and silently using another count would break key ordering assumptions.
+    """
+    topics = list(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await start_client(admin, bootstrap, timeout)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t.name, t.partitions, 1) for t in missing], validate_only=False
+                )
+            except TopicAlreadyExistsError:
+                pass  # a concurrent starter won the race; checked below
+        present = [t for t in topics if t.name in existing]
+        if present:
+            described = await admin.describe_topics([t.name for t in present])
+            counts = {d["topic"]: len(d["partitions"]) for d in described}
+            for spec in present:
+                if counts.get(spec.name) not in (None, spec.partitions):
+                    raise TopicMismatch(
+                        f"topic {spec.name} has {counts[spec.name]} partitions, the catalogue says"
+                        f" {spec.partitions}: recreate it or set GENLOOM_TOPICS_* to match"
+                    )
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await start_client(admin, bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in names if n in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()
+
+
+__all__ = [
+    "BrokerUnavailable",
+    "KafkaError",
+    "TopicMismatch",
+    "consumer",
+    "ensure_topics",
+    "partition_counts",
+    "producer",
+    "start_client",
+]

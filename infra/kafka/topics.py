@@ -1,0 +1,83 @@
+"""The topic catalogue: every topic genloom uses, created at start with its final partitions.
+
+Partition counts cannot grow later on the bundled broker (no CreatePartitions), and growing them on
+real Kafka reshuffles keys, so they are decided once here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.enums import Modality
+
+REQUESTS = "genloom.requests"
+EVENTS_RAW = "genloom.events.raw"
+EVENTS = "genloom.events"
+CONTROL = "genloom.control"
+DLQ = "genloom.dlq"
+
+
+def jobs_topic(modality: Modality | str) -> str:
+    """The topic a modality's workers consume."""
+    return f"genloom.jobs.{Modality(modality).value}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    message: str
+    purpose: str
+
+
+def catalogue(partitions: int = 8, job_partitions: int = 4) -> list[TopicSpec]:
+    """All topics with their partition counts."""
+    topics = [
+        TopicSpec(
+            REQUESTS,
+            partitions,
+            "session (or job_id)",
+            "GenerationRequest",
+            "Jobs as submitted, before privacy, enrichment and routing.",
+        ),
+        *(
+            TopicSpec(
+                jobs_topic(m),
+                job_partitions,
+                "session (or job_id)",
+                "GenerationRequest",
+                f"Validated {m.value} jobs, consumed by the {m.value} workers.",
+            )
+            for m in Modality
+        ),
+        TopicSpec(
+            EVENTS_RAW,
+            partitions,
+            "job_id",
+            "JobEvent",
+            "Worker output before moderation.",
+        ),
+        TopicSpec(
+            EVENTS,
+            partitions,
+            "job_id",
+            "JobEvent",
+            "Released events: the fan-out, webhooks and memory read these.",
+        ),
+        TopicSpec(
+            CONTROL,
+            1,
+            "job_id",
+            "ControlMessage",
+            "Cancels; every worker reads all of it.",
+        ),
+        TopicSpec(
+            DLQ,
+            1,
+            "original key",
+            "DeadLetter",
+            "Messages a consumer rejected, with the reason.",
+        ),
+    ]
+    return topics

@@ -1,0 +1,152 @@
+"""Closed sets that appear on the wire."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Modality(StrEnum):
+    """What a job generates; each has its own job topic and worker pool."""
+
+    #: chat completion with a causal language model
+    TEXT = "text"
+    #: text-to-speech
+    SPEECH = "speech"
+    #: text-to-image
+    IMAGE = "image"
+    #: text-to-video, asynchronous and long-running
+    VIDEO = "video"
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job as the fan-out records it."""
+
+    #: accepted and waiting for a worker
+    QUEUED = "queued"
+    #: a worker has started generating
+    RUNNING = "running"
+    #: finished with a result
+    COMPLETED = "completed"
+    #: ended with an error
+    FAILED = "failed"
+    #: stopped on request
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class FinishReason(StrEnum):
+    """Why a completed job stopped producing output."""
+
+    #: the model ended naturally or hit a stop string
+    STOP = "stop"
+    #: max_tokens (or the model's context) was reached
+    LENGTH = "length"
+    #: moderation withheld the rest of the output
+    CONTENT_FILTER = "content_filter"
+
+
+class EventSource(StrEnum):
+    """Which stage emitted an event; the fan-out deduplicates per source and attempt."""
+
+    #: the HTTP edge (accepted, cancelled while queued)
+    GATEWAY = "gateway"
+    #: the stream processors (validation, routing, cache answers)
+    STREAMS = "streams"
+    #: a modality worker
+    WORKER = "worker"
+    #: the moderation gate
+    MODERATION = "moderation"
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes shared by HTTP errors and `failed` events. Never renamed."""
+
+    #: the body is not valid JSON
+    INVALID_JSON = "invalid_json"
+    #: the body is JSON but does not match the contract
+    INVALID_REQUEST = "invalid_request"
+    #: a parameter is outside its allowed range
+    INVALID_PARAMETER = "invalid_parameter"
+    #: the modality is not one genloom serves
+    UNKNOWN_MODALITY = "unknown_modality"
+    #: the model name is not served by this deployment
+    UNKNOWN_MODEL = "unknown_model"
+    #: the speech voice is not installed
+    UNKNOWN_VOICE = "unknown_voice"
+    #: the diffusion scheduler is not supported
+    UNKNOWN_SCHEDULER = "unknown_scheduler"
+    #: the image or video size is not allowed by the model
+    INVALID_SIZE = "invalid_size"
+    #: the text input is empty
+    EMPTY_INPUT = "empty_input"
+    #: the output format is not supported
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    #: prompt plus max_tokens exceed the model's context window
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    #: the body or a field is larger than allowed
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    #: the Content-Type is not application/json
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    #: no API key, or an unknown one
+    UNAUTHORIZED = "unauthorized"
+    #: the job or artifact does not exist for this tenant
+    NOT_FOUND = "not_found"
+    #: the tenant has too many jobs in flight for this modality
+    RATE_LIMITED = "rate_limited"
+    #: the job_id was reused with a different request
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    #: the Last-Event-ID is older than the replay window
+    REPLAY_EXPIRED = "replay_expired"
+    #: the deadline passed before the job finished
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    #: moderation blocked the prompt or the output
+    CONTENT_FILTERED = "content_filtered"
+    #: the message on a topic could not be decoded or validated
+    MALFORMED_MESSAGE = "malformed_message"
+    #: the message is larger than the topic allows
+    MESSAGE_TOO_LARGE = "message_too_large"
+    #: the model raised while generating
+    GENERATION_ERROR = "generation_error"
+    #: no worker for the modality is available
+    MODALITY_UNAVAILABLE = "modality_unavailable"
+    #: Kafka or Redis could not be reached
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    #: a bug; the message says where to report it
+    INTERNAL_ERROR = "internal_error"
+
+
+class ImageScheduler(StrEnum):
+    """Diffusion schedulers a request may ask for."""
+
+    #: denoising diffusion implicit models
+    DDIM = "ddim"
+    #: DPM-Solver++ multistep
+    DPM_SOLVER = "dpm-solver"
+
+
+class AudioFormat(StrEnum):
+    """Speech output encodings."""
+
+    #: RIFF WAVE, 16-bit mono
+    WAV = "wav"
+    #: raw signed 16-bit little-endian mono samples
+    PCM = "pcm"
+    #: FLAC, where the worker has a FLAC encoder
+    FLAC = "flac"
+
+
+class Role(StrEnum):
+    """Chat message author."""
+
+    #: instructions for the assistant
+    SYSTEM = "system"
+    #: the person talking to the assistant
+    USER = "user"
+    #: an earlier model turn
+    ASSISTANT = "assistant"

@@ -1,0 +1,193 @@
+"""Job events: what workers, stream processors and the gateway say about a job.
+
+Every event names its ``job_id`` and carries a ``seq`` that increases by one per event from the
+same ``source`` and ``attempt``. Delivery is at-least-once; the fan-out drops an event whose
+(source, attempt, seq) it has already recorded, and keeps only the first terminal event of a job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, TypeAdapter
+
+from ._base import Contract
+from .enums import ErrorCode, EventSource, FinishReason, Modality
+
+
+class _EventBase(Contract):
+    job_id: str = Field(max_length=128, description="The job this event belongs to.")
+    seq: int = Field(ge=0, description="Per (source, attempt) sequence number, from 0.")
+    attempt: int = Field(
+        default=0, ge=0, description="Which try of the job emitted this (a worker takeover adds 1)."
+    )
+    source: EventSource = Field(description="The stage that emitted the event.")
+    ts: float = Field(default_factory=time.time, description="Unix time of emission.")
+
+
+class ModelInfo(Contract):
+    """Which model served a job, so results can be traced to weights."""
+
+    id: str = Field(description="Model id or path.")
+    revision: str | None = Field(default=None, description="Weights revision, if known.")
+    device: str = Field(description="Where it ran: cpu, cuda:0, ...")
+    dtype: str = Field(description="Weights dtype: float32, float16, bfloat16.")
+    random_weights: bool = Field(
+        default=False, description="True for the small randomly initialised test pipelines."
+    )
+
+
+class Usage(Contract):
+    """What a job consumed; fields that do not apply to the modality stay null."""
+
+    prompt_tokens: int | None = Field(default=None, ge=0)
+    completion_tokens: int | None = Field(default=None, ge=0)
+    total_tokens: int | None = Field(default=None, ge=0)
+    images: int | None = Field(default=None, ge=0, description="Images generated.")
+    frames: int | None = Field(default=None, ge=0, description="Video frames generated.")
+    audio_seconds: float | None = Field(default=None, ge=0, description="Seconds of speech.")
+    steps: int | None = Field(default=None, ge=0, description="Denoising steps run.")
+
+
+class Timings(Contract):
+    """Where a job's time went, in seconds."""
+
+    queue_s: float | None = Field(default=None, ge=0, description="Accepted until started.")
+    ttft_s: float | None = Field(
+        default=None, ge=0, description="Started until the first output (token, chunk, step)."
+    )
+    tpot_s: float | None = Field(default=None, ge=0, description="Mean time per output token.")
+    generation_s: float | None = Field(default=None, ge=0, description="Started until done.")
+    total_s: float | None = Field(default=None, ge=0, description="Accepted until done.")
+
+
+class Accepted(_EventBase):
+    """The job is durable on the request topic and will end in exactly one terminal event."""
+
+    type: Literal["accepted"] = "accepted"
+    tenant: str = Field(description="Owning tenant.")
+    modality: Modality
+    model: str | None = None
+
+
+class Started(_EventBase):
+    """A worker began generating."""
+
+    type: Literal["started"] = "started"
+    worker: str = Field(description="Worker instance id.")
+    model: ModelInfo
+    queue_s: float | None = Field(default=None, ge=0, description="Time spent queued.")
+
+
+class TokenDelta(_EventBase):
+    """New text; deltas of one decode step are coalesced into one event."""
+
+    type: Literal["token"] = "token"
+    text: str = Field(description="Text to append; never splits a character.")
+    tokens: int = Field(ge=0, description="Tokens this delta covers.")
+
+
+class Progress(_EventBase):
+    """A long operation advanced (one event per denoising step)."""
+
+    type: Literal["progress"] = "progress"
+    step: int = Field(ge=0, description="Steps done.")
+    total: int = Field(ge=1, description="Steps in all.")
+    stage: str | None = Field(default=None, max_length=64, description="e.g. denoise, encode.")
+
+
+class AudioChunk(_EventBase):
+    """A piece of speech, streamed sentence by sentence."""
+
+    type: Literal["audio"] = "audio"
+    index: int = Field(ge=0, description="Chunk number, from 0.")
+    data: str = Field(description="Base64 of raw s16le mono PCM.")
+    sample_rate: int = Field(gt=0)
+    duration_s: float = Field(ge=0)
+    text: str | None = Field(default=None, description="The sentence this chunk speaks.")
+
+
+class Artifact(_EventBase):
+    """A generated file, stored in the blob store."""
+
+    type: Literal["artifact"] = "artifact"
+    index: int = Field(default=0, ge=0, description="Which output of the job (image n).")
+    uri: str = Field(description="Where the artifact is stored (blob store URI).")
+    mime_type: str
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    duration_s: float | None = None
+
+
+class ModerationVerdict(_EventBase):
+    """What the moderation gate decided about the prompt or a window of output."""
+
+    type: Literal["moderation"] = "moderation"
+    target: Literal["prompt", "output", "artifact"]
+    allowed: bool
+    categories: list[str] = Field(default_factory=list, description="Categories that fired.")
+    score: float = Field(ge=0.0, le=1.0, description="Highest category score.")
+    model: str = Field(description="Classifier that decided.")
+
+
+class Completed(_EventBase):
+    """Terminal: the job finished."""
+
+    type: Literal["completed"] = "completed"
+    finish_reason: FinishReason = FinishReason.STOP
+    usage: Usage = Field(default_factory=Usage)
+    timings: Timings = Field(default_factory=Timings)
+    text: str | None = Field(default=None, description="Full output text of a text job.")
+
+
+class Failed(_EventBase):
+    """Terminal: the job ended with an error."""
+
+    type: Literal["failed"] = "failed"
+    code: ErrorCode
+    message: str = Field(description="What went wrong and what to do about it.")
+    retryable: bool = Field(default=False, description="Resubmitting may succeed.")
+
+
+class Cancelled(_EventBase):
+    """Terminal: the job was stopped on request."""
+
+    type: Literal["cancelled"] = "cancelled"
+    reason: str | None = Field(default=None, max_length=512)
+
+
+JobEvent = Annotated[
+    Union[
+        Accepted,
+        Started,
+        TokenDelta,
+        Progress,
+        AudioChunk,
+        Artifact,
+        ModerationVerdict,
+        Completed,
+        Failed,
+        Cancelled,
+    ],
+    Field(discriminator="type"),
+]
+"""Any job event, told apart by ``type``."""
+
+TERMINAL_TYPES = frozenset({"completed", "failed", "cancelled"})
+
+EVENT_ADAPTER: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
+
+
+def parse_event(data: bytes | str | dict) -> JobEvent:
+    """Validate an event from JSON bytes, a JSON string or a dict (raises ValidationError)."""
+    if isinstance(data, dict):
+        return EVENT_ADAPTER.validate_python(data)
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def is_terminal(event: JobEvent) -> bool:
+    return event.type in TERMINAL_TYPES

@@ -1,0 +1,246 @@
+"""`GenerationRequest`: what a producer publishes on `genloom.requests`.
+
+A request is a discriminated union on the top-level ``modality`` field; the modality's own
+parameters travel in ``params``. Ranges here are the contract's hard limits; a worker may narrow
+them for its model (for example the sizes an image model accepts) and says so with a stable code.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, TypeAdapter, field_validator, model_validator
+
+from ._base import Contract
+from .enums import AudioFormat, ImageScheduler, Modality, Role
+
+#: identifiers (job, tenant, user, session) are short, URL- and key-safe strings
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+#: the longest single chat message or prompt accepted, in characters (about 32k tokens)
+MAX_TEXT_CHARS = 131_072
+#: the longest diffusion prompt, in characters (CLIP-style encoders read far fewer tokens)
+MAX_PROMPT_CHARS = 4_000
+#: the longest speech input, in characters (OpenAI's speech endpoint takes 4096)
+MAX_SPEECH_CHARS = 4_096
+#: the pixel factor every image and video side must be divisible by (the VAE's 8x downsampling)
+SIZE_FACTOR = 8
+
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def new_job_id() -> str:
+    """A fresh job id: sortable by time, unique across processes."""
+    return f"job_{time.time_ns():x}{uuid.uuid4().hex[:12]}"
+
+
+class ChatMessage(Contract):
+    """One turn of a conversation."""
+
+    role: Role = Field(description="Who wrote the message: system, user or assistant.")
+    content: str = Field(max_length=MAX_TEXT_CHARS, description="The message text.")
+    name: str | None = Field(default=None, max_length=64, description="Optional author name.")
+
+
+class TextParams(Contract):
+    """Chat completion parameters (OpenAI-compatible names and ranges)."""
+
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=512, description="The conversation so far, oldest first."
+    )
+    max_tokens: int = Field(default=256, ge=1, le=32_768, description="Most tokens to generate.")
+    temperature: float = Field(
+        default=1.0, ge=0.0, le=2.0, description="Sampling temperature; 0 means greedy decoding."
+    )
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=4, description="Up to 4 strings that end generation."
+    )
+    seed: int | None = Field(
+        default=None, ge=0, lt=2**63, description="Same seed and prompt give the same text."
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _has_user_content(self) -> TextParams:
+        if not any(m.content.strip() for m in self.messages):
+            raise ValueError("messages are all empty: give at least one message with text")
+        return self
+
+
+class SpeechParams(Contract):
+    """Text-to-speech parameters."""
+
+    input: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS, description="Text to speak.")
+    voice: str = Field(default="joe", min_length=1, max_length=128, description="Voice name.")
+    format: AudioFormat = Field(default=AudioFormat.WAV, description="Audio encoding.")
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="Speaking rate; 1 is normal.")
+
+    @field_validator("input")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("input is blank: give the text to speak")
+        return value
+
+
+def _check_size(width: int | None, height: int | None) -> None:
+    for side, value in (("width", width), ("height", height)):
+        if value is not None and value % SIZE_FACTOR:
+            raise ValueError(
+                f"{side}={value} is not divisible by {SIZE_FACTOR}: "
+                f"use {value - value % SIZE_FACTOR} or {value - value % SIZE_FACTOR + SIZE_FACTOR}"
+            )
+
+
+class ImageParams(Contract):
+    """Text-to-image parameters. Unset fields take the model's defaults."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What to draw.")
+    negative_prompt: str | None = Field(
+        default=None, max_length=MAX_PROMPT_CHARS, description="What to steer away from."
+    )
+    width: int | None = Field(default=None, ge=8, le=4096, description="Pixels, divisible by 8.")
+    height: int | None = Field(default=None, ge=8, le=4096, description="Pixels, divisible by 8.")
+    steps: int | None = Field(default=None, ge=1, le=500, description="Denoising steps.")
+    guidance: float | None = Field(default=None, ge=0.0, le=50.0, description="CFG scale.")
+    scheduler: ImageScheduler | None = Field(default=None, description="Diffusion scheduler.")
+    n: int = Field(default=1, ge=1, le=8, description="Images to generate for this prompt.")
+    seed: int | None = Field(
+        default=None, ge=0, lt=2**63, description="Same seed gives the same image."
+    )
+
+    @model_validator(mode="after")
+    def _size(self) -> ImageParams:
+        _check_size(self.width, self.height)
+        return self
+
+
+class VideoParams(Contract):
+    """Text-to-video parameters. Unset fields take the model's defaults."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What to film.")
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    frames: int | None = Field(default=None, ge=1, le=1024, description="Number of frames.")
+    fps: int = Field(default=8, ge=1, le=60, description="Frames per second of the MP4.")
+    width: int | None = Field(default=None, ge=8, le=4096, description="Pixels, divisible by 8.")
+    height: int | None = Field(default=None, ge=8, le=4096, description="Pixels, divisible by 8.")
+    steps: int | None = Field(default=None, ge=1, le=500, description="Denoising steps.")
+    guidance: float | None = Field(default=None, ge=0.0, le=50.0, description="CFG scale.")
+    seed: int | None = Field(default=None, ge=0, lt=2**63, description="Same seed, same video.")
+
+    @model_validator(mode="after")
+    def _size(self) -> VideoParams:
+        _check_size(self.width, self.height)
+        return self
+
+
+class TraceContext(Contract):
+    """W3C trace context propagated from the caller."""
+
+    traceparent: str = Field(
+        pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description="W3C traceparent header value.",
+    )
+    tracestate: str | None = Field(default=None, max_length=512)
+
+
+class WebhookSpec(Contract):
+    """Where to POST a job's events, signed with HMAC-SHA256."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2048, description="Receiver URL.")
+    events: list[str] = Field(
+        default_factory=lambda: ["completed", "failed", "cancelled"],
+        max_length=16,
+        description="Event types to deliver; progress events are throttled.",
+    )
+
+
+class _RequestBase(Contract):
+    job_id: str = Field(
+        default_factory=new_job_id,
+        pattern=ID_PATTERN,
+        description="Idempotency key: resubmitting the same id never creates a second job.",
+    )
+    tenant: str = Field(default="default", pattern=ID_PATTERN, description="Owning tenant.")
+    user: str | None = Field(default=None, pattern=ID_PATTERN, description="End user, if known.")
+    session: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="Conversation or session; the Kafka key, so a session's jobs stay in order.",
+    )
+    model: str | None = Field(
+        default=None, max_length=256, description="Model name; unset means the modality default."
+    )
+    priority: int = Field(default=5, ge=0, le=9, description="0 is most urgent, 9 least.")
+    deadline: datetime | None = Field(
+        default=None, description="After this instant the job fails with deadline_exceeded."
+    )
+    trace: TraceContext | None = Field(default=None, description="Distributed trace context.")
+    webhook: WebhookSpec | None = Field(default=None, description="Event callbacks.")
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] = (
+        Field(default_factory=dict, max_length=16, description="Caller's opaque labels.")
+    )
+    submitted_at: float = Field(
+        default_factory=time.time, description="Unix time the request was accepted."
+    )
+
+    @property
+    def key(self) -> str:
+        """The Kafka partition key: the session when given, else the job."""
+        return self.session or self.job_id
+
+
+class TextRequest(_RequestBase):
+    """A chat completion job."""
+
+    modality: Literal[Modality.TEXT] = Field(description="Always `text`.")
+    params: TextParams
+
+
+class SpeechRequest(_RequestBase):
+    """A text-to-speech job."""
+
+    modality: Literal[Modality.SPEECH] = Field(description="Always `speech`.")
+    params: SpeechParams
+
+
+class ImageRequest(_RequestBase):
+    """A text-to-image job."""
+
+    modality: Literal[Modality.IMAGE] = Field(description="Always `image`.")
+    params: ImageParams
+
+
+class VideoRequest(_RequestBase):
+    """A text-to-video job."""
+
+    modality: Literal[Modality.VIDEO] = Field(description="Always `video`.")
+    params: VideoParams
+
+
+GenerationRequest = Annotated[
+    Union[TextRequest, SpeechRequest, ImageRequest, VideoRequest],
+    Field(discriminator="modality"),
+]
+"""Any job, told apart by its top-level ``modality``."""
+
+REQUEST_ADAPTER: TypeAdapter[GenerationRequest] = TypeAdapter(GenerationRequest)
+
+
+def parse_request(data: bytes | str | dict) -> TextRequest | SpeechRequest | ImageRequest | VideoRequest:
+    """Validate a request from JSON bytes, a JSON string or a dict (raises ValidationError)."""
+    if isinstance(data, dict):
+        return REQUEST_ADAPTER.validate_python(data)
+    return REQUEST_ADAPTER.validate_json(data)
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(_ID_RE.match(value))

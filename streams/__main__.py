@@ -1,0 +1,29 @@
+"""`python -m streams`: run the stream processors (one faust worker)."""
+
+from __future__ import annotations
+
+import sys
+
+from infra.settings import KafkaSettings
+
+from .app import create_app
+from .routing import agents as routing
+from .settings import StreamsSettings
+
+
+def main() -> None:
+    kafka = KafkaSettings()
+    if not kafka.bootstrap:
+        sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")
+    settings = StreamsSettings()
+    app, topics = create_app(kafka.bootstrap, settings)
+    routing.register(app, topics, settings.max_message_bytes)
+    argv = ["worker", "-l", "info"]
+    if settings.web_port == 0:
+        argv.append("--without-web")
+    sys.argv = [sys.argv[0], *argv]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

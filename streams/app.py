@@ -1,0 +1,45 @@
+"""The faust app that hosts every stream processor. Agents live in one folder per feature."""
+
+from __future__ import annotations
+
+import faust
+
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
+from schemas.enums import Modality
+
+from .settings import StreamsSettings
+
+RAW = {"value_type": bytes, "key_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
+
+
+class Topics:
+    """faust handles for the catalogue topics this app touches (declared, never created here)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.requests = app.topic(REQUESTS, internal=False, **RAW)
+        self.events = app.topic(EVENTS, internal=False, **RAW)
+        self.control = app.topic(CONTROL, internal=False, **RAW)
+        self.jobs = {m: app.topic(jobs_topic(m), internal=False, **RAW) for m in Modality}
+
+
+def create_app(bootstrap: str, settings: StreamsSettings) -> tuple[faust.App, Topics]:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        topic_allow_declare=False,  # the catalogue creates topics with their final partitions
+        topic_disable_leader=True,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_max_poll_interval=300.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=settings.max_message_bytes + 1024,
+        consumer_max_fetch_size=settings.max_message_bytes + 1024,
+        web_enabled=settings.web_port != 0,
+        web_port=settings.web_port or 6066,
+        web_host="127.0.0.1",
+    )
+    return app, Topics(app)

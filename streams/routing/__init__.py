@@ -1,0 +1,1 @@
+"""Validate requests and send each job to its modality's topic."""
