@@ -137,8 +137,6 @@ class AudioFormat(StrEnum):
     WAV = "wav"
     #: raw signed 16-bit little-endian mono samples
     PCM = "pcm"
-    #: FLAC, where the worker has a FLAC encoder
-    FLAC = "flac"
 
 
 class Role(StrEnum):

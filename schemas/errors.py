@@ -61,3 +61,11 @@ def describe_validation_error(exc: ValidationError) -> tuple[ErrorCode, str]:
     if len(errors) > 8:
         problems.append(f"... and {len(errors) - 8} more")
     return code, "; ".join(problems)
+
+
+def validation_error_param(exc: ValidationError) -> str | None:
+    """The dotted location of the first problem (``params.max_tokens``), for an error's ``param``."""
+    errors = exc.errors(include_url=False)
+    if not errors or errors[0]["type"] in ("json_invalid", "union_tag_not_found", "union_tag_invalid"):
+        return "modality" if errors and errors[0]["type"].startswith("union_tag") else None
+    return _location(errors[0]["loc"])

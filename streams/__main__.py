@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from infra.settings import KafkaSettings
+from infra.settings import KafkaSettings, RedisSettings
 
 from .app import create_app
+from .fanout import agents as fanout
 from .routing import agents as routing
 from .settings import StreamsSettings
 
@@ -18,6 +19,7 @@ def main() -> None:
     settings = StreamsSettings()
     app, topics = create_app(kafka.bootstrap, settings)
     routing.register(app, topics, settings.max_message_bytes)
+    fanout.register(app, topics, RedisSettings().url)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")

@@ -1,0 +1,31 @@
+"""Blob store selection from settings: a local folder by default, S3 when a bucket is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .base import BlobStore
+
+
+class BlobSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_BLOB_", extra="ignore", frozen=True)
+
+    dir: Path = Field(default=Path.home() / ".genloom" / "blobs", description="Local artifact folder.")
+    s3_bucket: str | None = Field(default=None, description="S3 bucket; set to use S3 instead.")
+    s3_endpoint: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+
+
+def blob_store(settings: BlobSettings) -> BlobStore:
+    if settings.s3_bucket:
+        import boto3  # only needed for S3 deployments
+
+        from .s3 import S3BlobStore
+
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint)
+        return S3BlobStore(client, settings.s3_bucket)
+    from .local import LocalBlobStore
+
+    return LocalBlobStore(settings.dir)

@@ -1,0 +1,1 @@
+"""The `genloom` command."""

@@ -1,0 +1,166 @@
+"""`genloom`: run the local stack, inspect topics, submit and watch jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.settings import KafkaSettings, RedisSettings, StorageSettings, TopicSettings
+
+app = typer.Typer(help="genloom: generative AI behind a durable event log.", no_args_is_help=True,
+                  add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+#: the roles `genloom up` runs besides the workers, as `python -m` module arguments
+CORE_ROLES = {"streams": ["streams"], "moderation": ["workers", "moderation"]}
+
+
+@app.command()
+def up(
+    port: int = typer.Option(8000, help="Gateway port on 127.0.0.1."),
+    only: list[str] = typer.Option(
+        None, help="Run only these modalities' workers (text, speech, image, video)."
+    ),
+    exit_after: float = typer.Option(0, hidden=True, help="Stop after N seconds (smoke tests)."),
+) -> None:
+    """Start the broker and Redis (unless configured), create topics, and run every process."""
+    from infra.stack import Stack
+    from schemas.enums import Modality
+    from workers.registry import available
+
+    kafka, redis, storage, topics = KafkaSettings(), RedisSettings(), StorageSettings(), TopicSettings()
+    env: dict[str, str] = {}
+    import os
+
+    if not os.environ.get("GENLOOM_API_KEYS") and not os.environ.get("GENLOOM_API_KEYS_FILE"):
+        dev_key = "gl-dev-" + secrets.token_urlsafe(18)
+        env["GENLOOM_API_KEYS"] = f"{dev_key}:dev"
+    else:
+        dev_key = None
+    stack = Stack(bootstrap=kafka.bootstrap, redis_url=redis.url, log_dir=storage.home / "logs",
+                  env=env, partitions=topics.partitions, job_partitions=topics.job_partitions)
+    try:
+        with console.status("starting the event log and Redis..."):
+            stack.start_backends()
+    except Exception as exc:  # a clear line, not a traceback
+        err.print(f"[red]error:[/red] {exc}")
+        stack.stop()
+        raise typer.Exit(1)
+
+    missing: dict[str, str] = {}
+    for role, argv in CORE_ROLES.items():
+        stack.add(role, argv)
+    wanted = {Modality(m) for m in only} if only else set(Modality)
+    for modality, reason in available().items():
+        if modality not in wanted:
+            continue
+        if reason is None:
+            stack.add(f"worker-{modality.value}", ["workers", modality.value])
+        else:
+            missing[f"worker-{modality.value}"] = reason
+    import importlib.util
+
+    if importlib.util.find_spec("gateway.__main__") is not None:
+        stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
+    else:
+        missing["gateway"] = "gateway is not implemented yet"
+
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        with console.status("starting processes (the first start builds model caches)..."):
+            stack.start()
+        _show(stack, missing, dev_key, port)
+        started = time.monotonic()
+        while not stopping:
+            time.sleep(0.5)
+            for component in stack.dead():
+                err.print(f"[yellow]{component.name} exited with {component.proc.returncode};"
+                          f" restarting (log: {stack.log_dir / (component.name + '.log')})[/yellow]")
+                component.restarts += 1
+                stack.launch(component)
+            if exit_after and time.monotonic() - started > exit_after:
+                break
+    except Exception as exc:
+        err.print(f"[red]error:[/red] {exc}. Logs are in {stack.log_dir}")
+        stack.stop()
+        raise typer.Exit(1)
+    console.print("stopping...")
+    stack.stop()
+    console.print("[green]stopped; nothing left running[/green]")
+
+
+def _show(stack, missing: dict[str, str], dev_key: str | None, port: int) -> None:
+    table = Table(title="genloom is up")
+    table.add_column("part")
+    table.add_column("state")
+    table.add_column("where")
+    table.add_row("kafka", "[green]up[/green]", stack.bootstrap + (" (bundled broker)" if stack.broker else ""))
+    table.add_row("redis", "[green]up[/green]", stack.redis_url + (" (local)" if stack.redis else ""))
+    for component in stack.components:
+        where = f"pid {component.proc.pid}" + (f", 127.0.0.1:{component.port}" if component.port else "")
+        table.add_row(component.name, "[green]up[/green]", where)
+    for name, reason in missing.items():
+        table.add_row(name, "[yellow]missing[/yellow]", reason)
+    console.print(table)
+    if dev_key:
+        console.print(f"development API key (tenant 'dev'): [bold]{dev_key}[/bold]")
+    console.print(f"logs: {stack.log_dir}    stop with Ctrl-C")
+
+
+@app.command()
+def topics(bootstrap: str = typer.Option(None, help="Kafka host:port (default GENLOOM_KAFKA_BOOTSTRAP).")) -> None:
+    """List the topic catalogue with partition counts and consumer lag."""
+    from infra.kafka.admin import topic_report
+
+    bootstrap = bootstrap or KafkaSettings().bootstrap
+    if not bootstrap:
+        err.print("[red]error:[/red] no broker: pass --bootstrap or set GENLOOM_KAFKA_BOOTSTRAP "
+                  "(`genloom up` prints it)")
+        raise typer.Exit(2)
+    try:
+        rows = asyncio.run(topic_report(bootstrap, TopicSettings()))
+    except ConnectionError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    table = Table(title=f"topics on {bootstrap}")
+    for col in ("topic", "partitions", "expected", "consumer group", "lag", "purpose"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row.name, str(row.partitions if row.partitions is not None else "missing"),
+                      str(row.expected), row.group or "", "" if row.lag is None else str(row.lag),
+                      row.purpose)
+    console.print(table)
+
+
+@app.command()
+def schema(docs_dir: Path = typer.Option(Path("docs"), help="Where to write the published contract.")) -> None:
+    """Regenerate the JSON Schemas and the AsyncAPI document from schemas/."""
+    from infra.docs import write
+
+    written = write(docs_dir)
+    console.print(f"wrote {len(written)} file(s)" if written else "schemas are up to date")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,71 @@
+"""Read-only views of the cluster for the CLI: partitions per topic and consumer lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from infra.settings import TopicSettings
+
+from .clients import start_client
+from .topics import CONTROL, DLQ, EVENTS, EVENTS_RAW, REQUESTS, catalogue
+
+#: the consumer group that reads each topic (the fan-out shares the streams group)
+GROUPS = {
+    REQUESTS: "genloom-streams",
+    EVENTS_RAW: "genloom-moderation",
+    EVENTS: "genloom-streams",
+}
+
+
+def group_for(topic: str) -> str | None:
+    if topic.startswith("genloom.jobs."):
+        return "genloom-workers-" + topic.rsplit(".", 1)[1]
+    if topic in (CONTROL, DLQ):
+        return None
+    return GROUPS.get(topic)
+
+
+@dataclass(frozen=True)
+class TopicRow:
+    name: str
+    partitions: int | None
+    expected: int
+    group: str | None
+    lag: int | None
+    purpose: str
+
+
+async def topic_report(bootstrap: str, settings: TopicSettings) -> list[TopicRow]:
+    """Partition counts and, per topic, how far its consumer group is behind.
+
+    On the bundled broker the end offsets it reports can trail by up to one record batch, so lag
+    is approximate there.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await start_client(admin, bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await start_client(probe, bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+        specs = catalogue(settings.partitions, settings.job_partitions)
+        described = {d["topic"]: len(d["partitions"])
+                     for d in await admin.describe_topics([s.name for s in specs if s.name in existing])}
+        rows = []
+        for spec in specs:
+            count = described.get(spec.name)
+            group = group_for(spec.name)
+            lag = None
+            if count and group:
+                tps = [TopicPartition(spec.name, p) for p in range(count)]
+                ends = await probe.end_offsets(tps)
+                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+                lag = sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+                          for tp in tps)
+            rows.append(TopicRow(spec.name, count, spec.partitions, group, lag, spec.purpose))
+        return rows
+    finally:
+        await probe.stop()
+        await admin.close()

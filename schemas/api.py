@@ -1,0 +1,72 @@
+"""What the gateway's job API answers: the job object and the error envelope."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import Contract
+from .enums import ErrorCode, FinishReason, JobStatus, Modality
+from .events import ModelInfo, Timings, Usage
+
+
+class ErrorDetail(Contract):
+    code: ErrorCode = Field(description="Stable, machine-readable error code.")
+    message: str = Field(description="What is wrong and how to fix it.")
+    param: str | None = Field(default=None, description="The field or header at fault, if one is.")
+
+
+class ErrorBody(Contract):
+    """Every 4xx/5xx answer of the gateway (OpenAI-like)."""
+
+    error: ErrorDetail
+
+
+class JobProgress(Contract):
+    step: int = Field(ge=0, description="Steps done.")
+    total: int = Field(ge=1, description="Steps in all.")
+    stage: str | None = None
+
+
+class ArtifactRef(Contract):
+    index: int = Field(ge=0)
+    uri: str = Field(description="Blob store URI; fetch it with GET /v1/artifacts/{key}.")
+    mime_type: str
+    bytes: int = Field(ge=0)
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    duration_s: float | None = None
+
+
+class JobResult(Contract):
+    finish_reason: FinishReason | None = None
+    text: str | None = Field(default=None, description="Full output of a text job.")
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
+
+
+class JobError(Contract):
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+
+
+class JobView(Contract):
+    """A job as the gateway reports it (built from the record the fan-out keeps in Redis)."""
+
+    id: str = Field(description="The job id (also the idempotency key).")
+    object: Literal["job"] = "job"
+    status: JobStatus
+    modality: Modality | None = None
+    model: str | None = Field(default=None, description="Model asked for; null means the default.")
+    created_at: float | None = None
+    progress: JobProgress | None = None
+    result: JobResult | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+    model_info: ModelInfo | None = Field(default=None, description="Model that served the job.")
+    error: JobError | None = None
+    cancel_reason: str | None = None
+    last_event_id: int = Field(default=0, ge=0, description="Newest replay log entry of the job.")

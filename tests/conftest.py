@@ -1,0 +1,53 @@
+"""Session fixtures: the real bundled Kafka broker and a real redis-server, each on a free
+loopback port, started once and stopped by PID. No mocks of either."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest
+
+from infra.kafka.broker import LocalBroker
+from infra.kafka.clients import ensure_topics
+from infra.kafka.topics import catalogue
+from infra.redis.server import LocalRedis
+
+try:  # one torch thread in tests (two collapse under load on these machines)
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # the core tests do not need torch
+    pass
+
+#: consumer timings that make group joins take about a second on the bundled broker
+FAST_GROUP = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
+#: the same for faust processes started by tests
+FAST_STREAMS_ENV = {
+    "GENLOOM_STREAMS_SESSION_TIMEOUT_S": "2",
+    "GENLOOM_STREAMS_HEARTBEAT_S": "0.5",
+    "GENLOOM_STREAMS_REBALANCE_TIMEOUT_S": "5",
+    "GENLOOM_KAFKA_SESSION_TIMEOUT_MS": "2000",
+    "GENLOOM_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """host:port of a bundled broker with every catalogue topic created."""
+    import asyncio
+
+    with LocalBroker() as broker:
+        asyncio.run(ensure_topics(broker.bootstrap, catalogue()))
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """URL of a throwaway redis-server (never the machine's shared one)."""
+    with LocalRedis() as server:
+        yield server.url

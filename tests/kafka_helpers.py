@@ -1,0 +1,55 @@
+"""Reading and writing the real broker from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from infra.kafka import clients
+from infra.kafka.codec import decode_event
+from schemas.events import TERMINAL_TYPES
+
+
+async def started_producer(bootstrap: str):
+    producer = clients.producer(bootstrap)
+    await clients.start_client(producer, bootstrap)
+    return producer
+
+
+async def read_topic(bootstrap: str, topic: str, *, until, timeout: float = 60.0) -> list:
+    """Read `topic` from the beginning (no group) until `until(messages)` is true."""
+    consumer = clients.consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")
+    await clients.start_client(consumer, bootstrap)
+    seen: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=100)
+            for messages in batches.values():
+                seen.extend(messages)
+            if until(seen):
+                return seen
+        raise AssertionError(f"timed out after {timeout}s reading {topic}: {len(seen)} messages seen")
+    finally:
+        await consumer.stop()
+
+
+async def job_events(bootstrap: str, topic: str, job_id: str, *, timeout: float = 60.0,
+                     settle: float = 0.0) -> list:
+    """The events of one job on `topic`, read until its first terminal event (plus `settle` s)."""
+
+    def events_of(messages):
+        out = []
+        for m in messages:
+            if m.key == job_id.encode():
+                out.append(decode_event(m.value))
+        return out
+
+    def done(messages):
+        return any(e.type in TERMINAL_TYPES for e in events_of(messages))
+
+    messages = await read_topic(bootstrap, topic, until=done, timeout=timeout)
+    if settle:
+        await asyncio.sleep(settle)
+        messages = await read_topic(bootstrap, topic, until=lambda m: len(m) >= len(messages), timeout=timeout)
+    return events_of(messages)

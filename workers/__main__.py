@@ -1,0 +1,75 @@
+"""`python -m workers MODALITY`: run one worker (text, speech, image, video) or the moderation gate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from infra.settings import KafkaSettings
+from schemas.enums import Modality
+
+from .registry import HandlerUnavailable, handler_factory
+from .settings import WorkerSettings
+
+
+async def _serve(service) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    task = asyncio.create_task(service.run())
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    await service.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if task in done and task.exception():
+        raise task.exception()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers")
+    parser.add_argument("role", choices=[m.value for m in Modality] + ["moderation"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    kafka = KafkaSettings()
+    if not kafka.bootstrap:
+        sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")
+    common = dict(bootstrap=kafka.bootstrap, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+                  session_timeout_ms=kafka.session_timeout_ms,
+                  heartbeat_interval_ms=kafka.heartbeat_interval_ms)
+    if args.role == "moderation":
+        from .moderation.runner import GateRunner
+        from .moderation.settings import ModerationSettings, build_gate
+
+        service = GateRunner(build_gate(ModerationSettings()), **common)
+    else:
+        from .runner import JobRunner
+
+        settings = WorkerSettings()
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        try:
+            handler = handler_factory(Modality(args.role))()
+        except HandlerUnavailable as exc:
+            sys.exit(str(exc))
+        service = JobRunner(handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
+                            max_message_bytes=kafka.max_message_bytes,
+                            cancel_lookback_s=settings.cancel_lookback_s, **common)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve(service))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The moderation gate between `genloom.events.raw` and `genloom.events`."""

@@ -1,0 +1,56 @@
+"""Which handler serves each modality. A modality whose handler is not installed is reported as
+missing by `genloom up` rather than faked."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+
+from schemas.enums import Modality
+
+from .handler import Handler
+
+#: module path of each modality's `create_handler()` factory
+HANDLERS: dict[Modality, str] = {
+    Modality.TEXT: "workers.text.handler",
+    Modality.SPEECH: "workers.speech.handler",
+    Modality.IMAGE: "workers.image.handler",
+    Modality.VIDEO: "workers.video.handler",
+}
+
+
+class HandlerUnavailable(RuntimeError):
+    pass
+
+
+def handler_factory(modality: Modality) -> Callable[[], Handler]:
+    path = HANDLERS[modality]
+    try:
+        module = importlib.import_module(path)
+    except ModuleNotFoundError as exc:
+        raise HandlerUnavailable(
+            f"no {modality.value} worker: {exc.name} is not installed"
+            + (" (install the extra: pip install 'genloom[...]')" if exc.name != path else "")
+        ) from None
+    factory = getattr(module, "create_handler", None)
+    if factory is None:
+        raise HandlerUnavailable(f"{path} has no create_handler()")
+    return factory
+
+
+def available() -> dict[Modality, str | None]:
+    """Each modality and why it cannot run (None when it can)."""
+    status: dict[Modality, str | None] = {}
+    for modality, path in HANDLERS.items():
+        spec = importlib.util.find_spec(path) if _parent_exists(path) else None
+        status[modality] = None if spec is not None else f"{path} is not implemented yet"
+    return status
+
+
+def _parent_exists(path: str) -> bool:
+    parent = path.rsplit(".", 1)[0]
+    try:
+        return importlib.util.find_spec(parent) is not None
+    except ModuleNotFoundError:
+        return False

@@ -1,0 +1,19 @@
+"""Settings shared by every worker process."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_WORKER_", extra="ignore", frozen=True)
+
+    id: str | None = Field(default=None, description="Worker instance id; default host-pid.")
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="Jobs in flight per worker; default is the engine's."
+    )
+    cancel_lookback_s: float = Field(
+        default=3600.0, description="How far back a starting worker reads cancels."
+    )
+    torch_threads: int = Field(default=0, ge=0, description="torch threads; 0 keeps torch's default.")
