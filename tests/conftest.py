@@ -51,3 +51,25 @@ def redis_url():
     """URL of a throwaway redis-server (never the machine's shared one)."""
     with LocalRedis() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
+    """`python -m streams` (routing and fan-out) as a real faust worker process."""
+    import subprocess
+    import sys
+
+    from infra.procs import stop_process
+
+    log_path = tmp_path_factory.mktemp("streams") / "streams.log"
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_REDIS_URL=redis_url,
+               **FAST_STREAMS_ENV)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streams"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop_process(proc, timeout=10)
+        if proc.returncode not in (0, -15, None):
+            print(log_path.read_text()[-4000:])

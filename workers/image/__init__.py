@@ -1,0 +1,1 @@
+"""Text-to-image: a pure diffusers engine, its validation, loading and PNG encoding."""

@@ -1,0 +1,129 @@
+"""Load a diffusers pipeline by model id or local folder, on the right device and dtype.
+
+A folder built by genloom (the tiny random pipelines) carries a ``genloom_model.json``
+marker; its ``weights`` field is copied into ``ModelInfo`` so that random weights are
+never mistaken for a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+#: Seed design for text-to-image in production (needs a download and a GPU).
+PRODUCTION_IMAGE_MODEL_ID = "stabilityai/stable-diffusion-3.5-large"
+
+#: Label of pipelines whose weights are randomly initialised (tests, embedded default).
+RANDOM_WEIGHTS = "RANDOM_WEIGHTS"
+#: Label of pipelines loaded from trained weights.
+PRETRAINED_WEIGHTS = "PRETRAINED_WEIGHTS"
+
+#: Marker file written into folders built by genloom.
+MARKER_FILE = "genloom_model.json"
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "genloom" / "models"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_id: str  #: the id or folder the pipeline was loaded from
+    pipeline_class: str
+    weights: str  #: RANDOM_WEIGHTS or PRETRAINED_WEIGHTS
+    device: str
+    dtype: str
+    attention: str  #: "sdpa" when every attention processor uses scaled_dot_product_attention
+    vae_scale_factor: int
+
+
+def select_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """CUDA with fp16 when available (or asked for), otherwise CPU with float32."""
+    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
+
+
+def read_marker(folder: str | os.PathLike[str]) -> dict[str, object] | None:
+    path = Path(folder) / MARKER_FILE
+    if not path.is_file():
+        return None
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def _use_sdpa(pipe: DiffusionPipeline) -> str:
+    """Put SDPA on UNet attention (the torch-2 default, made explicit); report what runs."""
+    unet = getattr(pipe, "unet", None)
+    if unet is not None:
+        unet.set_attn_processor(AttnProcessor2_0())
+    denoiser = unet if unet is not None else getattr(pipe, "transformer", None)
+    if denoiser is None or not hasattr(denoiser, "attn_processors"):
+        return "unknown"
+    names = {type(p).__name__ for p in denoiser.attn_processors.values()}
+    return "sdpa" if names and all(n.endswith("2_0") for n in names) else ",".join(sorted(names))
+
+
+def load_pipeline(
+    model: str | os.PathLike[str], device: str | None = None
+) -> tuple[DiffusionPipeline, ModelInfo]:
+    """Load offline (``local_files_only``) from a folder or the local hub cache."""
+    dev, dtype = select_device(device)
+    index = DiffusionPipeline.load_config(str(model), local_files_only=True)
+    # Moderation is a separate stage (workers/moderation), so the built-in checker is off.
+    overrides = {"safety_checker": None} if "safety_checker" in index else {}
+    pipe = DiffusionPipeline.from_pretrained(
+        str(model), torch_dtype=dtype, local_files_only=True, **overrides
+    )
+    pipe = pipe.to(dev)
+    pipe.set_progress_bar_config(disable=True)
+    attention = _use_sdpa(pipe)
+    marker = read_marker(model) if Path(model).is_dir() else None
+    weights = str(marker["weights"]) if marker else PRETRAINED_WEIGHTS
+    info = ModelInfo(
+        model_id=str(model),
+        pipeline_class=type(pipe).__name__,
+        weights=weights,
+        device=str(dev),
+        dtype=str(dtype).removeprefix("torch."),
+        attention=attention,
+        vae_scale_factor=int(getattr(pipe, "vae_scale_factor", 8)),
+    )
+    return pipe, info
+
+
+def save_once(
+    path: str | os.PathLike[str], marker: dict[str, object], build: Callable[[Path], None]
+) -> Path:
+    """Build into a temp folder beside ``path`` and rename it into place.
+
+    Reuses ``path`` when its marker equals ``marker``; a stale folder is replaced. When two
+    processes race, the first rename wins and the loser's copy is discarded.
+    """
+    target = Path(path).expanduser()
+    if read_marker(target) == marker:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        build(tmp)
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, sort_keys=True))
+        if target.exists():
+            stale = target.parent / f".{target.name}.stale-{uuid.uuid4().hex}"
+            target.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if read_marker(target) != marker:  # lost a race to a different build
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,1 @@
+"""Text-to-video: a pure diffusers engine for long-running jobs, validation, MP4 encoding."""

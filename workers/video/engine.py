@@ -1,0 +1,84 @@
+"""The pure text-to-video engine: one long-running job at a time, frames out.
+
+The runner calls ``generate`` in a worker thread; ``on_step`` becomes progress events and
+``should_stop`` (a cancel flag) is polled after every step, so a cancel lands within one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from workers.image.errors import GenerationCancelled
+from workers.image.pipeline import ModelInfo
+
+OnStep = Callable[[int, int], None]
+ShouldStop = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    job_id: str
+    prompt: str
+    seed: int
+    frames: int = 16
+    fps: int = 8
+    width: int = 512
+    height: int = 512
+    steps: int = 25
+    guidance: float = 7.5
+    negative_prompt: str = ""
+
+
+def to_uint8_frames(video: np.ndarray) -> list[np.ndarray]:
+    """(frames, H, W, C) floats in [0, 1] -> a list of (H, W, 3) uint8 frames."""
+    scaled = np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
+    return list(scaled)
+
+
+class VideoEngine:
+    def __init__(self, pipe: DiffusionPipeline, model_info: ModelInfo) -> None:
+        self._pipe = pipe
+        self.model_info = model_info
+
+    def generate(
+        self,
+        job: VideoJob,
+        on_step: OnStep | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> list[np.ndarray]:
+        """Generate ``job``'s frames as (H, W, 3) uint8 arrays.
+
+        Raises ``GenerationCancelled`` when ``should_stop`` returns true, checked before the
+        first step and after each one.
+        """
+        if should_stop is not None and should_stop():
+            raise GenerationCancelled(0)
+
+        def step_end(pipe: DiffusionPipeline, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            # Runs once per denoising step (hot loop).
+            if on_step is not None:
+                on_step(i + 1, pipe.num_timesteps)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled(i + 1)
+            return tensors
+
+        with torch.inference_mode():
+            out = self._pipe(
+                prompt=job.prompt,
+                negative_prompt=job.negative_prompt,
+                num_frames=job.frames,
+                width=job.width,
+                height=job.height,
+                num_inference_steps=job.steps,
+                guidance_scale=job.guidance,
+                generator=torch.Generator("cpu").manual_seed(job.seed),
+                output_type="np",
+                callback_on_step_end=step_end,
+            )
+        return to_uint8_frames(np.asarray(out.frames[0]))
