@@ -1,0 +1,66 @@
+"""`genloom up` as a user runs it: everything starts, SIGTERM stops everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from infra.procs import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
+    port = free_port()
+    env = dict(os.environ, COLUMNS="250", GENLOOM_HOME=str(tmp_path), GENLOOM_BLOB_DIR=str(tmp_path / "blobs"),
+               GENLOOM_KAFKA_SESSION_TIMEOUT_MS="2000", GENLOOM_KAFKA_HEARTBEAT_INTERVAL_MS="500",
+               GENLOOM_STREAMS_SESSION_TIMEOUT_S="2", GENLOOM_STREAMS_HEARTBEAT_S="0.5")
+    env.pop("GENLOOM_KAFKA_BOOTSTRAP", None)
+    env.pop("GENLOOM_REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli.main", "up", "--port", str(port), "--only", "speech"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    output = ""
+    try:
+        deadline = time.monotonic() + 120
+        while "stop with Ctrl-C" not in output and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            output += line
+        assert "stop with Ctrl-C" in output, output
+        assert re.search(r"kafka\s.*up.*bundled broker", output)
+        assert re.search(r"worker-speech\s.*up", output)
+        assert re.search(r"worker-image\s.*missing|worker-image", output) is None  # --only speech
+        pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
+        assert len(pids) >= 3 and all(_alive(p) for p in pids)
+        time.sleep(1.0)
+        assert all(_alive(p) for p in pids), "a component died right after start"
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+        output += rest
+        assert proc.returncode == 0, output
+        assert "nothing left running" in output
+        assert not [p for p in pids if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
