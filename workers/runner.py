@@ -170,20 +170,27 @@ class JobRunner:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _process(self, tp: TopicPartition, msg) -> None:
+        """Run one job. Its offset is marked done only once the job ended here (a terminal
+        event was acknowledged, or the message was dead-lettered); a job interrupted by a
+        shutdown or a rebalance stays uncommitted, so its next owner runs it again."""
         ctx: JobContext | None = None
+        ended = False
         try:
             try:
                 request = decode_request(msg.value)
             except (ValidationError, ValueError) as exc:
                 await self._reject(tp, msg, exc)
+                ended = True
                 return
             ctx = JobContext(request, self.emitter, attempt=time.time_ns() // 1_000_000,
                              worker_id=self.worker_id, model=self.handler.model_info)
-            previous = self._inflight.get(request.job_id)
-            if previous is not None:  # the same job redelivered while it runs here: keep one
+            if request.job_id in self._inflight:  # redelivered while it runs here: that run ends it
+                ctx = None
+                ended = True
                 return
             self._inflight[request.job_id] = (ctx, asyncio.current_task(), tp)
             await self._run_job(ctx)
+            ended = True
         except asyncio.CancelledError:
             raise
         except Exception:  # never lose the worker over one job
@@ -191,10 +198,12 @@ class JobRunner:
             if ctx is not None:
                 await ctx.failed(ErrorCode.INTERNAL_ERROR,
                                  "the worker hit an unexpected error; retry, and report it if it repeats")
+                ended = True
         finally:
             if ctx is not None and self._inflight.get(ctx.job_id, (None,))[0] is ctx:
                 del self._inflight[ctx.job_id]
-            await self._commit(tp, msg.offset)
+            if ended:
+                await self._commit(tp, msg.offset)
 
     async def _run_job(self, ctx: JobContext) -> None:
         request = ctx.request

@@ -87,6 +87,9 @@ def up(
         with console.status("starting processes (the first start builds model caches)..."):
             stack.start()
         _show(stack, missing, dev_key, port)
+        from infra.cli.jobs import save_connection
+
+        save_connection(f"http://127.0.0.1:{port}", dev_key or os.environ.get("GENLOOM_API_KEY"))
         started = time.monotonic()
         while not stopping:
             time.sleep(0.5)
@@ -147,6 +150,51 @@ def topics(bootstrap: str = typer.Option(None, help="Kafka host:port (default GE
                       str(row.expected), row.group or "", "" if row.lag is None else str(row.lag),
                       row.purpose)
     console.print(table)
+
+
+@app.command()
+def submit(
+    prompt: str = typer.Argument(None, help="The prompt (text: the user message; speech: the text to speak)."),
+    modality: str = typer.Option("text", "--modality", "-m", help="text, speech, image or video."),
+    file: Path = typer.Option(None, "--file", "-f", help="A GenerationRequest JSON file."),
+    max_tokens: int = typer.Option(None, help="text: most tokens to generate."),
+    temperature: float = typer.Option(None, help="text: sampling temperature (0 = greedy)."),
+    steps: int = typer.Option(None, help="image/video: denoising steps."),
+    width: int = typer.Option(None, help="image/video: width in pixels."),
+    height: int = typer.Option(None, help="image/video: height in pixels."),
+    frames: int = typer.Option(None, help="video: number of frames."),
+    voice: str = typer.Option(None, help="speech: voice name."),
+    seed: int = typer.Option(None, help="Seed for reproducible output."),
+    job_id: str = typer.Option(None, help="Idempotency key; resubmitting it never runs the job twice."),
+    wait: bool = typer.Option(True, help="Follow the job's events until it ends."),
+    url: str = typer.Option(None, help="Gateway URL (default: the one `genloom up` started)."),
+    api_key: str = typer.Option(None, help="API key (default: GENLOOM_API_KEY or the development key)."),
+) -> None:
+    """Submit a job and print its events as they arrive: tokens as they stream, a progress bar for steps."""
+    from infra.cli.jobs import build_request, resolve_connection, run_cli, submit_and_follow
+
+    if prompt is None and file is None:
+        raise typer.BadParameter("give a prompt or --file", param_hint="PROMPT")
+    url, key = resolve_connection(url, api_key)
+    body = build_request(modality, prompt, file, {
+        "max_tokens": max_tokens, "temperature": temperature, "steps": steps, "width": width,
+        "height": height, "frames": frames, "voice": voice, "seed": seed, "job_id": job_id})
+    terminal = run_cli(submit_and_follow(url, key, body, console, wait))
+    raise typer.Exit(0 if terminal in ("completed", "queued") else 1)
+
+
+@app.command()
+def watch(
+    job_id: str = typer.Argument(..., help="The job to follow."),
+    url: str = typer.Option(None, help="Gateway URL."),
+    api_key: str = typer.Option(None, help="API key."),
+) -> None:
+    """Follow a job's events from the start (reconnecting with Last-Event-ID if the connection drops)."""
+    from infra.cli.jobs import follow, resolve_connection, run_cli
+
+    url, key = resolve_connection(url, api_key)
+    terminal = run_cli(follow(url, key, job_id, console))
+    raise typer.Exit(0 if terminal == "completed" else 1)
 
 
 @app.command()
