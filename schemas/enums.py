@@ -101,6 +101,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     #: the job_id was reused with a different request
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    #: the result is asked for before the job completed (poll its status first)
+    NOT_READY = "not_ready"
     #: the Last-Event-ID is older than the replay window
     REPLAY_EXPIRED = "replay_expired"
     #: the deadline passed before the job finished

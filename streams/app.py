@@ -8,6 +8,7 @@ from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from schemas.enums import Modality
 
 from .settings import StreamsSettings
+from .transport import LowLatencyTransport
 
 RAW = {"value_type": bytes, "key_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
 
@@ -22,9 +23,21 @@ class Topics:
         self.jobs = {m: app.topic(jobs_topic(m), internal=False, **RAW) for m in Modality}
 
 
+class GenloomApp(faust.App):
+    """faust.App with genloom's low-latency consumer transport."""
+
+    def __init__(self, *args, fetch_max_wait_ms: int = 10, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+
+    def _new_transport(self):
+        return LowLatencyTransport(self.conf.broker_consumer, self)
+
+
 def create_app(bootstrap: str, settings: StreamsSettings) -> tuple[faust.App, Topics]:
-    app = faust.App(
+    app = GenloomApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{bootstrap}",
         store="memory://",
         autodiscover=False,

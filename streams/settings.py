@@ -15,5 +15,8 @@ class StreamsSettings(BaseSettings):
     )
     heartbeat_s: float = Field(default=1.0)
     rebalance_timeout_s: float = Field(default=10.0)
+    fetch_max_wait_ms: int = Field(
+        default=10, ge=1, description="Consumer fetch wait; the bundled broker never ends a wait early."
+    )
     web_port: int = Field(default=0, description="Faust web port; 0 runs without the web server.")
     max_message_bytes: int = Field(default=8 * 1024 * 1024, description="Larger requests are dead-lettered.")

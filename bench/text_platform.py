@@ -1,0 +1,216 @@
+"""What the platform adds to a chat completion, and genloom against `transformers serve`.
+
+One run, same model (SmolLM2-135M-Instruct from the wheel's dequantised cache), same prompts,
+greedy, one torch thread per model process:
+
+1. overhead: the text engine called in this process (baseline) against genloom end to end
+   (HTTP → Kafka → streams → text worker → moderation → fan-out → Redis → SSE), one request at a
+   time: time to first token and time per output token, p50; the difference is the platform's.
+2. serving: genloom's /v1/chat/completions against Hugging Face's `transformers serve` (continuous
+   batching on) at 16 concurrent streamed requests, measured by one client (the official openai
+   SDK): output tokens/s and time to first token p50.
+
+Writes ``bench/results/text_platform.json``.
+
+    python bench/text_platform.py [--requests 8] [--max-tokens 32] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import openai  # noqa: E402
+
+from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
+from infra.stack import Stack  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "text_platform.json"
+MODEL = "smollm2-135m-instruct"
+PROMPTS = [
+    "Name a colour.", "What is two plus two?", "Say hello in French.", "Name a large animal.",
+    "What is the capital of Italy?", "Give me a word that rhymes with cat.", "Name a planet.",
+    "What do bees make?",
+]
+FAST = {"GENLOOM_KAFKA_SESSION_TIMEOUT_MS": "2000", "GENLOOM_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "GENLOOM_STREAMS_SESSION_TIMEOUT_S": "2", "GENLOOM_STREAMS_HEARTBEAT_S": "0.5",
+        "GENLOOM_STREAMS_REBALANCE_TIMEOUT_S": "5", "GENLOOM_WORKER_TORCH_THREADS": "1"}
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def engine_baseline(n: int, max_tokens: int) -> dict:
+    """TTFT and TPOT of the engine called directly, one request at a time."""
+    import torch
+
+    from workers.text.engine import TextEngine
+    from workers.text.loader import load_text_model
+    from workers.text.sampling import SamplingParams
+
+    torch.set_num_threads(1)
+    loaded = load_text_model()
+    engine = TextEngine(loaded.model, loaded.tokenizer)
+    ttft, tpot, tokens = [], [], 0
+    for i in range(n + 1):  # the first run warms up and is not counted
+        prompt = loaded.format_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
+        engine.add_request(f"r{i}", prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0))
+        start, first, count = time.perf_counter(), None, 0
+        while engine.has_unfinished():
+            for out in engine.step():
+                if out.token_ids and first is None:
+                    first = time.perf_counter()
+                count += len(out.token_ids)
+        end = time.perf_counter()
+        if i:
+            ttft.append(first - start)
+            tpot.append((end - first) / max(1, count - 1))
+            tokens += count
+    return {"ttft_p50_ms": p50(ttft) * 1000, "tpot_p50_ms": p50(tpot) * 1000, "tokens": tokens}
+
+
+async def one_stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> tuple[float, float, int]:
+    start = time.perf_counter()
+    stream = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
+        stream=True)
+    first, count, last = None, 0, start
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            last = time.perf_counter()
+            first = first or last
+            count += 1
+    return (first or last) - start, last, count
+
+
+async def sequential(url: str, key: str, model: str, n: int, max_tokens: int) -> dict:
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+    await one_stream(client, model, PROMPTS[0], max_tokens)  # warm-up
+    ttft, tpot = [], []
+    for i in range(n):
+        start = time.perf_counter()
+        first, last, count = await one_stream(client, model, PROMPTS[(i + 1) % len(PROMPTS)], max_tokens)
+        ttft.append(first)
+        tpot.append((last - start - first) / max(1, count - 1))
+    await client.close()
+    return {"ttft_p50_ms": p50(ttft) * 1000, "tpot_p50_ms": p50(tpot) * 1000}
+
+
+async def concurrent(url: str, key: str, model: str, concurrency: int, max_tokens: int) -> dict:
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=600)
+    await one_stream(client, model, PROMPTS[0], 4)  # warm-up
+    start = time.perf_counter()
+    results = await asyncio.gather(*(one_stream(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+                                     for i in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    chunks = sum(r[2] for r in results)
+    return {"output_chunks": chunks, "elapsed_s": elapsed, "chunks_per_s": chunks / elapsed,
+            "ttft_p50_ms": p50([r[0] for r in results]) * 1000}
+
+
+def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
+    port = free_port()
+    key = "bench-key"
+    stack = Stack(log_dir=log_dir, env={**FAST, "GENLOOM_API_KEYS": f"{key}:bench",
+                                        "GENLOOM_TEXT_MAX_BATCH_SIZE": "16"})
+    stack.start_backends()
+    stack.add("streams", ["streams"])
+    stack.add("moderation", ["workers", "moderation"])
+    stack.add("worker-text", ["workers", "text"])
+    stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
+    stack.start()
+    return stack, f"http://127.0.0.1:{port}/v1", key
+
+
+def start_transformers_serve(log_dir: Path) -> tuple[subprocess.Popen, str, str]:
+    from workers.text.settings import TextSettings
+
+    model_dir = str(TextSettings().cache_dir / "smollm2-135m-instruct")
+    port = free_port()
+    log = open(log_dir / "transformers-serve.log", "wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "transformers"), "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--continuous_batching", "--dtype", "float32", "--device", "cpu", "--force_model", model_dir],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    wait_for_port(port, 180, proc)
+    return proc, f"http://127.0.0.1:{port}/v1", model_dir
+
+
+async def wait_ready(url: str, key: str, model: str, timeout: float = 300) -> None:
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await one_stream(client, model, "hi", 2)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+    await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--skip-hf", action="store_true", help="skip the transformers serve comparison")
+    args = parser.parse_args()
+    log_dir = Path("/tmp/genloom-bench-logs")
+    log_dir.mkdir(exist_ok=True)
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "max_tokens": args.max_tokens}
+
+    results["engine_in_process"] = engine_baseline(args.requests, args.max_tokens)
+    stack, url, key = start_genloom(log_dir)
+    try:
+        asyncio.run(wait_ready(url, key, MODEL))
+        results["genloom_sequential"] = asyncio.run(sequential(url, key, MODEL, args.requests, args.max_tokens))
+        results["genloom_concurrent"] = asyncio.run(concurrent(url, key, MODEL, args.concurrency, args.max_tokens))
+    finally:
+        stack.stop()
+    if not args.skip_hf:
+        proc, hf_url, hf_model = start_transformers_serve(log_dir)
+        try:
+            asyncio.run(wait_ready(hf_url, "none", hf_model))
+            results["transformers_serve_concurrent"] = asyncio.run(
+                concurrent(hf_url, "none", hf_model, args.concurrency, args.max_tokens))
+        finally:
+            stop_process(proc)
+
+    base, ours = results["engine_in_process"], results["genloom_sequential"]
+    results["overhead"] = {"ttft_p50_ms": ours["ttft_p50_ms"] - base["ttft_p50_ms"],
+                           "tpot_p50_ms": ours["tpot_p50_ms"] - base["tpot_p50_ms"]}
+    print(f"{'':28} {'TTFT p50 ms':>12} {'TPOT p50 ms':>12}")
+    print(f"{'engine in-process':28} {base['ttft_p50_ms']:12.1f} {base['tpot_p50_ms']:12.1f}")
+    print(f"{'genloom end to end':28} {ours['ttft_p50_ms']:12.1f} {ours['tpot_p50_ms']:12.1f}")
+    print(f"{'platform overhead':28} {results['overhead']['ttft_p50_ms']:12.1f} {results['overhead']['tpot_p50_ms']:12.1f}")
+    g = results["genloom_concurrent"]
+    print(f"\n{args.concurrency} concurrent streams    {'chunks/s':>10} {'TTFT p50 ms':>12}")
+    print(f"{'genloom':28} {g['chunks_per_s']:10.1f} {g['ttft_p50_ms']:12.1f}")
+    if "transformers_serve_concurrent" in results:
+        h = results["transformers_serve_concurrent"]
+        print(f"{'transformers serve':28} {h['chunks_per_s']:10.1f} {h['ttft_p50_ms']:12.1f}")
+        print(f"{'ratio genloom / hf':28} {g['chunks_per_s'] / h['chunks_per_s']:10.2f}")
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

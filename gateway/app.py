@@ -1,0 +1,117 @@
+"""The gateway app: `create_app` takes started clients; `serve_app` builds them from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from infra.blob import BlobStore
+from infra.blob.config import BlobSettings, blob_store
+from infra.kafka.clients import producer as kafka_producer
+from infra.kafka.clients import start_client
+from infra.redis.client import check, connect
+from infra.settings import KafkaSettings, RedisSettings
+
+from . import artifacts, errors, health, jobs
+from .openai import audio as openai_audio
+from .openai import chat as openai_chat
+from .openai import images as openai_images
+from .openai import videos as openai_videos
+from .openai.catalog import TextModelCatalog
+from .openai.media_catalog import MediaCatalog
+from .admission import Admission
+from .auth import ApiKeys
+from .lifecycle import JobService
+from .settings import ApiKeySettings, GatewaySettings
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    redis: aioredis.Redis | None,
+    producer,
+    api_keys: ApiKeys | None = None,
+    blobs: BlobStore | None = None,
+    text_models: TextModelCatalog | None = None,
+    media: MediaCatalog | None = None,
+    lifespan=None,
+) -> FastAPI:
+    """The app over clients the caller owns (started, and stopped by the caller)."""
+    app = FastAPI(title="genloom gateway", version="0.1.0", lifespan=lifespan)
+    if redis is not None:
+        _attach(app, settings, redis, producer)
+    app.state.settings = settings
+    if api_keys is None:
+        access = ApiKeySettings()
+        api_keys = ApiKeys.from_settings(access.api_keys, access.api_keys_file)
+    app.state.api_keys = api_keys
+    app.state.blobs = blobs if blobs is not None else blob_store(BlobSettings())
+    app.state.text_models = text_models if text_models is not None else TextModelCatalog([])
+    app.state.media = media if media is not None else MediaCatalog.from_settings()
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(artifacts.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_images.router)
+    app.include_router(openai_videos.router)
+    app.include_router(openai_audio.router)
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, producer) -> None:
+    app.state.redis = redis
+    app.state.producer = producer
+    admission = Admission(
+        redis, max_inflight=settings.max_inflight, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s
+    )
+    app.state.jobs = JobService(
+        redis, producer, admission, retry_after_s=settings.retry_after_s, publish_timeout_s=settings.publish_timeout_s
+    )
+
+
+def _openapi(app: FastAPI) -> dict:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        request = jobs.request_schema()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(request.pop("$defs", {}))
+        components["GenerationRequest"] = request
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def serve_app() -> FastAPI:
+    """For uvicorn (`factory=True`): settings from the environment, clients opened in the lifespan."""
+    settings = GatewaySettings()
+    kafka = KafkaSettings()
+    redis_url = RedisSettings().url
+    if not kafka.bootstrap or not redis_url:
+        raise SystemExit(
+            "the gateway needs GENLOOM_KAFKA_BOOTSTRAP and GENLOOM_REDIS_URL: run `genloom up`, or set them"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(redis_url)
+        await check(redis, redis_url)
+        producer = kafka_producer(kafka.bootstrap, client_id=f"{kafka.client_id}-gateway",
+                                  max_message_bytes=kafka.max_message_bytes)
+        await start_client(producer, kafka.bootstrap)
+        _attach(app, settings, redis, producer)
+        await app.state.blobs.start()
+        await app.state.text_models.load()
+        try:
+            yield
+        finally:
+            await app.state.blobs.stop()
+            await producer.stop()
+            await redis.aclose()
+
+    return create_app(settings, redis=None, producer=None, text_models=TextModelCatalog.from_settings(),
+                      lifespan=lifespan)

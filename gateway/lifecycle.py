@@ -1,0 +1,147 @@
+"""Submit, look up and cancel jobs: Redis for state, Kafka for everything that happens next."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
+
+from infra.kafka.codec import encode
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS
+from infra.redis import keys
+from schemas import AnyRequest
+from schemas.api import JobView
+from schemas.control import CancelJob
+from schemas.enums import ErrorCode, EventSource, JobStatus
+from schemas.events import Accepted, Cancelled
+
+from . import records
+from .admission import Admission, Existing, Full
+from .errors import ApiError, not_found
+from .submission import fingerprint
+
+log = logging.getLogger(__name__)
+
+#: Kafka header telling the routing agent that the gateway published `accepted` itself; must
+#: equal streams.routing.agents.ACCEPTED_HEADER (a unit test checks it)
+ACCEPTED_HEADER = "genloom-accepted"
+
+#: the gateway's own events per job: `accepted` is seq 0, a cancel-while-queued is seq 1
+_ACCEPTED_SEQ, _CANCELLED_SEQ = 0, 1
+
+
+class JobService:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        producer,
+        admission: Admission,
+        *,
+        retry_after_s: int,
+        publish_timeout_s: float,
+        cancel_ttl_s: int = keys.CANCEL_TTL_S,
+    ) -> None:
+        self._redis = redis
+        self._producer = producer
+        self._admission = admission
+        self._retry_after = retry_after_s
+        self._timeout = publish_timeout_s
+        self._cancel_ttl = cancel_ttl_s
+
+    async def submit(self, request: AnyRequest) -> tuple[JobView, bool]:
+        """The job and whether this call created it (False: an idempotent repeat)."""
+        fp = fingerprint(request)
+        modality = request.modality.value
+        record = records.initial_record(
+            tenant=request.tenant, modality=modality, model=request.model, fingerprint=fp,
+            webhook=request.webhook.model_dump_json() if request.webhook else None, created_at=time.time(),
+        )
+        outcome = await self._admission.admit(request.job_id, request.tenant, modality, record)
+        if isinstance(outcome, Existing):
+            if outcome.fingerprint != fp or outcome.tenant != request.tenant:
+                raise ApiError(
+                    ErrorCode.IDEMPOTENCY_CONFLICT,
+                    f"job_id {request.job_id!r} was already used for a different request:"
+                    " send the same request again, or use a new job_id",
+                    param="job_id",
+                )
+            return await self.get(request.job_id, request.tenant), False
+        if isinstance(outcome, Full):
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"tenant has {outcome.held} {modality} jobs in flight, the limit: retry after"
+                f" {self._retry_after}s or when one finishes",
+                headers={"Retry-After": str(self._retry_after)},
+            )
+        accepted = Accepted(
+            job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
+            tenant=request.tenant, modality=request.modality, model=request.model,
+        )
+        # the request first: until it is durable nothing else is published, so a rollback
+        # leaves no trace and a retry with the same job_id starts clean
+        try:
+            await self._publish((REQUESTS, request.key, encode(request), [(ACCEPTED_HEADER, b"1")]))
+        except ApiError:
+            await self._admission.rollback(request.job_id, request.tenant, modality, fp)
+            raise
+        try:
+            await self._publish((EVENTS, request.job_id, encode(accepted), None))
+        except ApiError:
+            # the job is durable and will run; only its `accepted` event is missing from the stream
+            log.error("job %s is queued but its accepted event could not be published", request.job_id)
+        return records.view(request.job_id, record), True
+
+    async def get(self, job_id: str, tenant: str) -> JobView:
+        record = await records.load(self._redis, job_id)
+        if not records.owned_by(record, tenant):
+            raise not_found("job", job_id)
+        return records.view(job_id, record)
+
+    async def require(self, job_id: str, tenant: str) -> dict[str, str]:
+        record = await records.load(self._redis, job_id)
+        if not records.owned_by(record, tenant):
+            raise not_found("job", job_id)
+        return record
+
+    async def cancel(self, job_id: str, tenant: str, reason: str | None = None) -> tuple[JobView, bool]:
+        """The job, and whether this call published the cancel (False: terminal or cancelled already)."""
+        record = await self.require(job_id, tenant)
+        status = JobStatus(record.get("status", "queued"))
+        if status.terminal:
+            return records.view(job_id, record), False
+        flag = keys.cancel_flag(job_id)
+        if not await self._redis.set(flag, tenant, nx=True, ex=self._cancel_ttl):
+            return records.view(job_id, record), False
+        messages = [(CONTROL, job_id, encode(CancelJob(job_id=job_id, tenant=tenant, reason=reason)), None)]
+        if status == JobStatus.QUEUED:
+            cancelled = Cancelled(
+                job_id=job_id, seq=_CANCELLED_SEQ, source=EventSource.GATEWAY, reason=reason or "cancelled while queued"
+            )
+            messages.append((EVENTS, job_id, encode(cancelled), None))
+        try:
+            await self._publish(*messages)
+        except ApiError:
+            await self._redis.delete(flag)
+            raise
+        return records.view(job_id, record), True
+
+    async def _publish(self, *messages: tuple[str, str, bytes, list | None]) -> None:
+        """Send all, then wait for every acknowledgement; any failure is one 503."""
+        async def send_all() -> None:
+            futures = [
+                await self._producer.send(topic, value, key=key.encode(), headers=headers)
+                for topic, key, value, headers in messages
+            ]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), self._timeout)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            log.error("publishing to Kafka failed: %s", exc)
+            raise ApiError(
+                ErrorCode.BACKEND_UNAVAILABLE,
+                f"the event log is unavailable ({type(exc).__name__}): retry with the same job_id",
+            ) from None

@@ -1,0 +1,160 @@
+"""`POST /v1/chat/completions` (streamed and not) and `GET /v1/models`, as OpenAI serves them.
+
+A completion is a text job: it is admitted, queued and generated like any other, and its events
+come from the same replay log. Closing a streamed completion cancels its job, so the worker stops
+generating within one decode step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from schemas.enums import ErrorCode
+from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+
+from ..auth import tenant_of
+from ..body import read_json
+from ..errors import ApiError
+from ..replay import Entry, follow
+from .translate import ChunkWriter, completion, parse_chat_body, to_text_request
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+#: cancels sent after a client went away; held so they finish even though the request is over
+_BACKGROUND: set[asyncio.Task] = set()
+
+
+@router.get("/models", response_model=ModelList, summary="Models served (OpenAI-compatible)")
+async def list_models(request: Request, tenant: str = Depends(tenant_of)) -> ModelList:
+    catalog = request.app.state.text_models
+    return ModelList(data=[ModelCard(id=e.name, created=e.created) for e in catalog.entries()])
+
+
+def _cancel_later(request: Request, job_id: str, tenant: str, reason: str) -> None:
+    task = asyncio.get_running_loop().create_task(request.app.state.jobs.cancel(job_id, tenant, reason))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+def _failure(event: dict) -> ApiError:
+    """A job that failed before its first token answers with the failure's own code and status."""
+    return ApiError(ErrorCode(event["code"]), event["message"])
+
+
+@router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": ChatCompletionRequest.model_json_schema()}}}},
+             responses={200: {"model": ChatCompletion}})
+async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
+    state = request.app.state
+    body = parse_chat_body(await read_json(request, state.settings.max_body_bytes))
+    job_request = to_text_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
+                                  catalog=state.text_models)
+    await state.jobs.submit(job_request)
+    job_id = job_request.job_id
+    record = await state.jobs.require(job_id, tenant)
+    events = follow(state.redis, job_id, record, None, int(state.settings.sse_keepalive_s * 1000))
+    writer = ChunkWriter(f"chatcmpl-{job_id}", body.model)
+    try:
+        first = await _next_output(events, request, job_id, tenant)
+    except BaseException:
+        await events.aclose()
+        raise
+    if first is not None and first.type == "failed":
+        await events.aclose()
+        raise _failure(json.loads(first.data))
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(_stream(request, events, first, writer, job_id, tenant, include_usage),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                          "X-Genloom-Job-Id": job_id})
+    return await _collect(request, events, first, writer, job_id, tenant)
+
+
+async def _next_output(events: AsyncIterator[Entry | None], request: Request, job_id: str,
+                       tenant: str) -> Entry | None:
+    """The first event that says how the job goes (a token or a terminal event)."""
+    async for entry in events:
+        if entry is None:
+            if await request.is_disconnected():
+                _cancel_later(request, job_id, tenant, "client disconnected")
+                return None
+            continue
+        if entry.type == "token" or entry.terminal:
+            return entry
+    return None
+
+
+async def _stream(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str, tenant: str,
+                  include_usage: bool) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        yield writer.role()
+        entry = first
+        while entry is not None or not finished:
+            if entry is None:
+                entry = await anext(events, None)
+                if entry is None and not finished:
+                    yield b": keep-alive\n\n"
+                    continue
+            data = json.loads(entry.data)
+            if entry.type == "token":
+                if data["text"]:
+                    yield writer.content(data["text"])
+            elif entry.type == "completed":
+                finished = True
+                yield writer.finish(data["finish_reason"])
+                if include_usage:
+                    yield writer.usage(data["usage"])
+                yield writer.done()
+                return
+            elif entry.type == "failed":
+                finished = True
+                yield writer.error(data["code"], data["message"])
+                yield writer.done()
+                return
+            elif entry.type == "cancelled":
+                finished = True
+                yield writer.error("cancelled", f"the job was cancelled: {data.get('reason') or 'on request'}")
+                yield writer.done()
+                return
+            entry = None
+    finally:
+        await events.aclose()
+        if not finished:  # the client went away mid-stream: stop generating for nobody
+            _cancel_later(request, job_id, tenant, "client disconnected")
+
+
+async def _collect(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str,
+                   tenant: str) -> JSONResponse:
+    text: list[str] = []
+    entry = first
+    try:
+        while True:
+            if entry is None:
+                entry = await anext(events, None)
+                if entry is None:
+                    if await request.is_disconnected():
+                        _cancel_later(request, job_id, tenant, "client disconnected")
+                        raise ApiError(ErrorCode.INVALID_REQUEST, "client disconnected")
+                    continue
+            data = json.loads(entry.data)
+            if entry.type == "token":
+                text.append(data["text"])
+            elif entry.type == "completed":
+                result = completion(writer.id, writer.model, data.get("text") or "".join(text),
+                                    data["finish_reason"], data["usage"])
+                return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": job_id})
+            elif entry.type == "failed":
+                raise _failure(data)
+            elif entry.type == "cancelled":
+                raise ApiError(ErrorCode.INVALID_REQUEST, "the job was cancelled before it finished")
+            entry = None
+    finally:
+        await events.aclose()

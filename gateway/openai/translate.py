@@ -1,0 +1,150 @@
+"""Pure translation between OpenAI chat bodies and genloom jobs and events."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import TextRequest
+from schemas.enums import ErrorCode
+from schemas.errors import describe_validation_error
+from schemas.openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceMessage,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionUsage,
+)
+from schemas.requests import TextParams
+
+from ..errors import ApiError
+from .catalog import TextModelCatalog
+
+#: genloom finish reasons as OpenAI names them
+FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+
+
+def parse_chat_body(data: object) -> ChatCompletionRequest:
+    if not isinstance(data, dict):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "body must be a JSON object (a chat completion request)")
+    try:
+        body = ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        code, message = describe_validation_error(exc)
+        raise ApiError(code, message) from None
+    unsupported = body.unsupported()
+    for message in body.messages:
+        unsupported += [f"messages[].{name}" for name in message.unsupported()]
+    if unsupported:
+        raise ApiError(ErrorCode.INVALID_PARAMETER,
+                       f"not supported by genloom: {', '.join(unsupported)}; remove them", param=unsupported[0])
+    if body.n not in (None, 1):
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"n={body.n}: genloom returns one choice; send n=1 or omit n",
+                       param="n")
+    return body
+
+
+def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | None,
+                    catalog: TextModelCatalog) -> TextRequest:
+    """The job for a chat body, validated against the served model (400s before queueing)."""
+    entry = catalog.get(body.model)
+    if entry is None:
+        raise ApiError(ErrorCode.UNKNOWN_MODEL,
+                       f"model {body.model!r} is not served here: use one of {', '.join(catalog.names())}"
+                       " (GET /v1/models)", param="model")
+    if not body.messages:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "messages is empty: send at least one message",
+                       param="messages")
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                for m in body.messages]
+    if not any(m["content"].strip() for m in messages):
+        raise ApiError(ErrorCode.EMPTY_INPUT, "every message is empty: send some text", param="messages")
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is not None and entry.context_length is not None and max_tokens >= entry.context_length:
+        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+                       f"max_tokens={max_tokens} must be below the model's context of {entry.context_length} tokens",
+                       param="max_tokens")
+    params: dict[str, Any] = {"messages": messages}
+    for name, value in (("max_tokens", max_tokens), ("temperature", body.temperature), ("top_p", body.top_p),
+                        ("stop", body.stop), ("seed", body.seed)):
+        if value is not None:
+            params[name] = value
+    data: dict[str, Any] = {"modality": "text", "tenant": tenant, "model": body.model, "params": params}
+    if body.user:
+        data["user"] = body.user if len(body.user) <= 128 else None
+    if job_id:
+        data["job_id"] = job_id
+    try:
+        request = TextRequest.model_validate(data)
+    except ValidationError as exc:
+        code, message = describe_validation_error(exc)
+        raise ApiError(code, message) from None
+    _check_context(request.params, entry)
+    return request
+
+
+def _check_context(params: TextParams, entry) -> None:
+    context = entry.context_length
+    if context is None:
+        return
+    prompt = entry.prompt_tokens([{"role": m.role.value, "content": m.content} for m in params.messages])
+    if prompt is not None and prompt + params.max_tokens > context:
+        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+                       f"the prompt is {prompt} tokens and max_tokens is {params.max_tokens}; together they exceed"
+                       f" the model's context of {context} tokens: shorten the messages or lower max_tokens",
+                       param="messages")
+
+
+class ChunkWriter:
+    """Builds the `chat.completion.chunk` stream of one completion."""
+
+    def __init__(self, completion_id: str, model: str, created: int | None = None) -> None:
+        self.id = completion_id
+        self.model = model
+        self.created = created or int(time.time())
+
+    def _chunk(self, delta: ChunkDelta, finish: str | None = None, usage=None, choices=True) -> bytes:
+        chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                    choices=[ChunkChoice(delta=delta, finish_reason=finish)] if choices else [],
+                                    usage=usage)
+        return b"data: " + chunk.model_dump_json(exclude_none=False).encode() + b"\n\n"
+
+    def role(self) -> bytes:
+        return self._chunk(ChunkDelta(role="assistant", content=""))
+
+    def content(self, text: str) -> bytes:
+        return self._chunk(ChunkDelta(content=text))
+
+    def finish(self, reason: str) -> bytes:
+        return self._chunk(ChunkDelta(), FINISH.get(reason, reason))
+
+    def usage(self, usage: dict[str, Any]) -> bytes:
+        return self._chunk(ChunkDelta(), usage=completion_usage(usage), choices=False)
+
+    @staticmethod
+    def error(code: str, message: str) -> bytes:
+        return b"data: " + json.dumps({"error": {"code": code, "message": message, "type": code}}).encode() + b"\n\n"
+
+    @staticmethod
+    def done() -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+def completion_usage(usage: dict[str, Any]) -> CompletionUsage:
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def completion(completion_id: str, model: str, text: str, finish_reason: str, usage: dict[str, Any]) -> ChatCompletion:
+    return ChatCompletion(
+        id=completion_id, created=int(time.time()), model=model,
+        choices=[Choice(message=ChoiceMessage(content=text), finish_reason=FINISH.get(finish_reason, finish_reason))],
+        usage=completion_usage(usage),
+    )

@@ -1,0 +1,226 @@
+"""The OpenAI-compatible HTTP contracts the gateway speaks (chat completions, models).
+
+Requests accept OpenAI's names; a parameter genloom does not implement is rejected by name rather
+than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._base import Contract
+
+
+class _Lenient(BaseModel):
+    """OpenAI bodies: unknown fields are collected and rejected with their names by the gateway."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    def unsupported(self) -> list[str]:
+        return sorted((self.model_extra or {}).keys())
+
+
+class TextPart(Contract):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(_Lenient):
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="`developer` is treated as `system`."
+    )
+    content: Union[str, list[TextPart], None] = Field(description="Text, or a list of text parts.")
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(Contract):
+    include_usage: bool = Field(default=False, description="Send a last chunk with usage.")
+
+
+class ChatCompletionRequest(_Lenient):
+    model: str = Field(description="Served model name (GET /v1/models lists them).")
+    messages: list[ChatMessageIn] = Field(description="The conversation, oldest first.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Most tokens to generate.")
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="Alias of max_tokens.")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: Union[str, list[str], None] = None
+    seed: int | None = Field(default=None, ge=0)
+    n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+class ChoiceMessage(Contract):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+
+
+class Choice(Contract):
+    index: int = 0
+    message: ChoiceMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class CompletionUsage(Contract):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(Contract):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+
+
+class ChunkDelta(Contract):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(Contract):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(Contract):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+
+
+class ModelCard(Contract):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "genloom"
+
+
+class ModelList(Contract):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+ChatBody = Annotated[ChatCompletionRequest, Field(description="OpenAI chat completion request")]
+
+
+# -- media: images, videos, speech --------------------------------------------------------------
+
+
+class ImageGenerationRequest(_Lenient):
+    """`POST /v1/images/generations`: OpenAI's fields, plus genloom's diffusion extras."""
+
+    prompt: str = Field(description="What to draw.")
+    model: str | None = Field(default=None, description="Served image model; unset means the default.")
+    n: int | None = Field(default=None, description="Images to generate (1 to the model's limit).")
+    size: str | None = Field(default=None, description="`WIDTHxHEIGHT` in pixels, each divisible by 8, or `auto`.")
+    response_format: Literal["url", "b64_json"] | None = Field(
+        default=None, description="`url` (the default: GET /v1/artifacts/..., with the same API key) or `b64_json`."
+    )
+    output_format: str | None = Field(default=None, description="Only `png`.")
+    user: str | None = Field(default=None, description="End-user id.")
+    negative_prompt: str | None = Field(default=None, description="genloom: what to steer away from.")
+    steps: int | None = Field(default=None, description="genloom: denoising steps (1 to the model's limit).")
+    guidance: float | None = Field(default=None, description="genloom: classifier-free guidance scale.")
+    scheduler: str | None = Field(default=None, description="genloom: `ddim` or `dpm-solver`.")
+    seed: int | None = Field(default=None, description="genloom: same seed, same image.")
+
+
+class ImageData(Contract):
+    """One image: exactly one of `b64_json` and `url` is set."""
+
+    b64_json: str | None = Field(default=None, description="The PNG, base64-encoded.")
+    url: str | None = Field(default=None, description="Where to GET the PNG (with the same API key).")
+
+
+class ImagesResponse(Contract):
+    created: int = Field(description="Unix time the images were ready.")
+    data: list[ImageData] = Field(description="The images, in index order.")
+
+
+class VideoCreateRequest(_Lenient):
+    """`POST /v1/videos` as JSON or multipart form fields: OpenAI's fields, plus genloom's extras."""
+
+    prompt: str = Field(description="What to film.")
+    model: str | None = Field(default=None, description="Served video model; unset means the default.")
+    size: str | None = Field(default=None, description="`WIDTHxHEIGHT` in pixels, each divisible by 8.")
+    seconds: float | None = Field(default=None, description="Clip length; frames = seconds x fps.")
+    frames: int | None = Field(default=None, description="genloom: number of frames (instead of seconds).")
+    fps: int | None = Field(default=None, description="genloom: frames per second of the MP4 (default 8).")
+    steps: int | None = Field(default=None, description="genloom: denoising steps.")
+    guidance: float | None = Field(default=None, description="genloom: classifier-free guidance scale.")
+    negative_prompt: str | None = Field(default=None, description="genloom: what to steer away from.")
+    seed: int | None = Field(default=None, description="genloom: same seed, same video.")
+
+
+class VideoError(Contract):
+    code: str = Field(description="A stable genloom error code.")
+    message: str
+
+
+class VideoObject(Contract):
+    """A video job as OpenAI's video API reports it."""
+
+    id: str = Field(description="The job id.")
+    object: Literal["video"] = "video"
+    status: Literal["queued", "in_progress", "completed", "failed", "cancelled"]
+    progress: int = Field(ge=0, le=100, description="Percent of denoising steps done.")
+    created_at: int
+    completed_at: int | None = Field(default=None, description="Unix time the job ended, if it has.")
+    model: str
+    size: str = Field(description="`WIDTHxHEIGHT`, or `auto` until the model's own size is known.")
+    seconds: str = Field(description="Clip length in seconds.")
+    error: VideoError | None = None
+
+
+class SpeechCreateRequest(_Lenient):
+    """`POST /v1/audio/speech`."""
+
+    model: str = Field(description="Served speech model.")
+    input: str = Field(description="Text to speak.")
+    voice: str = Field(description="An installed voice (the shipped `joe`, or one from the voice folder).")
+    response_format: str | None = Field(default=None, description="`wav` (the default) or `pcm`.")
+    speed: float | None = Field(default=None, description="0.25 to 4.0; 1 is normal.")
+    stream_format: Literal["audio", "sse"] | None = Field(
+        default=None, description="`audio`: the file; `sse`: one event per sentence as it is spoken."
+    )
+
+
+class SpeechAudioDelta(Contract):
+    """One sentence of speech: base64 of raw s16le mono PCM."""
+
+    type: Literal["speech.audio.delta"] = "speech.audio.delta"
+    audio: str
+
+
+class SpeechAudioDone(Contract):
+    type: Literal["speech.audio.done"] = "speech.audio.done"
+    sample_rate: int | None = Field(default=None, description="Hz of the PCM in the deltas.")
+    audio_seconds: float = Field(ge=0, description="Seconds of speech sent.")

@@ -1,0 +1,103 @@
+"""Messages in, their effect on Redis (and maybe webhooks) out. The agent around it is a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from infra.kafka.dlq import dead_letter_for
+from schemas.enums import ErrorCode
+from schemas.events import JobEvent
+
+from .logic import Malformed, RecordUpdate, read_event, record_update
+from .script import Appended, Dropped, FanoutScript
+from .webhooks import Delivery, WebhookDispatcher, target_for
+
+log = logging.getLogger(__name__)
+
+#: waits between Redis retries while it is unreachable (events are delayed, never dropped)
+_REDIS_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+Outcome = Appended | Dropped | Malformed
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class FanoutHandler:
+    def __init__(self, script: FanoutScript, hooks: WebhookDispatcher | None, consumer: str) -> None:
+        self._script = script
+        self._hooks = hooks
+        self._consumer = consumer
+        self._warned_no_secret = False
+
+    async def handle(self, message: RawMessage) -> Outcome:
+        return (await self.handle_batch([message]))[0]
+
+    async def handle_batch(self, messages: list[RawMessage]) -> list[Outcome]:
+        """Outcomes in message order; malformed messages (and failed script calls) come back as
+        dead letters for the agent to publish."""
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        valid: list[tuple[int, JobEvent, bytes, RecordUpdate]] = []
+        for i, m in enumerate(messages):  # hot loop: decode each message once
+            item = read_event(
+                topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, value=m.value,
+                consumer=self._consumer,
+            )
+            if isinstance(item, Malformed):
+                outcomes[i] = item
+            else:
+                valid.append((i, item, m.value or b"", record_update(item)))
+        if valid:
+            results = await self._apply([(event, payload, update) for _, event, payload, update in valid])
+            for (i, event, payload, _), result in zip(valid, results):
+                if isinstance(result, Exception):
+                    outcomes[i] = self._failed(messages[i], result)
+                    continue
+                outcomes[i] = result
+                if isinstance(result, Appended) and result.webhook:
+                    self._offer_webhook(event.job_id, event.type, result, payload)
+        return outcomes  # type: ignore[return-value]
+
+    async def _apply(self, items) -> list[Appended | Dropped | Exception]:
+        attempt = 0
+        while True:
+            try:
+                return await self._script.apply_batch(items, time.time())
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # safe to repeat: events already applied come back as duplicates
+                wait = _REDIS_RETRY_S[min(attempt, len(_REDIS_RETRY_S) - 1)]
+                attempt += 1
+                log.warning("fan-out cannot reach Redis (%s); retrying in %.1fs", exc, wait)
+                await asyncio.sleep(wait)
+
+    def _failed(self, m: RawMessage, exc: Exception) -> Malformed:
+        log.error("fan-out script failed for %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)
+        return Malformed(
+            dead_letter_for(
+                topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, value=m.value,
+                consumer=self._consumer, code=ErrorCode.INTERNAL_ERROR, error=f"fan-out script failed: {exc}",
+            )
+        )
+
+    def _offer_webhook(self, job_id: str, event_type: str, result: Appended, body: bytes) -> None:
+        target = target_for(result.webhook, event_type)
+        if target is None:
+            return
+        if self._hooks is None:
+            if not self._warned_no_secret:
+                log.error("job %s asks for webhooks but GENLOOM_WEBHOOK_SECRET is unset: not delivered", job_id)
+                self._warned_no_secret = True
+            return
+        self._hooks.offer(Delivery(job_id, result.event_id, event_type, target.url, body))

@@ -1,0 +1,27 @@
+"""A faust transport whose consumers poll with a short fetch wait.
+
+faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka brokers answer a fetch as
+soon as data arrives, so that only matters when idle; the bundled broker never wakes a waiting
+fetch early, so every event would sit up to 1.5 s before a stream processor saw it. The consumer
+is created with faust's settings and then given genloom's wait before it starts.
+"""
+
+from __future__ import annotations
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        # read by AIOKafkaConsumer.start() when it builds its fetcher
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self):
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class LowLatencyTransport(faust_aiokafka.Transport):
+    Consumer = _Consumer

@@ -1,0 +1,133 @@
+"""Edge fixtures: the gateway in-process on real Kafka and Redis, the streams process (routing +
+fan-out), API keys per test tenant, and a test-side "worker" that emits events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from gateway.app import create_app
+from gateway.auth import ApiKeys, generate_key
+from gateway.client import GenloomClient
+from gateway.openai.catalog import TextModelCatalog
+from gateway.settings import GatewaySettings
+from infra.blob import LocalBlobStore
+from infra.kafka.emitter import EventEmitter
+from infra.kafka.topics import EVENTS
+from infra.redis import keys as rkeys
+from infra.redis.client import connect
+from schemas.enums import EventSource
+from tests.edge_helpers import InProcessServer, text_job
+from tests.kafka_helpers import started_producer
+
+#: read by the streams process the shared `streams_process` fixture starts (fan-out webhooks)
+WEBHOOK_SECRET = "edge-test-webhook-secret"
+os.environ.setdefault("GENLOOM_WEBHOOK_SECRET", WEBHOOK_SECRET)
+os.environ.setdefault("GENLOOM_WEBHOOK_BACKOFF_S", "0.2")
+os.environ.setdefault("GENLOOM_WEBHOOK_PROGRESS_INTERVAL_S", "1")
+
+#: every tenant an edge test uses, each with its own key (and so its own in-flight counters)
+EDGE_TENANTS = ("t-flow", "t-resume", "t-idem", "t-load", "t-a", "t-b", "t-cancel", "t-ws", "t-dedupe",
+                "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b")
+#: the in-flight bound of the test gateways (low, so 429 is reachable)
+EDGE_MAX_INFLIGHT = 3
+
+
+@pytest.fixture(scope="session")
+def edge_keys() -> dict[str, str]:
+    return {tenant: generate_key() for tenant in EDGE_TENANTS}
+
+
+@pytest.fixture(scope="session")
+async def edge_redis(redis_url):
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def edge_producer(kafka_bootstrap):
+    producer = await started_producer(kafka_bootstrap)
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(edge_producer) -> EventEmitter:
+    """The test plays the worker: a real producer emitting on genloom.events."""
+    return EventEmitter(edge_producer, EVENTS, EventSource.WORKER)
+
+
+@pytest.fixture(scope="session")
+def blob_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("blobs")
+
+
+def _settings() -> GatewaySettings:
+    return GatewaySettings(
+        max_inflight=EDGE_MAX_INFLIGHT, sse_keepalive_s=0.5, max_body_bytes=256 * 1024,
+        publish_timeout_s=5,
+    )
+
+
+@pytest.fixture(scope="session")
+async def text_models():
+    """The served text model catalog (the SmolLM2 tokenizer, for prompt-length checks)."""
+    catalog = TextModelCatalog.from_settings()
+    await catalog.load()
+    return catalog
+
+
+async def _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models):
+    store = LocalBlobStore(blob_dir)
+    await store.start()
+    app = create_app(_settings(), redis=edge_redis, producer=edge_producer,
+                     api_keys=ApiKeys((key, tenant) for tenant, key in edge_keys.items()), blobs=store,
+                     text_models=text_models)
+    return await InProcessServer(app).start()
+
+
+@pytest.fixture(scope="session")
+async def gateway_url(edge_redis, edge_producer, edge_keys, blob_dir, streams_process, text_models):
+    server = await _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models)
+    await _wait_for_fanout(server.url, edge_keys["t-warm"], edge_redis)
+    yield server.url
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def gateway_url_b(edge_redis, edge_producer, edge_keys, blob_dir, gateway_url, text_models):
+    """A second gateway instance over the same Redis and Kafka."""
+    server = await _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models)
+    yield server.url
+    await server.stop()
+
+
+async def _wait_for_fanout(url: str, key: str, redis, timeout: float = 90.0) -> None:
+    """Submit a job and wait until the fan-out recorded its `accepted` (the streams process is up)."""
+    async with GenloomClient(url, key) as client:
+        job = await client.submit(text_job("warm-up"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await redis.hget(rkeys.job_record(job["id"]), "last_event_id"):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the fan-out did not record an event within 90 s: see the streams log")
+
+
+@pytest.fixture
+async def client_for(gateway_url, edge_keys):
+    """`client_for(tenant)`: a GenloomClient with that tenant's key (closed after the test)."""
+    opened: list[GenloomClient] = []
+
+    def make(tenant: str, url: str | None = None, **kwargs) -> GenloomClient:
+        client = GenloomClient(url or gateway_url, edge_keys[tenant], **kwargs)
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        await client.aclose()

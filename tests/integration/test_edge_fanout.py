@@ -1,0 +1,122 @@
+"""The fan-out agent (in the real streams process): dedupe, attempts, first terminal, DLQ, replay window."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from gateway.client import GenloomError, SseParser
+from infra.kafka.topics import DLQ, EVENTS
+from infra.redis import keys as rkeys
+from schemas.enums import EventSource
+from schemas.events import Completed, Failed, ModelInfo, Started, TokenDelta
+from streams.fanout.logic import record_update
+from streams.fanout.script import Appended, Dropped, FanoutScript
+from tests.edge_helpers import text_job, wait_for
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+MODEL = ModelInfo(id="tiny", device="cpu", dtype="float32")
+
+
+def _ev(cls, jid, seq, attempt=0, **fields):
+    return cls(job_id=jid, seq=seq, attempt=attempt, source=EventSource.WORKER, **fields)
+
+
+async def test_duplicates_stale_attempts_and_late_terminals_are_dropped(client_for, worker, edge_redis):
+    client = client_for("t-dedupe")
+    jid = (await client.submit(text_job("dedupe")))["id"]
+    sent = [
+        _ev(Started, jid, 0, worker="w1", model=MODEL),
+        _ev(TokenDelta, jid, 1, text="a", tokens=1),
+        _ev(TokenDelta, jid, 1, text="a", tokens=1),                 # redelivered: duplicate
+        _ev(Started, jid, 0, attempt=1, worker="w2", model=MODEL),   # takeover after a crash
+        _ev(TokenDelta, jid, 1, attempt=1, text="A", tokens=1),
+        _ev(TokenDelta, jid, 2, text="b", tokens=1),                 # the old attempt: stale
+        _ev(Completed, jid, 2, attempt=1, text="A"),
+        _ev(Failed, jid, 3, attempt=1, code="generation_error", message="late"),  # after terminal
+        _ev(Completed, jid, 2, attempt=1, text="A"),                 # after terminal (and a duplicate)
+    ]
+    for event in sent:
+        await worker.publish(event)
+    events = [e async for e in client.events(jid)]
+    assert [(e.type, e.data["source"], e.data["attempt"], e.data["seq"]) for e in events] == [
+        ("accepted", "gateway", 0, 0), ("started", "worker", 0, 0), ("token", "worker", 0, 1),
+        ("started", "worker", 1, 0), ("token", "worker", 1, 1), ("completed", "worker", 1, 2),
+    ]
+    await wait_for(lambda: _field(edge_redis, rkeys.dedupe(jid), "dropped", b"4"))
+    counts = await edge_redis.hgetall(rkeys.dedupe(jid))
+    assert counts[b"dropped:duplicate"] == b"1" and counts[b"dropped:stale_attempt"] == b"1"
+    assert counts[b"dropped:after_terminal"] == b"2"
+    status = await client.get(jid)
+    assert status["status"] == "completed" and status["result"]["text"] == "A" and status["error"] is None
+    assert status["model_info"]["id"] == "tiny" and status["last_event_id"] == 6
+
+
+async def _field(redis, key, field, value) -> bool:
+    return await redis.hget(key, field) == value
+
+
+async def test_malformed_event_goes_to_dlq_and_the_agent_goes_on(client_for, worker, edge_producer, kafka_bootstrap):
+    client = client_for("t-dedupe")
+    jid = (await client.submit(text_job("poison")))["id"]
+    await edge_producer.send_and_wait(EVENTS, b'{"type": "token", "job_id": "' + jid.encode() + b'"}',
+                                      key=jid.encode())
+    await edge_producer.send_and_wait(EVENTS, b"\xff\x00 not json", key=b"garbage-key")
+    letters = await read_topic(kafka_bootstrap, DLQ, until=lambda ms: {b"garbage-key", jid.encode()} <= {
+        m.key for m in ms if json.loads(m.value)["topic"] == EVENTS})
+    mine = {m.key: json.loads(m.value) for m in letters if json.loads(m.value)["topic"] == EVENTS}
+    assert mine[jid.encode()]["code"] == "malformed_message" and mine[jid.encode()]["job_id"] == jid
+    assert mine[b"garbage-key"]["code"] == "invalid_json"
+    await worker.emit(Completed, jid)
+    assert [e.type async for e in client.events(jid)] == ["accepted", "completed"]
+
+
+async def test_cursor_older_than_the_window_is_replay_expired(client_for, worker, edge_redis, gateway_url, edge_keys):
+    client = client_for("t-expire")
+    jid = (await client.submit(text_job("long")))["id"]
+    for i in range(6):
+        await worker.emit(TokenDelta, jid, text=str(i), tokens=1)
+    await worker.emit(Completed, jid)
+    assert len([e async for e in client.events(jid)]) == 8
+    await edge_redis.xtrim(rkeys.replay_log(jid), maxlen=3, approximate=False)  # the retention window moves on
+    with pytest.raises(GenloomError) as info:
+        [e async for e in client.events(jid, last_event_id=2)]
+    assert info.value.code == "replay_expired" and "starts at 6" in info.value.message
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
+        headers = {"Authorization": f"Bearer {edge_keys['t-expire']}", "Last-Event-ID": "2"}
+        response = await http.get(f"/v1/jobs/{jid}/events", headers=headers)
+    frames = [item for line in response.text.split("\n") if (item := _parser.feed(line))]
+    assert frames == [(None, "error", frames[0][2])] and json.loads(frames[0][2])["error"]["code"] == "replay_expired"
+    # the cursor right before the window, and no cursor at all, still work
+    assert [e.id async for e in client.events(jid, last_event_id=5)] == [6, 7, 8]
+    assert [e.id async for e in client.events(jid)] == [6, 7, 8]
+
+
+_parser = SseParser()
+
+
+async def test_script_trims_the_log_to_maxlen_and_releases_the_slot_once(edge_redis):
+    script = FanoutScript(edge_redis, replay_maxlen=4, ttl_s=60)
+    jid = "script-maxlen-1"
+    slot = rkeys.inflight("t-script", "text")
+    await edge_redis.set(slot, 1)
+    await edge_redis.hset(rkeys.job_record(jid), mapping={"tenant": "t-script", "slot": slot, "slot_held": "1"})
+    outcomes = []
+    for seq in range(6):
+        event = _ev(TokenDelta, jid, seq, text="t", tokens=1)
+        outcomes.append(await script.apply(event, event.model_dump_json().encode(), record_update(event), 1.0))
+    done = _ev(Completed, jid, 6)
+    outcomes.append(await script.apply(done, done.model_dump_json().encode(), record_update(done), 2.0))
+    outcomes.append(await script.apply(done, done.model_dump_json().encode(), record_update(done), 3.0))
+    assert [o.event_id for o in outcomes[:7]] == list(range(1, 8)) and outcomes[-1] == Dropped("after_terminal")
+    assert all(isinstance(o, Appended) for o in outcomes[:7])
+    ids = [i for i, _ in await edge_redis.xrange(rkeys.replay_log(jid))]
+    assert ids == [b"4-0", b"5-0", b"6-0", b"7-0"]
+    assert await edge_redis.get(slot) == b"0"
+    assert 0 < await edge_redis.ttl(rkeys.replay_log(jid)) <= 60
+    record = await edge_redis.hgetall(rkeys.job_record(jid))
+    assert record[b"status"] == b"completed" and record[b"terminal_id"] == b"7" and b"slot_held" not in record

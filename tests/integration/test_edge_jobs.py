@@ -1,0 +1,146 @@
+"""The job API: idempotency, admission (429), tenant isolation, cancel, artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from gateway.client import GenloomError
+from infra.blob import LocalBlobStore, artifact_key
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS
+from infra.redis import keys as rkeys
+from schemas.events import Cancelled, Completed
+from tests.edge_helpers import read_until_idle, text_job, values, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_idempotent_submit_publishes_once(client_for, kafka_bootstrap):
+    client = client_for("t-idem")
+    body = text_job("same", job_id="idem-1")
+    first = await client.submit(body)
+    again = await client.submit(body)
+    by_header = await client.submit(text_job("same"), idempotency_key="idem-1")
+    assert first["id"] == again["id"] == by_header["id"] == "idem-1"
+    with pytest.raises(GenloomError) as conflict:
+        await client.submit(text_job("different", job_id="idem-1"))
+    assert conflict.value.status == 409 and conflict.value.code == "idempotency_conflict"
+    requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-1"]
+    assert len(requests) == 1 and requests[0]["tenant"] == "t-idem"
+    accepted = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-1"]
+    assert [a["type"] for a in accepted] == ["accepted"]
+
+
+async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, edge_redis):
+    client = client_for("t-load")
+    results = await asyncio.gather(
+        *(client.submit(text_job(f"load {i}")) for i in range(6)), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, GenloomError)]
+    assert len(admitted) == 3 and len(refused) == 3
+    assert all(r.status == 429 and r.code == "rate_limited" for r in refused)
+    assert await edge_redis.get(rkeys.inflight("t-load", "text")) == b"3"
+    # the bound is per modality
+    image = await client.submit({"modality": "image", "params": {"prompt": "a cat"}})
+    assert image["status"] == "queued"
+    # Retry-After is on the raw answer
+    raw = await client._http.post("/v1/jobs", json=text_job("one more"))
+    assert raw.status_code == 429 and int(raw.headers["Retry-After"]) >= 1
+    # a terminal event releases exactly one slot (once, even if repeated)
+    await worker.emit(Completed, admitted[0]["id"])
+    await worker.publish(Completed(job_id=admitted[0]["id"], seq=0, source="worker"))
+    await wait_for(lambda: _equals(edge_redis, rkeys.inflight("t-load", "text"), b"2"))
+    assert (await client.submit(text_job("after")))["status"] == "queued"
+    with pytest.raises(GenloomError):
+        await client.submit(text_job("over again"))
+    for job in admitted[1:]:
+        await worker.emit(Completed, job["id"])
+
+
+async def _equals(redis, key, value) -> bool:
+    return await redis.get(key) == value
+
+
+async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_keys, blob_dir):
+    owner, other = client_for("t-a"), client_for("t-b")
+    jid = (await owner.submit(text_job("mine")))["id"]
+    for call in (other.get(jid), other.cancel(jid), _drain(other.events(jid))):
+        with pytest.raises(GenloomError) as info:
+            await call
+        assert info.value.status == 404 and info.value.code == "not_found"
+    store = LocalBlobStore(blob_dir)
+    key = artifact_key("t-a", jid, "out.png")
+    await store.put(key, b"\x89PNG fake", "image/png")
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        mine = await http.get(f"/v1/artifacts/{key}", headers=_auth(edge_keys, "t-a"))
+        theirs = await http.get(f"/v1/artifacts/{key}", headers=_auth(edge_keys, "t-b"))
+        missing = await http.get(f"/v1/artifacts/{artifact_key('t-a', jid, 'nope.png')}", headers=_auth(edge_keys, "t-a"))
+        climbing = await http.get("/v1/artifacts/artifacts/t-a/../t-b/x/y", headers=_auth(edge_keys, "t-a"))
+    assert mine.status_code == 200 and mine.content == b"\x89PNG fake" and mine.headers["content-type"] == "image/png"
+    assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "not_found"
+    assert missing.status_code == 404 and climbing.status_code == 404
+    assert (await owner.cancel(jid))["id"] == jid  # the owner can
+
+
+async def _drain(stream) -> list:
+    return [e async for e in stream]
+
+
+def _auth(edge_keys, tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {edge_keys[tenant]}"}
+
+
+async def test_cancel_while_queued_ends_the_job_once(client_for, worker, kafka_bootstrap, edge_redis):
+    client = client_for("t-cancel")
+    jid = (await client.submit(text_job("stop me")))["id"]
+    raw = await client._http.post(f"/v1/jobs/{jid}/cancel")
+    assert raw.status_code == 202
+    second = await client._http.post(f"/v1/jobs/{jid}/cancel")
+    assert second.status_code == 200 and second.json()["id"] == jid
+    events = [e async for e in client.events(jid)]
+    assert [(e.type, e.data["source"]) for e in events] == [("accepted", "gateway"), ("cancelled", "gateway")]
+    # a worker that saw the cancel late says so too: the fan-out keeps only the first terminal
+    await worker.emit(Cancelled, jid, reason="stopped between steps")
+    await wait_for(lambda: _hget(edge_redis, rkeys.dedupe(jid), "dropped:after_terminal"))
+    log = await edge_redis.xrange(rkeys.replay_log(jid))
+    assert [fields[b"type"] for _, fields in log].count(b"cancelled") == 1
+    done = await client._http.post(f"/v1/jobs/{jid}/cancel")
+    assert done.status_code == 200 and done.json()["status"] == "cancelled"
+    controls = [v for v in values(await read_until_idle(kafka_bootstrap, CONTROL)) if v.get("job_id") == jid]
+    assert len(controls) == 1 and controls[0]["tenant"] == "t-cancel" and controls[0]["type"] == "cancel"
+    assert await edge_redis.get(rkeys.inflight("t-cancel", "text")) == b"0"
+
+
+async def _hget(redis, key, field):
+    return await redis.hget(key, field)
+
+
+async def test_publish_failure_rolls_back_and_answers_503(edge_redis, edge_keys, blob_dir):
+    from gateway.app import create_app
+    from gateway.auth import ApiKeys
+    from gateway.settings import GatewaySettings
+    from infra.kafka.broker import LocalBroker
+    from tests.kafka_helpers import started_producer
+
+    broker = LocalBroker().start()
+    producer = await started_producer(broker.bootstrap)
+    broker.stop()  # the event log goes away after the gateway connected
+    try:
+        app = create_app(GatewaySettings(publish_timeout_s=1.5), redis=edge_redis,
+                         producer=producer, api_keys=ApiKeys([("k", "t-rollback")]),
+                         blobs=LocalBlobStore(blob_dir))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            response = await http.post("/v1/jobs", json=text_job("x", job_id="rollback-1"),
+                                       headers={"Authorization": "Bearer k"})
+            ready = await http.get("/readyz")
+        assert response.status_code == 503 and response.json()["error"]["code"] == "backend_unavailable"
+        assert "same job_id" in response.json()["error"]["message"]
+        assert not await edge_redis.exists(rkeys.job_record("rollback-1"))
+        assert await edge_redis.get(rkeys.inflight("t-rollback", "text")) == b"0"
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "backend_unavailable"
+    finally:
+        await producer.stop()

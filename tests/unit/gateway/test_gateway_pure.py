@@ -1,0 +1,123 @@
+"""The gateway's pure parts: keys, body checks, request building, records, SSE framing, cursors."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway import lifecycle
+from gateway.auth import ApiKeys, InvalidKeySpec, authenticate, bearer_token, generate_key, parse_pairs
+from gateway.body import check_content_type, check_declared_length, parse_json
+from gateway.client import SseParser
+from gateway.errors import STATUS, ApiError
+from gateway.records import initial_record, view
+from gateway.replay import Entry, parse_cursor
+from gateway.sse import error_frame, frame
+from gateway.submission import build_request, fingerprint
+from schemas.enums import ErrorCode, JobStatus
+
+TEXT = {"modality": "text", "params": {"messages": [{"role": "user", "content": "hi"}]}}
+
+
+def test_api_keys_map_to_tenants_and_are_stored_hashed(tmp_path):
+    keys = ApiKeys(parse_pairs("k1:tenantA, k2:tenantB"))
+    assert keys.tenant_for("k1") == "tenantA" and keys.tenant_for("k2") == "tenantB"
+    assert keys.tenant_for("k3") is None and keys.tenant_for("") is None
+    assert all("k1" not in repr(entry) for entry in keys._entries)
+    path = tmp_path / "keys"
+    path.write_text("# dev keys\nk9:tenantC\n\n")
+    both = ApiKeys.from_settings("k1:tenantA", path)
+    assert len(both) == 2 and both.tenant_for("k9") == "tenantC"
+    with pytest.raises(InvalidKeySpec):
+        parse_pairs("no-colon")
+    with pytest.raises(InvalidKeySpec):
+        parse_pairs("k:bad tenant")
+
+
+def test_generated_keys_are_unique_and_prefixed():
+    a, b = generate_key(), generate_key()
+    assert a != b and a.startswith("glk_") and len(a) > 40
+
+
+def test_bearer_and_authenticate():
+    assert bearer_token("Bearer abc") == "abc" and bearer_token("bearer abc") == "abc"
+    assert bearer_token("Basic abc") is None and bearer_token(None) is None and bearer_token("Bearer") is None
+    keys = ApiKeys([("abc", "t")])
+    assert authenticate(keys, "Bearer abc") == "t" and authenticate(keys, None, "abc") == "t"
+    with pytest.raises(ApiError) as info:
+        authenticate(keys, "Bearer nope")
+    assert info.value.code == ErrorCode.UNAUTHORIZED and info.value.status == 401
+
+
+def test_body_checks():
+    check_content_type("application/json; charset=utf-8")
+    for bad in (None, "text/plain", "application/jsonx"):
+        with pytest.raises(ApiError) as info:
+            check_content_type(bad)
+        assert info.value.status == 415
+    with pytest.raises(ApiError) as info:
+        check_declared_length("2048", 1024)
+    assert info.value.code == ErrorCode.PAYLOAD_TOO_LARGE and info.value.status == 413
+    check_declared_length("1024", 1024)
+    with pytest.raises(ApiError) as info:
+        parse_json(b'{"a": ')
+    assert info.value.code == ErrorCode.INVALID_JSON and "line 1" in info.value.message
+
+
+def test_tenant_comes_from_the_key():
+    request = build_request(dict(TEXT), "tenantA", None)
+    assert request.tenant == "tenantA"
+    assert build_request({**TEXT, "tenant": "tenantA"}, "tenantA", None).tenant == "tenantA"
+    with pytest.raises(ApiError) as info:
+        build_request({**TEXT, "tenant": "tenantB"}, "tenantA", None)
+    assert info.value.param == "tenant"
+
+
+def test_idempotency_key_header_and_body_must_agree():
+    assert build_request(dict(TEXT), "t", "abc-1").job_id == "abc-1"
+    assert build_request({**TEXT, "job_id": "abc-1"}, "t", "abc-1").job_id == "abc-1"
+    with pytest.raises(ApiError) as info:
+        build_request({**TEXT, "job_id": "abc-2"}, "t", "abc-1")
+    assert info.value.code == ErrorCode.INVALID_REQUEST and info.value.param == "job_id"
+
+
+def test_fingerprint_ignores_submission_time_only():
+    a = build_request({**TEXT, "job_id": "j1"}, "t", None)
+    b = build_request({**TEXT, "job_id": "j1"}, "t", None)
+    assert fingerprint(a) == fingerprint(b)
+    c = build_request({**TEXT, "job_id": "j1", "priority": 1}, "t", None)
+    assert fingerprint(c) != fingerprint(a)
+
+
+def test_every_error_code_has_one_status():
+    assert set(STATUS) <= set(ErrorCode)
+    assert STATUS[ErrorCode.RATE_LIMITED] == 429 and STATUS[ErrorCode.IDEMPOTENCY_CONFLICT] == 409
+
+
+def test_records_become_job_views():
+    record = initial_record(tenant="t", modality="image", model=None, fingerprint="f", webhook=None, created_at=1.5)
+    assert view("j", record).status == JobStatus.QUEUED and view("j", record).progress is None
+    record.update(status="failed", progress_step="2", progress_total="4", error_code="generation_error",
+                  error_message="oom", retryable="1", last_event_id="6")
+    job = view("j", record)
+    assert job.progress.step == 2 and job.error.retryable and job.last_event_id == 6
+
+
+def test_sse_frames_parse_back():
+    parser = SseParser()
+    raw = frame(Entry(12, "token", b'{"a":\n1}')) + b": keep-alive\n\n" + error_frame(ErrorCode.REPLAY_EXPIRED, "old")
+    items = [item for line in raw.decode().split("\n") if (item := parser.feed(line))]
+    assert items[0] == ("12", "token", '{"a":\n1}')
+    assert items[1][1] == "error" and '"replay_expired"' in items[1][2]
+
+
+def test_cursor_parsing():
+    assert parse_cursor(None) is None and parse_cursor("") is None and parse_cursor(" 7 ") == 7
+    for bad in ("x", "-1", "1.5"):
+        with pytest.raises(ValueError):
+            parse_cursor(bad)
+
+
+def test_accepted_header_matches_the_routing_agent():
+    from streams.routing.agents import ACCEPTED_HEADER
+
+    assert lifecycle.ACCEPTED_HEADER == ACCEPTED_HEADER

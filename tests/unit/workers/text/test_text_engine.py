@@ -1,0 +1,271 @@
+"""TextEngine on the real SmolLM2: batching invariance, joins/leaves, abort, stops, seeds, limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workers.text.engine import TextEngine
+from workers.text.loader import LoadedModel
+from workers.text.sampling import SamplingParams
+from workers.text.sequence import StepOutput
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain gravity to a child in one sentence.",
+]
+#: A user turn long enough (~100 tokens) that its prefill widens a running batch's cache window.
+LONG_QUESTION = "Summarise this in one line: " + " ".join(
+    f"Day {i}: the baker opened the shop, sold bread, and closed at dusk." for i in range(1, 7)
+)
+
+
+class Result:
+    """Everything one request produced, accumulated over steps."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.text = ""
+        self.outputs: list[StepOutput] = []
+
+    @property
+    def final(self) -> StepOutput:
+        return self.outputs[-1]
+
+
+def collect(outputs: list[StepOutput], results: dict[str, Result]) -> None:
+    for out in outputs:
+        res = results.setdefault(out.request_id, Result())
+        assert not (res.outputs and res.final.finished), f"{out.request_id} produced output after finishing"
+        res.tokens += out.token_ids
+        res.text += out.text_delta
+        res.outputs.append(out)
+
+
+def drain(engine: TextEngine, results: dict[str, Result] | None = None, max_steps: int = 200) -> dict[str, Result]:
+    """Step ``engine`` until idle; returns per-request results."""
+    results = {} if results is None else results
+    for _ in range(max_steps):
+        if not engine.has_unfinished():
+            return results
+        collect(engine.step(), results)
+    raise AssertionError("engine did not finish")
+
+
+def greedy(max_tokens: int = 16, **kwargs) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, **kwargs)
+
+
+def new_engine(lm: LoadedModel, **kwargs) -> TextEngine:
+    return TextEngine(lm.model, lm.tokenizer, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def prompts(smollm: LoadedModel) -> list[list[int]]:
+    return [smollm.format_chat([{"role": "user", "content": q}]) for q in QUESTIONS]
+
+
+@pytest.fixture(scope="module")
+def long_prompt(smollm: LoadedModel) -> list[int]:
+    return smollm.format_chat([{"role": "user", "content": LONG_QUESTION}])
+
+
+def run_alone(lm: LoadedModel, ids: list[int], params: SamplingParams) -> Result:
+    engine = new_engine(lm)
+    engine.add_request("alone", ids, params)
+    return drain(engine)["alone"]
+
+
+@pytest.fixture(scope="module")
+def solo(smollm: LoadedModel, prompts: list[list[int]]) -> list[Result]:
+    """Each prompt run greedily alone for 16 tokens: the reference for the batching tests."""
+    return [run_alone(smollm, ids, greedy()) for ids in prompts]
+
+
+def test_solo_matches_transformers_generate(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    ids = prompts[1]
+    with torch.inference_mode():
+        out = smollm.model.generate(
+            torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=16,
+            do_sample=False, pad_token_id=smollm.tokenizer.pad_token_id,
+        )
+    assert solo[1].tokens == out[0, len(ids):].tolist()
+    assert solo[1].text == smollm.tokenizer.decode(solo[1].tokens, skip_special_tokens=True)
+
+
+def test_batched_greedy_equals_solo(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    engine = new_engine(smollm)
+    for i, ids in enumerate(prompts):
+        engine.add_request(f"r{i}", ids, greedy())
+    results: dict[str, Result] = {}
+    collect(engine.step(), results)  # admits and prefills all three together
+    assert engine.num_running() == 3
+    drain(engine, results)
+    for i, ref in enumerate(solo):
+        got = results[f"r{i}"]
+        assert got.tokens == ref.tokens, f"prompt {i} diverged in a batch"
+        assert got.text == ref.text
+        assert got.final.finish_reason == ref.final.finish_reason
+        assert got.final.prompt_tokens == len(prompts[i])
+        assert got.final.completion_tokens == len(ref.tokens)
+
+
+def test_eos_ends_with_stop_and_no_special_text(solo: list[Result], smollm: LoadedModel) -> None:
+    # "What is the capital of France?" is answered in one short sentence, then <|im_end|>.
+    first = solo[0]
+    assert first.final.finish_reason == "stop"
+    assert first.tokens[-1] == smollm.tokenizer.eos_token_id
+    assert len(first.tokens) < 16
+    assert "Paris" in first.text and "<|im_end|>" not in first.text
+
+
+def test_join_and_leave_mid_run(
+    smollm: LoadedModel, prompts: list[list[int]], long_prompt: list[int], solo: list[Result]
+) -> None:
+    engine = new_engine(smollm)
+    engine.add_request("stays", prompts[2], greedy(16))
+    engine.add_request("leaves", prompts[1], greedy(4))
+    results: dict[str, Result] = {}
+    for _ in range(6):
+        collect(engine.step(), results)
+    assert results["leaves"].final.finished and results["leaves"].final.finish_reason == "length"
+    assert engine.num_running() == 1
+    # A longer prompt joins while "stays" is mid-generation; its prefill widens the cache window.
+    engine.add_request("joins", long_prompt, greedy(8))
+    engine.add_request("joins-short", prompts[1], greedy(8))
+    collect(engine.step(), results)
+    assert engine.num_running() == 3
+    drain(engine, results)
+
+    assert results["stays"].tokens == solo[2].tokens
+    assert results["leaves"].tokens == solo[1].tokens[:4]
+    assert results["joins-short"].tokens == solo[1].tokens[:8]
+    assert results["joins"].tokens == run_alone(smollm, long_prompt, greedy(8)).tokens
+
+
+def test_abort_running_and_waiting(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    engine = new_engine(smollm, max_batch_size=2)
+    engine.add_request("a", prompts[2], greedy())
+    engine.add_request("b", prompts[1], greedy())
+    engine.add_request("queued", prompts[0], greedy())
+    results: dict[str, Result] = {}
+    collect(engine.step(), results)
+    collect(engine.step(), results)
+    assert engine.num_waiting() == 1
+    assert engine.abort("a") is True
+    assert engine.abort("queued") is True
+    assert engine.abort("a") is False  # already aborting
+    assert engine.abort("nope") is False
+    out = engine.step()
+    collect(out, results)
+    finals = {o.request_id: o for o in out if o.finished}
+    assert finals["a"].finish_reason == "abort" and finals["a"].token_ids == []
+    assert finals["queued"].finish_reason == "abort" and finals["queued"].completion_tokens == 0
+    assert len(results["a"].tokens) == 2  # prefill token + one decode step, nothing after abort
+    drain(engine, results)
+    assert results["b"].tokens == solo[1].tokens
+    assert not engine.has_unfinished() and engine.abort("b") is False
+
+
+def test_stop_string_cuts_text(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    ref = solo[2].text
+    stop = next(word for word in ref.split()[2:] if len(word) >= 4)  # known to occur in the greedy answer
+    assert stop in ref
+    got = run_alone(smollm, prompts[2], greedy(stop=[stop]))
+    assert got.final.finish_reason == "stop"
+    assert got.text == ref[: ref.index(stop)]
+    assert stop not in got.text
+
+
+def test_unmatched_stop_prefix_is_released(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    ref = solo[2].text
+    # Its start occurs in the output, so text is held back, but the whole string never does.
+    stop = next(word for word in ref.split()[2:] if len(word) >= 4) + "\u2603never"
+    got = run_alone(smollm, prompts[2], greedy(stop=[stop]))
+    assert got.text == ref
+    assert got.final.finish_reason == solo[2].final.finish_reason
+
+
+def test_max_tokens_gives_length(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    got = run_alone(smollm, prompts[1], greedy(5))
+    assert got.final.finish_reason == "length"
+    assert got.final.completion_tokens == 5
+    assert len(got.tokens) == 5
+
+
+def test_seeded_sampling_is_reproducible_alone_and_batched(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    def sampled(seed: int) -> SamplingParams:
+        return SamplingParams(max_tokens=8, temperature=1.0, seed=seed)
+
+    first = run_alone(smollm, prompts[1], sampled(7))
+    again = run_alone(smollm, prompts[1], sampled(7))
+    assert first.tokens == again.tokens and first.text == again.text
+
+    engine = new_engine(smollm)
+    engine.add_request("seeded", prompts[1], sampled(7))
+    engine.add_request("other", prompts[2], sampled(99))
+    assert drain(engine)["seeded"].tokens == first.tokens
+
+    others = [run_alone(smollm, prompts[1], sampled(seed)).text for seed in (1, 2, 3)]
+    assert any(text != first.text for text in others)
+
+
+def test_failing_sequence_does_not_disturb_others(
+    smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]
+) -> None:
+    bad = greedy(stop=["x"])
+    # Simulate a stop configuration that only breaks at run time (bypasses validation).
+    object.__setattr__(bad, "stop", (42,))
+    engine = new_engine(smollm)
+    engine.add_request("bad", prompts[0], bad)
+    engine.add_request("good", prompts[1], greedy())
+    results = drain(engine)
+    assert results["bad"].final.finish_reason == "error"
+    assert "TypeError" in (results["bad"].final.error or "")
+    assert results["good"].tokens == solo[1].tokens
+    assert results["good"].final.error is None
+
+
+def test_add_request_rejects_bad_requests(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    engine = new_engine(smollm, max_batch_tokens=4096)
+    context = smollm.context_length
+    with pytest.raises(ValueError, match="context"):
+        engine.add_request("long", [42] * context, greedy(1))
+    with pytest.raises(ValueError, match="max_tokens"):
+        engine.add_request("long2", [42] * (context - 8), greedy(16))
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        engine.add_request("big", [42] * 4090, greedy(16))
+    with pytest.raises(ValueError, match="empty"):
+        engine.add_request("empty", [], greedy())
+    with pytest.raises(ValueError, match="token ids"):
+        engine.add_request("oov", [smollm.model.config.vocab_size], greedy())
+    engine.add_request("ok", prompts[0], greedy(1))
+    with pytest.raises(ValueError, match="already in use"):
+        engine.add_request("ok", prompts[0], greedy(1))
+    assert engine.num_waiting() == 1
+
+
+def test_batch_size_and_token_budget_bound_admission(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    budget = len(prompts[0]) + 4 + len(prompts[1]) + 4  # room for exactly two reservations
+    engine = new_engine(smollm, max_batch_size=8, max_batch_tokens=budget)
+    for i in range(3):
+        engine.add_request(f"r{i}", prompts[i % 2], greedy(4))
+    engine.step()
+    assert engine.num_running() == 2 and engine.num_waiting() == 1
+
+    small = new_engine(smollm, max_batch_size=1)
+    small.add_request("x", prompts[0], greedy(4))
+    small.add_request("y", prompts[1], greedy(4))
+    small.step()
+    assert small.num_running() == 1 and small.num_waiting() == 1
+    assert set(drain(small)) == {"x", "y"}
+
+
+def test_prefill_budget_limits_admissions_per_step(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    engine = new_engine(smollm, max_prefill_tokens=len(prompts[0]))
+    engine.add_request("a", prompts[0], greedy(4))
+    engine.add_request("b", prompts[1], greedy(4))
+    outputs = engine.step()
+    assert [o.request_id for o in outputs] == ["a"]
+    assert engine.num_waiting() == 1

@@ -1,0 +1,31 @@
+"""Loader: the default SmolLM2 cache, chat formatting and actionable errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workers.text.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
+
+
+def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> None:
+    assert smollm.model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert smollm.dtype == torch.float32 and smollm.device.type == "cpu"
+    assert smollm.context_length == 8192
+    ids = smollm.format_chat([{"role": "user", "content": "hi"}])
+    text = smollm.tokenizer.decode(ids)
+    assert text.endswith("<|im_start|>assistant\n")
+    assert "<|im_start|>user\nhi<|im_end|>" in text
+    # The turn terminator is EOS (the GGUF metadata says <|im_start|>; the loader fixes it).
+    assert smollm.tokenizer.eos_token == "<|im_end|>"
+
+
+def test_missing_model_raises_model_load_error(tmp_path) -> None:
+    missing = str(tmp_path / "no-such-model")
+    with pytest.raises(ModelLoadError, match="no-such-model"):
+        load_text_model(TextModelSpec(model=missing, cache_dir=tmp_path))
+
+
+def test_spec_rejects_unknown_dtype() -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        TextModelSpec(dtype="int3")  # type: ignore[arg-type]

@@ -1,0 +1,356 @@
+"""Continuous (iteration-level) batching for a Hugging Face causal LM.
+
+Each :meth:`TextEngine.step`:
+
+1. retires aborted sequences;
+2. runs one decode iteration for the whole running batch: one forward pass of ``[rows, 1]``
+   tokens over a shared, left-padded :class:`~workers.text.kv_cache.BatchKVCache`, with a
+   per-row attention mask and explicit position ids, then samples one token per row;
+3. admits waiting sequences in arrival order while the batch has room (``max_batch_size`` rows,
+   ``max_batch_tokens`` reserved tokens), prefills them together in one packed forward pass
+   (prompts concatenated, their common prefix only once, block causal mask, so no padding),
+   samples their first token and copies their keys/values into the batch cache. A step
+   prefills at most ``max_prefill_tokens`` packed tokens (at least one prompt), so new
+   arrivals delay the running sequences by at most that much work, once. On a CPU, where a
+   prompt token costs about as much as a decode step's token, keep it small (a few hundred).
+
+Token budget: a sequence reserves ``len(prompt) + max_tokens`` when admitted, so the running
+batch never exceeds ``max_batch_tokens`` and nothing ever has to be preempted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, NamedTuple
+
+import torch
+from transformers import DynamicCache
+
+from workers.text.kv_cache import BatchKVCache
+from workers.text.sampling import SamplingParams
+from workers.text.sequence import FinishReason, Sequence, StepOutput
+
+logger = logging.getLogger(__name__)
+
+
+class TextEngine:
+    """Pure generation engine: requests in, per-step outputs out. Not thread-safe."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch_size: int = 16,
+        max_batch_tokens: int = 8192,
+        max_prefill_tokens: int = 2048,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_batch_tokens < 2 or max_prefill_tokens < 1:
+            raise ValueError("max_batch_size and max_prefill_tokens must be >= 1, max_batch_tokens >= 2")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_prefill_tokens = max_prefill_tokens
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        config = model.config
+        self.context_length = int(config.max_position_embeddings)
+        self.vocab_size = int(config.vocab_size)
+        self.eos_token_ids = _eos_token_ids(model, tokenizer)
+        self._cache = BatchKVCache(
+            num_layers=config.num_hidden_layers,
+            kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+            head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+            max_rows=max_batch_size,
+            dtype=next(model.parameters()).dtype,
+            device=self.device,
+        )
+        self._requests: dict[str, Sequence] = {}  # every unfinished request
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []  # index = row in self._cache
+        self._reserved_tokens = 0  # sum of Sequence.reserved_tokens over self._running
+        self._pending: list[StepOutput] = []  # outputs to hand out with the next step
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> None:
+        """Queue a request. Raises ValueError for a duplicate id or a prompt that cannot fit."""
+        if request_id in self._requests:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        prompt = [int(t) for t in prompt_token_ids]
+        if not prompt:
+            raise ValueError("prompt_token_ids is empty: send at least one token")
+        if min(prompt) < 0 or max(prompt) >= self.vocab_size:
+            raise ValueError(f"prompt token ids must be in [0, {self.vocab_size})")
+        total = len(prompt) + params.max_tokens
+        if total > self.context_length:
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens plus max_tokens={params.max_tokens} exceeds the model's "
+                f"context of {self.context_length} tokens: shorten the prompt or lower max_tokens"
+            )
+        if total > self.max_batch_tokens:
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens plus max_tokens={params.max_tokens} exceeds the engine's "
+                f"max_batch_tokens={self.max_batch_tokens}: shorten the prompt or lower max_tokens"
+            )
+        seq = Sequence.create(request_id, prompt, params, self.tokenizer, self.device)
+        self._requests[request_id] = seq
+        self._waiting.append(seq)
+
+    def abort(self, request_id: str) -> bool:
+        """Stop a request before the next step; its final output (``abort``) comes from that step.
+        Returns False if the id is unknown, finished, or already aborted."""
+        seq = self._requests.get(request_id)
+        if seq is None or seq.abort_requested:
+            return False
+        seq.abort_requested = True
+        if seq in self._waiting:
+            self._waiting.remove(seq)
+            self._finish_detached(seq, FinishReason.ABORT)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self._requests or self._pending)
+
+    def num_running(self) -> int:
+        return len(self._running)
+
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> list[StepOutput]:
+        """Retire aborted sequences, decode one token for every running one, admit new ones."""
+        outputs, self._pending = self._pending, []
+        aborted = [seq for seq in self._running if seq.abort_requested]
+        for seq in aborted:
+            seq.finish_reason = FinishReason.ABORT
+            outputs.append(seq.output("", []))
+        if aborted:
+            self._drop_finished_rows()
+        if self._running:
+            self._decode(outputs)
+        self._admit(outputs)
+        return outputs
+
+    def _decode(self, outputs: list[StepOutput]) -> None:
+        rows = self._running
+        width = self._cache.width
+        self._cache.reserve(len(rows), width)
+        cached = torch.tensor([seq.num_cached for seq in rows], device=self.device)
+        input_ids = torch.tensor([[seq.output_ids[-1]] for seq in rows], device=self.device)
+        # Row r owns the last cached[r] columns of the window plus the new column at `width`.
+        # Without padding (every row spans the window, as when decoding alone) no mask is needed.
+        mask = None
+        if any(seq.num_cached != width for seq in rows):
+            columns = torch.arange(width + 1, device=self.device)
+            mask = (columns[None, :] >= (width - cached)[:, None])[:, None, None, :]
+        try:
+            logits = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=cached[:, None],
+                past_key_values=self._cache,
+                cache_position=torch.tensor([width], device=self.device),
+                use_cache=True,
+            ).logits[:, -1, :]
+        except Exception as exc:  # a failed forward pass takes the whole batch with it
+            logger.exception("decode step failed for %d sequences", len(rows))
+            for seq in rows:
+                self._fail(seq, exc, outputs)
+            self._drop_finished_rows()
+            return
+        self._cache.advance(1)
+        greedy = torch.argmax(logits, dim=-1).tolist()
+        # Hot loop: once over the running batch, per-row sampling and text processing.
+        for row, seq in enumerate(rows):
+            seq.num_cached += 1
+            try:
+                token = greedy[row] if seq.sampler.greedy else seq.sampler.sample(logits[row])
+                outputs.append(self._append_token(seq, token))
+            except Exception as exc:
+                self._fail(seq, exc, outputs)
+        self._drop_finished_rows()
+
+    def _admit(self, outputs: list[StepOutput]) -> None:
+        batch: list[Sequence] = []
+        while self._waiting and len(self._running) + len(batch) < self.max_batch_size:
+            seq = self._waiting[0]
+            if self._reserved_tokens + seq.reserved_tokens > self.max_batch_tokens:
+                break  # arrival order: do not let later, smaller requests overtake
+            if batch and _packed_len([s.prompt_ids for s in (*batch, seq)]) > self.max_prefill_tokens:
+                break
+            self._waiting.popleft()
+            batch.append(seq)
+            self._reserved_tokens += seq.reserved_tokens
+        if batch:
+            self._prefill(batch, outputs)
+
+    def _prefill(self, batch: list[Sequence], outputs: list[StepOutput]) -> None:
+        """Run the prompts of ``batch`` as one packed sequence and move survivors into the batch cache.
+
+        Prompts are concatenated without padding. Their longest common prefix (typically the
+        chat template's system turn) is packed once, first: every prompt's own tokens attend to
+        it and, causally, to themselves through a block mask; their position ids continue from
+        the prefix as if each prompt were alone.
+        """
+        pack = _pack_prompts([seq.prompt_ids for seq in batch], self.device)
+        try:
+            out = self.model(
+                input_ids=pack.input_ids,
+                attention_mask=pack.attention_mask,
+                position_ids=pack.position_ids,
+                past_key_values=DynamicCache(),
+                use_cache=True,
+                logits_to_keep=pack.last_index,
+            )
+        except Exception as exc:
+            logger.exception("prefill failed for %d sequences", len(batch))
+            for seq in batch:
+                self._fail(seq, exc, outputs)
+            self._release(batch)
+            return
+        logits = out.logits[0]
+        greedy = torch.argmax(logits, dim=-1).tolist()
+        layers = out.past_key_values.layers
+        shared, offset = pack.shared, pack.shared
+        # Hot loop: once over the newly admitted sequences.
+        for i, seq in enumerate(batch):
+            seq.num_cached = len(seq.prompt_ids)
+            start, offset = offset, offset + seq.num_cached - shared
+            try:
+                token = greedy[i] if seq.sampler.greedy else seq.sampler.sample(logits[i])
+                outputs.append(self._append_token(seq, token))
+                if not seq.finished:
+                    self._cache.add_row([_own_kv(layer, shared, start, offset) for layer in layers])
+                    self._running.append(seq)
+            except Exception as exc:
+                self._fail(seq, exc, outputs)
+        self._release([seq for seq in batch if seq.finished])
+
+    # -- per-sequence bookkeeping ----------------------------------------------------------
+
+    def _append_token(self, seq: Sequence, token: int) -> StepOutput:
+        """Record a sampled token; detokenise, apply stop rules, and describe the result."""
+        if seq.first_token_time is None:
+            seq.first_token_time = time.monotonic()
+        seq.output_ids.append(token)
+        eos = token in self.eos_token_ids
+        text, stopped = seq.stop.feed(seq.detokenizer.flush() if eos else seq.detokenizer.push(token))
+        if stopped or eos:
+            seq.finish_reason = FinishReason.STOP
+        elif len(seq.output_ids) >= seq.params.max_tokens:
+            seq.finish_reason = FinishReason.LENGTH
+        if seq.finished and not stopped:
+            tail, stopped = seq.stop.feed(seq.detokenizer.flush())
+            text += tail if stopped else tail + seq.stop.flush()
+            if stopped:
+                seq.finish_reason = FinishReason.STOP
+        if seq.finished:
+            del self._requests[seq.request_id]
+        return seq.output(text, [token])
+
+    def _fail(self, seq: Sequence, exc: BaseException, outputs: list[StepOutput]) -> None:
+        logger.warning("request %s failed: %s", seq.request_id, exc)
+        seq.error = f"{type(exc).__name__}: {exc}"
+        seq.finish_reason = FinishReason.ERROR
+        self._requests.pop(seq.request_id, None)
+        outputs.append(seq.output("", []))
+
+    def _finish_detached(self, seq: Sequence, reason: FinishReason) -> None:
+        """Finish a sequence that holds no batch row (it was waiting)."""
+        seq.finish_reason = reason
+        del self._requests[seq.request_id]
+        self._pending.append(seq.output("", []))
+
+    def _release(self, seqs: list[Sequence]) -> None:
+        for seq in seqs:
+            self._reserved_tokens -= seq.reserved_tokens
+
+    def _drop_finished_rows(self) -> None:
+        """Remove finished sequences from the batch and compact the cache."""
+        keep = [row for row, seq in enumerate(self._running) if not seq.finished]
+        if len(keep) == len(self._running):
+            return
+        self._release([seq for seq in self._running if seq.finished])
+        for seq in self._running:
+            if seq.finished:
+                self._requests.pop(seq.request_id, None)
+        self._running = [self._running[row] for row in keep]
+        self._cache.keep_rows(keep, max((seq.num_cached for seq in self._running), default=0))
+
+
+class _Pack(NamedTuple):
+    """Model inputs for a packed prefill of several prompts."""
+
+    input_ids: torch.Tensor  # [1, total]
+    position_ids: torch.Tensor  # [1, total]
+    attention_mask: torch.Tensor  # [1, 1, total, total] bool, True = attend
+    last_index: torch.Tensor  # [prompts]: where each prompt's last token sits
+    shared: int  # tokens of common prefix at the front
+
+
+def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
+    """Lay out ``prompts`` as: common prefix once, then each prompt's remaining tokens."""
+    shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+    own = torch.tensor([len(p) - shared for p in prompts], device=device)
+    ids = prompts[0][:shared] + [t for p in prompts for t in p[shared:]]
+    segment = torch.cat([
+        torch.full((shared,), -1, device=device),  # -1: the prefix, visible to every prompt
+        torch.repeat_interleave(torch.arange(len(prompts), device=device), own),
+    ])
+    positions = torch.cat([torch.arange(shared, device=device)] + [torch.arange(shared, len(p), device=device) for p in prompts])
+    index = torch.arange(len(ids), device=device)
+    visible = (segment[:, None] == segment[None, :]) | (segment[None, :] == -1)
+    mask = visible & (index[None, :] <= index[:, None])
+    return _Pack(
+        input_ids=torch.tensor([ids], device=device),
+        position_ids=positions[None],
+        attention_mask=mask[None, None],
+        last_index=shared + own.cumsum(0) - 1,
+        shared=shared,
+    )
+
+
+def _common_prefix_len(prompts: list[list[int]]) -> int:
+    """Length of the prefix all prompts share, leaving each at least one token of its own."""
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
+def _packed_len(prompts: list[list[int]]) -> int:
+    """Tokens a packed prefill of ``prompts`` computes (the common prefix counts once)."""
+    shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+    return shared + sum(len(p) - shared for p in prompts)
+
+
+def _own_kv(layer: Any, shared: int, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sequence's keys/values from a packed prefill: the shared prefix, then its own tokens."""
+    keys, values = layer.keys[0], layer.values[0]
+    if shared == 0:
+        return keys[:, start:end], values[:, start:end]
+    return (
+        torch.cat([keys[:, :shared], keys[:, start:end]], dim=1),
+        torch.cat([values[:, :shared], values[:, start:end]], dim=1),
+    )
+
+
+def _eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """EOS ids from the generation config and the tokenizer (either may list several)."""
+    ids: set[int] = set()
+    generation_config = getattr(model, "generation_config", None)
+    for source in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source is not None:
+            ids.update(int(t) for t in source)
+    return frozenset(ids)

@@ -1,0 +1,214 @@
+"""The text worker's handler: one continuous-batching engine loop shared by every job in flight.
+
+The engine is not thread-safe, so only the loop touches it: jobs hand it additions and aborts
+through a queue, and the loop applies them between steps, runs each step in a thread, and routes
+each step's outputs to the jobs' own queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from schemas import TextRequest
+from schemas.enums import ErrorCode, FinishReason, Modality
+from schemas.events import ModelInfo, Usage
+from workers.context import JobContext
+from workers.errors import JobCancelled, JobError
+
+from .engine import TextEngine
+from .loader import LoadedModel, TextModelSpec, load_text_model
+from .sampling import SamplingParams
+from .sequence import StepOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    request_id: str
+    prompt: list[int]
+    params: SamplingParams
+    outputs: asyncio.Queue
+
+
+class TextHandler:
+    modality = Modality.TEXT
+
+    def __init__(self, spec: TextModelSpec, *, served_name: str, max_batch_size: int = 16,
+                 max_batch_tokens: int = 8192, max_prefill_tokens: int = 2048) -> None:
+        self._spec = spec
+        self.served_name = served_name
+        self.max_concurrency = max_batch_size * 2  # a batch running and one waiting to join
+        self._engine_args = dict(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
+                                 max_prefill_tokens=max_prefill_tokens)
+        self.loaded: LoadedModel | None = None
+        self.engine: TextEngine | None = None
+        self._adds: list[_Pending] = []
+        self._aborts: list[str] = []
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+        self.steps = 0  # decode iterations run (for tests and metrics)
+        self.max_running = 0  # largest batch seen
+
+    @property
+    def model_info(self) -> ModelInfo:
+        if self.loaded is None:
+            return ModelInfo(id=self.served_name, device="unloaded", dtype="unknown")
+        return ModelInfo(id=self.loaded.model_id, revision=self.loaded.revision,
+                         device=str(self.loaded.device), dtype=str(self.loaded.dtype).removeprefix("torch."))
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, **kwargs) -> TextHandler:
+        """A handler around an already loaded model (tests, benchmarks)."""
+        handler = cls(TextModelSpec(), **kwargs)
+        handler.loaded = loaded
+        return handler
+
+    async def start(self) -> None:
+        if self.loaded is None:
+            self.loaded = await asyncio.to_thread(load_text_model, self._spec)
+        self.engine = TextEngine(self.loaded.model, self.loaded.tokenizer, device=self.loaded.device,
+                                 **self._engine_args)
+        await asyncio.to_thread(self._warm_up)
+        self._loop_task = asyncio.create_task(self._loop(), name="text-engine-loop")
+
+    def _warm_up(self) -> None:
+        prompt = self.loaded.format_chat([{"role": "user", "content": "Hi"}])
+        self.engine.add_request("__warmup__", prompt, SamplingParams(max_tokens=2, temperature=0.0))
+        while self.engine.has_unfinished():
+            self.engine.step()
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def prompt_tokens(self, request: TextRequest) -> list[int]:
+        messages = [{"role": m.role.value, "content": m.content} for m in request.params.messages]
+        return self.loaded.format_chat(messages)
+
+    def check(self, request: TextRequest) -> None:
+        if request.model not in (None, self.served_name, self.loaded.model_id if self.loaded else None):
+            raise JobError(ErrorCode.UNKNOWN_MODEL,
+                           f"model {request.model!r} is not served here: use {self.served_name!r}")
+        context = self.loaded.context_length
+        if request.params.max_tokens >= context:
+            raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+                           f"max_tokens={request.params.max_tokens} is not below the model's context of"
+                           f" {context} tokens: lower max_tokens")
+        prompt = len(self.prompt_tokens(request))
+        if prompt + request.params.max_tokens > context:
+            raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+                           f"the prompt is {prompt} tokens and max_tokens is {request.params.max_tokens};"
+                           f" together they exceed the model's context of {context} tokens: shorten the"
+                           " messages or lower max_tokens")
+
+    # -- a job -----------------------------------------------------------------------------------
+
+    async def run(self, ctx: JobContext) -> None:
+        p = ctx.request.params
+        try:
+            params = SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p,
+                                    stop=tuple(p.stop), seed=p.seed)
+        except ValueError as exc:
+            raise JobError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
+        request_id = f"{ctx.job_id}#{ctx.attempt}"
+        outputs: asyncio.Queue = asyncio.Queue()
+        self._adds.append(_Pending(request_id, self.prompt_tokens(ctx.request), params, outputs))
+        self._wake.set()
+        text: list[str] = []
+        cancel_wait = asyncio.create_task(ctx.wait_cancelled())
+        try:
+            while True:
+                getter = asyncio.create_task(outputs.get())
+                done, _ = await asyncio.wait({getter, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    self._aborts.append(request_id)
+                    self._wake.set()
+                    ctx.checkpoint()
+                out: StepOutput = getter.result()
+                if out.text_delta:
+                    text.append(out.text_delta)
+                    await ctx.token(out.text_delta, len(out.token_ids))
+                if out.finished:
+                    return await self._finish(ctx, out, "".join(text))
+        finally:
+            cancel_wait.cancel()
+
+    async def _finish(self, ctx: JobContext, out: StepOutput, text: str) -> None:
+        reason = out.finish_reason
+        if reason == "abort":
+            raise JobCancelled("cancelled")
+        if reason == "error":
+            raise JobError(ErrorCode.GENERATION_ERROR, f"generation failed: {out.error}", retryable=True)
+        usage = Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                      total_tokens=out.prompt_tokens + out.completion_tokens)
+        await ctx.completed(usage=usage, text=text,
+                            finish_reason=FinishReason.LENGTH if reason == "length" else FinishReason.STOP)
+
+    # -- the engine loop -------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        engine = self.engine
+        while True:
+            self._apply_pending(engine)
+            if not engine.has_unfinished():
+                self._wake.clear()
+                if not self._adds and not self._aborts:
+                    await self._wake.wait()
+                continue
+            try:
+                outputs = await asyncio.to_thread(engine.step)
+            except Exception as exc:  # the engine itself broke: fail what it holds, keep serving
+                log.exception("engine step failed")
+                self._fail_all(f"{type(exc).__name__}: {exc}")
+                continue
+            self.steps += 1
+            self.max_running = max(self.max_running, engine.num_running())
+            for out in outputs:  # hot loop: route each sequence's output once
+                queue = self._queues.get(out.request_id)
+                if queue is None:
+                    continue
+                queue.put_nowait(out)
+                if out.finished:
+                    del self._queues[out.request_id]
+
+    def _apply_pending(self, engine: TextEngine) -> None:
+        adds, self._adds = self._adds, []
+        for pending in adds:
+            try:
+                engine.add_request(pending.request_id, pending.prompt, pending.params)
+            except ValueError as exc:
+                pending.outputs.put_nowait(StepOutput(
+                    request_id=pending.request_id, text_delta="", token_ids=[], finished=True,
+                    finish_reason="error", prompt_tokens=len(pending.prompt), completion_tokens=0,
+                    error=str(exc)))
+                continue
+            self._queues[pending.request_id] = pending.outputs
+        aborts, self._aborts = self._aborts, []
+        for request_id in aborts:
+            engine.abort(request_id)
+
+    def _fail_all(self, error: str) -> None:
+        for request_id, queue in list(self._queues.items()):
+            self.engine.abort(request_id)
+            queue.put_nowait(StepOutput(request_id=request_id, text_delta="", token_ids=[], finished=True,
+                                        finish_reason="error", prompt_tokens=0, completion_tokens=0,
+                                        error=error))
+        self._queues.clear()
+
+
+def create_handler() -> TextHandler:
+    from .settings import TextSettings
+
+    s = TextSettings()
+    spec = TextModelSpec(model=s.model, revision=s.revision, dtype=s.dtype, device=s.device,
+                         cache_dir=s.cache_dir)
+    return TextHandler(spec, served_name=s.served_name, max_batch_size=s.max_batch_size,
+                       max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens)

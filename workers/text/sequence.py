@@ -1,0 +1,97 @@
+"""One request's generation state, and what a step reports about it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from workers.text.detokenizer import IncrementalDetokenizer
+from workers.text.sampling import Sampler, SamplingParams
+from workers.text.stop import StopStringMatcher
+
+
+class FinishReason(StrEnum):
+    """Why a sequence ended (compares equal to its string value)."""
+
+    #: An EOS token was generated or a stop string matched.
+    STOP = "stop"
+    #: ``max_tokens`` completion tokens were generated.
+    LENGTH = "length"
+    #: The caller aborted the request.
+    ABORT = "abort"
+    #: This sequence failed; the others in the batch carried on.
+    ERROR = "error"
+
+
+@dataclass
+class StepOutput:
+    """What one engine step produced for one request."""
+
+    request_id: str
+    text_delta: str
+    token_ids: list[int]
+    finished: bool
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+    #: ``time.monotonic()`` when the request was added.
+    arrival_time: float = 0.0
+    #: ``time.monotonic()`` when its first completion token was sampled (None before that).
+    first_token_time: float | None = None
+
+
+@dataclass(eq=False)
+class Sequence:
+    """Mutable per-request state owned by the engine (compared by identity)."""
+
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    sampler: Sampler
+    detokenizer: IncrementalDetokenizer
+    stop: StopStringMatcher
+    output_ids: list[int] = field(default_factory=list)
+    #: Tokens whose keys/values are in the cache; the last sampled token is not yet among them.
+    num_cached: int = 0
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+    abort_requested: bool = False
+    arrival_time: float = field(default_factory=time.monotonic)
+    first_token_time: float | None = None
+
+    @classmethod
+    def create(cls, request_id: str, prompt_ids: list[int], params: SamplingParams, tokenizer: Any, device: Any) -> Sequence:
+        return cls(
+            request_id=request_id,
+            prompt_ids=prompt_ids,
+            params=params,
+            sampler=Sampler(params, device),
+            detokenizer=IncrementalDetokenizer(tokenizer, prompt_ids),
+            stop=StopStringMatcher(params.stop),
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Cache footprint this sequence may reach: prompt plus all its completion tokens."""
+        return len(self.prompt_ids) + self.params.max_tokens
+
+    def output(self, text_delta: str, token_ids: list[int]) -> StepOutput:
+        return StepOutput(
+            request_id=self.request_id,
+            text_delta=text_delta,
+            token_ids=token_ids,
+            finished=self.finished,
+            finish_reason=self.finish_reason,
+            prompt_tokens=len(self.prompt_ids),
+            completion_tokens=len(self.output_ids),
+            error=self.error,
+            arrival_time=self.arrival_time,
+            first_token_time=self.first_token_time,
+        )

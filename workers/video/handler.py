@@ -1,0 +1,173 @@
+"""The video worker's handler: one long-running job at a time, progress per step, MP4 out.
+
+``run(ctx)`` runs ``VideoEngine.generate`` in a thread; its per-step callback is relayed to the
+event loop and becomes one progress event per step. A cancel is seen at the next step boundary,
+both by ``run`` (which ends the job with ``cancelled``) and by the engine (which stops computing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from diffusers import DiffusionPipeline
+
+from infra.blob.base import BlobStore, artifact_key
+from schemas import VideoRequest
+from schemas.enums import ErrorCode, Modality
+from schemas.events import ModelInfo, Usage
+from workers.context import JobContext
+from workers.errors import JobError
+from workers.image.errors import GenerationCancelled, InvalidParameter
+from workers.image.handler import WARMUP_SIDE, job_error, native_side, random_seed, wire_model_info
+from workers.image.pipeline import ModelInfo as EngineModelInfo
+from workers.image.pipeline import load_pipeline
+
+from .encode import MIME_MP4, encode_mp4
+from .engine import VideoEngine, VideoJob
+from .pipeline import load_tiny_video_pipeline
+from .settings import VideoSettings
+from .validation import VideoLimits, validate_video_request
+
+log = logging.getLogger(__name__)
+
+#: returns a loaded pipeline and what it is; called once, in a thread, by start()
+PipelineLoader = Callable[[], tuple[DiffusionPipeline, EngineModelInfo]]
+#: frames of the one-step warm-up clip
+WARMUP_FRAMES = 2
+
+
+def pipeline_loader(model: str | None, device: str | None, cache_dir: Path) -> PipelineLoader:
+    """Load ``model`` offline, or build the tiny random AnimateDiff pipeline once into ``cache_dir``."""
+    if model is None:
+        return partial(load_tiny_video_pipeline, cache_dir / "models" / "tiny-animatediff", device=device)
+    return partial(load_pipeline, model, device)
+
+
+class VideoHandler:
+    modality = Modality.VIDEO
+
+    def __init__(self, load: PipelineLoader, blobs: BlobStore, settings: VideoSettings) -> None:
+        self._load = load
+        self._blobs = blobs
+        self._settings = settings
+        self.max_concurrency = settings.max_concurrency
+        self._engine: VideoEngine | None = None
+        self._limits: VideoLimits | None = None
+        self._native = 0
+        #: generations still running in a thread (a job that left stops them within one step)
+        self._generations: set[asyncio.Future] = set()
+
+    @property
+    def engine(self) -> VideoEngine:
+        if self._engine is None:
+            raise RuntimeError("the video handler is not started")
+        return self._engine
+
+    @property
+    def model_info(self) -> ModelInfo:
+        if self._engine is None:
+            return ModelInfo(id=self._settings.model or "tiny-animatediff", device="unloaded",
+                             dtype="unknown", random_weights=self._settings.model is None)
+        return wire_model_info(self._engine.model_info)
+
+    async def start(self) -> None:
+        await self._blobs.start()
+        if self._engine is not None:
+            return
+        pipe, info = await asyncio.to_thread(self._load)
+        s = self._settings
+        self._native = native_side(pipe)
+        self._limits = VideoLimits(max_side=s.max_side, max_steps=s.max_steps, max_frames=s.max_frames,
+                                   max_fps=s.max_fps, vae_scale_factor=info.vae_scale_factor)
+        self._engine = VideoEngine(pipe, info)
+        warmup = VideoJob(job_id="warmup", prompt="warm up", seed=0, frames=WARMUP_FRAMES,
+                          width=WARMUP_SIDE, height=WARMUP_SIDE, steps=1, guidance=s.guidance)
+        await asyncio.to_thread(self._engine.generate, warmup)
+        log.info("video model %s ready on %s (%s)", info.model_id, info.device, info.weights)
+
+    async def stop(self) -> None:
+        if self._generations:  # each stops at its next step: its job already left
+            await asyncio.gather(*self._generations, return_exceptions=True)
+        await self._blobs.stop()
+
+    def resolve(self, request: VideoRequest, seed: int | None = None) -> VideoJob:
+        """The request with the model's defaults filled in, checked against its limits."""
+        if self._limits is None:
+            raise RuntimeError("the video handler is not started")
+        p, s = request.params, self._settings
+        job = VideoJob(
+            job_id=request.job_id,
+            prompt=p.prompt,
+            negative_prompt=p.negative_prompt or "",
+            seed=p.seed if p.seed is not None else (seed if seed is not None else random_seed()),
+            frames=p.frames or s.frames,
+            fps=p.fps,
+            width=p.width or s.width or self._native,
+            height=p.height or s.height or self._native,
+            steps=p.steps or s.steps,
+            guidance=p.guidance if p.guidance is not None else s.guidance,
+        )
+        try:
+            validate_video_request(job.width, job.height, job.steps, job.frames, job.fps, self._limits)
+        except InvalidParameter as exc:
+            raise job_error(exc) from None
+        return job
+
+    def check(self, request: VideoRequest) -> None:
+        self.resolve(request, seed=0)
+
+    async def run(self, ctx: JobContext) -> None:
+        job = self.resolve(ctx.request)
+        loop = asyncio.get_running_loop()
+        steps: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        left = threading.Event()
+
+        def on_step(done: int, total: int) -> None:
+            # Called from the generation thread once per denoising step (hot loop).
+            loop.call_soon_threadsafe(steps.put_nowait, (done, total))
+
+        def should_stop() -> bool:
+            return ctx.cancelled or left.is_set()
+
+        generation = asyncio.ensure_future(asyncio.to_thread(self.engine.generate, job, on_step, should_stop))
+        self._generations.add(generation)
+        generation.add_done_callback(self._generations.discard)
+        # Queued after every step the thread reported, since those were scheduled first.
+        generation.add_done_callback(lambda _: steps.put_nowait(None))
+        try:
+            while (step := await steps.get()) is not None:
+                ctx.checkpoint()
+                await ctx.progress(*step, stage="denoise")
+            frames = await generation
+        except GenerationCancelled:
+            ctx.checkpoint()  # raises JobCancelled with the cancel's reason
+            raise JobError(ErrorCode.GENERATION_ERROR, "generation stopped early; resubmit the job",
+                           retryable=True) from None
+        except InvalidParameter as exc:
+            raise job_error(exc) from None
+        finally:
+            left.set()
+            if not generation.done():  # the job left mid-run: collect the thread's outcome quietly
+                generation.add_done_callback(lambda g: g.cancelled() or g.exception())
+        ctx.checkpoint()
+        body = await asyncio.to_thread(encode_mp4, frames, job.fps)
+        ref = await self._blobs.put(artifact_key(ctx.request.tenant, ctx.job_id, "video.mp4"), body, MIME_MP4)
+        height, width = frames[0].shape[:2]
+        await ctx.artifact(index=0, uri=ref.uri, mime_type=ref.mime, bytes=ref.bytes, sha256=ref.sha256,
+                           width=width, height=height, frames=len(frames),
+                           duration_s=round(len(frames) / job.fps, 6))
+        await ctx.completed(usage=Usage(frames=len(frames), steps=job.steps))
+
+
+def create_handler() -> VideoHandler:
+    from infra.blob.config import BlobSettings, blob_store
+    from infra.settings import StorageSettings
+
+    settings = VideoSettings()
+    load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
+    return VideoHandler(load, blob_store(BlobSettings()), settings)
