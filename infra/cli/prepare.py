@@ -1,0 +1,58 @@
+"""Model preparation before `genloom up` starts workers: the first run dequantises the default
+text model and builds the small random media pipelines, with a progress line for each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from schemas.enums import Modality
+
+
+def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
+    from workers.text.loader import TextModelSpec, prepare_text_model
+    from workers.text.settings import TextSettings
+
+    s = TextSettings()
+    spec = TextModelSpec(model=s.model, revision=s.revision, cache_dir=s.cache_dir)
+    label = s.model or "SmolLM2-135M-Instruct (dequantised once, about 30 s)"
+    return f"text: {label}", lambda: prepare_text_model(spec)
+
+
+def _image(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
+    from workers.image.settings import ImageSettings
+    from workers.image.tiny import build_tiny_pipeline
+
+    if ImageSettings().model:
+        return None
+    return "image: tiny random Stable Diffusion pipeline", lambda: build_tiny_pipeline(cache_dir / "models" / "tiny-sd")
+
+
+def _video(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
+    from workers.video.pipeline import build_tiny_video_pipeline
+    from workers.video.settings import VideoSettings
+
+    if VideoSettings().model:
+        return None
+    return ("video: tiny random AnimateDiff pipeline",
+            lambda: build_tiny_video_pipeline(cache_dir / "models" / "tiny-animatediff"))
+
+
+STEPS = {Modality.TEXT: _text, Modality.IMAGE: _image, Modality.VIDEO: _video}
+
+
+def prepare(modalities: list[Modality], cache_dir: Path, console: Console) -> None:
+    """Build what the given modalities' workers load, showing progress; raises on failure."""
+    steps = [step(cache_dir) for m in modalities if (step := STEPS.get(m)) is not None]
+    steps = [s for s in steps if s is not None]
+    if not steps:
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        for label, run in steps:
+            task = progress.add_task(f"preparing {label}", total=1)
+            run()
+            progress.update(task, completed=1, description=f"ready     {label}")

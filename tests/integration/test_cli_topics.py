@@ -1,0 +1,38 @@
+"""`genloom topics` against the real broker."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from infra.procs import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def topics(bootstrap: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infra.cli.main", "topics", "--bootstrap", bootstrap],
+                          env=dict(os.environ, COLUMNS="250", NO_COLOR="1"), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_topics_lists_the_catalogue_with_partitions(kafka_bootstrap):
+    result = topics(kafka_bootstrap)
+    assert result.returncode == 0, result.stderr
+    rows = {m.group(1): (int(m.group(2)), int(m.group(3)))
+            for m in re.finditer(r"(genloom\.[a-z.]+)\s*│\s*(\d+)\s*│\s*(\d+)", result.stdout)}
+    assert len(rows) == 9
+    assert rows["genloom.requests"] == (8, 8) and rows["genloom.jobs.text"] == (4, 4)
+    assert rows["genloom.control"] == (1, 1)
+    assert re.search(r"genloom\.jobs\.image\s*│.*genloom-workers-image", result.stdout)
+
+
+def test_topics_without_a_broker_says_where_it_looked():
+    bootstrap = f"127.0.0.1:{free_port()}"
+    result = topics(bootstrap)
+    assert result.returncode == 1
+    assert f"cannot reach Kafka at {bootstrap}" in result.stderr and "Traceback" not in result.stderr
