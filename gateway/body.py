@@ -53,9 +53,8 @@ def parse_json(body: bytes) -> object:
         ) from None
 
 
-async def read_json(request: Request, max_bytes: int) -> object:
-    """The parsed body; 415, 413 and 400 before anything is parsed that should not be."""
-    check_content_type(request.headers.get("content-type"))
+async def read_bounded(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to be larger than max_bytes."""
     check_declared_length(request.headers.get("content-length"), max_bytes)
     chunks: list[bytes] = []
     size = 0
@@ -64,4 +63,10 @@ async def read_json(request: Request, max_bytes: int) -> object:
         if size > max_bytes:
             raise too_large(None, max_bytes)
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, max_bytes: int) -> object:
+    """The parsed body; 415, 413 and 400 before anything is parsed that should not be."""
+    check_content_type(request.headers.get("content-type"))
+    return parse_json(await read_bounded(request, max_bytes))

@@ -55,3 +55,48 @@ def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
 def log_file(folder: Path, name: str):
     folder.mkdir(parents=True, exist_ok=True)
     return open(folder / f"{name}.log", "ab")
+
+
+class LocalServer:
+    """A server binary run on a loopback port for the embedded default and tests, stopped by PID.
+
+    Subclasses say which argv runs it on a port; this class owns the process.
+    """
+
+    def __init__(self, port: int = 0, log=None) -> None:
+        self._port = port or free_port()
+        self._log = log
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 10.0):
+        self._proc = subprocess.Popen(
+            self.argv(),
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self._port, timeout, self._proc)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

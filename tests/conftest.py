@@ -73,3 +73,13 @@ def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
         stop_process(proc, timeout=10)
         if proc.returncode not in (0, -15, None):
             print(log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+async def producer(kafka_bootstrap):
+    """A plain aiokafka producer on the session broker."""
+    from tests.kafka_helpers import started_producer
+
+    p = await started_producer(kafka_bootstrap)
+    yield p
+    await p.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from infra.kafka import clients
@@ -77,3 +78,21 @@ async def skip_backlog(bootstrap: str, topic: str, group: str) -> int:
     finally:
         await consumer.stop()
     return skipped
+
+
+@contextlib.asynccontextmanager
+async def serving(*services):
+    """Start runners (JobRunner, GateRunner) one at a time, run them, and stop them in reverse."""
+    started, tasks = [], []
+    try:
+        for service in services:  # one at a time: model builds in parallel threads race in torch
+            await service.start()
+            started.append(service)
+            tasks.append(asyncio.create_task(service.run()))
+        yield services
+    finally:
+        for service in reversed(started):
+            await service.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,7 +20,7 @@ from schemas.openai import VideoCreateRequest, VideoObject
 
 from .. import records
 from ..auth import tenant_of
-from ..body import check_declared_length, parse_json, too_large
+from ..body import parse_json, read_bounded
 from ..errors import ApiError, not_found
 from .media import form_fields, parse_body, to_video_request, video_meta, video_object
 from .outcome import read_artifact
@@ -40,15 +40,7 @@ async def _read_body(request: Request, max_bytes: int) -> object:
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
                        f"Content-Type {media or '(none)'!r} is not supported: send application/json or"
                        " multipart/form-data", param="Content-Type")
-    check_declared_length(request.headers.get("content-length"), max_bytes)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large(None, max_bytes)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_bounded(request, max_bytes)
     return form_fields(raw, content_type) if media == "multipart/form-data" else parse_json(raw)
 
 

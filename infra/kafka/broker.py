@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 from pathlib import Path
-from typing import IO
-
-from infra.procs import free_port, stop_process, wait_for_port
+from infra.procs import LocalServer
 
 
 class BrokerNotInstalled(RuntimeError):
@@ -34,50 +31,14 @@ def tansu_binary() -> Path:
     return binary
 
 
-class LocalBroker:
-    """A Tansu broker on 127.0.0.1, stopped by PID."""
-
-    def __init__(self, port: int = 0, log: IO[bytes] | None = None) -> None:
-        self._port = port or free_port()
-        self._log = log
-        self._proc: subprocess.Popen | None = None
+class LocalBroker(LocalServer):
+    """A Tansu broker on 127.0.0.1, memory only, stopped by PID."""
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self._port}"
+        return f"127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def start(self, timeout: float = 10.0) -> LocalBroker:
-        url = f"tcp://127.0.0.1:{self._port}"
-        self._proc = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_for_port(self._port, timeout, self._proc)
-        return self
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            self._proc = None
-
-    def __enter__(self) -> LocalBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def argv(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]

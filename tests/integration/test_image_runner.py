@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 
@@ -15,7 +14,7 @@ from infra.kafka.codec import encode
 from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, ImageRequest, parse_request
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import job_events, read_topic, started_producer
+from tests.kafka_helpers import serving, job_events, read_topic
 from workers.image.handler import ImageHandler
 from workers.image.settings import ImageSettings
 from workers.image.tiny import load_tiny_pipeline
@@ -36,20 +35,8 @@ async def image_worker(kafka_bootstrap, blobs, tmp_path_factory):
     # A wide window, so that jobs sent together surely meet in one bucket on a busy machine.
     settings = ImageSettings(max_batch_size=4, max_wait_ms=400, steps=2, scheduler="ddim")
     handler = ImageHandler(lambda: load_tiny_pipeline(path, device="cpu"), blobs, settings)
-    runner = JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    yield runner
-    await runner.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture(scope="module")
-async def producer(kafka_bootstrap):
-    p = await started_producer(kafka_bootstrap)
-    yield p
-    await p.stop()
+    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+        yield runner
 
 
 def image(job_id: str, **params) -> ImageRequest:

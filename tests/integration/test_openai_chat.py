@@ -7,14 +7,13 @@ import asyncio
 import json
 import time
 
-import httpx
 import openai
 import pytest
 
 from infra.redis import keys
 from infra.kafka.topics import jobs_topic
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import skip_backlog
+from tests.kafka_helpers import serving, skip_backlog
 from workers.moderation.gate import ModerationGate
 from workers.moderation.runner import GateRunner
 from workers.runner import JobRunner
@@ -29,18 +28,10 @@ MODEL = "smollm2-135m-instruct"
 async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
     """A moderation gate and a text worker beside the edge fixtures' gateway and streams process."""
     await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
-    gate = GateRunner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP)
     handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8)
-    runner = JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)
-    await gate.start()
-    await runner.start()
-    tasks = [asyncio.create_task(gate.run()), asyncio.create_task(runner.run())]
-    yield handler
-    await runner.stop()
-    await gate.stop()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with serving(GateRunner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
+                       JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
+        yield handler
 
 
 @pytest.fixture
@@ -97,7 +88,6 @@ async def test_bad_chat_requests_are_400_before_queueing(sdk, text_pipeline, kwa
 
 
 async def test_closing_the_stream_aborts_generation(sdk, text_pipeline, edge_redis):
-    handler = text_pipeline
     stream = await sdk.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Tell a very long story about the sea."}],
         max_tokens=300, temperature=0, stream=True)

@@ -22,7 +22,7 @@ from infra.kafka.topics import CONTROL, EVENTS, REQUESTS
 from infra.redis import keys
 from infra.kafka.topics import jobs_topic
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import skip_backlog
+from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
 from workers.image.handler import ImageHandler
 from workers.image.settings import ImageSettings
@@ -53,19 +53,9 @@ async def media_workers(kafka_bootstrap, gateway_url, blob_dir, tmp_path_factory
     speech = SpeechHandler(PiperSynthesizer.with_shipped_voice(intra_op_threads=1), LocalBlobStore(blob_dir))
     for modality in ("image", "video", "speech"):
         await skip_backlog(kafka_bootstrap, jobs_topic(modality), f"genloom-workers-{modality}")
-    gate = GateRunner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP)
-    runners = [JobRunner(h, bootstrap=kafka_bootstrap, **FAST_GROUP) for h in (image, video, speech)]
-    await gate.start()
-    for runner in runners:  # one at a time: building two tiny pipelines in parallel threads races in torch
-        await runner.start()
-    tasks = [asyncio.create_task(x.run()) for x in (gate, *runners)]
-    yield
-    for runner in runners:
-        await runner.stop()
-    await gate.stop()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with serving(GateRunner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
+                       *(JobRunner(h, bootstrap=kafka_bootstrap, **FAST_GROUP) for h in (image, video, speech))):
+        yield
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from infra.kafka.codec import encode
 from infra.kafka.topics import CONTROL, DLQ, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, SpeechRequest, parse_request
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import job_events, read_topic, started_producer
+from tests.kafka_helpers import serving, job_events, read_topic
 from workers.runner import JobRunner
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
@@ -33,20 +33,8 @@ async def blobs(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def speech_worker(kafka_bootstrap, blobs):
     synth = PiperSynthesizer.with_shipped_voice(intra_op_threads=1)
-    runner = JobRunner(SpeechHandler(synth, blobs), bootstrap=kafka_bootstrap, **FAST_GROUP)
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    yield runner
-    await runner.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture(scope="module")
-async def producer(kafka_bootstrap):
-    p = await started_producer(kafka_bootstrap)
-    yield p
-    await p.stop()
+    async with serving(JobRunner(SpeechHandler(synth, blobs), bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+        yield runner
 
 
 def speech(job_id: str, text: str, **params) -> SpeechRequest:

@@ -7,16 +7,9 @@ import json
 import pytest
 
 from infra.kafka.topics import DLQ, EVENTS, REQUESTS, jobs_topic
-from tests.kafka_helpers import job_events, read_topic, started_producer
+from tests.kafka_helpers import job_events, read_topic
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def producer(kafka_bootstrap):
-    p = await started_producer(kafka_bootstrap)
-    yield p
-    await p.stop()
 
 
 def _job_id(value: bytes) -> str | None:

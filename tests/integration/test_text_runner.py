@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -11,7 +10,7 @@ from infra.kafka.codec import encode
 from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, parse_request
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import job_events, read_topic, skip_backlog, started_producer
+from tests.kafka_helpers import serving, job_events, read_topic, skip_backlog
 from workers.runner import JobRunner
 from workers.text.handler import TextHandler
 from workers.text.loader import TextModelSpec
@@ -24,20 +23,8 @@ TOPIC = jobs_topic("text")
 async def text_worker(kafka_bootstrap):
     await skip_backlog(kafka_bootstrap, TOPIC, "genloom-workers-text")
     handler = TextHandler(TextModelSpec(), served_name="smollm2-135m-instruct", max_batch_size=8)
-    runner = JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    yield runner
-    await runner.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture(scope="module")
-async def producer(kafka_bootstrap):
-    p = await started_producer(kafka_bootstrap)
-    yield p
-    await p.stop()
+    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+        yield runner
 
 
 def chat(job_id: str, content: str, **params):

@@ -21,7 +21,7 @@ from infra.procs import stop_process
 from schemas import CancelJob, VideoRequest, parse_request
 from schemas.events import TERMINAL_TYPES
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import job_events, read_topic, started_producer
+from tests.kafka_helpers import serving, job_events, read_topic
 from workers.runner import JobRunner
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
@@ -55,20 +55,8 @@ async def blobs(tmp_path_factory):
 async def video_worker(kafka_bootstrap, blobs, tiny_pipeline):
     """One in-process worker per test, so that none is left in the group for the takeover test."""
     handler = VideoHandler(lambda: tiny_pipeline, blobs, VideoSettings(steps=3, frames=8))
-    runner = JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    yield runner
-    await runner.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture(scope="module")
-async def producer(kafka_bootstrap):
-    p = await started_producer(kafka_bootstrap)
-    yield p
-    await p.stop()
+    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+        yield runner
 
 
 def video(job_id: str, **params) -> VideoRequest:
