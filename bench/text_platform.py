@@ -6,9 +6,11 @@ greedy, one torch thread per model process:
 1. overhead: the text engine called in this process (baseline) against genloom end to end
    (HTTP → Kafka → streams → text worker → moderation → fan-out → Redis → SSE), one request at a
    time: time to first token and time per output token, p50; the difference is the platform's.
-2. serving: genloom's /v1/chat/completions against Hugging Face's `transformers serve` (continuous
-   batching on) at 16 concurrent streamed requests, measured by one client (the official openai
-   SDK): output tokens/s and time to first token p50.
+2. serving: genloom's /v1/chat/completions against Hugging Face's `transformers serve` at 16
+   concurrent streamed requests, measured by one client (the official openai SDK): output tokens/s
+   (counted by re-tokenising each answer, since the two servers chunk differently) and time to
+   first token p50. `transformers serve --continuous_batching` (4.57.6) fails on CPU with a
+   TypeError in its generation loop, so its default mode is the baseline.
 
 Writes ``bench/results/text_platform.json``.
 
@@ -83,18 +85,34 @@ def engine_baseline(n: int, max_tokens: int) -> dict:
     return {"ttft_p50_ms": p50(ttft) * 1000, "tpot_p50_ms": p50(tpot) * 1000, "tokens": tokens}
 
 
+_TOKENIZER = None
+
+
+def count_tokens(text: str) -> int:
+    """Output tokens, counted the same way for both servers (their chunking differs)."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        from transformers import AutoTokenizer
+
+        from workers.text.settings import TextSettings
+
+        _TOKENIZER = AutoTokenizer.from_pretrained(str(TextSettings().cache_dir / "smollm2-135m-instruct"))
+    return len(_TOKENIZER.encode(text, add_special_tokens=False))
+
+
 async def one_stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> tuple[float, float, int]:
+    """(time to first content, time of the last content, output tokens)."""
     start = time.perf_counter()
     stream = await client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
         stream=True)
-    first, count, last = None, 0, start
+    first, text, last = None, [], start
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             last = time.perf_counter()
             first = first or last
-            count += 1
-    return (first or last) - start, last, count
+            text.append(chunk.choices[0].delta.content)
+    return (first or last) - start, last, count_tokens("".join(text))
 
 
 async def sequential(url: str, key: str, model: str, n: int, max_tokens: int) -> dict:
@@ -118,9 +136,43 @@ async def concurrent(url: str, key: str, model: str, concurrency: int, max_token
                                      for i in range(concurrency)))
     elapsed = time.perf_counter() - start
     await client.close()
-    chunks = sum(r[2] for r in results)
-    return {"output_chunks": chunks, "elapsed_s": elapsed, "chunks_per_s": chunks / elapsed,
+    tokens = sum(r[2] for r in results)
+    return {"output_tokens": tokens, "elapsed_s": elapsed, "tokens_per_s": tokens / elapsed,
             "ttft_p50_ms": p50([r[0] for r in results]) * 1000}
+
+
+async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int = 5, read: int = 4) -> dict:
+    """Close a streamed completion after `read` content chunks; count the tokens the worker still made."""
+    import redis.asyncio as aioredis
+
+    from infra.redis import keys
+
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+    redis = aioredis.Redis.from_url(redis_url)
+    extra = []
+    for _ in range(rounds):
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Tell a long story about the sea."}],
+            max_tokens=200, temperature=0, stream=True)
+        received = 0
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received += 1
+                if received == read:
+                    break
+        job_id = chunk.id.removeprefix("chatcmpl-")
+        await stream.close()
+        for _ in range(300):
+            if (await redis.hget(keys.job_record(job_id), "status") or b"") in (b"cancelled", b"completed"):
+                break
+            await asyncio.sleep(0.1)
+        entries = await redis.xrange(keys.replay_log(job_id))
+        generated = sum(json.loads(f[b"data"]).get("tokens", 0) for _, f in entries if f[b"type"] == b"token")
+        extra.append(generated - received)
+    await client.close()
+    await redis.aclose()
+    return {"rounds": rounds, "tokens_after_disconnect": extra, "max": max(extra),
+            "median": statistics.median(extra)}
 
 
 def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
@@ -145,7 +197,7 @@ def start_transformers_serve(log_dir: Path) -> tuple[subprocess.Popen, str, str]
     log = open(log_dir / "transformers-serve.log", "wb")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "transformers"), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--continuous_batching", "--dtype", "float32", "--device", "cpu", "--force_model", model_dir],
+         "--dtype", "float32", "--device", "cpu", "--force_model", model_dir],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
     wait_for_port(port, 180, proc)
     return proc, f"http://127.0.0.1:{port}/v1", model_dir
@@ -174,7 +226,8 @@ def main() -> None:
     args = parser.parse_args()
     log_dir = Path("/tmp/genloom-bench-logs")
     log_dir.mkdir(exist_ok=True)
-    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "max_tokens": args.max_tokens}
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "max_tokens": args.max_tokens,
+                     "concurrency": args.concurrency}
 
     results["engine_in_process"] = engine_baseline(args.requests, args.max_tokens)
     stack, url, key = start_genloom(log_dir)
@@ -182,6 +235,7 @@ def main() -> None:
         asyncio.run(wait_ready(url, key, MODEL))
         results["genloom_sequential"] = asyncio.run(sequential(url, key, MODEL, args.requests, args.max_tokens))
         results["genloom_concurrent"] = asyncio.run(concurrent(url, key, MODEL, args.concurrency, args.max_tokens))
+        results["abort"] = asyncio.run(abort_after_disconnect(url, key, stack.redis_url))
     finally:
         stack.stop()
     if not args.skip_hf:
@@ -201,12 +255,15 @@ def main() -> None:
     print(f"{'genloom end to end':28} {ours['ttft_p50_ms']:12.1f} {ours['tpot_p50_ms']:12.1f}")
     print(f"{'platform overhead':28} {results['overhead']['ttft_p50_ms']:12.1f} {results['overhead']['tpot_p50_ms']:12.1f}")
     g = results["genloom_concurrent"]
-    print(f"\n{args.concurrency} concurrent streams    {'chunks/s':>10} {'TTFT p50 ms':>12}")
-    print(f"{'genloom':28} {g['chunks_per_s']:10.1f} {g['ttft_p50_ms']:12.1f}")
+    print(f"\n{args.concurrency} concurrent streams    {'tokens/s':>10} {'TTFT p50 ms':>12}")
+    print(f"{'genloom':28} {g['tokens_per_s']:10.1f} {g['ttft_p50_ms']:12.1f}")
     if "transformers_serve_concurrent" in results:
         h = results["transformers_serve_concurrent"]
-        print(f"{'transformers serve':28} {h['chunks_per_s']:10.1f} {h['ttft_p50_ms']:12.1f}")
-        print(f"{'ratio genloom / hf':28} {g['chunks_per_s'] / h['chunks_per_s']:10.2f}")
+        print(f"{'transformers serve':28} {h['tokens_per_s']:10.1f} {h['ttft_p50_ms']:12.1f}")
+        print(f"{'ratio genloom / hf':28} {g['tokens_per_s'] / h['tokens_per_s']:10.2f}")
+    a = results["abort"]
+    print(f"\ntokens generated after the client closed its stream: {a['tokens_after_disconnect']}"
+          " (each decode step makes one token per sequence)")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

@@ -48,6 +48,7 @@ class JobContext:
         self._cancel = asyncio.Event()
         self._cancel_reason: str | None = None
         self.terminal: str | None = None
+        self._in_flight: list[asyncio.Future] = []
         self.picked_at = time.time()
         self.started_at: float | None = None
         self.first_output_at: float | None = None
@@ -77,7 +78,19 @@ class JobContext:
     # -- events --------------------------------------------------------------------------------
 
     async def _emit(self, event_type, **fields: Any):
-        return await self._emitter.emit(event_type, self.job_id, self.attempt, **fields)
+        """Send without waiting for the broker: one producer keeps a job's events in order, and
+        `_end` waits for every acknowledgement before the terminal event is sent."""
+        event = self._emitter.build(event_type, self.job_id, self.attempt, **fields)
+        self._in_flight.append(await self._emitter.send(event))
+        return event
+
+    async def _end(self, event_type, **fields: Any):
+        """The terminal event, acknowledged together with everything sent before it."""
+        event = self._emitter.build(event_type, self.job_id, self.attempt, **fields)
+        pending, self._in_flight = self._in_flight, []
+        pending.append(await self._emitter.send(event))
+        await asyncio.gather(*pending)
+        return event
 
     async def started(self) -> None:
         self.started_at = time.time()
@@ -134,7 +147,7 @@ class JobContext:
         if self.terminal:
             return
         self.terminal = "completed"
-        await self._emit(
+        await self._end(
             Completed,
             usage=usage,
             finish_reason=finish_reason,
@@ -146,10 +159,10 @@ class JobContext:
         if self.terminal:
             return
         self.terminal = "failed"
-        await self._emit(Failed, code=code, message=message, retryable=retryable)
+        await self._end(Failed, code=code, message=message, retryable=retryable)
 
     async def cancelled_event(self, reason: str | None = None) -> None:
         if self.terminal:
             return
         self.terminal = "cancelled"
-        await self._emit(Cancelled, reason=reason or self._cancel_reason)
+        await self._end(Cancelled, reason=reason or self._cancel_reason)

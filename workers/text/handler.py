@@ -48,6 +48,7 @@ class TextHandler:
         self._adds: list[_Pending] = []
         self._aborts: list[str] = []
         self._queues: dict[str, asyncio.Queue] = {}
+        self._prompts: dict[str, list[int]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self.steps = 0  # decode iterations run (for tests and metrics)
@@ -101,12 +102,13 @@ class TextHandler:
             raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
                            f"max_tokens={request.params.max_tokens} is not below the model's context of"
                            f" {context} tokens: lower max_tokens")
-        prompt = len(self.prompt_tokens(request))
-        if prompt + request.params.max_tokens > context:
+        tokens = self.prompt_tokens(request)
+        if len(tokens) + request.params.max_tokens > context:
             raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                           f"the prompt is {prompt} tokens and max_tokens is {request.params.max_tokens};"
+                           f"the prompt is {len(tokens)} tokens and max_tokens is {request.params.max_tokens};"
                            f" together they exceed the model's context of {context} tokens: shorten the"
                            " messages or lower max_tokens")
+        self._prompts[request.job_id] = tokens  # run() reuses them instead of tokenising again
 
     # -- a job -----------------------------------------------------------------------------------
 
@@ -119,7 +121,8 @@ class TextHandler:
             raise JobError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
         request_id = f"{ctx.job_id}#{ctx.attempt}"
         outputs: asyncio.Queue = asyncio.Queue()
-        self._adds.append(_Pending(request_id, self.prompt_tokens(ctx.request), params, outputs))
+        prompt = self._prompts.pop(ctx.job_id, None) or self.prompt_tokens(ctx.request)
+        self._adds.append(_Pending(request_id, prompt, params, outputs))
         self._wake.set()
         text: list[str] = []
         cancel_wait = asyncio.create_task(ctx.wait_cancelled())

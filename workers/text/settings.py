@@ -25,4 +25,6 @@ class TextSettings(BaseSettings):
     )
     max_batch_size: int = Field(default=16, ge=1, description="Sequences decoded together per step.")
     max_batch_tokens: int = Field(default=8192, ge=2, description="Token budget of the running batch.")
-    max_prefill_tokens: int = Field(default=2048, ge=1, description="Prompt tokens prefilled per step.")
+    max_prefill_tokens: int = Field(
+        default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
+    )

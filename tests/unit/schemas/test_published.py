@@ -26,3 +26,12 @@ def test_event_schema_is_a_discriminated_union_with_descriptions():
     assert schema["discriminator"]["propertyName"] == "type"
     assert "completed" in schema["discriminator"]["mapping"]
     assert schema["$defs"]["Failed"]["properties"]["message"]["description"]
+
+
+def test_benchmarks_doc_matches_the_results_files():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_report", DOCS.parent / "bench" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert (DOCS / "benchmarks.md").read_text() == report.render(), "run `python bench/report.py`"
