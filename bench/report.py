@@ -57,6 +57,18 @@ def text_platform(d: dict) -> list[str]:
         f"| added by the platform | {_f(over['ttft_p50_ms'])} | {_f(over['tpot_p50_ms'])} |",
         "",
     ]
+    if "submit_to_started_p50_ms" in ours:
+        lines += [
+            "The job's own event timestamps split genloom's time to first token (p50): "
+            f"{_f(ours['submit_to_started_p50_ms'])} ms from the HTTP call to the worker's `started` (gateway, "
+            f"Kafka, routing, worker poll), {_f(ours['worker_first_token_p50_ms'])} ms in the worker (the engine "
+            f"alone took {_f(base['ttft_p50_ms'])} ms), and {_f(ours['token_to_client_p50_ms'])} ms from the "
+            "worker's first token to the client (moderation gate, fan-out, Redis, SSE). The hops are the "
+            f"platform's own cost ({_f(over['hops_p50_ms'])} ms); the rest of the difference is the worker's "
+            "engine sharing the 2 cores with the broker, Redis, the stream processors and the gateway, which "
+            "the in-process baseline does not.",
+            "",
+        ]
     g = d["genloom_concurrent"]
     h = d.get("transformers_serve_concurrent")
     lines += [f"{d.get('concurrency', 16)} concurrent streamed requests, one client for both servers; output "

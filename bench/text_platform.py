@@ -115,17 +115,43 @@ async def one_stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_to
     return (first or last) - start, last, count_tokens("".join(text))
 
 
-async def sequential(url: str, key: str, model: str, n: int, max_tokens: int) -> dict:
+async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, redis_url: str) -> dict:
+    """One request at a time; the job's own event timestamps split its time to first token into the
+    hops before the worker started it, the worker's engine time, and the hops back to the client."""
+    import redis.asyncio as aioredis
+
+    from infra.redis import keys
+
     client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+    redis = aioredis.Redis.from_url(redis_url)
     await one_stream(client, model, PROMPTS[0], max_tokens)  # warm-up
-    ttft, tpot = [], []
+    ttft, tpot, before, engine, after = [], [], [], [], []
     for i in range(n):
-        start = time.perf_counter()
-        first, last, count = await one_stream(client, model, PROMPTS[(i + 1) % len(PROMPTS)], max_tokens)
-        ttft.append(first)
-        tpot.append((last - start - first) / max(1, count - 1))
+        wall, start = time.time(), time.perf_counter()
+        stream = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": PROMPTS[(i + 1) % len(PROMPTS)]}],
+            max_tokens=max_tokens, temperature=0, stream=True)
+        first = last = None
+        text = []
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                last = time.perf_counter()
+                first = first or last
+                text.append(chunk.choices[0].delta.content)
+        job_id = chunk.id.removeprefix("chatcmpl-")
+        events = [json.loads(f[b"data"]) for _, f in await redis.xrange(keys.replay_log(job_id))]
+        started = next(e["ts"] for e in events if e["type"] == "started")
+        first_token = next(e["ts"] for e in events if e["type"] == "token")
+        ttft.append(first - start)
+        tpot.append((last - first) / max(1, count_tokens("".join(text)) - 1))
+        before.append(started - wall)
+        engine.append(first_token - started)
+        after.append((wall + (first - start)) - first_token)
     await client.close()
-    return {"ttft_p50_ms": p50(ttft) * 1000, "tpot_p50_ms": p50(tpot) * 1000}
+    await redis.aclose()
+    return {"ttft_p50_ms": p50(ttft) * 1000, "tpot_p50_ms": p50(tpot) * 1000,
+            "submit_to_started_p50_ms": p50(before) * 1000, "worker_first_token_p50_ms": p50(engine) * 1000,
+            "token_to_client_p50_ms": p50(after) * 1000}
 
 
 async def concurrent(url: str, key: str, model: str, concurrency: int, max_tokens: int) -> dict:
@@ -233,7 +259,8 @@ def main() -> None:
     stack, url, key = start_genloom(log_dir)
     try:
         asyncio.run(wait_ready(url, key, MODEL))
-        results["genloom_sequential"] = asyncio.run(sequential(url, key, MODEL, args.requests, args.max_tokens))
+        results["genloom_sequential"] = asyncio.run(
+            sequential(url, key, MODEL, args.requests, args.max_tokens, stack.redis_url))
         results["genloom_concurrent"] = asyncio.run(concurrent(url, key, MODEL, args.concurrency, args.max_tokens))
         results["abort"] = asyncio.run(abort_after_disconnect(url, key, stack.redis_url))
     finally:
@@ -249,11 +276,15 @@ def main() -> None:
 
     base, ours = results["engine_in_process"], results["genloom_sequential"]
     results["overhead"] = {"ttft_p50_ms": ours["ttft_p50_ms"] - base["ttft_p50_ms"],
-                           "tpot_p50_ms": ours["tpot_p50_ms"] - base["tpot_p50_ms"]}
+                           "tpot_p50_ms": ours["tpot_p50_ms"] - base["tpot_p50_ms"],
+                           "hops_p50_ms": ours["submit_to_started_p50_ms"] + ours["token_to_client_p50_ms"]}
     print(f"{'':28} {'TTFT p50 ms':>12} {'TPOT p50 ms':>12}")
     print(f"{'engine in-process':28} {base['ttft_p50_ms']:12.1f} {base['tpot_p50_ms']:12.1f}")
     print(f"{'genloom end to end':28} {ours['ttft_p50_ms']:12.1f} {ours['tpot_p50_ms']:12.1f}")
     print(f"{'platform overhead':28} {results['overhead']['ttft_p50_ms']:12.1f} {results['overhead']['tpot_p50_ms']:12.1f}")
+    print(f"  of which hops: submit → worker started {ours['submit_to_started_p50_ms']:.1f} ms, worker's first token"
+          f" → client {ours['token_to_client_p50_ms']:.1f} ms; the worker's own time to first token"
+          f" {ours['worker_first_token_p50_ms']:.1f} ms (engine alone: {base['ttft_p50_ms']:.1f} ms)")
     g = results["genloom_concurrent"]
     print(f"\n{args.concurrency} concurrent streams    {'tokens/s':>10} {'TTFT p50 ms':>12}")
     print(f"{'genloom':28} {g['tokens_per_s']:10.1f} {g['ttft_p50_ms']:12.1f}")

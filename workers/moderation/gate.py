@@ -38,6 +38,10 @@ class ModerationGate:
         self._blocked: OrderedDict[str, None] = OrderedDict()
         self._numbering = EventEmitter(None, "", EventSource.MODERATION)
 
+    @property
+    def classifier(self) -> TextClassifier | None:
+        return self._classifier
+
     def on_event(self, event: JobEvent) -> GateOutput:
         out = GateOutput()
         job = event.job_id

@@ -45,6 +45,25 @@ class BlocklistClassifier:
         return Verdict(True, 0.0)
 
 
+class ProfanityClassifier:
+    """The linear SVM of `alt-profanity-check` (ships in its wheel): blocks windows whose
+    profanity probability reaches `threshold`."""
+
+    name = "alt-profanity-check"
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        from profanity_check import predict_prob  # the `moderation` extra
+
+        self._predict = predict_prob
+        self._threshold = threshold
+
+    def classify(self, text: str) -> Verdict:
+        score = float(self._predict([text])[0])
+        if score >= self._threshold:
+            return Verdict(False, score, ["profanity"])
+        return Verdict(True, score)
+
+
 @dataclass
 class TextWindow:
     """Token text held back until the window is checked; the tail is kept as context so a term

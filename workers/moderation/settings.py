@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .gate import ModerationGate
-from .policy import BlocklistClassifier
+from .policy import BlocklistClassifier, ProfanityClassifier
 
 
 class ModerationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLOOM_MODERATION_", extra="ignore", frozen=True)
 
-    blocklist: str = Field(
-        default="", description="Comma-separated terms that block output; empty passes all text."
+    classifier: Literal["none", "blocklist", "profanity"] = Field(
+        default="none",
+        description="Text moderation: none (released at once), blocklist (the terms below), profanity"
+        " (alt-profanity-check's model; install the `moderation` extra).",
     )
+    blocklist: str = Field(default="", description="Comma-separated terms that block output (classifier=blocklist).")
+    threshold: float = Field(default=0.8, ge=0.0, le=1.0, description="Profanity probability that blocks a window.")
     window_chars: int = Field(default=48, ge=1, description="Text held back per moderated window.")
 
 
 def build_gate(settings: ModerationSettings) -> ModerationGate:
-    terms = [t for t in settings.blocklist.split(",") if t.strip()]
-    classifier = BlocklistClassifier(terms) if terms else None
+    if settings.classifier == "profanity":
+        classifier = ProfanityClassifier(settings.threshold)
+    elif settings.classifier == "blocklist" or settings.blocklist.strip():
+        classifier = BlocklistClassifier([t for t in settings.blocklist.split(",") if t.strip()])
+    else:
+        classifier = None
     return ModerationGate(classifier, window_chars=settings.window_chars)

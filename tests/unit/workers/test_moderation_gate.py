@@ -59,3 +59,22 @@ def test_other_events_pass_unchanged():
     gate = ModerationGate(BlocklistClassifier(["bad"]))
     p = Progress(job_id="x", seq=0, source=EventSource.WORKER, step=1, total=2)
     assert gate.on_event(p).publish == [p]
+
+
+def test_profanity_model_blocks_abuse_and_passes_ordinary_text():
+    from workers.moderation.policy import ProfanityClassifier
+
+    classifier = ProfanityClassifier(threshold=0.8)
+    assert classifier.classify("What a lovely day for a walk by the sea.").allowed
+    verdict = classifier.classify("fuck you, you stupid idiot")
+    assert not verdict.allowed and verdict.categories == ["profanity"] and verdict.score >= 0.8
+
+
+def test_settings_choose_the_classifier():
+    from workers.moderation.policy import ProfanityClassifier
+    from workers.moderation.settings import ModerationSettings, build_gate
+
+    assert build_gate(ModerationSettings()).classifier is None
+    assert isinstance(build_gate(ModerationSettings(classifier="profanity")).classifier, ProfanityClassifier)
+    gate = build_gate(ModerationSettings(blocklist="darn, heck"))
+    assert not gate.classifier.classify("oh heck").allowed
