@@ -20,6 +20,8 @@ app = typer.Typer(help="genloom: generative AI behind a durable event log.", no_
 console = Console()
 err = Console(stderr=True)
 
+#: restarts of one crashed component before `up` stops relaunching it
+MAX_RESTARTS = 5
 #: the roles `genloom up` runs besides the workers, as `python -m` module arguments
 CORE_ROLES = {"streams": ["streams"], "moderation": ["workers", "moderation"]}
 
@@ -101,8 +103,15 @@ def up(
         while not stopping:
             time.sleep(0.5)
             for component in stack.dead():
+                log = stack.log_dir / (component.name + ".log")
+                if component.restarts >= MAX_RESTARTS:
+                    if component.proc is not None:
+                        err.print(f"[red]{component.name} keeps exiting ({component.proc.returncode});"
+                                  f" giving up on it: see {log}[/red]")
+                        component.proc = None
+                    continue
                 err.print(f"[yellow]{component.name} exited with {component.proc.returncode};"
-                          f" restarting (log: {stack.log_dir / (component.name + '.log')})[/yellow]")
+                          f" restarting (log: {log})[/yellow]")
                 component.restarts += 1
                 stack.launch(component)
             if exit_after and time.monotonic() - started > exit_after:

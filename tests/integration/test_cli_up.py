@@ -28,6 +28,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _processes_with_env(marker: str) -> list[int]:
+    """Live processes whose environment holds `marker` (every child of this `up` inherits it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker.encode() in f.read().split(b"\0") and _alive(int(entry)):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
     port = free_port()
     env = dict(os.environ, COLUMNS="250", GENLOOM_HOME=str(tmp_path), GENLOOM_BLOB_DIR=str(tmp_path / "blobs"),
@@ -54,12 +69,19 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         assert len(pids) >= 3 and all(_alive(p) for p in pids)
         time.sleep(1.0)
         assert all(_alive(p) for p in pids), "a component died right after start"
+        worker_pid = int(re.search(r"worker-speech\s.*?pid (\d+)", output).group(1))
+        os.kill(worker_pid, signal.SIGKILL)  # a crashed worker is restarted
+        deadline = time.monotonic() + 30
+        while "restarting" not in output and time.monotonic() < deadline:
+            output += proc.stdout.readline()
+        assert "worker-speech exited with -9; restarting" in output
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=60)
         output += rest
         assert proc.returncode == 0, output
         assert "nothing left running" in output
         assert not [p for p in pids if _alive(p)]
+        assert _processes_with_env(f"GENLOOM_HOME={tmp_path}") == [], "a process of the stack outlived `up`"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
