@@ -48,7 +48,7 @@ def text_platform(d: dict) -> list[str]:
         "The same model and prompts, greedy, max_tokens "
         f"{d['max_tokens']}. Baseline: the engine called in the benchmark's own process. genloom: the official "
         "`openai` SDK streaming from the gateway through Kafka, the stream processors, the text worker, the "
-        "moderation gate, the fan-out and Redis. Target: under 25 ms added to time to first token (p50).",
+        "fan-out and Redis (moderation off, the default; a classifier adds the gate's hop and its window). Target: under 25 ms added to time to first token (p50).",
         "",
         "| one request at a time | TTFT p50 (ms) | time per output token p50 (ms) |",
         "|---|---|---|",
@@ -63,7 +63,7 @@ def text_platform(d: dict) -> list[str]:
             f"{_f(ours['submit_to_started_p50_ms'])} ms from the HTTP call to the worker's `started` (gateway, "
             f"Kafka, routing, worker poll), {_f(ours['worker_first_token_p50_ms'])} ms in the worker (the engine "
             f"alone took {_f(base['ttft_p50_ms'])} ms), and {_f(ours['token_to_client_p50_ms'])} ms from the "
-            "worker's first token to the client (moderation gate, fan-out, Redis, SSE). The hops are the "
+            "worker's first token to the client (fan-out, Redis, SSE). The hops are the "
             f"platform's own cost ({_f(over['hops_p50_ms'])} ms); the rest of the difference is the worker's "
             "engine sharing the 2 cores with the broker, Redis, the stream processors and the gateway, which "
             "the in-process baseline does not.",

@@ -4,7 +4,8 @@ One run, same model (SmolLM2-135M-Instruct from the wheel's dequantised cache), 
 greedy, one torch thread per model process:
 
 1. overhead: the text engine called in this process (baseline) against genloom end to end
-   (HTTP → Kafka → streams → text worker → moderation → fan-out → Redis → SSE), one request at a
+   (HTTP → Kafka → streams → text worker → fan-out → Redis → SSE; moderation off, as by default),
+   one request at a
    time: time to first token and time per output token, p50; the difference is the platform's.
 2. serving: genloom's /v1/chat/completions against Hugging Face's `transformers serve` at 16
    concurrent streamed requests, measured by one client (the official openai SDK): output tokens/s
@@ -208,7 +209,6 @@ def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
                                         "GENLOOM_TEXT_MAX_BATCH_SIZE": "16"})
     stack.start_backends()
     stack.add("streams", ["streams"])
-    stack.add("moderation", ["workers", "moderation"])
     stack.add("worker-text", ["workers", "text"])
     stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
     stack.start()

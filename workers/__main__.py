@@ -59,9 +59,14 @@ def main(argv: list[str] | None = None) -> None:
             handler = handler_factory(Modality(args.role))()
         except HandlerUnavailable as exc:
             sys.exit(str(exc))
+        from infra.kafka.topics import EVENTS, EVENTS_RAW
+
+        from .moderation.settings import ModerationSettings, moderation_enabled
+
+        events_topic = EVENTS_RAW if moderation_enabled(ModerationSettings()) else EVENTS
         service = JobRunner(handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
                             max_message_bytes=kafka.max_message_bytes,
-                            cancel_lookback_s=settings.cancel_lookback_s, **common)
+                            cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic, **common)
     try:
         import uvloop
 

@@ -2,7 +2,7 @@
 
 It consumes `genloom.jobs.<modality>` in a consumer group, hands each job to the modality's
 handler (up to its concurrency), follows cancels on `genloom.control`, publishes events to
-`genloom.events.raw`, and commits a job's offset only after its terminal event is acknowledged.
+`genloom.events.raw` (or straight to `genloom.events` when moderation is off), and commits a job's offset only after its terminal event is acknowledged.
 A worker that dies leaves its jobs uncommitted; the group gives them to another worker, which
 runs them as a new attempt (a larger `attempt` supersedes the old one downstream).
 """
@@ -67,6 +67,7 @@ class JobRunner:
         heartbeat_interval_ms: int = 1000,
         max_message_bytes: int = 8 * 1024 * 1024,
         cancel_lookback_s: float = 3600.0,
+        events_topic: str = EVENTS_RAW,
     ) -> None:
         self.handler = handler
         self._bootstrap = bootstrap
@@ -80,6 +81,7 @@ class JobRunner:
         )
         self._max_message_bytes = max_message_bytes
         self._cancel_lookback_s = cancel_lookback_s
+        self._events_topic = events_topic
         self._group = f"genloom-workers-{handler.modality.value}"
         self._tracker = OffsetTracker()
         self._inflight: dict[str, tuple[JobContext, asyncio.Task, TopicPartition]] = {}
@@ -97,7 +99,7 @@ class JobRunner:
         self._producer = clients.producer(self._bootstrap, client_id=self.worker_id,
                                           max_message_bytes=self._max_message_bytes)
         await clients.start_client(self._producer, self._bootstrap)
-        self.emitter = EventEmitter(self._producer, EVENTS_RAW, EventSource.WORKER)
+        self.emitter = EventEmitter(self._producer, self._events_topic, EventSource.WORKER)
         await self.handler.start()
         self._control = clients.consumer(self._bootstrap, group_id=None,
                                          client_id=f"{self.worker_id}-control",

@@ -58,8 +58,13 @@ def up(
         stack.stop()
         raise typer.Exit(1)
 
+    from workers.moderation.settings import ModerationSettings, moderation_enabled
+
     missing: dict[str, str] = {}
     for role, argv in CORE_ROLES.items():
+        if role == "moderation" and not moderation_enabled(ModerationSettings()):
+            missing[role] = "off: set GENLOOM_MODERATION_CLASSIFIER (profanity, blocklist) to gate output"
+            continue
         stack.add(role, argv)
     wanted = {Modality(m) for m in only} if only else set(Modality)
     for modality, reason in available().items():
@@ -138,7 +143,8 @@ def _show(stack, missing: dict[str, str], dev_key: str | None, port: int) -> Non
         state = "[green]up[/green]" if component.port else "[green]started[/green]"
         table.add_row(component.name, state, where)
     for name, reason in missing.items():
-        table.add_row(name, "[yellow]missing[/yellow]", reason)
+        state = "[dim]off[/dim]" if reason.startswith("off") else "[yellow]missing[/yellow]"
+        table.add_row(name, state, reason)
     console.print(table)
     if dev_key:
         console.print(f"development API key (tenant 'dev'): [bold]{dev_key}[/bold]")

@@ -24,6 +24,12 @@ class ModerationSettings(BaseSettings):
     window_chars: int = Field(default=48, ge=1, description="Text held back per moderated window.")
 
 
+def moderation_enabled(settings: ModerationSettings) -> bool:
+    """Whether output passes through the gate; with nothing to check, workers publish straight to
+    `genloom.events` and save the hop."""
+    return settings.classifier != "none" or bool(settings.blocklist.strip())
+
+
 def build_gate(settings: ModerationSettings) -> ModerationGate:
     if settings.classifier == "profanity":
         classifier = ProfanityClassifier(settings.threshold)
