@@ -59,6 +59,7 @@ async def _stream(request: Request, events, first: Entry | None, job_id: str, te
     finished = False
     seconds = 0.0
     sample_rate = None
+    next_index = 0
     entry = first
     try:
         while True:
@@ -69,6 +70,11 @@ async def _stream(request: Request, events, first: Entry | None, job_id: str, te
                     return
             data = json.loads(entry.data)
             if entry.type == "audio":
+                # a worker that took the job over speaks it again from the first sentence
+                if data["index"] < next_index:
+                    entry = None
+                    continue
+                next_index = data["index"] + 1
                 seconds += data["duration_s"]
                 sample_rate = data["sample_rate"]
                 yield speech_delta(data["data"])

@@ -21,7 +21,7 @@ from ..auth import tenant_of
 from ..body import read_json
 from ..errors import ApiError
 from ..replay import Entry, follow
-from .translate import ChunkWriter, completion, parse_chat_body, to_text_request
+from .translate import AttemptDiverged, ChunkWriter, TextAssembler, completion, parse_chat_body, to_text_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -94,6 +94,7 @@ async def _next_output(events: AsyncIterator[Entry | None], request: Request, jo
 async def _stream(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str, tenant: str,
                   include_usage: bool) -> AsyncIterator[bytes]:
     finished = False
+    text = TextAssembler()
     try:
         yield writer.role()
         entry = first
@@ -105,8 +106,16 @@ async def _stream(request: Request, events, first: Entry | None, writer: ChunkWr
                     continue
             data = json.loads(entry.data)
             if entry.type == "token":
-                if data["text"]:
-                    yield writer.content(data["text"])
+                try:
+                    delta = text.add(data["attempt"], data["text"])
+                except AttemptDiverged as exc:
+                    finished = True
+                    _cancel_later(request, job_id, tenant, "stream diverged after a worker takeover")
+                    yield writer.error(ErrorCode.GENERATION_ERROR.value, str(exc))
+                    yield writer.done()
+                    return
+                if delta:
+                    yield writer.content(delta)
             elif entry.type == "completed":
                 finished = True
                 yield writer.finish(data["finish_reason"])
@@ -133,7 +142,7 @@ async def _stream(request: Request, events, first: Entry | None, writer: ChunkWr
 
 async def _collect(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str,
                    tenant: str) -> JSONResponse:
-    text: list[str] = []
+    text = TextAssembler()
     entry = first
     try:
         while True:
@@ -146,9 +155,12 @@ async def _collect(request: Request, events, first: Entry | None, writer: ChunkW
                     continue
             data = json.loads(entry.data)
             if entry.type == "token":
-                text.append(data["text"])
+                try:
+                    text.add(data["attempt"], data["text"])
+                except AttemptDiverged:
+                    pass  # the completed event carries the final attempt's whole text
             elif entry.type == "completed":
-                result = completion(writer.id, writer.model, data.get("text") or "".join(text),
+                result = completion(writer.id, writer.model, data.get("text") or text.sent,
                                     data["finish_reason"], data["usage"])
                 return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": job_id})
             elif entry.type == "failed":

@@ -148,3 +148,39 @@ def completion(completion_id: str, model: str, text: str, finish_reason: str, us
         choices=[Choice(message=ChoiceMessage(content=text), finish_reason=FINISH.get(finish_reason, finish_reason))],
         usage=completion_usage(usage),
     )
+
+
+class AttemptDiverged(Exception):
+    """A worker took the job over and its text differs from what the client already has."""
+
+
+class TextAssembler:
+    """What to send a client of a text stream, across worker takeovers.
+
+    Events carry the `attempt` that emitted them; a newer attempt restarts the text from the
+    beginning. Its text is held back until it passes what the client already received, so the
+    client sees one continuous answer. A newer attempt whose text disagrees with what was sent
+    (sampling without a seed) raises AttemptDiverged.
+    """
+
+    def __init__(self) -> None:
+        self.sent = ""
+        self._attempt: int | None = None
+        self._text = ""
+
+    def add(self, attempt: int, text: str) -> str:
+        """The new text to send for a token event (may be empty)."""
+        if self._attempt is None or attempt > self._attempt:
+            self._attempt, self._text = attempt, ""
+        elif attempt < self._attempt:
+            return ""  # a late event of a superseded attempt
+        self._text += text
+        if self._text.startswith(self.sent):
+            delta, self.sent = self._text[len(self.sent):], self._text
+            return delta
+        if self.sent.startswith(self._text):
+            return ""  # the new attempt is still catching up with what was sent
+        raise AttemptDiverged(
+            "the worker generating this completion was replaced and the new one produced different text:"
+            " retry the request (set a seed or temperature 0 for reproducible text)"
+        )

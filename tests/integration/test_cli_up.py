@@ -69,6 +69,11 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         assert len(pids) >= 3 and all(_alive(p) for p in pids)
         time.sleep(1.0)
         assert all(_alive(p) for p in pids), "a component died right after start"
+        # the main job, as a user runs it: submit through the gateway `up` started, with the key it saved
+        submitted = subprocess.run([sys.executable, "-m", "infra.cli.main", "submit", "Hello there. Goodbye.",
+                                    "-m", "speech"], env=env, capture_output=True, text=True, timeout=120)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        assert "audio chunk 1" in submitted.stdout and "completed" in submitted.stdout
         worker_pid = int(re.search(r"worker-speech\s.*?pid (\d+)", output).group(1))
         os.kill(worker_pid, signal.SIGKILL)  # a crashed worker is restarted
         deadline = time.monotonic() + 30

@@ -16,7 +16,7 @@ import pytest
 
 from infra.blob.local import LocalBlobStore
 from infra.kafka.codec import decode_event, encode
-from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
+from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
 from infra.procs import stop_process
 from schemas import CancelJob, VideoRequest, parse_request
 from schemas.events import TERMINAL_TYPES
@@ -184,7 +184,7 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
         await _wait_for_group(procs, logs, timeout=90)
 
         await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
-        seen = await read_topic(kafka_bootstrap, EVENTS_RAW, until=progressed(job_id), timeout=60)
+        seen = await read_topic(kafka_bootstrap, EVENTS, until=progressed(job_id), timeout=60)
         first = [decode_event(m.value) for m in seen if m.key == job_id.encode()]
         started = [e for e in first if e.type == "started"][-1]
         victim = int(started.worker.rsplit("-", 1)[1])
@@ -196,9 +196,9 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
             return any(m.key == job_id.encode() and json.loads(m.value)["type"] in TERMINAL_TYPES
                        for m in messages)
 
-        await read_topic(kafka_bootstrap, EVENTS_RAW, until=ended, timeout=90)
+        await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=90)
         await asyncio.sleep(1.0)  # anything late from either attempt
-        messages = await read_topic(kafka_bootstrap, EVENTS_RAW, until=ended, timeout=30)
+        messages = await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=30)
         mine = [m for m in messages if m.key == job_id.encode()]
         events = [decode_event(m.value) for m in mine]
 
