@@ -135,15 +135,18 @@ async def _wait_for_group(procs: dict[int, subprocess.Popen], logs: dict[int, Pa
     raise AssertionError(f"the two workers did not share the partitions within {timeout}s:\n{tails}")
 
 
-async def _fanout_outcomes(redis_url: str, messages) -> list:
+async def _fanout_outcomes(redis_url: str, messages, *, fresh: bool = False) -> list:
     """Feed the job's messages, in log order, through the fan-out's dedupe script on a real Redis."""
     import redis.asyncio as aioredis
 
     from streams.fanout.logic import record_update
     from streams.fanout.script import FanoutScript
 
-    client = aioredis.from_url(redis_url)
+    # database 15: the session's streams process may already have fanned these events out in db 0
+    client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
     try:
+        if fresh:
+            await client.flushdb()
         script = FanoutScript(client, replay_maxlen=1000, ttl_s=600)
         outcomes = []
         for m in messages:
@@ -227,7 +230,7 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
 
         # What clients see: the fan-out's dedupe keeps exactly one terminal, the new attempt's,
         # and a late redelivery of the killed attempt's events is dropped.
-        outcomes = await _fanout_outcomes(redis_url, mine)
+        outcomes = await _fanout_outcomes(redis_url, mine, fresh=True)
         from streams.fanout.script import Appended, Dropped
 
         kept_terminals = [e for e, r in outcomes if isinstance(r, Appended) and e.type in TERMINAL_TYPES]
