@@ -76,8 +76,9 @@ def build_request(modality: str, prompt: str | None, file: Path | None, options:
 class EventPrinter:
     """Shows a job's events: tokens inline as they stream, a progress bar for steps."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, base_url: str | None = None) -> None:
         self._console = console
+        self._base_url = base_url
         self._progress: Progress | None = None
         self._task = None
         self._inline = False
@@ -113,8 +114,10 @@ class EventPrinter:
             self._console.print(f"[dim]audio chunk {data['index']}: {data['duration_s']:.2f}s"
                                 f" {data.get('text') or ''}[/dim]")
         elif kind == "artifact":
-            self._console.print(f"artifact {data['index']}: {data['uri']} ({data['mime_type']},"
-                                f" {data['bytes']} bytes)")
+            uri = data["uri"]
+            if self._base_url and "artifacts/" in uri:  # where the owner downloads it from the gateway
+                uri = f"{self._base_url.rstrip('/')}/v1/artifacts/{uri[uri.index('artifacts/'):]}"
+            self._console.print(f"artifact {data['index']}: {uri} ({data['mime_type']}, {data['bytes']} bytes)")
         elif kind == "moderation":
             state = "allowed" if data["allowed"] else "[red]blocked[/red]"
             self._console.print(f"moderation: {state} {', '.join(data['categories'])}")
@@ -140,7 +143,7 @@ async def follow(url: str, key: str, job_id: str, console: Console) -> str:
     """Print a job's events until its terminal one; returns the terminal type."""
     from gateway.client import GenloomClient
 
-    printer = EventPrinter(console)
+    printer = EventPrinter(console, url)
     terminal = "unknown"
     async with GenloomClient(url, key) as client:
         try:

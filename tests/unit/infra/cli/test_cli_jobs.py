@@ -66,3 +66,11 @@ def test_printer_shows_progress_and_failures():
     text = out.getvalue()
     assert "denoise" in text and "100%" in text
     assert "failed invalid_size: use 64" in text
+
+
+def test_printer_shows_where_the_gateway_serves_an_artifact():
+    out = io.StringIO()
+    printer = EventPrinter(Console(file=out, width=200, color_system=None), "http://127.0.0.1:8000")
+    printer.show("artifact", {"index": 0, "uri": "file:///home/u/.genloom/blobs/objects/artifacts/dev/j1/image-0.png",
+                              "mime_type": "image/png", "bytes": 10})
+    assert "http://127.0.0.1:8000/v1/artifacts/artifacts/dev/j1/image-0.png (image/png, 10 bytes)" in out.getvalue()
