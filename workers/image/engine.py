@@ -7,9 +7,8 @@ callbacks to progress events and cancellation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from diffusers import (
@@ -21,11 +20,9 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from workers.image.errors import GenerationCancelled, InvalidParameter
+from workers.image.errors import InvalidParameter
 from workers.image.pipeline import ModelInfo
-
-OnStep = Callable[[int, int], None]
-ShouldStop = Callable[[], bool]
+from workers.image.steps import OnStep, ShouldStop, check_stop, step_callback
 
 
 class ImageBatchKey(NamedTuple):
@@ -115,16 +112,8 @@ class ImageEngine:
                 # CPU generators give the same noise on every device and at every batch size.
                 generators.append(torch.Generator("cpu").manual_seed(job.seed + i))
         self._pipe.scheduler = self._scheduler(key.scheduler)
-        if should_stop is not None and should_stop():
-            raise GenerationCancelled(0)
-
-        def step_end(pipe: DiffusionPipeline, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            # Runs once per denoising step (hot loop): keep it to two calls.
-            if on_step is not None:
-                on_step(i + 1, pipe.num_timesteps)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled(i + 1)
-            return tensors
+        check_stop(should_stop)
+        step_end = step_callback(on_step, should_stop)
 
         with torch.inference_mode():
             out = self._pipe(

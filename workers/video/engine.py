@@ -6,19 +6,15 @@ The runner calls ``generate`` in a worker thread; ``on_step`` becomes progress e
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from workers.image.errors import GenerationCancelled
+from workers.image.steps import OnStep, ShouldStop, check_stop, step_callback
 from workers.image.pipeline import ModelInfo
 
-OnStep = Callable[[int, int], None]
-ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -57,16 +53,8 @@ class VideoEngine:
         Raises ``GenerationCancelled`` when ``should_stop`` returns true, checked before the
         first step and after each one.
         """
-        if should_stop is not None and should_stop():
-            raise GenerationCancelled(0)
-
-        def step_end(pipe: DiffusionPipeline, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            # Runs once per denoising step (hot loop).
-            if on_step is not None:
-                on_step(i + 1, pipe.num_timesteps)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled(i + 1)
-            return tensors
+        check_stop(should_stop)
+        step_end = step_callback(on_step, should_stop)
 
         with torch.inference_mode():
             out = self._pipe(
