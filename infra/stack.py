@@ -16,7 +16,7 @@ from pathlib import Path
 from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
-from infra.procs import free_port, log_file, stop_process, wait_for_port
+from infra.procs import log_file, stop_process, wait_for_port
 from infra.redis.server import LocalRedis
 
 
@@ -99,7 +99,3 @@ class Stack:
 
     def dead(self) -> list[Component]:
         return [c for c in self.components if c.proc is not None and c.proc.poll() is not None]
-
-
-def gateway_port(requested: int | None) -> int:
-    return requested if requested else free_port()

@@ -6,7 +6,7 @@ than silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -127,8 +127,6 @@ class ModelList(Contract):
     object: Literal["list"] = "list"
     data: list[ModelCard]
 
-
-ChatBody = Annotated[ChatCompletionRequest, Field(description="OpenAI chat completion request")]
 
 
 # -- media: images, videos, speech --------------------------------------------------------------

@@ -18,7 +18,8 @@ from schemas.openai import SpeechCreateRequest
 from ..auth import tenant_of
 from ..body import read_json
 from ..replay import Entry
-from .media import parse_body, speech_delta, speech_done, sse_error, to_speech_request
+from .bodies import parse_body
+from .media import speech_delta, speech_done, sse_error, to_speech_request
 from .outcome import cancel_later, events_of, failure, next_event, read_artifact, wait_for_result
 
 router = APIRouter(prefix="/v1", tags=["openai"])

@@ -7,7 +7,6 @@ generating within one decode step.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -20,30 +19,20 @@ from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, Mod
 from ..auth import tenant_of
 from ..body import read_json
 from ..errors import ApiError
-from ..replay import Entry, follow
+from ..replay import Entry
+from .outcome import cancel_later, events_of, failure, next_event
 from .translate import AttemptDiverged, ChunkWriter, TextAssembler, completion, parse_chat_body, to_text_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-#: cancels sent after a client went away; held so they finish even though the request is over
-_BACKGROUND: set[asyncio.Task] = set()
+#: the event that shows how a completion goes, besides a terminal one
+_TOKEN = frozenset({"token"})
 
 
 @router.get("/models", response_model=ModelList, summary="Models served (OpenAI-compatible)")
 async def list_models(request: Request, tenant: str = Depends(tenant_of)) -> ModelList:
     catalog = request.app.state.text_models
     return ModelList(data=[ModelCard(id=e.name, created=e.created) for e in catalog.entries()])
-
-
-def _cancel_later(request: Request, job_id: str, tenant: str, reason: str) -> None:
-    task = asyncio.get_running_loop().create_task(request.app.state.jobs.cancel(job_id, tenant, reason))
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-
-def _failure(event: dict) -> ApiError:
-    """A job that failed before its first token answers with the failure's own code and status."""
-    return ApiError(ErrorCode(event["code"]), event["message"])
 
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)",
@@ -57,17 +46,16 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
                                   catalog=state.text_models)
     await state.jobs.submit(job_request)
     job_id = job_request.job_id
-    record = await state.jobs.require(job_id, tenant)
-    events = follow(state.redis, job_id, record, None, int(state.settings.sse_keepalive_s * 1000))
+    events = await events_of(request, job_id, tenant)
     writer = ChunkWriter(f"chatcmpl-{job_id}", body.model)
     try:
-        first = await _next_output(events, request, job_id, tenant)
+        first = await next_event(events, request, job_id, tenant, _TOKEN)
     except BaseException:
         await events.aclose()
         raise
-    if first is not None and first.type == "failed":
+    if first is not None and first.type == "failed":  # before any token: an HTTP error with its code
         await events.aclose()
-        raise _failure(json.loads(first.data))
+        raise failure(first)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(_stream(request, events, first, writer, job_id, tenant, include_usage),
@@ -75,20 +63,6 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                                           "X-Genloom-Job-Id": job_id})
     return await _collect(request, events, first, writer, job_id, tenant)
-
-
-async def _next_output(events: AsyncIterator[Entry | None], request: Request, job_id: str,
-                       tenant: str) -> Entry | None:
-    """The first event that says how the job goes (a token or a terminal event)."""
-    async for entry in events:
-        if entry is None:
-            if await request.is_disconnected():
-                _cancel_later(request, job_id, tenant, "client disconnected")
-                return None
-            continue
-        if entry.type == "token" or entry.terminal:
-            return entry
-    return None
 
 
 async def _stream(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str, tenant: str,
@@ -110,7 +84,7 @@ async def _stream(request: Request, events, first: Entry | None, writer: ChunkWr
                     delta = text.add(data["attempt"], data["text"])
                 except AttemptDiverged as exc:
                     finished = True
-                    _cancel_later(request, job_id, tenant, "stream diverged after a worker takeover")
+                    cancel_later(request, job_id, tenant, "stream diverged after a worker takeover")
                     yield writer.error(ErrorCode.GENERATION_ERROR.value, str(exc))
                     yield writer.done()
                     return
@@ -137,7 +111,7 @@ async def _stream(request: Request, events, first: Entry | None, writer: ChunkWr
     finally:
         await events.aclose()
         if not finished:  # the client went away mid-stream: stop generating for nobody
-            _cancel_later(request, job_id, tenant, "client disconnected")
+            cancel_later(request, job_id, tenant, "client disconnected")
 
 
 async def _collect(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str,
@@ -147,12 +121,9 @@ async def _collect(request: Request, events, first: Entry | None, writer: ChunkW
     try:
         while True:
             if entry is None:
-                entry = await anext(events, None)
-                if entry is None:
-                    if await request.is_disconnected():
-                        _cancel_later(request, job_id, tenant, "client disconnected")
-                        raise ApiError(ErrorCode.INVALID_REQUEST, "client disconnected")
-                    continue
+                entry = await next_event(events, request, job_id, tenant, _TOKEN)
+                if entry is None:  # the client left; next_event cancelled the job
+                    raise ApiError(ErrorCode.INVALID_REQUEST, "client disconnected")
             data = json.loads(entry.data)
             if entry.type == "token":
                 try:
@@ -163,10 +134,8 @@ async def _collect(request: Request, events, first: Entry | None, writer: ChunkW
                 result = completion(writer.id, writer.model, data.get("text") or text.sent,
                                     data["finish_reason"], data["usage"])
                 return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": job_id})
-            elif entry.type == "failed":
-                raise _failure(data)
-            elif entry.type == "cancelled":
-                raise ApiError(ErrorCode.INVALID_REQUEST, "the job was cancelled before it finished")
+            elif entry.terminal:
+                raise failure(entry)
             entry = None
     finally:
         await events.aclose()

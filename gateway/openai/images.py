@@ -17,7 +17,8 @@ from schemas.openai import ImageData, ImageGenerationRequest, ImagesResponse
 
 from ..auth import tenant_of
 from ..body import read_json
-from .media import artifact_key_of, parse_body, to_image_request
+from .bodies import parse_body
+from .media import artifact_key_of, to_image_request
 from .outcome import read_artifact, wait_for_result
 
 router = APIRouter(prefix="/v1", tags=["openai"])

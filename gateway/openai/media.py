@@ -11,15 +11,13 @@ import math
 import re
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import ValidationError
 
 from infra.blob.base import artifact_key
 from schemas import ImageRequest, SpeechRequest, VideoRequest
 from schemas.api import JobView
 from schemas.enums import ErrorCode, ImageScheduler, JobStatus
-from schemas.errors import describe_validation_error, validation_error_param
 from schemas.openai import (
     ImageGenerationRequest,
     SpeechAudioDelta,
@@ -28,11 +26,11 @@ from schemas.openai import (
     VideoCreateRequest,
     VideoError,
     VideoObject,
-    _Lenient,
 )
 from schemas.requests import SIZE_FACTOR
 
 from ..errors import ApiError
+from .bodies import build_job
 from .media_catalog import DEFAULT_FPS, ImageModel, SpeechModel, VideoModel
 
 #: the smallest side served: one latent cell
@@ -51,23 +49,6 @@ VIDEO_STATUS = {
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-_Body = TypeVar("_Body", bound=_Lenient)
-
-
-def parse_body(model: type[_Body], data: object, what: str) -> _Body:
-    """The body as `model`; unknown fields are a 400 that names them."""
-    if not isinstance(data, dict):
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"body must be a JSON object ({what})")
-    try:
-        body = model.model_validate(data)
-    except ValidationError as exc:
-        code, message = describe_validation_error(exc)
-        raise ApiError(code, message, param=validation_error_param(exc)) from None
-    unsupported = body.unsupported()
-    if unsupported:
-        raise ApiError(ErrorCode.INVALID_PARAMETER,
-                       f"not supported by genloom: {', '.join(unsupported)}; remove them", param=unsupported[0])
-    return body
 
 
 def form_fields(body: bytes, content_type: str) -> dict[str, str]:
@@ -127,19 +108,6 @@ def _not_blank(text: str, name: str) -> None:
         raise ApiError(ErrorCode.EMPTY_INPUT, f"{name} is empty: send some text", param=name)
 
 
-def _job(model_cls, data: dict[str, Any], *, tenant: str, job_id: str | None, user: str | None = None):
-    data = {**data, "tenant": tenant}
-    if job_id:
-        data["job_id"] = job_id
-    if user:
-        data["user"] = user
-    try:
-        return model_cls.model_validate(data)
-    except ValidationError as exc:
-        code, message = describe_validation_error(exc)
-        raise ApiError(code, message, param=validation_error_param(exc)) from None
-
-
 def _params(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
@@ -162,7 +130,7 @@ def to_image_request(body: ImageGenerationRequest, *, tenant: str, job_id: str |
     width, height = size or (None, None)
     params = _params(prompt=body.prompt, negative_prompt=body.negative_prompt, width=width, height=height,
                      steps=body.steps, guidance=body.guidance, scheduler=body.scheduler, n=body.n, seed=body.seed)
-    return _job(ImageRequest, {"modality": "image", "model": name, "params": params}, tenant=tenant,
+    return build_job(ImageRequest, {"modality": "image", "model": name, "params": params}, tenant=tenant,
                 job_id=job_id, user=body.user)
 
 
@@ -200,7 +168,7 @@ def to_video_request(body: VideoCreateRequest, *, tenant: str, job_id: str | Non
     width, height = size or (None, None)
     params = _params(prompt=body.prompt, negative_prompt=body.negative_prompt, frames=frames, fps=fps, width=width,
                      height=height, steps=body.steps, guidance=body.guidance, seed=body.seed)
-    return _job(VideoRequest, {"modality": "video", "model": name, "params": params}, tenant=tenant, job_id=job_id)
+    return build_job(VideoRequest, {"modality": "video", "model": name, "params": params}, tenant=tenant, job_id=job_id)
 
 
 def video_meta(request: VideoRequest, model: VideoModel) -> dict[str, str | None]:
@@ -254,7 +222,7 @@ def to_speech_request(body: SpeechCreateRequest, *, tenant: str, job_id: str | N
         raise ApiError(ErrorCode.INVALID_PARAMETER, f"speed={body.speed}: must be between 0.25 and 4.0",
                        param="speed")
     params = _params(input=body.input, voice=body.voice, format=fmt, speed=body.speed)
-    return _job(SpeechRequest, {"modality": "speech", "model": model.name, "params": params}, tenant=tenant,
+    return build_job(SpeechRequest, {"modality": "speech", "model": model.name, "params": params}, tenant=tenant,
                 job_id=job_id)
 
 

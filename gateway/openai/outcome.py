@@ -1,5 +1,5 @@
-"""Following a media job from an OpenAI endpoint: its events off the replay log, its artifacts out of
-the blob store, and a cancel when the client goes away before the end."""
+"""Following a job from an OpenAI endpoint: its events off the replay log, its artifacts out of the
+blob store, and a cancel when the client goes away before the end."""
 
 from __future__ import annotations
 

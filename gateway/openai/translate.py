@@ -6,11 +6,9 @@ import json
 import time
 from typing import Any
 
-from pydantic import ValidationError
 
 from schemas import TextRequest
 from schemas.enums import ErrorCode
-from schemas.errors import describe_validation_error
 from schemas.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -24,6 +22,7 @@ from schemas.openai import (
 from schemas.requests import TextParams
 
 from ..errors import ApiError
+from .bodies import build_job, parse_body
 from .catalog import TextModelCatalog
 
 #: genloom finish reasons as OpenAI names them
@@ -31,16 +30,8 @@ FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"
 
 
 def parse_chat_body(data: object) -> ChatCompletionRequest:
-    if not isinstance(data, dict):
-        raise ApiError(ErrorCode.INVALID_REQUEST, "body must be a JSON object (a chat completion request)")
-    try:
-        body = ChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        code, message = describe_validation_error(exc)
-        raise ApiError(code, message) from None
-    unsupported = body.unsupported()
-    for message in body.messages:
-        unsupported += [f"messages[].{name}" for name in message.unsupported()]
+    body = parse_body(ChatCompletionRequest, data, "a chat completion request")
+    unsupported = [f"messages[].{name}" for m in body.messages for name in m.unsupported()]
     if unsupported:
         raise ApiError(ErrorCode.INVALID_PARAMETER,
                        f"not supported by genloom: {', '.join(unsupported)}; remove them", param=unsupported[0])
@@ -75,16 +66,9 @@ def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | N
                         ("stop", body.stop), ("seed", body.seed)):
         if value is not None:
             params[name] = value
-    data: dict[str, Any] = {"modality": "text", "tenant": tenant, "model": body.model, "params": params}
-    if body.user:
-        data["user"] = body.user if len(body.user) <= 128 else None
-    if job_id:
-        data["job_id"] = job_id
-    try:
-        request = TextRequest.model_validate(data)
-    except ValidationError as exc:
-        code, message = describe_validation_error(exc)
-        raise ApiError(code, message) from None
+    user = body.user if body.user and len(body.user) <= 128 else None
+    request = build_job(TextRequest, {"modality": "text", "model": body.model, "params": params}, tenant=tenant,
+                        job_id=job_id, user=user)
     _check_context(request.params, entry)
     return request
 

@@ -22,7 +22,8 @@ from .. import records
 from ..auth import tenant_of
 from ..body import parse_json, read_bounded
 from ..errors import ApiError, not_found
-from .media import form_fields, parse_body, to_video_request, video_meta, video_object
+from .bodies import parse_body
+from .media import form_fields, to_video_request, video_meta, video_object
 from .outcome import read_artifact
 
 router = APIRouter(prefix="/v1/videos", tags=["openai"])

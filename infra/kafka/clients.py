@@ -127,25 +127,12 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: fl
         await admin.close()
 
 
-async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await start_client(admin, bootstrap)
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [n for n in names if n in existing]
-        described = await admin.describe_topics(wanted) if wanted else []
-        return {d["topic"]: len(d["partitions"]) for d in described}
-    finally:
-        await admin.close()
-
-
 __all__ = [
     "BrokerUnavailable",
     "KafkaError",
     "TopicMismatch",
     "consumer",
     "ensure_topics",
-    "partition_counts",
     "producer",
     "start_client",
 ]

@@ -30,10 +30,6 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=False).encode()
 
 
-def encode_key(key: str | None) -> bytes | None:
-    return key.encode() if key is not None else None
-
-
 def decode_request(value: bytes):
     """A `GenerationRequest` (raises pydantic.ValidationError)."""
     return parse_request(value)

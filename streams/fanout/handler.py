@@ -42,9 +42,6 @@ class FanoutHandler:
         self._consumer = consumer
         self._warned_no_secret = False
 
-    async def handle(self, message: RawMessage) -> Outcome:
-        return (await self.handle_batch([message]))[0]
-
     async def handle_batch(self, messages: list[RawMessage]) -> list[Outcome]:
         """Outcomes in message order; malformed messages (and failed script calls) come back as
         dead letters for the agent to publish."""

@@ -61,13 +61,6 @@ class TextHandler:
         return ModelInfo(id=self.loaded.model_id, revision=self.loaded.revision,
                          device=str(self.loaded.device), dtype=str(self.loaded.dtype).removeprefix("torch."))
 
-    @classmethod
-    def from_loaded(cls, loaded: LoadedModel, **kwargs) -> TextHandler:
-        """A handler around an already loaded model (tests, benchmarks)."""
-        handler = cls(TextModelSpec(), **kwargs)
-        handler.loaded = loaded
-        return handler
-
     async def start(self) -> None:
         if self.loaded is None:
             self.loaded = await asyncio.to_thread(load_text_model, self._spec)

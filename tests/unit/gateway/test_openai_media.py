@@ -8,10 +8,10 @@ import json
 import pytest
 
 from gateway.errors import ApiError
+from gateway.openai.bodies import parse_body
 from gateway.openai.media import (
     artifact_key_of,
     form_fields,
-    parse_body,
     parse_size,
     speech_delta,
     speech_done,
