@@ -12,6 +12,7 @@ from infra.kafka.topics import DLQ
 from infra.redis.client import connect
 
 from ..app import RAW, Topics
+from ..batches import natural_batches
 from .handler import FanoutHandler, RawMessage
 from .logic import Malformed
 from .script import FanoutScript
@@ -59,7 +60,7 @@ def register(
         handler = FanoutHandler(script, hooks, consumer=app.conf.id)
         try:
             # hot loop: one pipelined Redis round trip per batch of events
-            async for events in stream.take_events(settings.batch_max, within=settings.batch_window_s):
+            async for events in natural_batches(stream, settings.batch_max):
                 batch = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
                 for message, outcome in zip(batch, await handler.handle_batch(batch)):
                     if isinstance(outcome, Malformed):

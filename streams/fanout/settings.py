@@ -17,10 +17,7 @@ class FanoutSettings(BaseSettings):
     job_ttl_s: int = Field(
         default=keys.JOB_TTL_S, ge=1, description="Expiry of a job's record and replay log after its last event."
     )
-    batch_max: int = Field(default=256, ge=1, description="Most events applied to Redis in one pipelined round trip.")
-    batch_window_s: float = Field(
-        default=0.002, gt=0, description="How long the fan-out waits to fill a batch (adds at most this latency)."
-    )
+    batch_max: int = Field(default=256, ge=1, description="Most events applied to Redis in one pipelined round trip (a batch is what queued up meanwhile).")
 
 
 class WebhookSettings(BaseSettings):
