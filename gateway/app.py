@@ -71,7 +71,8 @@ def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, prod
         redis, max_inflight=settings.max_inflight, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s
     )
     app.state.jobs = JobService(
-        redis, producer, admission, retry_after_s=settings.retry_after_s, publish_timeout_s=settings.publish_timeout_s
+        redis, producer, admission, retry_after_s=settings.retry_after_s, publish_timeout_s=settings.publish_timeout_s,
+        route_direct=settings.route == "direct",
     )
 
 

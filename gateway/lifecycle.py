@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from infra.kafka.codec import encode
-from infra.kafka.topics import CONTROL, EVENTS, REQUESTS
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis import keys
 from schemas import AnyRequest
 from schemas.api import JobView
@@ -43,6 +43,7 @@ class JobService:
         retry_after_s: int,
         publish_timeout_s: float,
         cancel_ttl_s: int = keys.CANCEL_TTL_S,
+        route_direct: bool = True,
     ) -> None:
         self._redis = redis
         self._producer = producer
@@ -50,6 +51,18 @@ class JobService:
         self._retry_after = retry_after_s
         self._timeout = publish_timeout_s
         self._cancel_ttl = cancel_ttl_s
+        self._route_direct = route_direct
+
+    def destination(self, request: AnyRequest) -> tuple[str, list[tuple[str, bytes]] | None]:
+        """The topic an admitted request is published to, and its headers.
+
+        The gateway has validated the request exactly as the routing agent would, so when no
+        stream processor needs to see it first it goes straight to its modality's workers. Through
+        `genloom.requests`, a header tells the routing agent that `accepted` is published already.
+        """
+        if self._route_direct:
+            return jobs_topic(request.modality), None
+        return REQUESTS, [(ACCEPTED_HEADER, b"1")]
 
     async def submit(self, request: AnyRequest) -> tuple[JobView, bool]:
         """The job and whether this call created it (False: an idempotent repeat)."""
@@ -83,7 +96,8 @@ class JobService:
         # the request first: until it is durable nothing else is published, so a rollback
         # leaves no trace and a retry with the same job_id starts clean
         try:
-            await self._publish((REQUESTS, request.key, encode(request), [(ACCEPTED_HEADER, b"1")]))
+            topic, headers = self.destination(request)
+            await self._publish((topic, request.key, encode(request), headers))
         except ApiError:
             await self._admission.rollback(request.job_id, request.tenant, modality, fp)
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,11 @@ class GatewaySettings(BaseSettings):
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After of a 429.")
     sse_keepalive_s: float = Field(
         default=15.0, gt=0, description="Idle seconds before an SSE keep-alive comment."
+    )
+    route: Literal["direct", "streams"] = Field(
+        default="direct",
+        description="Where admitted jobs go: `direct` to genloom.jobs.<modality> (one Kafka hop fewer on the"
+        " way to a worker); `streams` to genloom.requests, for the stream processors to forward.",
     )
     publish_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a submit or cancel waits for Kafka before a 503."

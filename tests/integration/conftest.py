@@ -66,10 +66,10 @@ def blob_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("blobs")
 
 
-def _settings() -> GatewaySettings:
+def _settings(route: str = "direct") -> GatewaySettings:
     return GatewaySettings(
         max_inflight=EDGE_MAX_INFLIGHT, sse_keepalive_s=0.5, max_body_bytes=256 * 1024,
-        publish_timeout_s=5,
+        publish_timeout_s=5, route=route,
     )
 
 
@@ -81,10 +81,10 @@ async def text_models():
     return catalog
 
 
-async def _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models):
+async def _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models, route: str = "direct"):
     store = LocalBlobStore(blob_dir)
     await store.start()
-    app = create_app(_settings(), redis=edge_redis, producer=edge_producer,
+    app = create_app(_settings(route), redis=edge_redis, producer=edge_producer,
                      api_keys=ApiKeys((key, tenant) for tenant, key in edge_keys.items()), blobs=store,
                      text_models=text_models)
     return await InProcessServer(app).start()
@@ -100,8 +100,9 @@ async def gateway_url(edge_redis, edge_producer, edge_keys, blob_dir, streams_pr
 
 @pytest.fixture(scope="session")
 async def gateway_url_b(edge_redis, edge_producer, edge_keys, blob_dir, gateway_url, text_models):
-    """A second gateway instance over the same Redis and Kafka."""
-    server = await _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models)
+    """A second gateway instance over the same Redis and Kafka; it routes through the stream
+    processors (`route="streams"`), the first one straight to the workers' topics."""
+    server = await _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models, route="streams")
     yield server.url
     await server.stop()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from infra.kafka.topics import EVENTS, REQUESTS
+from infra.kafka.topics import EVENTS, REQUESTS, jobs_topic
+from schemas.enums import Modality
 from tests.edge_helpers import read_until_idle, values
 
 pytestmark = pytest.mark.integration
@@ -85,11 +86,14 @@ async def test_missing_or_bad_api_key_is_401(auth, gateway_url):
 
 
 async def test_nothing_from_bad_input_reached_kafka(gateway_url, kafka_bootstrap):
-    # runs after the cases above (file order): the bad tenant never appears on either topic
-    for topic in (REQUESTS, EVENTS):
-        seen = values(await read_until_idle(kafka_bootstrap, topic, idle_s=1.0))
-        assert seen, f"{topic} is readable"
-        assert not [v for v in seen if v.get("tenant") == "t-bad"], topic
+    # runs after the cases above (file order): the bad tenant never appears where jobs go (the
+    # gateway's route, the routing agent's input) nor among the events
+    for topics in ((REQUESTS, *(jobs_topic(m) for m in Modality)), (EVENTS,)):
+        seen = []
+        for topic in topics:
+            seen += values(await read_until_idle(kafka_bootstrap, topic, idle_s=1.0))
+        assert seen, f"{topics} are readable"
+        assert not [v for v in seen if v.get("tenant") == "t-bad"], topics
 
 
 async def test_health_and_openapi(gateway_url):

@@ -9,10 +9,11 @@ import pytest
 
 from gateway.client import GenloomError
 from infra.blob import LocalBlobStore, artifact_key
-from infra.kafka.topics import CONTROL, EVENTS, REQUESTS
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis import keys as rkeys
 from schemas.events import Cancelled, Completed
 from tests.edge_helpers import read_until_idle, text_job, values, wait_for
+from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +28,24 @@ async def test_idempotent_submit_publishes_once(client_for, kafka_bootstrap):
     with pytest.raises(GenloomError) as conflict:
         await client.submit(text_job("different", job_id="idem-1"))
     assert conflict.value.status == 409 and conflict.value.code == "idempotency_conflict"
-    requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-1"]
-    assert len(requests) == 1 and requests[0]["tenant"] == "t-idem"
+    # the gateway routes it straight to the text workers' topic, once
+    jobs = [v for v in values(await read_until_idle(kafka_bootstrap, jobs_topic("text"))) if v.get("job_id") == "idem-1"]
+    assert len(jobs) == 1 and jobs[0]["tenant"] == "t-idem"
+    assert not [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-1"]
     accepted = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-1"]
     assert [a["type"] for a in accepted] == ["accepted"]
+
+
+async def test_streams_route_goes_through_routing_with_one_accepted(client_for, gateway_url_b, kafka_bootstrap):
+    # the second test gateway publishes to genloom.requests; the routing agent forwards the job
+    client = client_for("t-idem", url=gateway_url_b)
+    await client.submit(text_job("via the stream processors", job_id="idem-streams"))
+    requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-streams"]
+    assert len(requests) == 1
+    await read_topic(kafka_bootstrap, jobs_topic("text"),
+                     until=lambda msgs: any(v.get("job_id") == "idem-streams" for v in values(msgs)))
+    events = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-streams"]
+    assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway")]
 
 
 async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, edge_redis):

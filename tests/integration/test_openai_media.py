@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from infra.blob import LocalBlobStore
-from infra.kafka.topics import CONTROL, EVENTS, REQUESTS
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis import keys
-from infra.kafka.topics import jobs_topic
+from schemas.enums import Modality
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
@@ -247,6 +247,8 @@ async def test_sdk_sees_unsupported_format_as_a_bad_request(sdk):
 
 async def test_no_bad_media_request_reached_kafka(gateway_url, kafka_bootstrap):
     # runs after the cases above (file order)
-    seen = values(await read_until_idle(kafka_bootstrap, REQUESTS, idle_s=1.0))
-    assert seen, "genloom.requests is readable"
+    seen = []
+    for topic in (REQUESTS, *(jobs_topic(m) for m in Modality)):
+        seen += values(await read_until_idle(kafka_bootstrap, topic, idle_s=1.0))
+    assert seen, "the request topics are readable"
     assert not {v.get("job_id") for v in seen} & set(BAD_IDS.values())

@@ -121,3 +121,14 @@ def test_accepted_header_matches_the_routing_agent():
     from streams.routing.agents import ACCEPTED_HEADER
 
     assert lifecycle.ACCEPTED_HEADER == ACCEPTED_HEADER
+
+
+@pytest.mark.parametrize("route_direct", [True, False])
+def test_admitted_jobs_go_to_the_workers_or_through_routing(route_direct):
+    service = lifecycle.JobService(None, None, None, retry_after_s=1, publish_timeout_s=1, route_direct=route_direct)
+    image = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "t", None)
+    topic, headers = service.destination(image)
+    if route_direct:
+        assert (topic, headers) == ("genloom.jobs.image", None)
+    else:
+        assert topic == "genloom.requests" and headers == [(lifecycle.ACCEPTED_HEADER, b"1")]
