@@ -27,6 +27,10 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 #: the event that shows how a completion goes, besides a terminal one
 _TOKEN = frozenset({"token"})
+#: a stream answers 200 once a worker has started the job (it passed the worker's checks), so the
+#: headers and the role chunk are on the wire while the prompt is prefilled and the first token
+#: costs one chunk; a job that fails before it starts is an HTTP error with its code
+_STARTED = frozenset({"started", "token"})
 
 
 @router.get("/models", response_model=ModelList, summary="Models served (OpenAI-compatible)")
@@ -49,11 +53,11 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
     events = await events_of(request, job_id, tenant)
     writer = ChunkWriter(f"chatcmpl-{job_id}", body.model)
     try:
-        first = await next_event(events, request, job_id, tenant, _TOKEN)
+        first = await next_event(events, request, job_id, tenant, _STARTED if body.stream else _TOKEN)
     except BaseException:
         await events.aclose()
         raise
-    if first is not None and first.type == "failed":  # before any token: an HTTP error with its code
+    if first is not None and first.type == "failed":  # before it started: an HTTP error with its code
         await events.aclose()
         raise failure(first)
     if body.stream:
