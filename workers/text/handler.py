@@ -24,6 +24,10 @@ from .sequence import StepOutput
 
 log = logging.getLogger(__name__)
 
+#: event-loop turns given to the jobs between engine steps: a job takes its output and sends its
+#: event, then aiokafka's sender task writes the batch to the socket
+_FLUSH_TURNS = 3
+
 
 @dataclass
 class _Pending:
@@ -174,6 +178,10 @@ class TextHandler:
                 queue.put_nowait(out)
                 if out.finished:
                     del self._queues[out.request_id]
+            # let the jobs hand this step's tokens to the producer, and the producer write them,
+            # before the next step's thread competes with them for the GIL
+            for _ in range(_FLUSH_TURNS):
+                await asyncio.sleep(0)
 
     def _apply_pending(self, engine: TextEngine) -> None:
         adds, self._adds = self._adds, []
