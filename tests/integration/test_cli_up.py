@@ -50,7 +50,8 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
                GENLOOM_STREAMS_SESSION_TIMEOUT_S="2", GENLOOM_STREAMS_HEARTBEAT_S="0.5")
     env.pop("GENLOOM_KAFKA_BOOTSTRAP", None)
     env.pop("GENLOOM_REDIS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli.main", "up", "--port", str(port), "--only", "speech"],
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli.main", "up", "--port", str(port), "--only", "speech",
+                             "--only", "text"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     output = ""
@@ -64,7 +65,8 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         assert "stop with Ctrl-C" in output, output
         assert re.search(r"kafka\s.*up.*bundled broker", output)
         assert re.search(r"worker-speech\s.*started", output)
-        assert re.search(r"worker-image\s.*missing|worker-image", output) is None  # --only speech
+        assert re.search(r"worker-text\s.*started", output)
+        assert re.search(r"worker-image\s.*missing|worker-image", output) is None  # --only speech, text
         pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         assert len(pids) >= 3 and all(_alive(p) for p in pids)
         time.sleep(1.0)
@@ -74,6 +76,10 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
                                     "-m", "speech"], env=env, capture_output=True, text=True, timeout=120)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         assert "audio chunk 1" in submitted.stdout and "completed" in submitted.stdout
+        # text runs its engine in a child process of the worker; the /proc scan below covers it too
+        submitted = subprocess.run([sys.executable, "-m", "infra.cli.main", "submit", "Say hi.", "--max-tokens", "4"],
+                                   env=env, capture_output=True, text=True, timeout=120)
+        assert submitted.returncode == 0 and "completed" in submitted.stdout, submitted.stdout + submitted.stderr
         worker_pid = int(re.search(r"worker-speech\s.*?pid (\d+)", output).group(1))
         os.kill(worker_pid, signal.SIGKILL)  # a crashed worker is restarted
         deadline = time.monotonic() + 30

@@ -1,5 +1,6 @@
-"""The whole text path with the official OpenAI SDK: gateway → Kafka → streams → text worker
-(real SmolLM2, continuous batching) → moderation → fan-out → Redis → SSE."""
+"""The whole text path with the official OpenAI SDK: gateway → Kafka → text worker (real SmolLM2,
+continuous batching, the engine in its own process as `python -m workers text` runs it) →
+moderation → fan-out → Redis → SSE."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ MODEL = "smollm2-135m-instruct"
 async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
     """A moderation gate and a text worker beside the edge fixtures' gateway and streams process."""
     await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
-    handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8)
+    handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8, engine_process=True,
+                          torch_threads=1)
     async with serving(GateRunner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
                        JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
         yield handler

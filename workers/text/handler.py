@@ -1,8 +1,10 @@
 """The text worker's handler: one continuous-batching engine loop shared by every job in flight.
 
-The engine is not thread-safe, so only the loop touches it: jobs hand it additions and aborts
-through a queue, and the loop applies them between steps, runs each step in a thread, and routes
-each step's outputs to the jobs' own queues.
+The engine runs either in a child process (`engine_process=True`, what `python -m workers text`
+does by default; see engine_process.py) or in this process, where the engine is not thread-safe,
+so only one loop touches it: jobs hand it additions and aborts through a list, and the loop
+applies them between steps and runs each step in a thread. Either way each step's outputs are
+routed to the jobs' own queues.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from workers.context import JobContext
 from workers.errors import JobCancelled, JobError
 
 from .engine import TextEngine
-from .loader import LoadedModel, TextModelSpec, load_text_model
+from .engine_process import EngineProcess, warm_up
+from .loader import LoadedModel, ServedTokenizer, TextModelSpec, load_text_model, load_text_tokenizer, prepare_text_model
 from .sampling import SamplingParams
 from .sequence import StepOutput
 
@@ -41,14 +44,18 @@ class TextHandler:
     modality = Modality.TEXT
 
     def __init__(self, spec: TextModelSpec, *, served_name: str, max_batch_size: int = 16,
-                 max_batch_tokens: int = 8192, max_prefill_tokens: int = 2048) -> None:
+                 max_batch_tokens: int = 8192, max_prefill_tokens: int = 2048, engine_process: bool = False,
+                 torch_threads: int = 0) -> None:
         self._spec = spec
         self.served_name = served_name
         self.max_concurrency = max_batch_size * 2  # a batch running and one waiting to join
         self._engine_args = dict(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
                                  max_prefill_tokens=max_prefill_tokens)
-        self.loaded: LoadedModel | None = None
-        self.engine: TextEngine | None = None
+        self._engine_process = engine_process
+        self._torch_threads = torch_threads
+        self.loaded: LoadedModel | ServedTokenizer | None = None
+        self.engine: TextEngine | None = None  # in this process
+        self.remote: EngineProcess | None = None  # in a child process
         self._adds: list[_Pending] = []
         self._aborts: list[str] = []
         self._queues: dict[str, asyncio.Queue] = {}
@@ -66,20 +73,25 @@ class TextHandler:
                          device=str(self.loaded.device), dtype=str(self.loaded.dtype).removeprefix("torch."))
 
     async def start(self) -> None:
+        if self._engine_process:
+            await asyncio.to_thread(prepare_text_model, self._spec)  # build the default's cache once, here
+            self.remote = EngineProcess(self._spec, self._engine_args, torch_threads=self._torch_threads,
+                                        on_outputs=self._route)
+            info = await self.remote.start()
+            self.loaded = await asyncio.to_thread(load_text_tokenizer, self._spec, device=info.device,
+                                                  dtype=info.dtype, context_length=info.context_length)
+            return
         if self.loaded is None:
             self.loaded = await asyncio.to_thread(load_text_model, self._spec)
         self.engine = TextEngine(self.loaded.model, self.loaded.tokenizer, device=self.loaded.device,
                                  **self._engine_args)
-        await asyncio.to_thread(self._warm_up)
+        prompt = self.loaded.format_chat([{"role": "user", "content": "Hi"}])
+        await asyncio.to_thread(warm_up, self.engine, prompt)
         self._loop_task = asyncio.create_task(self._loop(), name="text-engine-loop")
 
-    def _warm_up(self) -> None:
-        prompt = self.loaded.format_chat([{"role": "user", "content": "Hi"}])
-        self.engine.add_request("__warmup__", prompt, SamplingParams(max_tokens=2, temperature=0.0))
-        while self.engine.has_unfinished():
-            self.engine.step()
-
     async def stop(self) -> None:
+        if self.remote is not None:
+            await self.remote.stop()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -119,8 +131,7 @@ class TextHandler:
         request_id = f"{ctx.job_id}#{ctx.attempt}"
         outputs: asyncio.Queue = asyncio.Queue()
         prompt = self._prompts.pop(ctx.job_id, None) or self.prompt_tokens(ctx.request)
-        self._adds.append(_Pending(request_id, prompt, params, outputs))
-        self._wake.set()
+        self._submit(_Pending(request_id, prompt, params, outputs))
         text: list[str] = []
         cancel_wait = asyncio.create_task(ctx.wait_cancelled())
         try:
@@ -129,8 +140,7 @@ class TextHandler:
                 done, _ = await asyncio.wait({getter, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
-                    self._aborts.append(request_id)
-                    self._wake.set()
+                    self._abort(request_id)
                     ctx.checkpoint()
                 out: StepOutput = getter.result()
                 if out.text_delta:
@@ -152,7 +162,34 @@ class TextHandler:
         await ctx.completed(usage=usage, text=text,
                             finish_reason=FinishReason.LENGTH if reason == "length" else FinishReason.STOP)
 
-    # -- the engine loop -------------------------------------------------------------------------
+    # -- the engine, here or in its process ------------------------------------------------------
+
+    def _submit(self, pending: _Pending) -> None:
+        if self.remote is not None:
+            self._queues[pending.request_id] = pending.outputs
+            self.remote.add(pending.request_id, pending.prompt, pending.params)
+            return
+        self._adds.append(pending)
+        self._wake.set()
+
+    def _abort(self, request_id: str) -> None:
+        if self.remote is not None:
+            self.remote.abort(request_id)
+            return
+        self._aborts.append(request_id)
+        self._wake.set()
+
+    def _route(self, outputs: list[StepOutput], running: int) -> None:
+        """One step's outputs to their jobs' queues (outputs of jobs that went away are dropped)."""
+        self.steps += 1
+        self.max_running = max(self.max_running, running)
+        for out in outputs:  # hot loop: route each sequence's output once
+            queue = self._queues.get(out.request_id)
+            if queue is None:
+                continue
+            queue.put_nowait(out)
+            if out.finished:
+                del self._queues[out.request_id]
 
     async def _loop(self) -> None:
         engine = self.engine
@@ -169,15 +206,7 @@ class TextHandler:
                 log.exception("engine step failed")
                 self._fail_all(f"{type(exc).__name__}: {exc}")
                 continue
-            self.steps += 1
-            self.max_running = max(self.max_running, engine.num_running())
-            for out in outputs:  # hot loop: route each sequence's output once
-                queue = self._queues.get(out.request_id)
-                if queue is None:
-                    continue
-                queue.put_nowait(out)
-                if out.finished:
-                    del self._queues[out.request_id]
+            self._route(outputs, engine.num_running())
             # let the jobs hand this step's tokens to the producer, and the producer write them,
             # before the next step's thread competes with them for the GIL
             for _ in range(_FLUSH_TURNS):
@@ -209,10 +238,13 @@ class TextHandler:
 
 
 def create_handler() -> TextHandler:
+    from workers.settings import WorkerSettings
+
     from .settings import TextSettings
 
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, dtype=s.dtype, device=s.device,
                          cache_dir=s.cache_dir)
     return TextHandler(spec, served_name=s.served_name, max_batch_size=s.max_batch_size,
-                       max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens)
+                       max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens,
+                       engine_process=s.engine_process, torch_threads=WorkerSettings().torch_threads)

@@ -203,29 +203,68 @@ def _resolve_source(spec: TextModelSpec) -> tuple[str, str, str | None]:
     return str(target), SMOLLM2_MODEL_ID, None
 
 
-def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
-    """Load ``spec``'s model and tokenizer, offline, in eval mode on the chosen device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass
+class ServedTokenizer:
+    """What a process that does not hold the weights needs of a model: its tokenizer, chat template
+    and context length (the text worker's side of an engine running in another process)."""
 
-    spec = spec or TextModelSpec()
-    device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
+    tokenizer: Any
+    model_id: str
+    revision: str | None
+    device: str
+    dtype: str
+    context_length: int
+
+    def format_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        return format_chat(self.tokenizer, messages)
+
+
+def _offline(spec: TextModelSpec, load):
+    """``load(source, kwargs)`` for spec's resolved source, offline, with one actionable error."""
     source, model_id, revision = _resolve_source(spec)
-    kwargs: dict[str, Any] = {"revision": revision, "local_files_only": True}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="sdpa", **kwargs)
+        return load(source, {"revision": revision, "local_files_only": True}), model_id, revision
     except (OSError, ValueError) as exc:  # not found offline; a path that is not a folder is an invalid repo id
         raise ModelLoadError(
             f"text model {model_id!r} (revision {revision or 'default'}) is not available offline: "
             "pass a local folder, or download it into the Hugging Face cache on a machine with access "
             f"(`huggingface-cli download {model_id}`) and copy the cache here ({exc})"
         ) from exc
+
+
+def _tokenizer(source: str, kwargs: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
+    """Load ``spec``'s model and tokenizer, offline, in eval mode on the chosen device."""
+    from transformers import AutoModelForCausalLM
+
+    spec = spec or TextModelSpec()
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+
+    def both(source: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="sdpa", **kwargs)
+        return _tokenizer(source, kwargs), model
+
+    (tokenizer, model), model_id, revision = _offline(spec, both)
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)
+
+
+def load_text_tokenizer(spec: TextModelSpec, *, device: str, dtype: str, context_length: int) -> ServedTokenizer:
+    """``spec``'s tokenizer alone, offline, described by what the process holding the weights
+    reported (device, dtype, context length)."""
+    tokenizer, model_id, revision = _offline(spec, _tokenizer)
+    return ServedTokenizer(tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype,
+                           context_length=context_length)
 
 
 def prepare_text_model(spec: TextModelSpec | None = None) -> str:

@@ -25,6 +25,11 @@ class TextSettings(BaseSettings):
     )
     max_batch_size: int = Field(default=16, ge=1, description="Sequences decoded together per step.")
     max_batch_tokens: int = Field(default=8192, ge=2, description="Token budget of the running batch.")
+    engine_process: bool = Field(
+        default=True,
+        description="Run the engine in a child process, so its steps do not share the GIL with the worker's"
+        " Kafka I/O; false runs it on a thread of the worker.",
+    )
     max_prefill_tokens: int = Field(
         default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
     )
