@@ -6,9 +6,10 @@ greedy, one torch thread per model process:
 1. overhead: the text engine called in this process (baseline) against genloom end to end
    (HTTP → gateway → Kafka → text worker → Kafka → fan-out → Redis → SSE; the default settings:
    the gateway routes jobs itself, moderation is off), one request at a time: time to first token
-   and time per output token, p50. The job's own event timestamps split the difference into the
-   platform's hops (before the worker starts the job, and from its first token to the client) and
-   the worker's engine time.
+   and time per output token, p50, measured with plain httpx (the platform's cost, not a client
+   library's) and, alternating with it, the official openai SDK. The job's own event timestamps
+   split the difference into the platform's hops (before the worker starts the job, and from its
+   first token to the client) and the worker's engine time.
 2. serving: genloom's /v1/chat/completions against Hugging Face's `transformers serve` at 16
    concurrent streamed requests, measured by one client (the official openai SDK): output tokens/s
    (counted by re-tokenising each answer, since the two servers chunk differently) and time to
@@ -106,57 +107,90 @@ def count_tokens(text: str) -> int:
 async def one_stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> tuple[float, float, int]:
     """(time to first content, time of the last content, output tokens)."""
     start = time.perf_counter()
+    first, last, text, _ = await _sdk_stream(client, model, prompt, max_tokens)
+    last = last or start
+    return (first or last) - start, last, count_tokens(text)
+
+
+async def _sdk_stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int):
+    """(first content time, last content time, text, job id) of one streamed completion via the SDK."""
     stream = await client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
         stream=True)
-    first, text, last = None, [], start
+    first = last = None
+    text = []
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             last = time.perf_counter()
             first = first or last
             text.append(chunk.choices[0].delta.content)
-    return (first or last) - start, last, count_tokens("".join(text))
+    return first, last, "".join(text), chunk.id.removeprefix("chatcmpl-")
+
+
+async def _http_stream(http, model: str, prompt: str, max_tokens: int):
+    """The same over plain httpx: the SSE lines parsed as they come, nothing else on the client."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True}
+    first = last = job_id = None
+    text = []
+    async with http.stream("POST", "/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            job_id = chunk["id"]
+            content = chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
+            if content:
+                last = time.perf_counter()
+                first = first or last
+                text.append(content)
+    return first, last, "".join(text), job_id.removeprefix("chatcmpl-")
 
 
 async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, redis_url: str) -> dict:
-    """One request at a time; the job's own event timestamps split its time to first token into the
-    hops before the worker started it, the worker's engine time, and the hops back to the client."""
+    """One request at a time, alternating two clients: plain httpx (what the platform adds, without a
+    client library's own cost) and the official SDK (what an SDK user sees). The job's own event
+    timestamps split each time to first token into the hops before the worker started it, the
+    worker's engine time, and the hops back to the client."""
+    import httpx
     import redis.asyncio as aioredis
 
     from infra.redis import keys
 
-    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+    sdk = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+    http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
+    clients = {"http": lambda p: _http_stream(http, model, p, max_tokens),
+               "sdk": lambda p: _sdk_stream(sdk, model, p, max_tokens)}
     redis = aioredis.Redis.from_url(redis_url)
-    await one_stream(client, model, PROMPTS[0], max_tokens)  # warm-up
-    ttft, tpot, before, engine, after = [], [], [], [], []
-    for i in range(n):
+    for stream in clients.values():
+        await stream(PROMPTS[0])  # warm-up
+    runs: dict[str, dict[str, list[float]]] = {
+        name: {"ttft": [], "tpot": [], "before": [], "engine": [], "after": []} for name in clients}
+    for i in range(2 * n):
+        name = "http" if i % 2 == 0 else "sdk"
         wall, start = time.time(), time.perf_counter()
-        stream = await client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": PROMPTS[(i + 1) % len(PROMPTS)]}],
-            max_tokens=max_tokens, temperature=0, stream=True)
-        first = last = None
-        text = []
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                last = time.perf_counter()
-                first = first or last
-                text.append(chunk.choices[0].delta.content)
-        job_id = chunk.id.removeprefix("chatcmpl-")
+        first, last, text, job_id = await clients[name](PROMPTS[(i // 2 + 1) % len(PROMPTS)])
         events = [json.loads(f[b"data"]) for _, f in await redis.xrange(keys.replay_log(job_id))]
         started = next(e["ts"] for e in events if e["type"] == "started")
         first_token = next(e["ts"] for e in events if e["type"] == "token")
-        ttft.append(first - start)
-        tpot.append((last - first) / max(1, count_tokens("".join(text)) - 1))
-        before.append(started - wall)
-        engine.append(first_token - started)
-        after.append((wall + (first - start)) - first_token)
-    await client.close()
+        run = runs[name]
+        run["ttft"].append(first - start)
+        run["tpot"].append((last - first) / max(1, count_tokens(text) - 1))
+        run["before"].append(started - wall)
+        run["engine"].append(first_token - started)
+        run["after"].append((wall + (first - start)) - first_token)
+    await sdk.close()
+    await http.aclose()
     await redis.aclose()
-    hops = [b + a for b, a in zip(before, after)]
-    return {"requests": n, "ttft_p50_ms": p50(ttft) * 1000, "tpot_p50_ms": p50(tpot) * 1000,
-            "submit_to_started_p50_ms": p50(before) * 1000, "worker_first_token_p50_ms": p50(engine) * 1000,
-            "token_to_client_p50_ms": p50(after) * 1000, "hops_p50_ms": p50(hops) * 1000,
-            "hops_p90_ms": statistics.quantiles(hops, n=10)[-1] * 1000}
+    out = {}
+    for name, run in runs.items():
+        hops = [b + a for b, a in zip(run["before"], run["after"])]
+        out[name] = {"requests": n, "ttft_p50_ms": p50(run["ttft"]) * 1000, "tpot_p50_ms": p50(run["tpot"]) * 1000,
+                     "submit_to_started_p50_ms": p50(run["before"]) * 1000,
+                     "worker_first_token_p50_ms": p50(run["engine"]) * 1000,
+                     "token_to_client_p50_ms": p50(run["after"]) * 1000, "hops_p50_ms": p50(hops) * 1000,
+                     "hops_p90_ms": statistics.quantiles(hops, n=10)[-1] * 1000}
+    return out
 
 
 async def concurrent(url: str, key: str, model: str, concurrency: int, max_tokens: int) -> dict:
@@ -265,8 +299,8 @@ def main() -> None:
         asyncio.run(wait_ready(url, key, MODEL))
         # the same baseline again while the stack idles beside it: does an idle stack slow the engine?
         results["engine_beside_idle_stack"] = engine_baseline(max(4, args.requests // 3), args.max_tokens)
-        results["genloom_sequential"] = asyncio.run(
-            sequential(url, key, MODEL, args.requests, args.max_tokens, stack.redis_url))
+        seq = asyncio.run(sequential(url, key, MODEL, args.requests, args.max_tokens, stack.redis_url))
+        results["genloom_sequential"], results["genloom_sequential_sdk"] = seq["http"], seq["sdk"]
         results["genloom_concurrent"] = asyncio.run(concurrent(url, key, MODEL, args.concurrency, args.max_tokens))
         results["abort"] = asyncio.run(abort_after_disconnect(url, key, stack.redis_url))
     finally:
@@ -294,6 +328,9 @@ def main() -> None:
           f" → client {ours['token_to_client_p50_ms']:.1f} ms")
     print(f"  the worker's own time to first token {ours['worker_first_token_p50_ms']:.1f} ms"
           f" (engine alone: {base['ttft_p50_ms']:.1f} ms)")
+    sdk = results["genloom_sequential_sdk"]
+    print(f"  through the openai SDK instead of httpx: TTFT {sdk['ttft_p50_ms']:.1f} ms, hops {sdk['hops_p50_ms']:.1f}"
+          f" ms p50 ({sdk['hops_p90_ms']:.1f} p90)")
     g = results["genloom_concurrent"]
     print(f"\n{args.concurrency} concurrent streams    {'tokens/s':>10} {'TTFT p50 ms':>12}")
     print(f"{'genloom':28} {g['tokens_per_s']:10.1f} {g['ttft_p50_ms']:12.1f}")
