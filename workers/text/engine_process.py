@@ -183,7 +183,8 @@ class EngineProcess:
     def add(self, request_id: str, prompt: list[int], params: SamplingParams) -> None:
         if self._restarting is None and not self.alive:
             # no engine and none coming: end at once rather than wait for nothing
-            outputs = [error_output(request_id, len(prompt), "the text engine process is not running")]
+            outputs = [error_output(request_id, len(prompt), "the text engine process is not running (it kept"
+                                    " dying; see the worker's log): restart the worker, then retry the job")]
             asyncio.get_running_loop().call_soon(self._on_outputs, outputs, 0)
             return
         self._held[request_id] = len(prompt)

@@ -108,3 +108,11 @@ async def test_a_model_that_cannot_load_fails_the_start_with_its_reason(tmp_path
     with pytest.raises(EngineUnavailable, match="not available offline"):
         await engine.start()
     assert not engine.alive
+
+
+async def test_a_request_with_no_engine_to_run_it_ends_at_once() -> None:
+    seen = Collector()
+    engine = EngineProcess(TextModelSpec(), {}, on_outputs=seen)  # never started (or gave up restarting)
+    engine.add("orphan", [1, 2, 3], greedy())
+    ended = await asyncio.wait_for(seen.done("orphan"), 5)
+    assert ended.finish_reason == "error" and "restart the worker" in ended.error and ended.prompt_tokens == 3
