@@ -98,7 +98,7 @@ def count_tokens(text: str) -> int:
     if _TOKENIZER is None:
         from transformers import AutoTokenizer
 
-        from workers.text.settings import TextSettings
+        from infra.models.settings import TextSettings
 
         _TOKENIZER = AutoTokenizer.from_pretrained(str(TextSettings().cache_dir / "smollm2-135m-instruct"))
     return len(_TOKENIZER.encode(text, add_special_tokens=False))
@@ -254,7 +254,7 @@ def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
 
 
 def start_transformers_serve(log_dir: Path) -> tuple[subprocess.Popen, str, str]:
-    from workers.text.settings import TextSettings
+    from infra.models.settings import TextSettings
 
     model_dir = str(TextSettings().cache_dir / "smollm2-135m-instruct")
     port = free_port()

@@ -15,6 +15,7 @@ from infra.kafka.clients import producer as kafka_producer
 from infra.kafka.clients import start_client
 from infra.redis.client import check, connect
 from infra.settings import KafkaSettings, RedisSettings
+from infra.settings.gateway import ApiKeySettings, GatewaySettings
 
 from . import artifacts, errors, health, jobs
 from .openai import audio as openai_audio
@@ -26,7 +27,6 @@ from .openai.media_catalog import MediaCatalog
 from .admission import Admission
 from .auth import ApiKeys
 from .lifecycle import JobService
-from .settings import ApiKeySettings, GatewaySettings
 
 
 def create_app(

@@ -50,7 +50,7 @@ class TextModelCatalog:
 
     @classmethod
     def from_settings(cls) -> TextModelCatalog:
-        from workers.text.settings import TextSettings
+        from infra.models.settings import TextSettings
 
         s = TextSettings()
         source = s.model or str(s.cache_dir / "smollm2-135m-instruct")

@@ -51,9 +51,9 @@ class MediaCatalog:
 
     @classmethod
     def from_settings(cls) -> MediaCatalog:
-        from workers.image.settings import ImageSettings
-        from workers.speech.settings import SpeechSettings
-        from workers.video.settings import VideoSettings
+        from infra.models.settings import ImageSettings
+        from infra.models.settings import SpeechSettings
+        from infra.models.settings import VideoSettings
 
         image, video = ImageSettings(), VideoSettings()
         return cls(

@@ -14,7 +14,7 @@ from schemas.enums import Modality
 
 def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
     from workers.text.loader import TextModelSpec, prepare_text_model
-    from workers.text.settings import TextSettings
+    from infra.models.settings import TextSettings
 
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, cache_dir=s.cache_dir)
@@ -23,7 +23,7 @@ def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
 
 
 def _image(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
-    from workers.image.settings import ImageSettings
+    from infra.models.settings import ImageSettings
     from workers.image.tiny import build_tiny_pipeline
 
     if ImageSettings().model:
@@ -33,7 +33,7 @@ def _image(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
 
 def _video(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
     from workers.video.pipeline import build_tiny_video_pipeline
-    from workers.video.settings import VideoSettings
+    from infra.models.settings import VideoSettings
 
     if VideoSettings().model:
         return None

@@ -13,7 +13,7 @@ from gateway.app import create_app
 from gateway.auth import ApiKeys, generate_key
 from gateway.client import GenloomClient
 from gateway.openai.catalog import TextModelCatalog
-from gateway.settings import GatewaySettings
+from infra.settings.gateway import GatewaySettings
 from infra.blob import LocalBlobStore
 from infra.kafka.emitter import EventEmitter
 from infra.kafka.topics import EVENTS

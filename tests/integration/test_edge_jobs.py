@@ -136,7 +136,7 @@ async def _hget(redis, key, field):
 async def test_publish_failure_rolls_back_and_answers_503(edge_redis, edge_keys, blob_dir):
     from gateway.app import create_app
     from gateway.auth import ApiKeys
-    from gateway.settings import GatewaySettings
+    from infra.settings.gateway import GatewaySettings
     from infra.kafka.broker import LocalBroker
     from tests.kafka_helpers import started_producer
 

@@ -16,7 +16,7 @@ from schemas import CancelJob, ImageRequest, parse_request
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic
 from workers.image.handler import ImageHandler
-from workers.image.settings import ImageSettings
+from infra.models.settings import ImageSettings
 from workers.image.tiny import load_tiny_pipeline
 from workers.runner import JobRunner
 

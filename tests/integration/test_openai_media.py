@@ -25,7 +25,7 @@ from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
 from workers.image.handler import ImageHandler
-from workers.image.settings import ImageSettings
+from infra.models.settings import ImageSettings
 from workers.image.tiny import load_tiny_pipeline
 from workers.moderation.gate import ModerationGate
 from workers.moderation.runner import GateRunner
@@ -35,7 +35,7 @@ from workers.speech.synthesizer import PiperSynthesizer
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import load_tiny_video_pipeline
-from workers.video.settings import VideoSettings
+from infra.models.settings import VideoSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TENANT, OTHER = "t-media", "t-media-b"

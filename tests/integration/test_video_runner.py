@@ -26,7 +26,7 @@ from workers.runner import JobRunner
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import build_tiny_video_pipeline, load_tiny_video_pipeline
-from workers.video.settings import VideoSettings
+from infra.models.settings import VideoSettings
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("video")

@@ -26,6 +26,9 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
+from infra.models.settings import ImageSettings
+from infra.settings import StorageSettings
 from schemas import ImageRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -37,7 +40,6 @@ from . import pipeline as engine_pipeline
 from .engine import ImageBatchKey, ImageEngine, ImageJob
 from .errors import GenerationCancelled, InvalidParameter
 from .png import MIME_PNG, encode_png
-from .settings import ImageSettings
 from .tiny import load_tiny_pipeline
 from .validation import ImageLimits, validate_image_request
 
@@ -343,9 +345,6 @@ class ImageHandler:
 
 
 def create_handler() -> ImageHandler:
-    from infra.blob.config import BlobSettings, blob_store
-    from infra.settings import StorageSettings
-
     settings = ImageSettings()
     load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
     return ImageHandler(load, blob_store(BlobSettings()), settings)

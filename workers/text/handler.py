@@ -13,6 +13,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from infra.models.settings import TextSettings
+from infra.settings.worker import WorkerSettings
 from schemas import TextRequest
 from schemas.enums import ErrorCode, FinishReason, Modality
 from schemas.events import ModelInfo, Usage
@@ -238,10 +240,6 @@ class TextHandler:
 
 
 def create_handler() -> TextHandler:
-    from workers.settings import WorkerSettings
-
-    from .settings import TextSettings
-
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, dtype=s.dtype, device=s.device,
                          cache_dir=s.cache_dir)
