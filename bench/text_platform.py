@@ -65,7 +65,7 @@ def engine_baseline(n: int, max_tokens: int) -> dict:
     import torch
 
     from workers.text.engine import TextEngine
-    from workers.text.loader import load_text_model
+    from infra.models.loader import load_text_model
     from workers.text.sampling import SamplingParams
 
     torch.set_num_threads(1)

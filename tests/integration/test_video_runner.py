@@ -17,6 +17,8 @@ import pytest
 from infra.blob.local import LocalBlobStore
 from infra.kafka.codec import decode_event, encode
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
+from infra.models.settings import VideoSettings
+from infra.models.tiny import build_tiny_video_pipeline
 from infra.procs import stop_process
 from schemas import CancelJob, VideoRequest, parse_request
 from schemas.events import TERMINAL_TYPES
@@ -25,8 +27,7 @@ from tests.kafka_helpers import serving, job_events, read_topic
 from workers.runner import JobRunner
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
-from workers.video.pipeline import build_tiny_video_pipeline, load_tiny_video_pipeline
-from infra.models.settings import VideoSettings
+from workers.video.pipeline import load_tiny_video_pipeline
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("video")

@@ -28,6 +28,7 @@ from PIL import Image
 from infra.blob.base import BlobStore, artifact_key
 from infra.blob.config import BlobSettings, blob_store
 from infra.models.settings import ImageSettings
+from infra.models.storage import RANDOM_WEIGHTS
 from infra.settings import StorageSettings
 from schemas import ImageRequest
 from schemas.enums import ErrorCode, Modality
@@ -76,7 +77,7 @@ def random_seed() -> int:
 def wire_model_info(info: engine_pipeline.ModelInfo) -> ModelInfo:
     """The engine's description of its pipeline, as the `started` event carries it."""
     return ModelInfo(id=info.model_id, device=info.device, dtype=info.dtype,
-                     random_weights=info.weights == engine_pipeline.RANDOM_WEIGHTS)
+                     random_weights=info.weights == RANDOM_WEIGHTS)
 
 
 def native_side(pipe: DiffusionPipeline) -> int:

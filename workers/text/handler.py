@@ -13,6 +13,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from infra.models.loader import (
+    LoadedModel,
+    ServedTokenizer,
+    TextModelSpec,
+    load_text_model,
+    load_text_tokenizer,
+    prepare_text_model,
+)
 from infra.models.settings import TextSettings
 from infra.settings.worker import WorkerSettings
 from schemas import TextRequest
@@ -23,7 +31,6 @@ from workers.errors import JobCancelled, JobError
 
 from .engine import TextEngine
 from .engine_process import EngineProcess, warm_up
-from .loader import LoadedModel, ServedTokenizer, TextModelSpec, load_text_model, load_text_tokenizer, prepare_text_model
 from .sampling import SamplingParams
 from .sequence import StepOutput
 
