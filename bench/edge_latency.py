@@ -31,7 +31,7 @@ import uvloop  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.auth import ApiKeys  # noqa: E402
-from gateway.client import GenloomClient  # noqa: E402
+from infra.client import GenloomClient  # noqa: E402
 from infra.settings.gateway import GatewaySettings  # noqa: E402
 from infra.blob import LocalBlobStore  # noqa: E402
 from infra.kafka import clients  # noqa: E402

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.app import create_app
 from gateway.auth import ApiKeys, generate_key
-from gateway.client import GenloomClient
-from gateway.openai.catalog import TextModelCatalog
+from infra.client import GenloomClient
+from infra.models.catalog import TextModelCatalog
 from infra.settings.gateway import GatewaySettings
 from infra.blob import LocalBlobStore
 from infra.kafka.emitter import EventEmitter

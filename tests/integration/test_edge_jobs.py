@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from gateway.client import GenloomError
+from infra.client import GenloomError
 from infra.blob import LocalBlobStore, artifact_key
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis import keys as rkeys

@@ -7,7 +7,7 @@ import pytest
 from gateway import lifecycle
 from gateway.auth import ApiKeys, InvalidKeySpec, authenticate, bearer_token, generate_key, parse_pairs
 from gateway.body import check_content_type, check_declared_length, parse_json
-from gateway.client import SseParser
+from infra.client import SseParser
 from gateway.errors import STATUS, ApiError
 from gateway.records import initial_record, view
 from gateway.replay import Entry, parse_cursor

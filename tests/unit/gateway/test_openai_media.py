@@ -21,7 +21,7 @@ from gateway.openai.media import (
     video_meta,
     video_object,
 )
-from gateway.openai.media_catalog import ImageModel, SpeechModel, VideoModel, installed_voices
+from infra.models.catalog import ImageModel, SpeechModel, VideoModel, installed_voices
 from gateway.records import view
 from schemas.openai import ImageGenerationRequest, SpeechCreateRequest, VideoCreateRequest
 
