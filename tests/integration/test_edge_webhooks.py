@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from streams.fanout.webhooks import verify
+from gateway.inprocess import InProcessServer
 from schemas.events import Completed, Failed, Progress
-from tests.edge_helpers import InProcessServer, text_job, wait_for
+from streams.fanout.webhooks import verify
+from tests.edge_helpers import text_job, wait_for
 
 pytestmark = pytest.mark.integration
 
