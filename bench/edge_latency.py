@@ -31,9 +31,9 @@ import uvloop  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.auth import ApiKeys  # noqa: E402
-from gateway.client import GenloomClient  # noqa: E402
-from gateway.settings import GatewaySettings  # noqa: E402
+from gateway.inprocess import InProcessServer  # noqa: E402
 from infra.blob import LocalBlobStore  # noqa: E402
+from infra.client import GenloomClient  # noqa: E402
 from infra.kafka import clients  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.emitter import EventEmitter  # noqa: E402
@@ -42,9 +42,9 @@ from infra.procs import stop_process  # noqa: E402
 from infra.redis import keys as rkeys  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
 from infra.redis.server import LocalRedis  # noqa: E402
+from infra.settings.gateway import GatewaySettings  # noqa: E402
 from schemas.enums import EventSource  # noqa: E402
 from schemas.events import Completed, TokenDelta  # noqa: E402
-from tests.edge_helpers import InProcessServer  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "edge_latency.json"
 KEY, TENANT = "bench-key", "bench"

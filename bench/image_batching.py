@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from infra.models.tiny import DEFAULT_TINY_SD_PATH  # noqa: E402
 from workers.batching import BucketBatcher  # noqa: E402
 from workers.image.engine import ImageBatchKey, ImageEngine, ImageJob  # noqa: E402
-from workers.image.tiny import DEFAULT_TINY_SD_PATH, load_tiny_pipeline  # noqa: E402
+from workers.image.tiny import load_tiny_pipeline  # noqa: E402
 
 QUEUE_DEPTHS = (1, 4, 8)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "image_batching.json"

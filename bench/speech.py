@@ -17,8 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
+from infra.models.voices import SHIPPED_VOICE_NAME
 from workers.speech.engine import SpeechEngine
-from workers.speech.synthesizer import SHIPPED_VOICE_NAME, PiperSynthesizer
+from workers.speech.synthesizer import PiperSynthesizer
 
 PARAGRAPH = (
     "The harbour was quiet when the first boats came in. "

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from workers.text.engine import TextEngine  # noqa: E402
-from workers.text.loader import LoadedModel, TextModelSpec, load_text_model  # noqa: E402
+from infra.models.loader import LoadedModel, TextModelSpec, load_text_model  # noqa: E402
 from workers.text.sampling import SamplingParams  # noqa: E402
 
 QUESTIONS = [

@@ -39,9 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import httpx  # noqa: E402
 import openai  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
 
+from infra.models.settings import TextSettings  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
+from infra.redis import keys  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "text_platform.json"
@@ -62,10 +66,11 @@ def p50(values: list[float]) -> float:
 
 def engine_baseline(n: int, max_tokens: int) -> dict:
     """TTFT and TPOT of the engine called directly, one request at a time."""
+    # torch and the model load only for this baseline: the platform's own engine runs in its worker
     import torch
 
+    from infra.models.loader import load_text_model
     from workers.text.engine import TextEngine
-    from workers.text.loader import load_text_model
     from workers.text.sampling import SamplingParams
 
     torch.set_num_threads(1)
@@ -96,9 +101,7 @@ def count_tokens(text: str) -> int:
     """Output tokens, counted the same way for both servers (their chunking differs)."""
     global _TOKENIZER
     if _TOKENIZER is None:
-        from transformers import AutoTokenizer
-
-        from workers.text.settings import TextSettings
+        from transformers import AutoTokenizer  # heavy; loaded on the first count
 
         _TOKENIZER = AutoTokenizer.from_pretrained(str(TextSettings().cache_dir / "smollm2-135m-instruct"))
     return len(_TOKENIZER.encode(text, add_special_tokens=False))
@@ -152,11 +155,6 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, re
     client library's own cost) and the official SDK (what an SDK user sees). The job's own event
     timestamps split each time to first token into the hops before the worker started it, the
     worker's engine time, and the hops back to the client."""
-    import httpx
-    import redis.asyncio as aioredis
-
-    from infra.redis import keys
-
     sdk = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
     http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
     clients = {"http": lambda p: _http_stream(http, model, p, max_tokens),
@@ -208,10 +206,6 @@ async def concurrent(url: str, key: str, model: str, concurrency: int, max_token
 
 async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int = 5, read: int = 4) -> dict:
     """Close a streamed completion after `read` content chunks; count the tokens the worker still made."""
-    import redis.asyncio as aioredis
-
-    from infra.redis import keys
-
     client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
     redis = aioredis.Redis.from_url(redis_url)
     extra = []
@@ -254,8 +248,6 @@ def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
 
 
 def start_transformers_serve(log_dir: Path) -> tuple[subprocess.Popen, str, str]:
-    from workers.text.settings import TextSettings
-
     model_dir = str(TextSettings().cache_dir / "smollm2-135m-instruct")
     port = free_port()
     log = open(log_dir / "transformers-serve.log", "wb")

@@ -13,20 +13,19 @@ from infra.blob import BlobStore
 from infra.blob.config import BlobSettings, blob_store
 from infra.kafka.clients import producer as kafka_producer
 from infra.kafka.clients import start_client
+from infra.models.catalog import MediaCatalog, TextModelCatalog
 from infra.redis.client import check, connect
 from infra.settings import KafkaSettings, RedisSettings
+from infra.settings.gateway import ApiKeySettings, GatewaySettings
 
 from . import artifacts, errors, health, jobs
 from .openai import audio as openai_audio
 from .openai import chat as openai_chat
 from .openai import images as openai_images
 from .openai import videos as openai_videos
-from .openai.catalog import TextModelCatalog
-from .openai.media_catalog import MediaCatalog
 from .admission import Admission
 from .auth import ApiKeys
 from .lifecycle import JobService
-from .settings import ApiKeySettings, GatewaySettings
 
 
 def create_app(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 from infra.settings import KafkaSettings, RedisSettings
+from infra.settings.streams import StreamsSettings
 
 from .app import create_app
 from .fanout import agents as fanout
 from .routing import agents as routing
-from .settings import StreamsSettings
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import faust
 
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
+from infra.settings.streams import StreamsSettings
 from schemas.enums import Modality
 
-from .settings import StreamsSettings
 from .transport import LowLatencyTransport
 
 RAW = {"value_type": bytes, "key_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}

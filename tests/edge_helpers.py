@@ -1,4 +1,4 @@
-"""Helpers for the edge tests: an in-process uvicorn server, a cuttable TCP proxy, topic scans."""
+"""Helpers for the edge tests: a cuttable TCP proxy, topic scans (the in-process server is gateway.inprocess)."""
 
 from __future__ import annotations
 
@@ -7,47 +7,7 @@ import contextlib
 import json
 import time
 
-import uvicorn
-
 from infra.kafka import clients
-from infra.procs import free_port
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the test runner owns SIGINT and SIGTERM."""
-
-    def capture_signals(self):
-        return contextlib.nullcontext()
-
-
-class InProcessServer:
-    """An ASGI app under uvicorn on a free loopback port, in the running event loop."""
-
-    def __init__(self, app, port: int = 0) -> None:
-        self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
-                                ws="websockets-sansio", timeout_graceful_shutdown=1)
-        self._server = _QuietServer(config)
-        self._task: asyncio.Task | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> InProcessServer:
-        self._task = asyncio.create_task(self._server.serve())
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._task.done() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on {self.port}")
-            await asyncio.sleep(0.02)
-        return self
-
-    async def stop(self) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._task, 5)
 
 
 class CuttableProxy:

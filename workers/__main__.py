@@ -8,11 +8,16 @@ import logging
 import signal
 import sys
 
+from infra.kafka.topics import EVENTS, EVENTS_RAW
 from infra.settings import KafkaSettings
+from infra.settings.moderation import ModerationSettings, moderation_enabled
+from infra.settings.worker import WorkerSettings
 from schemas.enums import Modality
 
+from .moderation.build import build_gate
+from .moderation.runner import GateRunner
 from .registry import HandlerUnavailable, handler_factory
-from .settings import WorkerSettings
+from .runner import JobRunner
 
 
 async def _serve(service) -> None:
@@ -43,32 +48,23 @@ def main(argv: list[str] | None = None) -> None:
                   session_timeout_ms=kafka.session_timeout_ms,
                   heartbeat_interval_ms=kafka.heartbeat_interval_ms)
     if args.role == "moderation":
-        from .moderation.runner import GateRunner
-        from .moderation.settings import ModerationSettings, build_gate
-
         service = GateRunner(build_gate(ModerationSettings()), **common)
     else:
-        from .runner import JobRunner
-
         settings = WorkerSettings()
         if settings.torch_threads:
-            import torch
+            import torch  # the media and text extras install it; speech and moderation run without
 
             torch.set_num_threads(settings.torch_threads)
         try:
             handler = handler_factory(Modality(args.role))()
         except HandlerUnavailable as exc:
             sys.exit(str(exc))
-        from infra.kafka.topics import EVENTS, EVENTS_RAW
-
-        from .moderation.settings import ModerationSettings, moderation_enabled
-
         events_topic = EVENTS_RAW if moderation_enabled(ModerationSettings()) else EVENTS
         service = JobRunner(handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
                             max_message_bytes=kafka.max_message_bytes,
                             cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic, **common)
     try:
-        import uvloop
+        import uvloop  # optional: a faster event loop where it is installed
 
         uvloop.install()
     except ImportError:

@@ -1,10 +1,9 @@
-"""Which handler serves each modality. A modality whose handler is not installed is reported as
-missing by `genloom up` rather than faked."""
+"""Which handler serves each modality. A modality whose packages are not installed is reported as
+missing by `genloom up` (from `infra.models.catalog.available`) rather than faked."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 
 from schemas.enums import Modality
@@ -38,19 +37,3 @@ def handler_factory(modality: Modality) -> Callable[[], Handler]:
         raise HandlerUnavailable(f"{path} has no create_handler()")
     return factory
 
-
-def available() -> dict[Modality, str | None]:
-    """Each modality and why it cannot run (None when it can)."""
-    status: dict[Modality, str | None] = {}
-    for modality, path in HANDLERS.items():
-        spec = importlib.util.find_spec(path) if _parent_exists(path) else None
-        status[modality] = None if spec is not None else f"{path} is not implemented yet"
-    return status
-
-
-def _parent_exists(path: str) -> bool:
-    parent = path.rsplit(".", 1)[0]
-    try:
-        return importlib.util.find_spec(parent) is not None
-    except ModuleNotFoundError:
-        return False

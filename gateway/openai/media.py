@@ -15,6 +15,7 @@ from typing import Any
 
 
 from infra.blob.base import artifact_key
+from infra.models.catalog import DEFAULT_FPS, ImageModel, SpeechModel, VideoModel
 from schemas import ImageRequest, SpeechRequest, VideoRequest
 from schemas.api import JobView
 from schemas.enums import ErrorCode, ImageScheduler, JobStatus
@@ -31,7 +32,6 @@ from schemas.requests import SIZE_FACTOR
 
 from ..errors import ApiError
 from .bodies import build_job
-from .media_catalog import DEFAULT_FPS, ImageModel, SpeechModel, VideoModel
 
 #: the smallest side served: one latent cell
 MIN_SIDE = SIZE_FACTOR

@@ -6,7 +6,8 @@ import json
 import time
 from typing import Any
 
-
+from infra.models.catalog import TextModelCatalog, TextModelEntry
+from infra.models.context import ContextLengthExceeded, check_context
 from schemas import TextRequest
 from schemas.enums import ErrorCode
 from schemas.openai import (
@@ -19,11 +20,9 @@ from schemas.openai import (
     ChunkDelta,
     CompletionUsage,
 )
-from schemas.requests import TextParams
 
 from ..errors import ApiError
 from .bodies import build_job, parse_body
-from .catalog import TextModelCatalog
 
 #: genloom finish reasons as OpenAI names them
 FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
@@ -57,10 +56,7 @@ def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | N
     if not any(m["content"].strip() for m in messages):
         raise ApiError(ErrorCode.EMPTY_INPUT, "every message is empty: send some text", param="messages")
     max_tokens = body.max_completion_tokens or body.max_tokens
-    if max_tokens is not None and entry.context_length is not None and max_tokens >= entry.context_length:
-        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                       f"max_tokens={max_tokens} must be below the model's context of {entry.context_length} tokens",
-                       param="max_tokens")
+    _check_context(entry, None, max_tokens)  # before the job is built: max_tokens past the context is not a 422
     params: dict[str, Any] = {"messages": messages}
     for name, value in (("max_tokens", max_tokens), ("temperature", body.temperature), ("top_p", body.top_p),
                         ("stop", body.stop), ("seed", body.seed)):
@@ -69,20 +65,17 @@ def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | N
     user = body.user if body.user and len(body.user) <= 128 else None
     request = build_job(TextRequest, {"modality": "text", "model": body.model, "params": params}, tenant=tenant,
                         job_id=job_id, user=user)
-    _check_context(request.params, entry)
+    if entry.context_length is not None:
+        prompt = entry.prompt_tokens([{"role": m.role.value, "content": m.content} for m in request.params.messages])
+        _check_context(entry, prompt, request.params.max_tokens)
     return request
 
 
-def _check_context(params: TextParams, entry) -> None:
-    context = entry.context_length
-    if context is None:
-        return
-    prompt = entry.prompt_tokens([{"role": m.role.value, "content": m.content} for m in params.messages])
-    if prompt is not None and prompt + params.max_tokens > context:
-        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                       f"the prompt is {prompt} tokens and max_tokens is {params.max_tokens}; together they exceed"
-                       f" the model's context of {context} tokens: shorten the messages or lower max_tokens",
-                       param="messages")
+def _check_context(entry: TextModelEntry, prompt_tokens: int | None, max_tokens: int | None) -> None:
+    try:
+        check_context(prompt_tokens, max_tokens, entry.context_length)
+    except ContextLengthExceeded as exc:
+        raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc), param=exc.param) from None
 
 
 class ChunkWriter:

@@ -8,10 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from infra.client import GenloomClient, GenloomError
 from infra.settings import StorageSettings
 
 #: where `genloom up` leaves the gateway address and its development key for these commands
@@ -141,8 +143,6 @@ class EventPrinter:
 
 async def follow(url: str, key: str, job_id: str, console: Console) -> str:
     """Print a job's events until its terminal one; returns the terminal type."""
-    from gateway.client import GenloomClient
-
     printer = EventPrinter(console, url)
     terminal = "unknown"
     async with GenloomClient(url, key) as client:
@@ -157,8 +157,6 @@ async def follow(url: str, key: str, job_id: str, console: Console) -> str:
 
 
 async def submit_and_follow(url: str, key: str, body: dict[str, Any], console: Console, wait: bool) -> str:
-    from gateway.client import GenloomClient
-
     async with GenloomClient(url, key) as client:
         job = await client.submit(body)
     job_id = job.get("job_id") or job.get("id")
@@ -170,10 +168,6 @@ async def submit_and_follow(url: str, key: str, body: dict[str, Any], console: C
 
 def run_cli(coro) -> str:
     """Run a client coroutine, turning API and connection errors into one clear line."""
-    import httpx
-
-    from gateway.client import GenloomError
-
     err = Console(stderr=True)
     try:
         return asyncio.run(coro)

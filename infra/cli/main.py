@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 import sys
@@ -13,7 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.cli.jobs import build_request, follow, resolve_connection, run_cli, save_connection, submit_and_follow
+from infra.cli.prepare import prepare
+from infra.docs import write
+from infra.kafka.admin import topic_report
+from infra.models.catalog import available
 from infra.settings import KafkaSettings, RedisSettings, StorageSettings, TopicSettings
+from infra.settings.moderation import ModerationSettings, moderation_enabled
+from infra.stack import Stack
+from schemas.enums import Modality
 
 app = typer.Typer(help="genloom: generative AI behind a durable event log.", no_args_is_help=True,
                   add_completion=False)
@@ -35,14 +44,8 @@ def up(
     exit_after: float = typer.Option(0, hidden=True, help="Stop after N seconds (smoke tests)."),
 ) -> None:
     """Start the broker and Redis (unless configured), create topics, and run every process."""
-    from infra.stack import Stack
-    from schemas.enums import Modality
-    from workers.registry import available
-
     kafka, redis, storage, topics = KafkaSettings(), RedisSettings(), StorageSettings(), TopicSettings()
     env: dict[str, str] = {}
-    import os
-
     if not os.environ.get("GENLOOM_API_KEYS") and not os.environ.get("GENLOOM_API_KEYS_FILE"):
         dev_key = "gl-dev-" + secrets.token_urlsafe(18)
         env["GENLOOM_API_KEYS"] = f"{dev_key}:dev"
@@ -58,8 +61,6 @@ def up(
         stack.stop()
         raise typer.Exit(1)
 
-    from workers.moderation.settings import ModerationSettings, moderation_enabled
-
     missing: dict[str, str] = {}
     for role, argv in CORE_ROLES.items():
         if role == "moderation" and not moderation_enabled(ModerationSettings()):
@@ -67,27 +68,21 @@ def up(
             continue
         stack.add(role, argv)
     wanted = {Modality(m) for m in only} if only else set(Modality)
-    for modality, reason in available().items():
+    status = available()
+    for modality, reason in status.items():
         if modality not in wanted:
             continue
         if reason is None:
             stack.add(f"worker-{modality.value}", ["workers", modality.value])
         else:
             missing[f"worker-{modality.value}"] = reason
-    import importlib.util
-
     try:
-        from infra.cli.prepare import prepare
-
-        prepare([m for m in wanted if available().get(m) is None], storage.cache_dir, console)
+        prepare([m for m in wanted if status[m] is None], storage.cache_dir, console)
     except Exception as exc:
         err.print(f"[red]error:[/red] preparing models failed: {exc}")
         stack.stop()
         raise typer.Exit(1)
-    if importlib.util.find_spec("gateway.__main__") is not None:
-        stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
-    else:
-        missing["gateway"] = "gateway is not implemented yet"
+    stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
 
     stopping = False
 
@@ -101,8 +96,6 @@ def up(
         with console.status("starting processes (the first start builds model caches)..."):
             stack.start()
         _show(stack, missing, dev_key, port)
-        from infra.cli.jobs import save_connection
-
         save_connection(f"http://127.0.0.1:{port}", dev_key or os.environ.get("GENLOOM_API_KEY"))
         started = time.monotonic()
         while not stopping:
@@ -154,8 +147,6 @@ def _show(stack, missing: dict[str, str], dev_key: str | None, port: int) -> Non
 @app.command()
 def topics(bootstrap: str = typer.Option(None, help="Kafka host:port (default GENLOOM_KAFKA_BOOTSTRAP).")) -> None:
     """List the topic catalogue with partition counts and consumer lag."""
-    from infra.kafka.admin import topic_report
-
     bootstrap = bootstrap or KafkaSettings().bootstrap
     if not bootstrap:
         err.print("[red]error:[/red] no broker: pass --bootstrap or set GENLOOM_KAFKA_BOOTSTRAP "
@@ -195,8 +186,6 @@ def submit(
     api_key: str = typer.Option(None, help="API key (default: GENLOOM_API_KEY or the development key)."),
 ) -> None:
     """Submit a job and print its events as they arrive: tokens as they stream, a progress bar for steps."""
-    from infra.cli.jobs import build_request, resolve_connection, run_cli, submit_and_follow
-
     if prompt is None and file is None:
         raise typer.BadParameter("give a prompt or --file", param_hint="PROMPT")
     url, key = resolve_connection(url, api_key)
@@ -214,8 +203,6 @@ def watch(
     api_key: str = typer.Option(None, help="API key."),
 ) -> None:
     """Follow a job's events from the start (reconnecting with Last-Event-ID if the connection drops)."""
-    from infra.cli.jobs import follow, resolve_connection, run_cli
-
     url, key = resolve_connection(url, api_key)
     terminal = run_cli(follow(url, key, job_id, console))
     raise typer.Exit(0 if terminal == "completed" else 1)
@@ -224,8 +211,6 @@ def watch(
 @app.command()
 def schema(docs_dir: Path = typer.Option(Path("docs"), help="Where to write the published contract.")) -> None:
     """Regenerate the JSON Schemas and the AsyncAPI document from schemas/."""
-    from infra.docs import write
-
     written = write(docs_dir)
     console.print(f"wrote {len(written)} file(s)" if written else "schemas are up to date")
 

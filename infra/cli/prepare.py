@@ -9,12 +9,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from infra.models.settings import ImageSettings, TextSettings, VideoSettings
 from schemas.enums import Modality
 
 
 def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
-    from workers.text.loader import TextModelSpec, prepare_text_model
-    from workers.text.settings import TextSettings
+    # the loader imports torch and transformers (the `text` extra): only when text is prepared
+    from infra.models.loader import TextModelSpec, prepare_text_model
 
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, cache_dir=s.cache_dir)
@@ -23,20 +24,19 @@ def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
 
 
 def _image(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
-    from workers.image.settings import ImageSettings
-    from workers.image.tiny import build_tiny_pipeline
-
     if ImageSettings().model:
         return None
+    # the builders import torch and diffusers (the `media` extra): only when media is prepared
+    from infra.models.tiny import build_tiny_pipeline
+
     return "image: tiny random Stable Diffusion pipeline", lambda: build_tiny_pipeline(cache_dir / "models" / "tiny-sd")
 
 
 def _video(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
-    from workers.video.pipeline import build_tiny_video_pipeline
-    from workers.video.settings import VideoSettings
-
     if VideoSettings().model:
         return None
+    from infra.models.tiny import build_tiny_video_pipeline  # torch and diffusers, as for _image
+
     return ("video: tiny random AnimateDiff pipeline",
             lambda: build_tiny_video_pipeline(cache_dir / "models" / "tiny-animatediff"))
 

@@ -10,13 +10,13 @@ import httpx
 from infra.kafka.codec import encode
 from infra.kafka.topics import DLQ
 from infra.redis.client import connect
+from infra.settings.streams import FanoutSettings, WebhookSettings
 
 from ..app import RAW, Topics
 from ..batches import natural_batches
 from .handler import FanoutHandler, RawMessage
 from .logic import Malformed
 from .script import FanoutScript
-from .settings import FanoutSettings, WebhookSettings
 from .webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)

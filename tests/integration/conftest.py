@@ -11,16 +11,17 @@ import pytest
 
 from gateway.app import create_app
 from gateway.auth import ApiKeys, generate_key
-from gateway.client import GenloomClient
-from gateway.openai.catalog import TextModelCatalog
-from gateway.settings import GatewaySettings
+from gateway.inprocess import InProcessServer
 from infra.blob import LocalBlobStore
+from infra.client import GenloomClient
 from infra.kafka.emitter import EventEmitter
 from infra.kafka.topics import EVENTS
+from infra.models.catalog import TextModelCatalog
 from infra.redis import keys as rkeys
 from infra.redis.client import connect
+from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource
-from tests.edge_helpers import InProcessServer, text_job
+from tests.edge_helpers import text_job
 from tests.kafka_helpers import started_producer
 
 #: read by the streams process the shared `streams_process` fixture starts (fan-out webhooks)

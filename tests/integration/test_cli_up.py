@@ -69,7 +69,13 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         assert re.search(r"worker-image\s.*missing|worker-image", output) is None  # --only speech, text
         pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         assert len(pids) >= 3 and all(_alive(p) for p in pids)
-        time.sleep(1.0)
+        # every worker joins its consumer group (its log says which partitions it was assigned), none dies meanwhile
+        logs = [tmp_path / "logs" / f"worker-{m}.log" for m in ("speech", "text")]
+        deadline = time.monotonic() + 120
+        while not all(log.exists() and "assigned" in log.read_text() for log in logs):
+            assert all(_alive(p) for p in pids), "a component died right after start"
+            assert time.monotonic() < deadline, "a worker never joined its consumer group"
+            time.sleep(0.1)  # poll interval
         assert all(_alive(p) for p in pids), "a component died right after start"
         # the main job, as a user runs it: submit through the gateway `up` started, with the key it saved
         submitted = subprocess.run([sys.executable, "-m", "infra.cli.main", "submit", "Hello there. Goodbye.",

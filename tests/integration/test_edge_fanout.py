@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from gateway.client import GenloomError, SseParser
+from infra.client import GenloomError, SseParser
 from infra.kafka.topics import DLQ, EVENTS
 from infra.redis import keys as rkeys
 from schemas.enums import EventSource

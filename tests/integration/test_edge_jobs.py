@@ -7,13 +7,17 @@ import asyncio
 import httpx
 import pytest
 
-from gateway.client import GenloomError
+from gateway.app import create_app
+from gateway.auth import ApiKeys
 from infra.blob import LocalBlobStore, artifact_key
+from infra.client import GenloomError
+from infra.kafka.broker import LocalBroker
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis import keys as rkeys
+from infra.settings.gateway import GatewaySettings
 from schemas.events import Cancelled, Completed
 from tests.edge_helpers import read_until_idle, text_job, values, wait_for
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import read_topic, started_producer
 
 pytestmark = pytest.mark.integration
 
@@ -134,12 +138,6 @@ async def _hget(redis, key, field):
 
 
 async def test_publish_failure_rolls_back_and_answers_503(edge_redis, edge_keys, blob_dir):
-    from gateway.app import create_app
-    from gateway.auth import ApiKeys
-    from gateway.settings import GatewaySettings
-    from infra.kafka.broker import LocalBroker
-    from tests.kafka_helpers import started_producer
-
     broker = LocalBroker().start()
     producer = await started_producer(broker.bootstrap)
     broker.stop()  # the event log goes away after the gateway connected

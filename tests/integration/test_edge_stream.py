@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.client import SseParser
+from infra.client import SseParser
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
 from tests.edge_helpers import CuttableProxy, text_job, wait_for
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from streams.fanout.webhooks import verify
+from gateway.inprocess import InProcessServer
+from infra.redis import keys as rkeys
 from schemas.events import Completed, Failed, Progress
-from tests.edge_helpers import InProcessServer, text_job, wait_for
+from streams.fanout.webhooks import Delivery, WebhookDispatcher, verify
+from tests.edge_helpers import text_job, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -84,11 +87,6 @@ async def _count(rec: Receiver, *types: str) -> bool:
 
 
 async def test_two_deliverers_of_one_event_post_it_once(edge_redis, receiver):
-    import httpx
-
-    from infra.redis import keys as rkeys
-    from streams.fanout.webhooks import Delivery, WebhookDispatcher
-
     rec, url = receiver
     rec.calls.append((200, {}, b"{}"))  # use up the receiver's one failure
     async with httpx.AsyncClient() as http:

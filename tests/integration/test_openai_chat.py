@@ -19,7 +19,7 @@ from workers.moderation.gate import ModerationGate
 from workers.moderation.runner import GateRunner
 from workers.runner import JobRunner
 from workers.text.handler import TextHandler
-from workers.text.loader import TextModelSpec
+from infra.models.loader import TextModelSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "smollm2-135m-instruct"

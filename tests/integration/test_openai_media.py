@@ -19,13 +19,13 @@ from PIL import Image
 
 from infra.blob import LocalBlobStore
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
+from infra.models.settings import ImageSettings, VideoSettings
 from infra.redis import keys
 from schemas.enums import Modality
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
 from workers.image.handler import ImageHandler
-from workers.image.settings import ImageSettings
 from workers.image.tiny import load_tiny_pipeline
 from workers.moderation.gate import ModerationGate
 from workers.moderation.runner import GateRunner
@@ -35,7 +35,6 @@ from workers.speech.synthesizer import PiperSynthesizer
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import load_tiny_video_pipeline
-from workers.video.settings import VideoSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TENANT, OTHER = "t-media", "t-media-b"

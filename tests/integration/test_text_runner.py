@@ -13,7 +13,7 @@ from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic, skip_backlog
 from workers.runner import JobRunner
 from workers.text.handler import TextHandler
-from workers.text.loader import TextModelSpec
+from infra.models.loader import TextModelSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPIC = jobs_topic("text")

@@ -13,20 +13,24 @@ import time
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from infra.blob.local import LocalBlobStore
 from infra.kafka.codec import decode_event, encode
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
+from infra.models.settings import VideoSettings
+from infra.models.tiny import build_tiny_video_pipeline
 from infra.procs import stop_process
 from schemas import CancelJob, VideoRequest, parse_request
 from schemas.events import TERMINAL_TYPES
+from streams.fanout.logic import record_update
+from streams.fanout.script import Appended, Dropped, FanoutScript
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic
 from workers.runner import JobRunner
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
-from workers.video.pipeline import build_tiny_video_pipeline, load_tiny_video_pipeline
-from workers.video.settings import VideoSettings
+from workers.video.pipeline import load_tiny_video_pipeline
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("video")
@@ -137,11 +141,6 @@ async def _wait_for_group(procs: dict[int, subprocess.Popen], logs: dict[int, Pa
 
 async def _fanout_outcomes(redis_url: str, messages, *, fresh: bool = False) -> list:
     """Feed the job's messages, in log order, through the fan-out's dedupe script on a real Redis."""
-    import redis.asyncio as aioredis
-
-    from streams.fanout.logic import record_update
-    from streams.fanout.script import FanoutScript
-
     # database 15: the session's streams process may already have fanned these events out in db 0
     client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
     try:
@@ -231,8 +230,6 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
         # What clients see: the fan-out's dedupe keeps exactly one terminal, the new attempt's,
         # and a late redelivery of the killed attempt's events is dropped.
         outcomes = await _fanout_outcomes(redis_url, mine, fresh=True)
-        from streams.fanout.script import Appended, Dropped
-
         kept_terminals = [e for e, r in outcomes if isinstance(r, Appended) and e.type in TERMINAL_TYPES]
         assert [(e.type, e.attempt) for e in kept_terminals] == [("completed", final)]
         late = next(m for m in mine if decode_event(m.value).attempt == started.attempt)

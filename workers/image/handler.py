@@ -26,6 +26,10 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
+from infra.models.settings import ImageSettings
+from infra.models.storage import RANDOM_WEIGHTS
+from infra.settings import StorageSettings
 from schemas import ImageRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -37,7 +41,6 @@ from . import pipeline as engine_pipeline
 from .engine import ImageBatchKey, ImageEngine, ImageJob
 from .errors import GenerationCancelled, InvalidParameter
 from .png import MIME_PNG, encode_png
-from .settings import ImageSettings
 from .tiny import load_tiny_pipeline
 from .validation import ImageLimits, validate_image_request
 
@@ -74,7 +77,7 @@ def random_seed() -> int:
 def wire_model_info(info: engine_pipeline.ModelInfo) -> ModelInfo:
     """The engine's description of its pipeline, as the `started` event carries it."""
     return ModelInfo(id=info.model_id, device=info.device, dtype=info.dtype,
-                     random_weights=info.weights == engine_pipeline.RANDOM_WEIGHTS)
+                     random_weights=info.weights == RANDOM_WEIGHTS)
 
 
 def native_side(pipe: DiffusionPipeline) -> int:
@@ -343,9 +346,6 @@ class ImageHandler:
 
 
 def create_handler() -> ImageHandler:
-    from infra.blob.config import BlobSettings, blob_store
-    from infra.settings import StorageSettings
-
     settings = ImageSettings()
     load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
     return ImageHandler(load, blob_store(BlobSettings()), settings)

@@ -7,11 +7,7 @@ never mistaken for a trained model.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,18 +15,10 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from infra.models.storage import PRETRAINED_WEIGHTS, read_marker
+
 #: Seed design for text-to-image in production (needs a download and a GPU).
 PRODUCTION_IMAGE_MODEL_ID = "stabilityai/stable-diffusion-3.5-large"
-
-#: Label of pipelines whose weights are randomly initialised (tests, embedded default).
-RANDOM_WEIGHTS = "RANDOM_WEIGHTS"
-#: Label of pipelines loaded from trained weights.
-PRETRAINED_WEIGHTS = "PRETRAINED_WEIGHTS"
-
-#: Marker file written into folders built by genloom.
-MARKER_FILE = "genloom_model.json"
-
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "genloom" / "models"
 
 
 @dataclass(frozen=True)
@@ -49,14 +37,6 @@ def select_device(device: str | None = None) -> tuple[torch.device, torch.dtype]
     name = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
-
-
-def read_marker(folder: str | os.PathLike[str]) -> dict[str, object] | None:
-    path = Path(folder) / MARKER_FILE
-    if not path.is_file():
-        return None
-    data: dict[str, object] = json.loads(path.read_text())
-    return data
 
 
 def _use_sdpa(pipe: DiffusionPipeline) -> str:
@@ -97,33 +77,3 @@ def load_pipeline(
         vae_scale_factor=int(getattr(pipe, "vae_scale_factor", 8)),
     )
     return pipe, info
-
-
-def save_once(
-    path: str | os.PathLike[str], marker: dict[str, object], build: Callable[[Path], None]
-) -> Path:
-    """Build into a temp folder beside ``path`` and rename it into place.
-
-    Reuses ``path`` when its marker equals ``marker``; a stale folder is replaced. When two
-    processes race, the first rename wins and the loser's copy is discarded.
-    """
-    target = Path(path).expanduser()
-    if read_marker(target) == marker:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
-    try:
-        build(tmp)
-        (tmp / MARKER_FILE).write_text(json.dumps(marker, sort_keys=True))
-        if target.exists():
-            stale = target.parent / f".{target.name}.stale-{uuid.uuid4().hex}"
-            target.rename(stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if read_marker(target) != marker:  # lost a race to a different build
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target

@@ -1,5 +1,7 @@
 """Text-to-speech: a pure engine over pluggable synthesisers (piper by default)."""
 
+from infra.models.voices import VoiceLoadError
+
 from .engine import AudioChunk, SpeechEngine, SpeechPlan
 from .errors import (
     EmptyInput,
@@ -8,7 +10,6 @@ from .errors import (
     SpeechError,
     UnknownVoice,
     UnsupportedFormat,
-    VoiceLoadError,
 )
 from .formats import FORMATS, AudioFormat, get_format
 from .synthesizer import PiperSynthesizer, Synthesizer, VoiceFiles, shipped_voice

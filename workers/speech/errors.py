@@ -38,8 +38,3 @@ class UnknownVoice(SpeechError):
             f"unknown voice {voice!r}: use one of {', '.join(self.known) or '(none installed)'}"
         )
 
-
-class VoiceLoadError(SpeechError):
-    """A configured voice cannot be loaded: a deployment problem, not a client one."""
-
-    code: ClassVar[str] = "voice_load_failed"

@@ -7,6 +7,8 @@ import asyncio
 import base64
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
+from infra.models.settings import SpeechSettings
 from schemas import SpeechRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -89,10 +91,6 @@ class SpeechHandler:
 
 
 def create_handler() -> SpeechHandler:
-    from infra.blob.config import BlobSettings, blob_store
-
-    from .settings import SpeechSettings
-
     settings = SpeechSettings()
     synth = PiperSynthesizer.with_shipped_voice(voice_dir=settings.voice_dir,
                                                 intra_op_threads=settings.threads or None)

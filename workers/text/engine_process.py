@@ -67,7 +67,7 @@ def _engine_main(conn, spec, engine_args: dict[str, Any], torch_threads: int) ->
     import torch
 
     from .engine import TextEngine
-    from .loader import load_text_model
+    from infra.models.loader import load_text_model
 
     # the worker decides when this process ends (a stop message, or EOF when the worker is gone):
     # a Ctrl-C or SIGTERM to the process group must not kill the engine under a worker shutting down

@@ -13,6 +13,17 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from infra.models.loader import (
+    LoadedModel,
+    ServedTokenizer,
+    TextModelSpec,
+    load_text_model,
+    load_text_tokenizer,
+    prepare_text_model,
+)
+from infra.models.context import ContextLengthExceeded, check_context
+from infra.models.settings import TextSettings
+from infra.settings.worker import WorkerSettings
 from schemas import TextRequest
 from schemas.enums import ErrorCode, FinishReason, Modality
 from schemas.events import ModelInfo, Usage
@@ -21,7 +32,6 @@ from workers.errors import JobCancelled, JobError
 
 from .engine import TextEngine
 from .engine_process import EngineProcess, warm_up
-from .loader import LoadedModel, ServedTokenizer, TextModelSpec, load_text_model, load_text_tokenizer, prepare_text_model
 from .sampling import SamplingParams
 from .sequence import StepOutput
 
@@ -106,17 +116,11 @@ class TextHandler:
         if request.model not in (None, self.served_name, self.loaded.model_id if self.loaded else None):
             raise JobError(ErrorCode.UNKNOWN_MODEL,
                            f"model {request.model!r} is not served here: use {self.served_name!r}")
-        context = self.loaded.context_length
-        if request.params.max_tokens >= context:
-            raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                           f"max_tokens={request.params.max_tokens} is not below the model's context of"
-                           f" {context} tokens: lower max_tokens")
         tokens = self.prompt_tokens(request)
-        if len(tokens) + request.params.max_tokens > context:
-            raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                           f"the prompt is {len(tokens)} tokens and max_tokens is {request.params.max_tokens};"
-                           f" together they exceed the model's context of {context} tokens: shorten the"
-                           " messages or lower max_tokens")
+        try:
+            check_context(len(tokens), request.params.max_tokens, self.loaded.context_length)
+        except ContextLengthExceeded as exc:
+            raise JobError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc)) from None
         self._prompts[request.job_id] = tokens  # run() reuses them instead of tokenising again
 
     # -- a job -----------------------------------------------------------------------------------
@@ -238,10 +242,6 @@ class TextHandler:
 
 
 def create_handler() -> TextHandler:
-    from workers.settings import WorkerSettings
-
-    from .settings import TextSettings
-
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, dtype=s.dtype, device=s.device,
                          cache_dir=s.cache_dir)

@@ -17,6 +17,9 @@ from pathlib import Path
 from diffusers import DiffusionPipeline
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
+from infra.models.settings import VideoSettings
+from infra.settings import StorageSettings
 from schemas import VideoRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -30,7 +33,6 @@ from workers.image.pipeline import load_pipeline
 from .encode import MIME_MP4, encode_mp4
 from .engine import VideoEngine, VideoJob
 from .pipeline import load_tiny_video_pipeline
-from .settings import VideoSettings
 from .validation import VideoLimits, validate_video_request
 
 log = logging.getLogger(__name__)
@@ -165,9 +167,6 @@ class VideoHandler:
 
 
 def create_handler() -> VideoHandler:
-    from infra.blob.config import BlobSettings, blob_store
-    from infra.settings import StorageSettings
-
     settings = VideoSettings()
     load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
     return VideoHandler(load, blob_store(BlobSettings()), settings)

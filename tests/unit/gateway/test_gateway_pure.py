@@ -7,13 +7,14 @@ import pytest
 from gateway import lifecycle
 from gateway.auth import ApiKeys, InvalidKeySpec, authenticate, bearer_token, generate_key, parse_pairs
 from gateway.body import check_content_type, check_declared_length, parse_json
-from gateway.client import SseParser
 from gateway.errors import STATUS, ApiError
 from gateway.records import initial_record, view
 from gateway.replay import Entry, parse_cursor
 from gateway.sse import error_frame, frame
 from gateway.submission import build_request, fingerprint
+from infra.client import SseParser
 from schemas.enums import ErrorCode, JobStatus
+from streams.routing.agents import ACCEPTED_HEADER
 
 TEXT = {"modality": "text", "params": {"messages": [{"role": "user", "content": "hi"}]}}
 
@@ -118,8 +119,6 @@ def test_cursor_parsing():
 
 
 def test_accepted_header_matches_the_routing_agent():
-    from streams.routing.agents import ACCEPTED_HEADER
-
     assert lifecycle.ACCEPTED_HEADER == ACCEPTED_HEADER
 
 

@@ -21,8 +21,8 @@ from gateway.openai.media import (
     video_meta,
     video_object,
 )
-from gateway.openai.media_catalog import ImageModel, SpeechModel, VideoModel, installed_voices
 from gateway.records import view
+from infra.models.catalog import ImageModel, SpeechModel, VideoModel, installed_voices
 from schemas.openai import ImageGenerationRequest, SpeechCreateRequest, VideoCreateRequest
 
 IMAGE = ImageModel("tiny-sd", max_side=512, max_steps=50, max_n=4)

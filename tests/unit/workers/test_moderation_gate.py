@@ -1,7 +1,9 @@
+from infra.settings.moderation import ModerationSettings
 from schemas import EventSource, FinishReason
 from schemas.events import Completed, Progress, TokenDelta, Usage
+from workers.moderation.build import build_gate
 from workers.moderation.gate import ModerationGate
-from workers.moderation.policy import BlocklistClassifier
+from workers.moderation.policy import BlocklistClassifier, ProfanityClassifier
 
 
 def tok(seq, text, job="j"):
@@ -62,8 +64,6 @@ def test_other_events_pass_unchanged():
 
 
 def test_profanity_model_blocks_abuse_and_passes_ordinary_text():
-    from workers.moderation.policy import ProfanityClassifier
-
     classifier = ProfanityClassifier(threshold=0.8)
     assert classifier.classify("What a lovely day for a walk by the sea.").allowed
     verdict = classifier.classify("fuck you, you stupid idiot")
@@ -71,9 +71,6 @@ def test_profanity_model_blocks_abuse_and_passes_ordinary_text():
 
 
 def test_settings_choose_the_classifier():
-    from workers.moderation.policy import ProfanityClassifier
-    from workers.moderation.settings import ModerationSettings, build_gate
-
     assert build_gate(ModerationSettings()).classifier is None
     assert isinstance(build_gate(ModerationSettings(classifier="profanity")).classifier, ProfanityClassifier)
     gate = build_gate(ModerationSettings(blocklist="darn, heck"))

@@ -8,11 +8,11 @@ from PIL import Image
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
+from infra.models.storage import RANDOM_WEIGHTS
+from infra.models.tiny import sd_scheduler
 from workers.image.engine import ImageEngine, ImageJob, make_scheduler
 from workers.image.errors import GenerationCancelled, InvalidParameter
-from workers.image.pipeline import RANDOM_WEIGHTS
 from workers.image.png import encode_png
-from workers.image.tiny import sd_scheduler
 
 
 def job(job_id: str, seed: int, **kw: object) -> ImageJob:

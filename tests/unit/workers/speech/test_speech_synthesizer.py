@@ -6,14 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.speech.errors import UnknownVoice, VoiceLoadError
-from workers.speech.synthesizer import (
-    SHIPPED_VOICE_NAME,
-    PiperSynthesizer,
-    VoiceFiles,
-    shipped_voice,
-    voices_in_folder,
-)
+from infra.models.voices import SHIPPED_VOICE_NAME, VoiceFiles, VoiceLoadError, shipped_voice, voices_in_folder
+from workers.speech.errors import UnknownVoice
+from workers.speech.synthesizer import PiperSynthesizer
 
 
 def test_shipped_voice_is_found_in_the_wheel() -> None:

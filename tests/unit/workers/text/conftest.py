@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from workers.text.loader import LoadedModel, load_text_model  # noqa: E402
+from infra.models.loader import LoadedModel, load_text_model  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workers.text.detokenizer import IncrementalDetokenizer
-from workers.text.loader import LoadedModel
+from infra.models.loader import LoadedModel
 
 TEXT = "Crème brûlée 🍮, naïve café — 日本語 👋🏽 done."
 

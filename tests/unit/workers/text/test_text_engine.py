@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from workers.text.engine import TextEngine
-from workers.text.loader import LoadedModel
+from infra.models.loader import LoadedModel
 from workers.text.sampling import SamplingParams
 from workers.text.sequence import StepOutput
 

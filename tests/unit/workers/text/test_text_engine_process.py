@@ -12,7 +12,7 @@ import pytest
 
 from workers.text.engine import TextEngine
 from workers.text.engine_process import EngineProcess, EngineUnavailable
-from workers.text.loader import LoadedModel, TextModelSpec
+from infra.models.loader import LoadedModel, TextModelSpec
 from workers.text.sampling import SamplingParams
 from workers.text.sequence import StepOutput
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workers.text.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
+from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
 
 
 def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> None:

@@ -1,4 +1,4 @@
-"""Moderation gate settings."""
+"""Moderation gate settings, and whether they turn the gate on."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from .gate import ModerationGate
-from .policy import BlocklistClassifier, ProfanityClassifier
 
 
 class ModerationSettings(BaseSettings):
@@ -29,12 +26,3 @@ def moderation_enabled(settings: ModerationSettings) -> bool:
     `genloom.events` and save the hop."""
     return settings.classifier != "none" or bool(settings.blocklist.strip())
 
-
-def build_gate(settings: ModerationSettings) -> ModerationGate:
-    if settings.classifier == "profanity":
-        classifier = ProfanityClassifier(settings.threshold)
-    elif settings.classifier == "blocklist" or settings.blocklist.strip():
-        classifier = BlocklistClassifier([t for t in settings.blocklist.split(",") if t.strip()])
-    else:
-        classifier = None
-    return ModerationGate(classifier, window_chars=settings.window_chars)

@@ -1,4 +1,4 @@
-"""Gateway settings, read once where the app is built."""
+"""Gateway settings, read once where the app is built (`python -m gateway`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A small async client of the job API (httpx), used by the CLI and the tests.
+"""A small async client of the gateway's job API (httpx), used by the CLI, the benchmarks and the tests.
 
 `events()` follows a job's SSE stream and, when the connection drops, reconnects with
 Last-Event-ID, so the caller sees every event once, in order, up to the terminal one.

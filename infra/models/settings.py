@@ -1,0 +1,91 @@
+"""Settings of the served models (``GENLOOM_TEXT_*``, ``GENLOOM_IMAGE_*``, ``GENLOOM_VIDEO_*``,
+``GENLOOM_SPEECH_*``): read by the workers that load them, and by the gateway and the CLI, which
+learn from them what this deployment serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.enums import ImageScheduler
+
+
+class TextSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_TEXT_", extra="ignore", frozen=True)
+
+    model: str | None = Field(
+        default=None, description="HF model id or folder; unset serves SmolLM2-135M-Instruct from its wheel."
+    )
+    revision: str | None = Field(default=None, description="Model revision (branch, tag or commit).")
+    dtype: str = Field(default="auto", description="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.")
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "genloom" / "models", description="Dequantised model cache."
+    )
+    served_name: str = Field(
+        default="smollm2-135m-instruct", description="Model name clients ask for (`model` in requests)."
+    )
+    max_batch_size: int = Field(default=16, ge=1, description="Sequences decoded together per step.")
+    max_batch_tokens: int = Field(default=8192, ge=2, description="Token budget of the running batch.")
+    engine_process: bool = Field(
+        default=True,
+        description="Run the engine in a child process, so its steps do not share the GIL with the worker's"
+        " Kafka I/O; false runs it on a thread of the worker.",
+    )
+    max_prefill_tokens: int = Field(
+        default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
+    )
+
+
+class SpeechSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_SPEECH_", extra="ignore", frozen=True)
+
+    voice_dir: Path | None = Field(default=None, description="Folder of extra piper voices (.onnx + .onnx.json).")
+    threads: int = Field(default=1, ge=0, description="onnxruntime threads per synthesis; 0 = its default.")
+    max_concurrency: int = Field(default=2, ge=1, description="Speech jobs in flight per worker.")
+
+
+class ImageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_IMAGE_", extra="ignore", frozen=True)
+
+    model: str | None = Field(
+        default=None,
+        description="Diffusers model id (from the local hub cache) or folder; unset builds the tiny "
+        "random pipeline once into GENLOOM_CACHE_DIR/models/tiny-sd.",
+    )
+    device: str | None = Field(default=None, description="cpu, cuda or cuda:N; unset picks CUDA when present.")
+    max_batch_size: int = Field(default=4, ge=1, description="Most jobs of one shape in one pipeline call.")
+    max_wait_ms: int = Field(
+        default=50, ge=0, description="How long a job waits for companions of its shape before its batch runs."
+    )
+    width: int | None = Field(default=None, ge=8, description="Default width; unset = the model's native size.")
+    height: int | None = Field(default=None, ge=8, description="Default height; unset = the model's native size.")
+    steps: int = Field(default=30, ge=1, description="Default denoising steps.")
+    guidance: float = Field(default=7.0, ge=0.0, description="Default classifier-free guidance scale.")
+    scheduler: ImageScheduler = Field(default=ImageScheduler.DPM_SOLVER, description="Default scheduler.")
+    max_side: int = Field(default=2048, ge=8, description="Largest width or height served (invalid_size above).")
+    max_steps: int = Field(default=100, ge=1, description="Most denoising steps a job may ask for.")
+    max_n: int = Field(default=8, ge=1, description="Most images per job.")
+
+
+class VideoSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_VIDEO_", extra="ignore", frozen=True)
+
+    model: str | None = Field(
+        default=None,
+        description="Diffusers model id (from the local hub cache) or folder; unset builds the tiny "
+        "random AnimateDiff pipeline once into GENLOOM_CACHE_DIR/models/tiny-animatediff.",
+    )
+    device: str | None = Field(default=None, description="cpu, cuda or cuda:N; unset picks CUDA when present.")
+    max_concurrency: int = Field(default=1, ge=1, description="Video jobs in flight per worker.")
+    width: int | None = Field(default=None, ge=8, description="Default width; unset = the model's native size.")
+    height: int | None = Field(default=None, ge=8, description="Default height; unset = the model's native size.")
+    frames: int = Field(default=16, ge=1, description="Default number of frames.")
+    steps: int = Field(default=25, ge=1, description="Default denoising steps.")
+    guidance: float = Field(default=7.5, ge=0.0, description="Default classifier-free guidance scale.")
+    max_side: int = Field(default=1024, ge=8, description="Largest width or height served (invalid_size above).")
+    max_steps: int = Field(default=100, ge=1, description="Most denoising steps a job may ask for.")
+    max_frames: int = Field(default=32, ge=1, description="Most frames a job may ask for.")
+    max_fps: int = Field(default=60, ge=1, description="Highest frame rate a job may ask for.")
