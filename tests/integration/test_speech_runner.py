@@ -16,9 +16,9 @@ from infra.kafka.topics import CONTROL, DLQ, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, SpeechRequest, parse_request
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic
-from workers.runner import JobRunner
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
+from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("speech")
@@ -33,7 +33,7 @@ async def blobs(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def speech_worker(kafka_bootstrap, blobs):
     synth = PiperSynthesizer.with_shipped_voice(intra_op_threads=1)
-    async with serving(JobRunner(SpeechHandler(synth, blobs), bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+    async with serving(job_runner(SpeechHandler(synth, blobs), bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
 
 

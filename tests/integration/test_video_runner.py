@@ -22,11 +22,11 @@ from schemas import CancelJob, VideoRequest, parse_request
 from schemas.events import TERMINAL_TYPES
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic
-from workers.runner import JobRunner
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import build_tiny_video_pipeline, load_tiny_video_pipeline
 from workers.video.settings import VideoSettings
+from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("video")
@@ -55,7 +55,7 @@ async def blobs(tmp_path_factory):
 async def video_worker(kafka_bootstrap, blobs, tiny_pipeline):
     """One in-process worker per test, so that none is left in the group for the takeover test."""
     handler = VideoHandler(lambda: tiny_pipeline, blobs, VideoSettings(steps=3, frames=8))
-    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
 
 
