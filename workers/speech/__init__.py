@@ -1,15 +1,7 @@
 """Text-to-speech: a pure engine over pluggable synthesisers (piper by default)."""
 
 from .engine import AudioChunk, SpeechEngine, SpeechPlan
-from .errors import (
-    EmptyInput,
-    InputTooLong,
-    InvalidSpeed,
-    SpeechError,
-    UnknownVoice,
-    UnsupportedFormat,
-    VoiceLoadError,
-)
+from .errors import VoiceLoadError, unknown_voice
 from .formats import FORMATS, AudioFormat, get_format
 from .synthesizer import PiperSynthesizer, Synthesizer, VoiceFiles, shipped_voice
 from .text import split_sentences
@@ -18,18 +10,13 @@ __all__ = [
     "FORMATS",
     "AudioChunk",
     "AudioFormat",
-    "EmptyInput",
-    "InputTooLong",
-    "InvalidSpeed",
     "PiperSynthesizer",
     "SpeechEngine",
-    "SpeechError",
     "SpeechPlan",
     "Synthesizer",
-    "UnknownVoice",
-    "UnsupportedFormat",
     "VoiceFiles",
     "VoiceLoadError",
     "shipped_voice",
     "split_sentences",
+    "unknown_voice",
 ]
