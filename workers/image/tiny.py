@@ -3,7 +3,7 @@
 No image weights ship in any package reachable here, so tests, benchmarks and the embedded
 default use this pipeline. Its images are noise-like: it exercises the real diffusers code
 path (text encoder, UNet, scheduler, VAE) at a tiny size, nothing more. Its folder carries
-the ``RANDOM_WEIGHTS`` label, which ``load_pipeline`` reports in ``ModelInfo.weights``.
+the ``RANDOM_WEIGHTS`` label, which ``load_pipeline`` reports in ``LoadedPipeline.weights``.
 """
 
 from __future__ import annotations
@@ -13,71 +13,15 @@ import tempfile
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    DiffusionPipeline,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline
 
-from workers.image.pipeline import RANDOM_WEIGHTS, DEFAULT_CACHE_DIR, ModelInfo, load_pipeline, save_once
-from workers.image.tokenizer import BOS, EOS, MAX_LENGTH, build_tiny_tokenizer
+from workers.diffusion.pipeline import DEFAULT_CACHE_DIR, RANDOM_WEIGHTS, LoadedPipeline, load_pipeline, save_once
+from workers.diffusion.tiny_parts import tiny_text_encoder, tiny_unet, tiny_vae
+from workers.diffusion.tokenizer import build_tiny_tokenizer
 
 #: Bump when the configs below change, so that cached folders are rebuilt.
 TINY_SD_VERSION = 1
 DEFAULT_TINY_SD_PATH = DEFAULT_CACHE_DIR / "tiny-sd"
-#: Width of the text embeddings, shared by the text encoder and UNet cross-attention.
-TEXT_DIM = 32
-
-
-def tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    vocab = tokenizer.get_vocab()
-    config = CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=TEXT_DIM,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=MAX_LENGTH,
-        bos_token_id=vocab[BOS],
-        eos_token_id=vocab[EOS],
-        pad_token_id=vocab[EOS],
-    )
-    return CLIPTextModel(config)
-
-
-def tiny_vae() -> AutoencoderKL:
-    # Four resolution levels give the usual VAE scale factor of 8 (64x64 pixels -> 8x8 latents).
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=64,
-    )
-
-
-def tiny_unet() -> UNet2DConditionModel:
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        cross_attention_dim=TEXT_DIM,
-        attention_head_dim=8,
-        norm_num_groups=4,
-    )
-
-
 def sd_scheduler() -> DDIMScheduler:
     """Stable Diffusion 1.x noise schedule; the engine swaps the solver per request."""
     return DDIMScheduler(
@@ -120,5 +64,5 @@ def build_tiny_pipeline(path: str | os.PathLike[str] = DEFAULT_TINY_SD_PATH, see
 
 def load_tiny_pipeline(
     path: str | os.PathLike[str] = DEFAULT_TINY_SD_PATH, seed: int = 0, device: str | None = None
-) -> tuple[DiffusionPipeline, ModelInfo]:
+) -> tuple[DiffusionPipeline, LoadedPipeline]:
     return load_pipeline(build_tiny_pipeline(path, seed), device)

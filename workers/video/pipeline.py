@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, DiffusionPipeline, MotionAdapter
 
-from workers.image.pipeline import DEFAULT_CACHE_DIR, RANDOM_WEIGHTS, ModelInfo, load_pipeline, save_once
-from workers.image.tiny import tiny_text_encoder, tiny_unet, tiny_vae
-from workers.image.tokenizer import build_tiny_tokenizer
+from workers.diffusion.pipeline import DEFAULT_CACHE_DIR, RANDOM_WEIGHTS, LoadedPipeline, load_pipeline, save_once
+from workers.diffusion.tiny_parts import tiny_text_encoder, tiny_unet, tiny_vae
+from workers.diffusion.tokenizer import build_tiny_tokenizer
 
 #: Seed design for text-to-video in production (needs a download and a large GPU).
 PRODUCTION_VIDEO_MODEL_ID = "genmo/mochi-1-preview"
@@ -80,5 +80,5 @@ def build_tiny_video_pipeline(
 
 def load_tiny_video_pipeline(
     path: str | os.PathLike[str] = DEFAULT_TINY_VIDEO_PATH, seed: int = 0, device: str | None = None
-) -> tuple[DiffusionPipeline, ModelInfo]:
+) -> tuple[DiffusionPipeline, LoadedPipeline]:
     return load_pipeline(build_tiny_video_pipeline(path, seed), device)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.image.pipeline import MARKER_FILE, PRODUCTION_IMAGE_MODEL_ID, RANDOM_WEIGHTS, read_marker, save_once
-from workers.image.tokenizer import BOS, EOS, WORDS, build_tiny_tokenizer
+from workers.diffusion.pipeline import MARKER_FILE, RANDOM_WEIGHTS, read_marker, save_once
+from workers.diffusion.tokenizer import BOS, EOS, WORDS, build_tiny_tokenizer
+from workers.image.engine import PRODUCTION_IMAGE_MODEL_ID
 
 
 def test_production_profile_names_sd35_large() -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.image.errors import GenerationCancelled
-from workers.image.pipeline import RANDOM_WEIGHTS
+from workers.diffusion.pipeline import RANDOM_WEIGHTS
+from workers.diffusion.steps import GenerationCancelled
 from workers.video.encode import encode_mp4, probe_mp4
 from workers.video.engine import VideoEngine, VideoJob
 from workers.video.pipeline import PRODUCTION_VIDEO_MODEL_ID
