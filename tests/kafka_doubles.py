@@ -156,12 +156,3 @@ class MemoryConsumer:
         self.commits.append(dict(offsets))
         self.committed.update(offsets)
 
-
-async def wait_until(condition, *, timeout: float = 5.0) -> None:
-    """Yield to the loop until `condition()` holds; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.001)

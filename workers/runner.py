@@ -266,6 +266,10 @@ class JobRunner:
         if running is not None:
             running[0].cancel(reason)
 
+    def knows_cancel(self, job_id: str) -> bool:
+        """A cancel for `job_id` has been read (it ends the job whenever it runs here)."""
+        return job_id in self._cancelled
+
     @property
     def in_flight(self) -> int:
         return len(self._inflight)

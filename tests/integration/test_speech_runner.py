@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -15,7 +14,7 @@ from infra.kafka.codec import encode
 from infra.kafka.topics import CONTROL, DLQ, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, SpeechRequest, parse_request
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import serving, job_events, read_topic
+from tests.kafka_helpers import job_events, read_topic, serving, wait_until
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
 from workers.wiring import job_runner
@@ -97,7 +96,7 @@ async def test_cancel_stops_a_running_job_with_one_cancelled_event(kafka_bootstr
 
 async def test_cancel_before_pickup_ends_job_without_generating(kafka_bootstrap, speech_worker, producer):
     await producer.send_and_wait(CONTROL, encode(CancelJob(job_id="sp-early", tenant="t1")), key=b"sp-early")
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: speech_worker.knows_cancel("sp-early"), timeout=30)
     req = speech("sp-early", "Never spoken.")
     await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
     events = await job_events(kafka_bootstrap, EVENTS_RAW, "sp-early")

@@ -19,9 +19,11 @@ from infra.kafka.codec import decode_event, encode
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
 from infra.procs import stop_process
 from schemas import CancelJob, VideoRequest, parse_request
+from schemas.enums import Modality
 from schemas.events import TERMINAL_TYPES
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import serving, job_events, read_topic
+from tests.kafka_helpers import job_events, read_topic, serving, wait_committed
+from workers.runner import jobs_group
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import build_tiny_video_pipeline, load_tiny_video_pipeline
@@ -64,8 +66,9 @@ def video(job_id: str, **params) -> VideoRequest:
                           "params": {"prompt": "a boat on a lake", **params}})
 
 
-async def submit(producer, req: VideoRequest) -> None:
-    await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
+async def submit(producer, req: VideoRequest):
+    """Send the job; returns where it landed."""
+    return await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
 
 
 def progressed(job_id: str):
@@ -186,7 +189,7 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
             procs[proc.pid], logs[proc.pid] = proc, log_path
         await _wait_for_group(procs, logs, timeout=90)
 
-        await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
+        sent = await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
         seen = await read_topic(kafka_bootstrap, EVENTS, until=progressed(job_id), timeout=60)
         first = [decode_event(m.value) for m in seen if m.key == job_id.encode()]
         started = [e for e in first if e.type == "started"][-1]
@@ -200,7 +203,8 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
                        for m in messages)
 
         await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=90)
-        await asyncio.sleep(1.0)  # anything late from either attempt
+        # the survivor commits the job only once all its events are acknowledged; the victim is dead
+        await wait_committed(kafka_bootstrap, jobs_group(Modality.VIDEO), sent)
         messages = await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=30)
         mine = [m for m in messages if m.key == job_id.encode()]
         events = [decode_event(m.value) for m in mine]

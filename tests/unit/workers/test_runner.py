@@ -14,7 +14,8 @@ from schemas.dlq import DeadLetter
 from schemas.enums import Modality
 from schemas.events import ModelInfo, Usage
 from schemas.requests import parse_request
-from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer, wait_until
+from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer
+from tests.kafka_helpers import wait_until
 from workers.errors import JobError
 from workers.runner import JobRunner
 
