@@ -23,6 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
+from infra.settings import StorageSettings
 from schemas import ImageRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -298,9 +300,6 @@ class ImageHandler:
 
 
 def create_handler() -> ImageHandler:
-    from infra.blob.config import BlobSettings, blob_store
-    from infra.settings import StorageSettings
-
     settings = ImageSettings()
     load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
     return ImageHandler(load, blob_store(BlobSettings()), settings)

@@ -7,12 +7,14 @@ import asyncio
 import base64
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
 from schemas import SpeechRequest
 from schemas.enums import Modality
 from schemas.events import ModelInfo, Usage
 from workers.context import JobContext
 
 from .engine import SpeechEngine
+from .settings import SpeechSettings
 from .synthesizer import PiperSynthesizer
 
 class SpeechHandler:
@@ -67,10 +69,6 @@ class SpeechHandler:
 
 
 def create_handler() -> SpeechHandler:
-    from infra.blob.config import BlobSettings, blob_store
-
-    from .settings import SpeechSettings
-
     settings = SpeechSettings()
     synth = PiperSynthesizer.with_shipped_voice(voice_dir=settings.voice_dir,
                                                 intra_op_threads=settings.threads or None)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 from infra.blob.base import BlobStore, artifact_key
+from infra.blob.config import BlobSettings, blob_store
+from infra.settings import StorageSettings
 from schemas import VideoRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -155,9 +157,6 @@ class VideoHandler:
 
 
 def create_handler() -> VideoHandler:
-    from infra.blob.config import BlobSettings, blob_store
-    from infra.settings import StorageSettings
-
     settings = VideoSettings()
     load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
     return VideoHandler(load, blob_store(BlobSettings()), settings)
