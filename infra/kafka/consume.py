@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from schemas.dlq import DeadLetter
+from schemas.errors import describe_validation_error
 
-from .dlq import Describe, decode_or_dead_letter, describe_validation_error, send_dead_letter
+from .dlq import Describe, decode_or_dead_letter, send_dead_letter
 from .offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
