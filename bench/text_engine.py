@@ -112,7 +112,7 @@ def bench_engine(lm: LoadedModel, prompts: list[list[int]], max_tokens: int, con
                 ttfts.append(time.perf_counter() - sent[out.request_id])
             tokens += len(out.token_ids)
             if out.finished:
-                if out.finish_reason == "error":
+                if out.error is not None:
                     raise RuntimeError(f"{out.request_id} failed: {out.error}")
                 if queue:
                     submit()

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import time
 
+from aiokafka import TopicPartition
+
 from infra.kafka import clients
 from infra.kafka.codec import decode_event
 from schemas.events import TERMINAL_TYPES
@@ -15,6 +17,16 @@ async def started_producer(bootstrap: str):
     producer = clients.producer(bootstrap)
     await clients.start_client(producer, bootstrap)
     return producer
+
+
+async def wait_until(condition, *, timeout: float = 5.0) -> None:
+    """Yield to the loop until `condition()` holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.001)
 
 
 async def read_topic(bootstrap: str, topic: str, *, until, timeout: float = 60.0) -> list:
@@ -78,6 +90,22 @@ async def skip_backlog(bootstrap: str, topic: str, group: str) -> int:
     finally:
         await consumer.stop()
     return skipped
+
+
+async def wait_committed(bootstrap: str, group: str, record, *, timeout: float = 60.0) -> None:
+    """Wait until `group` has committed past `record` (the RecordMetadata of a sent message): its
+    consumer has finished with it, every output acknowledged."""
+    tp = TopicPartition(record.topic, record.partition)
+    consumer = clients.consumer(bootstrap, group_id=group)  # never subscribes: only reads the group's offsets
+    await clients.start_client(consumer, bootstrap)
+    deadline = time.monotonic() + timeout
+    try:
+        while (await consumer.committed(tp) or 0) <= record.offset:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{group} did not commit past {tp}@{record.offset} within {timeout}s")
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
 
 
 @contextlib.asynccontextmanager

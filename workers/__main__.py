@@ -7,7 +7,13 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
+from aiokafka.errors import KafkaConnectionError
+
+from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
 from infra.settings import KafkaSettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
@@ -15,17 +21,21 @@ from infra.settings.worker import WorkerSettings
 from schemas.enums import Modality
 
 from .moderation.build import build_gate
-from .moderation.runner import GateRunner
 from .registry import HandlerUnavailable, handler_factory
-from .runner import JobRunner
+from .wiring import gate_runner, job_runner
 
 
-async def _serve(service) -> None:
+async def _serve(build: Callable[[], Any], bootstrap: str) -> None:
+    """Build the service (its Kafka clients need the running loop), start it, run until a signal."""
+    service = build()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
+    try:
+        await service.start()
+    except (KafkaConnectionError, OSError) as exc:
+        raise BrokerUnavailable(bootstrap, exc) from None
     task = asyncio.create_task(service.run())
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -48,11 +58,11 @@ def main(argv: list[str] | None = None) -> None:
                   session_timeout_ms=kafka.session_timeout_ms,
                   heartbeat_interval_ms=kafka.heartbeat_interval_ms)
     if args.role == "moderation":
-        service = GateRunner(build_gate(ModerationSettings()), **common)
+        build = partial(gate_runner, build_gate(ModerationSettings()), **common)
     else:
         settings = WorkerSettings()
         if settings.torch_threads:
-            import torch  # the media and text extras install it; speech and moderation run without
+            import torch  # heavy: only a worker that sets its thread count needs it here
 
             torch.set_num_threads(settings.torch_threads)
         try:
@@ -60,16 +70,16 @@ def main(argv: list[str] | None = None) -> None:
         except HandlerUnavailable as exc:
             sys.exit(str(exc))
         events_topic = EVENTS_RAW if moderation_enabled(ModerationSettings()) else EVENTS
-        service = JobRunner(handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
-                            max_message_bytes=kafka.max_message_bytes,
-                            cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic, **common)
+        build = partial(job_runner, handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
+                        max_message_bytes=kafka.max_message_bytes,
+                        cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic, **common)
     try:
-        import uvloop  # optional: a faster event loop where it is installed
+        import uvloop  # optional: the faster event loop when installed
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(service))
+    asyncio.run(_serve(build, kafka.bootstrap))
 
 
 if __name__ == "__main__":

@@ -15,23 +15,24 @@ import os
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from pydantic import ValidationError
 
-from infra.kafka import clients
 from infra.kafka.codec import decode_control, decode_request
-from infra.kafka.dlq import dead_letter_for, send_dead_letter
+from infra.kafka.consume import ConsumeLoop, Record
 from infra.kafka.emitter import EventEmitter
 from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
-from schemas.enums import ErrorCode, EventSource
-from schemas.errors import describe_validation_error
+from schemas import AnyRequest
+from schemas.control import CancelJob
+from schemas.dlq import DeadLetter
+from schemas.enums import ErrorCode, EventSource, Modality
 from schemas.events import Failed
 
 from .context import JobContext
 from .errors import JobCancelled, JobError
 from .handler import Handler
-from .offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ CANCEL_MEMORY = 100_000
 
 def default_worker_id(modality: str) -> str:
     return f"{modality}-{socket.gethostname()}-{os.getpid()}"
+
+
+def jobs_group(modality: Modality) -> str:
+    """The consumer group of a modality's workers."""
+    return f"genloom-workers-{modality.value}"
+
+
+def new_attempt() -> int:
+    """A fresh attempt number: larger than any earlier attempt of the same job (ms clock)."""
+    return time.time_ns() // 1_000_000
 
 
 class _Revoked(ConsumerRebalanceListener):
@@ -55,63 +66,57 @@ class _Revoked(ConsumerRebalanceListener):
 
 
 class JobRunner:
+    """Runs one modality's jobs from Kafka through its handler.
+
+    `producer`, `jobs` (a consumer in the modality's group, not yet subscribed) and `control` (a
+    consumer without a group) are built at the edge (`workers.wiring`) and started here, in order:
+    the handler loads its model before the jobs consumer joins the group.
+    """
+
     def __init__(
         self,
         handler: Handler,
         *,
-        bootstrap: str,
+        producer: Any,
+        jobs: Any,
+        control: Any,
         worker_id: str | None = None,
         max_concurrency: int | None = None,
-        fetch_max_wait_ms: int = 10,
-        session_timeout_ms: int = 6000,
-        heartbeat_interval_ms: int = 1000,
-        max_message_bytes: int = 8 * 1024 * 1024,
         cancel_lookback_s: float = 3600.0,
         events_topic: str = EVENTS_RAW,
     ) -> None:
         self.handler = handler
-        self._bootstrap = bootstrap
         self.worker_id = worker_id or default_worker_id(handler.modality.value)
         self._capacity = max_concurrency or handler.max_concurrency
-        self._consumer_kwargs = dict(
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=heartbeat_interval_ms,
-            max_message_bytes=max_message_bytes,
-        )
-        self._max_message_bytes = max_message_bytes
         self._cancel_lookback_s = cancel_lookback_s
-        self._events_topic = events_topic
-        self._group = f"genloom-workers-{handler.modality.value}"
-        self._tracker = OffsetTracker()
-        self._inflight: dict[str, tuple[JobContext, asyncio.Task, TopicPartition]] = {}
+        self._group = jobs_group(handler.modality)
+        self._producer = producer
+        self._jobs = jobs
+        self._control = control
+        self.emitter = EventEmitter(producer, events_topic, EventSource.WORKER)
+        self._inflight: dict[str, tuple[JobContext, asyncio.Task, Hashable]] = {}
+        self._tasks: set[asyncio.Task] = set()
         self._cancelled: OrderedDict[str, str | None] = OrderedDict()
         self._slots = asyncio.Semaphore(self._capacity)
-        self._stopping = asyncio.Event()
-        self._producer = None
-        self._jobs = None
-        self._control = None
-        self.emitter: EventEmitter | None = None
+        self._job_loop = ConsumeLoop(
+            jobs, decode=decode_request, expected="GenerationRequest", group=self._group,
+            on_batch=self._spawn, dead_letters=producer, on_rejected=self._reject,
+            capacity=lambda: self._capacity - len(self._tasks),
+        )
+        self._control_loop = ConsumeLoop(
+            control, decode=decode_control, expected="ControlMessage", group=f"{self.worker_id}-control",
+            on_batch=self._apply_cancels, commit=False,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._producer = clients.producer(self._bootstrap, client_id=self.worker_id,
-                                          max_message_bytes=self._max_message_bytes)
-        await clients.start_client(self._producer, self._bootstrap)
-        self.emitter = EventEmitter(self._producer, self._events_topic, EventSource.WORKER)
+        await self._producer.start()
         await self.handler.start()
-        self._control = clients.consumer(self._bootstrap, group_id=None,
-                                         client_id=f"{self.worker_id}-control",
-                                         **self._consumer_kwargs)
-        await clients.start_client(self._control, self._bootstrap)
+        await self._control.start()
         await self._seek_control()
-        self._jobs = clients.consumer(self._bootstrap, group_id=self._group,
-                                      client_id=self.worker_id,
-                                      max_poll_records=self._capacity,
-                                      **self._consumer_kwargs)
         self._jobs.subscribe([jobs_topic(self.handler.modality)], listener=_Revoked(self))
-        await clients.start_client(self._jobs, self._bootstrap)
+        await self._jobs.start()
 
     async def _seek_control(self) -> None:
         partitions = self._control.partitions_for_topic(CONTROL) or {0}
@@ -127,85 +132,76 @@ class JobRunner:
                 self._control.seek(tp, at.offset)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        for ctx, task, _ in list(self._inflight.values()):
+        self._job_loop.stop()
+        self._control_loop.stop()
+        for task in list(self._tasks):
             task.cancel()
-        if self._inflight:
-            await asyncio.gather(*(t for _, t, _ in self._inflight.values()), return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in (self._jobs, self._control):
-            if client is not None:
-                await client.stop()
+            await client.stop()
         await self.handler.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._producer.stop()
 
-    async def run(self) -> None:
-        """Serve until stop() is called."""
-        await asyncio.gather(self._consume_jobs(), self._consume_control())
+    async def run(self, *, burst: bool = False) -> None:
+        """Serve until stop() is called; with `burst`, run what is queued now and return.
+
+        In burst mode the cancels already on `genloom.control` are read first, then the job topic
+        is drained and every job it held ends before this returns.
+        """
+        if not burst:
+            await asyncio.gather(self._job_loop.run(), self._control_loop.run())
+            return
+        await self._control_loop.run(burst=True)
+        control = asyncio.create_task(self._control_loop.run())
+        try:
+            await self._job_loop.run(burst=True)
+            while self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            control.cancel()
+            await asyncio.gather(control, return_exceptions=True)
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def _consume_jobs(self) -> None:
-        paused = False
-        while not self._stopping.is_set():
-            free = self._capacity - len(self._inflight)
-            assignment = self._jobs.assignment()
-            if free <= 0 and not paused and assignment:
-                self._jobs.pause(*assignment)  # keep polling (heartbeats, rebalances) while full
-                paused = True
-            elif free > 0 and paused:
-                self._jobs.resume(*self._jobs.paused())
-                paused = False
-            try:
-                batches = await self._jobs.getmany(timeout_ms=100, max_records=max(free, 1))
-            except Exception as exc:  # a broker hiccup must not kill the worker
-                log.warning("job poll failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for tp, messages in batches.items():
-                for msg in messages:  # hot loop: one pass over the polled batch
-                    self._tracker.add(tp, msg.offset)
-                    self._spawn(tp, msg)
+    async def _spawn(self, tp: Hashable, records: list[Record[AnyRequest]]) -> None:
+        for record in records:  # hot loop: one pass over the polled batch
+            task = asyncio.create_task(self._process(record))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_ended)
 
-    def _spawn(self, tp: TopicPartition, msg) -> None:
-        task = asyncio.create_task(self._process(tp, msg))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    def _task_ended(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job task crashed", exc_info=task.exception())
 
-    async def _process(self, tp: TopicPartition, msg) -> None:
+    async def _process(self, record: Record[AnyRequest]) -> None:
         """Run one job. Its offset is marked done only once the job ended here (a terminal
-        event was acknowledged, or the message was dead-lettered); a job interrupted by a
-        shutdown or a rebalance stays uncommitted, so its next owner runs it again."""
-        ctx: JobContext | None = None
+        event was acknowledged); a job interrupted by a shutdown or a rebalance stays
+        uncommitted, so its next owner runs it again."""
+        request = record.value
+        if request.job_id in self._inflight:  # redelivered while it runs here: that run ends it
+            await self._job_loop.done(record.tp, record.offset)
+            return
+        ctx = JobContext(request, self.emitter, attempt=new_attempt(), worker_id=self.worker_id,
+                         model=self.handler.model_info)
+        self._inflight[request.job_id] = (ctx, asyncio.current_task(), record.tp)
         ended = False
         try:
-            try:
-                request = decode_request(msg.value)
-            except (ValidationError, ValueError) as exc:
-                await self._reject(tp, msg, exc)
-                ended = True
-                return
-            ctx = JobContext(request, self.emitter, attempt=time.time_ns() // 1_000_000,
-                             worker_id=self.worker_id, model=self.handler.model_info)
-            if request.job_id in self._inflight:  # redelivered while it runs here: that run ends it
-                ctx = None
-                ended = True
-                return
-            self._inflight[request.job_id] = (ctx, asyncio.current_task(), tp)
             await self._run_job(ctx)
             ended = True
         except asyncio.CancelledError:
             raise
         except Exception:  # never lose the worker over one job
             log.exception("job handling crashed")
-            if ctx is not None:
-                await ctx.failed(ErrorCode.INTERNAL_ERROR,
-                                 "the worker hit an unexpected error; retry, and report it if it repeats")
-                ended = True
+            await ctx.failed(ErrorCode.INTERNAL_ERROR,
+                             "the worker hit an unexpected error; retry, and report it if it repeats")
+            ended = True
         finally:
-            if ctx is not None and self._inflight.get(ctx.job_id, (None,))[0] is ctx:
+            if self._inflight.get(ctx.job_id, (None,))[0] is ctx:
                 del self._inflight[ctx.job_id]
             if ended:
-                await self._commit(tp, msg.offset)
+                await self._job_loop.done(record.tp, record.offset)
 
     async def _run_job(self, ctx: JobContext) -> None:
         request = ctx.request
@@ -238,28 +234,11 @@ class JobRunner:
                 await ctx.failed(ErrorCode.GENERATION_ERROR, f"generation failed: {type(exc).__name__}: {exc}",
                                  retryable=True)
 
-    async def _reject(self, tp: TopicPartition, msg, exc: Exception) -> None:
-        if isinstance(exc, ValidationError):
-            code, message = describe_validation_error(exc)
-        else:
-            code, message = ErrorCode.MALFORMED_MESSAGE, str(exc)
-        letter = dead_letter_for(topic=tp.topic, partition=tp.partition, offset=msg.offset,
-                                 key=msg.key, value=msg.value, consumer=self._group,
-                                 code=code, error=message)
-        await send_dead_letter(self._producer, letter)
+    async def _reject(self, letter: DeadLetter) -> None:
+        """A job that does not decode fails (when its id can be read) once it is dead-lettered."""
         if letter.job_id:
-            await self.emitter.publish(Failed(job_id=letter.job_id, seq=0,
-                                              attempt=time.time_ns() // 1_000_000,
-                                              source=EventSource.WORKER, code=code, message=message))
-
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        position = self._tracker.done(tp, offset)
-        if position is None or self._jobs is None or tp not in self._jobs.assignment():
-            return
-        try:
-            await self._jobs.commit({tp: position})
-        except Exception as exc:  # a lost commit only means a re-run, which is deduplicated
-            log.warning("commit of %s@%d failed: %s", tp, position, exc)
+            await self.emitter.publish(Failed(job_id=letter.job_id, seq=0, attempt=new_attempt(),
+                                              source=EventSource.WORKER, code=letter.code, message=letter.error))
 
     async def _drop_partitions(self, revoked) -> None:
         """Partitions moved to another worker: stop their jobs here without a terminal event."""
@@ -270,27 +249,13 @@ class JobRunner:
             task.cancel()
         if victims:
             await asyncio.gather(*(t for _, t in victims), return_exceptions=True)
-        for tp in revoked:
-            self._tracker.forget(tp)
+        self._job_loop.forget(revoked)
 
     # -- control -------------------------------------------------------------------------------
 
-    async def _consume_control(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                batches = await self._control.getmany(timeout_ms=100)
-            except Exception as exc:
-                log.warning("control poll failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for messages in batches.values():
-                for msg in messages:
-                    try:
-                        cancel = decode_control(msg.value)
-                    except (ValidationError, ValueError) as exc:
-                        log.warning("ignoring malformed control message at %d: %s", msg.offset, exc)
-                        continue
-                    self._apply_cancel(cancel.job_id, cancel.reason)
+    async def _apply_cancels(self, tp: Hashable, records: list[Record[CancelJob]]) -> None:
+        for record in records:
+            self._apply_cancel(record.value.job_id, record.value.reason)
 
     def _apply_cancel(self, job_id: str, reason: str | None) -> None:
         self._cancelled[job_id] = reason
@@ -300,6 +265,10 @@ class JobRunner:
         running = self._inflight.get(job_id)
         if running is not None:
             running[0].cancel(reason)
+
+    def knows_cancel(self, job_id: str) -> bool:
+        """A cancel for `job_id` has been read (it ends the job whenever it runs here)."""
+        return job_id in self._cancelled
 
     @property
     def in_flight(self) -> int:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.control import CancelJob, parse_control
 from schemas.events import JobEvent, parse_event
-from schemas.requests import parse_request
+from schemas.requests import is_valid_id, parse_request
 
 __all__ = [
     "DecodeError",
@@ -53,7 +53,5 @@ def peek_job_id(value: bytes | None) -> str | None:
         return None
     job_id = data.get("job_id") if isinstance(data, dict) else None
     if isinstance(job_id, str) and 0 < len(job_id) <= 128:
-        from schemas.requests import is_valid_id
-
         return job_id if is_valid_id(job_id) else None
     return None

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import ValidationError
 
 from schemas.dlq import DeadLetter
 from schemas.enums import ErrorCode
+from schemas.errors import describe_validation_error
 
 from .codec import encode, peek_job_id
 from .topics import DLQ
@@ -14,6 +19,9 @@ log = logging.getLogger(__name__)
 
 #: how much of a poison message is kept in the dead letter (the rest is counted, not stored)
 MAX_PAYLOAD_CHARS = 64 * 1024
+
+T = TypeVar("T")
+Describe = Callable[[ValidationError], tuple[ErrorCode, str]]
 
 
 def dead_letter_for(
@@ -41,6 +49,45 @@ def dead_letter_for(
         payload=raw[:MAX_PAYLOAD_CHARS].decode("utf-8", "replace"),
         payload_bytes=len(raw),
     )
+
+
+def describe_event_error(exc: ValidationError) -> tuple[ErrorCode, str]:
+    """Like `describe_validation_error`, but every problem other than bad JSON is MALFORMED_MESSAGE
+    (the request codes, such as UNKNOWN_MODALITY, say nothing about an event or a control message)."""
+    code, message = describe_validation_error(exc)
+    return (code if code is ErrorCode.INVALID_JSON else ErrorCode.MALFORMED_MESSAGE), message
+
+
+def decode_or_dead_letter(
+    decode: Callable[[bytes], T],
+    *,
+    expected: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    consumer: str,
+    describe: Describe = describe_validation_error,
+) -> T | DeadLetter:
+    """Decode one message with `decode`, or return the dead letter that says why it cannot be.
+
+    Never raises for bad input. `expected` names the contract (for the empty-message error);
+    `describe` turns a validation error into its code and message.
+    """
+
+    def letter(code: ErrorCode, message: str) -> DeadLetter:
+        return dead_letter_for(topic=topic, partition=partition, offset=offset, key=key, value=value,
+                               consumer=consumer, code=code, error=message)
+
+    if not value:
+        return letter(ErrorCode.MALFORMED_MESSAGE, f"empty message: a {expected} JSON was expected")
+    try:
+        return decode(value)
+    except ValidationError as exc:
+        return letter(*describe(exc))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return letter(ErrorCode.INVALID_JSON, f"not JSON: {exc}")
 
 
 async def send_dead_letter(producer, letter: DeadLetter) -> None:

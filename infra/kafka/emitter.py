@@ -1,17 +1,14 @@
-"""Publishing job events with per-job sequence numbers.
-
-A stage numbers its own events per (job, attempt) from 0, so a stage that re-runs a job after a
-crash emits the same numbers again and the fan-out drops the repeats.
-"""
+"""Publishing job events, numbered per (job, attempt) by `EventNumbering`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from schemas.enums import EventSource
-from schemas.events import TERMINAL_TYPES, JobEvent
+from schemas.events import JobEvent
 
 from .codec import encode
+from .numbering import EventNumbering
 
 
 class EventEmitter:
@@ -20,19 +17,11 @@ class EventEmitter:
     def __init__(self, producer, topic: str, source: EventSource) -> None:
         self._producer = producer
         self._topic = topic
-        self._source = source
-        self._next_seq: dict[tuple[str, int], int] = {}
+        self._numbering = EventNumbering(source)
 
     def build(self, event_type: type[JobEvent], job_id: str, attempt: int = 0, **fields: Any) -> JobEvent:
-        """The next event of this stage for the job (pure apart from the counter)."""
-        slot = (job_id, attempt)
-        seq = self._next_seq.get(slot, 0)
-        event = event_type(job_id=job_id, seq=seq, attempt=attempt, source=self._source, **fields)
-        if event.type in TERMINAL_TYPES:
-            self._next_seq.pop(slot, None)
-        else:
-            self._next_seq[slot] = seq + 1
-        return event
+        """The next event of this stage for the job (not sent)."""
+        return self._numbering.build(event_type, job_id, attempt, **fields)
 
     async def emit(self, event_type: type[JobEvent], job_id: str, attempt: int = 0, **fields: Any) -> JobEvent:
         event = self.build(event_type, job_id, attempt, **fields)

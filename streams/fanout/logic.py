@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from infra.kafka.codec import decode_event
-from infra.kafka.dlq import dead_letter_for
+from infra.kafka.dlq import decode_or_dead_letter, describe_event_error
 from schemas.dlq import DeadLetter
-from schemas.enums import ErrorCode, JobStatus
-from schemas.errors import describe_validation_error
+from schemas.enums import JobStatus
 from schemas.events import (
     Accepted,
     Artifact,
@@ -138,21 +135,6 @@ def read_event(
     *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, consumer: str
 ) -> JobEvent | Malformed:
     """Decode one message from `genloom.events`. Never raises for bad input."""
-
-    def reject(code: ErrorCode, message: str) -> Malformed:
-        return Malformed(
-            dead_letter_for(
-                topic=topic, partition=partition, offset=offset, key=key, value=value,
-                consumer=consumer, code=code, error=message,
-            )
-        )
-
-    if not value:
-        return reject(ErrorCode.MALFORMED_MESSAGE, "empty message: a JobEvent JSON was expected")
-    try:
-        return decode_event(value)
-    except ValidationError as exc:
-        code, message = describe_validation_error(exc)
-        return reject(code if code == ErrorCode.INVALID_JSON else ErrorCode.MALFORMED_MESSAGE, message)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return reject(ErrorCode.INVALID_JSON, f"not JSON: {exc}")
+    event = decode_or_dead_letter(decode_event, expected="JobEvent", describe=describe_event_error, topic=topic,
+                                  partition=partition, offset=offset, key=key, value=value, consumer=consumer)
+    return Malformed(event) if isinstance(event, DeadLetter) else event

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from infra.kafka.codec import decode_request, encode
-from infra.kafka.dlq import dead_letter_for
+from infra.kafka.dlq import dead_letter_for, decode_or_dead_letter
 from infra.kafka.topics import jobs_topic
 from schemas import AnyRequest
 from schemas.dlq import DeadLetter
 from schemas.enums import ErrorCode
-from schemas.errors import describe_validation_error
 
 
 @dataclass(frozen=True)
@@ -46,25 +43,12 @@ def route(
 ) -> Routed | Rejected:
     """Decide where one request goes. Never raises for bad input."""
 
-    def reject(code: ErrorCode, message: str) -> Rejected:
-        letter = dead_letter_for(
-            topic=topic, partition=partition, offset=offset, key=key, value=value,
-            consumer=consumer, code=code, error=message,
-        )
-        return Rejected(letter, code, message)
-
-    if value is None or len(value) == 0:
-        return reject(ErrorCode.MALFORMED_MESSAGE, "empty message: a GenerationRequest JSON was expected")
-    if len(value) > max_bytes:
-        return reject(
-            ErrorCode.MESSAGE_TOO_LARGE,
-            f"request is {len(value)} bytes, the limit is {max_bytes}: shorten the prompt or messages",
-        )
-    try:
-        request = decode_request(value)
-    except ValidationError as exc:
-        code, message = describe_validation_error(exc)
-        return reject(code, message)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return reject(ErrorCode.INVALID_JSON, f"not JSON: {exc}")
+    origin = dict(topic=topic, partition=partition, offset=offset, key=key, value=value, consumer=consumer)
+    if value and len(value) > max_bytes:
+        message = f"request is {len(value)} bytes, the limit is {max_bytes}: shorten the prompt or messages"
+        return Rejected(dead_letter_for(code=ErrorCode.MESSAGE_TOO_LARGE, error=message, **origin),
+                        ErrorCode.MESSAGE_TOO_LARGE, message)
+    request = decode_or_dead_letter(decode_request, expected="GenerationRequest", **origin)
+    if isinstance(request, DeadLetter):
+        return Rejected(request, request.code, request.error)
     return Routed(jobs_topic(request.modality), request.key.encode(), encode(request), request)

@@ -18,7 +18,7 @@ from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic
 from workers.image.handler import ImageHandler
 from workers.image.tiny import load_tiny_pipeline
-from workers.runner import JobRunner
+from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("image")
@@ -35,7 +35,7 @@ async def image_worker(kafka_bootstrap, blobs, tmp_path_factory):
     # A wide window, so that jobs sent together surely meet in one bucket on a busy machine.
     settings = ImageSettings(max_batch_size=4, max_wait_ms=400, steps=2, scheduler="ddim")
     handler = ImageHandler(lambda: load_tiny_pipeline(path, device="cpu"), blobs, settings)
-    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
 
 

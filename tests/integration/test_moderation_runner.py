@@ -14,7 +14,7 @@ from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import job_events, read_topic, serving
 from workers.moderation.gate import ModerationGate
 from workers.moderation.policy import BlocklistClassifier
-from workers.moderation.runner import GateRunner
+from workers.wiring import gate_runner
 
 pytestmark = pytest.mark.integration
 MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
@@ -22,7 +22,7 @@ MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
 
 @pytest.fixture(scope="module")
 async def gate(kafka_bootstrap):
-    runner = GateRunner(ModerationGate(BlocklistClassifier(["forbidden"]), window_chars=16),
+    runner = gate_runner(ModerationGate(BlocklistClassifier(["forbidden"]), window_chars=16),
                         bootstrap=kafka_bootstrap, **FAST_GROUP)
     async with serving(runner):
         yield runner

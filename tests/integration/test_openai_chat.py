@@ -16,10 +16,9 @@ from infra.kafka.topics import jobs_topic
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from workers.moderation.gate import ModerationGate
-from workers.moderation.runner import GateRunner
-from workers.runner import JobRunner
 from workers.text.handler import TextHandler
 from infra.models.loader import TextModelSpec
+from workers.wiring import gate_runner, job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "smollm2-135m-instruct"
@@ -31,8 +30,8 @@ async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
     await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
     handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8, engine_process=True,
                           torch_threads=1)
-    async with serving(GateRunner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
-                       JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
+    async with serving(gate_runner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
+                       job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
         yield handler
 
 

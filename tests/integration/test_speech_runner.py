@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -15,10 +14,10 @@ from infra.kafka.codec import encode
 from infra.kafka.topics import CONTROL, DLQ, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, SpeechRequest, parse_request
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import serving, job_events, read_topic
-from workers.runner import JobRunner
+from tests.kafka_helpers import job_events, read_topic, serving, wait_until
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
+from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("speech")
@@ -33,7 +32,7 @@ async def blobs(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def speech_worker(kafka_bootstrap, blobs):
     synth = PiperSynthesizer.with_shipped_voice(intra_op_threads=1)
-    async with serving(JobRunner(SpeechHandler(synth, blobs), bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+    async with serving(job_runner(SpeechHandler(synth, blobs), bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
 
 
@@ -97,7 +96,7 @@ async def test_cancel_stops_a_running_job_with_one_cancelled_event(kafka_bootstr
 
 async def test_cancel_before_pickup_ends_job_without_generating(kafka_bootstrap, speech_worker, producer):
     await producer.send_and_wait(CONTROL, encode(CancelJob(job_id="sp-early", tenant="t1")), key=b"sp-early")
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: speech_worker.knows_cancel("sp-early"), timeout=30)
     req = speech("sp-early", "Never spoken.")
     await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
     events = await job_events(kafka_bootstrap, EVENTS_RAW, "sp-early")

@@ -11,9 +11,9 @@ from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, parse_request
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic, skip_backlog
-from workers.runner import JobRunner
 from workers.text.handler import TextHandler
 from infra.models.loader import TextModelSpec
+from workers.wiring import job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPIC = jobs_topic("text")
@@ -23,7 +23,7 @@ TOPIC = jobs_topic("text")
 async def text_worker(kafka_bootstrap):
     await skip_backlog(kafka_bootstrap, TOPIC, "genloom-workers-text")
     handler = TextHandler(TextModelSpec(), served_name="smollm2-135m-instruct", max_batch_size=8)
-    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
 
 

@@ -22,15 +22,17 @@ from infra.models.settings import VideoSettings
 from infra.models.tiny import build_tiny_video_pipeline
 from infra.procs import stop_process
 from schemas import CancelJob, VideoRequest, parse_request
+from schemas.enums import Modality
 from schemas.events import TERMINAL_TYPES
 from streams.fanout.logic import record_update
 from streams.fanout.script import Appended, Dropped, FanoutScript
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import serving, job_events, read_topic
-from workers.runner import JobRunner
+from tests.kafka_helpers import job_events, read_topic, serving, wait_committed
+from workers.runner import jobs_group
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import load_tiny_video_pipeline
+from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("video")
@@ -59,7 +61,7 @@ async def blobs(tmp_path_factory):
 async def video_worker(kafka_bootstrap, blobs, tiny_pipeline):
     """One in-process worker per test, so that none is left in the group for the takeover test."""
     handler = VideoHandler(lambda: tiny_pipeline, blobs, VideoSettings(steps=3, frames=8))
-    async with serving(JobRunner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
+    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
 
 
@@ -68,8 +70,9 @@ def video(job_id: str, **params) -> VideoRequest:
                           "params": {"prompt": "a boat on a lake", **params}})
 
 
-async def submit(producer, req: VideoRequest) -> None:
-    await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
+async def submit(producer, req: VideoRequest):
+    """Send the job; returns where it landed."""
+    return await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
 
 
 def progressed(job_id: str):
@@ -185,7 +188,7 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
             procs[proc.pid], logs[proc.pid] = proc, log_path
         await _wait_for_group(procs, logs, timeout=90)
 
-        await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
+        sent = await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
         seen = await read_topic(kafka_bootstrap, EVENTS, until=progressed(job_id), timeout=60)
         first = [decode_event(m.value) for m in seen if m.key == job_id.encode()]
         started = [e for e in first if e.type == "started"][-1]
@@ -199,7 +202,8 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
                        for m in messages)
 
         await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=90)
-        await asyncio.sleep(1.0)  # anything late from either attempt
+        # the survivor commits the job only once all its events are acknowledged; the victim is dead
+        await wait_committed(kafka_bootstrap, jobs_group(Modality.VIDEO), sent)
         messages = await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=30)
         mine = [m for m in messages if m.key == job_id.encode()]
         events = [decode_event(m.value) for m in mine]

@@ -20,9 +20,13 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
-from workers.image.errors import InvalidParameter
-from workers.image.pipeline import ModelInfo
-from workers.image.steps import OnStep, ShouldStop, check_stop, step_callback
+from schemas.enums import ErrorCode
+from workers.diffusion.pipeline import LoadedPipeline
+from workers.diffusion.steps import OnStep, ShouldStop, check_stop, step_callback
+from workers.errors import JobError
+
+#: Seed design for text-to-image in production (needs a download and a GPU).
+PRODUCTION_IMAGE_MODEL_ID = "stabilityai/stable-diffusion-3.5-large"
 
 
 class ImageBatchKey(NamedTuple):
@@ -67,13 +71,13 @@ def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
         return DPMSolverMultistepScheduler.from_config(base_config)
     if name == "ddim":
         if flow:
-            raise InvalidParameter("unknown_scheduler", "ddim is not available for flow-matching models")
+            raise JobError(ErrorCode.UNKNOWN_SCHEDULER, "ddim is not available for flow-matching models")
         return DDIMScheduler.from_config(base_config)
-    raise InvalidParameter("unknown_scheduler", f"unknown scheduler {name!r}")
+    raise JobError(ErrorCode.UNKNOWN_SCHEDULER, f"unknown scheduler {name!r}")
 
 
 class ImageEngine:
-    def __init__(self, pipe: DiffusionPipeline, model_info: ModelInfo) -> None:
+    def __init__(self, pipe: DiffusionPipeline, model_info: LoadedPipeline) -> None:
         self._pipe = pipe
         self.model_info = model_info
         self._base_scheduler: SchedulerMixin = pipe.scheduler

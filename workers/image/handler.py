@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
-from diffusers import DiffusionPipeline
 from PIL import Image
 
 from infra.blob.base import BlobStore, artifact_key
 from infra.blob.config import BlobSettings, blob_store
 from infra.models.settings import ImageSettings
-from infra.models.storage import RANDOM_WEIGHTS
 from infra.settings import StorageSettings
 from schemas import ImageRequest
 from schemas.enums import ErrorCode, Modality
@@ -37,63 +33,24 @@ from workers.batching import BucketBatcher
 from workers.context import JobContext
 from workers.errors import JobError
 
-from . import pipeline as engine_pipeline
+from workers.diffusion.handler import WARMUP_SIDE, PipelineLoader, native_side, random_seed, wire_model_info
+from workers.diffusion.pipeline import load_pipeline
+from workers.diffusion.steps import GenerationCancelled
+
 from .engine import ImageBatchKey, ImageEngine, ImageJob
-from .errors import GenerationCancelled, InvalidParameter
 from .png import MIME_PNG, encode_png
 from .tiny import load_tiny_pipeline
 from .validation import ImageLimits, validate_image_request
 
 log = logging.getLogger(__name__)
 
-#: returns a loaded pipeline and what it is; called once, in a thread, by start()
-PipelineLoader = Callable[[], tuple[DiffusionPipeline, engine_pipeline.ModelInfo]]
-
-#: the engines' codes, mapped onto the platform's stable codes (video shares them)
-CODES = {
-    "invalid_size": ErrorCode.INVALID_SIZE,
-    "invalid_steps": ErrorCode.INVALID_PARAMETER,
-    "invalid_n": ErrorCode.INVALID_PARAMETER,
-    "invalid_frames": ErrorCode.INVALID_PARAMETER,
-    "invalid_fps": ErrorCode.INVALID_PARAMETER,
-    "unknown_scheduler": ErrorCode.UNKNOWN_SCHEDULER,
-}
-#: side of the one-step warm-up image: 8x8 latents, small enough for any model's VAE and UNet
-WARMUP_SIDE = 64
 #: batches remembered in ``recent_batches`` (job ids per pipeline call, for tests and metrics)
 RECENT_BATCHES = 256
-#: seeds drawn for requests without one stay below 2**31 so that seed + i fits any generator
-RANDOM_SEED_BOUND = 2**31
-
-
-def job_error(exc: InvalidParameter) -> JobError:
-    return JobError(CODES.get(exc.code, ErrorCode.INVALID_PARAMETER), exc.message)
-
-
-def random_seed() -> int:
-    return secrets.randbelow(RANDOM_SEED_BOUND)
-
-
-def wire_model_info(info: engine_pipeline.ModelInfo) -> ModelInfo:
-    """The engine's description of its pipeline, as the `started` event carries it."""
-    return ModelInfo(id=info.model_id, device=info.device, dtype=info.dtype,
-                     random_weights=info.weights == RANDOM_WEIGHTS)
-
-
-def native_side(pipe: DiffusionPipeline) -> int:
-    """The pixel side the model was built for (64 for the tiny pipelines, 1024 for SD 3.5)."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    size = denoiser.config.sample_size if denoiser is not None else 64
-    if isinstance(size, (list, tuple)):
-        size = size[0]
-    return int(size) * int(getattr(pipe, "vae_scale_factor", 8))
-
-
 def pipeline_loader(model: str | None, device: str | None, cache_dir: Path) -> PipelineLoader:
     """Load ``model`` offline, or build the tiny random pipeline once into ``cache_dir``."""
     if model is None:
         return partial(load_tiny_pipeline, cache_dir / "models" / "tiny-sd", device=device)
-    return partial(engine_pipeline.load_pipeline, model, device)
+    return partial(load_pipeline, model, device)
 
 
 @dataclass(frozen=True)
@@ -217,10 +174,7 @@ class ImageHandler:
             scheduler=(p.scheduler or s.scheduler).value,
             n=p.n,
         )
-        try:
-            validate_image_request(job.width, job.height, job.steps, job.n, job.scheduler, self._limits)
-        except InvalidParameter as exc:
-            raise job_error(exc) from None
+        validate_image_request(job.width, job.height, job.steps, job.n, job.scheduler, self._limits)
         return job
 
     def check(self, request: ImageRequest) -> None:
@@ -330,8 +284,8 @@ class ImageHandler:
         except GenerationCancelled:
             outcomes = [_Failure(JobError(ErrorCode.GENERATION_ERROR, "the image worker stopped during "
                                           "generation; resubmit the job", retryable=True))] * len(batch)
-        except InvalidParameter as exc:
-            outcomes = [_Failure(job_error(exc))] * len(batch)
+        except JobError as exc:
+            outcomes = [_Failure(exc)] * len(batch)
         except Exception as exc:  # the pipeline failed: fail this batch, keep serving
             log.exception("image batch of %d job(s) failed", len(batch))
             outcomes = [_Failure(JobError(ErrorCode.GENERATION_ERROR,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from infra.kafka.emitter import EventEmitter
+from infra.kafka.numbering import EventNumbering
 from schemas.enums import EventSource, FinishReason
-from schemas.events import TERMINAL_TYPES, Completed, JobEvent, ModerationVerdict, Usage
+from schemas.events import Completed, JobEvent, ModerationVerdict, TokenDelta, Usage, is_terminal
 
 from .policy import TextClassifier, TextWindow
 
@@ -36,7 +36,7 @@ class ModerationGate:
         self._window_chars = window_chars
         self._windows: dict[str, TextWindow] = {}
         self._blocked: OrderedDict[str, None] = OrderedDict()
-        self._numbering = EventEmitter(None, "", EventSource.MODERATION)
+        self._numbering = EventNumbering(EventSource.MODERATION)
 
     @property
     def classifier(self) -> TextClassifier | None:
@@ -50,18 +50,18 @@ class ModerationGate:
         if self._classifier is None:
             out.publish.append(event)
             return out
-        if event.type == "token":
+        if isinstance(event, TokenDelta):
             window = self._windows.setdefault(job, TextWindow(self._window_chars))
             if window.add(event.text, event):
                 self._check(event, window, out)
             return out
-        if event.type in TERMINAL_TYPES:
+        if is_terminal(event):
             window = self._windows.pop(job, None)
             if window is not None and window.pending_events:
                 self._check(event, window, out)
                 if job in self._blocked:
                     return out
-            if event.type == "completed" and event.text:
+            if isinstance(event, Completed) and event.text:
                 verdict = self._classifier.classify(event.text)
                 if not verdict.allowed:
                     self._block(event, verdict, out)

@@ -3,14 +3,7 @@
 from infra.models.voices import VoiceLoadError
 
 from .engine import AudioChunk, SpeechEngine, SpeechPlan
-from .errors import (
-    EmptyInput,
-    InputTooLong,
-    InvalidSpeed,
-    SpeechError,
-    UnknownVoice,
-    UnsupportedFormat,
-)
+from .errors import unknown_voice
 from .formats import FORMATS, AudioFormat, get_format
 from .synthesizer import PiperSynthesizer, Synthesizer, VoiceFiles, shipped_voice
 from .text import split_sentences
@@ -19,18 +12,13 @@ __all__ = [
     "FORMATS",
     "AudioChunk",
     "AudioFormat",
-    "EmptyInput",
-    "InputTooLong",
-    "InvalidSpeed",
     "PiperSynthesizer",
     "SpeechEngine",
-    "SpeechError",
     "SpeechPlan",
     "Synthesizer",
-    "UnknownVoice",
-    "UnsupportedFormat",
     "VoiceFiles",
     "VoiceLoadError",
     "shipped_voice",
     "split_sentences",
+    "unknown_voice",
 ]

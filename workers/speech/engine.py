@@ -9,7 +9,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import EmptyInput, InputTooLong, InvalidSpeed, UnknownVoice
+from schemas.enums import ErrorCode
+from workers.errors import JobError
+
+from .errors import unknown_voice
 from .formats import SAMPLE_WIDTH, AudioFormat, get_format
 from .synthesizer import Synthesizer
 from .text import DEFAULT_MAX_SENTENCE_CHARS, split_sentences
@@ -68,23 +71,24 @@ class SpeechEngine:
         return self._synth.sample_rate
 
     def plan(self, text: str, voice: str, speed: float = 1.0, fmt: str = "wav") -> SpeechPlan:
-        """Validate a request; every `SpeechError` a request can cause is raised here."""
+        """Validate a request; every `JobError` a request can cause is raised here."""
         if not text.strip():
-            raise EmptyInput("input is empty: give the text to speak")
+            raise JobError(ErrorCode.EMPTY_INPUT, "input is empty: give the text to speak")
         if len(text) > self._max_input_chars:
-            raise InputTooLong(
+            raise JobError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
                 f"input is {len(text)} characters; the limit is {self._max_input_chars}: "
                 "split the text into several requests"
             )
         if not (math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
-            raise InvalidSpeed(f"speed {speed} is outside [{MIN_SPEED}, {MAX_SPEED}]")
+            raise JobError(ErrorCode.INVALID_PARAMETER, f"speed {speed} is outside [{MIN_SPEED}, {MAX_SPEED}]")
         audio_format = get_format(fmt)
         known = self._synth.voices()
         if voice not in known:
-            raise UnknownVoice(voice, known)
+            raise unknown_voice(voice, known)
         sentences = split_sentences(text, self._max_sentence_chars)
         if not sentences:
-            raise EmptyInput("input has no words to speak, only punctuation")
+            raise JobError(ErrorCode.EMPTY_INPUT, "input has no words to speak, only punctuation")
         return SpeechPlan(tuple(sentences), voice, speed, audio_format)
 
     def stream(

@@ -1,40 +1,14 @@
-"""Errors the speech engine raises, each with a stable code that goes on the wire."""
+"""Speech failures: a request's are `workers.errors.JobError`s; a voice that cannot load is a deployment error."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+
+from schemas.enums import ErrorCode
+from workers.errors import JobError
 
 
-class SpeechError(Exception):
-    """A speech request the engine refuses. `code` never changes once published."""
-
-    code: ClassVar[str] = "speech_error"
-
-
-class EmptyInput(SpeechError):
-    code: ClassVar[str] = "empty_input"
-
-
-class InputTooLong(SpeechError):
-    code: ClassVar[str] = "input_too_long"
-
-
-class InvalidSpeed(SpeechError):
-    code: ClassVar[str] = "invalid_speed"
-
-
-class UnsupportedFormat(SpeechError):
-    code: ClassVar[str] = "unsupported_format"
-
-
-class UnknownVoice(SpeechError):
-    code: ClassVar[str] = "unknown_voice"
-
-    def __init__(self, voice: str, known: Iterable[str]) -> None:
-        self.voice = voice
-        self.known = sorted(known)
-        super().__init__(
-            f"unknown voice {voice!r}: use one of {', '.join(self.known) or '(none installed)'}"
-        )
-
+def unknown_voice(voice: str, known: Iterable[str]) -> JobError:
+    """A voice that is not installed; the message lists the ones that are."""
+    names = ", ".join(sorted(known)) or "(none installed)"
+    return JobError(ErrorCode.UNKNOWN_VOICE, f"unknown voice {voice!r}: use one of {names}")

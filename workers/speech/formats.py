@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .errors import UnsupportedFormat
+from schemas.enums import ErrorCode
+from workers.errors import JobError
 
 #: bytes per sample of the PCM every synthesiser produces (signed 16-bit)
 SAMPLE_WIDTH = 2
@@ -63,10 +64,11 @@ FORMATS: Mapping[str, AudioFormat] = MappingProxyType(
 
 
 def get_format(name: str) -> AudioFormat:
-    """The encoding called `name`, or `UnsupportedFormat` listing the ones there are."""
+    """The encoding called `name`, or a `JobError` listing the ones there are."""
     try:
         return FORMATS[name]
     except KeyError:
-        raise UnsupportedFormat(
+        raise JobError(
+            ErrorCode.UNSUPPORTED_FORMAT,
             f"unsupported audio format {name!r}: use one of {', '.join(sorted(FORMATS))}"
         ) from None

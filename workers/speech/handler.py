@@ -10,28 +10,12 @@ from infra.blob.base import BlobStore, artifact_key
 from infra.blob.config import BlobSettings, blob_store
 from infra.models.settings import SpeechSettings
 from schemas import SpeechRequest
-from schemas.enums import ErrorCode, Modality
+from schemas.enums import Modality
 from schemas.events import ModelInfo, Usage
 from workers.context import JobContext
-from workers.errors import JobError
 
 from .engine import SpeechEngine
-from .errors import SpeechError
 from .synthesizer import PiperSynthesizer
-
-#: the engine's codes, mapped onto the platform's stable codes
-CODES = {
-    "empty_input": ErrorCode.EMPTY_INPUT,
-    "input_too_long": ErrorCode.PAYLOAD_TOO_LARGE,
-    "invalid_speed": ErrorCode.INVALID_PARAMETER,
-    "unsupported_format": ErrorCode.UNSUPPORTED_FORMAT,
-    "unknown_voice": ErrorCode.UNKNOWN_VOICE,
-}
-
-
-def job_error(exc: SpeechError) -> JobError:
-    return JobError(CODES.get(exc.code, ErrorCode.GENERATION_ERROR), str(exc))
-
 
 class SpeechHandler:
     modality = Modality.SPEECH
@@ -56,17 +40,11 @@ class SpeechHandler:
 
     def check(self, request: SpeechRequest) -> None:
         p = request.params
-        try:
-            self._engine.plan(p.input, p.voice, p.speed, p.format.value)
-        except SpeechError as exc:
-            raise job_error(exc) from None
+        self._engine.plan(p.input, p.voice, p.speed, p.format.value)
 
     async def run(self, ctx: JobContext) -> None:
         p = ctx.request.params
-        try:
-            plan = self._engine.plan(p.input, p.voice, p.speed, p.format.value)
-        except SpeechError as exc:
-            raise job_error(exc) from None
+        plan = self._engine.plan(p.input, p.voice, p.speed, p.format.value)
         chunks = self._engine.run(plan)
         parts: list[bytes] = []
         seconds = 0.0

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from infra.models.voices import SHIPPED_VOICE_NAME, VoiceFiles, VoiceLoadError, shipped_voice, voices_in_folder
 
-from .errors import UnknownVoice
+from .errors import unknown_voice
 
 if TYPE_CHECKING:  # piper and onnxruntime are the `speech` extra; imported in start()
     from piper.voice import PiperVoice
@@ -153,7 +153,7 @@ class PiperSynthesizer:
 
     def synthesize(self, sentence: str, voice: str, speed: float) -> npt.NDArray[np.int16]:
         if voice not in self._files:
-            raise UnknownVoice(voice, self._files)
+            raise unknown_voice(voice, self._files)
         if not (math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a positive number, got {speed}")
         loaded = self._loaded.get(voice)

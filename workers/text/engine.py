@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 import torch
 from transformers import DynamicCache
 
+from schemas.enums import FinishReason
 from workers.text.kv_cache import BatchKVCache
 from workers.text.sampling import SamplingParams
-from workers.text.sequence import FinishReason, Sequence, StepOutput
+from workers.text.sequence import Sequence, StepOutput
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class TextEngine:
         self._waiting.append(seq)
 
     def abort(self, request_id: str) -> bool:
-        """Stop a request before the next step; its final output (``abort``) comes from that step.
+        """Stop a request before the next step; its final output (``aborted``) comes from that step.
         Returns False if the id is unknown, finished, or already aborted."""
         seq = self._requests.get(request_id)
         if seq is None or seq.abort_requested:
@@ -109,7 +110,7 @@ class TextEngine:
         seq.abort_requested = True
         if seq in self._waiting:
             self._waiting.remove(seq)
-            self._finish_detached(seq, FinishReason.ABORT)
+            self._abort_detached(seq)
         return True
 
     def has_unfinished(self) -> bool:
@@ -129,7 +130,7 @@ class TextEngine:
         outputs, self._pending = self._pending, []
         aborted = [seq for seq in self._running if seq.abort_requested]
         for seq in aborted:
-            seq.finish_reason = FinishReason.ABORT
+            seq.aborted = True
             outputs.append(seq.output("", []))
         if aborted:
             self._drop_finished_rows()
@@ -258,13 +259,12 @@ class TextEngine:
     def _fail(self, seq: Sequence, exc: BaseException, outputs: list[StepOutput]) -> None:
         logger.warning("request %s failed: %s", seq.request_id, exc)
         seq.error = f"{type(exc).__name__}: {exc}"
-        seq.finish_reason = FinishReason.ERROR
         self._requests.pop(seq.request_id, None)
         outputs.append(seq.output("", []))
 
-    def _finish_detached(self, seq: Sequence, reason: FinishReason) -> None:
-        """Finish a sequence that holds no batch row (it was waiting)."""
-        seq.finish_reason = reason
+    def _abort_detached(self, seq: Sequence) -> None:
+        """End an aborted sequence that holds no batch row (it was waiting)."""
+        seq.aborted = True
         del self._requests[seq.request_id]
         self._pending.append(seq.output("", []))
 

@@ -17,10 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from collections.abc import Callable
+import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from infra.models.loader import ServedTokenizer, load_text_model, load_text_tokenizer, prepare_text_model
+
+from . import engine_client
+from .engine import TextEngine
+from .engine_client import OnOutputs, error_output
 from .sampling import SamplingParams
 from .sequence import StepOutput
 
@@ -51,24 +59,11 @@ class EngineUnavailable(RuntimeError):
     """The engine process could not be started (its model failed to load, or it kept dying)."""
 
 
-def error_output(request_id: str, prompt_tokens: int, error: str) -> StepOutput:
-    return StepOutput(request_id=request_id, text_delta="", token_ids=[], finished=True, finish_reason="error",
-                      prompt_tokens=prompt_tokens, completion_tokens=0, error=error)
-
-
 # -- the child ------------------------------------------------------------------------------------
 
 
 def _engine_main(conn, spec, engine_args: dict[str, Any], torch_threads: int) -> None:
     """Load and warm up the model, report, then step while anything is unfinished."""
-    import os
-    import signal
-
-    import torch
-
-    from .engine import TextEngine
-    from infra.models.loader import load_text_model
-
     # the worker decides when this process ends (a stop message, or EOF when the worker is gone):
     # a Ctrl-C or SIGTERM to the process group must not kill the engine under a worker shutting down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -78,7 +73,7 @@ def _engine_main(conn, spec, engine_args: dict[str, Any], torch_threads: int) ->
     try:
         loaded = load_text_model(spec)
         engine = TextEngine(loaded.model, loaded.tokenizer, device=loaded.device, **engine_args)
-        warm_up(engine, loaded.format_chat([{"role": "user", "content": "Hi"}]))
+        engine_client.warm_up(engine, loaded.format_chat([{"role": "user", "content": "Hi"}]))
     except Exception as exc:  # reported to the worker, which fails to start with this message
         conn.send((_FATAL, f"{type(exc).__name__}: {exc}"))
         return
@@ -96,17 +91,7 @@ def _engine_main(conn, spec, engine_args: dict[str, Any], torch_threads: int) ->
         except (EOFError, OSError):
             return  # the worker went away
         if engine.has_unfinished():
-            try:
-                outputs += engine.step()
-            except Exception as exc:  # the engine broke: end what it holds, keep serving
-                log.exception("engine step failed")
-                for request_id in active:
-                    engine.abort(request_id)
-                    outputs.append(error_output(request_id, 0, f"{type(exc).__name__}: {exc}"))
-                active.clear()
-        for out in outputs:
-            if out.finished:
-                active.discard(out.request_id)
+            outputs += engine_client.step(engine, active)
         if outputs:
             try:
                 conn.send((_OUTPUTS, outputs, engine.num_running()))
@@ -119,12 +104,7 @@ def _apply(engine, message: tuple, active: set[str], outputs: list[StepOutput]) 
     kind = message[0]
     if kind == _ADD:
         _, request_id, prompt, params = message
-        try:
-            engine.add_request(request_id, prompt, params)
-        except ValueError as exc:
-            outputs.append(error_output(request_id, len(prompt), str(exc)))
-        else:
-            active.add(request_id)
+        engine_client.add_request(engine, request_id, prompt, params, active, outputs)
     elif kind == _ABORT:
         engine.abort(message[1])
     elif kind == _STOP:
@@ -132,22 +112,15 @@ def _apply(engine, message: tuple, active: set[str], outputs: list[StepOutput]) 
     return True
 
 
-def warm_up(engine, prompt: list[int]) -> None:
-    """Run one tiny request so the first real one does not pay for lazy initialisation."""
-    engine.add_request("__warmup__", prompt, SamplingParams(max_tokens=2, temperature=0.0))
-    while engine.has_unfinished():
-        engine.step()
-
-
 # -- the worker's side ---------------------------------------------------------------------------
 
 
 class EngineProcess:
-    """The worker's handle on the engine child. `on_outputs(outputs, running)` is called on the
-    event loop with each step's outputs and the size of the running batch."""
+    """An `EngineClient` whose engine runs in a child process. `on_outputs(outputs, running)` is
+    called on the event loop with each step's outputs and the size of the running batch."""
 
     def __init__(self, spec, engine_args: dict[str, Any], *, torch_threads: int = 0,
-                 on_outputs: Callable[[list[StepOutput], int], None]) -> None:
+                 on_outputs: OnOutputs) -> None:
         self._spec = spec
         self._engine_args = engine_args
         self._torch_threads = torch_threads
@@ -170,15 +143,19 @@ class EngineProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
 
-    async def start(self) -> EngineInfo:
-        """Spawn the child and wait until its model is loaded; EngineUnavailable if it cannot be."""
+    async def start(self) -> ServedTokenizer:
+        """Spawn the child and wait until its model is loaded (EngineUnavailable if it cannot be);
+        returns the tokenizer side of the model, described as the child reported it."""
+        await asyncio.to_thread(prepare_text_model, self._spec)  # build the default's cache once, here
         try:
             await self._spawn()
         except BaseException:
             await self._close()
             raise
         self._flush_backlog()
-        return self.info
+        info = self.info
+        return await asyncio.to_thread(load_text_tokenizer, self._spec, device=info.device, dtype=info.dtype,
+                                       context_length=info.context_length)
 
     def add(self, request_id: str, prompt: list[int], params: SamplingParams) -> None:
         if self._restarting is None and not self.alive:

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from schemas.enums import FinishReason
 from workers.text.detokenizer import IncrementalDetokenizer
 from workers.text.sampling import Sampler, SamplingParams
 from workers.text.stop import StopStringMatcher
 
 
-class FinishReason(StrEnum):
-    """Why a sequence ended (compares equal to its string value)."""
-
-    #: An EOS token was generated or a stop string matched.
-    STOP = "stop"
-    #: ``max_tokens`` completion tokens were generated.
-    LENGTH = "length"
-    #: The caller aborted the request.
-    ABORT = "abort"
-    #: This sequence failed; the others in the batch carried on.
-    ERROR = "error"
-
-
 @dataclass
 class StepOutput:
-    """What one engine step produced for one request."""
+    """What one engine step produced for one request.
+
+    A finished request ended in exactly one way: ``finish_reason`` (STOP: an EOS token or a stop
+    string; LENGTH: ``max_tokens`` reached) when it completed, ``aborted`` when the caller aborted
+    it, or ``error`` when it failed (the others in the batch carried on).
+    """
 
     request_id: str
     text_delta: str
@@ -36,6 +28,7 @@ class StepOutput:
     finish_reason: FinishReason | None
     prompt_tokens: int
     completion_tokens: int
+    aborted: bool = False
     error: str | None = None
     #: ``time.monotonic()`` when the request was added.
     arrival_time: float = 0.0
@@ -56,7 +49,11 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     #: Tokens whose keys/values are in the cache; the last sampled token is not yet among them.
     num_cached: int = 0
+    #: STOP or LENGTH once it completed
     finish_reason: FinishReason | None = None
+    #: set once it ended by an abort
+    aborted: bool = False
+    #: set once it failed
     error: str | None = None
     abort_requested: bool = False
     arrival_time: float = field(default_factory=time.monotonic)
@@ -75,7 +72,7 @@ class Sequence:
 
     @property
     def finished(self) -> bool:
-        return self.finish_reason is not None
+        return self.finish_reason is not None or self.aborted or self.error is not None
 
     @property
     def reserved_tokens(self) -> int:
@@ -91,6 +88,7 @@ class Sequence:
             finish_reason=self.finish_reason,
             prompt_tokens=len(self.prompt_ids),
             completion_tokens=len(self.output_ids),
+            aborted=self.aborted,
             error=self.error,
             arrival_time=self.arrival_time,
             first_token_time=self.first_token_time,

@@ -12,10 +12,8 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from workers.image.steps import OnStep, ShouldStop, check_stop, step_callback
-from workers.image.pipeline import ModelInfo
-
-
+from workers.diffusion.pipeline import LoadedPipeline
+from workers.diffusion.steps import OnStep, ShouldStop, check_stop, step_callback
 
 @dataclass(frozen=True)
 class VideoJob:
@@ -38,7 +36,7 @@ def to_uint8_frames(video: np.ndarray) -> list[np.ndarray]:
 
 
 class VideoEngine:
-    def __init__(self, pipe: DiffusionPipeline, model_info: ModelInfo) -> None:
+    def __init__(self, pipe: DiffusionPipeline, model_info: LoadedPipeline) -> None:
         self._pipe = pipe
         self.model_info = model_info
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from diffusers import DiffusionPipeline
 
 from infra.blob.base import BlobStore, artifact_key
 from infra.blob.config import BlobSettings, blob_store
@@ -25,10 +23,9 @@ from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
 from workers.context import JobContext
 from workers.errors import JobError
-from workers.image.errors import GenerationCancelled, InvalidParameter
-from workers.image.handler import WARMUP_SIDE, job_error, native_side, random_seed, wire_model_info
-from workers.image.pipeline import ModelInfo as EngineModelInfo
-from workers.image.pipeline import load_pipeline
+from workers.diffusion.handler import WARMUP_SIDE, PipelineLoader, native_side, random_seed, wire_model_info
+from workers.diffusion.pipeline import load_pipeline
+from workers.diffusion.steps import GenerationCancelled
 
 from .encode import MIME_MP4, encode_mp4
 from .engine import VideoEngine, VideoJob
@@ -37,8 +34,6 @@ from .validation import VideoLimits, validate_video_request
 
 log = logging.getLogger(__name__)
 
-#: returns a loaded pipeline and what it is; called once, in a thread, by start()
-PipelineLoader = Callable[[], tuple[DiffusionPipeline, EngineModelInfo]]
 #: frames of the one-step warm-up clip
 WARMUP_FRAMES = 2
 
@@ -114,10 +109,7 @@ class VideoHandler:
             steps=p.steps or s.steps,
             guidance=p.guidance if p.guidance is not None else s.guidance,
         )
-        try:
-            validate_video_request(job.width, job.height, job.steps, job.frames, job.fps, self._limits)
-        except InvalidParameter as exc:
-            raise job_error(exc) from None
+        validate_video_request(job.width, job.height, job.steps, job.frames, job.fps, self._limits)
         return job
 
     def check(self, request: VideoRequest) -> None:
@@ -150,8 +142,6 @@ class VideoHandler:
             ctx.checkpoint()  # raises JobCancelled with the cancel's reason
             raise JobError(ErrorCode.GENERATION_ERROR, "generation stopped early; resubmit the job",
                            retryable=True) from None
-        except InvalidParameter as exc:
-            raise job_error(exc) from None
         finally:
             left.set()
             if not generation.done():  # the job left mid-run: collect the thread's outcome quietly

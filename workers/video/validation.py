@@ -1,11 +1,10 @@
-"""Request checks for text-to-video, raising ``InvalidParameter`` with a stable code."""
+"""Request checks for text-to-video, raising `JobError` with a stable code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.image.errors import InvalidParameter
-from workers.image.validation import ImageLimits, check_size, check_steps
+from workers.diffusion.validation import check_size, check_steps, invalid
 
 
 @dataclass(frozen=True)
@@ -21,14 +20,9 @@ class VideoLimits:
 def validate_video_request(
     width: int, height: int, steps: int, frames: int, fps: int, limits: VideoLimits
 ) -> None:
-    size_limits = ImageLimits(
-        min_side=limits.min_side, max_side=limits.max_side, vae_scale_factor=limits.vae_scale_factor
-    )
-    check_size(width, height, size_limits)
+    check_size(width, height, limits)
     check_steps(steps, limits.max_steps)
     if not 1 <= frames <= limits.max_frames:
-        raise InvalidParameter(
-            "invalid_frames", f"frames must be between 1 and {limits.max_frames}, got {frames}"
-        )
+        raise invalid(f"frames must be between 1 and {limits.max_frames}, got {frames}")
     if not 1 <= fps <= limits.max_fps:
-        raise InvalidParameter("invalid_fps", f"fps must be between 1 and {limits.max_fps}, got {fps}")
+        raise invalid(f"fps must be between 1 and {limits.max_fps}, got {fps}")

@@ -11,7 +11,9 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, FlowMatchEuler
 from infra.models.storage import RANDOM_WEIGHTS
 from infra.models.tiny import sd_scheduler
 from workers.image.engine import ImageEngine, ImageJob, make_scheduler
-from workers.image.errors import GenerationCancelled, InvalidParameter
+from schemas.enums import ErrorCode
+from workers.diffusion.steps import GenerationCancelled
+from workers.errors import JobError
 from workers.image.png import encode_png
 
 
@@ -113,6 +115,6 @@ def test_make_scheduler_on_flow_matching_models() -> None:
     dpm = make_scheduler("dpm-solver", flow)
     assert (dpm.config.use_flow_sigmas, dpm.config.prediction_type, dpm.config.flow_shift) == (
         True, "flow_prediction", 3.0)
-    with pytest.raises(InvalidParameter) as err:
+    with pytest.raises(JobError) as err:
         make_scheduler("ddim", flow)
-    assert err.value.code == "unknown_scheduler"
+    assert err.value.code is ErrorCode.UNKNOWN_SCHEDULER

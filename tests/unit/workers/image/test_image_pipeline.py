@@ -4,7 +4,7 @@ from pathlib import Path
 
 from infra.models.storage import MARKER_FILE, RANDOM_WEIGHTS, read_marker, save_once
 from infra.models.tiny_tokenizer import BOS, EOS, WORDS, build_tiny_tokenizer
-from workers.image.pipeline import PRODUCTION_IMAGE_MODEL_ID
+from workers.image.engine import PRODUCTION_IMAGE_MODEL_ID
 
 
 def test_production_profile_names_sd35_large() -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from workers.speech.engine import SpeechEngine
-from workers.speech.errors import UnsupportedFormat
+from schemas.enums import ErrorCode
+from workers.errors import JobError
 from workers.speech.formats import FORMATS, encode_pcm, encode_wav, get_format
 
 
@@ -59,6 +60,6 @@ def test_formats_and_mime_types() -> None:
 
 
 def test_unknown_format_names_the_supported_ones() -> None:
-    with pytest.raises(UnsupportedFormat, match="pcm, wav") as info:
+    with pytest.raises(JobError, match="pcm, wav") as info:
         get_format("mp3")
-    assert info.value.code == "unsupported_format"
+    assert info.value.code is ErrorCode.UNSUPPORTED_FORMAT

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from schemas.enums import FinishReason
 from workers.text.engine import TextEngine
 from infra.models.loader import LoadedModel
 from workers.text.sampling import SamplingParams
@@ -114,7 +115,7 @@ def test_batched_greedy_equals_solo(smollm: LoadedModel, prompts: list[list[int]
 def test_eos_ends_with_stop_and_no_special_text(solo: list[Result], smollm: LoadedModel) -> None:
     # "What is the capital of France?" is answered in one short sentence, then <|im_end|>.
     first = solo[0]
-    assert first.final.finish_reason == "stop"
+    assert first.final.finish_reason is FinishReason.STOP
     assert first.tokens[-1] == smollm.tokenizer.eos_token_id
     assert len(first.tokens) < 16
     assert "Paris" in first.text and "<|im_end|>" not in first.text
@@ -129,7 +130,7 @@ def test_join_and_leave_mid_run(
     results: dict[str, Result] = {}
     for _ in range(6):
         collect(engine.step(), results)
-    assert results["leaves"].final.finished and results["leaves"].final.finish_reason == "length"
+    assert results["leaves"].final.finished and results["leaves"].final.finish_reason is FinishReason.LENGTH
     assert engine.num_running() == 1
     # A longer prompt joins while "stays" is mid-generation; its prefill widens the cache window.
     engine.add_request("joins", long_prompt, greedy(8))
@@ -160,8 +161,8 @@ def test_abort_running_and_waiting(smollm: LoadedModel, prompts: list[list[int]]
     out = engine.step()
     collect(out, results)
     finals = {o.request_id: o for o in out if o.finished}
-    assert finals["a"].finish_reason == "abort" and finals["a"].token_ids == []
-    assert finals["queued"].finish_reason == "abort" and finals["queued"].completion_tokens == 0
+    assert finals["a"].aborted and finals["a"].finish_reason is None and finals["a"].token_ids == []
+    assert finals["queued"].aborted and finals["queued"].completion_tokens == 0
     assert len(results["a"].tokens) == 2  # prefill token + one decode step, nothing after abort
     drain(engine, results)
     assert results["b"].tokens == solo[1].tokens
@@ -173,7 +174,7 @@ def test_stop_string_cuts_text(smollm: LoadedModel, prompts: list[list[int]], so
     stop = next(word for word in ref.split()[2:] if len(word) >= 4)  # known to occur in the greedy answer
     assert stop in ref
     got = run_alone(smollm, prompts[2], greedy(stop=[stop]))
-    assert got.final.finish_reason == "stop"
+    assert got.final.finish_reason is FinishReason.STOP
     assert got.text == ref[: ref.index(stop)]
     assert stop not in got.text
 
@@ -189,7 +190,7 @@ def test_unmatched_stop_prefix_is_released(smollm: LoadedModel, prompts: list[li
 
 def test_max_tokens_gives_length(smollm: LoadedModel, prompts: list[list[int]]) -> None:
     got = run_alone(smollm, prompts[1], greedy(5))
-    assert got.final.finish_reason == "length"
+    assert got.final.finish_reason is FinishReason.LENGTH
     assert got.final.completion_tokens == 5
     assert len(got.tokens) == 5
 
@@ -221,7 +222,7 @@ def test_failing_sequence_does_not_disturb_others(
     engine.add_request("bad", prompts[0], bad)
     engine.add_request("good", prompts[1], greedy())
     results = drain(engine)
-    assert results["bad"].final.finish_reason == "error"
+    assert results["bad"].final.finished and results["bad"].final.finish_reason is None
     assert "TypeError" in (results["bad"].final.error or "")
     assert results["good"].tokens == solo[1].tokens
     assert results["good"].final.error is None

@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import pytest
 
+from schemas.enums import FinishReason
 from workers.text.engine import TextEngine
 from workers.text.engine_process import EngineProcess, EngineUnavailable
 from infra.models.loader import LoadedModel, TextModelSpec
@@ -62,10 +63,11 @@ async def test_child_engine_serves_aborts_and_survives_its_own_death(smollm: Loa
     prompts = [smollm.format_chat([{"role": "user", "content": q}]) for q in QUESTIONS]
     seen = Collector()
     engine = EngineProcess(TextModelSpec(), {"max_batch_size": 4}, torch_threads=1, on_outputs=seen)
-    info = await engine.start()
+    served = await engine.start()
+    info = engine.info
     try:
-        assert info.pid != os.getpid() and info.model_id == smollm.model_id
-        assert info.context_length == smollm.context_length
+        assert info.pid != os.getpid() and info.model_id == smollm.model_id == served.model_id
+        assert info.context_length == smollm.context_length == served.context_length
 
         # three at once: the same greedy tokens as the engine in this process, one by one
         for i, prompt in enumerate(prompts[:2]):
@@ -74,18 +76,18 @@ async def test_child_engine_serves_aborts_and_survives_its_own_death(smollm: Loa
         await asyncio.wait_for(asyncio.gather(seen.done("r0"), seen.done("r1")), 120)
         for i, prompt in enumerate(prompts[:2]):
             assert seen.tokens(f"r{i}") == in_this_process(smollm, prompt, greedy())
-            assert seen.text(f"r{i}") and seen.done(f"r{i}").result().finish_reason in ("stop", "length")
+            assert seen.text(f"r{i}") and seen.done(f"r{i}").result().finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
         assert seen.running_seen >= 2
 
         # an abort ends the long one early, with the abort reason
         engine.abort("long")
         aborted = await asyncio.wait_for(seen.done("long"), 60)
-        assert aborted.finish_reason == "abort" and len(seen.tokens("long")) < 400
+        assert aborted.aborted and len(seen.tokens("long")) < 400
 
         # a request the engine refuses ends with its reason, and the engine goes on
         engine.add("empty", [], greedy())
         refused = await asyncio.wait_for(seen.done("empty"), 60)
-        assert refused.finish_reason == "error" and "empty" in refused.error
+        assert refused.finished and "empty" in refused.error
 
         # the child dies holding a sequence: it ends with an error, and a new child takes over
         engine.add("held", prompts[2], greedy(400))
@@ -93,10 +95,10 @@ async def test_child_engine_serves_aborts_and_survives_its_own_death(smollm: Loa
             await asyncio.sleep(0.05)
         os.kill(info.pid, signal.SIGKILL)
         lost = await asyncio.wait_for(seen.done("held"), 60)
-        assert lost.finish_reason == "error" and "exited" in lost.error and "retry" in lost.error
+        assert lost.finished and "exited" in lost.error and "retry" in lost.error
         engine.add("after", prompts[0], greedy())  # queued while the new child loads
         again = await asyncio.wait_for(seen.done("after"), 180)
-        assert again.finish_reason in ("stop", "length") and seen.tokens("after") == seen.tokens("r0")
+        assert again.finish_reason in (FinishReason.STOP, FinishReason.LENGTH) and seen.tokens("after") == seen.tokens("r0")
         assert engine.info.pid != info.pid and engine.alive
     finally:
         await engine.stop()
@@ -115,4 +117,4 @@ async def test_a_request_with_no_engine_to_run_it_ends_at_once() -> None:
     engine = EngineProcess(TextModelSpec(), {}, on_outputs=seen)  # never started (or gave up restarting)
     engine.add("orphan", [1, 2, 3], greedy())
     ended = await asyncio.wait_for(seen.done("orphan"), 5)
-    assert ended.finish_reason == "error" and "restart the worker" in ended.error and ended.prompt_tokens == 3
+    assert ended.finished and "restart the worker" in ended.error and ended.prompt_tokens == 3

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from infra.models.storage import RANDOM_WEIGHTS
-from workers.image.errors import GenerationCancelled
+from workers.diffusion.steps import GenerationCancelled
 from workers.video.encode import encode_mp4, probe_mp4
 from workers.video.engine import VideoEngine, VideoJob
 from workers.video.pipeline import PRODUCTION_VIDEO_MODEL_ID

@@ -1,4 +1,4 @@
-from workers.offsets import OffsetTracker
+from infra.kafka.offsets import OffsetTracker
 
 
 def test_commit_waits_for_the_oldest_unfinished_job():

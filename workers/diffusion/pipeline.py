@@ -1,7 +1,7 @@
 """Load a diffusers pipeline by model id or local folder, on the right device and dtype.
 
 A folder built by genloom (the tiny random pipelines) carries a ``genloom_model.json``
-marker; its ``weights`` field is copied into ``ModelInfo`` so that random weights are
+marker; its ``weights`` field is copied into ``LoadedPipeline`` so that random weights are
 never mistaken for a trained model.
 """
 
@@ -17,12 +17,11 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from infra.models.storage import PRETRAINED_WEIGHTS, read_marker
 
-#: Seed design for text-to-image in production (needs a download and a GPU).
-PRODUCTION_IMAGE_MODEL_ID = "stabilityai/stable-diffusion-3.5-large"
-
 
 @dataclass(frozen=True)
-class ModelInfo:
+class LoadedPipeline:
+    """What a loaded pipeline is (the engines' view; `wire_model_info` makes the event's `ModelInfo`)."""
+
     model_id: str  #: the id or folder the pipeline was loaded from
     pipeline_class: str
     weights: str  #: RANDOM_WEIGHTS or PRETRAINED_WEIGHTS
@@ -53,7 +52,7 @@ def _use_sdpa(pipe: DiffusionPipeline) -> str:
 
 def load_pipeline(
     model: str | os.PathLike[str], device: str | None = None
-) -> tuple[DiffusionPipeline, ModelInfo]:
+) -> tuple[DiffusionPipeline, LoadedPipeline]:
     """Load offline (``local_files_only``) from a folder or the local hub cache."""
     dev, dtype = select_device(device)
     index = DiffusionPipeline.load_config(str(model), local_files_only=True)
@@ -67,7 +66,7 @@ def load_pipeline(
     attention = _use_sdpa(pipe)
     marker = read_marker(model) if Path(model).is_dir() else None
     weights = str(marker["weights"]) if marker else PRETRAINED_WEIGHTS
-    info = ModelInfo(
+    info = LoadedPipeline(
         model_id=str(model),
         pipeline_class=type(pipe).__name__,
         weights=weights,

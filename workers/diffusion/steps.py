@@ -7,10 +7,16 @@ from typing import Any
 
 from diffusers import DiffusionPipeline
 
-from .errors import GenerationCancelled
-
 OnStep = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
+
+
+class GenerationCancelled(Exception):
+    """Raised from inside the denoising loop when the caller asked to stop."""
+
+    def __init__(self, steps_done: int) -> None:
+        super().__init__(f"generation cancelled after {steps_done} step(s)")
+        self.steps_done = steps_done
 
 
 def check_stop(should_stop: ShouldStop | None, steps_done: int = 0) -> None:

@@ -1,0 +1,90 @@
+"""`ConsumeLoop` on in-memory doubles: burst drains, bad messages go to the DLQ, commits follow `done`."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from infra.kafka.consume import ConsumeLoop
+from infra.kafka.topics import DLQ
+from schemas import ErrorCode
+from schemas.dlq import DeadLetter
+from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer
+
+TOPIC = "t"
+
+
+def decode_number(value: bytes) -> int:
+    return int(value)
+
+
+async def started(log: MemoryLog, *topics: str) -> MemoryConsumer:
+    consumer = MemoryConsumer(log, *topics)
+    await consumer.start()
+    return consumer
+
+
+async def test_burst_drains_every_partition_and_commits_what_was_done():
+    log = MemoryLog({TOPIC: 2})
+    for i in range(5):
+        log.append(TOPIC, str(i).encode(), partition=i % 2)
+    consumer = await started(log, TOPIC)
+    seen = []
+
+    async def on_batch(tp, records):
+        seen.extend(r.value for r in records)
+        await loop.done(tp, *(r.offset for r in records))
+
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=on_batch)
+    await loop.run(burst=True)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert consumer.committed == {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 2}
+
+
+async def test_nothing_is_committed_for_records_not_done():
+    log = MemoryLog()
+    log.append(TOPIC, b"1")
+    consumer = await started(log, TOPIC)
+
+    async def ignore(tp, records):
+        pass
+
+    await ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=ignore).run(burst=True)
+    assert consumer.committed == {}
+
+
+async def test_undecodable_messages_are_dead_lettered_reported_and_done():
+    log = MemoryLog()
+    log.append(TOPIC, b"", key=b"k0")
+    log.append(TOPIC, b"seven", key=b"k1")
+    log.append(TOPIC, b"8")
+    consumer = await started(log, TOPIC)
+    rejected, good = [], []
+
+    async def on_batch(tp, records):
+        good.extend(r.value for r in records)
+        await loop.done(tp, *(r.offset for r in records))
+
+    async def on_rejected(letter):
+        rejected.append(letter.offset)
+
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=on_batch,
+                       dead_letters=MemoryProducer(log), on_rejected=on_rejected)
+    await loop.run(burst=True)
+    letters = [DeadLetter.model_validate_json(m.value) for m in log.read(DLQ)]
+    assert [(lt.key, lt.code) for lt in letters] == [("k0", ErrorCode.MALFORMED_MESSAGE), ("k1", ErrorCode.INVALID_JSON)]
+    assert "a number JSON was expected" in letters[0].error
+    assert rejected == [0, 1] and good == [8]
+    assert consumer.committed == {TopicPartition(TOPIC, 0): 3}
+
+
+async def test_without_a_dead_letter_producer_bad_messages_are_skipped():
+    log = MemoryLog()
+    log.append(TOPIC, b"x")
+    consumer = await started(log, TOPIC)
+
+    async def fail(tp, records):
+        raise AssertionError("nothing decodes")
+
+    await ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=fail,
+                      commit=False).run(burst=True)
+    assert log.read(DLQ) == [] and consumer.commits == []

@@ -1,0 +1,67 @@
+"""`GateRunner` on in-memory Kafka doubles: what reaches `genloom.events`, what is cancelled, committed."""
+
+from __future__ import annotations
+
+import json
+
+from aiokafka import TopicPartition
+
+from infra.kafka.codec import decode_event
+from infra.kafka.emitter import EventEmitter
+from infra.kafka.topics import CONTROL, DLQ, EVENTS, EVENTS_RAW
+from schemas import ErrorCode, EventSource
+from schemas.dlq import DeadLetter
+from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
+from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer
+from workers.moderation.gate import ModerationGate
+from workers.moderation.policy import BlocklistClassifier
+from workers.moderation.runner import GateRunner
+
+MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
+
+
+async def gate_over(log: MemoryLog, classifier=None) -> tuple[GateRunner, MemoryConsumer]:
+    consumer = MemoryConsumer(log, EVENTS_RAW)
+    runner = GateRunner(ModerationGate(classifier, window_chars=16), consumer=consumer, producer=MemoryProducer(log))
+    await runner.start()
+    return runner, consumer
+
+
+async def test_blocked_text_is_held_back_cancelled_and_committed_once_per_batch():
+    log = MemoryLog()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    await worker.emit(Started, "j", 1, worker="w", model=MODEL)
+    for text in ["Once upon ", "a time there ", "was a forb", "idden word ", "and more"]:
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+    await worker.emit(Completed, "j", 1, usage=Usage(completion_tokens=5))
+    runner, consumer = await gate_over(log, BlocklistClassifier(["forbidden"]))
+    await runner.run(burst=True)
+    released = [decode_event(m.value) for m in log.read(EVENTS)]
+    assert [e.type for e in released][-2:] == ["moderation", "completed"]
+    assert "forb" not in "".join(e.text for e in released if isinstance(e, TokenDelta))
+    assert [json.loads(m.value)["reason"] for m in log.read(CONTROL)] == ["content_filter"]
+    assert consumer.commits == [{TopicPartition(EVENTS_RAW, 0): 7}]
+    await runner.stop()
+
+
+async def test_without_a_classifier_everything_passes_in_order():
+    log = MemoryLog()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    for text in ["a", "b", "c"]:
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+    runner, _ = await gate_over(log)
+    await runner.run(burst=True)
+    assert [decode_event(m.value).text for m in log.read(EVENTS)] == ["a", "b", "c"]
+
+
+async def test_malformed_event_is_dead_lettered_and_the_rest_pass():
+    log = MemoryLog()
+    log.append(EVENTS_RAW, b'{"type": "nonsense", "job_id": "j"}', key=b"j")
+    await EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER).emit(TokenDelta, "j", 1, text="ok",
+                                                                                 tokens=1)
+    runner, consumer = await gate_over(log)
+    await runner.run(burst=True)
+    (letter,) = [DeadLetter.model_validate_json(m.value) for m in log.read(DLQ)]
+    assert (letter.code, letter.consumer, letter.job_id) == (ErrorCode.MALFORMED_MESSAGE, "genloom-moderation", "j")
+    assert [decode_event(m.value).text for m in log.read(EVENTS)] == ["ok"]
+    assert consumer.committed == {TopicPartition(EVENTS_RAW, 0): 2}

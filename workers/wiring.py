@@ -1,0 +1,60 @@
+"""The edge of the workers: build a runner's Kafka clients and hand them to it.
+
+`python -m workers` and the integration tests build runners here; unit tests hand the runners
+in-memory doubles instead.
+"""
+
+from __future__ import annotations
+
+from infra.kafka import clients
+from infra.kafka.topics import EVENTS_RAW
+
+from .handler import Handler
+from .moderation.gate import ModerationGate
+from .moderation.runner import GROUP as GATE_GROUP
+from .moderation.runner import GateRunner
+from .runner import JobRunner, default_worker_id, jobs_group
+
+
+def job_runner(
+    handler: Handler,
+    *,
+    bootstrap: str,
+    worker_id: str | None = None,
+    max_concurrency: int | None = None,
+    fetch_max_wait_ms: int = 10,
+    session_timeout_ms: int = 6000,
+    heartbeat_interval_ms: int = 1000,
+    max_message_bytes: int = 8 * 1024 * 1024,
+    cancel_lookback_s: float = 3600.0,
+    events_topic: str = EVENTS_RAW,
+) -> JobRunner:
+    """A `JobRunner` for `handler` on the broker at `bootstrap` (clients not started yet)."""
+    worker_id = worker_id or default_worker_id(handler.modality.value)
+    capacity = max_concurrency or handler.max_concurrency
+    polling = dict(fetch_max_wait_ms=fetch_max_wait_ms, session_timeout_ms=session_timeout_ms,
+                   heartbeat_interval_ms=heartbeat_interval_ms, max_message_bytes=max_message_bytes)
+    return JobRunner(
+        handler,
+        producer=clients.producer(bootstrap, client_id=worker_id, max_message_bytes=max_message_bytes),
+        jobs=clients.consumer(bootstrap, group_id=jobs_group(handler.modality), client_id=worker_id,
+                              max_poll_records=capacity, **polling),
+        control=clients.consumer(bootstrap, group_id=None, client_id=f"{worker_id}-control", **polling),
+        worker_id=worker_id, max_concurrency=capacity, cancel_lookback_s=cancel_lookback_s,
+        events_topic=events_topic,
+    )
+
+
+def gate_runner(
+    gate: ModerationGate,
+    *,
+    bootstrap: str,
+    fetch_max_wait_ms: int = 10,
+    session_timeout_ms: int = 6000,
+    heartbeat_interval_ms: int = 1000,
+) -> GateRunner:
+    """A `GateRunner` for `gate` on the broker at `bootstrap` (clients not started yet)."""
+    consumer = clients.consumer(bootstrap, EVENTS_RAW, group_id=GATE_GROUP, client_id="genloom-moderation",
+                                max_poll_records=500, fetch_max_wait_ms=fetch_max_wait_ms,
+                                session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
+    return GateRunner(gate, consumer=consumer, producer=clients.producer(bootstrap, client_id="genloom-moderation"))
