@@ -14,6 +14,7 @@ from infra.blob.config import BlobSettings, blob_store
 from infra.kafka.clients import producer as kafka_producer
 from infra.kafka.clients import start_client
 from infra.redis.client import check, connect
+from infra.redis.jobstore import JobStore
 from infra.settings import KafkaSettings, RedisSettings
 
 from . import artifacts, errors, health, jobs
@@ -23,7 +24,6 @@ from .openai import images as openai_images
 from .openai import videos as openai_videos
 from .openai.catalog import TextModelCatalog
 from .openai.media_catalog import MediaCatalog
-from .admission import Admission
 from .auth import ApiKeys
 from .lifecycle import JobService
 from .settings import ApiKeySettings, GatewaySettings
@@ -67,12 +67,10 @@ def create_app(
 def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, producer) -> None:
     app.state.redis = redis
     app.state.producer = producer
-    admission = Admission(
-        redis, max_inflight=settings.max_inflight, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s
-    )
+    store = JobStore(redis, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s)
     app.state.jobs = JobService(
-        redis, producer, admission, retry_after_s=settings.retry_after_s, publish_timeout_s=settings.publish_timeout_s,
-        route_direct=settings.route == "direct",
+        store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
+        publish_timeout_s=settings.publish_timeout_s, route_direct=settings.route == "direct",
     )
 
 
