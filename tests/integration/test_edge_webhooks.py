@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from streams.fanout.webhooks import verify
+from infra.redis import keys as rkeys
 from schemas.events import Completed, Failed, Progress
+from streams.fanout.webhooks import Delivery, WebhookDispatcher, verify
 from tests.edge_helpers import InProcessServer, text_job, wait_for
 
 pytestmark = pytest.mark.integration
@@ -50,7 +52,7 @@ async def receiver():
     await server.stop()
 
 
-async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, receiver):
+async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, receiver, edge_redis):
     rec, url = receiver
     client = client_for("t-hook")
     spec = {"url": url, "events": ["completed", "failed", "progress"]}
@@ -62,7 +64,7 @@ async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, 
     await worker.publish(Completed(job_id=done, seq=4, source="worker", text="ok"))  # redelivered
     await worker.emit(Failed, broken, code="generation_error", message="boom")
     await wait_for(lambda: _count(rec, "completed", "failed"), timeout=20)
-    await asyncio.sleep(1.0)  # room for any wrong second delivery to show up
+    await wait_for(lambda: _settled(edge_redis, rec, done), timeout=20)
     delivered = rec.delivered()
     terminal = sorted((body["job_id"], body["type"]) for _, body in delivered if body["type"] != "progress")
     assert terminal == sorted([(done, "completed"), (broken, "failed")])
@@ -83,12 +85,18 @@ async def _count(rec: Receiver, *types: str) -> bool:
     return set(types) <= got
 
 
+async def _settled(redis, rec: Receiver, job_id: str) -> bool:
+    """The redelivered `completed` was dropped and every delivery is marked done: no second POST can follow."""
+    if await redis.hget(rkeys.dedupe(job_id), "dropped:after_terminal") != b"1":
+        return False
+    for headers, _ in rec.delivered():
+        job, entry = headers["x-genloom-event-id"].rsplit(":", 1)
+        if await redis.get(rkeys.webhook_mark(job, int(entry))) != b"delivered":
+            return False
+    return True
+
+
 async def test_two_deliverers_of_one_event_post_it_once(edge_redis, receiver):
-    import httpx
-
-    from infra.redis import keys as rkeys
-    from streams.fanout.webhooks import Delivery, WebhookDispatcher
-
     rec, url = receiver
     rec.calls.append((200, {}, b"{}"))  # use up the receiver's one failure
     async with httpx.AsyncClient() as http:
