@@ -129,6 +129,25 @@ async def test_cancel_while_queued_ends_the_job_once(client_for, worker, kafka_b
     assert await edge_store.inflight("t-cancel", "text") == 0
 
 
+async def test_a_chat_whose_job_is_cancelled_answers_409_cancelled(gateway_url, edge_keys):
+    auth = _auth(edge_keys, "t-cancel")
+    async with httpx.AsyncClient(base_url=gateway_url, headers=auth, timeout=30) as http:
+        model = (await http.get("/v1/models")).json()["data"][0]["id"]
+        chat = asyncio.create_task(http.post(
+            "/v1/chat/completions", headers={"Idempotency-Key": "chat-cancelled-1"},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+        await wait_for(lambda: _found(http, "/v1/jobs/chat-cancelled-1"))
+        cancel = await http.post("/v1/jobs/chat-cancelled-1/cancel")
+        response = await chat
+    assert cancel.status_code == 202
+    assert response.status_code == 409 and response.json()["error"]["code"] == "cancelled"
+    assert "cancelled before it finished" in response.json()["error"]["message"]
+
+
+async def _found(http: httpx.AsyncClient, path: str) -> bool:
+    return (await http.get(path)).status_code == 200
+
+
 async def _hget(redis, key, field):
     return await redis.hget(key, field)
 

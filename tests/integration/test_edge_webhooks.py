@@ -86,10 +86,11 @@ async def _count(rec: Receiver, *types: str) -> bool:
 
 
 async def _settled(redis, rec: Receiver, job_id: str) -> bool:
-    """The redelivered `completed` was dropped and every delivery is marked done: no second POST can follow."""
+    """The redelivered `completed` was dropped and every event posted (even one that failed first) is
+    marked delivered: no second POST can follow."""
     if await redis.hget(rkeys.dedupe(job_id), "dropped:after_terminal") != b"1":
         return False
-    for headers, _ in rec.delivered():
+    for _, headers, _ in rec.calls:
         job, entry = headers["x-genloom-event-id"].rsplit(":", 1)
         if await redis.get(rkeys.webhook_mark(job, int(entry))) != b"delivered":
             return False
