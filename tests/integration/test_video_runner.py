@@ -18,6 +18,8 @@ from infra.blob.local import LocalBlobStore
 from infra.kafka.codec import decode_event, encode
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
 from infra.procs import stop_process
+from infra.redis.client import connect
+from infra.redis.jobstore import Appended, Dropped, JobStore
 from schemas import CancelJob, VideoRequest, parse_request
 from schemas.events import TERMINAL_TYPES
 from tests.conftest import FAST_GROUP
@@ -137,21 +139,16 @@ async def _wait_for_group(procs: dict[int, subprocess.Popen], logs: dict[int, Pa
 
 async def _fanout_outcomes(redis_url: str, messages, *, fresh: bool = False) -> list:
     """Feed the job's messages, in log order, through the fan-out's dedupe script on a real Redis."""
-    import redis.asyncio as aioredis
-
-    from streams.fanout.logic import record_update
-    from streams.fanout.script import FanoutScript
-
     # database 15: the session's streams process may already have fanned these events out in db 0
-    client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
+    client = connect(redis_url.rsplit("/", 1)[0] + "/15")
     try:
         if fresh:
             await client.flushdb()
-        script = FanoutScript(client, replay_maxlen=1000, ttl_s=600)
+        store = JobStore(client, replay_maxlen=1000, job_ttl_s=600)
         outcomes = []
         for m in messages:
             event = decode_event(m.value)
-            outcomes.append((event, await script.apply(event, m.value, record_update(event), time.time())))
+            outcomes.append((event, await store.apply(event, m.value, time.time())))
         return outcomes
     finally:
         await client.aclose()
@@ -231,8 +228,6 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
         # What clients see: the fan-out's dedupe keeps exactly one terminal, the new attempt's,
         # and a late redelivery of the killed attempt's events is dropped.
         outcomes = await _fanout_outcomes(redis_url, mine, fresh=True)
-        from streams.fanout.script import Appended, Dropped
-
         kept_terminals = [e for e, r in outcomes if isinstance(r, Appended) and e.type in TERMINAL_TYPES]
         assert [(e.type, e.attempt) for e in kept_terminals] == [("completed", final)]
         late = next(m for m in mine if decode_event(m.value).attempt == started.attempt)
