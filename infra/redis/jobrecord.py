@@ -100,34 +100,7 @@ class JobRecord(BaseModel):
 
     def to_fields(self) -> dict[str, str]:
         """The hash fields of the values this record was built with (a partial record is a partial update)."""
-        out: dict[str, str] = {}
-        for name in self.model_fields_set:
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if name in _JSON:
-                out[name] = value.model_dump_json()
-            elif name in _FLOATS:
-                out[name] = repr(float(value))
-            elif name in ("last_event_id", "terminal_id"):
-                out[name] = str(value)
-            elif name == "slot_held":
-                if value:
-                    out[name] = "1"
-            elif name == "progress":
-                out.update(progress_step=str(value.step), progress_total=str(value.total))
-                if value.stage:
-                    out["progress_stage"] = value.stage
-            elif name == "artifacts":
-                out.update({f"{_ARTIFACT}{a.index}": a.model_dump_json() for a in value})
-            elif name == "error":
-                out.update(error_code=value.code.value, error_message=value.message,
-                           retryable="1" if value.retryable else "0")
-            elif name == "video_meta":
-                out[_VIDEO_META] = _dumps(value)
-            else:  # strings and string enums
-                out[name] = str(value)
-        return out
+        return fields_of({name: getattr(self, name) for name in self.model_fields_set})
 
     @classmethod
     def from_fields(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> JobRecord:
@@ -172,6 +145,39 @@ class JobRecord(BaseModel):
             model_info=self.model_info, error=self.error, cancel_reason=self.cancel_reason,
             last_event_id=self.last_event_id,
         )
+
+
+def fields_of(values: Mapping[str, Any]) -> dict[str, str]:
+    """The hash fields of typed record values by JobRecord field name (None values are not written)."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in _JSON:
+            out[name] = value.model_dump_json()
+        elif name in _FLOATS:
+            out[name] = repr(float(value))
+        elif name in ("last_event_id", "terminal_id"):
+            out[name] = str(value)
+        elif name == "slot_held":
+            if value:
+                out[name] = "1"
+        elif name == "progress":
+            out.update(progress_step=str(value.step), progress_total=str(value.total))
+            if value.stage:
+                out["progress_stage"] = value.stage
+        elif name == "artifacts":
+            out.update({f"{_ARTIFACT}{a.index}": a.model_dump_json() for a in value})
+        elif name == "error":
+            out.update(error_code=value.code.value, error_message=value.message,
+                       retryable="1" if value.retryable else "0")
+        elif name == "video_meta":
+            out[_VIDEO_META] = _dumps(value)
+        elif name in JobRecord.model_fields:  # strings and string enums
+            out[name] = str(value)
+        else:
+            raise KeyError(f"{name!r} is not a JobRecord field")
+    return out
 
 
 def video_meta_field(meta: dict[str, str | None]) -> tuple[str, str]:
@@ -245,5 +251,5 @@ def record_update(event: JobEvent) -> RecordUpdate:
     terminal = event.type.terminal
     if terminal:
         sets["finished_at"] = ts
-    return RecordUpdate(status_of(event), terminal, JobRecord(**sets).to_fields(),
-                        JobRecord(**if_absent).to_fields())
+    # the values come from a validated event: serialised without building a record (hot path)
+    return RecordUpdate(status_of(event), terminal, fields_of(sets), fields_of(if_absent))
