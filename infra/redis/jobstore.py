@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis.asyncio as aioredis
 
+from schemas.enums import EventType
 from schemas.events import JobEvent, parse_event
 
 from . import keys
@@ -147,19 +149,23 @@ class Dropped:
 
 @dataclass(frozen=True)
 class Entry:
-    """One replay log entry: its number, the event parsed, and the exact JSON the fan-out stored."""
+    """One replay log entry: its number, its event's type, and the exact JSON the fan-out stored.
+
+    `event` parses that JSON on first use, once; a reader that only relays the bytes (the job SSE
+    and WebSocket) never pays for it.
+    """
 
     id: int
-    event: JobEvent
+    type: EventType
     data: bytes
 
-    @property
-    def type(self) -> str:
-        return self.event.type
+    @cached_property
+    def event(self) -> JobEvent:
+        return parse_event(self.data)
 
     @property
     def terminal(self) -> bool:
-        return self.event.type.terminal
+        return self.type.terminal
 
 
 class ReplayExpired(Exception):
@@ -176,8 +182,7 @@ def _entry_number(stream_id: bytes) -> int:
 
 
 def _entry(stream_id: bytes, fields: dict[bytes, bytes]) -> Entry:
-    data = fields[b"data"]
-    return Entry(_entry_number(stream_id), parse_event(data), data)
+    return Entry(_entry_number(stream_id), EventType(fields[b"type"].decode()), fields[b"data"])
 
 
 class JobStore:

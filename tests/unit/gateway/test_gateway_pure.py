@@ -13,8 +13,8 @@ from gateway.follow import failure, parse_cursor
 from gateway.sse import error_frame, frame
 from infra.kafka.topics import ACCEPTED_HEADER
 from infra.redis.jobstore import Entry
-from schemas.enums import ErrorCode, EventSource
-from schemas.events import Cancelled, Failed, TokenDelta
+from schemas.enums import ErrorCode, EventSource, EventType
+from schemas.events import Cancelled, Failed
 
 TEXT = {"modality": "text", "params": {"messages": [{"role": "user", "content": "hi"}]}}
 
@@ -104,9 +104,8 @@ def test_terminal_events_become_errors_with_their_own_codes():
 
 def test_sse_frames_parse_back():
     parser = SseParser()
-    event = TokenDelta(job_id="j", seq=1, source=EventSource.WORKER, text="a", tokens=1)
-    data = b'{"a":\n1}'  # the stored bytes travel as they are, beside the parsed event
-    raw = frame(Entry(12, event, data)) + b": keep-alive\n\n" + error_frame(ErrorCode.REPLAY_EXPIRED, "old")
+    # the stored bytes travel as they are, unparsed
+    raw = frame(Entry(12, EventType.TOKEN, b'{"a":\n1}')) + b": keep-alive\n\n" + error_frame(ErrorCode.REPLAY_EXPIRED, "old")
     items = [item for line in raw.decode().split("\n") if (item := parser.feed(line))]
     assert items[0] == ("12", "token", '{"a":\n1}')
     assert items[1][1] == "error" and '"replay_expired"' in items[1][2]
