@@ -39,8 +39,8 @@ from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.emitter import EventEmitter  # noqa: E402
 from infra.kafka.topics import EVENTS, catalogue  # noqa: E402
 from infra.procs import stop_process  # noqa: E402
-from infra.redis import keys as rkeys  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
+from infra.redis.jobstore import JobStore  # noqa: E402
 from infra.redis.server import LocalRedis  # noqa: E402
 from infra.settings.gateway import GatewaySettings  # noqa: E402
 from schemas.enums import EventSource  # noqa: E402
@@ -139,7 +139,8 @@ async def main(args: argparse.Namespace) -> dict:
         emitter = EventEmitter(producer, EVENTS, EventSource.WORKER)
         warm = (await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "w"}]}}))["id"]
         deadline = time.monotonic() + 90
-        while not await redis.hget(rkeys.job_record(warm), "last_event_id"):
+        store = JobStore(redis)
+        while not ((record := await store.load(warm)) and record.last_event_id):
             if time.monotonic() > deadline:
                 raise TimeoutError("the fan-out never started")
             await asyncio.sleep(0.2)

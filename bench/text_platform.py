@@ -41,11 +41,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
 
 from infra.models.settings import TextSettings  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
-from infra.redis import keys  # noqa: E402
+from infra.redis.client import connect  # noqa: E402
+from infra.redis.jobstore import JobStore  # noqa: E402
+from schemas.enums import JobStatus  # noqa: E402
+from schemas.events import Started, TokenDelta  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "text_platform.json"
@@ -159,7 +161,8 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, re
     http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
     clients = {"http": lambda p: _http_stream(http, model, p, max_tokens),
                "sdk": lambda p: _sdk_stream(sdk, model, p, max_tokens)}
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(redis_url)
+    store = JobStore(redis)
     for stream in clients.values():
         await stream(PROMPTS[0])  # warm-up
     runs: dict[str, dict[str, list[float]]] = {
@@ -168,9 +171,9 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, re
         name = "http" if i % 2 == 0 else "sdk"
         wall, start = time.time(), time.perf_counter()
         first, last, text, job_id = await clients[name](PROMPTS[(i // 2 + 1) % len(PROMPTS)])
-        events = [json.loads(f[b"data"]) for _, f in await redis.xrange(keys.replay_log(job_id))]
-        started = next(e["ts"] for e in events if e["type"] == "started")
-        first_token = next(e["ts"] for e in events if e["type"] == "token")
+        events = [entry.event for entry in await store.entries(job_id)]
+        started = next(e.ts for e in events if isinstance(e, Started))
+        first_token = next(e.ts for e in events if isinstance(e, TokenDelta))
         run = runs[name]
         run["ttft"].append(first - start)
         run["tpot"].append((last - first) / max(1, count_tokens(text) - 1))
@@ -207,7 +210,8 @@ async def concurrent(url: str, key: str, model: str, concurrency: int, max_token
 async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int = 5, read: int = 4) -> dict:
     """Close a streamed completion after `read` content chunks; count the tokens the worker still made."""
     client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect(redis_url)
+    store = JobStore(redis)
     extra = []
     for _ in range(rounds):
         stream = await client.chat.completions.create(
@@ -222,11 +226,11 @@ async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int
         job_id = chunk.id.removeprefix("chatcmpl-")
         await stream.close()
         for _ in range(300):
-            if (await redis.hget(keys.job_record(job_id), "status") or b"") in (b"cancelled", b"completed"):
+            record = await store.load(job_id)
+            if record is not None and record.status in (JobStatus.CANCELLED, JobStatus.COMPLETED):
                 break
             await asyncio.sleep(0.1)
-        entries = await redis.xrange(keys.replay_log(job_id))
-        generated = sum(json.loads(f[b"data"]).get("tokens", 0) for _, f in entries if f[b"type"] == b"token")
+        generated = sum(e.event.tokens for e in await store.entries(job_id) if isinstance(e.event, TokenDelta))
         extra.append(generated - received)
     await client.close()
     await redis.aclose()

@@ -15,6 +15,7 @@ from infra.kafka.clients import producer as kafka_producer
 from infra.kafka.clients import start_client
 from infra.models.catalog import MediaCatalog, TextModelCatalog
 from infra.redis.client import check, connect
+from infra.redis.jobstore import JobStore
 from infra.settings import KafkaSettings, RedisSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 
@@ -23,7 +24,6 @@ from .openai import audio as openai_audio
 from .openai import chat as openai_chat
 from .openai import images as openai_images
 from .openai import videos as openai_videos
-from .admission import Admission
 from .auth import ApiKeys
 from .lifecycle import JobService
 
@@ -66,12 +66,10 @@ def create_app(
 def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, producer) -> None:
     app.state.redis = redis
     app.state.producer = producer
-    admission = Admission(
-        redis, max_inflight=settings.max_inflight, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s
-    )
+    store = JobStore(redis, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s)
     app.state.jobs = JobService(
-        redis, producer, admission, retry_after_s=settings.retry_after_s, publish_timeout_s=settings.publish_timeout_s,
-        route_direct=settings.route == "direct",
+        store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
+        publish_timeout_s=settings.publish_timeout_s, route_direct=settings.route == "direct",
     )
 
 

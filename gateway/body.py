@@ -1,15 +1,33 @@
-"""Reading a JSON body safely: content type, then size (header and streamed count), then JSON."""
+"""Reading and validating request bodies: content type, then size (header and streamed count), then
+JSON (or the multipart form OpenAI's video API takes), then the contract. Everything here answers
+with an ApiError of a stable code before anything is queued."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
+from schemas import AnyRequest
 from schemas.enums import ErrorCode
+from schemas.errors import describe_validation_error, validation_error_param
+from schemas.openai import _Lenient
+from schemas.requests import is_valid_id, parse_request
 
 from .errors import ApiError
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+#: fields that differ between two submissions of the same job without making them different jobs
+_NOT_FINGERPRINTED = frozenset({"job_id", "submitted_at"})
+
+
+# -- bytes --
 
 def check_content_type(content_type: str | None) -> None:
     media = (content_type or "").split(";", 1)[0].strip().lower()
@@ -53,6 +71,25 @@ def parse_json(body: bytes) -> object:
         ) from None
 
 
+def form_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """The text fields of a multipart/form-data body (what the OpenAI SDK sends to POST /v1/videos)."""
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+                                                  + body)
+    if not message.is_multipart():
+        raise ApiError(ErrorCode.INVALID_REQUEST, "multipart body without parts or boundary: send JSON instead")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            raise ApiError(ErrorCode.INVALID_REQUEST, "a multipart part has no name")
+        if part.get_filename() is not None:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, f"file uploads ({name}) are not supported by genloom",
+                           param=name)
+        payload = part.get_payload(decode=True) or b""
+        fields[name] = payload.decode(part.get_content_charset() or "utf-8")
+    return fields
+
+
 async def read_bounded(request: Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 as soon as it is known to be larger than max_bytes."""
     check_declared_length(request.headers.get("content-length"), max_bytes)
@@ -70,3 +107,98 @@ async def read_json(request: Request, max_bytes: int) -> object:
     """The parsed body; 415, 413 and 400 before anything is parsed that should not be."""
     check_content_type(request.headers.get("content-type"))
     return parse_json(await read_bounded(request, max_bytes))
+
+
+async def read_json_or_form(request: Request, max_bytes: int) -> object:
+    """A JSON body, or the text fields of a multipart/form-data one."""
+    content_type = request.headers.get("content-type") or ""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in ("application/json", "multipart/form-data"):
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                       f"Content-Type {media or '(none)'!r} is not supported: send application/json or"
+                       " multipart/form-data", param="Content-Type")
+    raw = await read_bounded(request, max_bytes)
+    return form_fields(raw, content_type) if media == "multipart/form-data" else parse_json(raw)
+
+
+# -- contracts --
+
+def invalid(exc: ValidationError) -> ApiError:
+    """The 400 of a body that does not match its contract, with the stable code and the field at fault."""
+    code, message = describe_validation_error(exc)
+    return ApiError(code, message, param=validation_error_param(exc))
+
+
+def validate(model: type[_Model], data: dict[str, Any]) -> _Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def parse_body(model: type[_Model], data: object, what: str) -> _Model:
+    """An OpenAI-style body as `model`; unknown fields are a 400 that names them."""
+    if not isinstance(data, dict):
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"body must be a JSON object ({what})")
+    body = validate(model, data)
+    unsupported = body.unsupported() if isinstance(body, _Lenient) else []
+    if unsupported:
+        raise ApiError(ErrorCode.INVALID_PARAMETER,
+                       f"not supported by genloom: {', '.join(unsupported)}; remove them", param=unsupported[0])
+    return body
+
+
+def build_job(model_cls: type[_Model], data: dict[str, Any], *, tenant: str, job_id: str | None,
+              user: str | None = None) -> _Model:
+    """The job request for the tenant (and the caller's idempotency key), validated by its contract."""
+    data = {**data, "tenant": tenant}
+    if job_id:
+        data["job_id"] = job_id
+    if user:
+        data["user"] = user
+    return validate(model_cls, data)
+
+
+def build_request(data: object, tenant: str, idempotency_key: str | None) -> AnyRequest:
+    """A `POST /v1/jobs` body as the request the gateway publishes.
+
+    The tenant always comes from the API key: a body that names another tenant is rejected
+    (400, param ``tenant``) rather than silently rewritten, so a misconfigured client finds out.
+    """
+    if not isinstance(data, dict):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "body must be a JSON object (a GenerationRequest)")
+    body_tenant = data.get("tenant")
+    if body_tenant is not None and body_tenant != tenant:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            "`tenant` differs from the API key's tenant: omit it, the key decides the tenant",
+            param="tenant",
+        )
+    if idempotency_key is not None:
+        if not is_valid_id(idempotency_key):
+            raise ApiError(
+                ErrorCode.INVALID_PARAMETER,
+                "Idempotency-Key must be 1-128 characters of letters, digits and _.:@- starting with"
+                " a letter or digit",
+                param="Idempotency-Key",
+            )
+        body_id = data.get("job_id")
+        if body_id is not None and body_id != idempotency_key:
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST,
+                "`job_id` and the Idempotency-Key header differ: send one, or the same value in both",
+                param="job_id",
+            )
+        data = {**data, "job_id": idempotency_key}
+    try:
+        return parse_request({**data, "tenant": tenant})
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def fingerprint(request: AnyRequest) -> str:
+    """What makes two submissions of one job id the same request (SHA-256 of canonical JSON)."""
+    canonical = json.dumps(
+        request.model_dump(mode="json", exclude=set(_NOT_FINGERPRINTED)), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

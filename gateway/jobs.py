@@ -10,17 +10,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSoc
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
+from infra.redis.jobstore import ReplayExpired
 from schemas.api import ErrorBody, JobView
 from schemas.enums import ErrorCode
 from schemas.requests import REQUEST_ADAPTER
 
 from . import sse
 from .auth import authenticate, tenant_of
-from .body import read_json
+from .body import build_request, read_json
 from .errors import ApiError
+from .follow import JobFollow, follow_job, parse_cursor
 from .lifecycle import JobService
-from .replay import ReplayExpired, follow, parse_cursor
-from .submission import build_request
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -90,10 +90,9 @@ async def job_events(
     last_event_id: str | None = Query(default=None),
 ) -> StreamingResponse:
     after = _cursor(last_event_id_header, last_event_id)
-    record = await _jobs(request).require(job_id, tenant)
-    state = request.app.state
+    follow = await follow_job(request, job_id, tenant, after=after, cancels=False)
     return StreamingResponse(
-        sse.stream(state.redis, job_id, record, after, state.settings.sse_keepalive_s),
+        sse.stream(follow),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -108,14 +107,14 @@ async def job_websocket(websocket: WebSocket, job_id: str, api_key: str | None =
     try:
         tenant = authenticate(state.api_keys, websocket.headers.get("authorization"), api_key)
         after = _cursor(websocket.headers.get("last-event-id"), last_event_id)
-        record = await state.jobs.require(job_id, tenant)
+        follow = await follow_job(websocket, job_id, tenant, after=after, cancels=False)
     except ApiError as err:
         close = {ErrorCode.UNAUTHORIZED: WS_UNAUTHORIZED, ErrorCode.NOT_FOUND: WS_NOT_FOUND}.get(err.code, WS_BAD_CURSOR)
         await websocket.send_text(err.body().model_dump_json())
         await websocket.close(code=close)
         return
     lock = asyncio.Lock()
-    writer = asyncio.create_task(_write(websocket, state, job_id, record, after, lock))
+    writer = asyncio.create_task(_write(websocket, follow, lock))
     listener = asyncio.create_task(_listen(websocket, state.jobs, job_id, tenant, lock))
     # the client leaving ends the listener, which stops the reading at once (the job goes on)
     await asyncio.wait({writer, listener}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,10 +123,9 @@ async def job_websocket(websocket: WebSocket, job_id: str, api_key: str | None =
     await asyncio.gather(writer, listener, return_exceptions=True)
 
 
-async def _write(websocket: WebSocket, state, job_id: str, record: dict[str, str], after: int | None,
-                 lock: asyncio.Lock) -> None:
+async def _write(websocket: WebSocket, follow: JobFollow, lock: asyncio.Lock) -> None:
     try:
-        async for entry in follow(state.redis, job_id, record, after, int(state.settings.sse_keepalive_s * 1000)):
+        async for entry in follow:
             if entry is None:
                 continue
             text = '{"id":%d,"type":%s,"event":%s}' % (entry.id, json.dumps(entry.type), entry.data.decode())

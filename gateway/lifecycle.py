@@ -6,28 +6,22 @@ import asyncio
 import logging
 import time
 
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 
 from infra.kafka.codec import encode
-from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
-from infra.redis import keys
+from infra.kafka.topics import ACCEPTED_HEADER, CONTROL, EVENTS, REQUESTS, jobs_topic
+from infra.redis.jobrecord import JobRecord
+from infra.redis.jobstore import Existing, Full, JobStore
 from schemas import AnyRequest
 from schemas.api import JobView
 from schemas.control import CancelJob
 from schemas.enums import ErrorCode, EventSource, JobStatus
 from schemas.events import Accepted, Cancelled
 
-from . import records
-from .admission import Admission, Existing, Full
+from .body import fingerprint
 from .errors import ApiError, not_found
-from .submission import fingerprint
 
 log = logging.getLogger(__name__)
-
-#: Kafka header telling the routing agent that the gateway published `accepted` itself; must
-#: equal streams.routing.agents.ACCEPTED_HEADER (a unit test checks it)
-ACCEPTED_HEADER = "genloom-accepted"
 
 #: the gateway's own events per job: `accepted` is seq 0, a cancel-while-queued is seq 1
 _ACCEPTED_SEQ, _CANCELLED_SEQ = 0, 1
@@ -36,21 +30,19 @@ _ACCEPTED_SEQ, _CANCELLED_SEQ = 0, 1
 class JobService:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        store: JobStore,
         producer,
-        admission: Admission,
         *,
+        max_inflight: int,
         retry_after_s: int,
         publish_timeout_s: float,
-        cancel_ttl_s: int = keys.CANCEL_TTL_S,
         route_direct: bool = True,
     ) -> None:
-        self._redis = redis
+        self.store = store
         self._producer = producer
-        self._admission = admission
+        self._max_inflight = max_inflight
         self._retry_after = retry_after_s
         self._timeout = publish_timeout_s
-        self._cancel_ttl = cancel_ttl_s
         self._route_direct = route_direct
 
     def destination(self, request: AnyRequest) -> tuple[str, list[tuple[str, bytes]] | None]:
@@ -68,11 +60,12 @@ class JobService:
         """The job and whether this call created it (False: an idempotent repeat)."""
         fp = fingerprint(request)
         modality = request.modality.value
-        record = records.initial_record(
-            tenant=request.tenant, modality=modality, model=request.model, fingerprint=fp,
-            webhook=request.webhook.model_dump_json() if request.webhook else None, created_at=time.time(),
+        record = JobRecord(
+            status=JobStatus.QUEUED, tenant=request.tenant, modality=request.modality, model=request.model,
+            fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
+            created_at=time.time(),
         )
-        outcome = await self._admission.admit(request.job_id, request.tenant, modality, record)
+        outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight)
         if isinstance(outcome, Existing):
             if outcome.fingerprint != fp or outcome.tenant != request.tenant:
                 raise ApiError(
@@ -99,36 +92,31 @@ class JobService:
             topic, headers = self.destination(request)
             await self._publish((topic, request.key, encode(request), headers))
         except ApiError:
-            await self._admission.rollback(request.job_id, request.tenant, modality, fp)
+            await self.store.rollback(request.job_id, record)
             raise
         try:
             await self._publish((EVENTS, request.job_id, encode(accepted), None))
         except ApiError:
             # the job is durable and will run; only its `accepted` event is missing from the stream
             log.error("job %s is queued but its accepted event could not be published", request.job_id)
-        return records.view(request.job_id, record), True
+        return record.view(request.job_id), True
 
     async def get(self, job_id: str, tenant: str) -> JobView:
-        record = await records.load(self._redis, job_id)
-        if not records.owned_by(record, tenant):
-            raise not_found("job", job_id)
-        return records.view(job_id, record)
+        return (await self.require(job_id, tenant)).view(job_id)
 
-    async def require(self, job_id: str, tenant: str) -> dict[str, str]:
-        record = await records.load(self._redis, job_id)
-        if not records.owned_by(record, tenant):
+    async def require(self, job_id: str, tenant: str) -> JobRecord:
+        """The job's record; 404 when it does not exist or another tenant owns it."""
+        record = await self.store.load(job_id)
+        if record is None or not record.owned_by(tenant):
             raise not_found("job", job_id)
         return record
 
     async def cancel(self, job_id: str, tenant: str, reason: str | None = None) -> tuple[JobView, bool]:
         """The job, and whether this call published the cancel (False: terminal or cancelled already)."""
         record = await self.require(job_id, tenant)
-        status = JobStatus(record.get("status", "queued"))
-        if status.terminal:
-            return records.view(job_id, record), False
-        flag = keys.cancel_flag(job_id)
-        if not await self._redis.set(flag, tenant, nx=True, ex=self._cancel_ttl):
-            return records.view(job_id, record), False
+        status = record.status
+        if status.terminal or not await self.store.flag_cancel(job_id, tenant):
+            return record.view(job_id), False
         messages = [(CONTROL, job_id, encode(CancelJob(job_id=job_id, tenant=tenant, reason=reason)), None)]
         if status == JobStatus.QUEUED:
             cancelled = Cancelled(
@@ -138,9 +126,9 @@ class JobService:
         try:
             await self._publish(*messages)
         except ApiError:
-            await self._redis.delete(flag)
+            await self.store.clear_cancel(job_id)
             raise
-        return records.view(job_id, record), True
+        return record.view(job_id), True
 
     async def _publish(self, *messages: tuple[str, str, bytes, list | None]) -> None:
         """Send all, then wait for every acknowledgement; any failure is one 503."""

@@ -1,15 +1,14 @@
-"""Server-sent events: frame formatting (pure) and the stream of one job's replay log."""
+"""Server-sent events of one job: frame formatting (pure) and the job SSE body over `follow_job`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
-
+from infra.redis.jobstore import Entry, ReplayExpired
 from schemas.api import ErrorBody, ErrorDetail
 from schemas.enums import ErrorCode
 
-from .replay import Entry, ReplayExpired, follow
+from .follow import JobFollow
 
 KEEPALIVE = b": keep-alive\n\n"
 
@@ -25,17 +24,15 @@ def error_frame(code: ErrorCode, message: str) -> bytes:
     return b"event: error\ndata: " + body + b"\n\n"
 
 
-async def stream(
-    redis: aioredis.Redis, job_id: str, record: dict[str, str], after: int | None, keepalive_s: float
-) -> AsyncIterator[bytes]:
+async def stream(follow: JobFollow) -> AsyncIterator[bytes]:
     """The SSE body: events up to the terminal one, keep-alives while idle, an error frame on expiry.
 
     Starlette cancels this generator when the client disconnects, which ends the blocking read;
-    a disconnect never cancels the job.
+    a disconnect never cancels the job (follow it with ``cancels=False``).
     """
     yield b"retry: 1000\n\n"
     try:
-        async for entry in follow(redis, job_id, record, after, int(keepalive_s * 1000)):
+        async for entry in follow:
             yield KEEPALIVE if entry is None else frame(entry)
     except ReplayExpired as exc:
         yield error_frame(ErrorCode.REPLAY_EXPIRED, str(exc))

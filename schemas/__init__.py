@@ -6,6 +6,7 @@ from .enums import (
     AudioFormat,
     ErrorCode,
     EventSource,
+    EventType,
     FinishReason,
     ImageScheduler,
     JobStatus,

@@ -51,6 +51,38 @@ class FinishReason(StrEnum):
     CONTENT_FILTER = "content_filter"
 
 
+class EventType(StrEnum):
+    """The ``type`` of a job event; the discriminator of `JobEvent`."""
+
+    #: the job is durable and will end in exactly one terminal event
+    ACCEPTED = "accepted"
+    #: a worker began generating
+    STARTED = "started"
+    #: new text of a text job
+    TOKEN = "token"
+    #: a long operation advanced (a denoising step)
+    PROGRESS = "progress"
+    #: a piece of speech
+    AUDIO = "audio"
+    #: a generated file in the blob store
+    ARTIFACT = "artifact"
+    #: what the moderation gate decided
+    MODERATION = "moderation"
+    #: terminal: the job finished
+    COMPLETED = "completed"
+    #: terminal: the job ended with an error
+    FAILED = "failed"
+    #: terminal: the job was stopped on request
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_EVENTS
+
+
+_TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
 class EventSource(StrEnum):
     """Which stage emitted an event; the fan-out deduplicates per source and attempt."""
 
@@ -119,6 +151,10 @@ class ErrorCode(StrEnum):
     MODALITY_UNAVAILABLE = "modality_unavailable"
     #: Kafka or Redis could not be reached
     BACKEND_UNAVAILABLE = "backend_unavailable"
+    #: the job was cancelled (on request, or by another client) before it finished
+    CANCELLED = "cancelled"
+    #: the client went away before the job finished, so it was cancelled
+    CLIENT_DISCONNECTED = "client_disconnected"
     #: a bug; the message says where to report it
     INTERNAL_ERROR = "internal_error"
 

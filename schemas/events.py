@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, TypeAdapter
 
 from ._base import Contract
-from .enums import ErrorCode, EventSource, FinishReason, Modality
+from .enums import ErrorCode, EventSource, EventType, FinishReason, Modality
 
 
 class _EventBase(Contract):
@@ -65,7 +65,7 @@ class Timings(Contract):
 class Accepted(_EventBase):
     """The job is durable on the request topic and will end in exactly one terminal event."""
 
-    type: Literal["accepted"] = "accepted"
+    type: Literal[EventType.ACCEPTED] = EventType.ACCEPTED
     tenant: str = Field(description="Owning tenant.")
     modality: Modality
     model: str | None = None
@@ -74,7 +74,7 @@ class Accepted(_EventBase):
 class Started(_EventBase):
     """A worker began generating."""
 
-    type: Literal["started"] = "started"
+    type: Literal[EventType.STARTED] = EventType.STARTED
     worker: str = Field(description="Worker instance id.")
     model: ModelInfo
     queue_s: float | None = Field(default=None, ge=0, description="Time spent queued.")
@@ -83,7 +83,7 @@ class Started(_EventBase):
 class TokenDelta(_EventBase):
     """New text; deltas of one decode step are coalesced into one event."""
 
-    type: Literal["token"] = "token"
+    type: Literal[EventType.TOKEN] = EventType.TOKEN
     text: str = Field(description="Text to append; never splits a character.")
     tokens: int = Field(ge=0, description="Tokens this delta covers.")
 
@@ -91,7 +91,7 @@ class TokenDelta(_EventBase):
 class Progress(_EventBase):
     """A long operation advanced (one event per denoising step)."""
 
-    type: Literal["progress"] = "progress"
+    type: Literal[EventType.PROGRESS] = EventType.PROGRESS
     step: int = Field(ge=0, description="Steps done.")
     total: int = Field(ge=1, description="Steps in all.")
     stage: str | None = Field(default=None, max_length=64, description="e.g. denoise, encode.")
@@ -100,7 +100,7 @@ class Progress(_EventBase):
 class AudioChunk(_EventBase):
     """A piece of speech, streamed sentence by sentence."""
 
-    type: Literal["audio"] = "audio"
+    type: Literal[EventType.AUDIO] = EventType.AUDIO
     index: int = Field(ge=0, description="Chunk number, from 0.")
     data: str = Field(description="Base64 of raw s16le mono PCM.")
     sample_rate: int = Field(gt=0)
@@ -111,7 +111,7 @@ class AudioChunk(_EventBase):
 class Artifact(_EventBase):
     """A generated file, stored in the blob store."""
 
-    type: Literal["artifact"] = "artifact"
+    type: Literal[EventType.ARTIFACT] = EventType.ARTIFACT
     index: int = Field(default=0, ge=0, description="Which output of the job (image n).")
     uri: str = Field(description="Where the artifact is stored (blob store URI).")
     mime_type: str
@@ -126,7 +126,7 @@ class Artifact(_EventBase):
 class ModerationVerdict(_EventBase):
     """What the moderation gate decided about the prompt or a window of output."""
 
-    type: Literal["moderation"] = "moderation"
+    type: Literal[EventType.MODERATION] = EventType.MODERATION
     target: Literal["prompt", "output", "artifact"]
     allowed: bool
     categories: list[str] = Field(default_factory=list, description="Categories that fired.")
@@ -137,7 +137,7 @@ class ModerationVerdict(_EventBase):
 class Completed(_EventBase):
     """Terminal: the job finished."""
 
-    type: Literal["completed"] = "completed"
+    type: Literal[EventType.COMPLETED] = EventType.COMPLETED
     finish_reason: FinishReason = FinishReason.STOP
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
@@ -147,7 +147,7 @@ class Completed(_EventBase):
 class Failed(_EventBase):
     """Terminal: the job ended with an error."""
 
-    type: Literal["failed"] = "failed"
+    type: Literal[EventType.FAILED] = EventType.FAILED
     code: ErrorCode
     message: str = Field(description="What went wrong and what to do about it.")
     retryable: bool = Field(default=False, description="Resubmitting may succeed.")
@@ -156,7 +156,7 @@ class Failed(_EventBase):
 class Cancelled(_EventBase):
     """Terminal: the job was stopped on request."""
 
-    type: Literal["cancelled"] = "cancelled"
+    type: Literal[EventType.CANCELLED] = EventType.CANCELLED
     reason: str | None = Field(default=None, max_length=512)
 
 
@@ -177,7 +177,7 @@ JobEvent = Annotated[
 ]
 """Any job event, told apart by ``type``."""
 
-TERMINAL_TYPES = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_TYPES = frozenset(t for t in EventType if t.terminal)
 
 EVENT_ADAPTER: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
 

@@ -11,6 +11,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._base import Contract
+from .enums import FinishReason
 
 
 class _Lenient(BaseModel):
@@ -74,7 +75,7 @@ class ChoiceMessage(Contract):
 class Choice(Contract):
     index: int = 0
     message: ChoiceMessage
-    finish_reason: str | None
+    finish_reason: FinishReason | None
     logprobs: None = None
 
 
@@ -102,7 +103,7 @@ class ChunkDelta(Contract):
 class ChunkChoice(Contract):
     index: int = 0
     delta: ChunkDelta
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 

@@ -7,24 +7,25 @@ the first sentence is an HTTP error with its code. Closing the stream cancels th
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
+from infra.redis.jobstore import Entry
+from schemas.enums import EventType
+from schemas.events import AudioChunk, Completed
 from schemas.openai import SpeechCreateRequest
 
+from ..artifacts import read_artifact
 from ..auth import tenant_of
-from ..body import read_json
-from ..replay import Entry
-from .bodies import parse_body
+from ..body import parse_body, read_json
+from ..follow import JobFollow, failure, follow_job, result_of
 from .media import speech_delta, speech_done, sse_error, to_speech_request
-from .outcome import cancel_later, events_of, failure, next_event, read_artifact, wait_for_result
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-_AUDIO = frozenset({"audio"})
+_AUDIO = frozenset({EventType.AUDIO})
 
 
 @router.post("/audio/speech", summary="Text to speech (OpenAI-compatible)",
@@ -39,25 +40,24 @@ async def create_speech(request: Request, tenant: str = Depends(tenant_of)):
                             model=state.media.speech)
     await state.jobs.submit(job)
     headers = {"X-Genloom-Job-Id": job.job_id}
+    follow = await follow_job(request, job.job_id, tenant)
     if body.stream_format == "sse":
-        events = await events_of(request, job.job_id, tenant)
         try:
-            first = await next_event(events, request, job.job_id, tenant, _AUDIO)
-            if first is not None and first.type in ("failed", "cancelled"):
-                raise failure(first)
+            first = await follow.next_of(_AUDIO)
+            if first is not None and first.terminal and not isinstance(first.event, Completed):
+                raise failure(first.event)
         except BaseException:
-            await events.aclose()
+            await follow.aclose()
             raise
-        return StreamingResponse(_stream(request, events, first, job.job_id, tenant), media_type="text/event-stream",
+        return StreamingResponse(_stream(follow, first), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers})
-    outcome = await wait_for_result(request, job.job_id, tenant)
-    artifact = outcome.in_order()[0]
-    audio = await read_artifact(request, artifact, tenant, job.job_id)
-    return Response(audio, media_type=artifact["mime_type"], headers=headers)
+    outcome = await result_of(follow)
+    artifact = outcome.artifacts[0]
+    audio = await read_artifact(request, artifact.uri, tenant, job.job_id)
+    return Response(audio, media_type=artifact.mime_type, headers=headers)
 
 
-async def _stream(request: Request, events, first: Entry | None, job_id: str, tenant: str) -> AsyncIterator[bytes]:
-    finished = False
+async def _stream(follow: JobFollow, first: Entry | None) -> AsyncIterator[bytes]:
     seconds = 0.0
     sample_rate = None
     next_index = 0
@@ -65,31 +65,24 @@ async def _stream(request: Request, events, first: Entry | None, job_id: str, te
     try:
         while True:
             if entry is None:
-                entry = await next_event(events, request, job_id, tenant, _AUDIO)
-                if entry is None:  # the client left; next_event cancelled the job
-                    finished = True
+                entry = await follow.next_of(_AUDIO)
+                if entry is None:  # the client left; the job was cancelled
                     return
-            data = json.loads(entry.data)
-            if entry.type == "audio":
+            event = entry.event
+            if isinstance(event, AudioChunk):
                 # a worker that took the job over speaks it again from the first sentence
-                if data["index"] < next_index:
-                    entry = None
-                    continue
-                next_index = data["index"] + 1
-                seconds += data["duration_s"]
-                sample_rate = data["sample_rate"]
-                yield speech_delta(data["data"])
-            elif entry.type == "completed":
-                finished = True
+                if event.index >= next_index:
+                    next_index = event.index + 1
+                    seconds += event.duration_s
+                    sample_rate = event.sample_rate
+                    yield speech_delta(event.data)
+            elif isinstance(event, Completed):
                 yield speech_done(sample_rate, seconds)
                 return
             else:
-                finished = True
-                err = failure(entry)
+                err = failure(event)
                 yield sse_error(err.code.value, err.message)
                 return
             entry = None
     finally:
-        await events.aclose()
-        if not finished:  # the client went away mid-stream: stop speaking for nobody
-            cancel_later(request, job_id, tenant, "client disconnected")
+        await follow.aclose()  # before the end, this cancels the job: nobody listens to it

@@ -7,30 +7,29 @@ generating within one decode step.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from schemas.enums import ErrorCode
+from infra.redis.jobstore import Entry
+from schemas.enums import ErrorCode, EventType
+from schemas.events import Cancelled, Completed, Failed, TokenDelta
 from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 
 from ..auth import tenant_of
 from ..body import read_json
-from ..errors import ApiError
-from ..replay import Entry
-from .outcome import cancel_later, events_of, failure, next_event
+from ..follow import JobFollow, failure, follow_job, gone
 from .translate import AttemptDiverged, ChunkWriter, TextAssembler, completion, parse_chat_body, to_text_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 #: the event that shows how a completion goes, besides a terminal one
-_TOKEN = frozenset({"token"})
+_TOKEN = frozenset({EventType.TOKEN})
 #: a stream answers 200 once a worker has started the job (it passed the worker's checks), so the
 #: headers and the role chunk are on the wire while the prompt is prefilled and the first token
 #: costs one chunk; a job that fails before it starts is an HTTP error with its code
-_STARTED = frozenset({"started", "token"})
+_STARTED = frozenset({EventType.STARTED, EventType.TOKEN})
 
 
 @router.get("/models", response_model=ModelList, summary="Models served (OpenAI-compatible)")
@@ -50,96 +49,83 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
                                   catalog=state.text_models)
     await state.jobs.submit(job_request)
     job_id = job_request.job_id
-    events = await events_of(request, job_id, tenant)
+    follow = await follow_job(request, job_id, tenant)
     writer = ChunkWriter(f"chatcmpl-{job_id}", body.model)
     try:
-        first = await next_event(events, request, job_id, tenant, _STARTED if body.stream else _TOKEN)
+        first = await follow.next_of(_STARTED if body.stream else _TOKEN)
+        if first is not None and isinstance(first.event, Failed):  # before it started: an HTTP error
+            raise failure(first.event)
     except BaseException:
-        await events.aclose()
+        await follow.aclose()
         raise
-    if first is not None and first.type == "failed":  # before it started: an HTTP error with its code
-        await events.aclose()
-        raise failure(first)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(request, events, first, writer, job_id, tenant, include_usage),
-                                 media_type="text/event-stream",
+        return StreamingResponse(_stream(follow, first, writer, include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                                           "X-Genloom-Job-Id": job_id})
-    return await _collect(request, events, first, writer, job_id, tenant)
+    return await _collect(follow, first, writer)
 
 
-async def _stream(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str, tenant: str,
+async def _rest(follow: JobFollow, first: Entry | None) -> AsyncIterator[Entry | None]:
+    """`first`, then the job's later entries (None at each keep-alive interval)."""
+    if first is not None:
+        yield first
+    async for entry in follow:
+        yield entry
+
+
+async def _stream(follow: JobFollow, first: Entry | None, writer: ChunkWriter,
                   include_usage: bool) -> AsyncIterator[bytes]:
-    finished = False
     text = TextAssembler()
     try:
         yield writer.role()
-        entry = first
-        while entry is not None or not finished:
-            if entry is None:
-                entry = await anext(events, None)
-                if entry is None and not finished:
+        async for entry in _rest(follow, first):
+            event = entry.event if entry is not None else None
+            match event:
+                case None:
                     yield b": keep-alive\n\n"
-                    continue
-            data = json.loads(entry.data)
-            if entry.type == "token":
-                try:
-                    delta = text.add(data["attempt"], data["text"])
-                except AttemptDiverged as exc:
-                    finished = True
-                    cancel_later(request, job_id, tenant, "stream diverged after a worker takeover")
-                    yield writer.error(ErrorCode.GENERATION_ERROR.value, str(exc))
+                case TokenDelta():
+                    try:
+                        delta = text.add(event.attempt, event.text)
+                    except AttemptDiverged as exc:
+                        follow.stop("stream diverged after a worker takeover")
+                        yield writer.error(ErrorCode.GENERATION_ERROR, str(exc))
+                        yield writer.done()
+                        return
+                    if delta:
+                        yield writer.content(delta)
+                case Completed():
+                    yield writer.finish(event.finish_reason)
+                    if include_usage:
+                        yield writer.usage(event.usage)
                     yield writer.done()
-                    return
-                if delta:
-                    yield writer.content(delta)
-            elif entry.type == "completed":
-                finished = True
-                yield writer.finish(data["finish_reason"])
-                if include_usage:
-                    yield writer.usage(data["usage"])
-                yield writer.done()
-                return
-            elif entry.type == "failed":
-                finished = True
-                yield writer.error(data["code"], data["message"])
-                yield writer.done()
-                return
-            elif entry.type == "cancelled":
-                finished = True
-                yield writer.error("cancelled", f"the job was cancelled: {data.get('reason') or 'on request'}")
-                yield writer.done()
-                return
-            entry = None
+                case Failed():
+                    yield writer.error(event.code, event.message)
+                    yield writer.done()
+                case Cancelled():
+                    yield writer.error(ErrorCode.CANCELLED, f"the job was cancelled: {event.reason or 'on request'}")
+                    yield writer.done()
     finally:
-        await events.aclose()
-        if not finished:  # the client went away mid-stream: stop generating for nobody
-            cancel_later(request, job_id, tenant, "client disconnected")
+        await follow.aclose()  # before the end, this cancels the job: nobody reads its tokens
 
 
-async def _collect(request: Request, events, first: Entry | None, writer: ChunkWriter, job_id: str,
-                   tenant: str) -> JSONResponse:
+async def _collect(follow: JobFollow, first: Entry | None, writer: ChunkWriter) -> JSONResponse:
     text = TextAssembler()
-    entry = first
     try:
-        while True:
-            if entry is None:
-                entry = await next_event(events, request, job_id, tenant, _TOKEN)
-                if entry is None:  # the client left; next_event cancelled the job
-                    raise ApiError(ErrorCode.INVALID_REQUEST, "client disconnected")
-            data = json.loads(entry.data)
-            if entry.type == "token":
-                try:
-                    text.add(data["attempt"], data["text"])
-                except AttemptDiverged:
-                    pass  # the completed event carries the final attempt's whole text
-            elif entry.type == "completed":
-                result = completion(writer.id, writer.model, data.get("text") or text.sent,
-                                    data["finish_reason"], data["usage"])
-                return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": job_id})
-            elif entry.terminal:
-                raise failure(entry)
-            entry = None
+        async for entry in _rest(follow, first):
+            event = entry.event if entry is not None else None
+            match event:
+                case TokenDelta():
+                    try:
+                        text.add(event.attempt, event.text)
+                    except AttemptDiverged:
+                        pass  # the completed event carries the final attempt's whole text
+                case Completed():
+                    result = completion(writer.id, writer.model, event.text or text.sent, event.finish_reason,
+                                        event.usage)
+                    return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": follow.job_id})
+                case Failed() | Cancelled():
+                    raise failure(event)
+        raise gone()  # the client left; the job was cancelled
     finally:
-        await events.aclose()
+        await follow.aclose()

@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse
 
 from schemas.openai import ImageData, ImageGenerationRequest, ImagesResponse
 
+from ..artifacts import key_of, read_artifact
 from ..auth import tenant_of
-from ..body import read_json
-from .bodies import parse_body
-from .media import artifact_key_of, to_image_request
-from .outcome import read_artifact, wait_for_result
+from ..body import parse_body, read_json
+from ..follow import follow_job, result_of
+from .media import to_image_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -35,14 +35,14 @@ async def generate_images(request: Request, tenant: str = Depends(tenant_of)) ->
     job = to_image_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
                            model=state.media.image)
     await state.jobs.submit(job)
-    outcome = await wait_for_result(request, job.job_id, tenant)
+    outcome = await result_of(await follow_job(request, job.job_id, tenant))
     data: list[ImageData] = []
-    for artifact in outcome.in_order():
+    for artifact in outcome.artifacts:
         if body.response_format == "b64_json":
-            png = await read_artifact(request, artifact, tenant, job.job_id)
+            png = await read_artifact(request, artifact.uri, tenant, job.job_id)
             data.append(ImageData(b64_json=base64.b64encode(png).decode()))
         else:
-            key = artifact_key_of(artifact["uri"], tenant, job.job_id)
+            key = key_of(artifact.uri, tenant, job.job_id)
             data.append(ImageData(url=str(request.url_for("get_artifact", key=key))))
     answer = ImagesResponse(created=int(time.time()), data=data)
     return JSONResponse(answer.model_dump(mode="json", exclude_none=True), headers={"X-Genloom-Job-Id": job.job_id})

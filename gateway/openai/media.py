@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 
-from infra.blob.base import artifact_key
 from infra.models.catalog import DEFAULT_FPS, ImageModel, SpeechModel, VideoModel
 from schemas import ImageRequest, SpeechRequest, VideoRequest
 from schemas.api import JobView
@@ -31,7 +28,7 @@ from schemas.openai import (
 from schemas.requests import SIZE_FACTOR
 
 from ..errors import ApiError
-from .bodies import build_job
+from ..body import build_job
 
 #: the smallest side served: one latent cell
 MIN_SIDE = SIZE_FACTOR
@@ -49,25 +46,6 @@ VIDEO_STATUS = {
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-def form_fields(body: bytes, content_type: str) -> dict[str, str]:
-    """The text fields of a multipart/form-data body (what the OpenAI SDK sends to POST /v1/videos)."""
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-                                                  + body)
-    if not message.is_multipart():
-        raise ApiError(ErrorCode.INVALID_REQUEST, "multipart body without parts or boundary: send JSON instead")
-    fields: dict[str, str] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not name:
-            raise ApiError(ErrorCode.INVALID_REQUEST, "a multipart part has no name")
-        if part.get_filename() is not None:
-            raise ApiError(ErrorCode.INVALID_PARAMETER, f"file uploads ({name}) are not supported by genloom",
-                           param=name)
-        payload = part.get_payload(decode=True) or b""
-        fields[name] = payload.decode(part.get_content_charset() or "utf-8")
-    return fields
 
 
 def check_model(name: str | None, served: str, kind: str) -> str:
@@ -224,11 +202,6 @@ def to_speech_request(body: SpeechCreateRequest, *, tenant: str, job_id: str | N
     params = _params(input=body.input, voice=body.voice, format=fmt, speed=body.speed)
     return build_job(SpeechRequest, {"modality": "speech", "model": model.name, "params": params}, tenant=tenant,
                 job_id=job_id)
-
-
-def artifact_key_of(uri: str, tenant: str, job_id: str) -> str:
-    """The blob key of a job's artifact from the URI its event carries (file://... or s3://...)."""
-    return artifact_key(tenant, job_id, uri.rsplit("/", 1)[-1])
 
 
 def speech_delta(pcm_b64: str) -> bytes:

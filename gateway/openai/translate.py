@@ -9,7 +9,8 @@ from typing import Any
 from infra.models.catalog import TextModelCatalog, TextModelEntry
 from infra.models.context import ContextLengthExceeded, check_context
 from schemas import TextRequest
-from schemas.enums import ErrorCode
+from schemas.enums import ErrorCode, FinishReason
+from schemas.events import Usage
 from schemas.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -22,11 +23,7 @@ from schemas.openai import (
 )
 
 from ..errors import ApiError
-from .bodies import build_job, parse_body
-
-#: genloom finish reasons as OpenAI names them
-FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
-
+from ..body import build_job, parse_body
 
 def parse_chat_body(data: object) -> ChatCompletionRequest:
     body = parse_body(ChatCompletionRequest, data, "a chat completion request")
@@ -86,7 +83,7 @@ class ChunkWriter:
         self.model = model
         self.created = created or int(time.time())
 
-    def _chunk(self, delta: ChunkDelta, finish: str | None = None, usage=None, choices=True) -> bytes:
+    def _chunk(self, delta: ChunkDelta, finish: FinishReason | None = None, usage=None, choices=True) -> bytes:
         chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
                                     choices=[ChunkChoice(delta=delta, finish_reason=finish)] if choices else [],
                                     usage=usage)
@@ -98,10 +95,10 @@ class ChunkWriter:
     def content(self, text: str) -> bytes:
         return self._chunk(ChunkDelta(content=text))
 
-    def finish(self, reason: str) -> bytes:
-        return self._chunk(ChunkDelta(), FINISH.get(reason, reason))
+    def finish(self, reason: FinishReason) -> bytes:
+        return self._chunk(ChunkDelta(), reason)
 
-    def usage(self, usage: dict[str, Any]) -> bytes:
+    def usage(self, usage: Usage) -> bytes:
         return self._chunk(ChunkDelta(), usage=completion_usage(usage), choices=False)
 
     @staticmethod
@@ -113,16 +110,16 @@ class ChunkWriter:
         return b"data: [DONE]\n\n"
 
 
-def completion_usage(usage: dict[str, Any]) -> CompletionUsage:
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
+def completion_usage(usage: Usage) -> CompletionUsage:
+    prompt = usage.prompt_tokens or 0
+    completion = usage.completion_tokens or 0
     return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-def completion(completion_id: str, model: str, text: str, finish_reason: str, usage: dict[str, Any]) -> ChatCompletion:
+def completion(completion_id: str, model: str, text: str, finish_reason: FinishReason, usage: Usage) -> ChatCompletion:
     return ChatCompletion(
         id=completion_id, created=int(time.time()), model=model,
-        choices=[Choice(message=ChoiceMessage(content=text), finish_reason=FINISH.get(finish_reason, finish_reason))],
+        choices=[Choice(message=ChoiceMessage(content=text), finish_reason=finish_reason)],
         usage=completion_usage(usage),
     )
 

@@ -8,41 +8,23 @@ The body is JSON or the multipart form fields the OpenAI SDK sends.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from infra.redis import keys
+from infra.redis.jobrecord import JobRecord
 from schemas.api import ErrorBody
 from schemas.enums import ErrorCode, JobStatus, Modality
 from schemas.openai import VideoCreateRequest, VideoObject
 
-from .. import records
+from ..artifacts import read_artifact
 from ..auth import tenant_of
-from ..body import parse_json, read_bounded
+from ..body import parse_body, read_json_or_form
 from ..errors import ApiError, not_found
-from .bodies import parse_body
-from .media import form_fields, to_video_request, video_meta, video_object
-from .outcome import read_artifact
+from .media import to_video_request, video_meta, video_object
 
 router = APIRouter(prefix="/v1/videos", tags=["openai"])
 
-#: the job record field where the gateway keeps what the video object shows before the MP4 exists
-META_FIELD = "openai_video"
-
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 415, 429, 503)}
-
-
-async def _read_body(request: Request, max_bytes: int) -> object:
-    content_type = request.headers.get("content-type") or ""
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media not in ("application/json", "multipart/form-data"):
-        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                       f"Content-Type {media or '(none)'!r} is not supported: send application/json or"
-                       " multipart/form-data", param="Content-Type")
-    raw = await read_bounded(request, max_bytes)
-    return form_fields(raw, content_type) if media == "multipart/form-data" else parse_json(raw)
 
 
 async def _video(request: Request, video_id: str, tenant: str) -> VideoObject:
@@ -50,12 +32,11 @@ async def _video(request: Request, video_id: str, tenant: str) -> VideoObject:
     return _object(request, video_id, record)
 
 
-def _object(request: Request, video_id: str, record: dict[str, str]) -> VideoObject:
-    if record.get("modality") != Modality.VIDEO.value:
+def _object(request: Request, video_id: str, record: JobRecord) -> VideoObject:
+    if record.modality != Modality.VIDEO:
         raise not_found("video", video_id)
-    meta = json.loads(record[META_FIELD]) if META_FIELD in record else None
-    finished = float(record["finished_at"]) if record.get("finished_at") else None
-    return video_object(records.view(video_id, record), meta, request.app.state.media.video.name, finished)
+    return video_object(record.view(video_id), record.video_meta, request.app.state.media.video.name,
+                        record.finished_at)
 
 
 def _answer(video: VideoObject, status_code: int = 200) -> JSONResponse:
@@ -68,14 +49,13 @@ def _answer(video: VideoObject, status_code: int = 200) -> JSONResponse:
                  "multipart/form-data": {"schema": VideoCreateRequest.model_json_schema()}}}})
 async def create_video(request: Request, tenant: str = Depends(tenant_of)) -> JSONResponse:
     state = request.app.state
-    body = parse_body(VideoCreateRequest, await _read_body(request, state.settings.max_body_bytes),
+    body = parse_body(VideoCreateRequest, await read_json_or_form(request, state.settings.max_body_bytes),
                       "a video request")
     job = to_video_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
                            model=state.media.video)
     await state.jobs.submit(job)
     # kept beside the record (and expiring with it) so that any gateway can answer GET /v1/videos/{id}
-    await state.redis.hsetnx(keys.job_record(job.job_id), META_FIELD,
-                             json.dumps(video_meta(job, state.media.video)))
+    await state.jobs.store.keep_video_meta(job.job_id, video_meta(job, state.media.video))
     return _answer(await _video(request, job.job_id, tenant))
 
 
@@ -95,13 +75,13 @@ async def get_video_content(video_id: str, request: Request, tenant: str = Depen
     video = _object(request, video_id, record)
     if video.status in ("failed", "cancelled"):
         raise ApiError(ErrorCode.NOT_FOUND, f"video {video_id} is {video.status}: it has no content")
-    job = records.view(video_id, record)
+    job = record.view(video_id)
     if job.status != JobStatus.COMPLETED or not job.result or not job.result.artifacts:
         message = (f"video {video_id} is {video.status} ({video.progress}%): poll GET /v1/videos/{video_id}"
                    " until its status is completed")
         raise ApiError(ErrorCode.NOT_READY, message)
     artifact = job.result.artifacts[0]
-    data = await read_artifact(request, {"uri": artifact.uri}, tenant, video_id)
+    data = await read_artifact(request, artifact.uri, tenant, video_id)
     return Response(data, media_type=artifact.mime_type)
 
 

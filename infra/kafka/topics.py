@@ -16,6 +16,10 @@ EVENTS = "genloom.events"
 CONTROL = "genloom.control"
 DLQ = "genloom.dlq"
 
+#: header on a request in `genloom.requests` whose `accepted` event the gateway published itself,
+#: so the routing agent does not publish a second one
+ACCEPTED_HEADER = "genloom-accepted"
+
 
 def jobs_topic(modality: Modality | str) -> str:
     """The topic a modality's workers consume."""

@@ -3,7 +3,7 @@
 Keys of one job share the hash tag ``{job_id}`` so a Lua script touching them runs on one Redis
 Cluster slot. The in-flight counter is per tenant and modality, so it lives in another slot: the
 fan-out passes it to its script as a separate key (fine on one Redis; on a cluster the counter
-call is the one cross-slot step, see streams/fanout/script.py).
+call is the one cross-slot step, see infra/redis/jobstore.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fan-out agent: thin; what it does to Redis is in handler.py, script.py and logic.py."""
+"""The fan-out agent: thin; what it does is in handler.py and logic.py, and in Redis infra.redis.jobstore."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import httpx
 from infra.kafka.codec import encode
 from infra.kafka.topics import DLQ
 from infra.redis.client import connect
+from infra.redis.jobstore import JobStore
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
 from ..app import RAW, Topics
 from ..batches import natural_batches
 from .handler import FanoutHandler, RawMessage
 from .logic import Malformed
-from .script import FanoutScript
 from .webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def register(
             if webhooks.secret
             else None
         )
-        script = FanoutScript(redis, replay_maxlen=settings.replay_maxlen, ttl_s=settings.job_ttl_s)
-        handler = FanoutHandler(script, hooks, consumer=app.conf.id)
+        store = JobStore(redis, replay_maxlen=settings.replay_maxlen, job_ttl_s=settings.job_ttl_s)
+        handler = FanoutHandler(store, hooks, consumer=app.conf.id)
         try:
             # hot loop: one pipelined Redis round trip per batch of events
             async for events in natural_batches(stream, settings.batch_max):

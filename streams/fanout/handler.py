@@ -11,11 +11,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from infra.kafka.dlq import dead_letter_for
+from infra.redis.jobstore import Appended, Dropped, JobStore
 from schemas.enums import ErrorCode
 from schemas.events import JobEvent
 
-from .logic import Malformed, RecordUpdate, read_event, record_update
-from .script import Appended, Dropped, FanoutScript
+from .logic import Malformed, read_event
 from .webhooks import Delivery, WebhookDispatcher, target_for
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ class RawMessage:
 
 
 class FanoutHandler:
-    def __init__(self, script: FanoutScript, hooks: WebhookDispatcher | None, consumer: str) -> None:
-        self._script = script
+    def __init__(self, store: JobStore, hooks: WebhookDispatcher | None, consumer: str) -> None:
+        self._store = store
         self._hooks = hooks
         self._consumer = consumer
         self._warned_no_secret = False
@@ -46,7 +46,7 @@ class FanoutHandler:
         """Outcomes in message order; malformed messages (and failed script calls) come back as
         dead letters for the agent to publish."""
         outcomes: list[Outcome | None] = [None] * len(messages)
-        valid: list[tuple[int, JobEvent, bytes, RecordUpdate]] = []
+        valid: list[tuple[int, JobEvent, bytes]] = []
         for i, m in enumerate(messages):  # hot loop: decode each message once
             item = read_event(
                 topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, value=m.value,
@@ -55,10 +55,10 @@ class FanoutHandler:
             if isinstance(item, Malformed):
                 outcomes[i] = item
             else:
-                valid.append((i, item, m.value or b"", record_update(item)))
+                valid.append((i, item, m.value or b""))
         if valid:
-            results = await self._apply([(event, payload, update) for _, event, payload, update in valid])
-            for (i, event, payload, _), result in zip(valid, results):
+            results = await self._apply([(event, payload) for _, event, payload in valid])
+            for (i, event, payload), result in zip(valid, results):
                 if isinstance(result, Exception):
                     outcomes[i] = self._failed(messages[i], result)
                     continue
@@ -71,7 +71,7 @@ class FanoutHandler:
         attempt = 0
         while True:
             try:
-                return await self._script.apply_batch(items, time.time())
+                return await self._store.apply_batch(items, time.time())
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 # safe to repeat: events already applied come back as duplicates
                 wait = _REDIS_RETRY_S[min(attempt, len(_REDIS_RETRY_S) - 1)]

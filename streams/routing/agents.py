@@ -5,15 +5,12 @@ from __future__ import annotations
 import faust
 
 from infra.kafka.codec import encode
-from infra.kafka.topics import DLQ
+from infra.kafka.topics import ACCEPTED_HEADER, DLQ
 from schemas.enums import EventSource
 from schemas.events import Accepted, Failed
 
 from ..app import Topics
 from .logic import Rejected, route
-
-#: header the gateway sets on requests whose `accepted` event it already published
-ACCEPTED_HEADER = "genloom-accepted"
 
 
 def register(app: faust.App, topics: Topics, max_bytes: int) -> None:

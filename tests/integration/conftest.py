@@ -17,8 +17,8 @@ from infra.client import GenloomClient
 from infra.kafka.emitter import EventEmitter
 from infra.kafka.topics import EVENTS
 from infra.models.catalog import TextModelCatalog
-from infra.redis import keys as rkeys
 from infra.redis.client import connect
+from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource
 from tests.edge_helpers import text_job
@@ -47,6 +47,12 @@ async def edge_redis(redis_url):
     client = connect(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def edge_store(edge_redis) -> JobStore:
+    """The job store over the edge's Redis, to read what the gateway and the fan-out wrote."""
+    return JobStore(edge_redis)
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +120,8 @@ async def _wait_for_fanout(url: str, key: str, redis, timeout: float = 90.0) -> 
         job = await client.submit(text_job("warm-up"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await redis.hget(rkeys.job_record(job["id"]), "last_event_id"):
+        record = await JobStore(redis).load(job["id"])
+        if record is not None and record.last_event_id:
             return
         await asyncio.sleep(0.2)
     raise TimeoutError("the fan-out did not record an event within 90 s: see the streams log")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from infra.redis import keys
+from infra.redis.jobstore import JobStore
 from schemas.events import Completed, ModelInfo, Progress, Started, TokenDelta, Usage
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,10 @@ def cli(*args: str, url: str, key: str) -> asyncio.subprocess.Process:
 
 
 async def accepted(redis, job_id: str, timeout: float = 30.0) -> None:
+    store = JobStore(redis)
     for _ in range(int(timeout / 0.1)):
-        if await redis.hget(keys.job_record(job_id), "last_event_id"):
+        record = await store.load(job_id)
+        if record is not None and record.last_event_id:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{job_id} was never accepted")

@@ -12,8 +12,6 @@ from infra.kafka.topics import DLQ, EVENTS
 from infra.redis import keys as rkeys
 from schemas.enums import EventSource
 from schemas.events import Completed, Failed, ModelInfo, Started, TokenDelta
-from streams.fanout.logic import record_update
-from streams.fanout.script import Appended, Dropped, FanoutScript
 from tests.edge_helpers import text_job, wait_for
 from tests.kafka_helpers import read_topic
 
@@ -97,26 +95,3 @@ async def test_cursor_older_than_the_window_is_replay_expired(client_for, worker
 
 
 _parser = SseParser()
-
-
-async def test_script_trims_the_log_to_maxlen_and_releases_the_slot_once(edge_redis):
-    script = FanoutScript(edge_redis, replay_maxlen=4, ttl_s=60)
-    jid = "script-maxlen-1"
-    slot = rkeys.inflight("t-script", "text")
-    await edge_redis.set(slot, 1)
-    await edge_redis.hset(rkeys.job_record(jid), mapping={"tenant": "t-script", "slot": slot, "slot_held": "1"})
-    outcomes = []
-    for seq in range(6):
-        event = _ev(TokenDelta, jid, seq, text="t", tokens=1)
-        outcomes.append(await script.apply(event, event.model_dump_json().encode(), record_update(event), 1.0))
-    done = _ev(Completed, jid, 6)
-    outcomes.append(await script.apply(done, done.model_dump_json().encode(), record_update(done), 2.0))
-    outcomes.append(await script.apply(done, done.model_dump_json().encode(), record_update(done), 3.0))
-    assert [o.event_id for o in outcomes[:7]] == list(range(1, 8)) and outcomes[-1] == Dropped("after_terminal")
-    assert all(isinstance(o, Appended) for o in outcomes[:7])
-    ids = [i for i, _ in await edge_redis.xrange(rkeys.replay_log(jid))]
-    assert ids == [b"4-0", b"5-0", b"6-0", b"7-0"]
-    assert await edge_redis.get(slot) == b"0"
-    assert 0 < await edge_redis.ttl(rkeys.replay_log(jid)) <= 60
-    record = await edge_redis.hgetall(rkeys.job_record(jid))
-    assert record[b"status"] == b"completed" and record[b"terminal_id"] == b"7" and b"slot_held" not in record

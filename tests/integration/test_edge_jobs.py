@@ -14,6 +14,7 @@ from infra.client import GenloomError
 from infra.kafka.broker import LocalBroker
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis import keys as rkeys
+from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from schemas.events import Cancelled, Completed
 from tests.edge_helpers import read_until_idle, text_job, values, wait_for
@@ -52,7 +53,7 @@ async def test_streams_route_goes_through_routing_with_one_accepted(client_for, 
     assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway")]
 
 
-async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, edge_redis):
+async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, edge_store):
     client = client_for("t-load")
     results = await asyncio.gather(
         *(client.submit(text_job(f"load {i}")) for i in range(6)), return_exceptions=True
@@ -61,7 +62,7 @@ async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, 
     refused = [r for r in results if isinstance(r, GenloomError)]
     assert len(admitted) == 3 and len(refused) == 3
     assert all(r.status == 429 and r.code == "rate_limited" for r in refused)
-    assert await edge_redis.get(rkeys.inflight("t-load", "text")) == b"3"
+    assert await edge_store.inflight("t-load", "text") == 3
     # the bound is per modality
     image = await client.submit({"modality": "image", "params": {"prompt": "a cat"}})
     assert image["status"] == "queued"
@@ -71,7 +72,7 @@ async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, 
     # a terminal event releases exactly one slot (once, even if repeated)
     await worker.emit(Completed, admitted[0]["id"])
     await worker.publish(Completed(job_id=admitted[0]["id"], seq=0, source="worker"))
-    await wait_for(lambda: _equals(edge_redis, rkeys.inflight("t-load", "text"), b"2"))
+    await wait_for(lambda: _inflight_is(edge_store, "t-load", 2))
     assert (await client.submit(text_job("after")))["status"] == "queued"
     with pytest.raises(GenloomError):
         await client.submit(text_job("over again"))
@@ -79,8 +80,8 @@ async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, 
         await worker.emit(Completed, job["id"])
 
 
-async def _equals(redis, key, value) -> bool:
-    return await redis.get(key) == value
+async def _inflight_is(store, tenant: str, count: int) -> bool:
+    return await store.inflight(tenant, "text") == count
 
 
 async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_keys, blob_dir):
@@ -112,7 +113,7 @@ def _auth(edge_keys, tenant: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {edge_keys[tenant]}"}
 
 
-async def test_cancel_while_queued_ends_the_job_once(client_for, worker, kafka_bootstrap, edge_redis):
+async def test_cancel_while_queued_ends_the_job_once(client_for, worker, kafka_bootstrap, edge_redis, edge_store):
     client = client_for("t-cancel")
     jid = (await client.submit(text_job("stop me")))["id"]
     raw = await client._http.post(f"/v1/jobs/{jid}/cancel")
@@ -124,13 +125,31 @@ async def test_cancel_while_queued_ends_the_job_once(client_for, worker, kafka_b
     # a worker that saw the cancel late says so too: the fan-out keeps only the first terminal
     await worker.emit(Cancelled, jid, reason="stopped between steps")
     await wait_for(lambda: _hget(edge_redis, rkeys.dedupe(jid), "dropped:after_terminal"))
-    log = await edge_redis.xrange(rkeys.replay_log(jid))
-    assert [fields[b"type"] for _, fields in log].count(b"cancelled") == 1
+    assert [e.type for e in await edge_store.entries(jid)].count("cancelled") == 1
     done = await client._http.post(f"/v1/jobs/{jid}/cancel")
     assert done.status_code == 200 and done.json()["status"] == "cancelled"
     controls = [v for v in values(await read_until_idle(kafka_bootstrap, CONTROL)) if v.get("job_id") == jid]
     assert len(controls) == 1 and controls[0]["tenant"] == "t-cancel" and controls[0]["type"] == "cancel"
-    assert await edge_redis.get(rkeys.inflight("t-cancel", "text")) == b"0"
+    assert await edge_store.inflight("t-cancel", "text") == 0
+
+
+async def test_a_chat_whose_job_is_cancelled_answers_409_cancelled(gateway_url, edge_keys):
+    auth = _auth(edge_keys, "t-cancel")
+    async with httpx.AsyncClient(base_url=gateway_url, headers=auth, timeout=30) as http:
+        model = (await http.get("/v1/models")).json()["data"][0]["id"]
+        chat = asyncio.create_task(http.post(
+            "/v1/chat/completions", headers={"Idempotency-Key": "chat-cancelled-1"},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+        await wait_for(lambda: _found(http, "/v1/jobs/chat-cancelled-1"))
+        cancel = await http.post("/v1/jobs/chat-cancelled-1/cancel")
+        response = await chat
+    assert cancel.status_code == 202
+    assert response.status_code == 409 and response.json()["error"]["code"] == "cancelled"
+    assert "cancelled before it finished" in response.json()["error"]["message"]
+
+
+async def _found(http: httpx.AsyncClient, path: str) -> bool:
+    return (await http.get(path)).status_code == 200
 
 
 async def _hget(redis, key, field):
@@ -152,8 +171,8 @@ async def test_publish_failure_rolls_back_and_answers_503(edge_redis, edge_keys,
             ready = await http.get("/readyz")
         assert response.status_code == 503 and response.json()["error"]["code"] == "backend_unavailable"
         assert "same job_id" in response.json()["error"]["message"]
-        assert not await edge_redis.exists(rkeys.job_record("rollback-1"))
-        assert await edge_redis.get(rkeys.inflight("t-rollback", "text")) == b"0"
+        store = JobStore(edge_redis)
+        assert await store.load("rollback-1") is None and await store.inflight("t-rollback", "text") == 0
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "backend_unavailable"
     finally:
         await producer.stop()

@@ -53,7 +53,7 @@ async def receiver():
     await server.stop()
 
 
-async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, receiver):
+async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, receiver, edge_redis):
     rec, url = receiver
     client = client_for("t-hook")
     spec = {"url": url, "events": ["completed", "failed", "progress"]}
@@ -65,7 +65,7 @@ async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, 
     await worker.publish(Completed(job_id=done, seq=4, source="worker", text="ok"))  # redelivered
     await worker.emit(Failed, broken, code="generation_error", message="boom")
     await wait_for(lambda: _count(rec, "completed", "failed"), timeout=20)
-    await asyncio.sleep(1.0)  # room for any wrong second delivery to show up
+    await wait_for(lambda: _settled(edge_redis, rec, done), timeout=20)
     delivered = rec.delivered()
     terminal = sorted((body["job_id"], body["type"]) for _, body in delivered if body["type"] != "progress")
     assert terminal == sorted([(done, "completed"), (broken, "failed")])
@@ -84,6 +84,18 @@ async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, 
 async def _count(rec: Receiver, *types: str) -> bool:
     got = {body["type"] for _, body in rec.delivered()}
     return set(types) <= got
+
+
+async def _settled(redis, rec: Receiver, job_id: str) -> bool:
+    """The redelivered `completed` was dropped and every event posted (even one that failed first) is
+    marked delivered: no second POST can follow."""
+    if await redis.hget(rkeys.dedupe(job_id), "dropped:after_terminal") != b"1":
+        return False
+    for _, headers, _ in rec.calls:
+        job, entry = headers["x-genloom-event-id"].rsplit(":", 1)
+        if await redis.get(rkeys.webhook_mark(job, int(entry))) != b"delivered":
+            return False
+    return True
 
 
 async def test_two_deliverers_of_one_event_post_it_once(edge_redis, receiver):

@@ -5,14 +5,14 @@ moderation → fan-out → Redis → SSE."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import openai
 import pytest
 
-from infra.redis import keys
 from infra.kafka.topics import jobs_topic
+from infra.redis.jobstore import JobStore
+from schemas.events import TokenDelta
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from workers.moderation.gate import ModerationGate
@@ -103,7 +103,8 @@ async def test_closing_the_stream_aborts_generation(sdk, text_pipeline, edge_red
     deadline = time.monotonic() + 30
     status = None
     while time.monotonic() < deadline:
-        status = (await edge_redis.hget(keys.job_record(job_id), "status") or b"").decode()
+        record = await JobStore(edge_redis).load(job_id)
+        status = record.status if record else None
         if status in ("cancelled", "completed"):
             break
         await asyncio.sleep(0.1)
@@ -114,6 +115,4 @@ async def test_closing_the_stream_aborts_generation(sdk, text_pipeline, edge_red
 
 
 async def _generated_tokens(redis, job_id: str) -> int:
-    entries = await redis.xrange(keys.replay_log(job_id))
-    events = [json.loads(fields[b"data"]) for _, fields in entries if b"data" in fields]
-    return sum(e.get("tokens", 0) for e in events if e["type"] == "token")
+    return sum(e.event.tokens for e in await JobStore(redis).entries(job_id) if isinstance(e.event, TokenDelta))

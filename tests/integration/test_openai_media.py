@@ -20,8 +20,8 @@ from PIL import Image
 from infra.blob import LocalBlobStore
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.models.settings import ImageSettings, VideoSettings
-from infra.redis import keys
-from schemas.enums import Modality
+from infra.redis.jobstore import JobStore
+from schemas.enums import JobStatus, Modality
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
@@ -191,10 +191,10 @@ async def test_sse_speech_streams_each_sentence_before_done(media_workers, gatew
                     continue
                 events.append(json.loads(line.removeprefix("data: ")))
                 if len(events) == 1:
-                    status_at_first_delta = await edge_redis.hget(keys.job_record(job_id), "status")
+                    status_at_first_delta = (await JobStore(edge_redis).load(job_id)).status
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert len(deltas) >= 2 and events[-1]["type"] == "speech.audio.done" and events[:-1] == deltas
-    assert status_at_first_delta != b"completed"  # the first sentence came before the last was spoken
+    assert status_at_first_delta != JobStatus.COMPLETED  # the first sentence came before the last was spoken
     pcm = b"".join(base64.b64decode(d["audio"]) for d in deltas)
     assert events[-1]["sample_rate"] == 22050
     assert events[-1]["audio_seconds"] == pytest.approx(len(pcm) / 2 / 22050, abs=0.01)

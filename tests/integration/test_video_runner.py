@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from infra.blob.local import LocalBlobStore
 from infra.kafka.codec import decode_event, encode
@@ -21,11 +20,11 @@ from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
 from infra.models.settings import VideoSettings
 from infra.models.tiny import build_tiny_video_pipeline
 from infra.procs import stop_process
+from infra.redis.client import connect
+from infra.redis.jobstore import Appended, Dropped, JobStore
 from schemas import CancelJob, VideoRequest, parse_request
 from schemas.enums import Modality
 from schemas.events import TERMINAL_TYPES
-from streams.fanout.logic import record_update
-from streams.fanout.script import Appended, Dropped, FanoutScript
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import job_events, read_topic, serving, wait_committed
 from workers.runner import jobs_group
@@ -145,15 +144,15 @@ async def _wait_for_group(procs: dict[int, subprocess.Popen], logs: dict[int, Pa
 async def _fanout_outcomes(redis_url: str, messages, *, fresh: bool = False) -> list:
     """Feed the job's messages, in log order, through the fan-out's dedupe script on a real Redis."""
     # database 15: the session's streams process may already have fanned these events out in db 0
-    client = aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
+    client = connect(redis_url.rsplit("/", 1)[0] + "/15")
     try:
         if fresh:
             await client.flushdb()
-        script = FanoutScript(client, replay_maxlen=1000, ttl_s=600)
+        store = JobStore(client, replay_maxlen=1000, job_ttl_s=600)
         outcomes = []
         for m in messages:
             event = decode_event(m.value)
-            outcomes.append((event, await script.apply(event, m.value, record_update(event), time.time())))
+            outcomes.append((event, await store.apply(event, m.value, time.time())))
         return outcomes
     finally:
         await client.aclose()

@@ -1,4 +1,4 @@
-"""The gateway's pure parts: keys, body checks, request building, records, SSE framing, cursors."""
+"""The gateway's pure parts: keys, body checks, request building, terminal errors, SSE framing, cursors."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import pytest
 
 from gateway import lifecycle
 from gateway.auth import ApiKeys, InvalidKeySpec, authenticate, bearer_token, generate_key, parse_pairs
-from gateway.body import check_content_type, check_declared_length, parse_json
+from gateway.body import build_request, check_content_type, check_declared_length, fingerprint, parse_json
 from gateway.errors import STATUS, ApiError
-from gateway.records import initial_record, view
-from gateway.replay import Entry, parse_cursor
+from gateway.follow import failure, parse_cursor
 from gateway.sse import error_frame, frame
-from gateway.submission import build_request, fingerprint
 from infra.client import SseParser
-from schemas.enums import ErrorCode, JobStatus
-from streams.routing.agents import ACCEPTED_HEADER
+from infra.kafka.topics import ACCEPTED_HEADER
+from infra.redis.jobstore import Entry
+from schemas.enums import ErrorCode, EventSource, EventType
+from schemas.events import Cancelled, Failed
 
 TEXT = {"modality": "text", "params": {"messages": [{"role": "user", "content": "hi"}]}}
 
@@ -92,20 +92,20 @@ def test_fingerprint_ignores_submission_time_only():
 def test_every_error_code_has_one_status():
     assert set(STATUS) <= set(ErrorCode)
     assert STATUS[ErrorCode.RATE_LIMITED] == 429 and STATUS[ErrorCode.IDEMPOTENCY_CONFLICT] == 409
+    assert STATUS[ErrorCode.CANCELLED] == 409 and STATUS[ErrorCode.CLIENT_DISCONNECTED] == 499
 
 
-def test_records_become_job_views():
-    record = initial_record(tenant="t", modality="image", model=None, fingerprint="f", webhook=None, created_at=1.5)
-    assert view("j", record).status == JobStatus.QUEUED and view("j", record).progress is None
-    record.update(status="failed", progress_step="2", progress_total="4", error_code="generation_error",
-                  error_message="oom", retryable="1", last_event_id="6")
-    job = view("j", record)
-    assert job.progress.step == 2 and job.error.retryable and job.last_event_id == 6
+def test_terminal_events_become_errors_with_their_own_codes():
+    failed = failure(Failed(job_id="j", seq=3, source=EventSource.WORKER, code="generation_error", message="oom"))
+    assert failed.code == ErrorCode.GENERATION_ERROR and failed.message == "oom" and failed.status == 500
+    cancelled = failure(Cancelled(job_id="j", seq=1, source=EventSource.GATEWAY, reason="changed my mind"))
+    assert cancelled.code == ErrorCode.CANCELLED and cancelled.status == 409 and "changed my mind" in cancelled.message
 
 
 def test_sse_frames_parse_back():
     parser = SseParser()
-    raw = frame(Entry(12, "token", b'{"a":\n1}')) + b": keep-alive\n\n" + error_frame(ErrorCode.REPLAY_EXPIRED, "old")
+    # the stored bytes travel as they are, unparsed
+    raw = frame(Entry(12, EventType.TOKEN, b'{"a":\n1}')) + b": keep-alive\n\n" + error_frame(ErrorCode.REPLAY_EXPIRED, "old")
     items = [item for line in raw.decode().split("\n") if (item := parser.feed(line))]
     assert items[0] == ("12", "token", '{"a":\n1}')
     assert items[1][1] == "error" and '"replay_expired"' in items[1][2]
@@ -118,16 +118,13 @@ def test_cursor_parsing():
             parse_cursor(bad)
 
 
-def test_accepted_header_matches_the_routing_agent():
-    assert lifecycle.ACCEPTED_HEADER == ACCEPTED_HEADER
-
-
 @pytest.mark.parametrize("route_direct", [True, False])
 def test_admitted_jobs_go_to_the_workers_or_through_routing(route_direct):
-    service = lifecycle.JobService(None, None, None, retry_after_s=1, publish_timeout_s=1, route_direct=route_direct)
+    service = lifecycle.JobService(None, None, max_inflight=1, retry_after_s=1, publish_timeout_s=1,
+                                   route_direct=route_direct)
     image = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "t", None)
     topic, headers = service.destination(image)
     if route_direct:
         assert (topic, headers) == ("genloom.jobs.image", None)
     else:
-        assert topic == "genloom.requests" and headers == [(lifecycle.ACCEPTED_HEADER, b"1")]
+        assert topic == "genloom.requests" and headers == [(ACCEPTED_HEADER, b"1")]

@@ -7,11 +7,10 @@ import json
 
 import pytest
 
+from gateway.artifacts import key_of
+from gateway.body import form_fields, parse_body
 from gateway.errors import ApiError
-from gateway.openai.bodies import parse_body
 from gateway.openai.media import (
-    artifact_key_of,
-    form_fields,
     parse_size,
     speech_delta,
     speech_done,
@@ -21,8 +20,8 @@ from gateway.openai.media import (
     video_meta,
     video_object,
 )
-from gateway.records import view
 from infra.models.catalog import ImageModel, SpeechModel, VideoModel, installed_voices
+from infra.redis.jobrecord import JobRecord
 from schemas.openai import ImageGenerationRequest, SpeechCreateRequest, VideoCreateRequest
 
 IMAGE = ImageModel("tiny-sd", max_side=512, max_steps=50, max_n=4)
@@ -115,6 +114,10 @@ def test_bad_video_bodies_have_stable_codes(fields, code, param):
     assert code_of(video, **fields) == (code, param)
 
 
+def view(job_id: str, fields: dict[str, str]):
+    return JobRecord.from_fields(fields).view(job_id)
+
+
 def _record(status: str, **fields) -> dict[str, str]:
     return {"status": status, "tenant": "t1", "modality": "video", "created_at": "1700000000.5", **fields}
 
@@ -187,9 +190,9 @@ def test_speech_events_are_shaped_like_openai():
 
 
 def test_artifact_key_from_its_uri():
-    assert artifact_key_of("file:///data/objects/artifacts/t1/job_1/image-0.png", "t1", "job_1") == \
+    assert key_of("file:///data/objects/artifacts/t1/job_1/image-0.png", "t1", "job_1") == \
         "artifacts/t1/job_1/image-0.png"
-    assert artifact_key_of("s3://bucket/artifacts/t1/job_1/video.mp4", "t1", "job_1") == "artifacts/t1/job_1/video.mp4"
+    assert key_of("s3://bucket/artifacts/t1/job_1/video.mp4", "t1", "job_1") == "artifacts/t1/job_1/video.mp4"
 
 
 def test_installed_voices_reads_the_voice_folder(tmp_path):

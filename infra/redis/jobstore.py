@@ -1,0 +1,348 @@
+"""Every read and write of job state in Redis: admission, the fan-out's apply, the replay log, cancel
+flags and in-flight counters. Callers see `JobRecord`s and parsed events, never hash fields.
+
+Admission is one Lua call that decides, in this order: the job id exists already (the caller
+compares fingerprints), the tenant's in-flight count for the modality is at the bound, or the slot
+is taken (INCR below the bound) and the record is written. The fan-out releases the slot on the
+job's first terminal event; `rollback` releases it when publishing failed.
+
+The fan-out's apply is one Lua call per event: it deduplicates by (source, attempt, seq), drops
+events of a superseded attempt, keeps only the first terminal event, appends to the bounded replay
+log with the next entry id ``N-0``, updates the record (never moving its status backwards),
+releases the in-flight slot exactly once on the terminal event, and renews every expiry. Its keys
+are the job's record, replay log and dedupe hash (one cluster slot, by hash tag) and, for terminal
+events only, the in-flight counter named in the record (``slot``). On Redis Cluster that counter
+lives in another slot; run the fan-out against a standalone Redis or keep the counters on their
+own node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis.asyncio as aioredis
+
+from schemas.enums import EventType
+from schemas.events import JobEvent, parse_event
+
+from . import keys
+from .jobrecord import JobRecord, record_update, video_meta_field
+
+#: most entries read per Redis call while following a replay log
+_BATCH = 256
+
+_ADMIT = r"""
+local rec, counter = KEYS[1], KEYS[2]
+if redis.call('EXISTS', rec) == 1 then
+  return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or ''}
+end
+local held = tonumber(redis.call('GET', counter) or '0')
+if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
+redis.call('INCR', counter)
+redis.call('EXPIRE', counter, ARGV[3])
+redis.call('HSET', rec, 'slot', counter, 'slot_held', '1', unpack(ARGV, 4))
+redis.call('EXPIRE', rec, ARGV[2])
+return {1, '', ''}
+"""
+
+_ROLLBACK = r"""
+local rec, counter = KEYS[1], KEYS[2]
+if redis.call('HGET', rec, 'fingerprint') ~= ARGV[1] then return 0 end
+if redis.call('HDEL', rec, 'slot_held') == 1 then
+  if redis.call('DECR', counter) < 0 then redis.call('INCR', counter) end
+end
+redis.call('DEL', rec)
+return 1
+"""
+
+_APPLY = r"""
+local rec, log, dd = KEYS[1], KEYS[2], KEYS[3]
+local source, attempt, seq = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local terminal, status, rank = ARGV[4] == '1', ARGV[5], tonumber(ARGV[6])
+local etype, payload = ARGV[7], ARGV[8]
+local maxlen, ttl, now = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local nset, nnx = tonumber(ARGV[12]), tonumber(ARGV[13])
+
+local function drop(reason)
+  redis.call('HINCRBY', dd, 'dropped', 1)
+  redis.call('HINCRBY', dd, 'dropped:' .. reason, 1)
+  redis.call('EXPIRE', dd, ttl)
+  return {0, reason}
+end
+
+if redis.call('HEXISTS', rec, 'terminal_id') == 1 then return drop('after_terminal') end
+local top = tonumber(redis.call('HGET', dd, 'attempt:' .. source) or '-1')
+if attempt < top then return drop('stale_attempt') end
+local seqf = 'seq:' .. source .. ':' .. attempt
+local last = tonumber(redis.call('HGET', dd, seqf) or '-1')
+if seq <= last then return drop('duplicate') end
+
+redis.call('HSET', dd, seqf, seq)
+if attempt > top then redis.call('HSET', dd, 'attempt:' .. source, attempt) end
+local n = redis.call('HINCRBY', dd, 'n', 1)
+redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
+
+local i = 14
+for _ = 1, nset do
+  redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for _ = 1, nnx do
+  redis.call('HSETNX', rec, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', rec, 'last_event_id', n, 'updated_at', now)
+if rank >= 0 then
+  local ranks = {queued = 0, running = 1, completed = 2, failed = 2, cancelled = 2}
+  local current = ranks[redis.call('HGET', rec, 'status') or ''] or -1
+  if rank > current then redis.call('HSET', rec, 'status', status) end
+end
+if terminal then
+  redis.call('HSET', rec, 'terminal_id', n, 'terminal_type', etype)
+  if #KEYS >= 4 and redis.call('HDEL', rec, 'slot_held') == 1 then
+    if redis.call('DECR', KEYS[4]) < 0 then redis.call('INCR', KEYS[4]) end
+  end
+end
+redis.call('EXPIRE', rec, ttl)
+redis.call('EXPIRE', log, ttl)
+redis.call('EXPIRE', dd, ttl)
+return {n, redis.call('HGET', rec, 'webhook') or ''}
+"""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The record was written and an in-flight slot taken."""
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The job id is taken: by the same request when the fingerprint and tenant match."""
+
+    fingerprint: str
+    tenant: str
+
+
+@dataclass(frozen=True)
+class Full:
+    """The tenant holds `held` slots of the modality, the bound."""
+
+    held: int
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The event was recorded as replay entry ``event_id``; `webhook` is the job's WebhookSpec JSON."""
+
+    event_id: int
+    webhook: str | None
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """The event was not recorded: duplicate, stale_attempt or after_terminal."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One replay log entry: its number, its event's type, and the exact JSON the fan-out stored.
+
+    `event` parses that JSON on first use, once; a reader that only relays the bytes (the job SSE
+    and WebSocket) never pays for it.
+    """
+
+    id: int
+    type: EventType
+    data: bytes
+
+    @cached_property
+    def event(self) -> JobEvent:
+        return parse_event(self.data)
+
+    @property
+    def terminal(self) -> bool:
+        return self.type.terminal
+
+
+class ReplayExpired(Exception):
+    def __init__(self, after: int, first: int | None) -> None:
+        kept = f"the log now starts at {first}" if first else "the log has expired"
+        super().__init__(
+            f"events after {after} are no longer kept ({kept}): fetch GET /v1/jobs/{{id}} for the"
+            " job's state, or reconnect without Last-Event-ID to follow from the oldest event kept"
+        )
+
+
+def _entry_number(stream_id: bytes) -> int:
+    return int(stream_id.split(b"-", 1)[0])
+
+
+def _entry(stream_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    return Entry(_entry_number(stream_id), EventType(fields[b"type"].decode()), fields[b"data"])
+
+
+class JobStore:
+    """Job state in Redis; takes the client it talks to and the bounds it writes with."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        job_ttl_s: int = keys.JOB_TTL_S,
+        inflight_ttl_s: int = keys.INFLIGHT_TTL_S,
+        replay_maxlen: int = keys.REPLAY_MAXLEN,
+        cancel_ttl_s: int = keys.CANCEL_TTL_S,
+    ) -> None:
+        self._redis = redis
+        self._admit = redis.register_script(_ADMIT)
+        self._rollback = redis.register_script(_ROLLBACK)
+        self._apply = redis.register_script(_APPLY)
+        self._job_ttl = job_ttl_s
+        self._inflight_ttl = inflight_ttl_s
+        self._maxlen = replay_maxlen
+        self._cancel_ttl = cancel_ttl_s
+
+    # -- admission (the gateway) --
+
+    async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int) -> Admitted | Existing | Full:
+        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically."""
+        args: list[str | int] = [max_inflight, self._job_ttl, self._inflight_ttl]
+        for name, value in record.to_fields().items():
+            args += [name, value]
+        counter = keys.inflight(record.tenant, record.modality)
+        kind, a, b = await self._admit(keys=[keys.job_record(job_id), counter], args=args)
+        if kind == 1:
+            return Admitted()
+        if kind == 0:
+            return Existing(a.decode(), b.decode())
+        return Full(int(a))
+
+    async def rollback(self, job_id: str, record: JobRecord) -> bool:
+        """Undo an admission whose request could not be published (only the same request's record)."""
+        done = await self._rollback(
+            keys=[keys.job_record(job_id), keys.inflight(record.tenant, record.modality)], args=[record.fingerprint]
+        )
+        return bool(done)
+
+    async def inflight(self, tenant: str, modality: str) -> int:
+        """The tenant's admitted jobs of the modality that are not terminal yet."""
+        return int(await self._redis.get(keys.inflight(tenant, modality)) or 0)
+
+    # -- reads --
+
+    async def load(self, job_id: str) -> JobRecord | None:
+        raw = await self._redis.hgetall(keys.job_record(job_id))
+        return JobRecord.from_fields(raw) if raw else None
+
+    async def keep_video_meta(self, job_id: str, meta: dict[str, str | None]) -> None:
+        """Keep what OpenAI's video object shows before the MP4 exists, beside the record (first write wins)."""
+        name, value = video_meta_field(meta)
+        await self._redis.hsetnx(keys.job_record(job_id), name, value)
+
+    # -- cancel --
+
+    async def flag_cancel(self, job_id: str, tenant: str) -> bool:
+        """True for the first call: a second cancel of the job publishes nothing."""
+        return bool(await self._redis.set(keys.cancel_flag(job_id), tenant, nx=True, ex=self._cancel_ttl))
+
+    async def clear_cancel(self, job_id: str) -> None:
+        """Forget a cancel flag whose cancel could not be published, so the next try publishes."""
+        await self._redis.delete(keys.cancel_flag(job_id))
+
+    # -- the fan-out --
+
+    async def apply(self, event: JobEvent, payload: bytes, now: float) -> Appended | Dropped:
+        """One event, one round trip (two for a terminal event)."""
+        outcome = (await self.apply_batch([(event, payload)], now))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def apply_batch(self, items: list[tuple[JobEvent, bytes]], now: float) -> list[Appended | Dropped | Exception]:
+        """Events in order, pipelined: one round trip per batch, plus one when it holds terminals.
+
+        Redis runs the script calls one after another in this order, so the outcome is exactly
+        that of applying them one by one. A failing call gives its exception in its place.
+        """
+        updates = [record_update(event) for event, _ in items]  # hot loop: one pass over the batch
+        slots = await self._slots([event.job_id for (event, _), update in zip(items, updates) if update.terminal])
+        pipe = self._redis.pipeline(transaction=False)
+        for (event, payload), update in zip(items, updates):
+            job = event.job_id
+            script_keys = [keys.job_record(job), keys.replay_log(job), keys.dedupe(job)]
+            if update.terminal and slots.get(job):
+                script_keys.append(slots[job])
+            args: list[str | bytes | int] = [
+                event.source.value, event.attempt, event.seq,
+                "1" if update.terminal else "0",
+                update.status.value if update.status else "", update.rank,
+                event.type.value, payload, self._maxlen, self._job_ttl, repr(now),
+                len(update.fields), len(update.fields_if_absent),
+            ]
+            for name, value in (*update.fields.items(), *update.fields_if_absent.items()):
+                args += [name, value]
+            await self._apply(keys=script_keys, args=args, client=pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        return [_outcome(reply) for reply in replies]
+
+    async def _slots(self, job_ids: list[str]) -> dict[str, str]:
+        """The in-flight counter each job holds (written once at admission, so reading early is safe)."""
+        if not job_ids:
+            return {}
+        unique = list(dict.fromkeys(job_ids))
+        pipe = self._redis.pipeline(transaction=False)
+        for job in unique:
+            pipe.hget(keys.job_record(job), "slot")
+        values = await pipe.execute()
+        return {job: value.decode() for job, value in zip(unique, values) if value}
+
+    # -- the replay log --
+
+    async def entries(self, job_id: str) -> list[Entry]:
+        """Every entry the replay log still keeps, oldest first."""
+        return [_entry(i, fields) for i, fields in await self._redis.xrange(keys.replay_log(job_id))]
+
+    async def follow(self, job_id: str, record: JobRecord, after: int | None, block_ms: int) -> AsyncIterator[Entry | None]:
+        """Entries after `after`, in order, ending with the terminal one; None after each idle block.
+
+        Without a cursor the stream starts at the oldest entry kept. Entry numbers are consecutive,
+        so a gap after an explicit cursor means the log was trimmed past it: ReplayExpired.
+        """
+        if record.terminal_id and after is not None and after >= record.terminal_id:
+            return
+        log_key = keys.replay_log(job_id)
+        if (after or 0) < record.last_event_id:
+            first = await self._redis.xrange(log_key, count=1)
+            first_id = _entry_number(first[0][0]) if first else None
+            if after is None and first_id is not None:
+                after = first_id - 1
+            elif first_id is None or first_id > (after or 0) + 1:
+                raise ReplayExpired(after or 0, first_id)
+        cursor = after or 0
+        while True:
+            reply = await self._redis.xread({log_key: f"{cursor}-0"}, count=_BATCH, block=block_ms)
+            if not reply:
+                yield None
+                continue
+            for stream_id, fields in reply[0][1]:
+                number = _entry_number(stream_id)
+                if number != cursor + 1:
+                    raise ReplayExpired(cursor, number)
+                cursor = number
+                entry = _entry(stream_id, fields)
+                yield entry
+                if entry.terminal:
+                    return
+
+
+def _outcome(reply) -> Appended | Dropped | Exception:
+    if isinstance(reply, Exception):
+        return reply
+    first, second = reply
+    if first == 0:
+        return Dropped(second.decode())
+    return Appended(int(first), second.decode() or None)

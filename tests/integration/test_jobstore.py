@@ -1,0 +1,162 @@
+"""The job store against a real redis-server: admission, the fan-out's apply, following the replay log."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from infra.redis import keys
+from infra.redis.client import connect
+from infra.redis.jobrecord import JobRecord
+from infra.redis.jobstore import Admitted, Appended, Dropped, Existing, Full, JobStore, ReplayExpired
+from schemas.enums import EventSource, EventType, JobStatus, Modality
+from schemas.events import Accepted, Completed, Failed, ModelInfo, Started, TokenDelta
+
+pytestmark = pytest.mark.integration
+
+W = EventSource.WORKER
+MODEL = ModelInfo(id="tiny", device="cpu", dtype="float32")
+
+
+@pytest.fixture
+async def redis(redis_url):
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis) -> JobStore:
+    return JobStore(redis, job_ttl_s=60, inflight_ttl_s=60, replay_maxlen=100)
+
+
+def _id(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _record(tenant: str, fingerprint: str = "f1") -> JobRecord:
+    return JobRecord(status=JobStatus.QUEUED, tenant=tenant, modality=Modality.TEXT, fingerprint=fingerprint,
+                     created_at=1.5)
+
+
+def _ev(cls, job_id: str, seq: int, attempt: int = 0, **fields):
+    return cls(job_id=job_id, seq=seq, attempt=attempt, source=W, **fields)
+
+
+async def _apply(store: JobStore, event, now: float = 1.0):
+    return await store.apply(event, event.model_dump_json().encode(), now)
+
+
+async def test_admission_is_idempotent_and_bounded(store, redis):
+    tenant = _id("t")
+    first, second, third = _id("a"), _id("b"), _id("c")
+    assert await store.admit(first, _record(tenant), max_inflight=2) == Admitted()
+    loaded = await store.load(first)
+    assert loaded.status == JobStatus.QUEUED and loaded.fingerprint == "f1" and loaded.slot_held
+    assert loaded.slot == keys.inflight(tenant, "text") and loaded.created_at == 1.5
+    assert await store.admit(first, _record(tenant, "other"), max_inflight=2) == Existing("f1", tenant)
+    assert await store.inflight(tenant, "text") == 1  # a repeat takes no second slot
+    assert await store.admit(second, _record(tenant), max_inflight=2) == Admitted()
+    assert await store.admit(third, _record(tenant), max_inflight=2) == Full(2)
+    assert await store.load(third) is None
+    assert 0 < await redis.ttl(keys.job_record(first)) <= 60
+
+
+async def test_rollback_undoes_only_the_same_request(store):
+    tenant, job = _id("t"), _id("rb")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    assert not await store.rollback(job, _record(tenant, "another request"))
+    assert await store.load(job) is not None and await store.inflight(tenant, "text") == 1
+    assert await store.rollback(job, _record(tenant))
+    assert await store.load(job) is None and await store.inflight(tenant, "text") == 0
+    assert not await store.rollback(job, _record(tenant))  # nothing left to undo
+    assert await store.inflight(tenant, "text") == 0
+
+
+async def test_apply_dedupes_drops_stale_attempts_and_keeps_the_first_terminal(store, redis):
+    tenant, job = _id("t"), _id("apply")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    outcomes = [
+        await _apply(store, Accepted(job_id=job, seq=0, source=EventSource.GATEWAY, tenant=tenant,
+                                     modality=Modality.TEXT)),
+        await _apply(store, _ev(Started, job, 0, worker="w1", model=MODEL)),
+        await _apply(store, _ev(TokenDelta, job, 1, text="a", tokens=1)),
+        await _apply(store, _ev(TokenDelta, job, 1, text="a", tokens=1)),                  # redelivered
+        await _apply(store, _ev(Started, job, 0, attempt=1, worker="w2", model=MODEL)),   # takeover
+        await _apply(store, _ev(TokenDelta, job, 2, text="b", tokens=1)),                  # the old attempt
+        await _apply(store, _ev(Completed, job, 1, attempt=1, text="A"), now=7.0),
+        await _apply(store, _ev(Failed, job, 2, attempt=1, code="generation_error", message="late")),
+    ]
+    assert outcomes == [Appended(1, None), Appended(2, None), Appended(3, None), Dropped("duplicate"),
+                        Appended(4, None), Dropped("stale_attempt"), Appended(5, None), Dropped("after_terminal")]
+    record = await store.load(job)
+    assert record.status == JobStatus.COMPLETED and record.text == "A" and record.error is None
+    assert record.terminal_id == 5 and record.terminal_type == EventType.COMPLETED and record.last_event_id == 5
+    assert record.worker == "w2" and record.model_info == MODEL and record.updated_at == 7.0
+    assert not record.slot_held and await store.inflight(tenant, "text") == 0
+    assert [e.type for e in await store.entries(job)] == ["accepted", "started", "token", "started", "completed"]
+
+
+async def test_the_slot_is_released_once_and_the_log_trimmed_to_maxlen(redis):
+    store = JobStore(redis, replay_maxlen=4, job_ttl_s=60)
+    tenant, job = _id("t"), _id("trim")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    other = _id("other")
+    await store.admit(other, _record(tenant), max_inflight=5)
+    outcomes = [await _apply(store, _ev(TokenDelta, job, seq, text="t", tokens=1)) for seq in range(6)]
+    outcomes += [await _apply(store, _ev(Completed, job, 6)), await _apply(store, _ev(Completed, job, 7))]
+    assert [o.event_id for o in outcomes[:7]] == list(range(1, 8)) and outcomes[-1] == Dropped("after_terminal")
+    assert [e.id for e in await store.entries(job)] == [4, 5, 6, 7]
+    assert await store.inflight(tenant, "text") == 1  # only this job's slot came back
+    assert 0 < await redis.ttl(keys.replay_log(job)) <= 60
+
+
+async def test_a_batch_applies_in_order_and_a_status_never_moves_back(store):
+    tenant, job = _id("t"), _id("batch")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    started = _ev(Started, job, 0, worker="w", model=MODEL)
+    accepted_late = Accepted(job_id=job, seq=0, source=EventSource.STREAMS, tenant=tenant, modality=Modality.TEXT)
+    items = [(e, e.model_dump_json().encode()) for e in (started, accepted_late, started)]
+    assert await store.apply_batch(items, 2.0) == [Appended(1, None), Appended(2, None), Dropped("duplicate")]
+    assert (await store.load(job)).status == JobStatus.RUNNING
+
+
+async def test_follow_in_order_from_a_cursor_and_expired_windows(redis):
+    store = JobStore(redis, replay_maxlen=3, job_ttl_s=60)
+    job = _id("follow")
+    events = [_ev(TokenDelta, job, seq, text=str(seq), tokens=1) for seq in range(5)] + [_ev(Completed, job, 5)]
+    payloads = {}
+    for event in events:
+        payloads[(await _apply(store, event)).event_id] = event.model_dump_json().encode()
+    record = await store.load(job)
+    kept = [e async for e in store.follow(job, record, None, 50)]
+    assert [e.id for e in kept] == [4, 5, 6] and kept[-1].terminal and isinstance(kept[-1].event, Completed)
+    assert [e.data for e in kept] == [payloads[4], payloads[5], payloads[6]]  # the stored bytes, as they were
+    assert [e.id async for e in store.follow(job, record, 4, 50)] == [5, 6]
+    assert [e async for e in store.follow(job, record, 6, 50)] == []  # past the terminal one
+    with pytest.raises(ReplayExpired, match="starts at 4"):
+        [e async for e in store.follow(job, record, 1, 50)]
+
+
+async def test_follow_waits_with_none_until_the_next_event(store):
+    job = _id("wait")
+    first = await _apply(store, _ev(TokenDelta, job, 0, text="a", tokens=1))
+    follow = store.follow(job, await store.load(job), None, 20)
+    assert (await anext(follow)).id == first.event_id
+    assert await anext(follow) is None  # idle: one None per block
+    await _apply(store, _ev(Completed, job, 1))
+    got = [e async for e in follow]
+    assert [e for e in got if e is not None][-1].type == EventType.COMPLETED
+
+
+async def test_cancel_flag_and_video_meta_are_set_once(store):
+    job = _id("flag")
+    assert await store.flag_cancel(job, "t") and not await store.flag_cancel(job, "t")
+    await store.clear_cancel(job)
+    assert await store.flag_cancel(job, "t")
+    await store.admit(job, JobRecord(status=JobStatus.QUEUED, tenant="t", modality=Modality.VIDEO, fingerprint="f"),
+                      max_inflight=5)
+    await store.keep_video_meta(job, {"model": "v1", "size": None, "seconds": "1"})
+    await store.keep_video_meta(job, {"model": "v2", "size": "8x8", "seconds": "2"})
+    assert (await store.load(job)).video_meta == {"model": "v1", "size": None, "seconds": "1"}
