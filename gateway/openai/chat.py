@@ -45,6 +45,7 @@ async def list_models(request: Request, tenant: str = Depends(tenant_of)) -> Mod
 async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
     state = request.app.state
     body = parse_chat_body(await read_json(request, state.settings.max_body_bytes))
+    await state.text_models.ensure_loaded()
     job_request = to_text_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
                                   catalog=state.text_models)
     await state.jobs.submit(job_request)

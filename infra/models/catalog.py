@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 #: the name the piper speech model is served under
 SPEECH_MODEL = "piper"
+#: how often the gateway retries loading a text model's tokenizer that was missing (its files are
+#: built by the text worker's first start): often enough to pick it up soon, rarely enough that
+#: requests for a model with no files do not each pay a failed load
+RELOAD_INTERVAL_S = 5.0
 #: frames per second when a video request names none (VideoParams' default)
 DEFAULT_FPS = 8
 #: the packages a modality's worker imports, and the extra that installs them
@@ -81,8 +86,10 @@ class TextModelEntry:
 
 
 class TextModelCatalog:
-    def __init__(self, entries: list[TextModelEntry]) -> None:
+    def __init__(self, entries: list[TextModelEntry], *, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries = {e.name: e for e in entries}
+        self._clock = clock
+        self._tried_at: dict[str, float] = {}  # clock time of each entry's last load attempt
 
     @classmethod
     def from_settings(cls, settings: TextSettings | None = None) -> TextModelCatalog:
@@ -102,11 +109,26 @@ class TextModelCatalog:
     async def load(self) -> None:
         """Load every tokenizer; a model whose files are not there yet is validated by its worker."""
         for entry in self._entries.values():
-            try:
-                await asyncio.to_thread(entry.load)
-            except Exception as exc:  # files missing until the worker first builds its cache
-                log.warning("tokenizer of %s not loaded (%s): prompt lengths are checked by the worker",
-                            entry.name, exc)
+            await self._try_load(entry)
+
+    async def ensure_loaded(self) -> None:
+        """Retry, at most every RELOAD_INTERVAL_S, the tokenizers that were not there at start.
+
+        On a fresh machine the gateway can start before the text worker has built the model's
+        cache; without a retry its prompt-length checks would stay off until a restart.
+        """
+        now = self._clock()
+        for entry in self._entries.values():
+            if entry.tokenizer is None and now - self._tried_at.get(entry.name, -RELOAD_INTERVAL_S) >= RELOAD_INTERVAL_S:
+                await self._try_load(entry)
+
+    async def _try_load(self, entry: TextModelEntry) -> None:
+        self._tried_at[entry.name] = self._clock()
+        try:
+            await asyncio.to_thread(entry.load)
+        except Exception as exc:  # files missing until the worker first builds its cache
+            log.warning("tokenizer of %s not loaded (%s): prompt lengths are checked by the worker",
+                        entry.name, exc)
 
 
 # -- image, video, speech -------------------------------------------------------------------------

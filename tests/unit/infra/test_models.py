@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from infra.models import catalog
-from infra.models.catalog import MediaCatalog, TextModelCatalog, available
+from infra.models.catalog import MediaCatalog, TextModelCatalog, TextModelEntry, available
 from infra.models.context import ContextLengthExceeded, check_context
 from infra.models.settings import ImageSettings, SpeechSettings, TextSettings, VideoSettings
 from schemas.enums import Modality
@@ -50,3 +50,32 @@ def test_a_modality_whose_packages_are_missing_says_which_extra(monkeypatch):
     assert status[Modality.TEXT] is None and status[Modality.SPEECH] is None
     assert status[Modality.IMAGE] == "needs diffusers: pip install 'genloom[media]'"
     assert status[Modality.VIDEO] == "needs diffusers: pip install 'genloom[media]'"
+
+
+class _Entry(TextModelEntry):
+    """A text entry whose files appear only when `ready` is set (as when a worker builds its cache)."""
+
+    ready = False
+    attempts = 0
+
+    def load(self) -> None:
+        self.attempts += 1
+        if not self.ready:
+            raise OSError("no tokenizer files yet")
+        self.tokenizer, self.context_length = object(), 128
+
+
+async def test_a_tokenizer_missing_at_start_is_loaded_once_its_files_exist():
+    clock = [100.0]
+    entry = _Entry("m", "/nowhere")
+    models = TextModelCatalog([entry], clock=lambda: clock[0])
+    await models.load()
+    assert entry.tokenizer is None and entry.attempts == 1
+    entry.ready = True
+    await models.ensure_loaded()  # too soon: no request pays for a failed load each time
+    assert entry.attempts == 1 and entry.context_length is None
+    clock[0] += catalog.RELOAD_INTERVAL_S
+    await models.ensure_loaded()
+    assert entry.attempts == 2 and entry.context_length == 128
+    await models.ensure_loaded()  # loaded: never again
+    assert entry.attempts == 2
