@@ -48,26 +48,50 @@ async def read_topic(bootstrap: str, topic: str, *, until, timeout: float = 60.0
 
 
 async def job_events(bootstrap: str, topic: str, job_id: str, *, timeout: float = 60.0,
-                     settle: float = 0.0) -> list:
-    """The events of one job on `topic`, read until its first terminal event (plus `settle` s)."""
+                     after_commit: tuple[str, object] | None = None) -> list:
+    """The events of one job on `topic`, read until its first terminal event.
+
+    With `after_commit=(group, record)` (`record` the RecordMetadata of the message the job came
+    from), first wait until `group` has committed past `record`: its consumer commits only after
+    every event it produced for that message is acknowledged, so the log then holds all of them,
+    late ones after the terminal included. The topic is then read to the end offsets it had at that
+    moment, not just to the terminal, so that nothing written after the terminal is missed.
+    """
+    key = job_id.encode()
 
     def events_of(messages):
-        out = []
-        for m in messages:
-            if m.key == job_id.encode():
-                out.append(decode_event(m.value))
-        return out
+        return [decode_event(m.value) for m in messages if m.key == key]
 
     def done(messages):
         return any(e.type in TERMINAL_TYPES for e in events_of(messages))
 
-    messages = await read_topic(bootstrap, topic, until=done, timeout=timeout)
-    if settle:
-        await asyncio.sleep(settle)
-        seen_before = len(messages)
-        messages = await read_topic(bootstrap, topic, until=lambda m: len(m) >= seen_before and done(m),
-                                    timeout=timeout)
-    return events_of(messages)
+    if after_commit is None:
+        return events_of(await read_topic(bootstrap, topic, until=done, timeout=timeout))
+    group, record = after_commit
+    await wait_committed(bootstrap, group, record, timeout=timeout)
+    consumer = clients.consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")
+    await clients.start_client(consumer, bootstrap)
+    seen: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not consumer.assignment():
+            for messages in (await consumer.getmany(timeout_ms=100)).values():  # a group-less consumer
+                seen.extend(messages)                                             # gets every partition
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no partitions of {topic} assigned within {timeout}s")
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            for messages in batches.values():
+                seen.extend(messages)
+            positions = {tp: await consumer.position(tp) for tp in ends}
+            if done(seen) and all(positions[tp] >= end for tp, end in ends.items()):
+                return events_of(seen)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s reading {topic} for {job_id}: "
+                                     f"{len(events_of(seen))} events seen, positions {positions}, ends {ends}")
+    finally:
+        await consumer.stop()
 
 
 async def skip_backlog(bootstrap: str, topic: str, group: str) -> int:

@@ -16,12 +16,15 @@ from infra.models.settings import ImageSettings
 from schemas import CancelJob, ImageRequest, parse_request
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic
+from schemas.enums import Modality
 from workers.image.handler import ImageHandler
 from workers.image.tiny import load_tiny_pipeline
+from workers.runner import jobs_group
 from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("image")
+GROUP = jobs_group(Modality.IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,11 @@ def image(job_id: str, **params) -> ImageRequest:
                           "params": {"prompt": "a red cat on a boat", **params}})
 
 
-async def submit(producer, *requests: ImageRequest) -> None:
-    for req in requests:
-        await producer.send(TOPIC, encode(req), key=req.key.encode())
+async def submit(producer, *requests: ImageRequest) -> list:
+    """Send the jobs together; returns where each landed (RecordMetadata, in order)."""
+    deliveries = [await producer.send(TOPIC, encode(req), key=req.key.encode()) for req in requests]
     await producer.flush()
+    return [await d for d in deliveries]
 
 
 def has_event(job_id: str, event_type: str):
@@ -144,12 +148,12 @@ async def test_cancel_inside_a_batch_ends_that_job_and_the_batch_goes_on(kafka_b
     handler: ImageHandler = image_worker.handler
     steps = 60
     stay, leave = (image(j, width=64, height=64, steps=steps, seed=5) for j in ("img-stay", "img-leave"))
-    await submit(producer, stay, leave)
+    _, sent = await submit(producer, stay, leave)
 
     await read_topic(kafka_bootstrap, EVENTS_RAW, until=progressed("img-leave"), timeout=60)
     await producer.send_and_wait(CONTROL, encode(CancelJob(job_id="img-leave", tenant="t1", reason="enough")),
                                  key=b"img-leave")
-    left = await job_events(kafka_bootstrap, EVENTS_RAW, "img-leave", settle=0.5)
+    left = await job_events(kafka_bootstrap, EVENTS_RAW, "img-leave", after_commit=(GROUP, sent))
     terminals = [e for e in left if e.type in ("completed", "failed", "cancelled")]
     assert [(t.type, t.reason) for t in terminals] == [("cancelled", "enough")]
     assert 0 < sum(e.type == "progress" for e in left) < steps
@@ -165,10 +169,10 @@ async def test_cancel_of_a_queued_job_removes_it_without_generating(kafka_bootst
     handler: ImageHandler = image_worker.handler
     await submit(producer, image("img-busy", width=64, height=64, steps=60))
     await read_topic(kafka_bootstrap, EVENTS_RAW, until=progressed("img-busy"), timeout=60)
-    await submit(producer, image("img-queued", width=32, height=32))  # waits behind the busy batch
+    [sent] = await submit(producer, image("img-queued", width=32, height=32))  # waits behind the busy batch
     await read_topic(kafka_bootstrap, EVENTS_RAW, until=has_event("img-queued", "started"), timeout=30)
     await producer.send_and_wait(CONTROL, encode(CancelJob(job_id="img-queued", tenant="t1")), key=b"img-queued")
-    queued = await job_events(kafka_bootstrap, EVENTS_RAW, "img-queued", settle=0.5)
+    queued = await job_events(kafka_bootstrap, EVENTS_RAW, "img-queued", after_commit=(GROUP, sent))
     assert [e.type for e in queued] == ["started", "cancelled"]
     busy = await job_events(kafka_bootstrap, EVENTS_RAW, "img-busy")
     assert busy[-1].type == "completed"

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from infra.kafka.codec import encode
 from infra.kafka.emitter import EventEmitter
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW
 from schemas import EventSource
@@ -14,6 +15,7 @@ from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import job_events, read_topic, serving
 from workers.moderation.gate import ModerationGate
 from workers.moderation.policy import BlocklistClassifier
+from workers.moderation.runner import GROUP
 from workers.wiring import gate_runner
 
 pytestmark = pytest.mark.integration
@@ -33,8 +35,9 @@ async def test_blocked_output_ends_with_content_filter_and_cancels_the_worker(ka
     await worker.emit(Started, "mod-1", 5, worker="w", model=MODEL)
     for text in ["Once upon ", "a time there ", "was a forb", "idden word ", "and more"]:
         await worker.emit(TokenDelta, "mod-1", 5, text=text, tokens=2)
-    await worker.emit(Completed, "mod-1", 5, usage=Usage(completion_tokens=10))
-    released = await job_events(kafka_bootstrap, EVENTS, "mod-1", settle=0.5)
+    last = worker.build(Completed, "mod-1", 5, usage=Usage(completion_tokens=10))
+    sent = await producer.send_and_wait(EVENTS_RAW, encode(last), key=b"mod-1")
+    released = await job_events(kafka_bootstrap, EVENTS, "mod-1", after_commit=(GROUP, sent))
     types = [e.type for e in released]
     assert types[0] == "started" and types[-2:] == ["moderation", "completed"]
     assert released[-1].finish_reason.value == "content_filter" and released[-1].source.value == "moderation"

@@ -15,12 +15,15 @@ from infra.kafka.topics import CONTROL, DLQ, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, SpeechRequest, parse_request
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import job_events, read_topic, serving, wait_until
+from schemas.enums import Modality
+from workers.runner import jobs_group
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
 from workers.wiring import job_runner
 
 pytestmark = pytest.mark.integration
 TOPIC = jobs_topic("speech")
+GROUP = jobs_group(Modality.SPEECH)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,7 @@ async def test_bad_voice_fails_with_code_and_worker_keeps_serving(kafka_bootstra
 async def test_cancel_stops_a_running_job_with_one_cancelled_event(kafka_bootstrap, speech_worker, producer):
     text = " ".join(f"This is sentence number {i} of a long speech." for i in range(40))
     req = speech("sp-cancel", text)
-    await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
+    sent = await producer.send_and_wait(TOPIC, encode(req), key=req.key.encode())
 
     def first_audio(messages):
         return any(m.key == b"sp-cancel" and json.loads(m.value)["type"] == "audio" for m in messages)
@@ -87,7 +90,7 @@ async def test_cancel_stops_a_running_job_with_one_cancelled_event(kafka_bootstr
     await read_topic(kafka_bootstrap, EVENTS_RAW, until=first_audio, timeout=60)
     cancel = CancelJob(job_id="sp-cancel", tenant="t1", reason="user asked")
     await producer.send_and_wait(CONTROL, encode(cancel), key=b"sp-cancel")
-    events = await job_events(kafka_bootstrap, EVENTS_RAW, "sp-cancel", settle=1.0)
+    events = await job_events(kafka_bootstrap, EVENTS_RAW, "sp-cancel", after_commit=(GROUP, sent))
     terminals = [e for e in events if e.type in ("completed", "failed", "cancelled")]
     assert [t.type for t in terminals] == ["cancelled"]
     assert terminals[0].reason == "user asked"

@@ -11,17 +11,20 @@ from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
 from schemas import CancelJob, parse_request
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, job_events, read_topic, skip_backlog
+from schemas.enums import Modality
+from workers.runner import jobs_group
 from workers.text.handler import TextHandler
 from infra.models.loader import TextModelSpec
 from workers.wiring import job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPIC = jobs_topic("text")
+GROUP = jobs_group(Modality.TEXT)
 
 
 @pytest.fixture(scope="module")
 async def text_worker(kafka_bootstrap):
-    await skip_backlog(kafka_bootstrap, TOPIC, "genloom-workers-text")
+    await skip_backlog(kafka_bootstrap, TOPIC, GROUP)
     handler = TextHandler(TextModelSpec(), served_name="smollm2-135m-instruct", max_batch_size=8)
     async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)) as (runner,):
         yield runner
@@ -33,7 +36,8 @@ def chat(job_id: str, content: str, **params):
 
 
 async def submit(producer, request):
-    await producer.send_and_wait(TOPIC, encode(request), key=request.key.encode())
+    """Send the job; returns where it landed."""
+    return await producer.send_and_wait(TOPIC, encode(request), key=request.key.encode())
 
 
 async def test_tokens_stream_and_completed_carries_text_and_usage(kafka_bootstrap, text_worker, producer):
@@ -63,7 +67,7 @@ async def test_concurrent_jobs_share_decode_steps_and_match_solo_output(kafka_bo
 
 
 async def test_cancel_mid_stream_ends_with_one_cancelled(kafka_bootstrap, text_worker, producer):
-    await submit(producer, chat("tx-cancel", "Write a long story about a dragon.", max_tokens=200, temperature=0))
+    sent = await submit(producer, chat("tx-cancel", "Write a long story about a dragon.", max_tokens=200, temperature=0))
 
     def some_tokens(messages):
         return sum(m.key == b"tx-cancel" and json.loads(m.value)["type"] == "token" for m in messages) >= 2
@@ -71,7 +75,7 @@ async def test_cancel_mid_stream_ends_with_one_cancelled(kafka_bootstrap, text_w
     await read_topic(kafka_bootstrap, EVENTS_RAW, until=some_tokens, timeout=120)
     await text_worker._producer.send_and_wait(CONTROL, encode(CancelJob(job_id="tx-cancel", tenant="t")),
                                               key=b"tx-cancel")
-    events = await job_events(kafka_bootstrap, EVENTS_RAW, "tx-cancel", settle=1.0)
+    events = await job_events(kafka_bootstrap, EVENTS_RAW, "tx-cancel", after_commit=(GROUP, sent))
     terminals = [e.type for e in events if e.type in ("completed", "failed", "cancelled")]
     assert terminals == ["cancelled"]
     assert sum(e.tokens for e in events if e.type == "token") < 200

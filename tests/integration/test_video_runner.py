@@ -106,11 +106,12 @@ async def test_bad_frames_fail_with_a_code(kafka_bootstrap, video_worker, produc
 
 async def test_cancel_mid_job_ends_with_one_cancelled_and_fewer_steps(kafka_bootstrap, video_worker, producer):
     steps = 60
-    await submit(producer, video("vid-cancel", width=64, height=64, frames=16, steps=steps))
+    sent = await submit(producer, video("vid-cancel", width=64, height=64, frames=16, steps=steps))
     await read_topic(kafka_bootstrap, EVENTS_RAW, until=progressed("vid-cancel"), timeout=60)
     await producer.send_and_wait(CONTROL, encode(CancelJob(job_id="vid-cancel", tenant="t1", reason="stop")),
                                  key=b"vid-cancel")
-    events = await job_events(kafka_bootstrap, EVENTS_RAW, "vid-cancel", settle=1.0)
+    events = await job_events(kafka_bootstrap, EVENTS_RAW, "vid-cancel",
+                              after_commit=(jobs_group(Modality.VIDEO), sent))
     terminals = [e for e in events if e.type in TERMINAL_TYPES]
     assert [(t.type, t.reason) for t in terminals] == [("cancelled", "stop")]
     assert 0 < sum(e.type == "progress" for e in events) < steps

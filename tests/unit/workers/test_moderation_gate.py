@@ -1,3 +1,5 @@
+import pytest
+
 from infra.settings.moderation import ModerationSettings
 from schemas import EventSource, FinishReason
 from schemas.events import Completed, Progress, TokenDelta, Usage
@@ -63,6 +65,7 @@ def test_other_events_pass_unchanged():
     assert gate.on_event(p).publish == [p]
 
 
+@pytest.mark.slow
 def test_profanity_model_blocks_abuse_and_passes_ordinary_text():
     classifier = ProfanityClassifier(threshold=0.8)
     assert classifier.classify("What a lovely day for a walk by the sea.").allowed
@@ -70,6 +73,7 @@ def test_profanity_model_blocks_abuse_and_passes_ordinary_text():
     assert not verdict.allowed and verdict.categories == ["profanity"] and verdict.score >= 0.8
 
 
+@pytest.mark.slow
 def test_settings_choose_the_classifier():
     assert build_gate(ModerationSettings()).classifier is None
     assert isinstance(build_gate(ModerationSettings(classifier="profanity")).classifier, ProfanityClassifier)

@@ -12,6 +12,8 @@ from schemas.enums import ErrorCode
 from workers.errors import JobError
 from workers.speech.synthesizer import PiperSynthesizer
 
+pytestmark = pytest.mark.slow  # loads a real model
+
 THREE = "The sun rose early. Birds sang in the trees. Then it rained."
 
 

@@ -13,6 +13,7 @@ from workers.errors import JobError
 from workers.speech.formats import FORMATS, encode_pcm, encode_wav, get_format
 
 
+@pytest.mark.slow
 def test_wav_of_real_speech_decodes_with_the_stdlib(engine: SpeechEngine) -> None:
     pcm = engine.synthesize_all("A short line to decode.", "joe", fmt="pcm")
     data = engine.synthesize_all("A short line to decode.", "joe", fmt="wav")

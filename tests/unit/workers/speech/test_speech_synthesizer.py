@@ -18,6 +18,7 @@ def test_shipped_voice_is_found_in_the_wheel() -> None:
     assert files.config.name == files.model.name + ".json" and files.config.is_file()
 
 
+@pytest.mark.slow
 def test_shipped_voice_loads_and_speaks_at_22050_hz() -> None:
     """Default settings (the voice's own noise), all onnxruntime threads left at one."""
     synth = PiperSynthesizer.with_shipped_voice(intra_op_threads=1)
@@ -36,12 +37,14 @@ def test_shipped_voice_loads_and_speaks_at_22050_hz() -> None:
     assert int(np.abs(audio).max()) > 10_000
 
 
+@pytest.mark.slow
 def test_noise_off_is_deterministic(piper: PiperSynthesizer) -> None:
     first = piper.synthesize("Same words twice.", "joe", 1.0)
     second = piper.synthesize("Same words twice.", "joe", 1.0)
     assert np.array_equal(first, second)
 
 
+@pytest.mark.slow
 def test_speed_two_is_much_shorter_and_half_is_longer(piper: PiperSynthesizer) -> None:
     sentence = "The weather today is bright and clear over the hills."
     normal = len(piper.synthesize(sentence, "joe", 1.0))
@@ -51,6 +54,7 @@ def test_speed_two_is_much_shorter_and_half_is_longer(piper: PiperSynthesizer) -
     assert slow > 1.5 * normal
 
 
+@pytest.mark.slow
 def test_unknown_voice_lists_the_known_ones(piper: PiperSynthesizer) -> None:
     with pytest.raises(JobError, match="use one of joe$") as info:
         piper.synthesize("Hi.", "nobody", 1.0)
@@ -64,6 +68,7 @@ def test_synthesize_before_start_says_so() -> None:
         synth.synthesize("Hi.", "joe", 1.0)
 
 
+@pytest.mark.slow
 def test_nonpositive_speed_is_refused(piper: PiperSynthesizer) -> None:
     with pytest.raises(ValueError, match="speed"):
         piper.synthesize("Hi.", "joe", 0.0)
@@ -106,6 +111,7 @@ def test_voices_with_different_sample_rates_are_refused(tmp_path: Path) -> None:
         PiperSynthesizer.with_shipped_voice(voice_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_start_loads_each_voice_once(piper: PiperSynthesizer) -> None:
     voice_before = piper._loaded["joe"]
     piper.start()

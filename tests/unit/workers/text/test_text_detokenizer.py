@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from workers.text.detokenizer import IncrementalDetokenizer
 from infra.models.loader import LoadedModel
+
+pytestmark = pytest.mark.slow  # loads a real model
 
 TEXT = "Crème brûlée 🍮, naïve café — 日本語 👋🏽 done."
 

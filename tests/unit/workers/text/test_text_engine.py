@@ -11,6 +11,8 @@ from infra.models.loader import LoadedModel
 from workers.text.sampling import SamplingParams
 from workers.text.sequence import StepOutput
 
+pytestmark = pytest.mark.slow  # loads a real model
+
 QUESTIONS = [
     "What is the capital of France?",
     "Write a haiku about the sea.",

@@ -59,6 +59,7 @@ def in_this_process(lm: LoadedModel, prompt: list[int], params: SamplingParams) 
     return tokens
 
 
+@pytest.mark.slow
 async def test_child_engine_serves_aborts_and_survives_its_own_death(smollm: LoadedModel) -> None:
     prompts = [smollm.format_chat([{"role": "user", "content": q}]) for q in QUESTIONS]
     seen = Collector()

@@ -8,6 +8,7 @@ import torch
 from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
 
 
+@pytest.mark.slow
 def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> None:
     assert smollm.model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert smollm.dtype == torch.float32 and smollm.device.type == "cpu"
