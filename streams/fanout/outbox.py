@@ -60,3 +60,6 @@ class OutboxDeliverer:
             except RedisError as exc:
                 log.warning("webhook outbox unreachable (%s); retrying in %.0fs", exc, _RETRY_S)
                 await asyncio.sleep(_RETRY_S)
+            except Exception:  # a bug must not end deliveries for good: what is owed stays in the outbox
+                log.exception("webhook deliverer failed; retrying in %.0fs", _RETRY_S)
+                await asyncio.sleep(_RETRY_S)

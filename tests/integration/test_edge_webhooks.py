@@ -136,8 +136,9 @@ async def _settled(redis, rec: Receiver, job_id: str) -> bool:
     return True
 
 
-INTERNAL = ["http://127.0.0.2:6379/", "http://[::1]:6379/", "http://0x7f000001:6379/", "http://2130706433/",
-            "http://127.1/", "http://[::ffff:127.0.0.1]/", "http://169.254.169.254/latest/meta-data/",
+#: 127.0.0.1 itself is allow-listed here (the receivers), so loopback is shown as 127.0.0.2 in its encodings
+INTERNAL = ["http://127.0.0.2:6379/", "http://[::1]:6379/", "http://0x7f000002:6379/", "http://2130706434/",
+            "http://127.2/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:2]/", "http://169.254.169.254/latest/meta-data/",
             "http://metadata.google.internal/computeMetadata/v1/", "http://10.0.0.1/", "http://[fd00:ec2::254]/",
             "http://localhost:6379/"]
 
@@ -299,6 +300,24 @@ async def test_only_the_first_bytes_of_an_endless_answer_are_read():
 def _entry(job: str, tenant: str, url: str) -> OutboxEntry:
     return OutboxEntry(id=f"{int(time.time() * 1000)}-{uuid.uuid4().int % 10**6}", job_id=job, entry=1,
                        event_type="completed", tenant=tenant, url=url, body=b'{"type":"completed"}')
+
+
+async def test_two_deliverers_of_one_entry_post_it_once(edge_redis, receiver):
+    rec, url = receiver
+    outbox = WebhookOutbox(edge_redis, key=_outbox_key())
+    entry = _entry(f"twice-{uuid.uuid4().hex[:8]}", "t-hook", url.replace("/hook", "/ok"))
+    async with new_http_client() as http:
+        first, second = await asyncio.gather(_dispatcher(outbox, http).deliver(entry),
+                                             _dispatcher(outbox, http).deliver(entry))
+        assert {first, second} == {True, None}  # the other one found it claimed and left it pending
+        assert await _dispatcher(outbox, http).deliver(entry) is False  # settled: only acknowledged
+    assert len(rec.ok_calls) == 1
+    assert await edge_redis.get(rkeys.webhook_mark(entry.job_id, 1)) == b"delivered"
+    # a receiver that says 4xx is not retried
+    gone = _entry(f"gone-{uuid.uuid4().hex[:8]}", "t-hook", url.replace("/hook", "/gone"))
+    async with new_http_client() as http:
+        assert await _dispatcher(outbox, http).deliver(gone) is False
+    assert rec.gone_hits == 1
 
 
 async def test_a_refused_destination_is_given_up_without_a_post(edge_redis):
