@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,10 +36,10 @@ def should_retry(status: int) -> bool:
     return status >= 500 or status in _RETRYABLE_4XX
 
 
-def new_http_client() -> httpx.AsyncClient:
+def new_http_client(verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     """The deliverer's client: no proxies from the environment (they would undo the pinning), no
     redirects, no kept-alive connections (one kept for one host name must not serve another's SNI)."""
-    return httpx.AsyncClient(trust_env=False, follow_redirects=False,
+    return httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=verify,
                              limits=httpx.Limits(max_keepalive_connections=0))
 
 
