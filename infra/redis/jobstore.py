@@ -114,7 +114,7 @@ redis.call('EXPIRE', rec, ttl)
 redis.call('EXPIRE', log, ttl)
 redis.call('EXPIRE', dd, ttl)
 local hook = redis.call('HGET', rec, 'webhook') or ''
-if hook ~= '' and outbox ~= '' then
+if hook ~= '' and outbox ~= '' and (terminal or etype == 'progress') then
   local ok, spec = pcall(cjson.decode, hook)
   local wanted = false
   if ok and type(spec) == 'table' and type(spec['url']) == 'string' and type(spec['events']) == 'table' then
