@@ -18,8 +18,9 @@ from infra.redis.client import check, connect
 from infra.redis.jobstore import JobStore
 from infra.settings import KafkaSettings, RedisSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
+from infra.settings.streams import WebhookSettings
 
-from . import artifacts, errors, health, jobs
+from . import artifacts, errors, health, jobs, webhooks
 from .openai import audio as openai_audio
 from .openai import chat as openai_chat
 from .openai import images as openai_images
@@ -37,6 +38,7 @@ def create_app(
     blobs: BlobStore | None = None,
     text_models: TextModelCatalog | None = None,
     media: MediaCatalog | None = None,
+    webhook_settings: WebhookSettings | None = None,
     lifespan=None,
 ) -> FastAPI:
     """The app over clients the caller owns (started, and stopped by the caller)."""
@@ -51,10 +53,12 @@ def create_app(
     app.state.blobs = blobs if blobs is not None else blob_store(BlobSettings())
     app.state.text_models = text_models if text_models is not None else TextModelCatalog([])
     app.state.media = media if media is not None else MediaCatalog.from_settings()
+    app.state.webhooks = webhooks.WebhookGate(webhook_settings or WebhookSettings())
     errors.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
+    app.include_router(webhooks.router)
     app.include_router(openai_chat.router)
     app.include_router(openai_images.router)
     app.include_router(openai_videos.router)

@@ -61,7 +61,9 @@ async def submit_job(
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
 ) -> JobView:
     data = await read_json(request, request.app.state.settings.max_body_bytes)
-    job, created = await _jobs(request).submit(build_request(data, tenant, idempotency_key))
+    job_request = build_request(data, tenant, idempotency_key)
+    await request.app.state.webhooks.check(job_request)
+    job, created = await _jobs(request).submit(job_request)
     if not created:
         response.status_code = 200
     return job

@@ -70,3 +70,14 @@ class JobView(Contract):
     error: JobError | None = None
     cancel_reason: str | None = None
     last_event_id: int = Field(default=0, ge=0, description="Newest replay log entry of the job.")
+
+
+class WebhookSecret(Contract):
+    """The caller's webhook signing key (GET /v1/webhooks/secret)."""
+
+    tenant: str = Field(description="The tenant the key belongs to (the API key's).")
+    secret: str = Field(
+        description="HMAC-SHA256 key, used as its UTF-8 bytes: X-Genloom-Signature is `t=<unix>,v1=<hex>` with"
+        " hex = HMAC(secret, `<t>.<X-Genloom-Event-Id>.<body>`). Reject timestamps older than a few minutes."
+    )
+    signature_header: str = Field(default="X-Genloom-Signature", description="Where the signature comes.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .enums import ErrorCode
+from .enums import ErrorCode, Modality
 
 _RANGE_TYPES = frozenset(
     {
@@ -20,13 +20,14 @@ _RANGE_TYPES = frozenset(
         "string_too_short",
     }
 )
+_MODALITY_TAGS = frozenset(m.value for m in Modality)
 _SIZE_TYPES = frozenset({"string_too_long", "too_long"})
 
 
 def _location(loc: tuple) -> str:
-    # drop the union tag pydantic inserts ("text", "image", ...) right before "params"
+    # drop the union tag pydantic inserts ("text", "image", ...) before the field ("params.top_p", "webhook.url")
     parts = [str(p) for p in loc]
-    if len(parts) > 1 and parts[1] == "params":
+    if len(parts) > 1 and parts[0] in _MODALITY_TAGS:
         parts = parts[1:]
     return ".".join(parts) or "body"
 

@@ -152,14 +152,24 @@ class TraceContext(Contract):
     tracestate: str | None = Field(default=None, max_length=512)
 
 
-class WebhookSpec(Contract):
-    """Where to POST a job's events, signed with HMAC-SHA256."""
+#: the events a webhook may subscribe to: the terminal ones and (throttled) progress; token and audio
+#: events are far too many to POST one by one
+WebhookEvent = Literal["completed", "failed", "cancelled", "progress"]
 
-    url: str = Field(pattern=r"^https?://", max_length=2048, description="Receiver URL.")
-    events: list[str] = Field(
+
+class WebhookSpec(Contract):
+    """Where to POST a job's events, signed with the tenant's key (X-Genloom-Signature)."""
+
+    url: str = Field(
+        pattern=r"^https?://", max_length=2048,
+        description="Receiver URL; must resolve to public addresses only (unless the deployment allow-lists"
+        " a network).",
+    )
+    events: list[WebhookEvent] = Field(
         default_factory=lambda: ["completed", "failed", "cancelled"],
-        max_length=16,
-        description="Event types to deliver; progress events are throttled.",
+        min_length=1,
+        max_length=4,
+        description="Event types to deliver: completed, failed, cancelled, progress (throttled per job).",
     )
 
 

@@ -9,11 +9,15 @@ job's first terminal event; `rollback` releases it when publishing failed.
 The fan-out's apply is one Lua call per event: it deduplicates by (source, attempt, seq), drops
 events of a superseded attempt, keeps only the first terminal event, appends to the bounded replay
 log with the next entry id ``N-0``, updates the record (never moving its status backwards),
-releases the in-flight slot exactly once on the terminal event, and renews every expiry. Its keys
-are the job's record, replay log and dedupe hash (one cluster slot, by hash tag) and, for terminal
-events only, the in-flight counter named in the record (``slot``). On Redis Cluster that counter
-lives in another slot; run the fan-out against a standalone Redis or keep the counters on their
-own node.
+releases the in-flight slot exactly once on the terminal event, and renews every expiry. When the
+job has a webhook subscribed to the event's type (progress throttled per job), the same call adds a
+delivery to the deployment's webhook outbox stream (`keys.webhook_outbox`, bounded), so a fan-out
+that dies right after recording an event still owes, and a deliverer still makes, its delivery
+(streams/fanout/outbox.py). Events of jobs without a webhook pay nothing more. Its keys are the
+job's record, replay log and dedupe hash (one cluster slot, by hash tag) and, for terminal events
+only, the in-flight counter named in the record (``slot``). On Redis Cluster that counter (and the
+webhook outbox) lives in another slot; run the fan-out against a standalone Redis or keep the
+counters on their own node.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ local terminal, status, rank = ARGV[4] == '1', ARGV[5], tonumber(ARGV[6])
 local etype, payload = ARGV[7], ARGV[8]
 local maxlen, ttl, now = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
 local nset, nnx = tonumber(ARGV[12]), tonumber(ARGV[13])
+local outbox, outbox_maxlen, progress_ms, job = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
 
 local function drop(reason)
   redis.call('HINCRBY', dd, 'dropped', 1)
@@ -84,7 +89,7 @@ if attempt > top then redis.call('HSET', dd, 'attempt:' .. source, attempt) end
 local n = redis.call('HINCRBY', dd, 'n', 1)
 redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
 
-local i = 14
+local i = 18
 for _ = 1, nset do
   redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -108,8 +113,35 @@ end
 redis.call('EXPIRE', rec, ttl)
 redis.call('EXPIRE', log, ttl)
 redis.call('EXPIRE', dd, ttl)
-return {n, redis.call('HGET', rec, 'webhook') or ''}
+local hook = redis.call('HGET', rec, 'webhook') or ''
+if hook ~= '' and outbox ~= '' and (terminal or etype == 'progress') then
+  local ok, spec = pcall(cjson.decode, hook)
+  local wanted = false
+  if ok and type(spec) == 'table' and type(spec['url']) == 'string' and type(spec['events']) == 'table' then
+    for _, e in ipairs(spec['events']) do
+      if e == etype then wanted = true end
+    end
+  end
+  if wanted and etype == 'progress' and tonumber(progress_ms) > 0 then
+    wanted = redis.call('SET', rec .. ':hook:progress', '1', 'NX', 'PX', progress_ms) ~= false
+  end
+  if wanted then
+    redis.call('XADD', outbox, 'MAXLEN', '~', outbox_maxlen, '*', 'job', job, 'entry', n, 'type', etype,
+      'tenant', redis.call('HGET', rec, 'tenant') or '', 'url', spec['url'], 'data', payload)
+  end
+end
+return {n, hook}
 """
+
+
+@dataclass(frozen=True)
+class WebhookOutboxBounds:
+    """Given to the fan-out's store: subscribed events of jobs with a webhook also go to the outbox."""
+
+    maxlen: int = keys.WEBHOOK_OUTBOX_MAXLEN
+    #: at most one progress delivery per job in this many seconds (0: every one)
+    progress_interval_s: float = 5.0
+    key: str = keys.webhook_outbox()
 
 
 @dataclass(frozen=True)
@@ -196,6 +228,7 @@ class JobStore:
         inflight_ttl_s: int = keys.INFLIGHT_TTL_S,
         replay_maxlen: int = keys.REPLAY_MAXLEN,
         cancel_ttl_s: int = keys.CANCEL_TTL_S,
+        webhook_outbox: WebhookOutboxBounds | None = None,
     ) -> None:
         self._redis = redis
         self._admit = redis.register_script(_ADMIT)
@@ -205,6 +238,10 @@ class JobStore:
         self._inflight_ttl = inflight_ttl_s
         self._maxlen = replay_maxlen
         self._cancel_ttl = cancel_ttl_s
+        hooks = webhook_outbox
+        self._outbox_args = (
+            [hooks.key, hooks.maxlen, int(hooks.progress_interval_s * 1000)] if hooks else ["", 0, 0]
+        )
 
     # -- admission (the gateway) --
 
@@ -282,6 +319,7 @@ class JobStore:
                 update.status.value if update.status else "", update.rank,
                 event.type.value, payload, self._maxlen, self._job_ttl, repr(now),
                 len(update.fields), len(update.fields_if_absent),
+                *self._outbox_args, job,
             ]
             for name, value in (*update.fields.items(), *update.fields_if_absent.items()):
                 args += [name, value]

@@ -30,6 +30,10 @@ WEBHOOK_MARK_TTL_S = 7 * 24 * 3600
 #: retry schedule of a single delivery attempt
 WEBHOOK_CLAIM_TTL_S = 60
 
+#: most deliveries kept in the webhook outbox stream (approximate MAXLEN): a day of one delivery a
+#: second; a deliverer that is down longer than that loses the oldest
+WEBHOOK_OUTBOX_MAXLEN = 100_000
+
 #: how long a cancel flag is kept (24 h, like the job)
 CANCEL_TTL_S = JOB_TTL_S
 
@@ -66,6 +70,15 @@ def webhook_mark(job_id: str, event_id: int) -> str:
 def webhook_progress_gate(job_id: str) -> str:
     """String with a short expiry: set when a progress webhook went out, throttling the next."""
     return f"{_job(job_id)}:hook:progress"
+
+
+def webhook_outbox() -> str:
+    """Stream: webhook deliveries owed (one per deployment), read by the deliverers' consumer group."""
+    return f"{PREFIX}:webhooks:outbox"
+
+
+#: the outbox's consumer group
+WEBHOOK_GROUP = "deliverers"
 
 
 def inflight(tenant: str, modality: str) -> str:

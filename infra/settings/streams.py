@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.net.ssrf import TargetPolicy, parse_networks
 from infra.redis import keys
 
 
@@ -37,20 +38,62 @@ class FanoutSettings(BaseSettings):
 
 
 class WebhookSettings(BaseSettings):
+    """Read by the streams process (delivery) and by the gateway (submit-time checks, tenant keys)."""
+
     model_config = SettingsConfigDict(env_prefix="GENLOOM_WEBHOOK_", extra="ignore", frozen=True)
 
     secret: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key for X-Genloom-Signature; unset disables webhooks."
+        default=None,
+        description="Master key; each tenant signs with HMAC-SHA256(master, tenant) (GET /v1/webhooks/secret)."
+        " Unset disables webhooks: a job that asks for one is refused.",
     )
+    allow_networks: str = Field(
+        default="",
+        description="Comma-separated CIDRs a webhook may reach although they are loopback, private,"
+        " link-local or otherwise internal (e.g. `10.1.2.0/24`). Empty: public addresses only.",
+    )
+    resolve_timeout_s: float = Field(default=5.0, gt=0, description="Longest DNS lookup of a webhook host.")
     max_attempts: int = Field(default=5, ge=1, description="Tries per delivery, the first included.")
     backoff_s: float = Field(default=0.5, gt=0, description="Wait before the first retry; doubles each time.")
     backoff_max_s: float = Field(default=30.0, gt=0, description="Longest wait between retries.")
-    timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="Deadline of one whole attempt (resolve, connect, send, read), not per read.",
+    )
+    max_response_bytes: int = Field(
+        default=4096, ge=0, description="Most bytes of a receiver's answer read; the rest is discarded unread."
+    )
     progress_interval_s: float = Field(
         default=5.0, ge=0, description="At most one progress webhook per job in this many seconds."
     )
     max_pending: int = Field(
-        default=1000, ge=1, description="Deliveries queued or in flight; beyond it new ones are dropped and logged."
+        default=1000, ge=1,
+        description="Deliveries held in memory at once; beyond it the outbox is read no further until some end.",
     )
-    concurrency: int = Field(default=32, ge=1, description="HTTP requests in flight at once.")
+    concurrency: int = Field(default=32, ge=1, description="HTTP requests in flight at once, all tenants.")
+    tenant_max_pending: int = Field(
+        default=100, ge=1,
+        description="Deliveries one tenant may hold in memory; more wait in the outbox (taken up again later).",
+    )
+    tenant_concurrency: int = Field(default=4, ge=1, description="HTTP requests in flight at once per tenant.")
+    outbox_maxlen: int = Field(
+        default=keys.WEBHOOK_OUTBOX_MAXLEN, ge=1,
+        description="Most deliveries kept in the Redis outbox stream (approximate; oldest trimmed first).",
+    )
+    claim_idle_s: float = Field(
+        default=30.0, gt=0,
+        description="An outbox entry idle this long in another deliverer's hands (it died) is taken over.",
+    )
     mark_ttl_s: int = Field(default=keys.WEBHOOK_MARK_TTL_S, ge=1, description="Expiry of delivered markers.")
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    def policy(self) -> TargetPolicy:
+        return TargetPolicy(allow=parse_networks(self.allow_networks), resolve_timeout_s=self.resolve_timeout_s)
+
+    def master(self) -> bytes | None:
+        return self.secret.get_secret_value().encode() if self.secret else None

@@ -1,23 +1,29 @@
-"""The fan-out agent: thin; what it does is in handler.py and logic.py, and in Redis infra.redis.jobstore."""
+"""The fan-out agent: thin; what it does is in handler.py and logic.py, and in Redis infra.redis.jobstore.
+Beside it runs the webhook deliverer (outbox.py, webhooks.py) when webhooks are enabled."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import socket
 
 import faust
-import httpx
 
 from infra.kafka.codec import encode
 from infra.kafka.topics import DLQ
 from infra.redis.client import connect
-from infra.redis.jobstore import JobStore
+from infra.redis.jobstore import JobStore, WebhookOutboxBounds
+from infra.redis.outbox import WebhookOutbox
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
 from ..app import RAW, Topics
 from ..batches import natural_batches
 from .handler import FanoutHandler, RawMessage
 from .logic import Malformed
-from .webhooks import WebhookDispatcher
+from .outbox import OutboxDeliverer
+from .webhooks import WebhookDispatcher, WebhookSender, new_http_client
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +46,12 @@ def register(
     @app.agent(topics.events, name="genloom.fanout")
     async def fan_out(stream):
         redis = connect(redis_url)
-        http = httpx.AsyncClient(timeout=webhooks.timeout_s)
-        hooks = (
-            WebhookDispatcher(
-                redis, http,
-                secret=webhooks.secret.get_secret_value().encode(),
-                max_attempts=webhooks.max_attempts,
-                backoff_s=webhooks.backoff_s,
-                backoff_max_s=webhooks.backoff_max_s,
-                progress_interval_s=webhooks.progress_interval_s,
-                max_pending=webhooks.max_pending,
-                concurrency=webhooks.concurrency,
-                mark_ttl_s=webhooks.mark_ttl_s,
-            )
-            if webhooks.secret
-            else None
-        )
-        store = JobStore(redis, replay_maxlen=settings.replay_maxlen, job_ttl_s=settings.job_ttl_s)
-        handler = FanoutHandler(store, hooks, consumer=app.conf.id)
+        master = webhooks.master()
+        bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if master else None
+        store = JobStore(redis, replay_maxlen=settings.replay_maxlen, job_ttl_s=settings.job_ttl_s,
+                         webhook_outbox=bounds)
+        handler = FanoutHandler(store, consumer=app.conf.id)
+        deliverer = start_deliverer(redis_url, webhooks, consumer=f"{socket.gethostname()}:{os.getpid()}")
         try:
             # hot loop: one pipelined Redis round trip per batch of events
             async for events in natural_batches(stream, settings.batch_max):
@@ -66,7 +60,44 @@ def register(
                     if isinstance(outcome, Malformed):
                         await dlq.send(key=message.key, value=encode(outcome.letter))
         finally:
-            if hooks is not None:
-                await hooks.close()
-            await http.aclose()
+            if deliverer is not None:
+                await deliverer.aclose()
             await redis.aclose()
+
+
+class RunningDeliverer:
+    """The deliverer's task and what it owns, for the agent to stop."""
+
+    def __init__(self, task: asyncio.Task, dispatcher: WebhookDispatcher, closers) -> None:
+        self._task = task
+        self._dispatcher = dispatcher
+        self._closers = closers
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._dispatcher.close()
+        for close in self._closers:
+            await close()
+
+
+def start_deliverer(redis_url: str, webhooks: WebhookSettings, *, consumer: str) -> RunningDeliverer | None:
+    """The webhook deliverer as a background task over its own Redis client (its reads block);
+    None when webhooks are disabled (no master secret)."""
+    master = webhooks.master()
+    if master is None:
+        return None
+    redis = connect(redis_url)
+    http = new_http_client()
+    outbox = WebhookOutbox(redis, mark_ttl_s=webhooks.mark_ttl_s)
+    sender = WebhookSender(http, webhooks.policy(), deadline_s=webhooks.timeout_s,
+                           max_response_bytes=webhooks.max_response_bytes)
+    dispatcher = WebhookDispatcher(
+        outbox, sender, master=master, max_attempts=webhooks.max_attempts, backoff_s=webhooks.backoff_s,
+        backoff_max_s=webhooks.backoff_max_s, max_pending=webhooks.max_pending, concurrency=webhooks.concurrency,
+        tenant_max_pending=webhooks.tenant_max_pending, tenant_concurrency=webhooks.tenant_concurrency,
+    )
+    deliverer = OutboxDeliverer(outbox, dispatcher, consumer=consumer, claim_idle_s=webhooks.claim_idle_s)
+    task = asyncio.create_task(deliverer.run(), name="genloom.webhooks")
+    return RunningDeliverer(task, dispatcher, [http.aclose, redis.aclose])

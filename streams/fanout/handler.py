@@ -1,4 +1,5 @@
-"""Messages in, their effect on Redis (and maybe webhooks) out. The agent around it is a loop."""
+"""Messages in, their effect on Redis out (webhooks owed go to the outbox in the same script call).
+The agent around it is a loop."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from schemas.enums import ErrorCode
 from schemas.events import JobEvent
 
 from .logic import Malformed, read_event
-from .webhooks import Delivery, WebhookDispatcher, target_for
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,9 @@ class RawMessage:
 
 
 class FanoutHandler:
-    def __init__(self, store: JobStore, hooks: WebhookDispatcher | None, consumer: str) -> None:
+    def __init__(self, store: JobStore, consumer: str) -> None:
         self._store = store
-        self._hooks = hooks
         self._consumer = consumer
-        self._warned_no_secret = False
 
     async def handle_batch(self, messages: list[RawMessage]) -> list[Outcome]:
         """Outcomes in message order; malformed messages (and failed script calls) come back as
@@ -63,8 +61,6 @@ class FanoutHandler:
                     outcomes[i] = self._failed(messages[i], result)
                     continue
                 outcomes[i] = result
-                if isinstance(result, Appended) and result.webhook:
-                    self._offer_webhook(event.job_id, event.type, result, payload)
         return outcomes  # type: ignore[return-value]
 
     async def _apply(self, items) -> list[Appended | Dropped | Exception]:
@@ -87,14 +83,3 @@ class FanoutHandler:
                 consumer=self._consumer, code=ErrorCode.INTERNAL_ERROR, error=f"fan-out script failed: {exc}",
             )
         )
-
-    def _offer_webhook(self, job_id: str, event_type: str, result: Appended, body: bytes) -> None:
-        target = target_for(result.webhook, event_type)
-        if target is None:
-            return
-        if self._hooks is None:
-            if not self._warned_no_secret:
-                log.error("job %s asks for webhooks but GENLOOM_WEBHOOK_SECRET is unset: not delivered", job_id)
-                self._warned_no_secret = True
-            return
-        self._hooks.offer(Delivery(job_id, result.event_id, event_type, target.url, body))

@@ -24,11 +24,13 @@ from schemas.enums import EventSource
 from tests.edge_helpers import text_job
 from tests.kafka_helpers import started_producer
 
-#: read by the streams process the shared `streams_process` fixture starts (fan-out webhooks)
+#: read by the streams process the shared `streams_process` fixture starts (fan-out webhooks) and the gateway
 WEBHOOK_SECRET = "edge-test-webhook-secret"
 os.environ.setdefault("GENLOOM_WEBHOOK_SECRET", WEBHOOK_SECRET)
 os.environ.setdefault("GENLOOM_WEBHOOK_BACKOFF_S", "0.2")
 os.environ.setdefault("GENLOOM_WEBHOOK_PROGRESS_INTERVAL_S", "1")
+#: the test receivers listen on 127.0.0.1; every other internal address stays refused
+os.environ.setdefault("GENLOOM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
 
 #: every tenant an edge test uses, each with its own key (and so its own in-flight counters)
 EDGE_TENANTS = ("t-cli", "t-flow", "t-resume", "t-idem", "t-load", "t-a", "t-b", "t-cancel", "t-ws", "t-dedupe",

@@ -105,3 +105,14 @@ def test_requests_are_frozen():
 def test_bad_job_id_is_rejected():
     code, message = code_of(text_job() | {"job_id": "has spaces"})
     assert "job_id" in message
+
+
+@pytest.mark.parametrize("events", [["token"], ["completed", "audio"], ["started"], []])
+def test_webhooks_take_only_terminal_and_progress_events(events):
+    data = {**text_job(), "webhook": {"url": "https://hooks.example.com/h", "events": events}}
+    with pytest.raises(ValidationError) as info:
+        parse_request(data)
+    code, message = describe_validation_error(info.value)
+    assert code is ErrorCode.INVALID_PARAMETER and "webhook.events" in message
+    ok = parse_request({**text_job(), "webhook": {"url": "https://h.example.com/", "events": ["progress", "failed"]}})
+    assert ok.webhook.events == ["progress", "failed"]
