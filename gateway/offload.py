@@ -25,8 +25,9 @@ class Offload:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._waiting: dict[str, int] = {}
 
-    async def run(self, tenant: str, fn: Callable[..., _T], *args, **kwargs) -> _T:
-        """`fn(*args, **kwargs)` on a worker thread, under the tenant's bound."""
+    async def run(self, owner: str, fn: Callable[..., _T], /, *args, **kwargs) -> _T:
+        """`fn(*args, **kwargs)` on a worker thread, under the bound of `owner` (the tenant)."""
+        tenant = owner
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gateway-offload")
         slot = self._slots.setdefault(tenant, asyncio.Semaphore(self._per_tenant))

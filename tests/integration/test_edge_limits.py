@@ -55,6 +55,15 @@ def fault_redis():
     server.stop()
 
 
+class _Producer:
+    """What /readyz asks of the producer: a connected client (no publishing in these tests)."""
+
+    class client:  # noqa: N801 - the attribute aiokafka's producer has
+        @staticmethod
+        async def force_metadata_update() -> bool:
+            return True
+
+
 def _app(url: str | None, tmp_path, *, text_models: TextModelCatalog | None = None, **settings):
     settings.setdefault("sse_keepalive_s", 0.2)
     settings.setdefault("redis_socket_timeout_s", 1.0)
@@ -62,7 +71,7 @@ def _app(url: str | None, tmp_path, *, text_models: TextModelCatalog | None = No
     gateway = GatewaySettings(**settings)
     redis = connect(url, max_connections=gateway.redis_max_connections, socket_timeout_s=gateway.redis_socket_timeout_s,
                     connect_timeout_s=gateway.redis_connect_timeout_s) if url else None
-    app = create_app(gateway, redis=redis, producer=None,
+    app = create_app(gateway, redis=redis, producer=_Producer(),
                      api_keys=ApiKeys([(KEY, TENANT), (OTHER_KEY, OTHER)]), blobs=LocalBlobStore(tmp_path),
                      text_models=text_models or TextModelCatalog([]))
     return app
@@ -157,7 +166,8 @@ async def test_a_chat_longer_than_the_context_can_hold_is_refused_before_tokenis
     catalog = TextModelCatalog([TextModelEntry("tiny", "unused", tokenizer=tokenizer, context_length=8192)])
     app = _app(None, tmp_path, text_models=catalog)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=30) as http:
-        response = await http.post("/v1/chat/completions", json=_chat("word " * 180_000), headers=AUTH)  # 900 KB
+        body = {**_chat(""), "messages": [{"role": "user", "content": "word " * 22_500}] * 8}  # 900 KB
+        response = await http.post("/v1/chat/completions", json=body, headers=AUTH)
     error = response.json()["error"]
     assert response.status_code == 400 and error["code"] == "context_length_exceeded"
     assert error["param"] == "messages" and "characters" in error["message"]
@@ -197,7 +207,12 @@ async def test_many_sse_streams_share_one_redis_reader(own_redis, tmp_path):
         async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
             readers = [asyncio.create_task(read(i, http)) for i in range(streams)]
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in first_frame)), 30)
-            opened = await _connections(own_redis.url) - before
+            # every stream is idle now, each waiting for its next entry: count while each sends two keep-alives
+            await _until(lambda: all(b.count(b": keep-alive") >= 1 for b in bodies))
+            opened = 0
+            while not all(b.count(b": keep-alive") >= 3 for b in bodies):
+                opened = max(opened, await _connections(own_redis.url) - before)
+                await asyncio.sleep(0.02)
             await _finish(own_redis.url, job_id)
             await asyncio.wait_for(asyncio.gather(*readers), 30)
     finally:

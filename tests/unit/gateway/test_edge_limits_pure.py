@@ -14,7 +14,7 @@ from infra.models.prompt import ZWSP, control_strings, neutralise
 
 
 def test_nesting_is_measured_without_recursion() -> None:
-    assert nesting(1) == 0 and nesting([]) == 1 and nesting({"a": [1, {"b": []}]}) == 3
+    assert nesting(1) == 0 and nesting([]) == 1 and nesting({"a": [1, {"b": []}]}) == 4
     deep: list = []
     for _ in range(100_000):
         deep = [deep]
