@@ -6,6 +6,8 @@ import argparse
 
 import uvicorn
 
+from infra.settings.gateway import GatewaySettings
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="genloom HTTP gateway")
@@ -13,9 +15,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
+    settings = GatewaySettings()
     uvicorn.run(
         "gateway.app:serve_app", factory=True, host=args.host, port=args.port,
         loop="uvloop", http="httptools", ws="websockets-sansio", log_level=args.log_level, proxy_headers=False,
+        ws_max_size=settings.ws_max_frame_bytes,
     )
 
 

@@ -16,6 +16,8 @@ from infra.kafka.clients import start_client
 from infra.models.catalog import MediaCatalog, TextModelCatalog
 from infra.redis.client import check, connect
 from infra.redis.jobstore import JobStore
+from infra.redis.replay import BLOCK_MS as REPLAY_BLOCK_MS
+from infra.redis.replay import ReplayReader
 from infra.settings import KafkaSettings, RedisSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.streams import WebhookSettings
@@ -27,6 +29,9 @@ from .openai import images as openai_images
 from .openai import videos as openai_videos
 from .auth import ApiKeys
 from .lifecycle import JobService
+from .limits import StreamSlots
+from .offload import Offload
+from .redact import QueryKeyMiddleware
 
 
 def create_app(
@@ -46,6 +51,9 @@ def create_app(
     if redis is not None:
         _attach(app, settings, redis, producer)
     app.state.settings = settings
+    app.state.offload = Offload(settings.validate_threads, settings.validate_per_tenant)
+    app.state.sse_slots = StreamSlots("SSE", settings.max_sse_per_tenant, settings.retry_after_s)
+    app.state.ws_slots = StreamSlots("WebSocket", settings.max_ws_per_tenant, settings.retry_after_s)
     if api_keys is None:
         access = ApiKeySettings()
         api_keys = ApiKeys.from_settings(access.api_keys, access.api_keys_file)
@@ -55,6 +63,7 @@ def create_app(
     app.state.media = media if media is not None else MediaCatalog.from_settings()
     app.state.webhooks = webhooks.WebhookGate(webhook_settings or WebhookSettings())
     errors.install(app)
+    app.add_middleware(QueryKeyMiddleware)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
@@ -70,7 +79,11 @@ def create_app(
 def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, producer) -> None:
     app.state.redis = redis
     app.state.producer = producer
-    store = JobStore(redis, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s)
+    # one shared reader follows every job this process streams (one connection, not one per stream)
+    block_ms = int(min(REPLAY_BLOCK_MS, settings.redis_socket_timeout_s * 500))  # well within the socket timeout
+    app.state.replay = ReplayReader(redis, block_ms=block_ms)
+    store = JobStore(redis, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s,
+                     replay=app.state.replay)
     app.state.jobs = JobService(
         store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
         publish_timeout_s=settings.publish_timeout_s, route_direct=settings.route == "direct",
@@ -100,7 +113,9 @@ def serve_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = connect(redis_url)
+        redis = connect(redis_url, max_connections=settings.redis_max_connections,
+                        socket_timeout_s=settings.redis_socket_timeout_s,
+                        connect_timeout_s=settings.redis_connect_timeout_s)
         await check(redis, redis_url)
         producer = kafka_producer(kafka.bootstrap, client_id=f"{kafka.client_id}-gateway",
                                   max_message_bytes=kafka.max_message_bytes)
@@ -111,6 +126,8 @@ def serve_app() -> FastAPI:
         try:
             yield
         finally:
+            await app.state.replay.aclose()
+            app.state.offload.close()
             await app.state.blobs.stop()
             await producer.stop()
             await redis.aclose()

@@ -6,12 +6,16 @@ ownership, and another tenant's key answers 404 exactly like a missing one.
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from infra.blob import BlobNotFound, InvalidBlobKey
 from infra.blob.base import ARTIFACT_PREFIX, artifact_key
-from schemas.enums import ErrorCode
+from infra.redis.jobstore import Entry
+from schemas.api import JobView
+from schemas.enums import ErrorCode, EventType
 
 from .auth import tenant_of
 from .errors import ApiError, not_found
@@ -28,6 +32,32 @@ def owner_of(key: str) -> str | None:
 def key_of(uri: str, tenant: str, job_id: str) -> str:
     """The blob key of a job's artifact from the URI its event carries (file://... or s3://...)."""
     return artifact_key(tenant, job_id, uri.rsplit("/", 1)[-1])
+
+
+def public_uri(uri: str, tenant: str, job_id: str) -> str:
+    """What an API answer shows of an artifact: its download path, never where the server keeps it
+    (a file:// path or bucket); `key_of` reads it back like the stored URI."""
+    try:
+        return f"/v1/artifacts/{key_of(uri, tenant, job_id)}"
+    except InvalidBlobKey:
+        return f"/v1/artifacts/{ARTIFACT_PREFIX}/{tenant}/{job_id}/{uri.rsplit('/', 1)[-1]}"
+
+
+def public_view(view: JobView, tenant: str) -> JobView:
+    """The job as answered to its tenant: artifact URIs as download paths."""
+    if view.result is None or not view.result.artifacts:
+        return view
+    artifacts = [a.model_copy(update={"uri": public_uri(a.uri, tenant, view.id)}) for a in view.result.artifacts]
+    return view.model_copy(update={"result": view.result.model_copy(update={"artifacts": artifacts})})
+
+
+def public_entry(entry: Entry, tenant: str, job_id: str) -> Entry:
+    """An `artifact` replay entry with its URI as a download path (other entries as they are)."""
+    if entry.type != EventType.ARTIFACT:
+        return entry
+    data = json.loads(entry.data)
+    data["uri"] = public_uri(str(data.get("uri", "")), tenant, job_id)
+    return Entry(entry.id, entry.type, json.dumps(data, separators=(",", ":")).encode())
 
 
 async def read_artifact(request: Request, uri: str, tenant: str, job_id: str) -> bytes:

@@ -23,6 +23,10 @@ from .errors import ApiError
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
+#: deepest nesting of arrays and objects a body may have; deeper is a 400 before any model sees it
+#: (json and pydantic recurse per level, and a RecursionError must not become a 500)
+MAX_JSON_DEPTH = 32
+
 #: fields that differ between two submissions of the same job without making them different jobs
 _NOT_FINGERPRINTED = frozenset({"job_id", "submitted_at"})
 
@@ -62,13 +66,38 @@ def parse_json(body: bytes) -> object:
     if not body.strip():
         raise ApiError(ErrorCode.INVALID_JSON, "empty body: send a JSON object")
     try:
-        return json.loads(body)
+        data = json.loads(body)
+    except RecursionError:
+        raise too_deep() from None
     except UnicodeDecodeError:
         raise ApiError(ErrorCode.INVALID_JSON, "body is not UTF-8: send UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    if nesting(data) > MAX_JSON_DEPTH:
+        raise too_deep()
+    return data
+
+
+def too_deep() -> ApiError:
+    return ApiError(ErrorCode.INVALID_JSON, f"body is nested more than {MAX_JSON_DEPTH} levels deep: flatten it")
+
+
+def nesting(data: object) -> int:
+    """How deep arrays and objects nest in parsed JSON (iterative: no recursion limit to hit)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def form_fields(body: bytes, content_type: str) -> dict[str, str]:

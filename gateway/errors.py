@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
@@ -105,6 +106,24 @@ async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return response
 
 
+#: Retry-After of a 503 for a Redis that failed or did not answer in time
+BACKEND_RETRY_AFTER_S = 2
+
+
+def backend_unavailable(exc: BaseException) -> ApiError:
+    """The 503 of a Redis that failed or timed out: the job store, not the request, is at fault."""
+    log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
+    return ApiError(
+        ErrorCode.BACKEND_UNAVAILABLE,
+        f"the job store is unavailable ({type(exc).__name__}): retry after {BACKEND_RETRY_AFTER_S}s",
+        headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)},
+    )
+
+
+async def _redis_error(_: Request, exc: RedisError) -> JSONResponse:
+    return error_response(backend_unavailable(exc))
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in the gateway")
     return error_response(
@@ -116,4 +135,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(Exception, _unexpected)

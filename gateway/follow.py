@@ -18,6 +18,7 @@ from infra.redis.jobstore import Entry
 from schemas.enums import ErrorCode, EventType
 from schemas.events import Artifact, Cancelled, Completed, Failed
 
+from .artifacts import public_entry
 from .errors import ApiError
 
 #: cancels sent after a client went away; held so they finish even though the request is over
@@ -85,8 +86,10 @@ class JobFollow:
                 if entry is None and self._cancels and await self._disconnected():
                     self.stop(DISCONNECTED)
                     return
-                if entry is not None and entry.terminal:
-                    self.done = True
+                if entry is not None:
+                    if entry.terminal:
+                        self.done = True
+                    entry = public_entry(entry, self._tenant, self.job_id)
                 yield entry
         finally:
             await entries.aclose()

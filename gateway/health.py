@@ -1,16 +1,23 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+An unauthenticated `/readyz` names only the components that are not ready; what failed, with its
+addresses, goes to the log and to a caller with a valid API key.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from schemas.enums import ErrorCode
 
+from .auth import bearer_token
 from .errors import ApiError, error_response
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 #: a readiness probe that takes longer than this counts as a failure
@@ -30,6 +37,11 @@ async def _probe(check) -> str | None:
     return None if ok else "not connected"
 
 
+def _authenticated(request: Request) -> bool:
+    token = bearer_token(request.headers.get("authorization"))
+    return token is not None and request.app.state.api_keys.tenant_for(token) is not None
+
+
 @router.get("/readyz", summary="Kafka producer connected and Redis answering")
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
@@ -43,5 +55,8 @@ async def readyz(request: Request) -> JSONResponse:
     }
     if problems:
         detail = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        log.warning("not ready (%s)", detail)
+        if not _authenticated(request):
+            detail = ", ".join(problems) + " not answering (details in the gateway log, or call with an API key)"
         return error_response(ApiError(ErrorCode.BACKEND_UNAVAILABLE, f"not ready ({detail})"))
     return JSONResponse({"status": "ready"})

@@ -24,8 +24,10 @@ class InProcessServer:
 
     def __init__(self, app, port: int = 0) -> None:
         self.port = port or free_port()
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        ws_max = getattr(settings, "ws_max_frame_bytes", 16 * 1024 * 1024)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
-                                ws="websockets-sansio", timeout_graceful_shutdown=1)
+                                ws="websockets-sansio", ws_max_size=ws_max, timeout_graceful_shutdown=1)
         self._server = _QuietServer(config)
         self._task: asyncio.Task | None = None
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
+from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
 from infra.redis.jobstore import ReplayExpired
+from infra.settings.gateway import GatewaySettings
 from schemas.api import ErrorBody, JobView
 from schemas.enums import ErrorCode
 from schemas.requests import REQUEST_ADAPTER
 
 from . import sse
+from .artifacts import public_view
 from .auth import authenticate, tenant_of
-from .body import build_request, read_json
-from .errors import ApiError
+from .body import build_request, check_content_type, parse_json, read_bounded
+from .errors import ApiError, backend_unavailable
 from .follow import JobFollow, follow_job, parse_cursor
 from .lifecycle import JobService
+from .limits import Lifetime, TokenBucket
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -35,6 +41,12 @@ _REQUEST_BODY = {
 
 #: WebSocket close codes (the 4000-4999 range is the application's)
 WS_UNAUTHORIZED, WS_NOT_FOUND, WS_REPLAY_EXPIRED, WS_BAD_CURSOR = 4401, 4404, 4410, 4400
+#: too many WebSockets open for the key (the reason says Retry-After); the stream lived its longest
+WS_TOO_MANY, WS_LIFETIME = 4429, 4408
+#: standard codes: policy violation (a frame flood), message too big, try again later (Redis down)
+WS_POLICY, WS_TOO_BIG, WS_TRY_LATER = 1008, 1009, 1013
+_WS_CLOSE = {ErrorCode.UNAUTHORIZED: WS_UNAUTHORIZED, ErrorCode.NOT_FOUND: WS_NOT_FOUND,
+             ErrorCode.RATE_LIMITED: WS_TOO_MANY, ErrorCode.BACKEND_UNAVAILABLE: WS_TRY_LATER}
 
 
 def _jobs(request: Request) -> JobService:
@@ -60,18 +72,24 @@ async def submit_job(
     tenant: str = Depends(tenant_of),
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
 ) -> JobView:
-    data = await read_json(request, request.app.state.settings.max_body_bytes)
-    job_request = build_request(data, tenant, idempotency_key)
-    await request.app.state.webhooks.check(job_request)
+    state = request.app.state
+    check_content_type(request.headers.get("content-type"))
+    raw = await read_bounded(request, state.settings.max_body_bytes)
+    job_request = await state.offload.run(tenant, _parse_request, raw, tenant, idempotency_key)
+    await state.webhooks.check(job_request)
     job, created = await _jobs(request).submit(job_request)
     if not created:
         response.status_code = 200
-    return job
+    return public_view(job, tenant)
+
+
+def _parse_request(raw: bytes, tenant: str, idempotency_key: str | None):
+    return build_request(parse_json(raw), tenant, idempotency_key)
 
 
 @router.get("/{job_id}", response_model=JobView, responses=_ERRORS, summary="A job's status")
 async def get_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobView:
-    return await _jobs(request).get(job_id, tenant)
+    return public_view(await _jobs(request).get(job_id, tenant), tenant)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, responses=_ERRORS, summary="Cancel a job",
@@ -79,7 +97,7 @@ async def get_job(job_id: str, request: Request, tenant: str = Depends(tenant_of
 async def cancel_job(job_id: str, request: Request, response: Response, tenant: str = Depends(tenant_of)) -> JobView:
     job, published = await _jobs(request).cancel(job_id, tenant)
     response.status_code = 202 if published else 200
-    return job
+    return public_view(job, tenant)
 
 
 @router.get("/{job_id}/events", responses=_ERRORS, response_class=StreamingResponse,
@@ -92,47 +110,78 @@ async def job_events(
     last_event_id: str | None = Query(default=None),
 ) -> StreamingResponse:
     after = _cursor(last_event_id_header, last_event_id)
-    follow = await follow_job(request, job_id, tenant, after=after, cancels=False)
+    state = request.app.state
+    slot = state.sse_slots.take(tenant)
+    try:
+        follow = await follow_job(request, job_id, tenant, after=after, cancels=False)
+    except BaseException:
+        slot.release()
+        raise
     return StreamingResponse(
-        sse.stream(follow),
+        sse.stream(follow, Lifetime(state.settings.stream_max_lifetime_s), slot),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(slot.release),  # also when the body never started
     )
 
 
 @router.websocket("/{job_id}/ws")
 async def job_websocket(websocket: WebSocket, job_id: str, api_key: str | None = None,
                         last_event_id: str | None = None) -> None:
-    """Frames ``{"id", "type", "event"}``; send ``{"type": "cancel"}`` to cancel the job."""
+    """Frames ``{"id", "type", "event"}``; send ``{"type": "cancel"}`` to cancel the job.
+
+    ``?api_key=`` is taken from the query before anything logs it (gateway/redact.py)."""
     state = websocket.app.state
+    settings = state.settings
     await websocket.accept()
+    slot = None
     try:
         tenant = authenticate(state.api_keys, websocket.headers.get("authorization"), api_key)
         after = _cursor(websocket.headers.get("last-event-id"), last_event_id)
+        slot = state.ws_slots.take(tenant)
         follow = await follow_job(websocket, job_id, tenant, after=after, cancels=False)
-    except ApiError as err:
-        close = {ErrorCode.UNAUTHORIZED: WS_UNAUTHORIZED, ErrorCode.NOT_FOUND: WS_NOT_FOUND}.get(err.code, WS_BAD_CURSOR)
+    except (ApiError, RedisError) as exc:
+        if slot is not None:
+            slot.release()
+        err = backend_unavailable(exc) if isinstance(exc, RedisError) else exc
         await websocket.send_text(err.body().model_dump_json())
-        await websocket.close(code=close)
+        await websocket.close(code=_WS_CLOSE.get(err.code, WS_BAD_CURSOR), reason=_retry_reason(err))
         return
-    lock = asyncio.Lock()
-    writer = asyncio.create_task(_write(websocket, follow, lock))
-    listener = asyncio.create_task(_listen(websocket, state.jobs, job_id, tenant, lock))
-    # the client leaving ends the listener, which stops the reading at once (the job goes on)
-    await asyncio.wait({writer, listener}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (writer, listener):
-        task.cancel()
-    await asyncio.gather(writer, listener, return_exceptions=True)
+    try:
+        lock = asyncio.Lock()
+        writer = asyncio.create_task(_write(websocket, follow, lock, Lifetime(settings.stream_max_lifetime_s)))
+        listener = asyncio.create_task(_listen(websocket, state.jobs, job_id, tenant, lock, settings))
+        # the client leaving ends the listener, which stops the reading at once (the job goes on)
+        await asyncio.wait({writer, listener}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (writer, listener):
+            task.cancel()
+        await asyncio.gather(writer, listener, return_exceptions=True)
+    finally:
+        slot.release()
 
 
-async def _write(websocket: WebSocket, follow: JobFollow, lock: asyncio.Lock) -> None:
+def _retry_reason(err: ApiError) -> str:
+    retry = (err.headers or {}).get("Retry-After")
+    return f"Retry-After: {retry}" if retry else ""
+
+
+async def _write(websocket: WebSocket, follow: JobFollow, lock: asyncio.Lock, lifetime: Lifetime) -> None:
+    last_id: int | None = None
     try:
         async for entry in follow:
-            if entry is None:
-                continue
-            text = '{"id":%d,"type":%s,"event":%s}' % (entry.id, json.dumps(entry.type), entry.data.decode())
-            async with lock:
-                await websocket.send_text(text)
+            if entry is not None:
+                last_id = entry.id
+                text = '{"id":%d,"type":%s,"event":%s}' % (entry.id, json.dumps(entry.type), entry.data.decode())
+                async with lock:
+                    await websocket.send_text(text)
+                if entry.terminal:
+                    break
+            if lifetime.over:
+                err = ApiError(ErrorCode.DEADLINE_EXCEEDED, lifetime.message(last_id))
+                async with lock:
+                    await websocket.send_text(err.body().model_dump_json())
+                    await websocket.close(code=WS_LIFETIME)
+                return
         async with lock:
             await websocket.close(code=1000)
     except ReplayExpired as exc:
@@ -142,23 +191,45 @@ async def _write(websocket: WebSocket, follow: JobFollow, lock: asyncio.Lock) ->
             await websocket.close(code=WS_REPLAY_EXPIRED)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client closed mid-send
+    finally:
+        await follow.aclose()
 
 
-async def _listen(websocket: WebSocket, jobs: JobService, job_id: str, tenant: str, lock: asyncio.Lock) -> None:
-    """Read client frames until it disconnects; a cancel frame cancels the job."""
+async def _listen(websocket: WebSocket, jobs: JobService, job_id: str, tenant: str, lock: asyncio.Lock,
+                  settings: GatewaySettings) -> None:
+    """Read client frames until it disconnects; a cancel frame cancels the job. A frame over
+    `ws_max_frame_bytes` closes with 1009, a flood past the message rate with 1008."""
+    bucket = TokenBucket(settings.ws_messages_per_s, settings.ws_message_burst)
     while True:
         try:
-            message = await websocket.receive_json()
+            raw = await websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
             return
-        except (ValueError, KeyError):  # not JSON, or a binary frame
+        if raw["type"] == "websocket.disconnect":
+            return
+        payload = raw.get("text") if raw.get("text") is not None else raw.get("bytes") or b""
+        close = None
+        if len(payload) > settings.ws_max_frame_bytes:
+            close = (WS_TOO_BIG, f"frame over {settings.ws_max_frame_bytes} bytes")
+        elif not bucket.take():
+            close = (WS_POLICY, f"more than {settings.ws_messages_per_s:g} frames a second")
+        if close is not None:
+            async with lock:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    await websocket.close(code=close[0], reason=close[1])
+            return
+        try:
+            message = json.loads(payload)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             message = None
         if isinstance(message, dict) and message.get("type") == "cancel":
             try:
                 job, published = await jobs.cancel(job_id, tenant, message.get("reason"))
-                reply = {"type": "cancel_ack", "published": published, "job": job.model_dump(mode="json")}
+                reply = {"type": "cancel_ack", "published": published, "job": public_view(job, tenant).model_dump(mode="json")}
             except ApiError as err:
                 reply = err.body().model_dump(mode="json")
+            except RedisError as exc:
+                reply = backend_unavailable(exc).body().model_dump(mode="json")
         else:
             reply = ApiError(ErrorCode.INVALID_REQUEST, 'unknown frame: send {"type": "cancel"}').body().model_dump(mode="json")
         async with lock:

@@ -9,6 +9,7 @@ from schemas.api import ErrorBody, ErrorDetail
 from schemas.enums import ErrorCode
 
 from .follow import JobFollow
+from .limits import Lifetime, Slot
 
 KEEPALIVE = b": keep-alive\n\n"
 
@@ -24,15 +25,26 @@ def error_frame(code: ErrorCode, message: str) -> bytes:
     return b"event: error\ndata: " + body + b"\n\n"
 
 
-async def stream(follow: JobFollow) -> AsyncIterator[bytes]:
-    """The SSE body: events up to the terminal one, keep-alives while idle, an error frame on expiry.
+async def stream(follow: JobFollow, lifetime: Lifetime | None = None, slot: Slot | None = None) -> AsyncIterator[bytes]:
+    """The SSE body: events up to the terminal one, keep-alives while idle, an error frame on expiry
+    and when the stream has lived its `lifetime` (the client reconnects with Last-Event-ID).
 
     Starlette cancels this generator when the client disconnects, which ends the blocking read;
-    a disconnect never cancels the job (follow it with ``cancels=False``).
+    a disconnect never cancels the job (follow it with ``cancels=False``). `slot` is released at the end.
     """
-    yield b"retry: 1000\n\n"
+    last_id: int | None = None
     try:
+        yield b"retry: 1000\n\n"
         async for entry in follow:
+            if entry is not None:
+                last_id = entry.id
             yield KEEPALIVE if entry is None else frame(entry)
+            if lifetime is not None and lifetime.over and not (entry is not None and entry.terminal):
+                yield error_frame(ErrorCode.DEADLINE_EXCEEDED, lifetime.message(last_id))
+                return
     except ReplayExpired as exc:
         yield error_frame(ErrorCode.REPLAY_EXPIRED, str(exc))
+    finally:
+        await follow.aclose()
+        if slot is not None:
+            slot.release()

@@ -13,12 +13,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from infra.redis.jobstore import Entry
+from schemas import TextRequest
 from schemas.enums import ErrorCode, EventType
 from schemas.events import Cancelled, Completed, Failed, TokenDelta
 from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 
 from ..auth import tenant_of
-from ..body import read_json
+from ..body import check_content_type, parse_json, read_bounded
 from ..follow import JobFollow, failure, follow_job, gone
 from .translate import AttemptDiverged, ChunkWriter, TextAssembler, completion, parse_chat_body, to_text_request
 
@@ -44,10 +45,13 @@ async def list_models(request: Request, tenant: str = Depends(tenant_of)) -> Mod
              responses={200: {"model": ChatCompletion}})
 async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
     state = request.app.state
-    body = parse_chat_body(await read_json(request, state.settings.max_body_bytes))
+    check_content_type(request.headers.get("content-type"))
+    raw = await read_bounded(request, state.settings.max_body_bytes)
     await state.text_models.ensure_loaded()
-    job_request = to_text_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
-                                  catalog=state.text_models)
+    # parsing, validating and tokenising a body of up to max_body_bytes is CPU work: off the loop
+    body, job_request = await state.offload.run(
+        tenant, _validate, raw, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
+        catalog=state.text_models, chars_per_token=state.settings.prompt_chars_per_token)
     await state.jobs.submit(job_request)
     job_id = job_request.job_id
     follow = await follow_job(request, job_id, tenant)
@@ -65,6 +69,11 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                                           "X-Genloom-Job-Id": job_id})
     return await _collect(follow, first, writer)
+
+
+def _validate(raw: bytes, **kwargs) -> tuple[ChatCompletionRequest, TextRequest]:
+    body = parse_chat_body(parse_json(raw))
+    return body, to_text_request(body, **kwargs)
 
 
 async def _rest(follow: JobFollow, first: Entry | None) -> AsyncIterator[Entry | None]:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from infra.models.catalog import TextModelCatalog, TextModelEntry
-from infra.models.context import ContextLengthExceeded, check_context
+from infra.models.context import ContextLengthExceeded, check_characters, check_context
 from schemas import TextRequest
 from schemas.enums import ErrorCode, FinishReason
 from schemas.events import Usage
@@ -38,8 +38,11 @@ def parse_chat_body(data: object) -> ChatCompletionRequest:
 
 
 def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | None,
-                    catalog: TextModelCatalog) -> TextRequest:
-    """The job for a chat body, validated against the served model (400s before queueing)."""
+                    catalog: TextModelCatalog, chars_per_token: int = 32) -> TextRequest:
+    """The job for a chat body, validated against the served model (400s before queueing).
+
+    CPU-bound (it tokenises the prompt): the gateway runs it off the event loop. Messages longer
+    than the context could hold at `chars_per_token` are refused before tokenising."""
     entry = catalog.get(body.model)
     if entry is None:
         raise ApiError(ErrorCode.UNKNOWN_MODEL,
@@ -63,6 +66,10 @@ def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | N
     request = build_job(TextRequest, {"modality": "text", "model": body.model, "params": params}, tenant=tenant,
                         job_id=job_id, user=user)
     if entry.context_length is not None:
+        try:
+            check_characters(sum(len(m["content"]) for m in messages), entry.context_length, chars_per_token)
+        except ContextLengthExceeded as exc:
+            raise ApiError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc), param=exc.param) from None
         prompt = entry.prompt_tokens([{"role": m.role.value, "content": m.content} for m in request.params.messages])
         _check_context(entry, prompt, request.params.max_tokens)
     return request

@@ -20,6 +20,7 @@ from typing import Any
 
 from schemas.enums import Modality
 
+from .prompt import chat_ids
 from .settings import ImageSettings, SpeechSettings, TextSettings, VideoSettings
 from .voices import SHIPPED_VOICE_NAME, VoiceLoadError, shipped_voice, voices_in_folder
 
@@ -79,10 +80,7 @@ class TextModelEntry:
         """Tokens of the chat-formatted prompt, or None while the tokenizer is not loaded."""
         if self.tokenizer is None:
             return None
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return len(ids)
+        return len(chat_ids(self.tokenizer, messages))
 
 
 class TextModelCatalog:

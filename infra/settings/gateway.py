@@ -49,3 +49,31 @@ class GatewaySettings(BaseSettings):
     inflight_ttl_s: int = Field(
         default=keys.INFLIGHT_TTL_S, ge=1, description="Expiry of an in-flight counter idle that long."
     )
+    redis_max_connections: int = Field(
+        default=64, ge=2, description="Most Redis connections the gateway process opens (one is the shared replay"
+        " reader's); a request waits for a free one up to the socket timeout, then answers 503.")
+    redis_socket_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest wait for a Redis reply; a slower (paused) Redis is a 503.")
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to connect to Redis.")
+    prompt_chars_per_token: int = Field(
+        default=32, ge=1, description="Generous bound on characters per token: a chat whose characters exceed the"
+        " context times this is refused (context_length_exceeded) without tokenising it.")
+    validate_threads: int = Field(
+        default=4, ge=1, description="Threads that tokenise and validate chat bodies off the event loop.")
+    validate_per_tenant: int = Field(
+        default=2, ge=1, description="Of those, how many one tenant's requests may hold at once (the rest wait).")
+    max_sse_per_tenant: int = Field(
+        default=100, ge=1, description="Job event streams (SSE) a tenant may hold open on one gateway process; more"
+        " is 429.")
+    max_ws_per_tenant: int = Field(
+        default=100, ge=1, description="Job WebSockets a tenant may hold open on one gateway process; more is closed"
+        " with 4429.")
+    stream_max_lifetime_s: float = Field(
+        default=3600.0, gt=0, description="Longest an SSE stream or WebSocket stays open; it then ends with an error"
+        " frame telling the client to reconnect with Last-Event-ID.")
+    ws_max_frame_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest WebSocket frame a client may send (larger: close 1009).")
+    ws_messages_per_s: float = Field(
+        default=5.0, gt=0, description="Client frames per second a WebSocket may send on average.")
+    ws_message_burst: int = Field(
+        default=20, ge=1, description="Client frames a WebSocket may send at once; a flood past it is closed 1008.")
