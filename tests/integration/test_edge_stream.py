@@ -88,7 +88,8 @@ async def test_disconnect_stops_reading_but_does_not_cancel(client_for, edge_red
     async def blocked_readers() -> int:
         """Connections blocked in an XREAD now (the gateway's one replay reader, while anyone follows)."""
         listing = (await edge_redis.execute_command("CLIENT", "LIST")).decode()
-        return sum("cmd=xread" in line and " flags=b " in f" {line} " for line in listing.splitlines())
+        # XREAD exactly: the webhook outbox's deliverer blocks in XREADGROUP on the same Redis
+        return sum(" cmd=xread " in f" {line} " and " flags=b " in f" {line} " for line in listing.splitlines())
 
     before = 0
     await wait_for(lambda: _le(blocked_readers, before), timeout=10)  # the streams of earlier tests have ended
