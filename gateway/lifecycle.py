@@ -63,7 +63,7 @@ class JobService:
         record = JobRecord(
             status=JobStatus.QUEUED, tenant=request.tenant, modality=request.modality, model=request.model,
             fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
-            created_at=time.time(),
+            created_at=time.time(), unacked=True,
         )
         outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight)
         if isinstance(outcome, Existing):
@@ -74,6 +74,8 @@ class JobService:
                     " send the same request again, or use a new job_id",
                     param="job_id",
                 )
+            if outcome.unacked:  # an earlier try timed out: publish again (a copy that lands twice runs once)
+                await self._publish_job(request)
             return await self.get(request.job_id, request.tenant), False
         if isinstance(outcome, Full):
             raise ApiError(
@@ -82,24 +84,33 @@ class JobService:
                 f" {self._retry_after}s or when one finishes",
                 headers={"Retry-After": str(self._retry_after)},
             )
+        await self._publish_job(request)
+        return record.view(request.job_id), True
+
+    async def _publish_job(self, request: AnyRequest) -> None:
+        """Publish an admitted request, then its `accepted` event.
+
+        A publish that fails or times out may still land later (the producer keeps the message
+        queued), so the record is kept, marked `unacked`: its owner sees the job, a copy that
+        lands runs under its tenant, and the advised retry with the same job_id publishes it again.
+        Only once the broker acknowledged the request is the mark cleared.
+        """
+        topic, headers = self.destination(request)
+        try:
+            await self._publish((topic, request.key, encode(request), headers))
+        except ApiError:
+            log.warning("job %s: its request was not acknowledged; the record is kept for a retry", request.job_id)
+            raise
+        await self.store.acknowledged(request.job_id)
         accepted = Accepted(
             job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
             tenant=request.tenant, modality=request.modality, model=request.model,
         )
-        # the request first: until it is durable nothing else is published, so a rollback
-        # leaves no trace and a retry with the same job_id starts clean
-        try:
-            topic, headers = self.destination(request)
-            await self._publish((topic, request.key, encode(request), headers))
-        except ApiError:
-            await self.store.rollback(request.job_id, record)
-            raise
         try:
             await self._publish((EVENTS, request.job_id, encode(accepted), None))
         except ApiError:
             # the job is durable and will run; only its `accepted` event is missing from the stream
             log.error("job %s is queued but its accepted event could not be published", request.job_id)
-        return record.view(request.job_id), True
 
     async def get(self, job_id: str, tenant: str) -> JobView:
         return (await self.require(job_id, tenant)).view(job_id)

@@ -7,6 +7,16 @@ import logging
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -20,8 +30,22 @@ from .webhooks import Delivery, WebhookDispatcher, target_for
 
 log = logging.getLogger(__name__)
 
-#: waits between Redis retries while it is unreachable (events are delayed, never dropped)
+#: waits between Redis retries while it is unreachable or refusing (events are delayed, never dropped)
 _REDIS_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+#: errors that say Redis cannot take the write *now* (down, out of memory, a replica during a
+#: failover, loading, busy with a script, scripts flushed by a restart): the batch is retried
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
+              MasterDownError, TryAgainError, ClusterDownError, NoScriptError)
+#: the same, for replies redis-py has no class for ("BUSY Redis is busy running a script")
+_TRANSIENT_PREFIXES = ("BUSY", "OOM", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOSCRIPT")
+
+
+def transient(exc: BaseException) -> bool:
+    """Redis refused for a reason that passes (retry); anything else is about the message (dead letter)."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
 
 Outcome = Appended | Dropped | Malformed
 
@@ -68,16 +92,37 @@ class FanoutHandler:
         return outcomes  # type: ignore[return-value]
 
     async def _apply(self, items) -> list[Appended | Dropped | Exception]:
-        attempt = 0
-        while True:
+        """Every item's outcome; only errors about the message itself come back as exceptions.
+
+        A transient error (Redis down, OOM, READONLY, BUSY, ...) holds the batch: it is retried
+        from the first item that hit one, in order, with backoff, for as long as it takes, so
+        nothing is dead-lettered or acknowledged meanwhile. Repeating an applied event is safe (it
+        comes back as a duplicate; its first outcome is kept).
+        """
+        outcomes: list[Appended | Dropped | Exception] = []
+        appended: dict[int, Appended] = {}  # applied by an earlier try, past the item that held the batch
+        tries = 0
+        while len(outcomes) < len(items):
+            done = len(outcomes)
             try:
-                return await self._store.apply_batch(items, time.time())
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                # safe to repeat: events already applied come back as duplicates
-                wait = _REDIS_RETRY_S[min(attempt, len(_REDIS_RETRY_S) - 1)]
-                attempt += 1
-                log.warning("fan-out cannot reach Redis (%s); retrying in %.1fs", exc, wait)
-                await asyncio.sleep(wait)
+                results = await self._store.apply_batch(items[done:], time.time())
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                results = [exc] * (len(items) - done)
+            results = [appended.get(done + i, r) if isinstance(r, Dropped) else r for i, r in enumerate(results)]
+            first = next((i for i, r in enumerate(results) if isinstance(r, Exception) and transient(r)), None)
+            if first is None:
+                outcomes.extend(results)
+                break
+            outcomes.extend(results[:first])
+            appended.update({done + i: r for i, r in enumerate(results) if isinstance(r, Appended)})
+            wait = _REDIS_RETRY_S[min(tries, len(_REDIS_RETRY_S) - 1)]
+            tries += 1
+            log.warning("fan-out: Redis refused (%s); retrying %d event(s) in %.1fs", results[first],
+                        len(items) - done - first, wait)
+            await asyncio.sleep(wait)
+        return outcomes
 
     def _failed(self, m: RawMessage, exc: Exception) -> Malformed:
         log.error("fan-out script failed for %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)

@@ -63,15 +63,17 @@ async def test_admission_is_idempotent_and_bounded(store, redis):
     assert 0 < await redis.ttl(keys.job_record(first)) <= 60
 
 
-async def test_rollback_undoes_only_the_same_request(store):
-    tenant, job = _id("t"), _id("rb")
-    await store.admit(job, _record(tenant), max_inflight=5)
-    assert not await store.rollback(job, _record(tenant, "another request"))
-    assert await store.load(job) is not None and await store.inflight(tenant, "text") == 1
-    assert await store.rollback(job, _record(tenant))
-    assert await store.load(job) is None and await store.inflight(tenant, "text") == 0
-    assert not await store.rollback(job, _record(tenant))  # nothing left to undo
-    assert await store.inflight(tenant, "text") == 0
+async def test_a_record_stays_unacknowledged_until_its_publish_is_acknowledged(store):
+    tenant, job = _id("t"), _id("ack")
+    record = JobRecord(status=JobStatus.QUEUED, tenant=tenant, modality=Modality.TEXT, fingerprint="f1",
+                       unacked=True)
+    await store.admit(job, record, max_inflight=5)
+    assert (await store.load(job)).unacked
+    assert await store.admit(job, record, max_inflight=5) == Existing("f1", tenant, unacked=True)
+    await store.acknowledged(job)
+    assert not (await store.load(job)).unacked
+    assert await store.admit(job, record, max_inflight=5) == Existing("f1", tenant, unacked=False)
+    assert await store.inflight(tenant, "text") == 1  # kept all along: the job may run
 
 
 async def test_apply_dedupes_drops_stale_attempts_and_keeps_the_first_terminal(store, redis):
