@@ -7,45 +7,18 @@ import logging
 import time
 from dataclasses import dataclass
 
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from infra.kafka.dlq import dead_letter_for
 from infra.redis.jobstore import Appended, Dropped, JobStore
 from schemas.enums import ErrorCode
 from schemas.events import JobEvent
 
-from .logic import Malformed, read_event
+from .logic import Malformed, read_event, transient
 from .webhooks import Delivery, WebhookDispatcher, target_for
 
 log = logging.getLogger(__name__)
 
 #: waits between Redis retries while it is unreachable or refusing (events are delayed, never dropped)
 _REDIS_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-
-#: errors that say Redis cannot take the write *now* (down, out of memory, a replica during a
-#: failover, loading, busy with a script, scripts flushed by a restart): the batch is retried
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
-              MasterDownError, TryAgainError, ClusterDownError, NoScriptError)
-#: the same, for replies redis-py has no class for ("BUSY Redis is busy running a script")
-_TRANSIENT_PREFIXES = ("BUSY", "OOM", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOSCRIPT")
-
-
-def transient(exc: BaseException) -> bool:
-    """Redis refused for a reason that passes (retry); anything else is about the message (dead letter)."""
-    if isinstance(exc, _TRANSIENT):
-        return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
 
 Outcome = Appended | Dropped | Malformed
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.enums import EventSource
 from schemas.events import TokenDelta
-from streams.fanout.logic import Malformed, read_event
+from streams.fanout.logic import Malformed, read_event, transient
 from streams.fanout.webhooks import backoff, event_id, should_retry, sign, target_for, verify
 
 W = EventSource.WORKER
@@ -58,3 +60,16 @@ def test_webhook_target_filters_by_event_type():
     assert target_for(spec, "completed").url == "http://127.0.0.1:1/h"
     assert target_for(spec, "token") is None
     assert target_for(None, "completed") is None and target_for("{broken", "completed") is None
+
+
+@pytest.mark.parametrize("error, retried", [
+    (ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), True),
+    (OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), True),
+    (ReadOnlyError("You can't write against a read only replica."), True),
+    (BusyLoadingError("Redis is loading the dataset in memory"), True),
+    (RedisConnectionError("Connection refused"), True),
+    (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+    (ResponseError("ERR user_script:3: attempt to compare nil with number"), False),
+])
+def test_redis_refusals_are_retried_and_errors_about_the_message_are_not(error, retried):
+    assert transient(error) is retried
