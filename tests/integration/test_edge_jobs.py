@@ -161,7 +161,8 @@ async def _hget(redis, key, field):
     return await redis.hget(key, field)
 
 
-async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_503(edge_redis, edge_keys, blob_dir):
+async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_503(edge_redis, edge_keys, blob_dir,
+                                                                                   kafka_bootstrap, edge_producer):
     broker = LocalBroker().start()
     producer = await started_producer(broker.bootstrap)
     broker.stop()  # the event log goes away after the gateway connected
@@ -187,6 +188,16 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "backend_unavailable"
     finally:
         await producer.stop()
+    # the same retry through a gateway whose broker is up publishes the job
+    app = create_app(GatewaySettings(publish_timeout_s=5), redis=edge_redis, producer=edge_producer,
+                     api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                                 headers={"Authorization": "Bearer k"}) as http:
+        retry = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
+    assert retry.status_code == 200 and retry.json()["status"] == "queued"
+    assert not (await JobStore(edge_redis).load(job_id)).unacked
+    await read_topic(kafka_bootstrap, jobs_topic("text"), timeout=60,
+                     until=lambda ms: any(json.loads(m.value)["job_id"] == job_id for m in ms))
 
 
 async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_retry_succeeds(
@@ -210,11 +221,15 @@ async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_re
                 landed = await read_topic(broker.bootstrap, jobs_topic("text"), timeout=60,
                                           until=lambda ms: any(json.loads(m.value)["job_id"] == job_id for m in ms))
                 assert landed
+
+                async def acknowledged():
+                    return not (await JobStore(edge_redis).load(job_id)).unacked
+
+                await wait_for(acknowledged, timeout=60)  # the late acknowledgement is recorded too
                 seen = await http.get(f"/v1/jobs/{job_id}")
                 assert seen.status_code == 200  # its owner never gets 404 for a job that runs
                 retry = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
                 assert retry.status_code == 200 and retry.json()["id"] == job_id
-                assert not (await JobStore(edge_redis).load(job_id)).unacked
                 other = await http.post("/v1/jobs", json=text_job("y", job_id=job_id))
                 assert other.status_code == 409  # a different body is still a conflict
         finally:
