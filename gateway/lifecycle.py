@@ -44,6 +44,7 @@ class JobService:
         self._retry_after = retry_after_s
         self._timeout = publish_timeout_s
         self._route_direct = route_direct
+        self._late: set[asyncio.Task] = set()  # waits for publishes that timed out but may still land
 
     def destination(self, request: AnyRequest) -> tuple[str, list[tuple[str, bytes]] | None]:
         """The topic an admitted request is published to, and its headers.
@@ -63,7 +64,7 @@ class JobService:
         record = JobRecord(
             status=JobStatus.QUEUED, tenant=request.tenant, modality=request.modality, model=request.model,
             fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
-            created_at=time.time(),
+            created_at=time.time(), unacked=True,
         )
         outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight)
         if isinstance(outcome, Existing):
@@ -74,6 +75,8 @@ class JobService:
                     " send the same request again, or use a new job_id",
                     param="job_id",
                 )
+            if outcome.unacked:  # an earlier try was not acknowledged: publish again, unless it ran
+                await self._republish(request)
             return await self.get(request.job_id, request.tenant), False
         if isinstance(outcome, Full):
             raise ApiError(
@@ -82,24 +85,47 @@ class JobService:
                 f" {self._retry_after}s or when one finishes",
                 headers={"Retry-After": str(self._retry_after)},
             )
+        await self._publish_job(request)
+        return record.view(request.job_id), True
+
+    async def _republish(self, request: AnyRequest) -> None:
+        """An identical retry of a job whose request was never acknowledged: a job a worker already
+        picked up landed after all; any other is published again (a copy that lands twice runs once)."""
+        record = await self.store.load(request.job_id)
+        if record is not None and record.status != JobStatus.QUEUED:
+            await self.store.acknowledged(request.job_id)
+            return
+        await self._publish_job(request)
+
+    async def _publish_job(self, request: AnyRequest) -> None:
+        """Publish an admitted request, then its `accepted` event.
+
+        A publish that fails or times out may still land later (the producer keeps the message
+        queued), so the record is kept, marked `unacked`: its owner sees the job, a copy that
+        lands runs under its tenant, and the advised retry with the same job_id publishes it again.
+        Only once the broker acknowledged the request is the mark cleared.
+        """
+        topic, headers = self.destination(request)
+
+        async def landed_late() -> None:
+            log.info("job %s: its request was acknowledged after the submit timed out", request.job_id)
+            await self.store.acknowledged(request.job_id)
+
+        try:
+            await self._publish((topic, request.key, encode(request), headers), late_ack=landed_late)
+        except ApiError:
+            log.warning("job %s: its request was not acknowledged; the record is kept for a retry", request.job_id)
+            raise
+        await self.store.acknowledged(request.job_id)
         accepted = Accepted(
             job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
             tenant=request.tenant, modality=request.modality, model=request.model,
         )
-        # the request first: until it is durable nothing else is published, so a rollback
-        # leaves no trace and a retry with the same job_id starts clean
-        try:
-            topic, headers = self.destination(request)
-            await self._publish((topic, request.key, encode(request), headers))
-        except ApiError:
-            await self.store.rollback(request.job_id, record)
-            raise
         try:
             await self._publish((EVENTS, request.job_id, encode(accepted), None))
         except ApiError:
             # the job is durable and will run; only its `accepted` event is missing from the stream
             log.error("job %s is queued but its accepted event could not be published", request.job_id)
-        return record.view(request.job_id), True
 
     async def get(self, job_id: str, tenant: str) -> JobView:
         return (await self.require(job_id, tenant)).view(job_id)
@@ -130,20 +156,43 @@ class JobService:
             raise
         return record.view(job_id), True
 
-    async def _publish(self, *messages: tuple[str, str, bytes, list | None]) -> None:
-        """Send all, then wait for every acknowledgement; any failure is one 503."""
+    async def _publish(self, *messages: tuple[str, str, bytes, list | None], late_ack=None) -> None:
+        """Send all, then wait for every acknowledgement; any failure is one 503.
+
+        The producer keeps what it queued when the wait times out, so it may still be delivered:
+        `late_ack()` (if given) is called if every message is acknowledged after all.
+        """
+        futures: list[asyncio.Future] = []
+
         async def send_all() -> None:
-            futures = [
-                await self._producer.send(topic, value, key=key.encode(), headers=headers)
-                for topic, key, value, headers in messages
-            ]
-            await asyncio.gather(*futures)
+            for topic, key, value, headers in messages:
+                futures.append(await self._producer.send(topic, value, key=key.encode(), headers=headers))
+            await asyncio.wait(futures)  # unlike gather, a timeout does not cancel the deliveries
+            for future in futures:
+                future.result()
 
         try:
             await asyncio.wait_for(send_all(), self._timeout)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             log.error("publishing to Kafka failed: %s", exc)
+            if late_ack is not None and len(futures) == len(messages) and not all(f.done() for f in futures):
+                self._on_late_ack(futures, late_ack)
             raise ApiError(
                 ErrorCode.BACKEND_UNAVAILABLE,
                 f"the event log is unavailable ({type(exc).__name__}): retry with the same job_id",
             ) from None
+
+    def _on_late_ack(self, futures: list[asyncio.Future], late_ack) -> None:
+        async def wait() -> None:
+            await asyncio.wait(futures)
+            if all(not f.cancelled() and f.exception() is None for f in futures):
+                await late_ack()
+
+        task = asyncio.ensure_future(wait())
+        self._late.add(task)
+        task.add_done_callback(self._late_done)
+
+    def _late_done(self, task: asyncio.Task) -> None:
+        self._late.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("recording a late acknowledgement failed: %s", task.exception())

@@ -1,13 +1,18 @@
 """`JobContext`: what a modality handler sees of one job, and the only way it emits events.
 
 It guarantees one terminal event per attempt, stamps timings, and turns a cancel into
-`JobCancelled` at the next `checkpoint()`.
+`JobCancelled` at the next `checkpoint()`. A job has ended only once the broker acknowledged its
+terminal event: that send is retried (the same event, so a copy that did land is dropped as a
+duplicate downstream), and when it still cannot be acknowledged `TerminalNotAcknowledged` tells
+the runner the job has not ended here (its offset must not be committed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from schemas import AnyRequest
@@ -29,6 +34,16 @@ from infra.kafka.emitter import EventEmitter
 
 from .errors import JobCancelled
 
+log = logging.getLogger(__name__)
+
+#: waits before each re-send of a terminal event the broker did not acknowledge (s); after the
+#: last one the job counts as not ended (a send itself waits up to the producer's request timeout)
+TERMINAL_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+
+
+class TerminalNotAcknowledged(Exception):
+    """The broker never acknowledged the job's terminal event: the job has not ended on this worker."""
+
 
 class JobContext:
     def __init__(
@@ -39,14 +54,17 @@ class JobContext:
         attempt: int,
         worker_id: str,
         model: ModelInfo,
+        terminal_retry_s: Sequence[float] = TERMINAL_RETRY_S,
     ) -> None:
         self.request = request
         self.attempt = attempt
         self._emitter = emitter
         self._worker_id = worker_id
         self._model = model
+        self._terminal_retry_s = tuple(terminal_retry_s)
         self._cancel = asyncio.Event()
         self._cancel_reason: str | None = None
+        #: the terminal event the broker acknowledged (None until then)
         self.terminal: str | None = None
         self._in_flight: list[asyncio.Future] = []
         self.picked_at = time.time()
@@ -85,11 +103,43 @@ class JobContext:
         return event
 
     async def _end(self, event_type, **fields: Any):
-        """The terminal event, acknowledged together with everything sent before it."""
+        """The terminal event, acknowledged together with everything sent before it.
+
+        Only the terminal event is sent again when it is not acknowledged: an earlier event that
+        was lost stays lost (its successors are recorded), but the job still ends exactly once.
+        """
         event = self._emitter.build(event_type, self.job_id, self.attempt, **fields)
         pending, self._in_flight = self._in_flight, []
-        pending.append(await self._emitter.send(event))
-        await asyncio.gather(*pending)
+        error: BaseException | None = None
+        try:
+            pending.append(await self._emitter.send(event))
+        except Exception as exc:  # not even queued (no broker metadata, buffer full): retried below
+            error = exc
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        lost = [o for o in outcomes[:-1 if error is None else None] if isinstance(o, BaseException)]
+        if lost:
+            log.warning("job %s: %d event(s) before its %s were not acknowledged: %s", self.job_id, len(lost),
+                        event.type, lost[0])
+        if error is None and isinstance(outcomes[-1], BaseException):
+            error = outcomes[-1]
+        for wait in self._terminal_retry_s:
+            if error is None:
+                return event
+            log.warning("job %s: %s not acknowledged (%s: %s); sending it again in %.1fs", self.job_id, event.type,
+                        type(error).__name__, error, wait)
+            await asyncio.sleep(wait)
+            try:
+                await (await self._emitter.send(event))
+                error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = exc
+        if error is not None:
+            raise TerminalNotAcknowledged(
+                f"job {self.job_id}: the broker did not acknowledge its {event.type} event after"
+                f" {len(self._terminal_retry_s) + 1} sends ({type(error).__name__}: {error})"
+            ) from error
         return event
 
     async def started(self) -> None:
@@ -146,7 +196,6 @@ class JobContext:
     ) -> None:
         if self.terminal:
             return
-        self.terminal = "completed"
         await self._end(
             Completed,
             usage=usage,
@@ -154,15 +203,16 @@ class JobContext:
             text=text,
             timings=timings or self.timings(usage.completion_tokens),
         )
+        self.terminal = "completed"
 
     async def failed(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
         if self.terminal:
             return
-        self.terminal = "failed"
         await self._end(Failed, code=code, message=message, retryable=retryable)
+        self.terminal = "failed"
 
     async def cancelled_event(self, reason: str | None = None) -> None:
         if self.terminal:
             return
-        self.terminal = "cancelled"
         await self._end(Cancelled, reason=reason or self._cancel_reason)
+        self.terminal = "cancelled"

@@ -4,7 +4,9 @@ It consumes `genloom.jobs.<modality>` in a consumer group, hands each job to the
 handler (up to its concurrency), follows cancels on `genloom.control`, publishes events to
 `genloom.events.raw` (or straight to `genloom.events` when moderation is off), and commits a job's offset only after its terminal event is acknowledged.
 A worker that dies leaves its jobs uncommitted; the group gives them to another worker, which
-runs them as a new attempt (a larger `attempt` supersedes the old one downstream).
+runs them as a new attempt (downstream, the attempt that started last supersedes the others).
+A job whose terminal event the broker never acknowledged has not ended either: its offset stays
+uncommitted and it runs again here as a new attempt after a pause (or on the partition's next owner).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -30,7 +32,7 @@ from schemas.dlq import DeadLetter
 from schemas.enums import ErrorCode, EventSource, Modality
 from schemas.events import Failed
 
-from .context import JobContext
+from .context import TERMINAL_RETRY_S, JobContext, TerminalNotAcknowledged
 from .errors import JobCancelled, JobError
 from .handler import Handler
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: cancels remembered for jobs this worker has not picked up (yet); oldest forgotten first
 CANCEL_MEMORY = 100_000
+#: the pause before running again a job whose terminal event was not acknowledged (s)
+RERUN_AFTER_S = 5.0
 
 
 def default_worker_id(modality: str) -> str:
@@ -49,9 +53,14 @@ def jobs_group(modality: Modality) -> str:
     return f"genloom-workers-{modality.value}"
 
 
-def new_attempt() -> int:
-    """A fresh attempt number: larger than any earlier attempt of the same job (ms clock)."""
-    return time.time_ns() // 1_000_000
+def new_attempt(clock: Callable[[], float] = time.time, after: int = 0) -> int:
+    """A fresh attempt number: this worker's clock in ms, and above `after` (its previous one).
+
+    Attempts only have to be distinct: the fan-out takes the attempt whose `started` it recorded
+    last as the current one (see infra.redis.jobstore), so a worker whose clock is behind a dead
+    one's still supersedes it. The clock keeps numbers of different workers apart and readable.
+    """
+    return max(int(clock() * 1000), after + 1)
 
 
 class _Revoked(ConsumerRebalanceListener):
@@ -84,6 +93,9 @@ class JobRunner:
         max_concurrency: int | None = None,
         cancel_lookback_s: float = 3600.0,
         events_topic: str = EVENTS_RAW,
+        clock: Callable[[], float] = time.time,
+        terminal_retry_s: Sequence[float] = TERMINAL_RETRY_S,
+        rerun_after_s: float = RERUN_AFTER_S,
     ) -> None:
         self.handler = handler
         self.worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -93,6 +105,10 @@ class JobRunner:
         self._producer = producer
         self._jobs = jobs
         self._control = control
+        self._clock = clock
+        self._last_attempt = 0
+        self._terminal_retry_s = tuple(terminal_retry_s)
+        self._rerun_after_s = rerun_after_s
         self.emitter = EventEmitter(producer, events_topic, EventSource.WORKER)
         self._inflight: dict[str, tuple[JobContext, asyncio.Task, Hashable]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -175,33 +191,54 @@ class JobRunner:
         if not task.cancelled() and task.exception() is not None:
             log.error("job task crashed", exc_info=task.exception())
 
+    def _new_attempt(self) -> int:
+        self._last_attempt = new_attempt(self._clock, self._last_attempt)
+        return self._last_attempt
+
     async def _process(self, record: Record[AnyRequest]) -> None:
         """Run one job. Its offset is marked done only once the job ended here (a terminal
         event was acknowledged); a job interrupted by a shutdown or a rebalance stays
-        uncommitted, so its next owner runs it again."""
+        uncommitted, so its next owner runs it again. A job whose terminal event could not be
+        acknowledged runs again here, as a new attempt, until one is (or its partition moves)."""
         request = record.value
         if request.job_id in self._inflight:  # redelivered while it runs here: that run ends it
             await self._job_loop.done(record.tp, record.offset)
             return
-        ctx = JobContext(request, self.emitter, attempt=new_attempt(), worker_id=self.worker_id,
-                         model=self.handler.model_info)
-        self._inflight[request.job_id] = (ctx, asyncio.current_task(), record.tp)
-        ended = False
+        task = asyncio.current_task()
+        try:
+            while True:
+                ctx = JobContext(request, self.emitter, attempt=self._new_attempt(), worker_id=self.worker_id,
+                                 model=self.handler.model_info, terminal_retry_s=self._terminal_retry_s)
+                self._inflight[request.job_id] = (ctx, task, record.tp)
+                if await self._attempt(ctx):
+                    break
+                log.error("job %s: its terminal event was not acknowledged; its offset stays uncommitted and it"
+                          " runs again in %.1fs as a new attempt", ctx.job_id, self._rerun_after_s)
+                await asyncio.sleep(self._rerun_after_s)
+        finally:
+            if self._inflight.get(request.job_id, (None, None))[1] is task:
+                del self._inflight[request.job_id]
+        await self._job_loop.done(record.tp, record.offset)
+
+    async def _attempt(self, ctx: JobContext) -> bool:
+        """Run the job once; True when it ended (its terminal event acknowledged)."""
         try:
             await self._run_job(ctx)
-            ended = True
+            return True
+        except TerminalNotAcknowledged as exc:
+            log.error("%s", exc)
+            return False
         except asyncio.CancelledError:
             raise
         except Exception:  # never lose the worker over one job
             log.exception("job handling crashed")
-            await ctx.failed(ErrorCode.INTERNAL_ERROR,
-                             "the worker hit an unexpected error; retry, and report it if it repeats")
-            ended = True
-        finally:
-            if self._inflight.get(ctx.job_id, (None,))[0] is ctx:
-                del self._inflight[ctx.job_id]
-            if ended:
-                await self._job_loop.done(record.tp, record.offset)
+            try:
+                await ctx.failed(ErrorCode.INTERNAL_ERROR,
+                                 "the worker hit an unexpected error; retry, and report it if it repeats")
+            except TerminalNotAcknowledged as exc:
+                log.error("%s", exc)
+                return False
+            return True
 
     async def _run_job(self, ctx: JobContext) -> None:
         request = ctx.request
@@ -223,6 +260,8 @@ class JobRunner:
                 await self.handler.run(ctx)
                 if not ctx.terminal:
                     await ctx.failed(ErrorCode.INTERNAL_ERROR, "the handler ended without a result")
+            except TerminalNotAcknowledged:
+                raise
             except JobCancelled as exc:
                 await ctx.cancelled_event(str(exc) or None)
             except JobError as exc:
@@ -237,7 +276,7 @@ class JobRunner:
     async def _reject(self, letter: DeadLetter) -> None:
         """A job that does not decode fails (when its id can be read) once it is dead-lettered."""
         if letter.job_id:
-            await self.emitter.publish(Failed(job_id=letter.job_id, seq=0, attempt=new_attempt(),
+            await self.emitter.publish(Failed(job_id=letter.job_id, seq=0, attempt=self._new_attempt(),
                                               source=EventSource.WORKER, code=letter.code, message=letter.error))
 
     async def _drop_partitions(self, revoked) -> None:

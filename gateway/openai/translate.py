@@ -138,8 +138,9 @@ class AttemptDiverged(Exception):
 class TextAssembler:
     """What to send a client of a text stream, across worker takeovers.
 
-    Events carry the `attempt` that emitted them; a newer attempt restarts the text from the
-    beginning. Its text is held back until it passes what the client already received, so the
+    Events carry the `attempt` that emitted them; an attempt not seen before is a takeover and
+    restarts the text from the beginning (attempt numbers come from the workers' clocks, which may
+    disagree, so only their order in the log counts), and a late event of an earlier one is ignored. Its text is held back until it passes what the client already received, so the
     client sees one continuous answer. A newer attempt whose text disagrees with what was sent
     (sampling without a seed) raises AttemptDiverged.
     """
@@ -147,14 +148,17 @@ class TextAssembler:
     def __init__(self) -> None:
         self.sent = ""
         self._attempt: int | None = None
+        self._superseded: set[int] = set()
         self._text = ""
 
     def add(self, attempt: int, text: str) -> str:
         """The new text to send for a token event (may be empty)."""
-        if self._attempt is None or attempt > self._attempt:
-            self._attempt, self._text = attempt, ""
-        elif attempt < self._attempt:
+        if attempt in self._superseded:
             return ""  # a late event of a superseded attempt
+        if attempt != self._attempt:
+            if self._attempt is not None:
+                self._superseded.add(self._attempt)
+            self._attempt, self._text = attempt, ""
         self._text += text
         if self._text.startswith(self.sent):
             delta, self.sent = self._text[len(self.sent):], self._text

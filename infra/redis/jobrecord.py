@@ -74,6 +74,8 @@ class JobRecord(BaseModel):
     webhook: str | None = Field(default=None, description="The request's WebhookSpec as JSON.")
     slot: str | None = Field(default=None, description="Key of the in-flight counter the job counts in.")
     slot_held: bool = Field(default=False, description="The job still holds its in-flight slot.")
+    unacked: bool = Field(default=False, description="The broker has not acknowledged the request yet: it may"
+                          " or may not reach the workers, and a retry with the same job_id publishes it again.")
     created_at: float | None = None
     accepted_at: float | None = None
     started_at: float | None = None
@@ -119,8 +121,9 @@ class JobRecord(BaseModel):
         for name, model in _JSON.items():
             if name in f:
                 data[name] = model.model_validate_json(f[name])
-        if "slot_held" in f:
-            data["slot_held"] = f["slot_held"] == "1"
+        for name in ("slot_held", "unacked"):
+            if name in f:
+                data[name] = f[name] == "1"
         if f.get("progress_total"):
             data["progress"] = JobProgress(step=int(f.get("progress_step") or "0"), total=int(f["progress_total"]),
                                            stage=f.get("progress_stage"))
@@ -159,7 +162,7 @@ def fields_of(values: Mapping[str, Any]) -> dict[str, str]:
             out[name] = repr(float(value))
         elif name in ("last_event_id", "terminal_id"):
             out[name] = str(value)
-        elif name == "slot_held":
+        elif name in ("slot_held", "unacked"):
             if value:
                 out[name] = "1"
         elif name == "progress":

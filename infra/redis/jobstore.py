@@ -3,8 +3,10 @@ flags and in-flight counters. Callers see `JobRecord`s and parsed events, never 
 
 Admission is one Lua call that decides, in this order: the job id exists already (the caller
 compares fingerprints), the tenant's in-flight count for the modality is at the bound, or the slot
-is taken (INCR below the bound) and the record is written. The fan-out releases the slot on the
-job's first terminal event; `rollback` releases it when publishing failed.
+is taken (INCR below the bound) and the record is written, marked ``unacked`` until the broker
+acknowledges the request (`acknowledged`). A publish that timed out may still land, so its record
+is kept (the owner can see the job, and an identical retry publishes it again instead of getting
+409). The fan-out releases the slot on the job's first terminal event.
 
 The fan-out's apply is one Lua call per event: it deduplicates by (source, attempt, seq), drops
 events of a superseded attempt, keeps only the first terminal event, appends to the bounded replay
@@ -18,6 +20,16 @@ job's record, replay log and dedupe hash (one cluster slot, by hash tag) and, fo
 only, the in-flight counter named in the record (``slot``). On Redis Cluster that counter (and the
 webhook outbox) lives in another slot; run the fan-out against a standalone Redis or keep the
 counters on their own node.
+
+Which attempt is current does not depend on clocks: attempt numbers only need to be distinct
+(workers take them from their own clocks, which may disagree). The attempt whose `started` the
+fan-out recorded last is the current one, and recording a `started` of another attempt marks the
+previous current attempt superseded (``gone:<attempt>`` in the dedupe hash): its later events
+are dropped as ``stale_attempt``, whatever the source (the moderation gate's events carry the
+worker's attempt). Events of an attempt that never started (a job that failed its checks on a new
+worker) are not superseded and count. This works because a job's events share one partition (they
+are keyed by job id), so the order the fan-out sees `started` events in is the order the attempts
+began; a worker's clock running behind the dead one's no longer makes its every event stale.
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ _BATCH = 256
 _ADMIT = r"""
 local rec, counter = KEYS[1], KEYS[2]
 if redis.call('EXISTS', rec) == 1 then
-  return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or ''}
+  return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or '',
+          redis.call('HGET', rec, 'unacked') or ''}
 end
 local held = tonumber(redis.call('GET', counter) or '0')
 if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
@@ -50,16 +63,6 @@ redis.call('EXPIRE', counter, ARGV[3])
 redis.call('HSET', rec, 'slot', counter, 'slot_held', '1', unpack(ARGV, 4))
 redis.call('EXPIRE', rec, ARGV[2])
 return {1, '', ''}
-"""
-
-_ROLLBACK = r"""
-local rec, counter = KEYS[1], KEYS[2]
-if redis.call('HGET', rec, 'fingerprint') ~= ARGV[1] then return 0 end
-if redis.call('HDEL', rec, 'slot_held') == 1 then
-  if redis.call('DECR', counter) < 0 then redis.call('INCR', counter) end
-end
-redis.call('DEL', rec)
-return 1
 """
 
 _APPLY = r"""
@@ -79,14 +82,17 @@ local function drop(reason)
 end
 
 if redis.call('HEXISTS', rec, 'terminal_id') == 1 then return drop('after_terminal') end
-local top = tonumber(redis.call('HGET', dd, 'attempt:' .. source) or '-1')
-if attempt < top then return drop('stale_attempt') end
+if redis.call('HEXISTS', dd, 'gone:' .. ARGV[2]) == 1 then return drop('stale_attempt') end
 local seqf = 'seq:' .. source .. ':' .. attempt
 local last = tonumber(redis.call('HGET', dd, seqf) or '-1')
 if seq <= last then return drop('duplicate') end
 
 redis.call('HSET', dd, seqf, seq)
-if attempt > top then redis.call('HSET', dd, 'attempt:' .. source, attempt) end
+if etype == 'started' then
+  local current = redis.call('HGET', dd, 'current')
+  if current and current ~= ARGV[2] then redis.call('HSET', dd, 'gone:' .. current, 1) end
+  redis.call('HSET', dd, 'current', ARGV[2])
+end
 local n = redis.call('HINCRBY', dd, 'n', 1)
 redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
 
@@ -152,10 +158,12 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Existing:
-    """The job id is taken: by the same request when the fingerprint and tenant match."""
+    """The job id is taken: by the same request when the fingerprint and tenant match. `unacked`:
+    its request was never acknowledged by the broker (publish it again)."""
 
     fingerprint: str
     tenant: str
+    unacked: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,6 @@ class JobStore:
         self._redis = redis
         self._replay = replay
         self._admit = redis.register_script(_ADMIT)
-        self._rollback = redis.register_script(_ROLLBACK)
         self._apply = redis.register_script(_APPLY)
         self._job_ttl = job_ttl_s
         self._inflight_ttl = inflight_ttl_s
@@ -254,19 +261,16 @@ class JobStore:
         for name, value in record.to_fields().items():
             args += [name, value]
         counter = keys.inflight(record.tenant, record.modality)
-        kind, a, b = await self._admit(keys=[keys.job_record(job_id), counter], args=args)
+        kind, a, b, *unacked = await self._admit(keys=[keys.job_record(job_id), counter], args=args)
         if kind == 1:
             return Admitted()
         if kind == 0:
-            return Existing(a.decode(), b.decode())
+            return Existing(a.decode(), b.decode(), unacked == [b"1"])
         return Full(int(a))
 
-    async def rollback(self, job_id: str, record: JobRecord) -> bool:
-        """Undo an admission whose request could not be published (only the same request's record)."""
-        done = await self._rollback(
-            keys=[keys.job_record(job_id), keys.inflight(record.tenant, record.modality)], args=[record.fingerprint]
-        )
-        return bool(done)
+    async def acknowledged(self, job_id: str) -> None:
+        """The broker acknowledged the job's request: a retry with its id no longer publishes it."""
+        await self._redis.hdel(keys.job_record(job_id), "unacked")
 
     async def inflight(self, tenant: str, modality: str) -> int:
         """The tenant's admitted jobs of the modality that are not terminal yet."""

@@ -53,7 +53,7 @@ def replay_log(job_id: str) -> str:
 
 
 def dedupe(job_id: str) -> str:
-    """Hash: highest seq per (source, attempt), highest attempt per source, entry counter."""
+    """Hash: highest seq per (source, attempt), the current attempt and the superseded ones, entry counter."""
     return f"{_job(job_id)}:dedupe"
 
 

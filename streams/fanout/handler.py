@@ -8,19 +8,16 @@ import logging
 import time
 from dataclasses import dataclass
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from infra.kafka.dlq import dead_letter_for
 from infra.redis.jobstore import Appended, Dropped, JobStore
 from schemas.enums import ErrorCode
 from schemas.events import JobEvent
 
-from .logic import Malformed, read_event
+from .logic import Malformed, read_event, transient
 
 log = logging.getLogger(__name__)
 
-#: waits between Redis retries while it is unreachable (events are delayed, never dropped)
+#: waits between Redis retries while it is unreachable or refusing (events are delayed, never dropped)
 _REDIS_RETRY_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 Outcome = Appended | Dropped | Malformed
@@ -64,16 +61,37 @@ class FanoutHandler:
         return outcomes  # type: ignore[return-value]
 
     async def _apply(self, items) -> list[Appended | Dropped | Exception]:
-        attempt = 0
-        while True:
+        """Every item's outcome; only errors about the message itself come back as exceptions.
+
+        A transient error (Redis down, OOM, READONLY, BUSY, ...) holds the batch: it is retried
+        from the first item that hit one, in order, with backoff, for as long as it takes, so
+        nothing is dead-lettered or acknowledged meanwhile. Repeating an applied event is safe (it
+        comes back as a duplicate; its first outcome is kept).
+        """
+        outcomes: list[Appended | Dropped | Exception] = []
+        appended: dict[int, Appended] = {}  # applied by an earlier try, past the item that held the batch
+        tries = 0
+        while len(outcomes) < len(items):
+            done = len(outcomes)
             try:
-                return await self._store.apply_batch(items, time.time())
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                # safe to repeat: events already applied come back as duplicates
-                wait = _REDIS_RETRY_S[min(attempt, len(_REDIS_RETRY_S) - 1)]
-                attempt += 1
-                log.warning("fan-out cannot reach Redis (%s); retrying in %.1fs", exc, wait)
-                await asyncio.sleep(wait)
+                results = await self._store.apply_batch(items[done:], time.time())
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                results = [exc] * (len(items) - done)
+            results = [appended.get(done + i, r) if isinstance(r, Dropped) else r for i, r in enumerate(results)]
+            first = next((i for i, r in enumerate(results) if isinstance(r, Exception) and transient(r)), None)
+            if first is None:
+                outcomes.extend(results)
+                break
+            outcomes.extend(results[:first])
+            appended.update({done + i: r for i, r in enumerate(results) if isinstance(r, Appended)})
+            wait = _REDIS_RETRY_S[min(tries, len(_REDIS_RETRY_S) - 1)]
+            tries += 1
+            log.warning("fan-out: Redis refused (%s); retrying %d event(s) in %.1fs", results[first],
+                        len(items) - done - first, wait)
+            await asyncio.sleep(wait)
+        return outcomes
 
     def _failed(self, m: RawMessage, exc: Exception) -> Malformed:
         log.error("fan-out script failed for %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import uuid
 
 import httpx
 import pytest
@@ -12,7 +16,8 @@ from gateway.auth import ApiKeys
 from infra.blob import LocalBlobStore, artifact_key
 from infra.client import GenloomError
 from infra.kafka.broker import LocalBroker
-from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
+from infra.kafka.clients import ensure_topics
+from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, catalogue, jobs_topic
 from infra.redis import keys as rkeys
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
@@ -156,23 +161,76 @@ async def _hget(redis, key, field):
     return await redis.hget(key, field)
 
 
-async def test_publish_failure_rolls_back_and_answers_503(edge_redis, edge_keys, blob_dir):
+async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_503(edge_redis, edge_keys, blob_dir,
+                                                                                   kafka_bootstrap, edge_producer):
     broker = LocalBroker().start()
     producer = await started_producer(broker.bootstrap)
     broker.stop()  # the event log goes away after the gateway connected
+    job_id = f"unacked-{uuid.uuid4().hex[:6]}"
     try:
         app = create_app(GatewaySettings(publish_timeout_s=1.5), redis=edge_redis,
                          producer=producer, api_keys=ApiKeys([("k", "t-rollback")]),
                          blobs=LocalBlobStore(blob_dir))
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-            response = await http.post("/v1/jobs", json=text_job("x", job_id="rollback-1"),
-                                       headers={"Authorization": "Bearer k"})
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw",
+                                     headers={"Authorization": "Bearer k"}) as http:
+            response = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
+            seen = await http.get(f"/v1/jobs/{job_id}")
+            again = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
             ready = await http.get("/readyz")
         assert response.status_code == 503 and response.json()["error"]["code"] == "backend_unavailable"
         assert "same job_id" in response.json()["error"]["message"]
-        store = JobStore(edge_redis)
-        assert await store.load("rollback-1") is None and await store.inflight("t-rollback", "text") == 0
+        # the message may still land: the owner sees the job, and the advised retry is no conflict
+        assert seen.status_code == 200 and seen.json()["status"] == "queued"
+        assert again.status_code == 503 and again.json()["error"]["code"] == "backend_unavailable"
+        record = await JobStore(edge_redis).load(job_id)
+        assert record.tenant == "t-rollback" and record.unacked and record.slot_held
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "backend_unavailable"
     finally:
         await producer.stop()
+    # the same retry through a gateway whose broker is up publishes the job
+    app = create_app(GatewaySettings(publish_timeout_s=5), redis=edge_redis, producer=edge_producer,
+                     api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                                 headers={"Authorization": "Bearer k"}) as http:
+        retry = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
+    assert retry.status_code == 200 and retry.json()["status"] == "queued"
+    assert not (await JobStore(edge_redis).load(job_id)).unacked
+    await read_topic(kafka_bootstrap, jobs_topic("text"), timeout=60,
+                     until=lambda ms: any(json.loads(m.value)["job_id"] == job_id for m in ms))
+
+
+async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_retry_succeeds(
+        edge_redis, edge_keys, blob_dir):
+    job_id = f"paused-{uuid.uuid4().hex[:6]}"
+    with LocalBroker() as broker:
+        await ensure_topics(broker.bootstrap, catalogue())
+        producer = await started_producer(broker.bootstrap)
+        try:
+            app = create_app(GatewaySettings(publish_timeout_s=1.0), redis=edge_redis, producer=producer,
+                             api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                                         headers={"Authorization": "Bearer k"}) as http:
+                os.kill(broker.pid, signal.SIGSTOP)
+                try:
+                    response = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
+                finally:
+                    os.kill(broker.pid, signal.SIGCONT)
+                assert response.status_code == 503 and "same job_id" in response.json()["error"]["message"]
+                # the producer still delivers the message it had queued: the job will run
+                landed = await read_topic(broker.bootstrap, jobs_topic("text"), timeout=60,
+                                          until=lambda ms: any(json.loads(m.value)["job_id"] == job_id for m in ms))
+                assert landed
+
+                async def acknowledged():
+                    return not (await JobStore(edge_redis).load(job_id)).unacked
+
+                await wait_for(acknowledged, timeout=60)  # the late acknowledgement is recorded too
+                seen = await http.get(f"/v1/jobs/{job_id}")
+                assert seen.status_code == 200  # its owner never gets 404 for a job that runs
+                retry = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
+                assert retry.status_code == 200 and retry.json()["id"] == job_id
+                other = await http.post("/v1/jobs", json=text_job("y", job_id=job_id))
+                assert other.status_code == 409  # a different body is still a conflict
+        finally:
+            await producer.stop()

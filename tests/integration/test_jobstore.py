@@ -63,15 +63,41 @@ async def test_admission_is_idempotent_and_bounded(store, redis):
     assert 0 < await redis.ttl(keys.job_record(first)) <= 60
 
 
-async def test_rollback_undoes_only_the_same_request(store):
-    tenant, job = _id("t"), _id("rb")
+async def test_a_record_stays_unacknowledged_until_its_publish_is_acknowledged(store):
+    tenant, job = _id("t"), _id("ack")
+    record = JobRecord(status=JobStatus.QUEUED, tenant=tenant, modality=Modality.TEXT, fingerprint="f1",
+                       unacked=True)
+    await store.admit(job, record, max_inflight=5)
+    assert (await store.load(job)).unacked
+    assert await store.admit(job, record, max_inflight=5) == Existing("f1", tenant, unacked=True)
+    await store.acknowledged(job)
+    assert not (await store.load(job)).unacked
+    assert await store.admit(job, record, max_inflight=5) == Existing("f1", tenant, unacked=False)
+    assert await store.inflight(tenant, "text") == 1  # kept all along: the job may run
+
+
+async def test_the_attempt_that_started_last_is_current_whatever_its_number(store):
+    tenant, job = _id("t"), _id("skew")
     await store.admit(job, _record(tenant), max_inflight=5)
-    assert not await store.rollback(job, _record(tenant, "another request"))
-    assert await store.load(job) is not None and await store.inflight(tenant, "text") == 1
-    assert await store.rollback(job, _record(tenant))
-    assert await store.load(job) is None and await store.inflight(tenant, "text") == 0
-    assert not await store.rollback(job, _record(tenant))  # nothing left to undo
-    assert await store.inflight(tenant, "text") == 0
+    ahead, behind = 1_700_000_000_000, 1_699_999_000_000  # the dead worker's clock ran ahead
+    outcomes = [
+        await _apply(store, _ev(Started, job, 0, attempt=ahead, worker="w1", model=MODEL)),
+        await _apply(store, _ev(TokenDelta, job, 1, attempt=ahead, text="a", tokens=1)),
+        await _apply(store, _ev(Started, job, 0, attempt=behind, worker="w2", model=MODEL)),   # takeover
+        await _apply(store, _ev(TokenDelta, job, 2, attempt=ahead, text="late", tokens=1)),   # superseded
+        await _apply(store, _ev(TokenDelta, job, 1, attempt=behind, text="A", tokens=1)),
+        await _apply(store, _ev(Completed, job, 2, attempt=behind, text="A")),
+    ]
+    assert outcomes == [Appended(1, None), Appended(2, None), Appended(3, None), Dropped("stale_attempt"),
+                        Appended(4, None), Appended(5, None)]
+    record = await store.load(job)
+    assert record.status == JobStatus.COMPLETED and record.text == "A" and record.worker == "w2"
+    # an attempt that never started (it failed its checks on the new worker) still ends the job
+    other = _id("skew")
+    await _apply(store, _ev(Started, other, 0, attempt=ahead, worker="w1", model=MODEL))
+    assert await _apply(store, _ev(Failed, other, 0, attempt=behind, code="invalid_parameter", message="x")) \
+        == Appended(2, None)
+    assert (await store.load(other)).status == JobStatus.FAILED
 
 
 async def test_apply_dedupes_drops_stale_attempts_and_keeps_the_first_terminal(store, redis):

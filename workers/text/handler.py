@@ -93,22 +93,29 @@ class TextHandler:
         self.engine.add(request_id, prompt, params)
         text: list[str] = []
         cancel_wait = asyncio.create_task(ctx.wait_cancelled())
+        finished = False
         try:
             while True:
                 getter = asyncio.create_task(outputs.get())
-                done, _ = await asyncio.wait({getter, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    done, _ = await asyncio.wait({getter, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
                 if getter not in done:
-                    getter.cancel()
-                    self.engine.abort(request_id)
                     ctx.checkpoint()
                 out: StepOutput = getter.result()
                 if out.text_delta:
                     text.append(out.text_delta)
                     await ctx.token(out.text_delta, len(out.token_ids))
                 if out.finished:
+                    finished = True
                     return await self._finish(ctx, out, "".join(text))
         finally:
             cancel_wait.cancel()
+            if not finished:  # cancelled, moved to another worker, or failed: the engine stops too
+                self._queues.pop(request_id, None)
+                self.engine.abort(request_id)
 
     async def _finish(self, ctx: JobContext, out: StepOutput, text: str) -> None:
         if out.aborted:

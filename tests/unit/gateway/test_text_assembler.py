@@ -21,6 +21,14 @@ def test_a_takeover_resends_nothing_the_client_already_has():
     assert t.sent == "Once upon a time"
 
 
+def test_a_takeover_by_a_worker_whose_clock_is_behind_streams_its_text():
+    t = TextAssembler()
+    t.add(1_700_000_000_000, "Once ")
+    assert t.add(1_699_999_000_000, "Once upon") == "upon"  # the smaller number started later
+    assert t.add(1_700_000_000_000, "zzz") == ""  # the superseded attempt, late
+    assert t.sent == "Once upon"
+
+
 def test_late_events_of_the_superseded_attempt_are_ignored():
     t = TextAssembler()
     t.add(1, "A")

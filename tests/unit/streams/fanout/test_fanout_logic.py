@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.enums import EventSource
 from schemas.events import TokenDelta
-from streams.fanout.logic import Malformed, read_event
+from streams.fanout.logic import Malformed, read_event, transient
 from streams.fanout.webhooks import backoff, event_id, should_retry
 
 W = EventSource.WORKER
@@ -44,3 +46,16 @@ def test_backoff_doubles_and_caps():
 def test_retry_policy():
     assert should_retry(500) and should_retry(503) and should_retry(429) and should_retry(408)
     assert not should_retry(400) and not should_retry(404) and not should_retry(410)
+
+
+@pytest.mark.parametrize("error, retried", [
+    (ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), True),
+    (OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), True),
+    (ReadOnlyError("You can't write against a read only replica."), True),
+    (BusyLoadingError("Redis is loading the dataset in memory"), True),
+    (RedisConnectionError("Connection refused"), True),
+    (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+    (ResponseError("ERR user_script:3: attempt to compare nil with number"), False),
+])
+def test_redis_refusals_are_retried_and_errors_about_the_message_are_not(error, retried):
+    assert transient(error) is retried
