@@ -72,7 +72,7 @@ REFUSALS = {
 @pytest.mark.parametrize("refusal", list(REFUSALS))
 async def test_events_wait_while_redis_refuses_writes_and_are_applied_after(redis, refusal):
     store = CountingStore(redis, job_ttl_s=60)
-    handler = FanoutHandler(store, None, consumer="test")
+    handler = FanoutHandler(store, consumer="test")
     job_id = f"refused-{uuid.uuid4().hex[:6]}"
     refuse, restore = REFUSALS[refusal]
     port = str(free_port())
@@ -93,7 +93,7 @@ async def test_events_wait_while_redis_refuses_writes_and_are_applied_after(redi
 
 async def test_events_wait_while_redis_is_down_and_are_applied_after_its_restart(server, redis):
     store = CountingStore(redis, job_ttl_s=60)
-    handler = FanoutHandler(store, None, consumer="test")
+    handler = FanoutHandler(store, consumer="test")
     job_id = f"down-{uuid.uuid4().hex[:6]}"
     server.stop()
     try:
@@ -108,7 +108,7 @@ async def test_events_wait_while_redis_is_down_and_are_applied_after_its_restart
 
 
 async def test_a_poison_message_is_still_dead_lettered_without_holding_the_others(redis):
-    handler = FanoutHandler(JobStore(redis, job_ttl_s=60), None, consumer="test")
+    handler = FanoutHandler(JobStore(redis, job_ttl_s=60), consumer="test")
     poison, fine = f"poison-{uuid.uuid4().hex[:6]}", f"fine-{uuid.uuid4().hex[:6]}"
     await redis.set(keys.job_record(poison), "not a hash")  # every script call on it fails: WRONGTYPE
     outcomes = await asyncio.wait_for(handler.handle_batch(a_job(poison)[:1] + a_job(fine)), 30)
