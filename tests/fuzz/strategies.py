@@ -199,3 +199,35 @@ events = st.one_of(
               **_event),
     st.builds(Cancelled, reason=st.none() | _short, **_event),
 )
+
+
+def _mutate(request, path: tuple[str, ...], value) -> dict:
+    data = request.model_dump(mode="json")
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return data
+
+
+_MUTABLE = [("job_id",), ("tenant",), ("user",), ("session",), ("model",), ("priority",), ("deadline",),
+            ("metadata",), ("submitted_at",), ("webhook",), ("trace",), ("modality",), ("params",)]
+_MUTABLE_PARAMS = ["messages", "max_tokens", "temperature", "top_p", "stop", "seed", "input", "voice", "format",
+                   "speed", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "scheduler", "n",
+                   "frames", "fps"]
+
+#: a valid request with one field (top-level or in params) replaced by a hostile value
+mutated_request = st.builds(
+    _mutate, requests,
+    st.one_of(st.sampled_from(_MUTABLE), st.sampled_from(_MUTABLE_PARAMS).map(lambda k: ("params", k))),
+    st.one_of(hostile_scalars, hostile_json),
+)
+
+#: a valid request with one of its number fields set to any float, NaN and infinities included
+float_mutated_request = st.builds(
+    _mutate, requests,
+    st.sampled_from([("submitted_at",), ("priority",), ("params", "temperature"), ("params", "top_p"),
+                     ("params", "speed"), ("params", "guidance"), ("params", "max_tokens"), ("params", "seed")]),
+    st.one_of(st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 1e308]),
+              st.floats(allow_nan=True, allow_infinity=True)),
+)

@@ -23,7 +23,16 @@ from schemas.openai import (
 )
 from schemas.requests import parse_request
 from tests.fuzz.settings import SCHEMA_EXAMPLES, SEED
-from tests.fuzz.strategies import events, hostile_bytes, hostile_json, near_event, near_request, requests
+from tests.fuzz.strategies import (
+    events,
+    float_mutated_request,
+    hostile_bytes,
+    hostile_json,
+    mutated_request,
+    near_event,
+    near_request,
+    requests,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -65,7 +74,7 @@ def _survives_the_wire(message, parse) -> None:
 
 
 @FUZZ
-@given(st.one_of(hostile_json, near_request))
+@given(st.one_of(hostile_json, near_request, mutated_request, float_mutated_request))
 def test_parse_request_on_any_object(data):
     _survives_the_wire(_only_validation_errors(parse_request, json.dumps(data, allow_nan=True)), parse_request)
     if isinstance(data, dict):
