@@ -31,7 +31,7 @@ class FuzzLog:
 
     def summary(self) -> str:
         kinds = Counter(f.kind for f in self.findings)
-        return (f"{self.sent} requests; statuses {dict(sorted(self.statuses.items()))}; "
+        return (f"{self.sent} requests; statuses {dict(sorted(self.statuses.items(), key=lambda kv: str(kv[0])))}; "
                 f"findings {dict(kinds) or 0}")
 
     def report(self, limit: int = 10) -> str:
@@ -60,6 +60,10 @@ def send(session: requests.Session, log: FuzzLog, what: str, **kwargs) -> reques
                     return None
             response._content = b"".join(chunks)
             response._content_consumed = True
+    except requests.exceptions.InvalidHeader:  # the client refused to send it: nothing was tested
+        log.sent -= 1
+        log.statuses["unsendable"] += 1
+        return None
     except requests.Timeout:
         log.findings.append(Finding("hang", what, f"no answer within {DEADLINE_S}s"))
         log.statuses["hang"] += 1
