@@ -47,3 +47,14 @@ def test_found_by_fuzzing(case, fuzz_stack, fuzz_keys):
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code and hint in error["message"], error
+
+
+def test_an_image_job_whose_id_has_a_colon_stores_its_image(fuzz_stack, fuzz_keys):
+    # the worker (here its stand-in, which stores artifacts the same way) could not name the PNG of a
+    # job id with ':' or '@' and failed the finished job: a 500 (generation_error) for a valid request
+    headers = {"Authorization": f"Bearer {fuzz_keys[FUZZ_TENANTS[1]]}", "Idempotency-Key": "img:colon@1"}
+    with httpx.Client(base_url=fuzz_stack.url, headers=headers, timeout=15) as http:
+        response = http.post("/v1/images/generations", json={"prompt": "a cat", "size": "8x8"})
+        assert response.status_code == 200, response.text
+        image = http.get(response.json()["data"][0]["url"])
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from infra.blob.base import artifact_key
 from infra.kafka.codec import encode
 from schemas.control import CancelJob, parse_control
 from schemas.enums import ErrorCode
@@ -28,6 +29,7 @@ from tests.fuzz.strategies import (
     float_mutated_request,
     hostile_bytes,
     hostile_json,
+    ids,
     mutated_request,
     near_event,
     near_request,
@@ -129,3 +131,9 @@ def test_events_round_trip(event):
                  reason=st.none() | st.text(max_size=512), ts=st.floats(0, 4e9)))
 def test_control_round_trip(message):
     assert parse_control(encode(message)) == message
+
+
+@FUZZ
+@given(ids, ids)
+def test_every_tenant_and_job_id_names_an_artifact(tenant, job_id):
+    assert artifact_key(tenant, job_id, "image-0.png").split("/")[1:3] == [tenant, job_id]
