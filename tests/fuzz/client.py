@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from tests.fuzz.settings import SEED
+
 #: a request must be answered, body and all, within this many seconds
 DEADLINE_S = 15.0
 
@@ -31,7 +33,7 @@ class FuzzLog:
 
     def summary(self) -> str:
         kinds = Counter(f.kind for f in self.findings)
-        return (f"{self.sent} requests; statuses {dict(sorted(self.statuses.items(), key=lambda kv: str(kv[0])))}; "
+        return (f"{self.sent} requests (seed {SEED}); statuses {dict(sorted(self.statuses.items(), key=lambda kv: str(kv[0])))}; "
                 f"findings {dict(kinds) or 0}")
 
     def report(self, limit: int = 10) -> str:
