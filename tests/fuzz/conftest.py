@@ -3,13 +3,18 @@ broker, redis-server and streams process (the fan-out), warmed up by one job tha
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
 
 from gateway.auth import generate_key
+from infra.kafka.topics import jobs_topic
+from schemas.enums import Modality
 from tests.fuzz.stack import FuzzStack
+from tests.kafka_helpers import skip_backlog
+from workers.runner import jobs_group
 
 #: the fuzz tenants: the API fuzz uses the first, the raw-body fuzz the second
 FUZZ_TENANTS = ("t-fuzz", "t-fuzz-raw")
@@ -28,6 +33,13 @@ def fuzz_stack(kafka_bootstrap, redis_url, streams_process, fuzz_keys, tmp_path_
         yield stack
     finally:
         stack.stop()
+        asyncio.run(_skip_fuzz_jobs(kafka_bootstrap))
+
+
+async def _skip_fuzz_jobs(bootstrap: str) -> None:
+    """Commit every worker group past the jobs the fuzz queued (hundreds, some asking for 32k tokens or
+    the largest video), so that the real workers of later tests never run them."""
+    await asyncio.gather(*(skip_backlog(bootstrap, jobs_topic(m), jobs_group(m)) for m in Modality))
 
 
 def _warm_up(url: str, key: str, timeout: float = 90.0) -> None:
