@@ -75,6 +75,9 @@ def parse_json(body: bytes) -> object:
         raise ApiError(
             ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits, 4300 digits)
+        raise ApiError(ErrorCode.INVALID_JSON, "body has a number with too many digits: no field takes one that"
+                       " long") from None
     if nesting(data) > MAX_JSON_DEPTH:
         raise too_deep()
     return data
@@ -115,7 +118,15 @@ def form_fields(body: bytes, content_type: str) -> dict[str, str]:
             raise ApiError(ErrorCode.INVALID_PARAMETER, f"file uploads ({name}) are not supported by genloom",
                            param=name)
         payload = part.get_payload(decode=True) or b""
-        fields[name] = payload.decode(part.get_content_charset() or "utf-8")
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            fields[name] = payload.decode(charset)
+        except LookupError:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"multipart part {name!r} names an unknown charset"
+                           f" {charset!r}: send UTF-8", param=name) from None
+        except UnicodeDecodeError:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"multipart part {name!r} is not valid {charset}: send UTF-8",
+                           param=name) from None
     return fields
 
 

@@ -18,6 +18,7 @@ _RANGE_TYPES = frozenset(
         "string_pattern_mismatch",
         "too_short",
         "string_too_short",
+        "finite_number",
     }
 )
 _MODALITY_TAGS = frozenset(m.value for m in Modality)

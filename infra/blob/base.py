@@ -1,9 +1,10 @@
 """The blob store interface, its key rules and errors.
 
-Keys are ``/``-separated segments of ``[A-Za-z0-9._=-]`` that start with a letter or digit,
-so no key can climb out of its root (``..``), be absolute, or clash with a store's own
-hidden temp files (which start with a dot). Artifacts are addressed by job with
-``artifact_key``. Every stored blob carries its sha256, checked again on every read.
+Keys are ``/``-separated segments of ``[A-Za-z0-9._=:@-]`` that start with a letter or digit,
+so no key can climb out of its root (``..``), be absolute, or clash with a store's own hidden
+temp files (which start with a dot), and every tenant and job id of the contract is one segment.
+Artifacts are addressed by job with ``artifact_key``. Every stored blob carries its sha256,
+checked again on every read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ MAX_KEY_LENGTH = 1024
 #: Chunk size of ``BlobStore.stream``.
 STREAM_CHUNK = 1 << 20
 
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=:@-]*")
 
 
 class BlobError(Exception):
@@ -67,7 +68,7 @@ def validate_key(key: str) -> str:
         if not _SEGMENT.fullmatch(segment):
             raise InvalidBlobKey(
                 f"invalid blob key {key!r}: each '/'-separated part must start with a letter or "
-                "digit and use only letters, digits, '.', '_', '=' or '-'"
+                "digit and use only letters, digits, '.', '_', '=', ':', '@' or '-'"
             )
     return key
 

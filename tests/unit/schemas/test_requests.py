@@ -116,3 +116,13 @@ def test_webhooks_take_only_terminal_and_progress_events(events):
     assert code is ErrorCode.INVALID_PARAMETER and "webhook.events" in message
     ok = parse_request({**text_job(), "webhook": {"url": "https://h.example.com/", "events": ["progress", "failed"]}})
     assert ok.webhook.events == ["progress", "failed"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_not_lost_on_the_wire(value):
+    # JSON writes NaN and infinities as null, which the worker refused: the job was accepted, then lost
+    code, message = code_of({**text_job(), "submitted_at": value})
+    assert code == ErrorCode.INVALID_PARAMETER and "submitted_at: Input should be a finite number" in message
+    code, _ = code_of(b'{"modality": "text", "submitted_at": NaN, "params": {"messages": [{"role": "user",'
+                      b' "content": "x"}]}}')
+    assert code == ErrorCode.INVALID_PARAMETER

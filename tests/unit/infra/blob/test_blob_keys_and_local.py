@@ -50,3 +50,14 @@ async def test_local_blob_without_metadata_does_not_exist(tmp_path: Path) -> Non
 async def test_local_health_reports_missing_root(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "never-started")
     assert not (await store.health()).ok
+
+
+async def test_every_contract_id_can_name_an_artifact(tmp_path: Path) -> None:
+    # tenant and job ids may hold ':' and '@' (schemas.requests.ID_PATTERN): an image job submitted with
+    # `Idempotency-Key: img:1` was generated, then failed storing its PNG (a 500 after the work was done)
+    key = artifact_key("team@acme", "img:1", "image-0.png")
+    assert key == "artifacts/team@acme/img:1/image-0.png"
+    store = LocalBlobStore(tmp_path)
+    await store.start()
+    await store.put(key, b"png", "image/png")
+    assert await store.get(key) == b"png"
