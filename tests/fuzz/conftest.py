@@ -25,7 +25,7 @@ def fuzz_keys() -> dict[str, str]:
     return {tenant: generate_key() for tenant in FUZZ_TENANTS}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped after the fuzz tests: an idle stack would slow every later test
 def fuzz_stack(kafka_bootstrap, redis_url, streams_process, fuzz_keys, tmp_path_factory):
     stack = FuzzStack(kafka_bootstrap, redis_url, tmp_path_factory.mktemp("fuzz-blobs"), fuzz_keys).start()
     try:

@@ -162,7 +162,7 @@ _common = dict(
                                                           fullmatch=True),
                                 tracestate=st.none() | _short),
     webhook=st.none() | st.builds(WebhookSpec, url=st.sampled_from(["https://example.com/hook", "http://h/x"]),
-                                  events=st.lists(st.sampled_from(["completed", "failed", "progress"]), max_size=3)),
+                                  events=st.lists(st.sampled_from(["completed", "failed", "progress"]), min_size=1, max_size=3)),
     metadata=st.dictionaries(st.text(max_size=64), st.text(max_size=100), max_size=4),
     submitted_at=st.floats(0, 4e9),
 )
