@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         events_topic = EVENTS_RAW if moderation_enabled(ModerationSettings()) else EVENTS
         build = partial(job_runner, handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
                         max_message_bytes=kafka.max_message_bytes,
-                        cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic, **common)
+                        cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic,
+                        read_ahead=settings.read_ahead, tenant_weights=settings.tenant_weights, **common)
     try:
         import uvloop  # optional: the faster event loop when installed
 

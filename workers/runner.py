@@ -3,6 +3,11 @@
 It consumes `genloom.jobs.<modality>` in a consumer group, hands each job to the modality's
 handler (up to its concurrency), follows cancels on `genloom.control`, publishes events to
 `genloom.events.raw` (or straight to `genloom.events` when moderation is off), and commits a job's offset only after its terminal event is acknowledged.
+It reads up to `read_ahead` jobs beyond its capacity and keeps them in per-tenant queues
+(`workers.scheduling.FairQueue`): a free slot goes to the next tenant by weighted round robin, and
+within a tenant to the most urgent `priority`, so one tenant's backlog never sits ahead of everyone.
+Queued jobs count as pending (their offsets stay uncommitted until they end); a cancelled one ends
+at once, and those of a revoked partition are dropped uncommitted.
 A worker that dies leaves its jobs uncommitted; the group gives them to another worker, which
 runs them as a new attempt (downstream, the attempt that started last supersedes the others).
 A job whose terminal event the broker never acknowledged has not ended either: its offset stays
@@ -17,7 +22,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -35,6 +40,7 @@ from schemas.events import Failed
 from .context import TERMINAL_RETRY_S, JobContext, TerminalNotAcknowledged
 from .errors import JobCancelled, JobError
 from .handler import Handler
+from .scheduling import FairQueue
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 CANCEL_MEMORY = 100_000
 #: the pause before running again a job whose terminal event was not acknowledged (s)
 RERUN_AFTER_S = 5.0
+#: jobs read beyond the runner's capacity and queued per tenant (WorkerSettings.read_ahead)
+READ_AHEAD = 64
 
 
 def default_worker_id(modality: str) -> str:
@@ -96,6 +104,8 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         terminal_retry_s: Sequence[float] = TERMINAL_RETRY_S,
         rerun_after_s: float = RERUN_AFTER_S,
+        read_ahead: int = READ_AHEAD,
+        tenant_weights: Mapping[str, int] | None = None,
     ) -> None:
         self.handler = handler
         self.worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -114,10 +124,12 @@ class JobRunner:
         self._tasks: set[asyncio.Task] = set()
         self._cancelled: OrderedDict[str, str | None] = OrderedDict()
         self._slots = asyncio.Semaphore(self._capacity)
+        self._read_ahead = read_ahead
+        self._queued: FairQueue[Record[AnyRequest]] = FairQueue(tenant_weights)
         self._job_loop = ConsumeLoop(
             jobs, decode=decode_request, expected="GenerationRequest", group=self._group,
             on_batch=self._spawn, dead_letters=producer, on_rejected=self._reject,
-            capacity=lambda: self._capacity - len(self._tasks),
+            capacity=self._room,
         )
         self._control_loop = ConsumeLoop(
             control, decode=decode_control, expected="ControlMessage", group=f"{self.worker_id}-control",
@@ -150,6 +162,7 @@ class JobRunner:
     async def stop(self) -> None:
         self._job_loop.stop()
         self._control_loop.stop()
+        self._queued.remove(lambda record: True)  # left uncommitted: the next owner runs them
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -172,7 +185,8 @@ class JobRunner:
         control = asyncio.create_task(self._control_loop.run())
         try:
             await self._job_loop.run(burst=True)
-            while self._tasks:
+            while self._tasks or self._queued:
+                self._dispatch()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             control.cancel()
@@ -180,16 +194,37 @@ class JobRunner:
 
     # -- jobs ----------------------------------------------------------------------------------
 
+    def _room(self) -> int:
+        """How many more job messages to read: free slots plus free read-ahead (0 pauses)."""
+        return self._capacity + self._read_ahead - len(self._tasks) - len(self._queued)
+
     async def _spawn(self, tp: Hashable, records: list[Record[AnyRequest]]) -> None:
         for record in records:  # hot loop: one pass over the polled batch
-            task = asyncio.create_task(self._process(record))
-            self._tasks.add(task)
-            task.add_done_callback(self._task_ended)
+            request = record.value
+            if request.job_id in self._cancelled:  # ends at once, without a slot
+                self._start(record)
+            else:
+                self._queued.push(request.tenant, request.priority, record)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand free slots to queued jobs, fairly across tenants."""
+        while len(self._tasks) < self._capacity:
+            record = self._queued.pop()
+            if record is None:
+                return
+            self._start(record)
+
+    def _start(self, record: Record[AnyRequest]) -> None:
+        task = asyncio.create_task(self._process(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_ended)
 
     def _task_ended(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("job task crashed", exc_info=task.exception())
+        self._dispatch()
 
     def _new_attempt(self) -> int:
         self._last_attempt = new_attempt(self._clock, self._last_attempt)
@@ -282,6 +317,9 @@ class JobRunner:
     async def _drop_partitions(self, revoked) -> None:
         """Partitions moved to another worker: stop their jobs here without a terminal event."""
         revoked = set(revoked)
+        dropped = self._queued.remove(lambda record: record.tp in revoked)
+        if dropped:
+            log.info("%d queued jobs move to another worker", len(dropped))
         victims = [(jid, task) for jid, (_, task, tp) in self._inflight.items() if tp in revoked]
         for jid, task in victims:
             log.info("job %s moves to another worker", jid)
@@ -304,6 +342,8 @@ class JobRunner:
         running = self._inflight.get(job_id)
         if running is not None:
             running[0].cancel(reason)
+        for record in self._queued.remove(lambda record: record.value.job_id == job_id):
+            self._start(record)  # a queued job ends at once, as one cancelled before it is read
 
     def knows_cancel(self, job_id: str) -> bool:
         """A cancel for `job_id` has been read (it ends the job whenever it runs here)."""
@@ -312,3 +352,8 @@ class JobRunner:
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    @property
+    def queued(self) -> int:
+        """Jobs read ahead and waiting for a slot."""
+        return len(self._queued)

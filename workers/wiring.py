@@ -6,6 +6,8 @@ in-memory doubles instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from infra.kafka import clients
 from infra.kafka.topics import EVENTS_RAW
 
@@ -13,7 +15,7 @@ from .handler import Handler
 from .moderation.gate import ModerationGate
 from .moderation.runner import GROUP as GATE_GROUP
 from .moderation.runner import GateRunner
-from .runner import JobRunner, default_worker_id, jobs_group
+from .runner import READ_AHEAD, JobRunner, default_worker_id, jobs_group
 
 
 def job_runner(
@@ -28,6 +30,8 @@ def job_runner(
     max_message_bytes: int = 8 * 1024 * 1024,
     cancel_lookback_s: float = 3600.0,
     events_topic: str = EVENTS_RAW,
+    read_ahead: int = READ_AHEAD,
+    tenant_weights: Mapping[str, int] | None = None,
 ) -> JobRunner:
     """A `JobRunner` for `handler` on the broker at `bootstrap` (clients not started yet)."""
     worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -41,7 +45,7 @@ def job_runner(
                               max_poll_records=capacity, **polling),
         control=clients.consumer(bootstrap, group_id=None, client_id=f"{worker_id}-control", **polling),
         worker_id=worker_id, max_concurrency=capacity, cancel_lookback_s=cancel_lookback_s,
-        events_topic=events_topic,
+        events_topic=events_topic, read_ahead=read_ahead, tenant_weights=tenant_weights,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,3 +19,12 @@ class WorkerSettings(BaseSettings):
         default=3600.0, description="How far back a starting worker reads cancels."
     )
     torch_threads: int = Field(default=0, ge=0, description="torch threads; 0 keeps torch's default.")
+    read_ahead: int = Field(
+        default=64, ge=0,
+        description="Jobs read beyond max_concurrency and queued per tenant, so that free slots go to tenants"
+        " fairly; 0 starts jobs in arrival order.",
+    )
+    tenant_weights: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description='Share of a worker\'s slots per tenant, as JSON ({"acme": 3}); unlisted tenants weigh 1.',
+    )
