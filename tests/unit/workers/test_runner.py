@@ -54,8 +54,8 @@ class EchoHandler:
         await ctx.completed(usage=Usage(completion_tokens=1), text=prompt)
 
 
-def job(job_id: str, prompt: str = "hi") -> bytes:
-    return encode(parse_request({"job_id": job_id, "modality": "text",
+def job(job_id: str, prompt: str = "hi", tenant: str = "default", priority: int = 5) -> bytes:
+    return encode(parse_request({"job_id": job_id, "modality": "text", "tenant": tenant, "priority": priority,
                                  "params": {"messages": [{"role": "user", "content": prompt}]}}))
 
 
@@ -105,10 +105,11 @@ async def test_a_full_worker_pauses_its_partitions_and_resumes_when_a_job_ends()
     handler = EchoHandler()
     log.append(TOPIC, job("a", "hold"))
     log.append(TOPIC, job("b"))
-    runner, jobs = make_runner(log, handler, max_concurrency=1)
+    runner, jobs = make_runner(log, handler, max_concurrency=1, read_ahead=1)
     await runner.start()
     serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: jobs.paused() == {TP})
+    await wait_until(lambda: jobs.paused() == {TP})  # one job runs, one is read ahead: full
+    assert runner.queued == 1
     assert handler.ran == ["a"]
     handler.release.set()
     await wait_until(lambda: jobs.committed == {TP: 2})
@@ -185,3 +186,84 @@ async def test_a_poll_error_is_retried_after_a_backoff():
     await runner.start()
     await runner.run(burst=True)
     assert jobs.failing_polls == 0 and events(log, "after-hiccup")[-1].type == "completed"
+
+
+async def test_a_tenants_backlog_does_not_delay_another_tenants_job_by_more_than_one_batch():
+    log = MemoryLog()
+    handler = EchoHandler()
+    for i in range(50):
+        log.append(TOPIC, job(f"a{i}", tenant="tenant-a"))
+    log.append(TOPIC, job("b0", tenant="tenant-b"))
+    runner, jobs = make_runner(log, handler)
+    await runner.start()
+    await runner.run(burst=True)
+    assert sorted(handler.ran) == sorted([f"a{i}" for i in range(50)] + ["b0"])
+    assert handler.ran.index("b0") <= handler.max_concurrency  # at most one batch of a's jobs before it
+    assert jobs.committed == {TP: 51}
+
+
+async def test_without_read_ahead_jobs_start_in_arrival_order():
+    log = MemoryLog()
+    handler = EchoHandler()
+    for i in range(10):
+        log.append(TOPIC, job(f"a{i}", tenant="tenant-a"))
+    log.append(TOPIC, job("b0", tenant="tenant-b"))
+    runner, _ = make_runner(log, handler, read_ahead=0)
+    await runner.start()
+    await runner.run(burst=True)
+    assert handler.ran.index("b0") >= 10  # FIFO: the whole backlog first (what read-ahead fixes)
+
+
+async def test_priority_orders_one_tenants_queued_jobs():
+    log = MemoryLog()
+    handler = EchoHandler()
+    log.append(TOPIC, job("first", "hold"))
+    runner, jobs = make_runner(log, handler, max_concurrency=1)
+    await runner.start()
+    serving = asyncio.create_task(runner.run())
+    await wait_until(lambda: handler.ran == ["first"])
+    log.append(TOPIC, job("lazy", priority=9))
+    log.append(TOPIC, job("urgent", priority=0))
+    await wait_until(lambda: runner.queued == 2)
+    handler.release.set()
+    await wait_until(lambda: jobs.committed == {TP: 3})
+    assert handler.ran == ["first", "urgent", "lazy"]
+    await runner.stop()
+    await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_a_cancel_ends_a_queued_job_at_once_and_commits_only_after_the_earlier_job():
+    log = MemoryLog()
+    handler = EchoHandler()
+    log.append(TOPIC, job("running", "hold"))
+    log.append(TOPIC, job("queued"))
+    runner, jobs = make_runner(log, handler, max_concurrency=1)
+    await runner.start()
+    serving = asyncio.create_task(runner.run())
+    await wait_until(lambda: runner.queued == 1)
+    log.append(CONTROL, encode(CancelJob(job_id="queued", tenant="t", reason="user")))
+    await wait_until(lambda: [e.type for e in events(log, "queued")] == ["cancelled"])
+    assert handler.ran == ["running"] and runner.queued == 0
+    assert jobs.committed.get(TP, 0) == 0  # the job before it is still running
+    handler.release.set()
+    await wait_until(lambda: jobs.committed == {TP: 2})
+    assert handler.ran == ["running"]
+    await runner.stop()
+    await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_queued_jobs_of_a_revoked_partition_are_dropped_uncommitted():
+    log = MemoryLog()
+    handler = EchoHandler()
+    log.append(TOPIC, job("running", "hold"))
+    log.append(TOPIC, job("queued"))
+    runner, jobs = make_runner(log, handler, max_concurrency=1)
+    await runner.start()
+    serving = asyncio.create_task(runner.run())
+    await wait_until(lambda: runner.queued == 1)
+    await runner._drop_partitions({TP})
+    assert runner.queued == 0 and runner.in_flight == 0
+    assert handler.ran == ["running"] and events(log, "queued") == []
+    assert jobs.committed.get(TP, 0) == 0
+    await runner.stop()
+    await asyncio.gather(serving, return_exceptions=True)
