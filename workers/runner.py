@@ -126,6 +126,7 @@ class JobRunner:
         self._slots = asyncio.Semaphore(self._capacity)
         self._read_ahead = read_ahead
         self._queued: FairQueue[Record[AnyRequest]] = FairQueue(tenant_weights)
+        self._queued_ids: set[str] = set()  #: job ids read ahead (a cancel looks here first)
         self._job_loop = ConsumeLoop(
             jobs, decode=decode_request, expected="GenerationRequest", group=self._group,
             on_batch=self._spawn, dead_letters=producer, on_rejected=self._reject,
@@ -163,6 +164,7 @@ class JobRunner:
         self._job_loop.stop()
         self._control_loop.stop()
         self._queued.remove(lambda record: True)  # left uncommitted: the next owner runs them
+        self._queued_ids.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -205,6 +207,7 @@ class JobRunner:
                 self._start(record)
             else:
                 self._queued.push(request.tenant, request.priority, record)
+                self._queued_ids.add(request.job_id)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -213,6 +216,7 @@ class JobRunner:
             record = self._queued.pop()
             if record is None:
                 return
+            self._queued_ids.discard(record.value.job_id)
             self._start(record)
 
     def _start(self, record: Record[AnyRequest]) -> None:
@@ -318,6 +322,7 @@ class JobRunner:
         """Partitions moved to another worker: stop their jobs here without a terminal event."""
         revoked = set(revoked)
         dropped = self._queued.remove(lambda record: record.tp in revoked)
+        self._queued_ids.difference_update(record.value.job_id for record in dropped)
         if dropped:
             log.info("%d queued jobs move to another worker", len(dropped))
         victims = [(jid, task) for jid, (_, task, tp) in self._inflight.items() if tp in revoked]
@@ -342,8 +347,10 @@ class JobRunner:
         running = self._inflight.get(job_id)
         if running is not None:
             running[0].cancel(reason)
-        for record in self._queued.remove(lambda record: record.value.job_id == job_id):
-            self._start(record)  # a queued job ends at once, as one cancelled before it is read
+        if job_id in self._queued_ids:  # a queued job ends at once, as one cancelled before it is read
+            self._queued_ids.discard(job_id)
+            for record in self._queued.remove(lambda record: record.value.job_id == job_id):
+                self._start(record)
 
     def knows_cancel(self, job_id: str) -> bool:
         """A cancel for `job_id` has been read (it ends the job whenever it runs here)."""
