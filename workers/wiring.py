@@ -28,6 +28,7 @@ def job_runner(
     max_message_bytes: int = 8 * 1024 * 1024,
     cancel_lookback_s: float = 3600.0,
     events_topic: str = EVENTS_RAW,
+    signing_key: bytes | None = None,
 ) -> JobRunner:
     """A `JobRunner` for `handler` on the broker at `bootstrap` (clients not started yet)."""
     worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -41,7 +42,7 @@ def job_runner(
                               max_poll_records=capacity, **polling),
         control=clients.consumer(bootstrap, group_id=None, client_id=f"{worker_id}-control", **polling),
         worker_id=worker_id, max_concurrency=capacity, cancel_lookback_s=cancel_lookback_s,
-        events_topic=events_topic,
+        events_topic=events_topic, signing_key=signing_key,
     )
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from gateway import lifecycle
 from gateway.auth import ApiKeys, InvalidKeySpec, authenticate, bearer_token, generate_key, parse_pairs
-from gateway.body import build_request, check_content_type, check_declared_length, fingerprint, parse_json
+from gateway.body import build_request, check_content_type, check_declared_length, parse_json
+from infra.kafka.signing import fingerprint
 from gateway.errors import STATUS, ApiError
 from gateway.follow import failure, parse_cursor
 from gateway.sse import error_frame, frame
