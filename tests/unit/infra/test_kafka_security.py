@@ -64,11 +64,13 @@ def test_sasl_fields_and_their_faust_form(pem):
         KafkaSettings(security_protocol="TLS")
 
 
-async def test_every_client_factory_takes_them_from_the_environment(monkeypatch):
+def test_every_client_factory_takes_them_from_the_environment(monkeypatch):
     """The one place they are applied: each factory reads GENLOOM_KAFKA_* (as its bootstrap comes from)."""
     monkeypatch.setenv("GENLOOM_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("GENLOOM_KAFKA_SASL_USERNAME", "env-user")
     monkeypatch.setenv("GENLOOM_KAFKA_SASL_PASSWORD", "env-pass")
-    for client in (clients.producer("127.0.0.1:1"), clients.consumer("127.0.0.1:1", group_id=None)):
-        assert client._client._security_protocol == "SASL_PLAINTEXT"
-        assert client._client._sasl_plain_username == "env-user"
+    monkeypatch.setattr(clients, "AIOKafkaProducer", lambda *topics, **kwargs: kwargs)
+    monkeypatch.setattr(clients, "AIOKafkaConsumer", lambda *topics, **kwargs: kwargs)
+    for kwargs in (clients.producer("127.0.0.1:1"), clients.consumer("127.0.0.1:1", group_id=None)):
+        assert (kwargs["security_protocol"], kwargs["sasl_mechanism"], kwargs["sasl_plain_username"],
+                kwargs["sasl_plain_password"]) == ("SASL_PLAINTEXT", "PLAIN", "env-user", "env-pass")
