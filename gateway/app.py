@@ -18,7 +18,7 @@ from infra.redis.client import check, connect
 from infra.redis.jobstore import JobStore
 from infra.redis.replay import BLOCK_MS as REPLAY_BLOCK_MS
 from infra.redis.replay import ReplayReader
-from infra.settings import KafkaSettings, RedisSettings
+from infra.settings import KafkaSettings, RedisSettings, SigningSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.streams import WebhookSettings
 
@@ -45,11 +45,12 @@ def create_app(
     media: MediaCatalog | None = None,
     webhook_settings: WebhookSettings | None = None,
     lifespan=None,
+    signing_key: bytes | None = None,
 ) -> FastAPI:
     """The app over clients the caller owns (started, and stopped by the caller)."""
     app = FastAPI(title="genloom gateway", version="0.1.0", lifespan=lifespan)
     if redis is not None:
-        _attach(app, settings, redis, producer)
+        _attach(app, settings, redis, producer, signing_key)
     app.state.settings = settings
     app.state.offload = Offload(settings.validate_threads, settings.validate_per_tenant)
     app.state.sse_slots = StreamSlots("SSE", settings.max_sse_per_tenant, settings.retry_after_s)
@@ -76,7 +77,8 @@ def create_app(
     return app
 
 
-def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, producer) -> None:
+def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, producer,
+            signing_key: bytes | None = None) -> None:
     app.state.redis = redis
     app.state.producer = producer
     # one shared reader follows every job this process streams (one connection, not one per stream)
@@ -87,6 +89,7 @@ def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, prod
     app.state.jobs = JobService(
         store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
         publish_timeout_s=settings.publish_timeout_s, route_direct=settings.route == "direct",
+        signing_key=signing_key,
     )
 
 
@@ -106,6 +109,7 @@ def serve_app() -> FastAPI:
     settings = GatewaySettings()
     kafka = KafkaSettings()
     redis_url = RedisSettings().url
+    signing_key = SigningSettings().key
     if not kafka.bootstrap or not redis_url:
         raise SystemExit(
             "the gateway needs GENLOOM_KAFKA_BOOTSTRAP and GENLOOM_REDIS_URL: run `genloom up`, or set them"
@@ -120,7 +124,7 @@ def serve_app() -> FastAPI:
         producer = kafka_producer(kafka.bootstrap, client_id=f"{kafka.client_id}-gateway",
                                   max_message_bytes=kafka.max_message_bytes)
         await start_client(producer, kafka.bootstrap)
-        _attach(app, settings, redis, producer)
+        _attach(app, settings, redis, producer, signing_key)
         await app.state.blobs.start()
         await app.state.text_models.load()
         try:

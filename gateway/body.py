@@ -4,7 +4,6 @@ with an ApiError of a stable code before anything is queued."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -26,10 +25,6 @@ _Model = TypeVar("_Model", bound=BaseModel)
 #: deepest nesting of arrays and objects a body may have; deeper is a 400 before any model sees it
 #: (json and pydantic recurse per level, and a RecursionError must not become a 500)
 MAX_JSON_DEPTH = 32
-
-#: fields that differ between two submissions of the same job without making them different jobs
-_NOT_FINGERPRINTED = frozenset({"job_id", "submitted_at"})
-
 
 # -- bytes --
 
@@ -234,11 +229,3 @@ def build_request(data: object, tenant: str, idempotency_key: str | None) -> Any
         return parse_request({**data, "tenant": tenant})
     except ValidationError as exc:
         raise invalid(exc) from None
-
-
-def fingerprint(request: AnyRequest) -> str:
-    """What makes two submissions of one job id the same request (SHA-256 of canonical JSON)."""
-    canonical = json.dumps(
-        request.model_dump(mode="json", exclude=set(_NOT_FINGERPRINTED)), sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()

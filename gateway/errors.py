@@ -44,6 +44,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONTENT_FILTERED: 400,
     ErrorCode.MALFORMED_MESSAGE: 400,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.INVALID_SIGNATURE: 403,
     ErrorCode.CANCELLED: 409,
     #: nginx's "client closed request": nobody reads it, but logs and metrics show who left
     ErrorCode.CLIENT_DISCONNECTED: 499,

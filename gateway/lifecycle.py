@@ -9,6 +9,7 @@ import time
 from aiokafka.errors import KafkaError
 
 from infra.kafka.codec import encode
+from infra.kafka.signing import fingerprint, signature_headers
 from infra.kafka.topics import ACCEPTED_HEADER, CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import Existing, Full, JobStore
@@ -18,7 +19,6 @@ from schemas.control import CancelJob
 from schemas.enums import ErrorCode, EventSource, JobStatus
 from schemas.events import Accepted, Cancelled
 
-from .body import fingerprint
 from .errors import ApiError, not_found
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class JobService:
         retry_after_s: int,
         publish_timeout_s: float,
         route_direct: bool = True,
+        signing_key: bytes | None = None,
     ) -> None:
         self.store = store
         self._producer = producer
@@ -44,6 +45,7 @@ class JobService:
         self._retry_after = retry_after_s
         self._timeout = publish_timeout_s
         self._route_direct = route_direct
+        self._signing_key = signing_key
         self._late: set[asyncio.Task] = set()  # waits for publishes that timed out but may still land
 
     def destination(self, request: AnyRequest) -> tuple[str, list[tuple[str, bytes]] | None]:
@@ -52,10 +54,12 @@ class JobService:
         The gateway has validated the request exactly as the routing agent would, so when no
         stream processor needs to see it first it goes straight to its modality's workers. Through
         `genloom.requests`, a header tells the routing agent that `accepted` is published already.
+        With a signing key, the request is signed (`infra.kafka.signing`): workers run nothing else.
         """
+        signed = signature_headers(self._signing_key, request)
         if self._route_direct:
-            return jobs_topic(request.modality), None
-        return REQUESTS, [(ACCEPTED_HEADER, b"1")]
+            return jobs_topic(request.modality), signed or None
+        return REQUESTS, [(ACCEPTED_HEADER, b"1"), *signed]
 
     async def submit(self, request: AnyRequest) -> tuple[JobView, bool]:
         """The job and whether this call created it (False: an idempotent repeat)."""

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from infra.blob.config import BlobSettings
 from infra.kafka.topics import catalogue
 from infra.models.settings import ImageSettings, SpeechSettings, TextSettings, VideoSettings
-from infra.settings import KafkaSettings, RedisSettings, StorageSettings, TopicSettings
+from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.moderation import ModerationSettings
 from infra.settings.streams import FanoutSettings, StreamsSettings, WebhookSettings
@@ -110,6 +110,7 @@ def stale(docs_dir: Path) -> list[str]:
 #: every settings class, in the order the README lists them
 SETTINGS_CLASSES = [
     KafkaSettings,
+    SigningSettings,
     TopicSettings,
     RedisSettings,
     StorageSettings,

@@ -145,6 +145,8 @@ class ErrorCode(StrEnum):
     MALFORMED_MESSAGE = "malformed_message"
     #: the message is larger than the topic allows
     MESSAGE_TOO_LARGE = "message_too_large"
+    #: a job message without a valid gateway signature (GENLOOM_REQUEST_SIGNING_KEY): not run
+    INVALID_SIGNATURE = "invalid_signature"
     #: the model raised while generating
     GENERATION_ERROR = "generation_error"
     #: no worker for the modality is available

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from infra.settings import KafkaSettings, RedisSettings
+from infra.settings import KafkaSettings, RedisSettings, SigningSettings
 from infra.settings.streams import StreamsSettings
 
 from .app import create_app
@@ -17,8 +17,8 @@ def main() -> None:
     if not kafka.bootstrap:
         sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")
     settings = StreamsSettings()
-    app, topics = create_app(kafka.bootstrap, settings)
-    routing.register(app, topics, settings.max_message_bytes)
+    app, topics = create_app(kafka.bootstrap, settings, kafka)
+    routing.register(app, topics, settings.max_message_bytes, SigningSettings().key)
     fanout.register(app, topics, RedisSettings().url)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import faust
+from faust.auth import SASLCredentials, SSLCredentials
 
+from infra.kafka.clients import security_args
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
+from infra.settings import KafkaSettings
 from infra.settings.streams import StreamsSettings
 from schemas.enums import Modality
 
@@ -34,11 +37,24 @@ class GenloomApp(faust.App):
         return LowLatencyTransport(self.conf.broker_consumer, self)
 
 
-def create_app(bootstrap: str, settings: StreamsSettings) -> tuple[faust.App, Topics]:
+def broker_credentials(kafka: KafkaSettings) -> SASLCredentials | SSLCredentials | None:
+    """faust's form of the TLS and SASL arguments every genloom Kafka client gets (`security_args`)."""
+    args = security_args(kafka)
+    if "sasl_mechanism" in args:
+        return SASLCredentials(username=args["sasl_plain_username"], password=args["sasl_plain_password"],
+                               ssl_context=args.get("ssl_context"), mechanism=args["sasl_mechanism"])
+    if "ssl_context" in args:
+        return SSLCredentials(args["ssl_context"])
+    return None
+
+
+def create_app(bootstrap: str, settings: StreamsSettings,
+               kafka: KafkaSettings | None = None) -> tuple[faust.App, Topics]:
     app = GenloomApp(
         settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=broker_credentials(kafka or KafkaSettings()),
         store="memory://",
         autodiscover=False,
         topic_allow_declare=False,  # the catalogue creates topics with their final partitions

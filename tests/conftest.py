@@ -36,6 +36,10 @@ FAST_STREAMS_ENV = {
 }
 
 
+#: the request signing key of the test stack: the streams process and the edge gateways use it
+REQUEST_SIGNING_KEY = b"test-request-signing-key"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     """host:port of a bundled broker with every catalogue topic created."""
@@ -63,7 +67,7 @@ def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
 
     log_path = tmp_path_factory.mktemp("streams") / "streams.log"
     env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_REDIS_URL=redis_url,
-               **FAST_STREAMS_ENV)
+               GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(), **FAST_STREAMS_ENV)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streams"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

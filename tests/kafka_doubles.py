@@ -20,6 +20,7 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class MemoryLog:
@@ -30,10 +31,11 @@ class MemoryLog:
     def partitions_for(self, topic: str) -> set[int]:
         return set(range(self._partitions.get(topic, 1)))
 
-    def append(self, topic: str, value: bytes | None, key: bytes | None = None, partition: int = 0) -> Message:
+    def append(self, topic: str, value: bytes | None, key: bytes | None = None, partition: int = 0,
+               headers=None) -> Message:
         tp = TopicPartition(topic, partition)
         messages = self.topics.setdefault(tp, [])
-        msg = Message(topic, partition, len(messages), key, value)
+        msg = Message(topic, partition, len(messages), key, value, tuple(headers or ()))
         messages.append(msg)
         return msg
 
@@ -52,13 +54,13 @@ class MemoryProducer:
     async def stop(self) -> None:
         self.started = False
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(self._log.append(topic, value, key))
+        fut.set_result(self._log.append(topic, value, key, headers=headers))
         return fut
 
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> Message:
-        return await (await self.send(topic, value, key))
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> Message:
+        return await (await self.send(topic, value, key, headers))
 
 
 class MemoryConsumer:

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
-from infra.settings import KafkaSettings
+from infra.settings import KafkaSettings, SigningSettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.worker import WorkerSettings
 from schemas.enums import Modality
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         build = partial(job_runner, handler, worker_id=settings.id, max_concurrency=settings.max_concurrency,
                         max_message_bytes=kafka.max_message_bytes,
                         cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic,
-                        read_ahead=settings.read_ahead, tenant_weights=settings.tenant_weights, **common)
+                        read_ahead=settings.read_ahead, tenant_weights=settings.tenant_weights,
+                        signing_key=SigningSettings().key, **common)
     try:
         import uvloop  # optional: the faster event loop when installed
 

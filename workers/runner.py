@@ -30,6 +30,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from infra.kafka.codec import decode_control, decode_request
 from infra.kafka.consume import ConsumeLoop, Record
 from infra.kafka.emitter import EventEmitter
+from infra.kafka.signing import refusal
 from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
 from schemas import AnyRequest
 from schemas.control import CancelJob
@@ -106,6 +107,7 @@ class JobRunner:
         rerun_after_s: float = RERUN_AFTER_S,
         read_ahead: int = READ_AHEAD,
         tenant_weights: Mapping[str, int] | None = None,
+        signing_key: bytes | None = None,
     ) -> None:
         self.handler = handler
         self.worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -119,6 +121,7 @@ class JobRunner:
         self._last_attempt = 0
         self._terminal_retry_s = tuple(terminal_retry_s)
         self._rerun_after_s = rerun_after_s
+        self._signing_key = signing_key
         self.emitter = EventEmitter(producer, events_topic, EventSource.WORKER)
         self._inflight: dict[str, tuple[JobContext, asyncio.Task, Hashable]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -244,12 +247,13 @@ class JobRunner:
             await self._job_loop.done(record.tp, record.offset)
             return
         task = asyncio.current_task()
+        refused = refusal(self._signing_key, request, record.headers)
         try:
             while True:
                 ctx = JobContext(request, self.emitter, attempt=self._new_attempt(), worker_id=self.worker_id,
                                  model=self.handler.model_info, terminal_retry_s=self._terminal_retry_s)
                 self._inflight[request.job_id] = (ctx, task, record.tp)
-                if await self._attempt(ctx):
+                if await self._attempt(ctx, refused):
                     break
                 log.error("job %s: its terminal event was not acknowledged; its offset stays uncommitted and it"
                           " runs again in %.1fs as a new attempt", ctx.job_id, self._rerun_after_s)
@@ -259,10 +263,10 @@ class JobRunner:
                 del self._inflight[request.job_id]
         await self._job_loop.done(record.tp, record.offset)
 
-    async def _attempt(self, ctx: JobContext) -> bool:
+    async def _attempt(self, ctx: JobContext, refused: str | None = None) -> bool:
         """Run the job once; True when it ended (its terminal event acknowledged)."""
         try:
-            await self._run_job(ctx)
+            await self._run_job(ctx, refused)
             return True
         except TerminalNotAcknowledged as exc:
             log.error("%s", exc)
@@ -279,8 +283,11 @@ class JobRunner:
                 return False
             return True
 
-    async def _run_job(self, ctx: JobContext) -> None:
+    async def _run_job(self, ctx: JobContext, refused: str | None = None) -> None:
         request = ctx.request
+        if refused is not None:  # not vouched for by the gateway: its tenant cannot be trusted
+            await ctx.failed(ErrorCode.INVALID_SIGNATURE, refused)
+            return
         if request.job_id in self._cancelled:
             await ctx.cancelled_event(self._cancelled[request.job_id])
             return

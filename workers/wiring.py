@@ -32,6 +32,7 @@ def job_runner(
     events_topic: str = EVENTS_RAW,
     read_ahead: int = READ_AHEAD,
     tenant_weights: Mapping[str, int] | None = None,
+    signing_key: bytes | None = None,
 ) -> JobRunner:
     """A `JobRunner` for `handler` on the broker at `bootstrap` (clients not started yet)."""
     worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -46,6 +47,7 @@ def job_runner(
         control=clients.consumer(bootstrap, group_id=None, client_id=f"{worker_id}-control", **polling),
         worker_id=worker_id, max_concurrency=capacity, cancel_lookback_s=cancel_lookback_s,
         events_topic=events_topic, read_ahead=read_ahead, tenant_weights=tenant_weights,
+        signing_key=signing_key,
     )
 
 

@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.settings import TopicSettings
 
-from .clients import start_client
+from .clients import security_args, start_client
 from .topics import CONTROL, DLQ, EVENTS, EVENTS_RAW, REQUESTS, catalogue
 
 #: the consumer group that reads each topic (the fan-out shares the streams group)
@@ -44,9 +44,9 @@ async def topic_report(bootstrap: str, settings: TopicSettings) -> list[TopicRow
     On the bundled broker the end offsets it reports can trail by up to one record batch, so lag
     is approximate there.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security_args())
     await start_client(admin, bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security_args())
     await start_client(probe, bootstrap)
     try:
         existing = set(await admin.list_topics())

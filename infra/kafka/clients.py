@@ -8,11 +8,15 @@ long-polling consumer early, so producers are plain acks=all and consumers poll 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from infra.settings import KafkaSettings
 
 from .topics import TopicSpec
 
@@ -34,6 +38,37 @@ class TopicMismatch(RuntimeError):
     """An existing topic has a different partition count than the catalogue says."""
 
 
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
+    """A TLS context that verifies the brokers (against `ssl_cafile`, else the system's CAs) and,
+    with `ssl_certfile`, presents a client certificate."""
+    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.ssl_certfile:
+        password = settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None
+        context.load_cert_chain(str(settings.ssl_certfile),
+                                str(settings.ssl_keyfile) if settings.ssl_keyfile else None, password)
+    return context
+
+
+def security_args(settings: KafkaSettings | None = None) -> dict[str, Any]:
+    """The connection arguments every aiokafka client gets: the one place TLS and SASL are applied.
+
+    `settings` default to the process's `GENLOOM_KAFKA_*` environment (every process takes its
+    bootstrap from there too), so each factory below is secured without its callers passing more.
+    """
+    settings = settings or KafkaSettings()
+    args: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.uses_ssl:
+        args["ssl_context"] = ssl_context(settings)
+    if settings.uses_sasl:
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        if not settings.sasl_username or password is None:
+            raise ValueError(f"GENLOOM_KAFKA_SECURITY_PROTOCOL={settings.security_protocol} needs"
+                             " GENLOOM_KAFKA_SASL_USERNAME and GENLOOM_KAFKA_SASL_PASSWORD")
+        args.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
+                    sasl_plain_password=password)
+    return args
+
+
 def producer(
     bootstrap: str,
     *,
@@ -49,6 +84,7 @@ def producer(
         linger_ms=linger_ms,
         max_request_size=max_message_bytes,
         request_timeout_ms=15_000,
+        **security_args(),
     )
 
 
@@ -78,6 +114,7 @@ def consumer(
         max_poll_records=max_poll_records,
         max_partition_fetch_bytes=max_message_bytes + 1024,
         fetch_max_bytes=max(max_message_bytes + 1024, 52_428_800),
+        **security_args(),
     )
 
 
@@ -100,7 +137,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: fl
     changed in place, and silently using another count would break key ordering assumptions.
     """
     topics = list(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                                **security_args())
     await start_client(admin, bootstrap, timeout)
     try:
         existing = set(await admin.list_topics())
@@ -134,5 +172,7 @@ __all__ = [
     "consumer",
     "ensure_topics",
     "producer",
+    "security_args",
+    "ssl_context",
     "start_client",
 ]

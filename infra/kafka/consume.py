@@ -39,6 +39,8 @@ class Record(Generic[T]):
     offset: int
     key: bytes | None
     value: T
+    #: the message's Kafka headers (name, value), as the producer sent them
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class ConsumeLoop(Generic[T]):
@@ -137,7 +139,7 @@ class ConsumeLoop(Generic[T]):
                 await self._reject(value)
                 await self.done(tp, msg.offset)
             else:
-                records.append(Record(tp, msg.offset, msg.key, value))
+                records.append(Record(tp, msg.offset, msg.key, value, tuple(msg.headers or ())))
         if records:
             await self._on_batch(tp, records)
 

@@ -5,6 +5,6 @@ Every component's settings live here (the served models' in `infra.models.settin
 and the README's configuration table read them without importing the components.
 """
 
-from .core import KafkaSettings, RedisSettings, StorageSettings, TopicSettings
+from .core import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
 
-__all__ = ["KafkaSettings", "RedisSettings", "StorageSettings", "TopicSettings"]
+__all__ = ["KafkaSettings", "RedisSettings", "SigningSettings", "StorageSettings", "TopicSettings"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +34,44 @@ class KafkaSettings(BaseSettings):
         default=8 * 1024 * 1024, description="Largest message genloom produces or accepts."
     )
     broker_port: int = Field(default=0, description="Port of the bundled broker; 0 picks one.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients connect: TLS (SSL), SASL, both (SASL_SSL) or neither."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the brokers' certificates; unset uses the system's."
+    )
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: Path | None = Field(default=None, description="Private key (PEM) of the client certificate.")
+    ssl_key_password: SecretStr | None = Field(default=None, description="Password of the client key, if any.")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+
+class SigningSettings(BaseSettings):
+    """The key the gateway signs job requests with and the workers and routing verify (shared by all)."""
+
+    model_config = _config("GENLOOM_")
+
+    request_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of request signatures; set the same one on every process. Unset: nothing is"
+        " signed or checked (`genloom up` generates one for its processes).",
+    )
+
+    @property
+    def key(self) -> bytes | None:
+        return self.request_signing_key.get_secret_value().encode() if self.request_signing_key else None
 
 
 class RedisSettings(BaseSettings):

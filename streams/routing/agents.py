@@ -13,16 +13,18 @@ from ..app import Topics
 from .logic import Rejected, route
 
 
-def register(app: faust.App, topics: Topics, max_bytes: int) -> None:
+def register(app: faust.App, topics: Topics, max_bytes: int, signing_key: bytes | None = None) -> None:
     dlq = app.topic(DLQ, internal=False, value_type=bytes, value_serializer="raw", key_serializer="raw")
 
     @app.agent(topics.requests, name="genloom.routing")
     async def route_requests(stream):
         async for event in stream.events():
             msg = event.message
+            headers = list(msg.headers or ())
             decision = route(
                 topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
                 value=msg.value, max_bytes=max_bytes, consumer=app.conf.id,
+                headers=headers, signing_key=signing_key,
             )
             if isinstance(decision, Rejected):
                 await dlq.send(key=msg.key, value=encode(decision.letter))
@@ -34,11 +36,11 @@ def register(app: faust.App, topics: Topics, max_bytes: int) -> None:
                     await topics.events.send(key=decision.job_id.encode(), value=encode(failed))
                 continue
             request = decision.request
-            headers = dict(msg.headers or ())
-            if ACCEPTED_HEADER not in headers:
+            if ACCEPTED_HEADER not in dict(headers):
                 accepted = Accepted(
                     job_id=request.job_id, seq=0, source=EventSource.STREAMS,
                     tenant=request.tenant, modality=request.modality, model=request.model,
                 )
                 await topics.events.send(key=request.job_id.encode(), value=encode(accepted))
-            await topics.jobs[request.modality].send(key=decision.key, value=decision.value)
+            await topics.jobs[request.modality].send(key=decision.key, value=decision.value,
+                                                     headers=decision.headers or None)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from infra.kafka.codec import decode_request, encode
 from infra.kafka.dlq import dead_letter_for, decode_or_dead_letter
+from infra.kafka.signing import SIGNATURE_HEADER, header, refusal
 from infra.kafka.topics import jobs_topic
 from schemas import AnyRequest
 from schemas.dlq import DeadLetter
@@ -18,6 +19,8 @@ class Routed:
     key: bytes
     value: bytes
     request: AnyRequest
+    #: headers the job message carries on: the request's signature, when it has one
+    headers: list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,14 @@ def route(
     value: bytes | None,
     max_bytes: int,
     consumer: str,
+    headers: list[tuple[str, bytes]] | None = None,
+    signing_key: bytes | None = None,
 ) -> Routed | Rejected:
-    """Decide where one request goes. Never raises for bad input."""
+    """Decide where one request goes. Never raises for bad input.
+
+    With `signing_key`, only a request signed with it is forwarded (see `infra.kafka.signing`);
+    its signature goes on with it, so the workers check it again.
+    """
 
     origin = dict(topic=topic, partition=partition, offset=offset, key=key, value=value, consumer=consumer)
     if value and len(value) > max_bytes:
@@ -51,4 +60,10 @@ def route(
     request = decode_or_dead_letter(decode_request, expected="GenerationRequest", **origin)
     if isinstance(request, DeadLetter):
         return Rejected(request, request.code, request.error)
-    return Routed(jobs_topic(request.modality), request.key.encode(), encode(request), request)
+    refused = refusal(signing_key, request, headers)
+    if refused is not None:
+        letter = dead_letter_for(code=ErrorCode.INVALID_SIGNATURE, error=refused, **origin)
+        return Rejected(letter, ErrorCode.INVALID_SIGNATURE, refused)
+    signature = header(headers)
+    forwarded = [(SIGNATURE_HEADER, signature)] if signature is not None else []
+    return Routed(jobs_topic(request.modality), request.key.encode(), encode(request), request, forwarded)

@@ -21,6 +21,7 @@ from infra.redis.client import connect
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource
+from tests.conftest import REQUEST_SIGNING_KEY
 from tests.edge_helpers import text_job
 from tests.kafka_helpers import started_producer
 
@@ -95,7 +96,7 @@ async def _gateway(edge_redis, edge_producer, edge_keys, blob_dir, text_models, 
     await store.start()
     app = create_app(_settings(route), redis=edge_redis, producer=edge_producer,
                      api_keys=ApiKeys((key, tenant) for tenant, key in edge_keys.items()), blobs=store,
-                     text_models=text_models)
+                     text_models=text_models, signing_key=REQUEST_SIGNING_KEY)
     return await InProcessServer(app).start()
 
 

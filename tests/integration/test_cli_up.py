@@ -43,6 +43,14 @@ def _processes_with_env(marker: str) -> list[int]:
     return found
 
 
+def _env_value(pid: int, name: str) -> str | None:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for entry in f.read().split(b"\0"):
+            if entry.startswith(name.encode() + b"="):
+                return entry.split(b"=", 1)[1].decode()
+    return None
+
+
 def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
     port = free_port()
     env = dict(os.environ, COLUMNS="250", GENLOOM_HOME=str(tmp_path), GENLOOM_BLOB_DIR=str(tmp_path / "blobs"),
@@ -77,6 +85,11 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
             assert time.monotonic() < deadline, "a worker never joined its consumer group"
             time.sleep(0.1)  # poll interval
         assert all(_alive(p) for p in pids), "a component died right after start"
+        # `up` generated one request signing key for all its processes: the jobs below run signed
+        roles = re.findall(r"(?:gateway|streams|worker-speech|worker-text)\s.*?pid (\d+)", output)
+        keys = {_env_value(int(p), "GENLOOM_REQUEST_SIGNING_KEY") for p in roles}
+        assert len(roles) == 4, output
+        assert len(keys) == 1 and None not in keys and len(keys.pop()) >= 32
         # the main job, as a user runs it: submit through the gateway `up` started, with the key it saved
         submitted = subprocess.run([sys.executable, "-m", "infra.cli.main", "submit", "Hello there. Goodbye.",
                                     "-m", "speech"], env=env, capture_output=True, text=True, timeout=120)

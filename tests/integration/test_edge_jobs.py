@@ -17,11 +17,14 @@ from infra.blob import LocalBlobStore, artifact_key
 from infra.client import GenloomError
 from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
+from infra.kafka.codec import decode_request
+from infra.kafka.signing import refusal
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, catalogue, jobs_topic
 from infra.redis import keys as rkeys
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from schemas.events import Cancelled, Completed
+from tests.conftest import REQUEST_SIGNING_KEY
 from tests.edge_helpers import read_until_idle, text_job, values, wait_for
 from tests.kafka_helpers import read_topic, started_producer
 
@@ -52,8 +55,11 @@ async def test_streams_route_goes_through_routing_with_one_accepted(client_for, 
     await client.submit(text_job("via the stream processors", job_id="idem-streams"))
     requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-streams"]
     assert len(requests) == 1
-    await read_topic(kafka_bootstrap, jobs_topic("text"),
-                     until=lambda msgs: any(v.get("job_id") == "idem-streams" for v in values(msgs)))
+    routed = await read_topic(kafka_bootstrap, jobs_topic("text"),
+                              until=lambda msgs: any(v.get("job_id") == "idem-streams" for v in values(msgs)))
+    job = next(m for m in routed if json.loads(m.value).get("job_id") == "idem-streams")
+    # the gateway's signature went on with the job: a worker with the key runs it
+    assert refusal(REQUEST_SIGNING_KEY, decode_request(job.value), job.headers) is None
     events = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-streams"]
     assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway")]
 

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+from infra.kafka.signing import SIGNATURE_HEADER, signature_headers
 from infra.kafka.topics import DLQ, EVENTS, REQUESTS, jobs_topic
+from schemas import parse_request
+from tests.conftest import REQUEST_SIGNING_KEY
 from tests.kafka_helpers import job_events, read_topic
 
 pytestmark = pytest.mark.integration
@@ -24,12 +27,18 @@ def _has(job_id: str):
     return lambda messages: any(_job_id(m.value) == job_id for m in messages)
 
 
+def signed(body: dict, *headers: tuple[str, bytes]) -> list[tuple[str, bytes]]:
+    """The headers a producer of its own sends a request with: its signature (and `headers`)."""
+    return [*headers, *signature_headers(REQUEST_SIGNING_KEY, parse_request(body))]
+
+
 async def test_valid_request_is_routed_and_accepted(kafka_bootstrap, streams_process, producer):
     body = {"job_id": "rt-ok", "session": "sess-1", "modality": "video", "params": {"prompt": "waves"}}
-    await producer.send_and_wait(REQUESTS, json.dumps(body).encode(), key=b"sess-1")
+    await producer.send_and_wait(REQUESTS, json.dumps(body).encode(), key=b"sess-1", headers=signed(body))
     routed = await read_topic(kafka_bootstrap, jobs_topic("video"), until=_has("rt-ok"))
     msg = next(m for m in routed if _job_id(m.value) == "rt-ok")
     assert msg.key == b"sess-1" and json.loads(msg.value)["params"]["prompt"] == "waves"
+    assert dict(msg.headers)[SIGNATURE_HEADER] == dict(signed(body))[SIGNATURE_HEADER]  # forwarded
     accepted = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-ok"))
     first = next(json.loads(m.value) for m in accepted if _job_id(m.value) == "rt-ok")
     assert first["type"] == "accepted" and first["source"] == "streams" and first["modality"] == "video"
@@ -38,10 +47,11 @@ async def test_valid_request_is_routed_and_accepted(kafka_bootstrap, streams_pro
 async def test_gateway_accepted_header_suppresses_a_second_accepted(kafka_bootstrap, streams_process, producer):
     body = {"job_id": "rt-gw", "modality": "speech", "params": {"input": "hi"}}
     await producer.send_and_wait(REQUESTS, json.dumps(body).encode(), key=b"rt-gw",
-                                 headers=[("genloom-accepted", b"1")])
+                                 headers=signed(body, ("genloom-accepted", b"1")))
     await read_topic(kafka_bootstrap, jobs_topic("speech"), until=_has("rt-gw"))
     later = {"job_id": "rt-gw-after", "modality": "speech", "params": {"input": "hi"}}
-    await producer.send_and_wait(REQUESTS, json.dumps(later).encode(), key=b"rt-gw")  # same partition
+    await producer.send_and_wait(REQUESTS, json.dumps(later).encode(), key=b"rt-gw",
+                                 headers=signed(later))  # same partition
     messages = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-gw-after"))
     assert not any(_job_id(m.value) == "rt-gw" for m in messages)
 
@@ -60,9 +70,31 @@ async def test_invalid_and_garbage_go_to_dlq_and_the_job_fails(kafka_bootstrap, 
     assert codes["rt-garbage"] == "invalid_json" and codes["rt-bad"] == "invalid_parameter"
     # the processor is still alive and routing
     good = {"job_id": "rt-alive", "modality": "text", "params": {"messages": [{"role": "user", "content": "hi"}]}}
-    await producer.send_and_wait(REQUESTS, json.dumps(good).encode(), key=b"rt-alive")
+    await producer.send_and_wait(REQUESTS, json.dumps(good).encode(), key=b"rt-alive", headers=signed(good))
     await read_topic(kafka_bootstrap, jobs_topic("text"), until=_has("rt-alive"))
     assert streams_process.poll() is None
+
+
+async def test_unsigned_or_forged_requests_are_not_forwarded_and_fail(kafka_bootstrap, streams_process, producer):
+    """With a signing key, a request must carry the gateway's signature for its own tenant."""
+    unsigned = {"job_id": "rt-unsigned", "tenant": "victim", "modality": "text",
+                "params": {"messages": [{"role": "user", "content": "hi"}]}}
+    forged = {**unsigned, "job_id": "rt-forged"}
+    await producer.send_and_wait(REQUESTS, json.dumps(unsigned).encode(), key=b"rt-unsigned")
+    # signed for the attacker's own tenant, then published as the victim's
+    await producer.send_and_wait(REQUESTS, json.dumps(forged).encode(), key=b"rt-forged",
+                                 headers=signed({**forged, "tenant": "attacker"}))
+    for job_id in ("rt-unsigned", "rt-forged"):
+        events = await job_events(kafka_bootstrap, EVENTS, job_id)
+        assert [e.type for e in events] == ["failed"] and events[0].code.value == "invalid_signature"
+    good = {**unsigned, "job_id": "rt-signed-after"}
+    await producer.send_and_wait(REQUESTS, json.dumps(good).encode(), key=b"rt-forged", headers=signed(good))
+    routed = await read_topic(kafka_bootstrap, jobs_topic("text"), until=_has("rt-signed-after"))
+    assert not {"rt-unsigned", "rt-forged"} & {_job_id(m.value) for m in routed}
+    letters = await read_topic(kafka_bootstrap, DLQ, until=lambda ms: {"rt-unsigned", "rt-forged"} <= {
+        json.loads(m.value).get("job_id") for m in ms})
+    assert {json.loads(m.value)["code"] for m in letters
+            if json.loads(m.value).get("job_id") in ("rt-unsigned", "rt-forged")} == {"invalid_signature"}
 
 
 async def test_broker_down_gives_a_clear_error():

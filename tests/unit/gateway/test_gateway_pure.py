@@ -6,7 +6,8 @@ import pytest
 
 from gateway import lifecycle
 from gateway.auth import ApiKeys, InvalidKeySpec, authenticate, bearer_token, generate_key, parse_pairs
-from gateway.body import build_request, check_content_type, check_declared_length, fingerprint, parse_json
+from gateway.body import build_request, check_content_type, check_declared_length, parse_json
+from infra.kafka.signing import fingerprint
 from gateway.errors import STATUS, ApiError
 from gateway.follow import failure, parse_cursor
 from gateway.sse import error_frame, frame
@@ -128,3 +129,15 @@ def test_admitted_jobs_go_to_the_workers_or_through_routing(route_direct):
         assert (topic, headers) == ("genloom.jobs.image", None)
     else:
         assert topic == "genloom.requests" and headers == [(ACCEPTED_HEADER, b"1")]
+
+
+@pytest.mark.parametrize("route_direct", [True, False])
+def test_with_a_signing_key_every_published_request_is_signed(route_direct):
+    from infra.kafka.signing import refusal
+
+    service = lifecycle.JobService(None, None, max_inflight=1, retry_after_s=1, publish_timeout_s=1,
+                                   route_direct=route_direct, signing_key=b"k")
+    image = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "t", None)
+    _, headers = service.destination(image)
+    assert refusal(b"k", image, headers) is None
+    assert ((ACCEPTED_HEADER, b"1") in headers) is not route_direct

@@ -30,3 +30,22 @@ def test_garbage_and_empty_and_oversized_never_raise():
         {"role": "user", "content": "x" * 20_000}]}}).encode()
     rejected = route(value=big, **ARGS)
     assert rejected.code is ErrorCode.MESSAGE_TOO_LARGE and rejected.job_id == "j3"
+
+
+def test_with_a_key_only_signed_requests_are_routed_and_their_signature_goes_on():
+    from infra.kafka.signing import SIGNATURE_HEADER, signature_headers
+    from schemas import parse_request
+
+    body = {"job_id": "j4", "tenant": "t1", "modality": "image", "params": {"prompt": "a cat"}}
+    value = json.dumps(body).encode()
+    headers = signature_headers(b"k", parse_request(body))
+    routed = route(value=value, headers=[("genloom-accepted", b"1"), *headers], signing_key=b"k", **ARGS)
+    assert isinstance(routed, Routed) and routed.headers == headers
+    for given in ([], signature_headers(b"other key", parse_request(body)),
+                  signature_headers(b"k", parse_request({**body, "tenant": "t2"}))):
+        rejected = route(value=value, headers=given, signing_key=b"k", **ARGS)
+        assert rejected.code is ErrorCode.INVALID_SIGNATURE and rejected.job_id == "j4"
+        assert rejected.letter.code is ErrorCode.INVALID_SIGNATURE
+    unkeyed = route(value=value, **ARGS)
+    assert isinstance(unkeyed, Routed) and unkeyed.headers == []
+    assert route(value=value, headers=headers, **ARGS).headers == [(SIGNATURE_HEADER, headers[0][1])]
