@@ -15,7 +15,7 @@ from schemas.enums import Modality
 from schemas.events import ModelInfo, Usage
 from schemas.requests import parse_request
 from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer
-from tests.kafka_helpers import wait_until
+from tests.kafka_helpers import serving, wait_until
 from workers.errors import JobError
 from workers.runner import JobRunner
 
@@ -90,14 +90,11 @@ async def test_offset_is_committed_only_after_the_earlier_job_ended():
     log.append(TOPIC, job("slow", "hold"))
     log.append(TOPIC, job("fast"))
     runner, jobs = make_runner(log, handler)
-    await runner.start()
-    serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: [e.type for e in events(log, "fast")][-1:] == ["completed"])
-    assert jobs.committed.get(TP, 0) == 0  # the fast job ended, but the slow one before it has not
-    handler.release.set()
-    await wait_until(lambda: jobs.committed == {TP: 2})
-    await runner.stop()
-    await asyncio.gather(serving, return_exceptions=True)
+    async with serving(runner):
+        await wait_until(lambda: [e.type for e in events(log, "fast")][-1:] == ["completed"])
+        assert jobs.committed.get(TP, 0) == 0  # the fast job ended, but the slow one before it has not
+        handler.release.set()
+        await wait_until(lambda: jobs.committed == {TP: 2})
 
 
 async def test_a_full_worker_pauses_its_partitions_and_resumes_when_a_job_ends():
@@ -106,17 +103,14 @@ async def test_a_full_worker_pauses_its_partitions_and_resumes_when_a_job_ends()
     log.append(TOPIC, job("a", "hold"))
     log.append(TOPIC, job("b"))
     runner, jobs = make_runner(log, handler, max_concurrency=1, read_ahead=1)
-    await runner.start()
-    serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: jobs.paused() == {TP})  # one job runs, one is read ahead: full
-    assert runner.queued == 1
-    assert handler.ran == ["a"]
-    handler.release.set()
-    await wait_until(lambda: jobs.committed == {TP: 2})
-    assert handler.ran == ["a", "b"]
-    await wait_until(lambda: jobs.paused() == set())
-    await runner.stop()
-    await asyncio.gather(serving, return_exceptions=True)
+    async with serving(runner):
+        await wait_until(lambda: jobs.paused() == {TP})  # one job runs, one is read ahead: full
+        assert runner.queued == 1
+        assert handler.ran == ["a"]
+        handler.release.set()
+        await wait_until(lambda: jobs.committed == {TP: 2})
+        assert handler.ran == ["a", "b"]
+        await wait_until(lambda: jobs.paused() == set())
 
 
 async def test_malformed_job_is_dead_lettered_failed_and_committed():
@@ -158,14 +152,11 @@ async def test_a_cancel_stops_a_running_job():
     handler.run = wait_for_cancel
     log.append(TOPIC, job("long"))
     runner, jobs = make_runner(log, handler)
-    await runner.start()
-    serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: handler.ran == ["long"])
-    log.append(CONTROL, encode(CancelJob(job_id="long", tenant="t", reason="enough")))
-    await wait_until(lambda: jobs.committed == {TP: 1})
-    assert [(e.type, getattr(e, "reason", None)) for e in events(log, "long")][-1] == ("cancelled", "enough")
-    await runner.stop()
-    await asyncio.gather(serving, return_exceptions=True)
+    async with serving(runner):
+        await wait_until(lambda: handler.ran == ["long"])
+        log.append(CONTROL, encode(CancelJob(job_id="long", tenant="t", reason="enough")))
+        await wait_until(lambda: jobs.committed == {TP: 1})
+        assert [(e.type, getattr(e, "reason", None)) for e in events(log, "long")][-1] == ("cancelled", "enough")
 
 
 async def test_check_failure_is_a_failed_event_with_the_handlers_code():
@@ -220,17 +211,14 @@ async def test_priority_orders_one_tenants_queued_jobs():
     handler = EchoHandler()
     log.append(TOPIC, job("first", "hold"))
     runner, jobs = make_runner(log, handler, max_concurrency=1)
-    await runner.start()
-    serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: handler.ran == ["first"])
-    log.append(TOPIC, job("lazy", priority=9))
-    log.append(TOPIC, job("urgent", priority=0))
-    await wait_until(lambda: runner.queued == 2)
-    handler.release.set()
-    await wait_until(lambda: jobs.committed == {TP: 3})
-    assert handler.ran == ["first", "urgent", "lazy"]
-    await runner.stop()
-    await asyncio.gather(serving, return_exceptions=True)
+    async with serving(runner):
+        await wait_until(lambda: handler.ran == ["first"])
+        log.append(TOPIC, job("lazy", priority=9))
+        log.append(TOPIC, job("urgent", priority=0))
+        await wait_until(lambda: runner.queued == 2)
+        handler.release.set()
+        await wait_until(lambda: jobs.committed == {TP: 3})
+        assert handler.ran == ["first", "urgent", "lazy"]
 
 
 async def test_a_cancel_ends_a_queued_job_at_once_and_commits_only_after_the_earlier_job():
@@ -239,18 +227,15 @@ async def test_a_cancel_ends_a_queued_job_at_once_and_commits_only_after_the_ear
     log.append(TOPIC, job("running", "hold"))
     log.append(TOPIC, job("queued"))
     runner, jobs = make_runner(log, handler, max_concurrency=1)
-    await runner.start()
-    serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: runner.queued == 1)
-    log.append(CONTROL, encode(CancelJob(job_id="queued", tenant="t", reason="user")))
-    await wait_until(lambda: [e.type for e in events(log, "queued")] == ["cancelled"])
-    assert handler.ran == ["running"] and runner.queued == 0
-    assert jobs.committed.get(TP, 0) == 0  # the job before it is still running
-    handler.release.set()
-    await wait_until(lambda: jobs.committed == {TP: 2})
-    assert handler.ran == ["running"]
-    await runner.stop()
-    await asyncio.gather(serving, return_exceptions=True)
+    async with serving(runner):
+        await wait_until(lambda: runner.queued == 1)
+        log.append(CONTROL, encode(CancelJob(job_id="queued", tenant="t", reason="user")))
+        await wait_until(lambda: [e.type for e in events(log, "queued")] == ["cancelled"])
+        assert handler.ran == ["running"] and runner.queued == 0
+        assert jobs.committed.get(TP, 0) == 0  # the job before it is still running
+        handler.release.set()
+        await wait_until(lambda: jobs.committed == {TP: 2})
+        assert handler.ran == ["running"]
 
 
 async def test_queued_jobs_of_a_revoked_partition_are_dropped_uncommitted():
@@ -259,12 +244,9 @@ async def test_queued_jobs_of_a_revoked_partition_are_dropped_uncommitted():
     log.append(TOPIC, job("running", "hold"))
     log.append(TOPIC, job("queued"))
     runner, jobs = make_runner(log, handler, max_concurrency=1)
-    await runner.start()
-    serving = asyncio.create_task(runner.run())
-    await wait_until(lambda: runner.queued == 1)
-    await runner._drop_partitions({TP})
-    assert runner.queued == 0 and runner.in_flight == 0
-    assert handler.ran == ["running"] and events(log, "queued") == []
-    assert jobs.committed.get(TP, 0) == 0
-    await runner.stop()
-    await asyncio.gather(serving, return_exceptions=True)
+    async with serving(runner):
+        await wait_until(lambda: runner.queued == 1)
+        await runner._drop_partitions({TP})
+        assert runner.queued == 0 and runner.in_flight == 0
+        assert handler.ran == ["running"] and events(log, "queued") == []
+        assert jobs.committed.get(TP, 0) == 0
