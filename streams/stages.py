@@ -1,0 +1,62 @@
+"""The contract between the request-preparation stages (privacy, embedding, cache, enrichment).
+
+A stage takes a batch of `Item`s (everything the preparation processor polled at once) and
+works on the ones still `pending`: it may replace `item.request` (redaction), attach data for later
+stages (`item.embedding`), end the job (`item.end`: failed, or answered from the cache) or note
+that it ran degraded (`item.degraded`). Stages never raise for one bad job: they end that job with
+a stable code and go on. They are chained inside one processor by default (one Kafka hop for the
+whole preparation), and each stage can also run as its own processor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas import AnyRequest
+from schemas.enums import ErrorCode
+from schemas.events import JobEvent
+
+
+@dataclass
+class Failure:
+    """The job ends with a `failed` event."""
+
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+
+
+@dataclass
+class Answered:
+    """The job ends without a worker: these events (started … completed) are published for it."""
+
+    events: list[JobEvent]
+
+
+@dataclass
+class Item:
+    request: AnyRequest
+    #: the partition key the job message is published with
+    key: bytes
+    #: headers the job message carries on (the gateway's signature; re-signed after a change)
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    #: the prompt's embedding (float32, L2-normalised), set by the embedding stage
+    embedding: object | None = None
+    #: names of what was skipped because a dependency was down ("cache", "memory"): events say so
+    degraded: list[str] = field(default_factory=list)
+    #: set by the stage that ended the job
+    end: Failure | Answered | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.end is None
+
+
+class Stage(Protocol):
+    #: short name used in settings, metrics and `degraded` notes: "privacy", "embedding", "cache"
+    name: str
+
+    async def run(self, items: list[Item]) -> None:
+        """Work on `[i for i in items if i.pending]`, in place. Raises only for a bug."""
+        ...
