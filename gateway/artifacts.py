@@ -1,7 +1,10 @@
 """GET /v1/artifacts/{key}: a stored artifact, only for the tenant that owns it.
 
-Keys are the blob store's ``artifacts/<tenant>/<job_id>/<name>``; the tenant segment decides
-ownership, and another tenant's key answers 404 exactly like a missing one.
+The blob store keeps a job's artifacts under ``artifacts/<tenant>/<internal job id>/<name>`` (the
+worker knows the job by its internal id, scoped by tenant). What a tenant is shown and downloads is
+``artifacts/<tenant>/<its job id>/<name>``: the tenant segment decides ownership (another tenant's
+key answers 404 exactly like a missing one), and the job segment is scoped by that tenant again,
+so a key only ever reaches the tenant's own job.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from infra.blob.base import ARTIFACT_PREFIX, artifact_key
 from infra.redis.jobstore import Entry
 from schemas.api import JobView
 from schemas.enums import ErrorCode, EventType
+from schemas.requests import scoped_job_id
 
 from .auth import tenant_of
 from .errors import ApiError, not_found
@@ -30,8 +34,19 @@ def owner_of(key: str) -> str | None:
 
 
 def key_of(uri: str, tenant: str, job_id: str) -> str:
-    """The blob key of a job's artifact from the URI its event carries (file://... or s3://...)."""
+    """The key the tenant is shown for its job's artifact, from the URI an event carries (file://...,
+    s3://... or a download path): named by the tenant's job id."""
     return artifact_key(tenant, job_id, uri.rsplit("/", 1)[-1])
+
+
+def stored_key(key: str) -> str:
+    """Where the blob store keeps the artifact a shown key names (InvalidBlobKey when it names none)."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != ARTIFACT_PREFIX:
+        raise InvalidBlobKey(f"{key!r} is not an artifact key")
+    _, tenant, job_id, name = parts
+    artifact_key(tenant, job_id, name)  # each shown segment is valid too
+    return artifact_key(tenant, scoped_job_id(tenant, job_id), name)
 
 
 def public_uri(uri: str, tenant: str, job_id: str) -> str:
@@ -64,7 +79,7 @@ async def read_artifact(request: Request, uri: str, tenant: str, job_id: str) ->
     """A job's artifact, whole; 404 when the blob store no longer has it."""
     key = key_of(uri, tenant, job_id)
     try:
-        return await request.app.state.blobs.get(key)
+        return await request.app.state.blobs.get(stored_key(key))
     except BlobNotFound:
         raise ApiError(ErrorCode.NOT_FOUND, f"the artifact {key!r} of job {job_id} is no longer stored") from None
 
@@ -75,8 +90,9 @@ async def get_artifact(key: str, request: Request, tenant: str = Depends(tenant_
         raise not_found("artifact", key)
     store = request.app.state.blobs
     try:
-        ref = await store.stat(key)
-        data = await store.get(key)  # checks the recorded sha256
+        stored = stored_key(key)
+        ref = await store.stat(stored)
+        data = await store.get(stored)  # checks the recorded sha256
     except (BlobNotFound, InvalidBlobKey):
         raise not_found("artifact", key) from None
     return StreamingResponse(

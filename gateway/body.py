@@ -209,6 +209,12 @@ def build_request(data: object, tenant: str, idempotency_key: str | None) -> Any
             "`tenant` differs from the API key's tenant: omit it, the key decides the tenant",
             param="tenant",
         )
+    if data.get("client_job_id") is not None:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            "`client_job_id` is set by genloom: give your id as `job_id` (or the Idempotency-Key header)",
+            param="client_job_id",
+        )
     if idempotency_key is not None:
         if not is_valid_id(idempotency_key):
             raise ApiError(

@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import Entry
 from schemas.enums import ErrorCode, EventType
-from schemas.events import Artifact, Cancelled, Completed, Failed
+from schemas.events import Artifact, Cancelled, Completed, Failed, as_shown_to
 
 from .artifacts import public_entry
 from .errors import ApiError
@@ -53,6 +53,8 @@ def gone() -> ApiError:
 class JobFollow:
     """The job's entries in order, ending with the terminal one; None at each idle keep-alive interval.
 
+    `job_id` is the tenant's id of the job: every entry shows it in place of the internal id.
+
     With `cancels` set, the client is asked whether it is still there at each idle interval, and a
     client that left (or an iteration closed before the terminal entry) cancels the job: nobody is
     waiting for its output. The iteration then ends early.
@@ -62,6 +64,7 @@ class JobFollow:
                  cancels: bool) -> None:
         self._conn = conn
         self.job_id = job_id
+        self._internal = conn.app.state.jobs.internal_id(job_id, tenant)
         self._tenant = tenant
         self._record = record
         self._after = after
@@ -80,7 +83,7 @@ class JobFollow:
     async def _follow(self) -> AsyncIterator[Entry | None]:
         state = self._conn.app.state
         block_ms = int(state.settings.sse_keepalive_s * 1000)
-        entries = state.jobs.store.follow(self.job_id, self._record, self._after, block_ms)
+        entries = state.jobs.store.follow(self._internal, self._record, self._after, block_ms)
         try:
             async for entry in entries:
                 if entry is None and self._cancels and await self._disconnected():
@@ -89,7 +92,8 @@ class JobFollow:
                 if entry is not None:
                     if entry.terminal:
                         self.done = True
-                    entry = public_entry(entry, self._tenant, self.job_id)
+                    shown = Entry(entry.id, entry.type, as_shown_to(entry.data, self._internal, self.job_id))
+                    entry = public_entry(shown, self._tenant, self.job_id)
                 yield entry
         finally:
             await entries.aclose()

@@ -18,6 +18,7 @@ from schemas.api import JobView
 from schemas.control import CancelJob
 from schemas.enums import ErrorCode, EventSource, JobStatus
 from schemas.events import Accepted, Cancelled
+from schemas.requests import qualified, scoped_job_id
 
 from .errors import ApiError, not_found
 
@@ -28,6 +29,10 @@ _ACCEPTED_SEQ, _CANCELLED_SEQ = 0, 1
 
 
 class JobService:
+    """Jobs as their tenant names them: every method takes and answers the tenant's own job id; the
+    record, the topics and the replay log know the job by its internal id, scoped by tenant
+    (`schemas.requests.scoped_job_id`), so two tenants may use the same id and neither learns of the other's."""
+
     def __init__(
         self,
         store: JobStore,
@@ -61,12 +66,21 @@ class JobService:
             return jobs_topic(request.modality), signed or None
         return REQUESTS, [(ACCEPTED_HEADER, b"1"), *signed]
 
+    @staticmethod
+    def internal_id(job_id: str, tenant: str) -> str:
+        """The internal id of the tenant's job `job_id`."""
+        return scoped_job_id(tenant, job_id)
+
     async def submit(self, request: AnyRequest) -> tuple[JobView, bool]:
-        """The job and whether this call created it (False: an idempotent repeat)."""
+        """The job and whether this call created it (False: an idempotent repeat). `request` names the
+        job by the tenant's id; it is published qualified (`schemas.requests.qualified`)."""
+        request = qualified(request)
+        client_id = request.shown_id
         fp = fingerprint(request)
         modality = request.modality.value
         record = JobRecord(
-            status=JobStatus.QUEUED, tenant=request.tenant, modality=request.modality, model=request.model,
+            status=JobStatus.QUEUED, tenant=request.tenant, client_id=client_id, modality=request.modality,
+            model=request.model,
             fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
             created_at=time.time(), unacked=True,
         )
@@ -75,13 +89,13 @@ class JobService:
             if outcome.fingerprint != fp or outcome.tenant != request.tenant:
                 raise ApiError(
                     ErrorCode.IDEMPOTENCY_CONFLICT,
-                    f"job_id {request.job_id!r} was already used for a different request:"
+                    f"job_id {client_id!r} was already used for a different request:"
                     " send the same request again, or use a new job_id",
                     param="job_id",
                 )
             if outcome.unacked:  # an earlier try was not acknowledged: publish again, unless it ran
                 await self._republish(request)
-            return await self.get(request.job_id, request.tenant), False
+            return await self.get(client_id, request.tenant), False
         if isinstance(outcome, Full):
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
@@ -90,7 +104,7 @@ class JobService:
                 headers={"Retry-After": str(self._retry_after)},
             )
         await self._publish_job(request)
-        return record.view(request.job_id), True
+        return record.view(client_id), True
 
     async def _republish(self, request: AnyRequest) -> None:
         """An identical retry of a job whose request was never acknowledged: a job a worker already
@@ -123,7 +137,8 @@ class JobService:
         await self.store.acknowledged(request.job_id)
         accepted = Accepted(
             job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
-            tenant=request.tenant, modality=request.modality, model=request.model,
+            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
+            model=request.model,
         )
         try:
             await self._publish((EVENTS, request.job_id, encode(accepted), None))
@@ -136,27 +151,31 @@ class JobService:
 
     async def require(self, job_id: str, tenant: str) -> JobRecord:
         """The job's record; 404 when it does not exist or another tenant owns it."""
-        record = await self.store.load(job_id)
+        record = await self.store.load(self.internal_id(job_id, tenant))
         if record is None or not record.owned_by(tenant):
             raise not_found("job", job_id)
         return record
 
+    async def keep_video_meta(self, job_id: str, tenant: str, meta: dict[str, str | None]) -> None:
+        await self.store.keep_video_meta(self.internal_id(job_id, tenant), meta)
+
     async def cancel(self, job_id: str, tenant: str, reason: str | None = None) -> tuple[JobView, bool]:
         """The job, and whether this call published the cancel (False: terminal or cancelled already)."""
         record = await self.require(job_id, tenant)
+        internal = self.internal_id(job_id, tenant)
         status = record.status
-        if status.terminal or not await self.store.flag_cancel(job_id, tenant):
+        if status.terminal or not await self.store.flag_cancel(internal, tenant):
             return record.view(job_id), False
-        messages = [(CONTROL, job_id, encode(CancelJob(job_id=job_id, tenant=tenant, reason=reason)), None)]
+        messages = [(CONTROL, internal, encode(CancelJob(job_id=internal, tenant=tenant, reason=reason)), None)]
         if status == JobStatus.QUEUED:
             cancelled = Cancelled(
-                job_id=job_id, seq=_CANCELLED_SEQ, source=EventSource.GATEWAY, reason=reason or "cancelled while queued"
+                job_id=internal, seq=_CANCELLED_SEQ, source=EventSource.GATEWAY, reason=reason or "cancelled while queued"
             )
-            messages.append((EVENTS, job_id, encode(cancelled), None))
+            messages.append((EVENTS, internal, encode(cancelled), None))
         try:
             await self._publish(*messages)
         except ApiError:
-            await self.store.clear_cancel(job_id)
+            await self.store.clear_cancel(internal)
             raise
         return record.view(job_id), True
 

@@ -67,6 +67,10 @@ class Accepted(_EventBase):
 
     type: Literal[EventType.ACCEPTED] = EventType.ACCEPTED
     tenant: str = Field(description="Owning tenant.")
+    client_job_id: str | None = Field(
+        default=None, max_length=128,
+        description="The id the tenant knows the job by (`job_id` is the internal id scoped by tenant).",
+    )
     modality: Modality
     model: str | None = None
 
@@ -191,3 +195,13 @@ def parse_event(data: bytes | str | dict) -> JobEvent:
 
 def is_terminal(event: JobEvent) -> bool:
     return event.type in TERMINAL_TYPES
+
+
+def as_shown_to(data: bytes, job_id: str, client_job_id: str | None) -> bytes:
+    """An event's JSON as its tenant sees it: the internal `job_id` replaced by the tenant's id
+    (wherever it occurs: the field and any message naming the job). Both are `ID_PATTERN` ids, so
+    the JSON stays valid without escaping, and the internal id is long and random enough to occur
+    nowhere else."""
+    if not client_job_id or client_job_id == job_id:
+        return data
+    return data.replace(job_id.encode(), client_job_id.encode())

@@ -7,11 +7,12 @@ them for its model (for example the sizes an image model accepts) and says so wi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, TypeVar, Union
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
@@ -35,6 +36,13 @@ _ID_RE = re.compile(ID_PATTERN)
 def new_job_id() -> str:
     """A fresh job id: sortable by time, unique across processes."""
     return f"job_{time.time_ns():x}{uuid.uuid4().hex[:12]}"
+
+
+def scoped_job_id(tenant: str, client_job_id: str) -> str:
+    """The internal id of the job its tenant calls `client_job_id`: the same for the same pair,
+    different for any other tenant (so two tenants' ids never meet). Fixed length, an `ID_PATTERN` id."""
+    digest = hashlib.blake2b(f"{tenant}\0{client_job_id}".encode(), digest_size=16).hexdigest()
+    return f"j{digest}"
 
 
 class ChatMessage(Contract):
@@ -177,7 +185,16 @@ class _RequestBase(Contract):
     job_id: str = Field(
         default_factory=new_job_id,
         pattern=ID_PATTERN,
-        description="Idempotency key: resubmitting the same id never creates a second job.",
+        description="Idempotency key: resubmitting the same id never creates a second job. Scoped by"
+        " tenant: two tenants' jobs never share an id. On the topics it is the internal id"
+        " `scoped_job_id(tenant, client_job_id)`; a request without `client_job_id` is qualified so on its way.",
+    )
+    client_job_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="The id the tenant gave or was given (what every answer, event and webhook shows it); set"
+        " with `job_id` = scoped_job_id(tenant, client_job_id) by the gateway or the routing agent. Leave it"
+        " unset when publishing: `job_id` is then the tenant's id.",
     )
     tenant: str = Field(default="default", pattern=ID_PATTERN, description="Owning tenant.")
     user: str | None = Field(default=None, pattern=ID_PATTERN, description="End user, if known.")
@@ -202,10 +219,22 @@ class _RequestBase(Contract):
         default_factory=time.time, description="Unix time the request was accepted."
     )
 
+    @model_validator(mode="after")
+    def _scoped_consistently(self):
+        if self.client_job_id is not None and self.job_id != scoped_job_id(self.tenant, self.client_job_id):
+            raise ValueError("job_id is not scoped_job_id(tenant, client_job_id): leave client_job_id unset and"
+                             " give your id as job_id")
+        return self
+
     @property
     def key(self) -> str:
         """The Kafka partition key: the session when given, else the job."""
         return self.session or self.job_id
+
+    @property
+    def shown_id(self) -> str:
+        """The id the tenant knows the job by."""
+        return self.client_job_id if self.client_job_id is not None else self.job_id
 
 
 class TextRequest(_RequestBase):
@@ -242,6 +271,8 @@ GenerationRequest = Annotated[
 ]
 """Any job, told apart by its top-level ``modality``."""
 
+AnyRequestT = TypeVar("AnyRequestT", TextRequest, SpeechRequest, ImageRequest, VideoRequest)
+
 REQUEST_ADAPTER: TypeAdapter[GenerationRequest] = TypeAdapter(GenerationRequest)
 
 
@@ -250,6 +281,15 @@ def parse_request(data: bytes | str | dict) -> TextRequest | SpeechRequest | Ima
     if isinstance(data, dict):
         return REQUEST_ADAPTER.validate_python(data)
     return REQUEST_ADAPTER.validate_json(data)
+
+
+def qualified(request: AnyRequestT) -> AnyRequestT:
+    """`request` with its job id scoped by its tenant: `job_id` the internal id, `client_job_id` the
+    tenant's. Idempotent: a request that has `client_job_id` already is returned as it is."""
+    if request.client_job_id is not None:
+        return request
+    return request.model_copy(update={"client_job_id": request.job_id,
+                                      "job_id": scoped_job_id(request.tenant, request.job_id)})
 
 
 def is_valid_id(value: str) -> bool:

@@ -55,7 +55,7 @@ async def create_video(request: Request, tenant: str = Depends(tenant_of)) -> JS
                            model=state.media.video)
     await state.jobs.submit(job)
     # kept beside the record (and expiring with it) so that any gateway can answer GET /v1/videos/{id}
-    await state.jobs.store.keep_video_meta(job.job_id, video_meta(job, state.media.video))
+    await state.jobs.keep_video_meta(job.job_id, tenant, video_meta(job, state.media.video))
     return _answer(await _video(request, job.job_id, tenant))
 
 

@@ -55,7 +55,7 @@ _JSON = {"usage": Usage, "timings": Timings, "model_info": ModelInfo}
 #: hash fields of timestamps and durations, stored with repr()
 _FLOATS = ("created_at", "accepted_at", "started_at", "finished_at", "updated_at", "queue_s")
 #: plain string fields
-_STRINGS = ("tenant", "model", "fingerprint", "webhook", "slot", "worker", "text", "cancel_reason")
+_STRINGS = ("tenant", "client_id", "model", "fingerprint", "webhook", "slot", "worker", "text", "cancel_reason")
 _ARTIFACT = "artifact:"
 #: where the gateway keeps what OpenAI's video object shows before the MP4 exists
 _VIDEO_META = "openai_video"
@@ -68,6 +68,8 @@ class JobRecord(BaseModel):
 
     status: JobStatus = JobStatus.QUEUED
     tenant: str | None = None
+    client_id: str | None = Field(default=None, description="The id the tenant knows the job by (the record's"
+                                  " key is the internal id scoped by tenant); what answers and webhooks show.")
     modality: Modality | None = None
     model: str | None = Field(default=None, description="Model asked for; None means the default.")
     fingerprint: str | None = Field(default=None, description="SHA-256 of the request (idempotency).")
@@ -227,6 +229,8 @@ def record_update(event: JobEvent) -> RecordUpdate:
     match event:
         case Accepted():
             if_absent.update(tenant=event.tenant, modality=event.modality, accepted_at=ts)
+            if event.client_job_id:
+                if_absent["client_id"] = event.client_job_id
             if event.model:
                 if_absent["model"] = event.model
         case Started():

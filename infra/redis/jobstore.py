@@ -134,7 +134,8 @@ if hook ~= '' and outbox ~= '' and (terminal or etype == 'progress') then
   end
   if wanted then
     redis.call('XADD', outbox, 'MAXLEN', '~', outbox_maxlen, '*', 'job', job, 'entry', n, 'type', etype,
-      'tenant', redis.call('HGET', rec, 'tenant') or '', 'url', spec['url'], 'data', payload)
+      'tenant', redis.call('HGET', rec, 'tenant') or '', 'client', redis.call('HGET', rec, 'client_id') or job,
+      'url', spec['url'], 'data', payload)
   end
 end
 return {n, hook}

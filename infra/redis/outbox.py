@@ -22,7 +22,8 @@ from . import keys
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """One delivery owed: which job event, whose, where to, and the event's exact JSON."""
+    """One delivery owed: which job event (by internal job id), whose, where to, and the event's exact
+    JSON as recorded; `client_job_id` is the id the tenant knows the job by."""
 
     id: str
     job_id: str
@@ -31,6 +32,11 @@ class OutboxEntry:
     tenant: str
     url: str
     body: bytes
+    client_job_id: str = ""
+
+    @property
+    def shown_job_id(self) -> str:
+        return self.client_job_id or self.job_id
 
 
 class Claim(StrEnum):
@@ -49,7 +55,7 @@ def _entry(stream_id: bytes, fields: dict[bytes, bytes]) -> OutboxEntry | None:
         return OutboxEntry(
             id=stream_id.decode(), job_id=fields[b"job"].decode(), entry=int(fields[b"entry"]),
             event_type=fields[b"type"].decode(), tenant=fields[b"tenant"].decode(), url=fields[b"url"].decode(),
-            body=fields[b"data"],
+            body=fields[b"data"], client_job_id=fields.get(b"client", b"").decode(),
         )
     except (KeyError, ValueError):
         return None

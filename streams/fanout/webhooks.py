@@ -14,6 +14,7 @@ import httpx
 from infra.net.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign, tenant_secret
 from infra.net.ssrf import Refused, TargetPolicy, Unresolved
 from infra.redis.outbox import Claim, OutboxEntry, WebhookOutbox
+from schemas.events import as_shown_to
 
 log = logging.getLogger(__name__)
 
@@ -164,18 +165,20 @@ class WebhookDispatcher:
             return False
         if claim is Claim.BUSY:
             return None
-        ident = event_id(entry.job_id, entry.entry)
+        # the receiver is the tenant's: it sees the job by the tenant's id, never the internal one
+        ident = event_id(entry.shown_job_id, entry.entry)
+        body = as_shown_to(entry.body, entry.job_id, entry.shown_job_id)
         key = tenant_secret(self._master, entry.tenant)
         waits = backoff(self._attempts, *self._backoff)
         slots = tenant_slots or asyncio.Semaphore(1)
         for attempt in range(1, self._attempts + 1):
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(key, ident, entry.body),
+                SIGNATURE_HEADER: sign(key, ident, body),
                 EVENT_ID_HEADER: ident,
                 EVENT_TYPE_HEADER: entry.event_type,
             }
-            status = await self._attempt(entry, headers, slots)
+            status = await self._attempt(entry, body, headers, slots)
             if status is not None and 200 <= status < 300:
                 await self._outbox.settle(entry, delivered=True)
                 return True
@@ -191,11 +194,12 @@ class WebhookDispatcher:
         await self._outbox.settle(entry, delivered=False)
         return False
 
-    async def _attempt(self, entry: OutboxEntry, headers: dict[str, str], tenant_slots: asyncio.Semaphore) -> int | None:
+    async def _attempt(self, entry: OutboxEntry, body: bytes, headers: dict[str, str],
+                       tenant_slots: asyncio.Semaphore) -> int | None:
         """The status; None for a failure worth retrying; -1 for a URL that may not be called."""
         async with tenant_slots, self._slots:
             try:
-                status = await self._sender.post(entry.url, entry.body, headers)
+                status = await self._sender.post(entry.url, body, headers)
             except Unresolved as exc:
                 log.warning("webhook of job %s: %s", entry.job_id, exc)
                 return None

@@ -39,7 +39,8 @@ def register(app: faust.App, topics: Topics, max_bytes: int, signing_key: bytes 
             if ACCEPTED_HEADER not in dict(headers):
                 accepted = Accepted(
                     job_id=request.job_id, seq=0, source=EventSource.STREAMS,
-                    tenant=request.tenant, modality=request.modality, model=request.model,
+                    tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
+                    model=request.model,
                 )
                 await topics.events.send(key=request.job_id.encode(), value=encode(accepted))
             await topics.jobs[request.modality].send(key=decision.key, value=decision.value,

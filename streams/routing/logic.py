@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from infra.kafka.codec import decode_request, encode
 from infra.kafka.dlq import dead_letter_for, decode_or_dead_letter
-from infra.kafka.signing import SIGNATURE_HEADER, header, refusal
+from infra.kafka.signing import SIGNATURE_HEADER, header, refusal, signature_headers
 from infra.kafka.topics import jobs_topic
 from schemas import AnyRequest
 from schemas.dlq import DeadLetter
 from schemas.enums import ErrorCode
+from schemas.requests import qualified
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ def route(
 
     With `signing_key`, only a request signed with it is forwarded (see `infra.kafka.signing`);
     its signature goes on with it, so the workers check it again.
+
+    A request without `client_job_id` (a producer's own, named by the tenant's id) is qualified as
+    the gateway does (`schemas.requests.qualified`), so its tenant finds it through the gateway by
+    that id; a signed one is signed again as qualified, the original signature having been checked.
     """
 
     origin = dict(topic=topic, partition=partition, offset=offset, key=key, value=value, consumer=consumer)
@@ -66,4 +71,7 @@ def route(
         return Rejected(letter, ErrorCode.INVALID_SIGNATURE, refused)
     signature = header(headers)
     forwarded = [(SIGNATURE_HEADER, signature)] if signature is not None else []
-    return Routed(jobs_topic(request.modality), request.key.encode(), encode(request), request, forwarded)
+    scoped = qualified(request)
+    if scoped is not request and signing_key:
+        forwarded = signature_headers(signing_key, scoped)
+    return Routed(jobs_topic(scoped.modality), scoped.key.encode(), encode(scoped), scoped, forwarded)

@@ -141,3 +141,25 @@ def test_with_a_signing_key_every_published_request_is_signed(route_direct):
     _, headers = service.destination(image)
     assert refusal(b"k", image, headers) is None
     assert ((ACCEPTED_HEADER, b"1") in headers) is not route_direct
+
+
+def test_the_body_cannot_choose_the_internal_id():
+    with pytest.raises(ApiError) as info:
+        build_request({**TEXT, "job_id": "a", "client_job_id": "a"}, "t", None)
+    assert info.value.code == ErrorCode.INVALID_REQUEST and info.value.param == "client_job_id"
+
+
+def test_artifact_keys_are_shown_by_the_tenants_id_and_stored_by_the_internal_one():
+    from gateway.artifacts import key_of, stored_key
+    from infra.blob import InvalidBlobKey
+    from schemas.requests import scoped_job_id
+
+    shown = key_of("file:///data/artifacts/t-a/jabc/image-0.png", "t-a", "order-1")
+    assert shown == "artifacts/t-a/order-1/image-0.png"
+    assert stored_key(shown) == f"artifacts/t-a/{scoped_job_id('t-a', 'order-1')}/image-0.png"
+    # the same shown id under another tenant reaches that tenant's job, never this one's
+    assert stored_key("artifacts/t-b/order-1/image-0.png") != stored_key(shown)
+    for bad in ("artifacts/t-a/../t-b/x/y", "artifacts/t-a/order-1", "other/t-a/order-1/x.png",
+                "artifacts/t-a/order 1/x.png"):
+        with pytest.raises(InvalidBlobKey):
+            stored_key(bad)

@@ -83,3 +83,12 @@ def test_record_fields_per_event():
     failed = record_update(Failed(job_id="j", seq=3, source=W, code="generation_error", message="oom", retryable=True))
     assert failed.fields["error_code"] == "generation_error" and failed.fields["retryable"] == "1"
     assert failed.status == JobStatus.FAILED
+
+
+def test_the_tenants_job_id_is_kept_for_display():
+    record = JobRecord(tenant="t", client_id="order-1", modality=Modality.TEXT)
+    assert JobRecord.from_fields(record.to_fields()).client_id == "order-1"
+    # a producer's job, recorded from its routed `accepted`, keeps it too (unless set already)
+    update = record_update(Accepted(job_id="j" + "0" * 32, seq=0, source=EventSource.STREAMS, tenant="t",
+                                    client_job_id="order-1", modality=Modality.TEXT))
+    assert update.fields_if_absent["client_id"] == "order-1" and "client_id" not in update.fields
