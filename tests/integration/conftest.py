@@ -21,6 +21,7 @@ from infra.redis.client import connect
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource
+from schemas.requests import scoped_job_id
 from tests.conftest import REQUEST_SIGNING_KEY
 from tests.edge_helpers import text_job
 from tests.kafka_helpers import started_producer
@@ -35,7 +36,7 @@ os.environ.setdefault("GENLOOM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
 
 #: every tenant an edge test uses, each with its own key (and so its own in-flight counters)
 EDGE_TENANTS = ("t-cli", "t-flow", "t-resume", "t-idem", "t-load", "t-a", "t-b", "t-cancel", "t-ws", "t-dedupe",
-                "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b")
+                "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b", "t-scope-a", "t-scope-b")
 #: the in-flight bound of the test gateways (low, so 429 is reachable)
 EDGE_MAX_INFLIGHT = 3
 
@@ -123,7 +124,7 @@ async def _wait_for_fanout(url: str, key: str, redis, timeout: float = 90.0) -> 
         job = await client.submit(text_job("warm-up"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = await JobStore(redis).load(job["id"])
+        record = await JobStore(redis).load(scoped_job_id("t-warm", job["id"]))
         if record is not None and record.last_event_id:
             return
         await asyncio.sleep(0.2)

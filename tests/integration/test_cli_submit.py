@@ -12,9 +12,12 @@ import pytest
 
 from infra.redis.jobstore import JobStore
 from schemas.events import Completed, ModelInfo, Progress, Started, TokenDelta, Usage
+from schemas.requests import scoped_job_id
 
 pytestmark = pytest.mark.integration
 MODEL = ModelInfo(id="tiny", device="cpu", dtype="float32", random_weights=True)
+#: the jobs as the workers know them (scoped by the tenant, t-cli)
+CLI_TEXT, CLI_IMAGE = scoped_job_id("t-cli", "cli-text-1"), scoped_job_id("t-cli", "cli-image-1")
 
 
 def cli(*args: str, url: str, key: str) -> asyncio.subprocess.Process:
@@ -24,9 +27,10 @@ def cli(*args: str, url: str, key: str) -> asyncio.subprocess.Process:
 
 
 async def accepted(redis, job_id: str, timeout: float = 30.0) -> None:
+    """Wait for the fan-out to record the `accepted` of the job t-cli calls `job_id`."""
     store = JobStore(redis)
     for _ in range(int(timeout / 0.1)):
-        record = await store.load(job_id)
+        record = await store.load(scoped_job_id("t-cli", job_id))
         if record is not None and record.last_event_id:
             return
         await asyncio.sleep(0.1)
@@ -37,10 +41,10 @@ async def test_submit_prints_tokens_as_they_stream_and_watch_replays(gateway_url
     key = edge_keys["t-cli"]
     proc = await cli("submit", "Say hello", "--job-id", "cli-text-1", "--max-tokens", "8", url=gateway_url, key=key)
     await accepted(edge_redis, "cli-text-1")
-    await worker.emit(Started, "cli-text-1", worker="w", model=MODEL)
-    await worker.emit(TokenDelta, "cli-text-1", text="Hel", tokens=1)
-    await worker.emit(TokenDelta, "cli-text-1", text="lo!", tokens=1)
-    await worker.emit(Completed, "cli-text-1", text="Hello!",
+    await worker.emit(Started, CLI_TEXT, worker="w", model=MODEL)
+    await worker.emit(TokenDelta, CLI_TEXT, text="Hel", tokens=1)
+    await worker.emit(TokenDelta, CLI_TEXT, text="lo!", tokens=1)
+    await worker.emit(Completed, CLI_TEXT, text="Hello!",
                       usage=Usage(prompt_tokens=4, completion_tokens=2, total_tokens=6))
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = out.decode()
@@ -58,10 +62,10 @@ async def test_submit_shows_a_progress_bar_and_fails_with_the_code(gateway_url, 
     proc = await cli("submit", "a lighthouse", "-m", "image", "--width", "64", "--height", "64",
                      "--steps", "4", "--job-id", "cli-image-1", url=gateway_url, key=key)
     await accepted(edge_redis, "cli-image-1")
-    await worker.emit(Started, "cli-image-1", worker="w", model=MODEL)
+    await worker.emit(Started, CLI_IMAGE, worker="w", model=MODEL)
     for step in range(1, 5):
-        await worker.emit(Progress, "cli-image-1", step=step, total=4, stage="denoise")
-    await worker.emit(Completed, "cli-image-1", usage=Usage(images=1, steps=4))
+        await worker.emit(Progress, CLI_IMAGE, step=step, total=4, stage="denoise")
+    await worker.emit(Completed, CLI_IMAGE, usage=Usage(images=1, steps=4))
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = out.decode()
     assert proc.returncode == 0, text

@@ -12,6 +12,7 @@ from infra.kafka.topics import DLQ, EVENTS
 from infra.redis import keys as rkeys
 from schemas.enums import EventSource
 from schemas.events import Completed, Failed, ModelInfo, Started, TokenDelta
+from schemas.requests import scoped_job_id
 from tests.edge_helpers import text_job, wait_for
 from tests.kafka_helpers import read_topic
 
@@ -27,16 +28,17 @@ def _ev(cls, jid, seq, attempt=0, **fields):
 async def test_duplicates_stale_attempts_and_late_terminals_are_dropped(client_for, worker, edge_redis):
     client = client_for("t-dedupe")
     jid = (await client.submit(text_job("dedupe")))["id"]
+    wid = scoped_job_id("t-dedupe", jid)  # what the workers and Redis know it by
     sent = [
-        _ev(Started, jid, 0, worker="w1", model=MODEL),
-        _ev(TokenDelta, jid, 1, text="a", tokens=1),
-        _ev(TokenDelta, jid, 1, text="a", tokens=1),                 # redelivered: duplicate
-        _ev(Started, jid, 0, attempt=1, worker="w2", model=MODEL),   # takeover after a crash
-        _ev(TokenDelta, jid, 1, attempt=1, text="A", tokens=1),
-        _ev(TokenDelta, jid, 2, text="b", tokens=1),                 # the old attempt: stale
-        _ev(Completed, jid, 2, attempt=1, text="A"),
-        _ev(Failed, jid, 3, attempt=1, code="generation_error", message="late"),  # after terminal
-        _ev(Completed, jid, 2, attempt=1, text="A"),                 # after terminal (and a duplicate)
+        _ev(Started, wid, 0, worker="w1", model=MODEL),
+        _ev(TokenDelta, wid, 1, text="a", tokens=1),
+        _ev(TokenDelta, wid, 1, text="a", tokens=1),                 # redelivered: duplicate
+        _ev(Started, wid, 0, attempt=1, worker="w2", model=MODEL),   # takeover after a crash
+        _ev(TokenDelta, wid, 1, attempt=1, text="A", tokens=1),
+        _ev(TokenDelta, wid, 2, text="b", tokens=1),                 # the old attempt: stale
+        _ev(Completed, wid, 2, attempt=1, text="A"),
+        _ev(Failed, wid, 3, attempt=1, code="generation_error", message="late"),  # after terminal
+        _ev(Completed, wid, 2, attempt=1, text="A"),                 # after terminal (and a duplicate)
     ]
     for event in sent:
         await worker.publish(event)
@@ -45,8 +47,8 @@ async def test_duplicates_stale_attempts_and_late_terminals_are_dropped(client_f
         ("accepted", "gateway", 0, 0), ("started", "worker", 0, 0), ("token", "worker", 0, 1),
         ("started", "worker", 1, 0), ("token", "worker", 1, 1), ("completed", "worker", 1, 2),
     ]
-    await wait_for(lambda: _field(edge_redis, rkeys.dedupe(jid), "dropped", b"4"))
-    counts = await edge_redis.hgetall(rkeys.dedupe(jid))
+    await wait_for(lambda: _field(edge_redis, rkeys.dedupe(wid), "dropped", b"4"))
+    counts = await edge_redis.hgetall(rkeys.dedupe(wid))
     assert counts[b"dropped:duplicate"] == b"1" and counts[b"dropped:stale_attempt"] == b"1"
     assert counts[b"dropped:after_terminal"] == b"2"
     status = await client.get(jid)
@@ -61,26 +63,28 @@ async def _field(redis, key, field, value) -> bool:
 async def test_malformed_event_goes_to_dlq_and_the_agent_goes_on(client_for, worker, edge_producer, kafka_bootstrap):
     client = client_for("t-dedupe")
     jid = (await client.submit(text_job("poison")))["id"]
-    await edge_producer.send_and_wait(EVENTS, b'{"type": "token", "job_id": "' + jid.encode() + b'"}',
-                                      key=jid.encode())
+    wid = scoped_job_id("t-dedupe", jid)
+    await edge_producer.send_and_wait(EVENTS, b'{"type": "token", "job_id": "' + wid.encode() + b'"}',
+                                      key=wid.encode())
     await edge_producer.send_and_wait(EVENTS, b"\xff\x00 not json", key=b"garbage-key")
-    letters = await read_topic(kafka_bootstrap, DLQ, until=lambda ms: {b"garbage-key", jid.encode()} <= {
+    letters = await read_topic(kafka_bootstrap, DLQ, until=lambda ms: {b"garbage-key", wid.encode()} <= {
         m.key for m in ms if json.loads(m.value)["topic"] == EVENTS})
     mine = {m.key: json.loads(m.value) for m in letters if json.loads(m.value)["topic"] == EVENTS}
-    assert mine[jid.encode()]["code"] == "malformed_message" and mine[jid.encode()]["job_id"] == jid
+    assert mine[wid.encode()]["code"] == "malformed_message" and mine[wid.encode()]["job_id"] == wid
     assert mine[b"garbage-key"]["code"] == "invalid_json"
-    await worker.emit(Completed, jid)
+    await worker.emit(Completed, wid)
     assert [e.type async for e in client.events(jid)] == ["accepted", "completed"]
 
 
 async def test_cursor_older_than_the_window_is_replay_expired(client_for, worker, edge_redis, gateway_url, edge_keys):
     client = client_for("t-expire")
     jid = (await client.submit(text_job("long")))["id"]
+    wid = scoped_job_id("t-expire", jid)
     for i in range(6):
-        await worker.emit(TokenDelta, jid, text=str(i), tokens=1)
-    await worker.emit(Completed, jid)
+        await worker.emit(TokenDelta, wid, text=str(i), tokens=1)
+    await worker.emit(Completed, wid)
     assert len([e async for e in client.events(jid)]) == 8
-    await edge_redis.xtrim(rkeys.replay_log(jid), maxlen=3, approximate=False)  # the retention window moves on
+    await edge_redis.xtrim(rkeys.replay_log(wid), maxlen=3, approximate=False)  # the retention window moves on
     with pytest.raises(GenloomError) as info:
         [e async for e in client.events(jid, last_event_id=2)]
     assert info.value.code == "replay_expired" and "starts at 6" in info.value.message

@@ -24,6 +24,7 @@ from infra.redis import keys as rkeys
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from schemas.events import Cancelled, Completed
+from schemas.requests import scoped_job_id
 from tests.conftest import REQUEST_SIGNING_KEY
 from tests.edge_helpers import read_until_idle, text_job, values, wait_for
 from tests.kafka_helpers import read_topic, started_producer
@@ -41,26 +42,28 @@ async def test_idempotent_submit_publishes_once(client_for, kafka_bootstrap):
     with pytest.raises(GenloomError) as conflict:
         await client.submit(text_job("different", job_id="idem-1"))
     assert conflict.value.status == 409 and conflict.value.code == "idempotency_conflict"
-    # the gateway routes it straight to the text workers' topic, once
-    jobs = [v for v in values(await read_until_idle(kafka_bootstrap, jobs_topic("text"))) if v.get("job_id") == "idem-1"]
-    assert len(jobs) == 1 and jobs[0]["tenant"] == "t-idem"
-    assert not [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-1"]
-    accepted = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-1"]
-    assert [a["type"] for a in accepted] == ["accepted"]
+    # the gateway routes it straight to the text workers' topic, once, by its internal id
+    internal = scoped_job_id("t-idem", "idem-1")
+    jobs = [v for v in values(await read_until_idle(kafka_bootstrap, jobs_topic("text"))) if v.get("job_id") == internal]
+    assert len(jobs) == 1 and jobs[0]["tenant"] == "t-idem" and jobs[0]["client_job_id"] == "idem-1"
+    assert not [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == internal]
+    accepted = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == internal]
+    assert [(a["type"], a["client_job_id"]) for a in accepted] == [("accepted", "idem-1")]
 
 
 async def test_streams_route_goes_through_routing_with_one_accepted(client_for, gateway_url_b, kafka_bootstrap):
     # the second test gateway publishes to genloom.requests; the routing agent forwards the job
     client = client_for("t-idem", url=gateway_url_b)
     await client.submit(text_job("via the stream processors", job_id="idem-streams"))
-    requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-streams"]
+    internal = scoped_job_id("t-idem", "idem-streams")
+    requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == internal]
     assert len(requests) == 1
     routed = await read_topic(kafka_bootstrap, jobs_topic("text"),
-                              until=lambda msgs: any(v.get("job_id") == "idem-streams" for v in values(msgs)))
-    job = next(m for m in routed if json.loads(m.value).get("job_id") == "idem-streams")
+                              until=lambda msgs: any(v.get("job_id") == internal for v in values(msgs)))
+    job = next(m for m in routed if json.loads(m.value).get("job_id") == internal)
     # the gateway's signature went on with the job: a worker with the key runs it
     assert refusal(REQUEST_SIGNING_KEY, decode_request(job.value), job.headers) is None
-    events = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-streams"]
+    events = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == internal]
     assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway")]
 
 
@@ -81,14 +84,15 @@ async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, 
     raw = await client._http.post("/v1/jobs", json=text_job("one more"))
     assert raw.status_code == 429 and int(raw.headers["Retry-After"]) >= 1
     # a terminal event releases exactly one slot (once, even if repeated)
-    await worker.emit(Completed, admitted[0]["id"])
-    await worker.publish(Completed(job_id=admitted[0]["id"], seq=0, source="worker"))
+    first = scoped_job_id("t-load", admitted[0]["id"])
+    await worker.emit(Completed, first)
+    await worker.publish(Completed(job_id=first, seq=0, source="worker"))
     await wait_for(lambda: _inflight_is(edge_store, "t-load", 2))
     assert (await client.submit(text_job("after")))["status"] == "queued"
     with pytest.raises(GenloomError):
         await client.submit(text_job("over again"))
     for job in admitted[1:]:
-        await worker.emit(Completed, job["id"])
+        await worker.emit(Completed, scoped_job_id("t-load", job["id"]))
 
 
 async def _inflight_is(store, tenant: str, count: int) -> bool:
@@ -103,8 +107,8 @@ async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_ke
             await call
         assert info.value.status == 404 and info.value.code == "not_found"
     store = LocalBlobStore(blob_dir)
-    key = artifact_key("t-a", jid, "out.png")
-    await store.put(key, b"\x89PNG fake", "image/png")
+    await store.put(artifact_key("t-a", scoped_job_id("t-a", jid), "out.png"), b"\x89PNG fake", "image/png")
+    key = artifact_key("t-a", jid, "out.png")  # what the owner is shown
     async with httpx.AsyncClient(base_url=gateway_url) as http:
         mine = await http.get(f"/v1/artifacts/{key}", headers=_auth(edge_keys, "t-a"))
         theirs = await http.get(f"/v1/artifacts/{key}", headers=_auth(edge_keys, "t-b"))
@@ -134,12 +138,13 @@ async def test_cancel_while_queued_ends_the_job_once(client_for, worker, kafka_b
     events = [e async for e in client.events(jid)]
     assert [(e.type, e.data["source"]) for e in events] == [("accepted", "gateway"), ("cancelled", "gateway")]
     # a worker that saw the cancel late says so too: the fan-out keeps only the first terminal
-    await worker.emit(Cancelled, jid, reason="stopped between steps")
-    await wait_for(lambda: _hget(edge_redis, rkeys.dedupe(jid), "dropped:after_terminal"))
-    assert [e.type for e in await edge_store.entries(jid)].count("cancelled") == 1
+    internal = scoped_job_id("t-cancel", jid)
+    await worker.emit(Cancelled, internal, reason="stopped between steps")
+    await wait_for(lambda: _hget(edge_redis, rkeys.dedupe(internal), "dropped:after_terminal"))
+    assert [e.type for e in await edge_store.entries(internal)].count("cancelled") == 1
     done = await client._http.post(f"/v1/jobs/{jid}/cancel")
     assert done.status_code == 200 and done.json()["status"] == "cancelled"
-    controls = [v for v in values(await read_until_idle(kafka_bootstrap, CONTROL)) if v.get("job_id") == jid]
+    controls = [v for v in values(await read_until_idle(kafka_bootstrap, CONTROL)) if v.get("job_id") == internal]
     assert len(controls) == 1 and controls[0]["tenant"] == "t-cancel" and controls[0]["type"] == "cancel"
     assert await edge_store.inflight("t-cancel", "text") == 0
 
@@ -189,8 +194,8 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
         # the message may still land: the owner sees the job, and the advised retry is no conflict
         assert seen.status_code == 200 and seen.json()["status"] == "queued"
         assert again.status_code == 503 and again.json()["error"]["code"] == "backend_unavailable"
-        record = await JobStore(edge_redis).load(job_id)
-        assert record.tenant == "t-rollback" and record.unacked and record.slot_held
+        record = await JobStore(edge_redis).load(scoped_job_id("t-rollback", job_id))
+        assert record.tenant == "t-rollback" and record.client_id == job_id and record.unacked and record.slot_held
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "backend_unavailable"
     finally:
         await producer.stop()
@@ -201,9 +206,9 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
                                  headers={"Authorization": "Bearer k"}) as http:
         retry = await http.post("/v1/jobs", json=text_job("x", job_id=job_id))
     assert retry.status_code == 200 and retry.json()["status"] == "queued"
-    assert not (await JobStore(edge_redis).load(job_id)).unacked
+    assert not (await JobStore(edge_redis).load(scoped_job_id("t-rollback", job_id))).unacked
     await read_topic(kafka_bootstrap, jobs_topic("text"), timeout=60,
-                     until=lambda ms: any(json.loads(m.value)["job_id"] == job_id for m in ms))
+                     until=lambda ms: any(json.loads(m.value)["client_job_id"] == job_id for m in ms))
 
 
 async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_retry_succeeds(
@@ -225,11 +230,11 @@ async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_re
                 assert response.status_code == 503 and "same job_id" in response.json()["error"]["message"]
                 # the producer still delivers the message it had queued: the job will run
                 landed = await read_topic(broker.bootstrap, jobs_topic("text"), timeout=60,
-                                          until=lambda ms: any(json.loads(m.value)["job_id"] == job_id for m in ms))
+                                          until=lambda ms: any(json.loads(m.value)["client_job_id"] == job_id for m in ms))
                 assert landed
 
                 async def acknowledged():
-                    return not (await JobStore(edge_redis).load(job_id)).unacked
+                    return not (await JobStore(edge_redis).load(scoped_job_id("t-rollback", job_id))).unacked
 
                 await wait_for(acknowledged, timeout=60)  # the late acknowledgement is recorded too
                 seen = await http.get(f"/v1/jobs/{job_id}")

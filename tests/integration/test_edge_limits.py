@@ -31,6 +31,7 @@ from infra.redis.server import LocalRedis
 from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource, JobStatus, Modality
 from schemas.events import Accepted, Artifact, Completed
+from schemas.requests import scoped_job_id
 
 pytestmark = pytest.mark.integration
 
@@ -83,17 +84,18 @@ async def _shut(app) -> None:
 
 
 async def _job(url: str, tenant: str = TENANT, *events) -> str:
-    """A job of `tenant` with its `accepted` event (and `events`) in the replay log."""
+    """A job of `tenant` with its `accepted` event (and `events`) in the replay log: the tenant's id of it."""
     job_id = f"edge-{uuid.uuid4().hex[:10]}"
+    internal = scoped_job_id(tenant, job_id)
     client = connect(url)
     try:
         store = JobStore(client)
-        await store.admit(job_id, JobRecord(status=JobStatus.QUEUED, tenant=tenant, modality=Modality.TEXT,
-                                            fingerprint="f"), max_inflight=1000)
-        await _emit(store, Accepted(job_id=job_id, seq=0, source=EventSource.GATEWAY, tenant=tenant,
-                                    modality=Modality.TEXT))
+        await store.admit(internal, JobRecord(status=JobStatus.QUEUED, tenant=tenant, client_id=job_id,
+                                              modality=Modality.TEXT, fingerprint="f"), max_inflight=1000)
+        await _emit(store, Accepted(job_id=internal, seq=0, source=EventSource.GATEWAY, tenant=tenant,
+                                    client_job_id=job_id, modality=Modality.TEXT))
         for event in events:
-            await _emit(store, event.model_copy(update={"job_id": job_id}))
+            await _emit(store, event.model_copy(update={"job_id": internal}))
     finally:
         await client.aclose()
     return job_id
@@ -103,10 +105,10 @@ async def _emit(store: JobStore, event) -> None:
     await store.apply(event, event.model_dump_json().encode(), time.time())
 
 
-async def _finish(url: str, job_id: str) -> None:
+async def _finish(url: str, job_id: str, tenant: str = TENANT) -> None:
     client = connect(url)
     try:
-        await _emit(JobStore(client), Completed(job_id=job_id, seq=1, source=EventSource.WORKER))
+        await _emit(JobStore(client), Completed(job_id=scoped_job_id(tenant, job_id), seq=1, source=EventSource.WORKER))
     finally:
         await client.aclose()
 
@@ -419,13 +421,14 @@ async def test_unauthenticated_readyz_shows_no_addresses(tmp_path):
 async def test_artifact_uris_show_no_server_paths(own_redis, tmp_path):
     secret = "/srv/secret-blob-root"
     job_id = await _job(own_redis.url)
-    artifact = Artifact(job_id=job_id, seq=1, source=EventSource.WORKER, uri=f"file://{secret}/artifacts/x/y/out.png",
+    internal = scoped_job_id(TENANT, job_id)
+    artifact = Artifact(job_id=internal, seq=1, source=EventSource.WORKER, uri=f"file://{secret}/artifacts/x/y/out.png",
                         mime_type="image/png", bytes=3, sha256="0" * 64)
     client = connect(own_redis.url)
     try:
-        artifact = artifact.model_copy(update={"uri": f"file://{secret}/artifacts/{TENANT}/{job_id}/out.png"})
+        artifact = artifact.model_copy(update={"uri": f"file://{secret}/artifacts/{TENANT}/{internal}/out.png"})
         await _emit(JobStore(client), artifact)
-        await _emit(JobStore(client), Completed(job_id=job_id, seq=2, source=EventSource.WORKER))
+        await _emit(JobStore(client), Completed(job_id=internal, seq=2, source=EventSource.WORKER))
     finally:
         await client.aclose()
     app = _app(own_redis.url, tmp_path)
@@ -440,3 +443,4 @@ async def test_artifact_uris_show_no_server_paths(own_redis, tmp_path):
     assert view["result"]["artifacts"][0]["uri"] == expected
     assert "event: artifact" in events and expected in events
     assert secret not in str(view) and secret not in events and "file://" not in events
+    assert internal not in str(view) and internal not in events  # the tenant sees its own id only

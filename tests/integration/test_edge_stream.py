@@ -8,6 +8,7 @@ import pytest
 
 from infra.client import SseParser
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
+from schemas.requests import scoped_job_id
 from tests.edge_helpers import CuttableProxy, text_job, wait_for
 
 pytestmark = pytest.mark.integration
@@ -20,10 +21,11 @@ async def test_submit_stream_and_status(client_for, worker):
     job = await client.submit(text_job("hi", model="tiny-chat"))
     assert job["status"] == "queued" and job["modality"] == "text" and job["model"] == "tiny-chat"
     jid = job["id"]
-    await worker.emit(Started, jid, worker="w1", model=ModelInfo(**MODEL))
-    await worker.emit(TokenDelta, jid, text="Hel", tokens=1)
-    await worker.emit(TokenDelta, jid, text="lo", tokens=1)
-    await worker.emit(Completed, jid, text="Hello", usage=Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5))
+    wid = scoped_job_id("t-flow", jid)
+    await worker.emit(Started, wid, worker="w1", model=ModelInfo(**MODEL))
+    await worker.emit(TokenDelta, wid, text="Hel", tokens=1)
+    await worker.emit(TokenDelta, wid, text="lo", tokens=1)
+    await worker.emit(Completed, wid, text="Hello", usage=Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5))
     events = [e async for e in client.events(jid)]
     assert [(e.id, e.type) for e in events] == [
         (1, "accepted"), (2, "started"), (3, "token"), (4, "token"), (5, "completed")
@@ -42,8 +44,9 @@ async def test_sse_resume_after_forced_disconnect_loses_and_repeats_nothing(
     try:
         client = client_for("t-resume", url=proxy.url, backoff_s=0.05)
         jid = (await client.submit(text_job("resume")))["id"]
-        await worker.emit(Started, jid, worker="w1", model=ModelInfo(**MODEL))
-        await worker.emit(TokenDelta, jid, text="a", tokens=1)
+        wid = scoped_job_id("t-resume", jid)
+        await worker.emit(Started, wid, worker="w1", model=ModelInfo(**MODEL))
+        await worker.emit(TokenDelta, wid, text="a", tokens=1)
         received = []
         stream = client.events(jid)
         async for event in stream:
@@ -53,13 +56,13 @@ async def test_sse_resume_after_forced_disconnect_loses_and_repeats_nothing(
         await stream.aclose()
         # the second half starts on a live connection that is then cut mid-stream
         resumed = client.events(jid, last_event_id=received[-1].id)
-        await worker.emit(TokenDelta, jid, text="b", tokens=1)
+        await worker.emit(TokenDelta, wid, text="b", tokens=1)
         first = await resumed.__anext__()
         received.append(first)
         proxy.cut()
         for text in "cde":
-            await worker.emit(TokenDelta, jid, text=text, tokens=1)
-        await worker.emit(Completed, jid, text="abcde")
+            await worker.emit(TokenDelta, wid, text=text, tokens=1)
+        await worker.emit(Completed, wid, text="abcde")
         received += [e async for e in resumed]
         assert proxy.connections >= 3  # first stream, resumed stream, reconnect after the cut
         assert [e.id for e in received] == list(range(1, 9))
@@ -84,6 +87,7 @@ async def test_sse_resume_after_forced_disconnect_loses_and_repeats_nothing(
 async def test_disconnect_stops_reading_but_does_not_cancel(client_for, edge_redis, worker, gateway_url, edge_keys):
     client = client_for("t-flow")
     jid = (await client.submit(text_job("leave")))["id"]
+    wid = scoped_job_id("t-flow", jid)
 
     async def blocked_readers() -> int:
         """Connections blocked in an XREAD now (the gateway's one replay reader, while anyone follows)."""
@@ -104,7 +108,7 @@ async def test_disconnect_stops_reading_but_does_not_cancel(client_for, edge_red
             await wait_for(lambda: _gt(blocked_readers, before), timeout=5)
     await wait_for(lambda: _le(blocked_readers, before), timeout=5)
     assert (await client.get(jid))["status"] == "queued"
-    await worker.emit(Completed, jid)  # free the tenant's slot
+    await worker.emit(Completed, wid)  # free the tenant's slot
 
 
 async def _gt(probe, value) -> bool:

@@ -29,6 +29,7 @@ from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import JobStore, WebhookOutboxBounds
 from infra.redis.outbox import OutboxEntry, WebhookOutbox
 from schemas.enums import EventSource, JobStatus, Modality
+from schemas.requests import scoped_job_id
 from schemas.events import Completed, Failed, Progress, TokenDelta
 from streams.fanout.outbox import OutboxDeliverer
 from streams.fanout.webhooks import WebhookDispatcher, WebhookSender, new_http_client
@@ -93,16 +94,22 @@ async def test_each_terminal_event_is_delivered_once_signed(client_for, worker, 
     spec = {"url": url, "events": ["completed", "failed", "progress"]}
     done = (await client.submit(text_job("hook 1", webhook=spec)))["id"]
     broken = (await client.submit(text_job("hook 2", webhook=spec)))["id"]
+    # the workers know the jobs by their internal ids; the receiver sees only the tenant's
+    done_internal, broken_internal = scoped_job_id("t-hook", done), scoped_job_id("t-hook", broken)
     for step in range(1, 4):  # three progress events in well under a second: throttled to one
-        await worker.emit(Progress, done, step=step, total=3)
-    await worker.emit(Completed, done, text="ok")
-    await worker.publish(Completed(job_id=done, seq=4, source="worker", text="ok"))  # redelivered
-    await worker.emit(Failed, broken, code="generation_error", message="boom")
+        await worker.emit(Progress, done_internal, step=step, total=3)
+    await worker.emit(Completed, done_internal, text="ok")
+    await worker.publish(Completed(job_id=done_internal, seq=4, source="worker", text="ok"))  # redelivered
+    await worker.emit(Failed, broken_internal, code="generation_error", message=f"boom in {broken_internal}")
     await wait_for(lambda: _count(rec, "completed", "failed"), timeout=20)
-    await wait_for(lambda: _settled(edge_redis, rec, done), timeout=20)
+    await wait_for(lambda: _settled(edge_redis, rec, done_internal), timeout=20)
     delivered = rec.delivered()
     terminal = sorted((body["job_id"], body["type"]) for _, body in delivered if body["type"] != "progress")
     assert terminal == sorted([(done, "completed"), (broken, "failed")])
+    assert [body["message"] for _, body in delivered if body["type"] == "failed"] == [f"boom in {broken}"]
+    for _, headers, body in rec.calls:
+        assert done_internal.encode() not in body and broken_internal.encode() not in body
+        assert headers["x-genloom-event-id"].split(":")[0] in (done, broken)
     assert [body["step"] for _, body in delivered if body["type"] == "progress"] == [1]
     assert rec.calls[0][0] == 500  # the first try failed and was retried
     # the tenant's own key, as the gateway hands it out, verifies; another tenant's key does not
@@ -133,7 +140,7 @@ async def _settled(redis, rec: Receiver, job_id: str) -> bool:
         return False
     for _, headers, _ in rec.calls:
         job, entry = headers["x-genloom-event-id"].rsplit(":", 1)
-        if await redis.get(rkeys.webhook_mark(job, int(entry))) != b"delivered":
+        if await redis.get(rkeys.webhook_mark(scoped_job_id("t-hook", job), int(entry))) != b"delivered":
             return False
     return True
 

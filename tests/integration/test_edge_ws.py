@@ -9,6 +9,7 @@ import websockets
 
 from infra.kafka.topics import CONTROL
 from schemas.events import Cancelled, ModelInfo, Started, TokenDelta
+from schemas.requests import scoped_job_id
 from tests.edge_helpers import read_until_idle, text_job, values
 
 pytestmark = pytest.mark.integration
@@ -21,8 +22,9 @@ def _ws_url(http_url: str, jid: str, query: str) -> str:
 async def test_websocket_streams_events_and_cancels(client_for, worker, gateway_url, edge_keys, kafka_bootstrap):
     client = client_for("t-ws")
     jid = (await client.submit(text_job("ws")))["id"]
-    await worker.emit(Started, jid, worker="w1", model=ModelInfo(id="tiny", device="cpu", dtype="float32"))
-    await worker.emit(TokenDelta, jid, text="x", tokens=1)
+    wid = scoped_job_id("t-ws", jid)
+    await worker.emit(Started, wid, worker="w1", model=ModelInfo(id="tiny", device="cpu", dtype="float32"))
+    await worker.emit(TokenDelta, wid, text="x", tokens=1)
     async with websockets.connect(_ws_url(gateway_url, jid, f"api_key={edge_keys['t-ws']}")) as ws:
         frames = [json.loads(await ws.recv()) for _ in range(3)]
         assert [(f["id"], f["type"]) for f in frames] == [(1, "accepted"), (2, "started"), (3, "token")]
@@ -31,9 +33,9 @@ async def test_websocket_streams_events_and_cancels(client_for, worker, gateway_
         ack = json.loads(await ws.recv())
         assert ack["type"] == "cancel_ack" and ack["published"] is True and ack["job"]["status"] == "running"
         controls = [v for v in values(await read_until_idle(kafka_bootstrap, CONTROL, idle_s=0.5))
-                    if v.get("job_id") == jid]
+                    if v.get("job_id") == wid]
         assert len(controls) == 1
-        await worker.emit(Cancelled, jid, reason="cancel requested")  # the worker obeys
+        await worker.emit(Cancelled, wid, reason="cancel requested")  # the worker obeys
         last = json.loads(await ws.recv())
         assert last["id"] == 4 and last["type"] == "cancelled" and last["event"]["source"] == "worker"
         with pytest.raises(websockets.ConnectionClosedOK):

@@ -13,6 +13,7 @@ import pytest
 from infra.kafka.topics import jobs_topic
 from infra.redis.jobstore import JobStore
 from schemas.events import TokenDelta
+from schemas.requests import scoped_job_id
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from workers.moderation.gate import ModerationGate
@@ -98,7 +99,7 @@ async def test_closing_the_stream_aborts_generation(sdk, text_pipeline, edge_red
             received += 1
             if received == 3:
                 break
-    job_id = chunk.id.removeprefix("chatcmpl-")
+    job_id = scoped_job_id("t-flow", chunk.id.removeprefix("chatcmpl-"))  # as the worker knows it
     await stream.close()
     deadline = time.monotonic() + 30
     status = None

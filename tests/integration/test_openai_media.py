@@ -22,6 +22,7 @@ from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.models.settings import ImageSettings, VideoSettings
 from infra.redis.jobstore import JobStore
 from schemas.enums import JobStatus, Modality
+from schemas.requests import scoped_job_id
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
@@ -146,10 +147,11 @@ async def test_delete_cancels_a_running_video_exactly_once(media_workers, gatewa
     assert final["status"] == "cancelled" and final["progress"] < 100
     assert again.json()["status"] == "cancelled"
     assert content.status_code == 404 and content.json()["error"]["code"] == "not_found"
+    internal = scoped_job_id(TENANT, video_id)
     cancels = [v for v in values(await read_until_idle(kafka_bootstrap, CONTROL, idle_s=1.0))
-               if v.get("job_id") == video_id]
+               if v.get("job_id") == internal]
     terminal = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS, idle_s=1.0))
-                if v.get("job_id") == video_id and v.get("type") in ("completed", "failed", "cancelled")]
+                if v.get("job_id") == internal and v.get("type") in ("completed", "failed", "cancelled")]
     assert len(cancels) == 1 and [e["type"] for e in terminal] == ["cancelled"]
 
 
@@ -191,7 +193,7 @@ async def test_sse_speech_streams_each_sentence_before_done(media_workers, gatew
                     continue
                 events.append(json.loads(line.removeprefix("data: ")))
                 if len(events) == 1:
-                    status_at_first_delta = (await JobStore(edge_redis).load(job_id)).status
+                    status_at_first_delta = (await JobStore(edge_redis).load(scoped_job_id(TENANT, job_id))).status
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert len(deltas) >= 2 and events[-1]["type"] == "speech.audio.done" and events[:-1] == deltas
     assert status_at_first_delta != JobStatus.COMPLETED  # the first sentence came before the last was spoken
@@ -249,4 +251,4 @@ async def test_no_bad_media_request_reached_kafka(gateway_url, kafka_bootstrap):
     for topic in (REQUESTS, *(jobs_topic(m) for m in Modality)):
         seen += values(await read_until_idle(kafka_bootstrap, topic, idle_s=1.0))
     assert seen, "the request topics are readable"
-    assert not {v.get("job_id") for v in seen} & set(BAD_IDS.values())
+    assert not {v.get("client_job_id") for v in seen} & set(BAD_IDS.values())

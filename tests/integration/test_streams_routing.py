@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from infra.kafka.signing import SIGNATURE_HEADER, signature_headers
+from infra.kafka.codec import decode_request
+from infra.kafka.signing import SIGNATURE_HEADER, refusal, signature_headers
 from infra.kafka.topics import DLQ, EVENTS, REQUESTS, jobs_topic
 from schemas import parse_request
+from schemas.requests import scoped_job_id
 from tests.conftest import REQUEST_SIGNING_KEY
 from tests.kafka_helpers import job_events, read_topic
 
@@ -20,7 +22,9 @@ def _job_id(value: bytes) -> str | None:
         data = json.loads(value)
     except ValueError:  # other tests put garbage on these topics on purpose
         return None
-    return data.get("job_id") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    return data.get("client_job_id") or data.get("job_id")  # routed jobs are qualified by tenant
 
 
 def _has(job_id: str):
@@ -38,7 +42,11 @@ async def test_valid_request_is_routed_and_accepted(kafka_bootstrap, streams_pro
     routed = await read_topic(kafka_bootstrap, jobs_topic("video"), until=_has("rt-ok"))
     msg = next(m for m in routed if _job_id(m.value) == "rt-ok")
     assert msg.key == b"sess-1" and json.loads(msg.value)["params"]["prompt"] == "waves"
-    assert dict(msg.headers)[SIGNATURE_HEADER] == dict(signed(body))[SIGNATURE_HEADER]  # forwarded
+    # qualified by its tenant (the default one) and signed again as such: the workers run it
+    routed_job = decode_request(msg.value)
+    assert routed_job.job_id == scoped_job_id("default", "rt-ok") and routed_job.client_job_id == "rt-ok"
+    assert refusal(REQUEST_SIGNING_KEY, routed_job, msg.headers) is None
+    assert dict(msg.headers)[SIGNATURE_HEADER] != dict(signed(body))[SIGNATURE_HEADER]
     accepted = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-ok"))
     first = next(json.loads(m.value) for m in accepted if _job_id(m.value) == "rt-ok")
     assert first["type"] == "accepted" and first["source"] == "streams" and first["modality"] == "video"
