@@ -45,6 +45,7 @@ from infra.redis.server import LocalRedis  # noqa: E402
 from infra.settings.gateway import GatewaySettings  # noqa: E402
 from schemas.enums import EventSource  # noqa: E402
 from schemas.events import Completed, TokenDelta  # noqa: E402
+from schemas.requests import scoped_job_id  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "edge_latency.json"
 KEY, TENANT = "bench-key", "bench"
@@ -101,6 +102,7 @@ async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: Kafka
             for _ in range(streams)]
     edge: list[float] = []
     readers = [asyncio.create_task(follow(client, jid, edge)) for jid in jobs]
+    jobs = [scoped_job_id(TENANT, jid) for jid in jobs]  # the worker's side knows them by the internal id
     await asyncio.sleep(1.0)  # every stream is connected and blocked on the replay log
     sent = 0
     for _ in range(rounds):
@@ -140,7 +142,7 @@ async def main(args: argparse.Namespace) -> dict:
         warm = (await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "w"}]}}))["id"]
         deadline = time.monotonic() + 90
         store = JobStore(redis)
-        while not ((record := await store.load(warm)) and record.last_event_id):
+        while not ((record := await store.load(scoped_job_id(TENANT, warm))) and record.last_event_id):
             if time.monotonic() > deadline:
                 raise TimeoutError("the fan-out never started")
             await asyncio.sleep(0.2)

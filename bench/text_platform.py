@@ -48,10 +48,13 @@ from infra.redis.client import connect  # noqa: E402
 from infra.redis.jobstore import JobStore  # noqa: E402
 from schemas.enums import JobStatus  # noqa: E402
 from schemas.events import Started, TokenDelta  # noqa: E402
+from schemas.requests import scoped_job_id  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "text_platform.json"
 MODEL = "smollm2-135m-instruct"
+#: the tenant of the benchmark's API key (its job ids are scoped by it in Redis)
+TENANT = "bench"
 PROMPTS = [
     "Name a colour.", "What is two plus two?", "Say hello in French.", "Name a large animal.",
     "What is the capital of Italy?", "Give me a word that rhymes with cat.", "Name a planet.",
@@ -171,7 +174,7 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, re
         name = "http" if i % 2 == 0 else "sdk"
         wall, start = time.time(), time.perf_counter()
         first, last, text, job_id = await clients[name](PROMPTS[(i // 2 + 1) % len(PROMPTS)])
-        events = [entry.event for entry in await store.entries(job_id)]
+        events = [entry.event for entry in await store.entries(scoped_job_id(TENANT, job_id))]
         started = next(e.ts for e in events if isinstance(e, Started))
         first_token = next(e.ts for e in events if isinstance(e, TokenDelta))
         run = runs[name]
@@ -223,7 +226,7 @@ async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int
                 received += 1
                 if received == read:
                     break
-        job_id = chunk.id.removeprefix("chatcmpl-")
+        job_id = scoped_job_id(TENANT, chunk.id.removeprefix("chatcmpl-"))  # as Redis knows it
         await stream.close()
         for _ in range(300):
             record = await store.load(job_id)
@@ -241,7 +244,7 @@ async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int
 def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
     port = free_port()
     key = "bench-key"
-    stack = Stack(log_dir=log_dir, env={**FAST, "GENLOOM_API_KEYS": f"{key}:bench",
+    stack = Stack(log_dir=log_dir, env={**FAST, "GENLOOM_API_KEYS": f"{key}:{TENANT}",
                                         "GENLOOM_TEXT_MAX_BATCH_SIZE": "16"})
     stack.start_backends()
     stack.add("streams", ["streams"])
