@@ -56,7 +56,8 @@ class JobError(Contract):
 class JobView(Contract):
     """A job as the gateway reports it (built from the record the fan-out keeps in Redis)."""
 
-    id: str = Field(description="The job id (also the idempotency key).")
+    id: str = Field(description="The job id (also the idempotency key), as the tenant gave it: ids are scoped by"
+                    " tenant, so another tenant's job of the same id is another job.")
     object: Literal["job"] = "job"
     status: JobStatus
     modality: Modality | None = None

@@ -13,6 +13,12 @@ A producer of its own that writes to `genloom.requests` (or a job topic) signs w
     headers = signature_headers(key, request)
     await producer.send(REQUESTS, encode(request), key=request.key.encode(), headers=headers)
 
+A request the gateway publishes is qualified (``job_id`` the internal id scoped by tenant,
+``client_job_id`` the tenant's; see `schemas.requests.qualified`) before it is signed, so the
+signature binds the internal id to its tenant. A producer's request on `genloom.requests` may be
+signed unqualified: the routing agent checks that signature, qualifies the request and signs it
+again. One written straight to a job topic is qualified by its producer before signing.
+
 With no key configured nothing is signed and nothing is checked.
 """
 
