@@ -206,6 +206,8 @@ async def test_only_subscribed_events_of_jobs_with_a_webhook_reach_the_outbox(ed
     assert [(f[b"job"].decode(), f[b"type"], f[b"tenant"]) for _, f in entries] == [
         (hooked, b"progress", b"t-hook"), (hooked, b"completed", b"t-hook")]
     assert json.loads(entries[1][1][b"data"])["type"] == "completed" and entries[1][1][b"entry"] == b"4"
+    # a record without the tenant's id of its job (written before ids were scoped) shows the one it has
+    assert {f[b"client"] for _, f in entries} == {hooked.encode()}
 
 
 async def test_a_delivery_survives_the_deliverer_that_took_it_dying(edge_redis, receiver):
