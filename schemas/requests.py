@@ -220,7 +220,7 @@ class _RequestBase(Contract):
     )
 
     @model_validator(mode="after")
-    def _scoped_consistently(self):
+    def _scoped_consistently(self) -> _RequestBase:
         if self.client_job_id is not None and self.job_id != scoped_job_id(self.tenant, self.client_job_id):
             raise ValueError("job_id is not scoped_job_id(tenant, client_job_id): leave client_job_id unset and"
                              " give your id as job_id")
