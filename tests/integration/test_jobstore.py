@@ -28,7 +28,7 @@ async def redis(redis_url):
 
 @pytest.fixture
 def store(redis) -> JobStore:
-    return JobStore(redis, job_ttl_s=60, inflight_ttl_s=60, replay_maxlen=100)
+    return JobStore(redis, job_ttl_s=60, replay_maxlen=100)
 
 
 def _id(name: str) -> str:
@@ -186,3 +186,58 @@ async def test_cancel_flag_and_video_meta_are_set_once(store):
     await store.keep_video_meta(job, {"model": "v1", "size": None, "seconds": "1"})
     await store.keep_video_meta(job, {"model": "v2", "size": "8x8", "seconds": "2"})
     assert (await store.load(job)).video_meta == {"model": "v1", "size": None, "seconds": "1"}
+
+
+async def test_reconcile_drops_slots_of_expired_and_terminal_records_and_lists_the_rest(store, redis):
+    tenant = _id("t")
+    expired, ended, queued, running = _id("exp"), _id("end"), _id("q"), _id("run")
+    for job in (expired, ended, queued, running):
+        assert await store.admit(job, _record(tenant), max_inflight=4, now=10.0) == Admitted()
+    assert await store.admit(_id("full"), _record(tenant), max_inflight=4) == Full(4)
+    await redis.delete(keys.job_record(expired))  # its record expired: nothing would ever release it
+    # a terminal recorded without its slot key, as by a fan-out that lost the slot's name
+    await redis.hset(keys.job_record(ended), mapping={"terminal_id": 3, "status": "completed"})
+    await _apply(store, _ev(Started, running, 0, attempt=5, worker="w", model=MODEL), now=20.0)
+
+    held = {h.job_id: h for h in await store.reconcile() if h.job_id in (expired, ended, queued, running)}
+    assert set(held) == {queued, running}
+    assert held[queued].status == JobStatus.QUEUED and held[queued].since == 1.5  # created_at
+    assert held[running].status == JobStatus.RUNNING and held[running].since == 20.0
+    assert held[running].modality == "text"
+    assert await store.inflight(tenant, "text") == 2  # the two leaked slots came back
+    assert await store.admit(_id("again"), _record(tenant), max_inflight=4) == Admitted()
+
+
+async def test_an_empty_in_flight_set_leaves_the_index_and_admission_brings_it_back(store, redis):
+    tenant, job = _id("t"), _id("one")
+    await store.admit(job, _record(tenant), max_inflight=1)
+    assert keys.inflight(tenant, "text").encode() in await redis.smembers(keys.inflight_index())
+    await _apply(store, _ev(Completed, job, 0))
+    assert await store.inflight(tenant, "text") == 0
+    await store.reconcile()
+    assert keys.inflight(tenant, "text").encode() not in await redis.smembers(keys.inflight_index())
+    await store.admit(_id("two"), _record(tenant), max_inflight=1)
+    assert keys.inflight(tenant, "text").encode() in await redis.smembers(keys.inflight_index())
+
+
+async def test_end_lost_is_one_retryable_terminal_and_a_late_real_one_is_dropped(store):
+    tenant, job = _id("t"), _id("lost")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    await _apply(store, _ev(Started, job, 0, attempt=5, worker="w", model=MODEL))
+    ended = await store.end_lost(job, "lost: resubmit with the same job_id", now=9.0)
+    assert isinstance(ended, Appended)
+    assert await store.end_lost(job, "again", now=10.0) == Dropped("after_terminal")
+    assert await _apply(store, _ev(Completed, job, 1, attempt=5, text="late")) == Dropped("after_terminal")
+    record = await store.load(job)
+    assert record.status == JobStatus.FAILED and record.error.code == "job_lost" and record.error.retryable
+    assert await store.inflight(tenant, "text") == 0
+    assert [e.type for e in await store.entries(job)] == ["started", "failed"]
+
+
+async def test_only_one_holder_leads_until_its_lock_expires(store, redis):
+    await redis.delete(keys.reconciler_lock())
+    assert await store.lead("a", 5) and await store.lead("a", 5)  # taken, then renewed
+    assert not await store.lead("b", 5)
+    await redis.pexpire(keys.reconciler_lock(), 1)
+    await redis.delete(keys.reconciler_lock())  # as after its expiry
+    assert await store.lead("b", 5) and not await store.lead("a", 5)
