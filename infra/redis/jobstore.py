@@ -60,7 +60,19 @@ from .replay import RawEntry, ReplayReader
 _BATCH = 256
 
 _ADMIT = r"""
-local rec, held_set, index = KEYS[1], KEYS[2], KEYS[3]
+local rec, held_set, index, log, dd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('EXISTS', rec) == 1 and redis.call('HGET', rec, 'error_code') == 'job_lost'
+    and redis.call('HGET', rec, 'fingerprint') == ARGV[5] and redis.call('HGET', rec, 'tenant') == ARGV[6] then
+  -- the same request again after the job was lost: a new run under the same id. Its log and
+  -- numbering start over; which attempt is current (and which were superseded) is kept, so a
+  -- worker of the lost run that wakes up is superseded by the new run's start.
+  local stale = {}
+  for _, f in ipairs(redis.call('HKEYS', dd)) do
+    if f == 'n' or string.sub(f, 1, 4) == 'seq:' or string.sub(f, 1, 7) == 'dropped' then table.insert(stale, f) end
+  end
+  if #stale > 0 then redis.call('HDEL', dd, unpack(stale)) end
+  redis.call('DEL', rec, log)
+end
 if redis.call('EXISTS', rec) == 1 then
   return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or '',
           redis.call('HGET', rec, 'unacked') or ''}
@@ -69,7 +81,7 @@ local held = redis.call('ZCARD', held_set)
 if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
 redis.call('ZADD', held_set, ARGV[3], ARGV[4])
 redis.call('SADD', index, held_set)
-redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 5))
+redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 7))
 redis.call('EXPIRE', rec, ARGV[2])
 return {1, '', ''}
 """
@@ -307,13 +319,18 @@ class JobStore:
 
     async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int,
                     now: float | None = None) -> Admitted | Existing | Full:
-        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically."""
-        args: list[str | int] = [max_inflight, self._job_ttl, repr(time.time() if now is None else now), job_id]
+        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically.
+
+        The one exception to "once": the same request (tenant and fingerprint) of a job that ended
+        `job_lost` is admitted again as a new run under the same id, as that error advises."""
+        args: list[str | int] = [max_inflight, self._job_ttl, repr(time.time() if now is None else now), job_id,
+                                 record.fingerprint or "", record.tenant or ""]
         for name, value in record.to_fields().items():
             args += [name, value]
         held = keys.inflight(record.tenant, record.modality)
-        kind, a, b, *unacked = await self._admit(keys=[keys.job_record(job_id), held, keys.inflight_index()],
-                                                 args=args)
+        script_keys = [keys.job_record(job_id), held, keys.inflight_index(), keys.replay_log(job_id),
+                       keys.dedupe(job_id)]
+        kind, a, b, *unacked = await self._admit(keys=script_keys, args=args)
         if kind == 1:
             return Admitted()
         if kind == 0:

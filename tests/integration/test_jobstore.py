@@ -241,3 +241,22 @@ async def test_only_one_holder_leads_until_its_lock_expires(store, redis):
     await redis.pexpire(keys.reconciler_lock(), 1)
     await redis.delete(keys.reconciler_lock())  # as after its expiry
     assert await store.lead("b", 5) and not await store.lead("a", 5)
+
+
+async def test_the_same_request_of_a_lost_job_runs_again_under_its_id(store):
+    tenant, job = _id("t"), _id("rerun")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    await _apply(store, _ev(Started, job, 0, attempt=5, worker="w", model=MODEL))
+    await store.end_lost(job, "lost", now=9.0)
+    assert await store.admit(job, _record(tenant, "other"), max_inflight=5) == Existing("f1", tenant)
+    assert await store.admit(job, _record(_id("t2")), max_inflight=5) == Existing("f1", tenant)
+    assert await store.admit(job, _record(tenant), max_inflight=5) == Admitted()
+    record = await store.load(job)
+    assert record.status == JobStatus.QUEUED and record.error is None and record.slot_held
+    assert await store.inflight(tenant, "text") == 1 and await store.entries(job) == []
+    assert await _apply(store, _ev(TokenDelta, job, 1, attempt=5, text="zombie", tokens=1)) == Appended(1, None)
+    assert await _apply(store, _ev(Started, job, 0, attempt=6, worker="w2", model=MODEL)) == Appended(2, None)
+    assert await _apply(store, _ev(Completed, job, 2, attempt=5)) == Dropped("stale_attempt")
+    assert isinstance(await _apply(store, _ev(Completed, job, 1, attempt=6, text="ok")), Appended)
+    assert (await store.load(job)).status == JobStatus.COMPLETED
+    assert await store.admit(job, _record(tenant), max_inflight=5) == Existing("f1", tenant)

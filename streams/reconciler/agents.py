@@ -1,0 +1,38 @@
+"""The reconciler as a faust task of the streams process: thin; what it does is in loop.py and logic.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import faust
+
+from infra.redis.client import connect
+from infra.redis.jobstore import JobStore, WebhookOutboxBounds
+from infra.settings.streams import FanoutSettings, ReconcilerSettings, WebhookSettings
+
+from .loop import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, redis_url: str | None, settings: ReconcilerSettings | None = None,
+             fanout: FanoutSettings | None = None, webhooks: WebhookSettings | None = None) -> None:
+    """Run the reconciler beside the fan-out; every streams process runs one, one at a time acts."""
+    settings = settings or ReconcilerSettings()
+    if not redis_url or not settings.enabled:
+        return
+    fanout = fanout or FanoutSettings()
+    webhooks = webhooks or WebhookSettings()
+
+    @app.task
+    async def reconcile() -> None:
+        redis = connect(redis_url)
+        # the lost job's webhook is owed like any terminal event's: the same outbox bounds as the fan-out
+        bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if webhooks.master() else None
+        store = JobStore(redis, replay_maxlen=fanout.replay_maxlen, job_ttl_s=fanout.job_ttl_s, webhook_outbox=bounds)
+        try:
+            await Reconciler(store, settings, holder=f"{socket.gethostname()}:{os.getpid()}").run()
+        finally:
+            await redis.aclose()

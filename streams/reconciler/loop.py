@@ -1,0 +1,62 @@
+"""The reconciler's loop: one streams process at a time (a lock in Redis with an expiry) drops
+in-flight slots of expired or ended jobs and ends lost jobs through `JobStore.end_lost`, the same
+script as every event (one terminal event, its webhook owed, its slot released)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from infra.redis.jobstore import Appended, JobStore
+from infra.settings.streams import ReconcilerSettings
+
+from .logic import lost_jobs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep: whether this process led it, jobs still held, and the lost jobs it ended."""
+
+    led: bool
+    held: int = 0
+    ended: tuple[str, ...] = ()
+
+
+class Reconciler:
+    def __init__(self, store: JobStore, settings: ReconcilerSettings, *, holder: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._settings = settings
+        self._holder = holder
+        self._clock = clock
+
+    async def sweep(self) -> Sweep:
+        """One pass, when this process holds (or takes) the lock."""
+        if not await self._store.lead(self._holder, self._settings.lock_ttl_s):
+            return Sweep(led=False)
+        held = await self._store.reconcile()
+        now = self._clock()
+        ended = []
+        for lost in lost_jobs(held, now, self._settings):
+            if isinstance(await self._store.end_lost(lost.job_id, lost.message, now), Appended):
+                log.warning("reconciler: ended job %s: %s", lost.job_id, lost.message)
+                ended.append(lost.job_id)
+        return Sweep(led=True, held=len(held), ended=tuple(ended))
+
+    async def run(self) -> None:
+        """Until cancelled; a Redis error or a bug waits for the next sweep instead of ending the loop."""
+        while True:
+            try:
+                await self.sweep()
+            except RedisError as exc:
+                log.warning("reconciler: Redis refused (%s); next sweep in %.0fs", exc, self._settings.interval_s)
+            except Exception:
+                log.exception("reconciler: sweep failed; next sweep in %.0fs", self._settings.interval_s)
+            await asyncio.sleep(self._settings.interval_s)
