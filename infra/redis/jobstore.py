@@ -46,6 +46,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
@@ -55,6 +56,9 @@ from schemas.events import Failed, JobEvent, parse_event
 from . import keys
 from .jobrecord import JobRecord, record_update, video_meta_field
 from .replay import RawEntry, ReplayReader
+
+if TYPE_CHECKING:  # settings are read at each process's edge and handed in
+    from infra.settings.streams import FanoutSettings, WebhookSettings
 
 #: most entries read per Redis call while following a replay log
 _BATCH = 256
@@ -226,13 +230,14 @@ class Full:
 
 @dataclass(frozen=True)
 class Held:
-    """A job that holds an in-flight slot and whose record is not terminal: its status and the time of
-    its last recorded event (of its admission when none was recorded)."""
+    """A job that holds an in-flight slot and whose record is not terminal: its status, the time of
+    its last recorded event (of its admission when none was recorded), and of its admission."""
 
     job_id: str
     status: JobStatus
     modality: str
     since: float
+    admitted: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -366,7 +371,7 @@ class JobStore:
             for job, status, updated_at, created_at in live:
                 job_id = job.decode()
                 since = float(updated_at or created_at or admitted[job_id])
-                held.append(Held(job_id, JobStatus(status.decode() or "queued"), modality, since))
+                held.append(Held(job_id, JobStatus(status.decode() or "queued"), modality, since, admitted[job_id]))
         return held
 
     async def end_lost(self, job_id: str, message: str, now: float) -> Appended | Dropped:
@@ -513,6 +518,13 @@ class JobStore:
             for raw in reply[0][1]:
                 cursor = _entry_number(raw[0])
                 yield raw
+
+
+def event_store(redis: aioredis.Redis, fanout: FanoutSettings, webhooks: WebhookSettings) -> JobStore:
+    """The store that applies events as the fan-out does (its replay bound, job expiry and, when
+    webhooks are on, the outbox): the fan-out's, the reconciler's and the local stack's."""
+    bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if webhooks.master() else None
+    return JobStore(redis, replay_maxlen=fanout.replay_maxlen, job_ttl_s=fanout.job_ttl_s, webhook_outbox=bounds)
 
 
 def _outcome(reply) -> Appended | Dropped | Exception:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 
 import faust
 
 from infra.redis.client import connect
-from infra.redis.jobstore import JobStore, WebhookOutboxBounds
+from infra.redis.jobstore import event_store
 from infra.settings.streams import FanoutSettings, ReconcilerSettings, WebhookSettings
 
 from .loop import Reconciler
-
-log = logging.getLogger(__name__)
-
 
 def register(app: faust.App, redis_url: str | None, settings: ReconcilerSettings | None = None,
              fanout: FanoutSettings | None = None, webhooks: WebhookSettings | None = None) -> None:
@@ -29,9 +25,7 @@ def register(app: faust.App, redis_url: str | None, settings: ReconcilerSettings
     @app.task
     async def reconcile() -> None:
         redis = connect(redis_url)
-        # the lost job's webhook is owed like any terminal event's: the same outbox bounds as the fan-out
-        bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if webhooks.master() else None
-        store = JobStore(redis, replay_maxlen=fanout.replay_maxlen, job_ttl_s=fanout.job_ttl_s, webhook_outbox=bounds)
+        store = event_store(redis, fanout, webhooks)  # a lost job's webhook is owed like any terminal event's
         try:
             await Reconciler(store, settings, holder=f"{socket.gethostname()}:{os.getpid()}").run()
         finally:

@@ -1,0 +1,103 @@
+"""The bundled broker and redis-server restarted by the stack (as `genloom up` does), killed for real:
+every job accepted before a broker restart ends in exactly one terminal event, its followers included."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+
+import pytest
+
+from gateway.app import create_app
+from gateway.auth import ApiKeys, generate_key
+from gateway.inprocess import InProcessServer
+from infra.blob import LocalBlobStore
+from infra.client import GenloomClient
+from infra.kafka.clients import ensure_topics
+from infra.kafka.topics import catalogue
+from infra.redis.client import connect
+from infra.redis.jobstore import JobStore
+from infra.settings.gateway import GatewaySettings
+from infra.stack import Stack
+from tests.conftest import REQUEST_SIGNING_KEY
+from tests.edge_helpers import text_job
+from tests.kafka_helpers import started_producer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(tmp_path):
+    stack = Stack(log_dir=tmp_path / "logs", partitions=2, job_partitions=2)
+    stack.start_backends()
+    yield stack
+    stack.stop()
+
+
+async def _follow(client: GenloomClient, job_id: str) -> list:
+    return [event async for event in client.events(job_id)]
+
+
+async def _crash_and_revive(stack: Stack, pid: int, server) -> list[str]:
+    os.kill(pid, signal.SIGKILL)
+    while not server.crashed:
+        await asyncio.sleep(0.02)
+    return await asyncio.to_thread(stack.revive_backends)  # it runs its own event loop
+
+
+async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps_serving(stack, tmp_path,
+                                                                                       text_models):
+    key = generate_key()
+    redis = connect(stack.redis_url)
+    producer = await started_producer(stack.bootstrap)
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    await blobs.start()
+    app = create_app(GatewaySettings(max_inflight=10, sse_keepalive_s=0.5, publish_timeout_s=5), redis=redis,
+                     producer=producer, api_keys=ApiKeys([(key, "t-restart")]), blobs=blobs,
+                     text_models=text_models, signing_key=REQUEST_SIGNING_KEY)
+    server = await InProcessServer(app).start()
+    client = GenloomClient(server.url, key)
+    store = JobStore(redis)
+    try:
+        ids = [(await client.submit(text_job(f"job {i}", job_id=f"r-{uuid.uuid4().hex[:8]}")))["id"]
+               for i in range(4)]
+        followers = [asyncio.create_task(_follow(client, job)) for job in ids]
+        await asyncio.sleep(0.3)  # the followers are waiting on the replay logs (no worker runs here)
+        port = stack.broker.port
+
+        said = await _crash_and_revive(stack, stack.broker.pid, stack.broker)
+
+        assert stack.broker.port == port and not stack.broker.crashed and "4 job(s)" in said[0]
+        assert await ensure_topics(stack.bootstrap, catalogue(2, 2)) == []  # recreated by the restart
+        seen = await asyncio.wait_for(asyncio.gather(*followers), 30)
+        for job, events in zip(ids, seen):
+            terminals = [e for e in events if e.terminal]
+            assert len(terminals) == 1 and terminals[0].type == "failed", (job, events)
+            assert terminals[0].data["code"] == "job_lost" and terminals[0].data["retryable"] is True
+            assert (await client.get(job))["status"] == "failed"
+        assert await store.inflight("t-restart", "text") == 0
+
+        # the stack keeps serving: a new job is published to the restarted broker and is left running,
+        # and the advised resubmit (same request, same job_id) runs the lost job again
+        after = (await client.submit(text_job("after", job_id=f"r-{uuid.uuid4().hex[:8]}")))["id"]
+        again = await client.submit(text_job("job 0", job_id=ids[0]))
+        assert again["status"] == "queued" and (await client.get(after))["status"] == "queued"
+        assert await store.inflight("t-restart", "text") == 2
+    finally:
+        await client.aclose()
+        await server.stop()
+        await producer.stop()
+        await redis.aclose()
+
+
+async def test_a_crashed_redis_server_is_restarted_on_its_url(stack):
+    url = stack.redis_url
+    said = await _crash_and_revive(stack, stack.redis.pid, stack.redis)
+    assert stack.redis_url == url and "redis-server exited" in said[0]
+    redis = connect(url)
+    try:
+        assert await redis.ping()
+    finally:
+        await redis.aclose()
