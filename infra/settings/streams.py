@@ -131,6 +131,11 @@ class ReconcilerSettings(BaseSettings):
         default=3600.0, gt=0, description="A started video job with no progress step for this long is lost"
         " (one denoising step of a large video model can take minutes).")
 
+    artifact_sweep_s: float = Field(
+        default=3600.0, gt=0,
+        description="Seconds between sweeps of the blob store for job artifacts older than GENLOOM_BLOB_TTL_S.",
+    )
+
     def silence_limit_s(self, status: str, modality: str) -> float:
         """How long a job of this status and modality may go without an event before it is lost."""
         if status == JobStatus.QUEUED:

@@ -7,6 +7,7 @@ import socket
 
 import faust
 
+from infra.blob.config import BlobSettings, blob_store
 from infra.redis.client import connect
 from infra.redis.jobstore import event_store
 from infra.settings.streams import FanoutSettings, ReconcilerSettings, WebhookSettings
@@ -22,11 +23,19 @@ def register(app: faust.App, redis_url: str | None, settings: ReconcilerSettings
     fanout = fanout or FanoutSettings()
     webhooks = webhooks or WebhookSettings()
 
+    blob_settings = BlobSettings()
+
     @app.task
     async def reconcile() -> None:
         redis = connect(redis_url)
         store = event_store(redis, fanout, webhooks)  # a lost job's webhook is owed like any terminal event's
+        blobs = blob_store(blob_settings) if blob_settings.ttl_s else None
+        if blobs is not None:
+            await blobs.start()
         try:
-            await Reconciler(store, settings, holder=f"{socket.gethostname()}:{os.getpid()}").run()
+            await Reconciler(store, settings, holder=f"{socket.gethostname()}:{os.getpid()}", blobs=blobs,
+                             blob_ttl_s=blob_settings.ttl_s).run()
         finally:
+            if blobs is not None:
+                await blobs.stop()
             await redis.aclose()

@@ -1,6 +1,7 @@
 """The reconciler's loop: one streams process at a time (a lock in Redis with an expiry) drops
 in-flight slots of expired or ended jobs and ends lost jobs through `JobStore.end_lost`, the same
-script as every event (one terminal event, its webhook owed, its slot released)."""
+script as every event (one terminal event, its webhook owed, its slot released). Less often, it
+deletes job artifacts older than the blob TTL (their job records expired before them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from infra.blob.base import ARTIFACT_PREFIX, BlobStore
 from infra.redis.jobstore import Appended, JobStore
 from infra.settings.streams import ReconcilerSettings
 
@@ -27,15 +29,21 @@ class Sweep:
     led: bool
     held: int = 0
     ended: tuple[str, ...] = ()
+    #: artifacts deleted for their age (None: not this sweep)
+    expired: int | None = None
 
 
 class Reconciler:
     def __init__(self, store: JobStore, settings: ReconcilerSettings, *, holder: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, blobs: BlobStore | None = None,
+                 blob_ttl_s: float = 0) -> None:
         self._store = store
         self._settings = settings
         self._holder = holder
         self._clock = clock
+        self._blobs = blobs if blob_ttl_s > 0 else None
+        self._blob_ttl_s = blob_ttl_s
+        self._next_blob_sweep = 0.0
 
     async def sweep(self) -> Sweep:
         """One pass, when this process holds (or takes) the lock."""
@@ -48,7 +56,13 @@ class Reconciler:
             if isinstance(await self._store.end_lost(lost.job_id, lost.message, now), Appended):
                 log.warning("reconciler: ended job %s: %s", lost.job_id, lost.message)
                 ended.append(lost.job_id)
-        return Sweep(led=True, held=len(held), ended=tuple(ended))
+        expired = None
+        if self._blobs is not None and now >= self._next_blob_sweep:
+            self._next_blob_sweep = now + self._settings.artifact_sweep_s
+            expired = await self._blobs.expire(ARTIFACT_PREFIX, now - self._blob_ttl_s)
+            if expired:
+                log.info("reconciler: deleted %d artifact(s) older than %.0fs", expired, self._blob_ttl_s)
+        return Sweep(led=True, held=len(held), ended=tuple(ended), expired=expired)
 
     async def run(self) -> None:
         """Until cancelled; a Redis error or a bug waits for the next sweep instead of ending the loop."""

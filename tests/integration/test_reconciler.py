@@ -4,10 +4,13 @@ their webhook owed, and only one reconciler acts at a time."""
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 
 import pytest
 
+from infra.blob import LocalBlobStore, artifact_key
 from infra.redis import keys
 from infra.redis.client import connect
 from infra.redis.jobrecord import JobRecord
@@ -93,3 +96,23 @@ async def test_only_the_lock_holder_sweeps(redis):
     await redis.delete(keys.reconciler_lock())  # as when "a" dies and its lock expires
     assert job in (await second.sweep()).ended
     assert await store.inflight(tenant, "text") == 0
+
+
+async def test_artifacts_older_than_the_blob_ttl_are_deleted_at_most_once_per_interval(redis, tmp_path):
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    await blobs.start()
+    old, new = artifact_key("t", "job-old", "image-0.png"), artifact_key("t", "job-new", "image-0.png")
+    await blobs.put(old, b"old", "image/png")
+    await blobs.put(new, b"new", "image/png")
+    written = time.time()
+    os.utime(tmp_path / "blobs" / "meta" / f"{old}.json", (written - 7200, written - 7200))  # two hours ago
+    now = [written]
+    never_lost = {f"{name}_s": 1e12 for name in ("queued", "text", "speech", "image", "video")}  # other tests' jobs
+    reconciler = Reconciler(JobStore(redis), ReconcilerSettings(artifact_sweep_s=600, **never_lost), holder="a",
+                            clock=lambda: now[0], blobs=blobs, blob_ttl_s=3600)
+    assert (await reconciler.sweep()).expired == 1
+    assert not await blobs.exists(old) and await blobs.get(new) == b"new"
+    now[0] += 300
+    assert (await reconciler.sweep()).expired is None  # not due yet
+    now[0] += 3600
+    assert (await reconciler.sweep()).expired == 1 and not await blobs.exists(new)
