@@ -79,6 +79,11 @@ def webhook_outbox() -> str:
 WEBHOOK_GROUP = "deliverers"
 
 
+def webhook_deliverers() -> str:
+    """Sorted set: each running webhook deliverer, scored by the Unix time it last reported in."""
+    return f"{PREFIX}:webhooks:deliverers"
+
+
 def inflight(tenant: str, modality: str) -> str:
     """Sorted set: ids of the tenant's jobs of this modality that are admitted and not yet terminal,
     scored by admission time. Its size is the in-flight count; the reconciler drops members whose

@@ -86,6 +86,11 @@ class WebhookSettings(BaseSettings):
         description="An outbox entry idle this long in another deliverer's hands (it died) is taken over.",
     )
     mark_ttl_s: int = Field(default=keys.WEBHOOK_MARK_TTL_S, ge=1, description="Expiry of delivered markers.")
+    deliverer_stale_s: float = Field(
+        default=30.0, gt=0,
+        description="The gateway's /readyz reports webhooks degraded when no deliverer (in a streams process)"
+        " has reported for this long; the gateway stays ready (deliveries wait in the outbox).",
+    )
 
     @field_validator("allow_networks")
     @classmethod
