@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import uuid
 
 import pytest
@@ -18,10 +19,12 @@ from infra.client import GenloomClient
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
 from infra.redis.client import connect
+from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from infra.stack import Stack
-from tests.conftest import REQUEST_SIGNING_KEY
+from schemas.enums import JobStatus, Modality
+from tests.conftest import FAST_STREAMS_ENV, REQUEST_SIGNING_KEY
 from tests.edge_helpers import text_job
 from tests.kafka_helpers import started_producer
 
@@ -36,6 +39,26 @@ def stack(tmp_path):
     stack.stop()
 
 
+@pytest.fixture
+def with_streams(stack):
+    """The stack's streams process (fan-out and reconciler), as `genloom up` runs it."""
+    stack.env.update(FAST_STREAMS_ENV, GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(),
+                     GENLOOM_RECONCILER_INTERVAL_S="1")
+    stack.launch(stack.add("streams", ["streams"]))
+    return stack
+
+
+async def _fanned_out(store: JobStore, job_id: str, timeout: float = 90.0) -> None:
+    """Wait until the fan-out recorded an event of the job (its `accepted`)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        record = await store.load(job_id)
+        if record is not None and record.last_event_id:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the fan-out recorded nothing of {job_id} in {timeout:.0f}s")
+
+
 async def _follow(client: GenloomClient, job_id: str) -> list:
     return [event async for event in client.events(job_id)]
 
@@ -47,8 +70,9 @@ async def _crash_and_revive(stack: Stack, pid: int, server) -> list[str]:
     return await asyncio.to_thread(stack.revive_backends)  # it runs its own event loop
 
 
-async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps_serving(stack, tmp_path,
+async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps_serving(with_streams, tmp_path,
                                                                                        text_models):
+    stack = with_streams
     key = generate_key()
     redis = connect(stack.redis_url)
     producer = await started_producer(stack.bootstrap)
@@ -63,6 +87,8 @@ async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps
     try:
         ids = [(await client.submit(text_job(f"job {i}", job_id=f"r-{uuid.uuid4().hex[:8]}")))["id"]
                for i in range(4)]
+        for job in ids:
+            await _fanned_out(store, job)  # accepted, as far as the fan-out goes
         followers = [asyncio.create_task(_follow(client, job)) for job in ids]
         await asyncio.sleep(0.3)  # the followers are waiting on the replay logs (no worker runs here)
         port = stack.broker.port
@@ -74,6 +100,7 @@ async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps
         seen = await asyncio.wait_for(asyncio.gather(*followers), 30)
         for job, events in zip(ids, seen):
             terminals = [e for e in events if e.terminal]
+            assert [e.type for e in events][0] == "accepted"
             assert len(terminals) == 1 and terminals[0].type == "failed", (job, events)
             assert terminals[0].data["code"] == "job_lost" and terminals[0].data["retryable"] is True
             assert (await client.get(job))["status"] == "failed"
@@ -82,9 +109,19 @@ async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps
         # the stack keeps serving: a new job is published to the restarted broker and is left running,
         # and the advised resubmit (same request, same job_id) runs the lost job again
         after = (await client.submit(text_job("after", job_id=f"r-{uuid.uuid4().hex[:8]}")))["id"]
+        await _fanned_out(store, after)  # the streams process fans out from the restarted broker
         again = await client.submit(text_job("job 0", job_id=ids[0]))
         assert again["status"] == "queued" and (await client.get(after))["status"] == "queued"
         assert await store.inflight("t-restart", "text") == 2
+
+        # the streams process's reconciler ends a job no worker started for longer than the queue limit
+        stale = f"r-stale-{uuid.uuid4().hex[:8]}"
+        await store.admit(stale, JobRecord(status=JobStatus.QUEUED, tenant="t-stale", modality=Modality.TEXT,
+                                           fingerprint="f", created_at=time.time() - 7 * 3600), max_inflight=5)
+        await _fanned_out(store, stale, timeout=30)
+        record = await store.load(stale)
+        assert record.error.code == "job_lost" and "not started by any worker" in record.error.message
+        assert await store.inflight("t-stale", "text") == 0
     finally:
         await client.aclose()
         await server.stop()
