@@ -22,7 +22,7 @@ def main() -> None:
     routing.register(app, topics, settings.max_message_bytes, SigningSettings().key)
     redis_url = RedisSettings().url
     fanout.register(app, topics, redis_url)
-    reconciler.register(app, redis_url)
+    reconciler.register(app, topics, redis_url)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")

@@ -99,8 +99,8 @@ for i = 3, #KEYS do
     redis.call('ZREM', held_set, job)
     redis.call('HDEL', rec, 'slot_held')
   else
-    local f = redis.call('HMGET', rec, 'status', 'updated_at', 'created_at')
-    table.insert(out, {job, f[1] or '', f[2] or '', f[3] or ''})
+    local f = redis.call('HMGET', rec, 'status', 'updated_at', 'created_at', 'tenant')
+    table.insert(out, {job, f[1] or '', f[2] or '', f[3] or '', f[4] or ''})
   end
 end
 if redis.call('ZCARD', held_set) == 0 then redis.call('SREM', index, held_set) end
@@ -238,6 +238,7 @@ class Held:
     modality: str
     since: float
     admitted: float = 0.0
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -368,10 +369,11 @@ class JobStore:
             live = await self._reconcile(keys=[held_set, keys.inflight_index(), *map(keys.job_record, jobs)],
                                          args=jobs)
             modality = held_set.rsplit(":", 1)[1]
-            for job, status, updated_at, created_at in live:
+            for job, status, updated_at, created_at, tenant in live:
                 job_id = job.decode()
                 since = float(updated_at or created_at or admitted[job_id])
-                held.append(Held(job_id, JobStatus(status.decode() or "queued"), modality, since, admitted[job_id]))
+                held.append(Held(job_id, JobStatus(status.decode() or "queued"), modality, since, admitted[job_id],
+                                 tenant.decode()))
         return held
 
     async def end_lost(self, job_id: str, message: str, now: float) -> Appended | Dropped:

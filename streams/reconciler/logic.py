@@ -11,6 +11,7 @@ from infra.settings.streams import ReconcilerSettings
 @dataclass(frozen=True)
 class Lost:
     job_id: str
+    tenant: str
     message: str
 
 
@@ -27,7 +28,7 @@ def lost_jobs(held: list[Held], now: float, limits: ReconcilerSettings) -> list[
         silent = now - job.since
         if silent > limit:
             what = "not started by any worker" if job.status == "queued" else "no event from its worker"
-            out.append(Lost(job.job_id, (
+            out.append(Lost(job.job_id, job.tenant, (
                 f"the {job.modality} job was lost ({what} for {silent:.0f}s, over the {limit:.0f}s limit):"
                 " it can no longer end by itself; resubmit the same request with the same job_id to run it again"
             )))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -20,6 +20,9 @@ from infra.settings.streams import ReconcilerSettings
 from .logic import lost_jobs
 
 log = logging.getLogger(__name__)
+
+#: asks the workers to stop a job (job id, tenant, reason): a cancel on genloom.control
+StopWork = Callable[[str, str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Sweep:
 class Reconciler:
     def __init__(self, store: JobStore, settings: ReconcilerSettings, *, holder: str,
                  clock: Callable[[], float] = time.time, blobs: BlobStore | None = None,
-                 blob_ttl_s: float = 0) -> None:
+                 blob_ttl_s: float = 0, stop_work: StopWork | None = None) -> None:
         self._store = store
         self._settings = settings
         self._holder = holder
@@ -44,6 +47,7 @@ class Reconciler:
         self._blobs = blobs if blob_ttl_s > 0 else None
         self._blob_ttl_s = blob_ttl_s
         self._next_blob_sweep = 0.0
+        self._stop_work = stop_work
 
     async def sweep(self) -> Sweep:
         """One pass, when this process holds (or takes) the lock."""
@@ -56,6 +60,7 @@ class Reconciler:
             if isinstance(await self._store.end_lost(lost.job_id, lost.message, now), Appended):
                 log.warning("reconciler: ended job %s: %s", lost.job_id, lost.message)
                 ended.append(lost.job_id)
+                await self._stop(lost.job_id, lost.tenant)
         expired = None
         if self._blobs is not None and now >= self._next_blob_sweep:
             self._next_blob_sweep = now + self._settings.artifact_sweep_s
@@ -63,6 +68,15 @@ class Reconciler:
             if expired:
                 log.info("reconciler: deleted %d artifact(s) older than %.0fs", expired, self._blob_ttl_s)
         return Sweep(led=True, held=len(held), ended=tuple(ended), expired=expired)
+
+    async def _stop(self, job_id: str, tenant: str) -> None:
+        """A worker that still holds the job (stuck, or cut off) stops it; its late events are dropped anyway."""
+        if self._stop_work is None or not tenant:
+            return
+        try:
+            await self._stop_work(job_id, tenant, "job_lost: ended by the reconciler")
+        except Exception as exc:  # the job has ended; only a worker's wasted effort is at stake
+            log.warning("reconciler: could not ask the workers to stop job %s: %s", job_id, exc)
 
     async def run(self) -> None:
         """Until cancelled; a Redis error or a bug waits for the next sweep instead of ending the loop."""

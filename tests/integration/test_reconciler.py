@@ -66,8 +66,15 @@ async def test_lost_jobs_end_once_with_their_webhook_and_live_ones_are_left(redi
     # at 1150 the text job has been silent 140 s (limit 60), the video 140 s (limit 1800), the queued
     # image job 150 s (limit 600), the fresh text job 50 s (limit 60): only the first is lost
     mine = {stalled_text, slow_video, waiting, fresh}
-    sweep = await Reconciler(store, LIMITS, holder="a", clock=lambda: 1150.0).sweep()
+    stopped = []
+
+    async def stop_work(job_id: str, tenant_: str, reason: str) -> None:
+        stopped.append((job_id, tenant_))
+        raise ConnectionError("the broker is down")  # the sweep goes on: the job has ended anyway
+
+    sweep = await Reconciler(store, LIMITS, holder="a", clock=lambda: 1150.0, stop_work=stop_work).sweep()
     assert sweep.led and mine.intersection(sweep.ended) == {stalled_text}
+    assert (stalled_text, tenant) in stopped and not mine.intersection(j for j, _ in stopped) - {stalled_text}
 
     record = await store.load(stalled_text)
     assert record.status == JobStatus.FAILED and record.error.code == "job_lost" and record.error.retryable

@@ -4,6 +4,7 @@ every job accepted before a broker restart ends in exactly one terminal event, i
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -17,7 +18,7 @@ from gateway.inprocess import InProcessServer
 from infra.blob import LocalBlobStore
 from infra.client import GenloomClient
 from infra.kafka.clients import ensure_topics
-from infra.kafka.topics import catalogue
+from infra.kafka.topics import CONTROL, catalogue
 from infra.redis.client import connect
 from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import JobStore
@@ -26,7 +27,7 @@ from infra.stack import Stack
 from schemas.enums import JobStatus, Modality
 from tests.conftest import FAST_STREAMS_ENV, REQUEST_SIGNING_KEY
 from tests.edge_helpers import text_job
-from tests.kafka_helpers import started_producer
+from tests.kafka_helpers import read_topic, started_producer
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +123,10 @@ async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps
         record = await store.load(stale)
         assert record.error.code == "job_lost" and "not started by any worker" in record.error.message
         assert await store.inflight("t-stale", "text") == 0
+        # and asks the workers to stop it, should one still hold it
+        cancels = await read_topic(stack.bootstrap, CONTROL, until=lambda ms: any(m.key == stale.encode() for m in ms))
+        (cancel,) = [json.loads(m.value) for m in cancels if m.key == stale.encode()]
+        assert cancel["type"] == "cancel" and cancel["tenant"] == "t-stale" and "job_lost" in cancel["reason"]
     finally:
         await client.aclose()
         await server.stop()
