@@ -10,7 +10,7 @@ from diffusers import DiffusionPipeline
 from infra.models.storage import RANDOM_WEIGHTS
 from schemas.enums import ErrorCode
 from schemas.events import ModelInfo
-from workers.errors import JobError
+from workers.errors import JobError, batch_failure_detail
 
 from .pipeline import LoadedPipeline
 
@@ -42,15 +42,6 @@ def native_side(pipe: DiffusionPipeline) -> int:
 
 
 def batch_error(exc: Exception, jobs: int) -> JobError:
-    """What each job of a batch whose pipeline call raised is told (the log keeps the whole error).
-
-    The exception's text may quote any job of the batch (its prompt, id or sizes), and the jobs of
-    one batch may belong to different tenants: a shared batch's jobs are told only the exception's
-    type. A batch of one job is told the text, which can only be about that job.
-    """
-    if jobs == 1:
-        return JobError(ErrorCode.GENERATION_ERROR, f"generation failed: {type(exc).__name__}: {exc}",
-                        retryable=True)
-    return JobError(ErrorCode.GENERATION_ERROR,
-                    f"generation failed in the batch this job ran in ({type(exc).__name__}): resubmit the job",
+    """The failure of each job of a batch whose pipeline call raised (`batch_failure_detail`)."""
+    return JobError(ErrorCode.GENERATION_ERROR, f"generation failed: {batch_failure_detail(exc, jobs)}",
                     retryable=True)
