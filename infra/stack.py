@@ -26,7 +26,7 @@ from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
 from infra.procs import log_file, stop_process, wait_for_port
 from infra.redis.client import connect
-from infra.redis.jobstore import event_store
+from infra.redis.jobstore import Appended, event_store
 from infra.redis.server import LocalRedis
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
@@ -44,9 +44,9 @@ async def end_jobs_lost_by_the_broker(redis_url: str, before: float) -> list[str
     try:
         store = event_store(redis, FanoutSettings(), WebhookSettings())
         ended = []
-        for held in await store.reconcile():
-            if held.admitted < before:
-                await store.end_lost(held.job_id, BROKER_LOST, time.time())
+        never_silent = (1e18, 1e18)  # only the admission time counts here
+        for held in (await store.reconcile(time.time(), lambda _: never_silent, admitted_before=before)).lost:
+            if isinstance(await store.end_lost(held.job_id, BROKER_LOST, time.time()), Appended):
                 ended.append(held.job_id)
         return ended
     finally:

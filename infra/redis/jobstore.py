@@ -11,9 +11,9 @@ terminal event.
 
 In-flight accounting cannot leak: the count is the size of a set of job ids, not a counter, so it
 can be checked against the records it names. `reconcile` (run by the streams process's reconciler,
-streams/fanout/reconciler.py) drops members whose record expired or is terminal and hands back the
-others with the time of their last event, so the reconciler can end, through `apply`, jobs that can
-no longer end by themselves (`end_lost`).
+streams/fanout/reconciler.py) drops members whose record expired or is terminal and hands back those
+silent (no event) past their limit, so the reconciler can end, through `apply`, jobs that can no
+longer end by themselves (`end_lost`).
 
 The fan-out's apply is one Lua call per event: it deduplicates by (source, attempt, seq), drops
 events of a superseded attempt, keeps only the first terminal event, appends to the bounded replay
@@ -43,7 +43,7 @@ began; a worker's clock running behind the dead one's no longer makes its every 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -92,19 +92,28 @@ return {1, '', ''}
 
 _RECONCILE = r"""
 local held_set, index = KEYS[1], KEYS[2]
-local out = {}
+local now, queued_s, started_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local before = tonumber(ARGV[4])
+local live, out = 0, {}
 for i = 3, #KEYS do
-  local rec, job = KEYS[i], ARGV[i - 2]
+  local rec, job = KEYS[i], ARGV[i + 2]
   if redis.call('EXISTS', rec) == 0 or redis.call('HEXISTS', rec, 'terminal_id') == 1 then
     redis.call('ZREM', held_set, job)
     redis.call('HDEL', rec, 'slot_held')
   else
+    live = live + 1
     local f = redis.call('HMGET', rec, 'status', 'updated_at', 'created_at', 'tenant')
-    table.insert(out, {job, f[1] or '', f[2] or '', f[3] or '', f[4] or ''})
+    local admitted = tonumber(redis.call('ZSCORE', held_set, job)) or now
+    local since = tonumber(f[2]) or tonumber(f[3]) or admitted
+    local limit = started_s
+    if (f[1] or 'queued') == 'queued' then limit = queued_s end
+    if now - since > limit or (before and admitted < before) then
+      table.insert(out, {job, f[1] or '', tostring(since), tostring(admitted), f[4] or ''})
+    end
   end
 end
 if redis.call('ZCARD', held_set) == 0 then redis.call('SREM', index, held_set) end
-return out
+return {live, out}
 """
 
 _LEAD = r"""
@@ -242,6 +251,14 @@ class Held:
 
 
 @dataclass(frozen=True)
+class Reconciled:
+    """A reconcile pass: how many jobs still hold a slot, and which of them are silent past their limit."""
+
+    held: int
+    lost: list[Held]
+
+
+@dataclass(frozen=True)
 class Appended:
     """The event was recorded as replay entry ``event_id``; `webhook` is the job's WebhookSpec JSON."""
 
@@ -357,24 +374,37 @@ class JobStore:
         """Take or renew the reconciler's lock for `ttl_s`: True while `holder` is the one acting."""
         return bool(await self._lead(keys=[keys.reconciler_lock()], args=[holder, max(1, int(ttl_s * 1000))]))
 
-    async def reconcile(self) -> list[Held]:
-        """Drop in-flight members whose record expired or is terminal (their slots come back); the
-        jobs that still hold a slot, with the time of their last recorded event."""
-        held: list[Held] = []
-        for raw in await self._redis.smembers(keys.inflight_index()):
-            held_set = raw.decode()
-            members = await self._redis.zrange(held_set, 0, -1, withscores=True)
-            admitted = {job.decode(): score for job, score in members}
-            jobs = list(admitted)
-            live = await self._reconcile(keys=[held_set, keys.inflight_index(), *map(keys.job_record, jobs)],
-                                         args=jobs)
+    async def reconcile(self, now: float, limits: Callable[[str], tuple[float, float]],
+                        admitted_before: float | None = None) -> Reconciled:
+        """Drop in-flight members whose record expired or is terminal (their slots come back), and
+        find the jobs still holding a slot that are silent past their limit: `limits(modality)` gives
+        the seconds allowed without an event to a queued and to a started job. With
+        `admitted_before`, jobs admitted before that time are candidates too, however recent.
+
+        Three round trips however many sets; only candidates come back, so a sweep over many
+        healthy jobs parses little.
+        """
+        held_sets = sorted(raw.decode() for raw in await self._redis.smembers(keys.inflight_index()))
+        if not held_sets:
+            return Reconciled(0, [])
+        pipe = self._redis.pipeline(transaction=False)
+        for held_set in held_sets:
+            pipe.zrange(held_set, 0, -1)
+        members = [[job.decode() for job in jobs] for jobs in await pipe.execute()]
+        pipe = self._redis.pipeline(transaction=False)
+        for held_set, jobs in zip(held_sets, members):
+            queued_s, started_s = limits(held_set.rsplit(":", 1)[1])
+            args = [repr(now), repr(queued_s), repr(started_s), "" if admitted_before is None else repr(admitted_before)]
+            await self._reconcile(keys=[held_set, keys.inflight_index(), *map(keys.job_record, jobs)],
+                                  args=[*args, *jobs], client=pipe)
+        live, lost = 0, []
+        for held_set, (count, candidates) in zip(held_sets, await pipe.execute()):
+            live += int(count)
             modality = held_set.rsplit(":", 1)[1]
-            for job, status, updated_at, created_at, tenant in live:
-                job_id = job.decode()
-                since = float(updated_at or created_at or admitted[job_id])
-                held.append(Held(job_id, JobStatus(status.decode() or "queued"), modality, since, admitted[job_id],
-                                 tenant.decode()))
-        return held
+            for job, status, since, admitted, tenant in candidates:
+                lost.append(Held(job.decode(), JobStatus(status.decode() or "queued"), modality, float(since),
+                                 float(admitted), tenant.decode()))
+        return Reconciled(live, lost)
 
     async def end_lost(self, job_id: str, message: str, now: float) -> Appended | Dropped:
         """End a job that can no longer end by itself with a retryable `failed` (job_lost), applied

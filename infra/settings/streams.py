@@ -141,6 +141,10 @@ class ReconcilerSettings(BaseSettings):
         description="Seconds between sweeps of the blob store for job artifacts older than GENLOOM_BLOB_TTL_S.",
     )
 
+    def limits(self, modality: str) -> tuple[float, float]:
+        """The silence allowed to a queued and to a started job of the modality."""
+        return self.silence_limit_s(JobStatus.QUEUED, modality), self.silence_limit_s(JobStatus.RUNNING, modality)
+
     def silence_limit_s(self, status: str, modality: str) -> float:
         """How long a job of this status and modality may go without an event before it is lost."""
         if status == JobStatus.QUEUED:

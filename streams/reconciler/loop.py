@@ -53,10 +53,10 @@ class Reconciler:
         """One pass, when this process holds (or takes) the lock."""
         if not await self._store.lead(self._holder, self._settings.lock_ttl_s):
             return Sweep(led=False)
-        held = await self._store.reconcile()
         now = self._clock()
+        found = await self._store.reconcile(now, self._settings.limits)
         ended = []
-        for lost in lost_jobs(held, now, self._settings):
+        for lost in lost_jobs(found.lost, now, self._settings):
             if isinstance(await self._store.end_lost(lost.job_id, lost.message, now), Appended):
                 log.warning("reconciler: ended job %s: %s", lost.job_id, lost.message)
                 ended.append(lost.job_id)
@@ -67,7 +67,7 @@ class Reconciler:
             expired = await self._blobs.expire(ARTIFACT_PREFIX, now - self._blob_ttl_s)
             if expired:
                 log.info("reconciler: deleted %d artifact(s) older than %.0fs", expired, self._blob_ttl_s)
-        return Sweep(led=True, held=len(held), ended=tuple(ended), expired=expired)
+        return Sweep(led=True, held=found.held, ended=tuple(ended), expired=expired)
 
     async def _stop(self, job_id: str, tenant: str) -> None:
         """A worker that still holds the job (stuck, or cut off) stops it; its late events are dropped anyway."""

@@ -188,7 +188,7 @@ async def test_cancel_flag_and_video_meta_are_set_once(store):
     assert (await store.load(job)).video_meta == {"model": "v1", "size": None, "seconds": "1"}
 
 
-async def test_reconcile_drops_slots_of_expired_and_terminal_records_and_lists_the_rest(store, redis):
+async def test_reconcile_drops_slots_of_expired_and_terminal_records_and_finds_the_silent(store, redis):
     tenant = _id("t")
     expired, ended, queued, running = _id("exp"), _id("end"), _id("q"), _id("run")
     for job in (expired, ended, queued, running):
@@ -199,11 +199,24 @@ async def test_reconcile_drops_slots_of_expired_and_terminal_records_and_lists_t
     await redis.hset(keys.job_record(ended), mapping={"terminal_id": 3, "status": "completed"})
     await _apply(store, _ev(Started, running, 0, attempt=5, worker="w", model=MODEL), now=20.0)
 
-    held = {h.job_id: h for h in await store.reconcile() if h.job_id in (expired, ended, queued, running)}
-    assert set(held) == {queued, running}
-    assert held[queued].status == JobStatus.QUEUED and held[queued].since == 1.5  # created_at
-    assert held[running].status == JobStatus.RUNNING and held[running].since == 20.0
-    assert held[running].modality == "text"
+    mine = {expired, ended, queued, running}
+
+    async def lost(limits: tuple[float, float], before: float | None = None) -> dict:
+        found = await store.reconcile(100.0, lambda modality: limits, admitted_before=before)
+        assert found.held >= 2
+        return {h.job_id: h for h in found.lost if h.job_id in mine}
+
+    # at 100 the queued job has been silent 98.5 s (since its created_at), the running one 80 s
+    candidates = await lost((90, 90))
+    assert set(candidates) == {queued}
+    assert candidates[queued].status == JobStatus.QUEUED and candidates[queued].since == 1.5
+    assert candidates[queued].tenant == tenant and candidates[queued].admitted == 10.0
+    both = await lost((90, 50))
+    assert set(both) == {queued, running} and both[running].since == 20.0 and both[running].modality == "text"
+    assert both[running].status == JobStatus.RUNNING
+    assert await lost((1e9, 1e9)) == {}
+    assert set(await lost((1e9, 1e9), before=11.0)) == {queued, running}  # admitted at 10
+    assert await lost((1e9, 1e9), before=9.0) == {}
     assert await store.inflight(tenant, "text") == 2  # the two leaked slots came back
     assert await store.admit(_id("again"), _record(tenant), max_inflight=4) == Admitted()
 
@@ -214,7 +227,7 @@ async def test_an_empty_in_flight_set_leaves_the_index_and_admission_brings_it_b
     assert keys.inflight(tenant, "text").encode() in await redis.smembers(keys.inflight_index())
     await _apply(store, _ev(Completed, job, 0))
     assert await store.inflight(tenant, "text") == 0
-    await store.reconcile()
+    await store.reconcile(0.0, lambda modality: (1e9, 1e9))
     assert keys.inflight(tenant, "text").encode() not in await redis.smembers(keys.inflight_index())
     await store.admit(_id("two"), _record(tenant), max_inflight=1)
     assert keys.inflight(tenant, "text").encode() in await redis.smembers(keys.inflight_index())
