@@ -84,8 +84,7 @@ def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, prod
     # one shared reader follows every job this process streams (one connection, not one per stream)
     block_ms = int(min(REPLAY_BLOCK_MS, settings.redis_socket_timeout_s * 500))  # well within the socket timeout
     app.state.replay = ReplayReader(redis, block_ms=block_ms)
-    store = JobStore(redis, job_ttl_s=settings.job_ttl_s, inflight_ttl_s=settings.inflight_ttl_s,
-                     replay=app.state.replay)
+    store = JobStore(redis, job_ttl_s=settings.job_ttl_s, replay=app.state.replay)
     app.state.jobs = JobService(
         store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
         publish_timeout_s=settings.publish_timeout_s, route_direct=settings.route == "direct",

@@ -38,6 +38,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.REPLAY_EXPIRED: 410,
     ErrorCode.BACKEND_UNAVAILABLE: 503,
     ErrorCode.MODALITY_UNAVAILABLE: 503,
+    ErrorCode.JOB_LOST: 503,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.GENERATION_ERROR: 500,
     ErrorCode.DEADLINE_EXCEEDED: 504,

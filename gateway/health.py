@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from infra.redis.outbox import WebhookOutbox
 from schemas.enums import ErrorCode
 
 from .auth import bearer_token
@@ -59,4 +61,25 @@ async def readyz(request: Request) -> JSONResponse:
         if not _authenticated(request):
             detail = ", ".join(problems) + " not answering (details in the gateway log, or call with an API key)"
         return error_response(ApiError(ErrorCode.BACKEND_UNAVAILABLE, f"not ready ({detail})"))
+    degraded = await _webhooks_degraded(state)
+    if degraded:
+        log.warning("webhooks degraded: %s", degraded)
+        return JSONResponse({"status": "ready", "degraded": {"webhooks": degraded}})
     return JSONResponse({"status": "ready"})
+
+
+async def _webhooks_degraded(state) -> str | None:
+    """Why webhook deliveries are not going out, or None. Jobs are still served meanwhile (their
+    deliveries wait in the outbox), so this degrades readiness instead of failing it."""
+    gate = state.webhooks
+    if not gate.enabled:
+        return None
+    outbox = WebhookOutbox(state.redis)
+    try:
+        live = await asyncio.wait_for(outbox.live_deliverers(time.time(), gate.stale_s), _PROBE_TIMEOUT_S)
+    except Exception as exc:  # Redis answered the ping above; a failure here is reported, not raised
+        return f"cannot read the deliverers' reports ({type(exc).__name__})"
+    if live:
+        return None
+    return (f"no webhook deliverer has reported in {gate.stale_s:.0f}s (is the streams process running?):"
+            " deliveries wait in the outbox until one does")

@@ -22,6 +22,11 @@ class WebhookGate:
     def __init__(self, settings: WebhookSettings) -> None:
         self._master = settings.master()
         self._policy = settings.policy()
+        self.stale_s = settings.deliverer_stale_s
+
+    @property
+    def enabled(self) -> bool:
+        return self._master is not None
 
     async def check(self, request: AnyRequest) -> None:
         """400 (param ``webhook`` or ``webhook.url``) for a webhook that would not or must not be delivered."""

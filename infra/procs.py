@@ -95,6 +95,11 @@ class LocalServer:
             stop_process(self._proc)
             self._proc = None
 
+    @property
+    def crashed(self) -> bool:
+        """Started and exited since (not stopped by `stop`)."""
+        return self._proc is not None and self._proc.poll() is not None
+
     def __enter__(self):
         return self.start()
 

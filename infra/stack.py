@@ -1,6 +1,14 @@
 """The local stack: broker, Redis and genloom's processes on loopback, stopped by PID.
 
 `genloom up` and the end-to-end tests both run it, so what the tests exercise is what users run.
+
+A bundled broker or redis-server that exits is started again on its port (`revive_backends`).
+Both keep everything in memory. After a broker restart every job accepted before it that had not
+ended is ended with a retryable `failed` (job_lost), through the same script as every event: its
+request is gone from the log, and genloom keeps no copy of requests in Redis (they may hold
+personal data), so it cannot be re-published; its owner resubmits the same request under the same
+job_id. After a redis-server restart, job records, replay logs and in-flight slots are gone: a
+client following a job gets an error instead of waiting (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,7 +25,32 @@ from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
 from infra.procs import log_file, stop_process, wait_for_port
+from infra.redis.client import connect
+from infra.redis.jobstore import Appended, event_store
 from infra.redis.server import LocalRedis
+from infra.settings.streams import FanoutSettings, WebhookSettings
+
+#: what the owner of a job a restarted bundled broker lost is told
+BROKER_LOST = (
+    "the bundled event log restarted and lost this job's request (it keeps everything in memory):"
+    " resubmit the same request with the same job_id to run it again"
+)
+
+
+async def end_jobs_lost_by_the_broker(redis_url: str, before: float) -> list[str]:
+    """End every job admitted before `before` that has not ended (their requests were in the
+    broker's memory), each with one retryable `failed`; the ids ended."""
+    redis = connect(redis_url)
+    try:
+        store = event_store(redis, FanoutSettings(), WebhookSettings())
+        ended = []
+        never_silent = (1e18, 1e18)  # only the admission time counts here
+        for held in (await store.reconcile(time.time(), lambda _: never_silent, admitted_before=before)).lost:
+            if isinstance(await store.end_lost(held.job_id, BROKER_LOST, time.time()), Appended):
+                ended.append(held.job_id)
+        return ended
+    finally:
+        await redis.aclose()
 
 
 @dataclass
@@ -46,6 +79,8 @@ class Stack:
     broker: LocalBroker | None = None
     redis: LocalRedis | None = None
     components: list[Component] = field(default_factory=list)
+    #: when the bundled broker was found exited, until its restart is complete
+    broker_lost_at: float | None = None
 
     def start_backends(self) -> None:
         """Start the bundled broker and a redis-server unless external ones are configured."""
@@ -56,6 +91,28 @@ class Stack:
             self.redis = LocalRedis(log=log_file(self.log_dir, "redis")).start()
             self.redis_url = self.redis.url
         asyncio.run(ensure_topics(self.bootstrap, catalogue(self.partitions, self.job_partitions)))
+
+    def revive_backends(self) -> list[str]:
+        """Start a bundled broker or redis-server that exited again, on its port; a line per restart for the user.
+
+        A restart that fails is tried again at the next call (the components reconnect meanwhile).
+        """
+        said: list[str] = []
+        if self.redis is not None and self.redis.crashed:
+            self.redis.start()
+            said.append(f"redis-server exited; restarted on {self.redis_url}: the job records, replay logs"
+                        " and in-flight slots it held in memory are gone")
+        if self.broker is not None and self.broker.crashed:
+            if self.broker_lost_at is None:
+                self.broker_lost_at = time.time()
+            self.broker.start()
+        if self.broker_lost_at is not None:  # until topics are back and the lost jobs ended, however many calls
+            asyncio.run(ensure_topics(self.bootstrap, catalogue(self.partitions, self.job_partitions)))
+            ended = asyncio.run(end_jobs_lost_by_the_broker(self.redis_url, self.broker_lost_at)) if self.redis_url else []
+            self.broker_lost_at = None
+            said.append(f"the bundled broker exited; restarted on {self.bootstrap} with its topics; {len(ended)}"
+                        " job(s) it held ended with a retryable failed event (job_lost)")
+        return said
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -157,6 +157,9 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     #: the client went away before the job finished, so it was cancelled
     CLIENT_DISCONNECTED = "client_disconnected"
+    #: the job can no longer end by itself (no event for longer than its modality's limit, or the
+    #: bundled broker restarted and lost it): resubmit with the same job_id
+    JOB_LOST = "job_lost"
     #: a bug; the message says where to report it
     INTERNAL_ERROR = "internal_error"
 

@@ -9,6 +9,7 @@ from infra.settings.streams import StreamsSettings
 
 from .app import create_app
 from .fanout import agents as fanout
+from .reconciler import agents as reconciler
 from .routing import agents as routing
 
 
@@ -19,7 +20,9 @@ def main() -> None:
     settings = StreamsSettings()
     app, topics = create_app(kafka.bootstrap, settings, kafka)
     routing.register(app, topics, settings.max_message_bytes, SigningSettings().key)
-    fanout.register(app, topics, RedisSettings().url)
+    redis_url = RedisSettings().url
+    fanout.register(app, topics, redis_url)
+    reconciler.register(app, topics, redis_url)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")

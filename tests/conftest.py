@@ -67,7 +67,10 @@ def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
 
     log_path = tmp_path_factory.mktemp("streams") / "streams.log"
     env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_REDIS_URL=redis_url,
-               GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(), **FAST_STREAMS_ENV)
+               GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(), **FAST_STREAMS_ENV,
+               # tests write records with made-up old timestamps: a sweep would end them mid-test
+               # (the reconciler is tested on its own, tests/integration/test_reconciler.py)
+               GENLOOM_RECONCILER_ENABLED="false")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streams"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

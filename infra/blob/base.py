@@ -123,6 +123,11 @@ class BlobStore(ABC):
     async def delete(self, key: str) -> None:
         """Remove the blob; deleting a missing key is not an error."""
 
+    @abstractmethod
+    async def expire(self, prefix: str, older_than: float) -> int:
+        """Delete the blobs under the key prefix ``prefix`` (whole segments) written before the Unix
+        time ``older_than``; how many were deleted."""
+
     async def exists(self, key: str) -> bool:
         try:
             await self.stat(key)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.redis import keys
+
 from .base import BlobStore
 
 
@@ -16,6 +18,11 @@ class BlobSettings(BaseSettings):
     dir: Path = Field(default=Path.home() / ".genloom" / "blobs", description="Local artifact folder.")
     s3_bucket: str | None = Field(default=None, description="S3 bucket; set to use S3 instead.")
     s3_endpoint: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+    ttl_s: int = Field(
+        default=keys.JOB_TTL_S + 3600, ge=0,
+        description="Job artifacts older than this are deleted by the streams process's reconciler (the job record's"
+        " expiry plus an hour, so an artifact outlives the record that points at it); 0 keeps them forever.",
+    )
 
 
 def blob_store(settings: BlobSettings) -> BlobStore:

@@ -8,6 +8,7 @@ into place; the metadata goes last, so a blob exists only once it is complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -112,3 +113,27 @@ class LocalBlobStore(BlobStore):
         obj, meta = self._paths(key)
         meta.unlink(missing_ok=True)  # first: the blob stops existing before its bytes go
         obj.unlink(missing_ok=True)
+
+    async def expire(self, prefix: str, older_than: float) -> int:
+        return await asyncio.to_thread(self._expire, prefix, older_than)
+
+    def _expire(self, prefix: str, older_than: float) -> int:
+        """By the metadata file's modification time (written last by `put`); emptied folders go too."""
+        top = self._meta / validate_key(prefix)
+        deleted = 0
+        for folder, _, names in os.walk(top, topdown=False):
+            for name in names:
+                meta = Path(folder) / name
+                if not name.endswith(".json") or name.startswith("."):
+                    continue
+                try:
+                    if meta.stat().st_mtime >= older_than:
+                        continue
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                self._delete(meta.relative_to(self._meta).as_posix()[: -len(".json")])
+                deleted += 1
+            for root in (self._meta, self._objects):  # folders of jobs whose every blob went
+                with contextlib.suppress(OSError):
+                    (root / Path(folder).relative_to(self._meta)).rmdir()
+        return deleted

@@ -34,6 +34,7 @@ class S3Client(Protocol):
     def get_object(self, **kwargs: Any) -> Mapping[str, Any]: ...
     def head_object(self, **kwargs: Any) -> Mapping[str, Any]: ...
     def delete_object(self, **kwargs: Any) -> Mapping[str, Any]: ...
+    def list_objects_v2(self, **kwargs: Any) -> Mapping[str, Any]: ...
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -121,3 +122,21 @@ class S3BlobStore(BlobStore):
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._client.delete_object, Bucket=self._bucket, Key=self._object_key(key))
+
+    async def expire(self, prefix: str, older_than: float) -> int:
+        return await asyncio.to_thread(self._expire, prefix, older_than)
+
+    def _expire(self, prefix: str, older_than: float) -> int:
+        """By the objects' LastModified, a page of listing at a time. (A bucket lifecycle rule on the
+        prefix does the same without this process; this works on any S3-compatible service.)"""
+        listed = {"Bucket": self._bucket, "Prefix": self._object_key(prefix) + "/"}
+        deleted = 0
+        while True:
+            page = self._client.list_objects_v2(**listed)
+            for obj in page.get("Contents", ()):
+                if obj["LastModified"].timestamp() < older_than:
+                    self._client.delete_object(Bucket=self._bucket, Key=obj["Key"])
+                    deleted += 1
+            if not page.get("IsTruncated"):
+                return deleted
+            listed["ContinuationToken"] = page["NextContinuationToken"]

@@ -102,6 +102,11 @@ def up(
         started = time.monotonic()
         while not stopping:
             time.sleep(0.5)
+            try:
+                for line in stack.revive_backends():
+                    err.print(f"[yellow]{line}[/yellow]")
+            except Exception as exc:  # tried again next round; the components reconnect meanwhile
+                err.print(f"[red]restarting a backend failed:[/red] {exc}")
             for component in stack.dead():
                 log = stack.log_dir / (component.name + ".log")
                 if component.restarts >= MAX_RESTARTS:

@@ -8,6 +8,7 @@ long-polling consumer early, so producers are plain acks=all and consumers poll 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -40,12 +41,23 @@ class TopicMismatch(RuntimeError):
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
     """A TLS context that verifies the brokers (against `ssl_cafile`, else the system's CAs) and,
-    with `ssl_certfile`, presents a client certificate."""
-    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
-    if settings.ssl_certfile:
-        password = settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None
-        context.load_cert_chain(str(settings.ssl_certfile),
-                                str(settings.ssl_keyfile) if settings.ssl_keyfile else None, password)
+    with `ssl_certfile`, presents a client certificate.
+
+    Built once per process for the same files (reading certificates and the system's CA store for
+    every producer, consumer and admin client is slow); a process reads rotated files when restarted.
+    """
+    password = settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None
+    return _tls_context(str(settings.ssl_cafile) if settings.ssl_cafile else None,
+                        str(settings.ssl_certfile) if settings.ssl_certfile else None,
+                        str(settings.ssl_keyfile) if settings.ssl_keyfile else None, password)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(cafile: str | None, certfile: str | None, keyfile: str | None,
+                 password: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile, password)
     return context
 
 

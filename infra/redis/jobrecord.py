@@ -74,7 +74,7 @@ class JobRecord(BaseModel):
     model: str | None = Field(default=None, description="Model asked for; None means the default.")
     fingerprint: str | None = Field(default=None, description="SHA-256 of the request (idempotency).")
     webhook: str | None = Field(default=None, description="The request's WebhookSpec as JSON.")
-    slot: str | None = Field(default=None, description="Key of the in-flight counter the job counts in.")
+    slot: str | None = Field(default=None, description="Key of the in-flight set the job counts in.")
     slot_held: bool = Field(default=False, description="The job still holds its in-flight slot.")
     unacked: bool = Field(default=False, description="The broker has not acknowledged the request yet: it may"
                           " or may not reach the workers, and a retry with the same job_id publishes it again.")

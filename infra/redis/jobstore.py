@@ -1,25 +1,33 @@
 """Every read and write of job state in Redis: admission, the fan-out's apply, the replay log, cancel
-flags and in-flight counters. Callers see `JobRecord`s and parsed events, never hash fields.
+flags and in-flight accounting. Callers see `JobRecord`s and parsed events, never hash fields.
 
 Admission is one Lua call that decides, in this order: the job id exists already (the caller
 compares fingerprints), the tenant's in-flight count for the modality is at the bound, or the slot
-is taken (INCR below the bound) and the record is written, marked ``unacked`` until the broker
-acknowledges the request (`acknowledged`). A publish that timed out may still land, so its record
-is kept (the owner can see the job, and an identical retry publishes it again instead of getting
-409). The fan-out releases the slot on the job's first terminal event.
+is taken (the job id added to the tenant's in-flight set, below the bound) and the record is
+written, marked ``unacked`` until the broker acknowledges the request (`acknowledged`). A publish
+that timed out may still land, so its record is kept (the owner can see the job, and an identical
+retry publishes it again instead of getting 409). The fan-out releases the slot on the job's first
+terminal event.
+
+In-flight accounting cannot leak: the count is the size of a set of job ids, not a counter, so it
+can be checked against the records it names. `reconcile` (run by the streams process's reconciler,
+streams/fanout/reconciler.py) drops members whose record expired or is terminal and hands back those
+silent (no event) past their limit, so the reconciler can end, through `apply`, jobs that can no
+longer end by themselves (`end_lost`).
 
 The fan-out's apply is one Lua call per event: it deduplicates by (source, attempt, seq), drops
 events of a superseded attempt, keeps only the first terminal event, appends to the bounded replay
 log with the next entry id ``N-0``, updates the record (never moving its status backwards),
-releases the in-flight slot exactly once on the terminal event, and renews every expiry. When the
+releases the in-flight slot on the terminal event (removes the job from its in-flight set), and
+renews every expiry. When the
 job has a webhook subscribed to the event's type (progress throttled per job), the same call adds a
 delivery to the deployment's webhook outbox stream (`keys.webhook_outbox`, bounded), so a fan-out
 that dies right after recording an event still owes, and a deliverer still makes, its delivery
 (streams/fanout/outbox.py). Events of jobs without a webhook pay nothing more. Its keys are the
 job's record, replay log and dedupe hash (one cluster slot, by hash tag) and, for terminal events
-only, the in-flight counter named in the record (``slot``). On Redis Cluster that counter (and the
-webhook outbox) lives in another slot; run the fan-out against a standalone Redis or keep the
-counters on their own node.
+only, the in-flight set named in the record (``slot``). On Redis Cluster that set (and the
+webhook outbox, and the index of in-flight sets that admission and `reconcile` touch) lives in
+another slot; run against a standalone Redis or keep these keys on the job keys' node.
 
 Which attempt is current does not depend on clocks: attempt numbers only need to be distinct
 (workers take them from their own clocks, which may disagree). The attempt whose `started` the
@@ -34,35 +42,91 @@ began; a worker's clock running behind the dead one's no longer makes its every 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
-from schemas.enums import EventType
-from schemas.events import JobEvent, parse_event
+from schemas.enums import ErrorCode, EventSource, EventType, JobStatus
+from schemas.events import Failed, JobEvent, parse_event
 
 from . import keys
 from .jobrecord import JobRecord, record_update, video_meta_field
 from .replay import RawEntry, ReplayReader
 
+if TYPE_CHECKING:  # settings are read at each process's edge and handed in
+    from infra.settings.streams import FanoutSettings, WebhookSettings
+
 #: most entries read per Redis call while following a replay log
 _BATCH = 256
 
 _ADMIT = r"""
-local rec, counter = KEYS[1], KEYS[2]
+local rec, held_set, index, log, dd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('EXISTS', rec) == 1 and redis.call('HGET', rec, 'error_code') == 'job_lost'
+    and redis.call('HGET', rec, 'fingerprint') == ARGV[5] and redis.call('HGET', rec, 'tenant') == ARGV[6] then
+  -- the same request again after the job was lost: a new run under the same id. Its log and
+  -- numbering start over; which attempt is current (and which were superseded) is kept, so a
+  -- worker of the lost run that wakes up is superseded by the new run's start.
+  local stale = {}
+  for _, f in ipairs(redis.call('HKEYS', dd)) do
+    if f == 'n' or string.sub(f, 1, 4) == 'seq:' or string.sub(f, 1, 7) == 'dropped' then table.insert(stale, f) end
+  end
+  if #stale > 0 then redis.call('HDEL', dd, unpack(stale)) end
+  redis.call('DEL', rec, log)
+end
 if redis.call('EXISTS', rec) == 1 then
   return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or '',
           redis.call('HGET', rec, 'unacked') or ''}
 end
-local held = tonumber(redis.call('GET', counter) or '0')
+local held = redis.call('ZCARD', held_set)
 if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
-redis.call('INCR', counter)
-redis.call('EXPIRE', counter, ARGV[3])
-redis.call('HSET', rec, 'slot', counter, 'slot_held', '1', unpack(ARGV, 4))
+redis.call('ZADD', held_set, ARGV[3], ARGV[4])
+redis.call('SADD', index, held_set)
+redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 7))
 redis.call('EXPIRE', rec, ARGV[2])
 return {1, '', ''}
+"""
+
+_RECONCILE = r"""
+local held_set, index = KEYS[1], KEYS[2]
+local now, queued_s, started_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local before = tonumber(ARGV[4])
+local live, out = 0, {}
+for i = 3, #KEYS do
+  local rec, job = KEYS[i], ARGV[i + 2]
+  if redis.call('EXISTS', rec) == 0 or redis.call('HEXISTS', rec, 'terminal_id') == 1 then
+    redis.call('ZREM', held_set, job)
+    redis.call('HDEL', rec, 'slot_held')
+  else
+    live = live + 1
+    local f = redis.call('HMGET', rec, 'status', 'updated_at', 'created_at', 'tenant')
+    local admitted = tonumber(redis.call('ZSCORE', held_set, job)) or now
+    local since = tonumber(f[2]) or tonumber(f[3]) or admitted
+    local limit = started_s
+    if (f[1] or 'queued') == 'queued' then limit = queued_s end
+    if now - since > limit or (before and admitted < before) then
+      table.insert(out, {job, f[1] or '', tostring(since), tostring(admitted), f[4] or ''})
+    end
+  end
+end
+if redis.call('ZCARD', held_set) == 0 then redis.call('SREM', index, held_set) end
+return {live, out}
+"""
+
+_LEAD = r"""
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
 """
 
 _APPLY = r"""
@@ -113,9 +177,9 @@ if rank >= 0 then
 end
 if terminal then
   redis.call('HSET', rec, 'terminal_id', n, 'terminal_type', etype)
-  if #KEYS >= 4 and redis.call('HDEL', rec, 'slot_held') == 1 then
-    if redis.call('DECR', KEYS[4]) < 0 then redis.call('INCR', KEYS[4]) end
-  end
+  redis.call('HDEL', rec, 'slot_held')
+  -- a record admitted before in-flight sets named an integer counter: left to its own expiry
+  if #KEYS >= 4 and redis.call('TYPE', KEYS[4])['ok'] == 'zset' then redis.call('ZREM', KEYS[4], job) end
 end
 redis.call('EXPIRE', rec, ttl)
 redis.call('EXPIRE', log, ttl)
@@ -172,6 +236,27 @@ class Full:
     """The tenant holds `held` slots of the modality, the bound."""
 
     held: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """A job that holds an in-flight slot and whose record is not terminal: its status, the time of
+    its last recorded event (of its admission when none was recorded), and of its admission."""
+
+    job_id: str
+    status: JobStatus
+    modality: str
+    since: float
+    admitted: float = 0.0
+    tenant: str = ""
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A reconcile pass: how many jobs still hold a slot, and which of them are silent past their limit."""
+
+    held: int
+    lost: list[Held]
 
 
 @dataclass(frozen=True)
@@ -235,7 +320,6 @@ class JobStore:
         redis: aioredis.Redis,
         *,
         job_ttl_s: int = keys.JOB_TTL_S,
-        inflight_ttl_s: int = keys.INFLIGHT_TTL_S,
         replay_maxlen: int = keys.REPLAY_MAXLEN,
         cancel_ttl_s: int = keys.CANCEL_TTL_S,
         webhook_outbox: WebhookOutboxBounds | None = None,
@@ -245,8 +329,9 @@ class JobStore:
         self._replay = replay
         self._admit = redis.register_script(_ADMIT)
         self._apply = redis.register_script(_APPLY)
+        self._reconcile = redis.register_script(_RECONCILE)
+        self._lead = redis.register_script(_LEAD)
         self._job_ttl = job_ttl_s
-        self._inflight_ttl = inflight_ttl_s
         self._maxlen = replay_maxlen
         self._cancel_ttl = cancel_ttl_s
         hooks = webhook_outbox
@@ -256,13 +341,20 @@ class JobStore:
 
     # -- admission (the gateway) --
 
-    async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int) -> Admitted | Existing | Full:
-        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically."""
-        args: list[str | int] = [max_inflight, self._job_ttl, self._inflight_ttl]
+    async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int,
+                    now: float | None = None) -> Admitted | Existing | Full:
+        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically.
+
+        The one exception to "once": the same request (tenant and fingerprint) of a job that ended
+        `job_lost` is admitted again as a new run under the same id, as that error advises."""
+        args: list[str | int] = [max_inflight, self._job_ttl, repr(time.time() if now is None else now), job_id,
+                                 record.fingerprint or "", record.tenant or ""]
         for name, value in record.to_fields().items():
             args += [name, value]
-        counter = keys.inflight(record.tenant, record.modality)
-        kind, a, b, *unacked = await self._admit(keys=[keys.job_record(job_id), counter], args=args)
+        held = keys.inflight(record.tenant, record.modality)
+        script_keys = [keys.job_record(job_id), held, keys.inflight_index(), keys.replay_log(job_id),
+                       keys.dedupe(job_id)]
+        kind, a, b, *unacked = await self._admit(keys=script_keys, args=args)
         if kind == 1:
             return Admitted()
         if kind == 0:
@@ -275,7 +367,54 @@ class JobStore:
 
     async def inflight(self, tenant: str, modality: str) -> int:
         """The tenant's admitted jobs of the modality that are not terminal yet."""
-        return int(await self._redis.get(keys.inflight(tenant, modality)) or 0)
+        return int(await self._redis.zcard(keys.inflight(tenant, modality)))
+
+    # -- reconciling in-flight slots with job records (the streams process's reconciler) --
+
+    async def lead(self, holder: str, ttl_s: float) -> bool:
+        """Take or renew the reconciler's lock for `ttl_s`: True while `holder` is the one acting."""
+        return bool(await self._lead(keys=[keys.reconciler_lock()], args=[holder, max(1, int(ttl_s * 1000))]))
+
+    async def reconcile(self, now: float, limits: Callable[[str], tuple[float, float]],
+                        admitted_before: float | None = None) -> Reconciled:
+        """Drop in-flight members whose record expired or is terminal (their slots come back), and
+        find the jobs still holding a slot that are silent past their limit: `limits(modality)` gives
+        the seconds allowed without an event to a queued and to a started job. With
+        `admitted_before`, jobs admitted before that time are candidates too, however recent.
+
+        Three round trips however many sets; only candidates come back, so a sweep over many
+        healthy jobs parses little.
+        """
+        held_sets = sorted(raw.decode() for raw in await self._redis.smembers(keys.inflight_index()))
+        if not held_sets:
+            return Reconciled(0, [])
+        pipe = self._redis.pipeline(transaction=False)
+        for held_set in held_sets:
+            pipe.zrange(held_set, 0, -1)
+        members = [[job.decode() for job in jobs] for jobs in await pipe.execute()]
+        pipe = self._redis.pipeline(transaction=False)
+        for held_set, jobs in zip(held_sets, members):
+            queued_s, started_s = limits(held_set.rsplit(":", 1)[1])
+            args = [repr(now), repr(queued_s), repr(started_s), "" if admitted_before is None else repr(admitted_before)]
+            await self._reconcile(keys=[held_set, keys.inflight_index(), *map(keys.job_record, jobs)],
+                                  args=[*args, *jobs], client=pipe)
+        live, lost = 0, []
+        for held_set, (count, candidates) in zip(held_sets, await pipe.execute()):
+            live += int(count)
+            modality = held_set.rsplit(":", 1)[1]
+            for job, status, since, admitted, tenant in candidates:
+                lost.append(Held(job.decode(), JobStatus(status.decode() or "queued"), modality, float(since),
+                                 float(admitted), tenant.decode()))
+        return Reconciled(live, lost)
+
+    async def end_lost(self, job_id: str, message: str, now: float) -> Appended | Dropped:
+        """End a job that can no longer end by itself with a retryable `failed` (job_lost), applied
+        like every event: exactly one terminal event, its webhook owed, its slot released; a late
+        real terminal event after it is dropped. Source `streams`, attempt 0: no worker's attempt
+        is 0 (theirs are clock milliseconds), so a superseded attempt never hides it."""
+        event = Failed(job_id=job_id, seq=0, attempt=0, source=EventSource.STREAMS, ts=now,
+                       code=ErrorCode.JOB_LOST, message=message, retryable=True)
+        return await self.apply(event, event.model_dump_json().encode(), now)
 
     # -- reads --
 
@@ -336,7 +475,7 @@ class JobStore:
         return [_outcome(reply) for reply in replies]
 
     async def _slots(self, job_ids: list[str]) -> dict[str, str]:
-        """The in-flight counter each job holds (written once at admission, so reading early is safe)."""
+        """The in-flight set each job counts in (written once at admission, so reading early is safe)."""
         if not job_ids:
             return {}
         unique = list(dict.fromkeys(job_ids))
@@ -412,6 +551,13 @@ class JobStore:
             for raw in reply[0][1]:
                 cursor = _entry_number(raw[0])
                 yield raw
+
+
+def event_store(redis: aioredis.Redis, fanout: FanoutSettings, webhooks: WebhookSettings) -> JobStore:
+    """The store that applies events as the fan-out does (its replay bound, job expiry and, when
+    webhooks are on, the outbox): the fan-out's, the reconciler's and the local stack's."""
+    bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if webhooks.master() else None
+    return JobStore(redis, replay_maxlen=fanout.replay_maxlen, job_ttl_s=fanout.job_ttl_s, webhook_outbox=bounds)
 
 
 def _outcome(reply) -> Appended | Dropped | Exception:

@@ -1,9 +1,11 @@
 """Every Redis key genloom writes, in one place, with the reason for each number.
 
 Keys of one job share the hash tag ``{job_id}`` so a Lua script touching them runs on one Redis
-Cluster slot. The in-flight counter is per tenant and modality, so it lives in another slot: the
-fan-out passes it to its script as a separate key (fine on one Redis; on a cluster the counter
-call is the one cross-slot step, see infra/redis/jobstore.py).
+Cluster slot. The in-flight set is per tenant and modality, and the index of those sets is one per
+deployment, so they live in other slots: admission, the fan-out and the reconciler pass them to
+their scripts as separate keys (fine on one Redis; on a cluster these are the cross-slot steps:
+keep the in-flight keys and the job keys on one node, or run against a standalone Redis; see
+infra/redis/jobstore.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,6 @@ JOB_TTL_S = 24 * 3600
 #: most events kept per job in the replay log (XADD MAXLEN); a text job emits about one event per
 #: decode step, so 10k covers an 8k-token answer with room for progress and control events
 REPLAY_MAXLEN = 10_000
-
-#: how long an in-flight counter survives without an admission (6 h): a job whose terminal event
-#: is lost (a worker dead for good) stops holding its slot after this, instead of forever
-INFLIGHT_TTL_S = 6 * 3600
 
 #: how long a delivered-webhook marker is kept (7 days): longer than any retry or replay horizon
 WEBHOOK_MARK_TTL_S = 7 * 24 * 3600
@@ -81,6 +79,24 @@ def webhook_outbox() -> str:
 WEBHOOK_GROUP = "deliverers"
 
 
+def webhook_deliverers() -> str:
+    """Sorted set: each running webhook deliverer, scored by the Unix time it last reported in."""
+    return f"{PREFIX}:webhooks:deliverers"
+
+
 def inflight(tenant: str, modality: str) -> str:
-    """Integer: the tenant's jobs of this modality that are admitted and not yet terminal."""
-    return f"{PREFIX}:inflight:{tenant}:{modality}"
+    """Sorted set: ids of the tenant's jobs of this modality that are admitted and not yet terminal,
+    scored by admission time. Its size is the in-flight count; the reconciler drops members whose
+    record expired or is terminal. (Named apart from the integer counters it replaces, so an old
+    counter left in a shared Redis is never read as a set.)"""
+    return f"{PREFIX}:inflight-jobs:{tenant}:{modality}"
+
+
+def inflight_index() -> str:
+    """Set: every in-flight set that may have members, for the reconciler to visit (one per deployment)."""
+    return f"{PREFIX}:inflight-jobs"
+
+
+def reconciler_lock() -> str:
+    """String with an expiry: held by the one reconciler acting at a time, its value the holder's name."""
+    return f"{PREFIX}:reconciler:lock"

@@ -110,6 +110,17 @@ class WebhookOutbox:
     async def ack(self, *ids: str | bytes) -> None:
         await self._redis.xack(self._key, keys.WEBHOOK_GROUP, *ids)
 
+    async def beat(self, consumer: str, now: float) -> None:
+        """The deliverer `consumer` is running (read by the gateway's /readyz)."""
+        await self._redis.zadd(keys.webhook_deliverers(), {consumer: now})
+
+    async def live_deliverers(self, now: float, within_s: float) -> int:
+        """Deliverers that reported in the last `within_s` seconds; forgets those silent ten times longer."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(keys.webhook_deliverers(), "-inf", now - 10 * within_s)
+        pipe.zcount(keys.webhook_deliverers(), now - within_s, "+inf")
+        return int((await pipe.execute())[1])
+
     async def pending(self) -> int:
         """Entries read by some deliverer and not acknowledged yet."""
         return int((await self._redis.xpending(self._key, keys.WEBHOOK_GROUP))["pending"])

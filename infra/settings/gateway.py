@@ -46,9 +46,6 @@ class GatewaySettings(BaseSettings):
         default=10.0, gt=0, description="How long a submit or cancel waits for Kafka before a 503."
     )
     job_ttl_s: int = Field(default=keys.JOB_TTL_S, ge=1, description="Expiry of a job record the gateway creates.")
-    inflight_ttl_s: int = Field(
-        default=keys.INFLIGHT_TTL_S, ge=1, description="Expiry of an in-flight counter idle that long."
-    )
     redis_max_connections: int = Field(
         default=64, ge=2, description="Most Redis connections the gateway process opens (one is the shared replay"
         " reader's); a request waits for a free one up to the socket timeout, then answers 503.")

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.net.ssrf import TargetPolicy, parse_networks
 from infra.redis import keys
+from schemas.enums import JobStatus, Modality
 
 
 class StreamsSettings(BaseSettings):
@@ -85,6 +86,11 @@ class WebhookSettings(BaseSettings):
         description="An outbox entry idle this long in another deliverer's hands (it died) is taken over.",
     )
     mark_ttl_s: int = Field(default=keys.WEBHOOK_MARK_TTL_S, ge=1, description="Expiry of delivered markers.")
+    deliverer_stale_s: float = Field(
+        default=30.0, gt=0,
+        description="The gateway's /readyz reports webhooks degraded when no deliverer (in a streams process)"
+        " has reported for this long; the gateway stays ready (deliveries wait in the outbox).",
+    )
 
     @field_validator("allow_networks")
     @classmethod
@@ -97,3 +103,52 @@ class WebhookSettings(BaseSettings):
 
     def master(self) -> bytes | None:
         return self.secret.get_secret_value().encode() if self.secret else None
+
+
+class ReconcilerSettings(BaseSettings):
+    """The streams process's reconciler: in-flight slots checked against job records, and jobs that can
+    no longer end by themselves ended with a retryable `failed` (job_lost). A job is lost only after
+    no event for longer than its status and modality allow, generously: ending a job that was merely
+    slow costs its owner a resubmit, so the limits are many times the expected work between events."""
+
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_RECONCILER_", extra="ignore", frozen=True)
+
+    enabled: bool = Field(default=True, description="Run the reconciler in the streams process.")
+    interval_s: float = Field(default=30.0, gt=0, description="Seconds between sweeps.")
+    lock_ttl_s: float = Field(
+        default=90.0, gt=0,
+        description="Expiry of the lock one streams process holds while it sweeps (renewed each sweep); another"
+        " takes over this long after the holder died. Longer than interval_s.",
+    )
+    queued_s: float = Field(
+        default=6 * 3600.0, gt=0,
+        description="A job no worker has started (no event since it was accepted) is lost after this long: jobs"
+        " wait behind others, so this bounds a queue, not a step.",
+    )
+    text_s: float = Field(
+        default=300.0, gt=0, description="A started text job with no event (a token comes every decode step)"
+        " for this long is lost.")
+    speech_s: float = Field(
+        default=300.0, gt=0, description="A started speech job with no audio chunk for this long is lost.")
+    image_s: float = Field(
+        default=900.0, gt=0, description="A started image job with no progress step for this long is lost.")
+    video_s: float = Field(
+        default=3600.0, gt=0, description="A started video job with no progress step for this long is lost"
+        " (one denoising step of a large video model can take minutes).")
+
+    artifact_sweep_s: float = Field(
+        default=3600.0, gt=0,
+        description="Seconds between sweeps of the blob store for job artifacts older than GENLOOM_BLOB_TTL_S.",
+    )
+
+    def limits(self, modality: str) -> tuple[float, float]:
+        """The silence allowed to a queued and to a started job of the modality."""
+        return self.silence_limit_s(JobStatus.QUEUED, modality), self.silence_limit_s(JobStatus.RUNNING, modality)
+
+    def silence_limit_s(self, status: str, modality: str) -> float:
+        """How long a job of this status and modality may go without an event before it is lost."""
+        if status == JobStatus.QUEUED:
+            return self.queued_s
+        limits = {Modality.TEXT: self.text_s, Modality.SPEECH: self.speech_s, Modality.IMAGE: self.image_s,
+                  Modality.VIDEO: self.video_s}
+        return limits.get(modality, max(limits.values()))  # a modality added later: the longest until set

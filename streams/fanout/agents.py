@@ -14,7 +14,7 @@ import faust
 from infra.kafka.codec import encode
 from infra.kafka.topics import DLQ
 from infra.redis.client import connect
-from infra.redis.jobstore import JobStore, WebhookOutboxBounds
+from infra.redis.jobstore import event_store
 from infra.redis.outbox import WebhookOutbox
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
@@ -46,10 +46,7 @@ def register(
     @app.agent(topics.events, name="genloom.fanout")
     async def fan_out(stream):
         redis = connect(redis_url)
-        master = webhooks.master()
-        bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if master else None
-        store = JobStore(redis, replay_maxlen=settings.replay_maxlen, job_ttl_s=settings.job_ttl_s,
-                         webhook_outbox=bounds)
+        store = event_store(redis, settings, webhooks)
         handler = FanoutHandler(store, consumer=app.conf.id)
         deliverer = start_deliverer(redis_url, webhooks, consumer=f"{socket.gethostname()}:{os.getpid()}")
         try:

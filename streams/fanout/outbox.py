@@ -21,7 +21,7 @@ _RETRY_S = 1.0
 
 class OutboxDeliverer:
     def __init__(self, outbox: WebhookOutbox, dispatcher: WebhookDispatcher, *, consumer: str,
-                 claim_idle_s: float, block_ms: int = 1000, batch: int = 64) -> None:
+                 claim_idle_s: float, block_ms: int = 1000, batch: int = 64, beat_s: float = 1.0) -> None:
         self._outbox = outbox
         self._dispatcher = dispatcher
         self._consumer = consumer
@@ -29,11 +29,13 @@ class OutboxDeliverer:
         self._sweep_every = max(0.1, claim_idle_s / 2)
         self._block_ms = block_ms
         self._batch = batch
+        self._beat_s = beat_s
 
     async def run(self) -> None:
         """Until cancelled. Redis errors are logged and waited out; nothing owed is acknowledged
         before it is delivered or given up."""
         next_sweep = 0.0
+        next_beat = 0.0
         cursor = "0-0"
         ready = False
         while True:
@@ -41,6 +43,9 @@ class OutboxDeliverer:
                 if not ready:
                     await self._outbox.ensure_group()
                     ready = True
+                if time.monotonic() >= next_beat:  # alive and reading: the gateway's /readyz looks
+                    await self._outbox.beat(self._consumer, time.time())
+                    next_beat = time.monotonic() + self._beat_s
                 room = self._dispatcher.room()
                 if room == 0:
                     await self._dispatcher.wait_for_room()

@@ -43,6 +43,14 @@ def _processes_with_env(marker: str) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def _env_value(pid: int, name: str) -> str | None:
     with open(f"/proc/{pid}/environ", "rb") as f:
         for entry in f.read().split(b"\0"):
@@ -105,6 +113,22 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         while "restarting" not in output and time.monotonic() < deadline:
             output += proc.stdout.readline()
         assert "worker-speech exited with -9; restarting" in output
+        # so are the bundled broker (on its port, with its topics) and redis-server, and the stack serves again
+        kafka_port = re.search(r"kafka\s.*?127\.0\.0\.1:(\d+)", output).group(1)
+        redis_port = re.search(r"redis\s.*?redis://127\.0\.0\.1:(\d+)", output).group(1)
+        for backend, port, said in (("tansu", kafka_port, "the bundled broker exited; restarted"),
+                                    ("redis-server", redis_port, "redis-server exited")):
+            # redis-server rewrites its title (and with it its environment): found by name and port
+            (pid,) = [int(p) for p in os.listdir("/proc") if p.isdigit() and backend in _cmdline(int(p))
+                      and f"127.0.0.1:{port}" in _cmdline(int(p)) and _alive(int(p))]
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while said not in output and time.monotonic() < deadline:
+                output += proc.stdout.readline()
+            assert said in output, output
+        submitted = subprocess.run([sys.executable, "-m", "infra.cli.main", "submit", "Back again.", "-m", "speech"],
+                                   env=env, capture_output=True, text=True, timeout=180)
+        assert submitted.returncode == 0 and "completed" in submitted.stdout, submitted.stdout + submitted.stderr
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=60)
         output += rest

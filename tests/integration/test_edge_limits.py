@@ -26,7 +26,9 @@ from infra.models.catalog import TextModelCatalog, TextModelEntry
 from infra.procs import free_port
 from infra.redis.client import connect
 from infra.redis.jobrecord import JobRecord
+from infra.redis import keys as rkeys
 from infra.redis.jobstore import JobStore
+from infra.redis.outbox import WebhookOutbox
 from infra.redis.server import LocalRedis
 from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource, JobStatus, Modality
@@ -444,3 +446,23 @@ async def test_artifact_uris_show_no_server_paths(own_redis, tmp_path):
     assert "event: artifact" in events and expected in events
     assert secret not in str(view) and secret not in events and "file://" not in events
     assert internal not in str(view) and internal not in events  # the tenant sees its own id only
+
+
+async def test_readyz_reports_webhooks_degraded_while_no_deliverer_reports_in(tmp_path):
+    with LocalRedis() as server:  # a Redis no streams process reports to
+        app = _app(server.url, tmp_path)
+        assert app.state.webhooks.enabled  # GENLOOM_WEBHOOK_SECRET is set for the edge tests
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                                         timeout=30) as http:
+                alone = await http.get("/readyz")
+                await WebhookOutbox(app.state.redis).beat("streams-1", time.time())
+                served = await http.get("/readyz")
+                await app.state.redis.zadd(rkeys.webhook_deliverers(), {"streams-1": time.time() - 3600})
+                gone = await http.get("/readyz")
+        finally:
+            await _shut(app)
+    assert alone.status_code == 200 and alone.json()["status"] == "ready"  # jobs are still served
+    assert "no webhook deliverer" in alone.json()["degraded"]["webhooks"]
+    assert served.json() == {"status": "ready"}
+    assert "webhooks" in gone.json()["degraded"]

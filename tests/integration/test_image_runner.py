@@ -144,6 +144,28 @@ async def test_pipeline_error_fails_its_batch_and_the_worker_keeps_serving(
     assert after[-1].type == "completed"
 
 
+async def test_a_batch_failure_tells_each_tenant_nothing_of_the_others_jobs(
+        kafka_bootstrap, image_worker, producer, monkeypatch):
+    engine = image_worker.handler.engine
+
+    def explode_quoting_the_batch(batch, on_step=None, should_stop=None):
+        # as a real pipeline error may: its text names every job of the batch
+        raise RuntimeError("bad batch: " + "; ".join(f"{j.job_id} {j.prompt!r} {j.width}x{j.height}" for j in batch))
+
+    monkeypatch.setattr(engine, "generate", explode_quoting_the_batch)
+    mine = image("img-mine", prompt="my secret holiday plan", width=32, height=32, seed=3)
+    theirs = parse_request({"job_id": "img-theirs", "tenant": "t2", "modality": "image",
+                            "params": {"prompt": "their private prompt", "width": 32, "height": 32, "seed": 3}})
+    await submit(producer, mine, theirs)
+    seen = {job: await job_events(kafka_bootstrap, EVENTS_RAW, job) for job in ("img-mine", "img-theirs")}
+    assert sorted(["img-mine", "img-theirs"]) in [sorted(b) for b in image_worker.handler.recent_batches]
+    for job, other, other_prompt in (("img-mine", "img-theirs", "their private"), ("img-theirs", "img-mine", "my secret")):
+        failed = seen[job][-1]
+        assert failed.type == "failed" and failed.code.value == "generation_error" and failed.retryable
+        assert other not in failed.message and other_prompt not in failed.message
+        assert "RuntimeError" in failed.message
+
+
 async def test_cancel_inside_a_batch_ends_that_job_and_the_batch_goes_on(kafka_bootstrap, image_worker, producer):
     handler: ImageHandler = image_worker.handler
     steps = 60

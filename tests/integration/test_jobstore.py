@@ -28,7 +28,7 @@ async def redis(redis_url):
 
 @pytest.fixture
 def store(redis) -> JobStore:
-    return JobStore(redis, job_ttl_s=60, inflight_ttl_s=60, replay_maxlen=100)
+    return JobStore(redis, job_ttl_s=60, replay_maxlen=100)
 
 
 def _id(name: str) -> str:
@@ -186,3 +186,90 @@ async def test_cancel_flag_and_video_meta_are_set_once(store):
     await store.keep_video_meta(job, {"model": "v1", "size": None, "seconds": "1"})
     await store.keep_video_meta(job, {"model": "v2", "size": "8x8", "seconds": "2"})
     assert (await store.load(job)).video_meta == {"model": "v1", "size": None, "seconds": "1"}
+
+
+async def test_reconcile_drops_slots_of_expired_and_terminal_records_and_finds_the_silent(store, redis):
+    tenant = _id("t")
+    expired, ended, queued, running = _id("exp"), _id("end"), _id("q"), _id("run")
+    for job in (expired, ended, queued, running):
+        assert await store.admit(job, _record(tenant), max_inflight=4, now=10.0) == Admitted()
+    assert await store.admit(_id("full"), _record(tenant), max_inflight=4) == Full(4)
+    await redis.delete(keys.job_record(expired))  # its record expired: nothing would ever release it
+    # a terminal recorded without its slot key, as by a fan-out that lost the slot's name
+    await redis.hset(keys.job_record(ended), mapping={"terminal_id": 3, "status": "completed"})
+    await _apply(store, _ev(Started, running, 0, attempt=5, worker="w", model=MODEL), now=20.0)
+
+    mine = {expired, ended, queued, running}
+
+    async def lost(limits: tuple[float, float], before: float | None = None) -> dict:
+        found = await store.reconcile(100.0, lambda modality: limits, admitted_before=before)
+        assert found.held >= 2
+        return {h.job_id: h for h in found.lost if h.job_id in mine}
+
+    # at 100 the queued job has been silent 98.5 s (since its created_at), the running one 80 s
+    candidates = await lost((90, 90))
+    assert set(candidates) == {queued}
+    assert candidates[queued].status == JobStatus.QUEUED and candidates[queued].since == 1.5
+    assert candidates[queued].tenant == tenant and candidates[queued].admitted == 10.0
+    both = await lost((90, 50))
+    assert set(both) == {queued, running} and both[running].since == 20.0 and both[running].modality == "text"
+    assert both[running].status == JobStatus.RUNNING
+    assert await lost((1e9, 1e9)) == {}
+    assert set(await lost((1e9, 1e9), before=11.0)) == {queued, running}  # admitted at 10
+    assert await lost((1e9, 1e9), before=9.0) == {}
+    assert await store.inflight(tenant, "text") == 2  # the two leaked slots came back
+    assert await store.admit(_id("again"), _record(tenant), max_inflight=4) == Admitted()
+
+
+async def test_an_empty_in_flight_set_leaves_the_index_and_admission_brings_it_back(store, redis):
+    tenant, job = _id("t"), _id("one")
+    await store.admit(job, _record(tenant), max_inflight=1)
+    assert keys.inflight(tenant, "text").encode() in await redis.smembers(keys.inflight_index())
+    await _apply(store, _ev(Completed, job, 0))
+    assert await store.inflight(tenant, "text") == 0
+    await store.reconcile(0.0, lambda modality: (1e9, 1e9))
+    assert keys.inflight(tenant, "text").encode() not in await redis.smembers(keys.inflight_index())
+    await store.admit(_id("two"), _record(tenant), max_inflight=1)
+    assert keys.inflight(tenant, "text").encode() in await redis.smembers(keys.inflight_index())
+
+
+async def test_end_lost_is_one_retryable_terminal_and_a_late_real_one_is_dropped(store):
+    tenant, job = _id("t"), _id("lost")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    await _apply(store, _ev(Started, job, 0, attempt=5, worker="w", model=MODEL))
+    ended = await store.end_lost(job, "lost: resubmit with the same job_id", now=9.0)
+    assert isinstance(ended, Appended)
+    assert await store.end_lost(job, "again", now=10.0) == Dropped("after_terminal")
+    assert await _apply(store, _ev(Completed, job, 1, attempt=5, text="late")) == Dropped("after_terminal")
+    record = await store.load(job)
+    assert record.status == JobStatus.FAILED and record.error.code == "job_lost" and record.error.retryable
+    assert await store.inflight(tenant, "text") == 0
+    assert [e.type for e in await store.entries(job)] == ["started", "failed"]
+
+
+async def test_only_one_holder_leads_until_its_lock_expires(store, redis):
+    await redis.delete(keys.reconciler_lock())
+    assert await store.lead("a", 5) and await store.lead("a", 5)  # taken, then renewed
+    assert not await store.lead("b", 5)
+    await redis.pexpire(keys.reconciler_lock(), 1)
+    await redis.delete(keys.reconciler_lock())  # as after its expiry
+    assert await store.lead("b", 5) and not await store.lead("a", 5)
+
+
+async def test_the_same_request_of_a_lost_job_runs_again_under_its_id(store):
+    tenant, job = _id("t"), _id("rerun")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    await _apply(store, _ev(Started, job, 0, attempt=5, worker="w", model=MODEL))
+    await store.end_lost(job, "lost", now=9.0)
+    assert await store.admit(job, _record(tenant, "other"), max_inflight=5) == Existing("f1", tenant)
+    assert await store.admit(job, _record(_id("t2")), max_inflight=5) == Existing("f1", tenant)
+    assert await store.admit(job, _record(tenant), max_inflight=5) == Admitted()
+    record = await store.load(job)
+    assert record.status == JobStatus.QUEUED and record.error is None and record.slot_held
+    assert await store.inflight(tenant, "text") == 1 and await store.entries(job) == []
+    assert await _apply(store, _ev(TokenDelta, job, 1, attempt=5, text="zombie", tokens=1)) == Appended(1, None)
+    assert await _apply(store, _ev(Started, job, 0, attempt=6, worker="w2", model=MODEL)) == Appended(2, None)
+    assert await _apply(store, _ev(Completed, job, 2, attempt=5)) == Dropped("stale_attempt")
+    assert isinstance(await _apply(store, _ev(Completed, job, 1, attempt=6, text="ok")), Appended)
+    assert (await store.load(job)).status == JobStatus.COMPLETED
+    assert await store.admit(job, _record(tenant), max_inflight=5) == Existing("f1", tenant)

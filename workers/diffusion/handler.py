@@ -8,7 +8,9 @@ from collections.abc import Callable
 from diffusers import DiffusionPipeline
 
 from infra.models.storage import RANDOM_WEIGHTS
+from schemas.enums import ErrorCode
 from schemas.events import ModelInfo
+from workers.errors import JobError, batch_failure_detail
 
 from .pipeline import LoadedPipeline
 
@@ -37,3 +39,9 @@ def native_side(pipe: DiffusionPipeline) -> int:
     if isinstance(size, (list, tuple)):
         size = size[0]
     return int(size) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+def batch_error(exc: Exception, jobs: int) -> JobError:
+    """The failure of each job of a batch whose pipeline call raised (`batch_failure_detail`)."""
+    return JobError(ErrorCode.GENERATION_ERROR, f"generation failed: {batch_failure_detail(exc, jobs)}",
+                    retryable=True)

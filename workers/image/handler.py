@@ -33,7 +33,14 @@ from workers.batching import BucketBatcher
 from workers.context import JobContext
 from workers.errors import JobError
 
-from workers.diffusion.handler import WARMUP_SIDE, PipelineLoader, native_side, random_seed, wire_model_info
+from workers.diffusion.handler import (
+    WARMUP_SIDE,
+    PipelineLoader,
+    batch_error,
+    native_side,
+    random_seed,
+    wire_model_info,
+)
 from workers.diffusion.pipeline import load_pipeline
 from workers.diffusion.steps import GenerationCancelled
 
@@ -288,9 +295,7 @@ class ImageHandler:
             outcomes = [_Failure(exc)] * len(batch)
         except Exception as exc:  # the pipeline failed: fail this batch, keep serving
             log.exception("image batch of %d job(s) failed", len(batch))
-            outcomes = [_Failure(JobError(ErrorCode.GENERATION_ERROR,
-                                          f"generation failed: {type(exc).__name__}: {exc}",
-                                          retryable=True))] * len(batch)
+            outcomes = [_Failure(batch_error(exc, len(batch)))] * len(batch)
         self.batches_run += 1
         self.recent_batches.append(tuple(e.job.job_id for e in batch))
         # Steps were queued from the thread before generate() returned, so they come first.

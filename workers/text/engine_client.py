@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from workers.errors import batch_failure_detail
+
 from .sampling import SamplingParams
 from .sequence import StepOutput
 
@@ -82,9 +84,10 @@ def step(engine, active: set[str]) -> list[StepOutput]:
     except Exception as exc:
         log.exception("engine step failed")
         outputs = []
+        detail = batch_failure_detail(exc, len(active))  # the requests may be different tenants'
         for request_id in active:
             engine.abort(request_id)
-            outputs.append(error_output(request_id, 0, f"{type(exc).__name__}: {exc}"))
+            outputs.append(error_output(request_id, 0, detail))
         active.clear()
     for out in outputs:
         if out.finished:

@@ -43,6 +43,16 @@ def test_ssl_builds_a_verifying_context_from_the_files(pem):
         clients.security_args(KafkaSettings(security_protocol="SSL", ssl_cafile=cert.parent / "missing.pem"))
 
 
+def test_the_tls_context_is_built_once_per_process_for_the_same_files(pem):
+    cert, key = pem
+    settings = KafkaSettings(security_protocol="SSL", ssl_cafile=cert, ssl_certfile=cert, ssl_keyfile=key)
+    first = clients.security_args(settings)["ssl_context"]
+    assert clients.security_args(settings)["ssl_context"] is first
+    assert clients.security_args(settings.model_copy())["ssl_context"] is first
+    other = clients.security_args(KafkaSettings(security_protocol="SSL", ssl_cafile=cert))["ssl_context"]
+    assert other is not first  # other files, another context
+
+
 def test_sasl_fields_and_their_faust_form(pem):
     settings = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="svc",
                              sasl_password="s3cret", ssl_cafile=pem[0])

@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -56,6 +57,7 @@ class FakeObject:
     body: bytes
     content_type: str
     metadata: dict[str, str]
+    modified: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 class FakeS3Client:
@@ -85,6 +87,14 @@ class FakeS3Client:
     def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         self.objects.pop((Bucket, Key), None)
         return {}
+
+    def list_objects_v2(self, *, Bucket: str, Prefix: str = "", ContinuationToken: str | None = None) -> dict[str, Any]:
+        """Pages of two keys, so paging is exercised; the token is the last key listed, as S3's resumes after it."""
+        keys = sorted(k for b, k in self.objects if b == Bucket and k.startswith(Prefix) and k > (ContinuationToken or ""))
+        page = [{"Key": k, "LastModified": self.objects[(Bucket, k)].modified, "Size": len(self.objects[(Bucket, k)].body)}
+                for k in keys[:2]]
+        more = len(keys) > 2
+        return {"Contents": page, "IsTruncated": more, **({"NextContinuationToken": keys[1]} if more else {})}
 
 
 Corrupt = Callable[[str], None]

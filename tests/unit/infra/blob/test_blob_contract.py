@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 
 import pytest
@@ -66,3 +67,20 @@ async def test_unsafe_keys_are_rejected(blob_store: Store, key: str) -> None:
 async def test_health_is_ok(blob_store: Store) -> None:
     store, _ = blob_store
     assert (await store.health()).ok
+
+
+async def test_expire_deletes_only_blobs_under_the_prefix_written_before_the_cutoff(blob_store: Store) -> None:
+    store, _ = blob_store
+    before = time.time() - 5  # S3 keeps LastModified to the second
+    old = [artifact_key("acme", f"job-{i}", "image-0.png") for i in range(3)]
+    for key in old:
+        await store.put(key, b"old", "image/png")
+    await store.put("elsewhere/keep", b"not an artifact", "text/plain")
+    assert await store.expire("artifacts", older_than=before) == 0
+    assert all([await store.exists(key) for key in old])
+    assert await store.expire("artifacts", older_than=time.time() + 5) == 3
+    assert not any([await store.exists(key) for key in old])
+    assert await store.get("elsewhere/keep") == b"not an artifact"
+    assert await store.expire("artifacts", older_than=time.time() + 5) == 0
+    ref = await store.put(old[0], b"written again", "image/png")  # an emptied folder is no obstacle
+    assert await store.stat(old[0]) == ref
