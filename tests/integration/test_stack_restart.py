@@ -25,6 +25,7 @@ from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
 from infra.stack import Stack
 from schemas.enums import JobStatus, Modality
+from schemas.requests import scoped_job_id
 from tests.conftest import FAST_STREAMS_ENV, REQUEST_SIGNING_KEY
 from tests.edge_helpers import text_job
 from tests.kafka_helpers import read_topic, started_producer
@@ -89,7 +90,7 @@ async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps
         ids = [(await client.submit(text_job(f"job {i}", job_id=f"r-{uuid.uuid4().hex[:8]}")))["id"]
                for i in range(4)]
         for job in ids:
-            await _fanned_out(store, job)  # accepted, as far as the fan-out goes
+            await _fanned_out(store, scoped_job_id("t-restart", job))  # accepted, as far as the fan-out goes
         followers = [asyncio.create_task(_follow(client, job)) for job in ids]
         await asyncio.sleep(0.3)  # the followers are waiting on the replay logs (no worker runs here)
         port = stack.broker.port
@@ -110,7 +111,7 @@ async def test_a_broker_restart_ends_every_accepted_job_once_and_the_stack_keeps
         # the stack keeps serving: a new job is published to the restarted broker and is left running,
         # and the advised resubmit (same request, same job_id) runs the lost job again
         after = (await client.submit(text_job("after", job_id=f"r-{uuid.uuid4().hex[:8]}")))["id"]
-        await _fanned_out(store, after)  # the streams process fans out from the restarted broker
+        await _fanned_out(store, scoped_job_id("t-restart", after))  # the streams process fans out from the restarted broker
         again = await client.submit(text_job("job 0", job_id=ids[0]))
         assert again["status"] == "queued" and (await client.get(after))["status"] == "queued"
         assert await store.inflight("t-restart", "text") == 2
