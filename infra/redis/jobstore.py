@@ -218,6 +218,9 @@ class ReplayExpired(Exception):
         )
 
 
+#: the seq of `lost_entry`'s event: the gateway's own events are accepted (0) and cancelled while queued (1),
+#: so a client that tells events apart by (source, attempt, seq) never takes it for one of those
+LOST_SEQ = 2
 #: why a followed job ended with `lost_entry`
 LOST_MESSAGE = ("Redis lost this job's record and events (it restarted without persistence, or was flushed), so"
                 " its outcome cannot be told: submit it again")
@@ -226,7 +229,7 @@ LOST_MESSAGE = ("Redis lost this job's record and events (it restarted without p
 def lost_entry(job_id: str, number: int) -> Entry:
     """What a follower gets in place of the rest of a job whose record Redis lost: a retryable `failed`
     (numbered after the last entry it had; it is not in any log, and the job's routes now answer 404)."""
-    event = Failed(job_id=job_id, seq=0, source=EventSource.GATEWAY, code=ErrorCode.BACKEND_UNAVAILABLE,
+    event = Failed(job_id=job_id, seq=LOST_SEQ, source=EventSource.GATEWAY, code=ErrorCode.BACKEND_UNAVAILABLE,
                    message=LOST_MESSAGE, retryable=True)
     return Entry(number, EventType.FAILED, event.model_dump_json().encode())
 

@@ -128,6 +128,7 @@ async def test_a_follower_whose_job_redis_lost_gets_one_retryable_failed_not_ren
         assert end.id == 4 and end.terminal
         failed = end.event
         assert isinstance(failed, Failed) and failed.retryable and failed.code == ErrorCode.BACKEND_UNAVAILABLE
+        assert (failed.source, failed.attempt, failed.seq) == (EventSource.GATEWAY, 0, 2)  # not accepted's (0)
         with pytest.raises(StopAsyncIteration):
             await anext(follow)
         await reader.aclose()
