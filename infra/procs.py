@@ -95,6 +95,13 @@ class LocalServer:
             stop_process(self._proc)
             self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (the fault tests); `start()` runs it again on the same port."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
     def __enter__(self):
         return self.start()
 
