@@ -3,7 +3,9 @@ and follow each job's SSE stream to its terminal event, reconnecting with Last-E
 what every client saw (duplicated or missing entries, output that does not add up).
 
 A client keeps listening until its job's terminal event, a clear error (an answer that says the job
-is not there), or `bound_s`, after which the job counts as lost.
+is not there), or `bound_s` after the later of its acceptance and the stack being whole again (a
+restarted process can take minutes to load its model on a busy machine), after which the job counts
+as lost.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -106,6 +109,8 @@ class Load:
         self._http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {api_key}"},
                                        timeout=httpx.Timeout(10.0, read=15.0))
         self.bound_s = bound_s
+        self.healing = False  # a fault is in place and the stack is not whole yet
+        self.healed_at = 0.0  # monotonic: when it was whole again
         self.traces: list[Trace] = []
         self._tasks: list[asyncio.Task] = []
 
@@ -115,6 +120,11 @@ class Load:
         with contextlib.suppress(BaseException):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.aclose()
+
+    def deadline(self, since: float) -> float:
+        """When a client that started waiting at `since` gives up: `bound_s` after that or after the stack
+        was whole again, whichever is later; never while a fault is still in place."""
+        return math.inf if self.healing else max(since, self.healed_at) + self.bound_s
 
     def first_token(self) -> bool:
         return any(kind == "token" for t in self.traces for _, kind, _ in t.events)
@@ -134,9 +144,9 @@ class Load:
 
     async def _submit(self, trace: Trace) -> bool:
         """Accepted (2xx), retrying with the same job_id while the answer says to or none came."""
-        deadline = time.monotonic() + self.bound_s
+        started = time.monotonic()
         body = dict(trace.body, job_id=trace.job_id)
-        while time.monotonic() < deadline:
+        while time.monotonic() < self.deadline(started):
             try:
                 response = await self._http.post("/v1/jobs", json=body)
             except httpx.TransportError as exc:
@@ -152,10 +162,10 @@ class Load:
         return False
 
     async def _follow(self, trace: Trace) -> None:
-        deadline = trace.accepted_at + self.bound_s
-        while time.monotonic() < deadline and trace.terminal is None and trace.error is None:
+        while time.monotonic() < self.deadline(trace.accepted_at) and trace.terminal is None and trace.error is None:
+            left = min(self.deadline(trace.accepted_at) - time.monotonic(), 30.0)  # a long wait reconnects
             with contextlib.suppress(httpx.TransportError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._stream(trace), max(0.1, deadline - time.monotonic()))
+                await asyncio.wait_for(self._stream(trace), max(0.1, left))
             if trace.terminal is None and trace.error is None:
                 trace.reconnects += 1
                 await asyncio.sleep(0.3)  # reconnect pace
@@ -234,7 +244,8 @@ async def drive(load: Load, jobs: int, interval_s: float, fault: Callable[[], Aw
                 trigger: Callable[[], bool], trigger_s: float = 60.0) -> float:
     """Submit `jobs` jobs (one video first, then the mix) at a steady pace; once half are submitted and
     `trigger()` holds (or `trigger_s` passed), inject `fault()` while the rest are submitted. Returns
-    when the fault was injected (monotonic); the caller waits for the clients."""
+    when the fault was injected (monotonic); the caller waits for the clients. `fault()` returns once
+    the stack is whole again (the part it stopped is back and ready)."""
     load.start("video", 0)
     half = max(1, jobs // 2)
     for n in range(1, half):
@@ -244,7 +255,15 @@ async def drive(load: Load, jobs: int, interval_s: float, fault: Callable[[], Aw
     while not trigger() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # poll interval
     fault_at = time.monotonic()
-    injected = asyncio.create_task(fault())
+    load.healing = True
+
+    async def inject() -> None:
+        try:
+            await fault()
+        finally:
+            load.healed_at, load.healing = time.monotonic(), False
+
+    injected = asyncio.create_task(inject())
     for n in range(half, jobs):
         load.start(MIX[n % len(MIX)], n)
         await asyncio.sleep(interval_s)

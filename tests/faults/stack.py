@@ -51,7 +51,7 @@ class FaultStack:
         }
         self.stack = Stack(log_dir=folder / "logs", env=env)
 
-    def start(self, timeout: float = 180.0) -> FaultStack:
+    def start(self, timeout: float = 300.0) -> FaultStack:
         prepare([Modality.TEXT, Modality.IMAGE, Modality.VIDEO], StorageSettings().cache_dir, Console(quiet=True))
         self.stack.start_backends()
         self.stack.add("streams", ["streams"])
@@ -104,7 +104,7 @@ class FaultStack:
         """Send `sig` to the component's process (SIGSTOP freezes it, SIGCONT thaws it)."""
         self.component(name).proc.send_signal(sig)
 
-    def relaunch(self, name: str, wait: bool = False, timeout: float = 120.0) -> None:
+    def relaunch(self, name: str, wait: bool = False, timeout: float = 300.0) -> None:
         """Start the component again, as `genloom up` does with one that exited."""
         component = self.component(name)
         offset = self.log(name).stat().st_size if self.log(name).exists() else 0

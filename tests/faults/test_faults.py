@@ -55,7 +55,7 @@ def _assert_whole(row, accepted) -> None:
 async def test_text_worker_killed_mid_stream(fault_stack, fault_report):
     row, accepted = await _scenario(
         "text worker SIGKILL mid-stream", fault_stack, fault_report,
-        _outage(lambda: fault_stack.kill("worker-text"), lambda: fault_stack.relaunch("worker-text")),
+        _outage(lambda: fault_stack.kill("worker-text"), lambda: fault_stack.relaunch("worker-text", wait=True)),
         kinds=("text",))
     _assert_whole(row, accepted)
     assert row.completed == row.accepted  # the relaunched worker runs the killed one's jobs again
@@ -65,7 +65,7 @@ async def test_text_worker_killed_mid_stream(fault_stack, fault_report):
 async def test_streams_process_killed(fault_stack, fault_report):
     row, accepted = await _scenario(
         "streams process SIGKILL", fault_stack, fault_report,
-        _outage(lambda: fault_stack.kill("streams"), lambda: fault_stack.relaunch("streams")))
+        _outage(lambda: fault_stack.kill("streams"), lambda: fault_stack.relaunch("streams", wait=True)))
     _assert_whole(row, accepted)
     assert row.completed == row.accepted
 
@@ -108,7 +108,7 @@ async def test_redis_killed_and_restarted(fault_stack, fault_report):
     assert row.recover_s is not None, "no job accepted after the restart completed"
 
 
-@pytest.mark.xfail(strict=True, reason="needs broker-restart recovery (issue 10 item 8)")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="needs broker-restart recovery (issue 10 item 8)")
 async def test_broker_killed_and_replaced(fault_stack, fault_report):
     """The bundled broker keeps everything in memory: a new one on the same port has empty topics. Every
     accepted job whose client keeps listening ends: completed, or failed with retryable=true.
