@@ -3,8 +3,8 @@ report: one row per scenario, written to `faults-report.json` in pytest's tmp di
 terminal summary.
 
 Sized by environment variables: GENLOOM_FAULTS_JOBS (jobs per scenario), GENLOOM_FAULTS_INTERVAL_S
-(pace of submits), GENLOOM_FAULTS_BOUND_S (how long a client listens, once the stack is whole again after the fault,
-before its job counts as lost),
+(pace of submits), GENLOOM_FAULTS_BOUND_S (how long a client listens without news, once the stack is whole again after
+the fault, before its job counts as lost),
 GENLOOM_FAULTS_OUTAGE_S (how long a killed or paused part stays away)."""
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ and follow each job's SSE stream to its terminal event, reconnecting with Last-E
 what every client saw (duplicated or missing entries, output that does not add up).
 
 A client keeps listening until its job's terminal event, a clear error (an answer that says the job
-is not there), or `bound_s` after the later of its acceptance and the stack being whole again (a
-restarted process can take minutes to load its model on a busy machine), after which the job counts
-as lost.
+is not there), or until nothing happened for `bound_s`: counted from the latest of its acceptance,
+its last event and the stack being whole again (a restarted process can take minutes to load its
+model on a busy machine, and a busy machine streams slowly), after which the job counts as lost.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Trace:
     body: dict
     job_id: str = field(default_factory=lambda: "fault-" + uuid.uuid4().hex[:16])
     accepted_at: float | None = None  # monotonic
+    last_event_at: float = 0.0
     ended_at: float | None = None
     submit_error: str | None = None  # why it was never accepted
     error: str | None = None  # a clear error instead of a terminal event
@@ -72,6 +73,7 @@ class Trace:
                                                                       data.get("seq")) for _, _, d in self.events):
             self.duplicates += 1  # the same event recorded twice under two entry numbers
         self.events.append((ident, kind, data))
+        self.last_event_at = time.monotonic()
         if kind in TERMINAL_TYPES:
             self.terminals.append(data)
             self.ended_at = time.monotonic()
@@ -122,7 +124,7 @@ class Load:
         await self._http.aclose()
 
     def deadline(self, since: float) -> float:
-        """When a client that started waiting at `since` gives up: `bound_s` after that or after the stack
+        """When a client whose last news came at `since` gives up: `bound_s` after that or after the stack
         was whole again, whichever is later; never while a fault is still in place."""
         return math.inf if self.healing else max(since, self.healed_at) + self.bound_s
 
@@ -162,8 +164,11 @@ class Load:
         return False
 
     async def _follow(self, trace: Trace) -> None:
-        while time.monotonic() < self.deadline(trace.accepted_at) and trace.terminal is None and trace.error is None:
-            left = min(self.deadline(trace.accepted_at) - time.monotonic(), 30.0)  # a long wait reconnects
+        def news() -> float:
+            return max(trace.accepted_at, trace.last_event_at)
+
+        while time.monotonic() < self.deadline(news()) and trace.terminal is None and trace.error is None:
+            left = min(self.deadline(news()) - time.monotonic(), 30.0)  # a long wait reconnects
             with contextlib.suppress(httpx.TransportError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._stream(trace), max(0.1, left))
             if trace.terminal is None and trace.error is None:
