@@ -100,6 +100,13 @@ class LocalServer:
         """Started and exited since (not stopped by `stop`)."""
         return self._proc is not None and self._proc.poll() is not None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (the fault tests); `start()` runs it again on the same port."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
     def __enter__(self):
         return self.start()
 

@@ -55,7 +55,7 @@ from schemas.events import Failed, JobEvent, parse_event
 
 from . import keys
 from .jobrecord import JobRecord, record_update, video_meta_field
-from .replay import RawEntry, ReplayReader
+from .replay import RawEntry, ReplayReader, StoreReset
 
 if TYPE_CHECKING:  # settings are read at each process's edge and handed in
     from infra.settings.streams import FanoutSettings, WebhookSettings
@@ -304,6 +304,22 @@ class ReplayExpired(Exception):
         )
 
 
+#: the seq of `lost_entry`'s event: the gateway's own events are accepted (0) and cancelled while queued (1),
+#: so a client that tells events apart by (source, attempt, seq) never takes it for one of those
+LOST_SEQ = 2
+#: why a followed job ended with `lost_entry`
+LOST_MESSAGE = ("Redis lost this job's record and events (it restarted without persistence, or was flushed), so"
+                " its outcome cannot be told: submit it again")
+
+
+def lost_entry(job_id: str, number: int) -> Entry:
+    """What a follower gets in place of the rest of a job whose record Redis lost: a retryable `failed`
+    (numbered after the last entry it had; it is not in any log, and the job's routes now answer 404)."""
+    event = Failed(job_id=job_id, seq=LOST_SEQ, source=EventSource.GATEWAY, code=ErrorCode.BACKEND_UNAVAILABLE,
+                   message=LOST_MESSAGE, retryable=True)
+    return Entry(number, EventType.FAILED, event.model_dump_json().encode())
+
+
 def _entry_number(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[0])
 
@@ -499,6 +515,10 @@ class JobStore:
 
         Without a cursor the stream starts at the oldest entry kept. Entry numbers are consecutive,
         so a gap after an explicit cursor means the log was trimmed past it: ReplayExpired.
+
+        When Redis loses its data meanwhile (the reader's StoreReset) and the job's record is gone or
+        is not the one admitted (the fan-out rebuilt a partial one from later events), the job ends
+        for this follower with `lost_entry`: a retryable `failed`, never a wait without end.
         """
         if record.terminal_id and after is not None and after >= record.terminal_id:
             return
@@ -511,26 +531,31 @@ class JobStore:
             elif first_id is None or first_id > (after or 0) + 1:
                 raise ReplayExpired(after or 0, first_id)
         cursor = after or 0
-        if self._replay is not None:
-            raws = self._shared(log_key, cursor, block_ms)
-        else:
-            raws = self._own(log_key, cursor, block_ms)
-        try:
-            async for raw in raws:
-                if raw is None:
-                    yield None
-                    continue
-                stream_id, fields = raw
-                number = _entry_number(stream_id)
-                if number != cursor + 1:
-                    raise ReplayExpired(cursor, number)
-                cursor = number
-                entry = _entry(stream_id, fields)
-                yield entry
-                if entry.terminal:
+        while True:
+            raws = self._shared(log_key, cursor, block_ms) if self._replay is not None else self._own(log_key, cursor,
+                                                                                                       block_ms)
+            try:
+                async for raw in raws:
+                    if raw is None:
+                        yield None
+                        continue
+                    stream_id, fields = raw
+                    number = _entry_number(stream_id)
+                    if number != cursor + 1:
+                        raise ReplayExpired(cursor, number)
+                    cursor = number
+                    entry = _entry(stream_id, fields)
+                    yield entry
+                    if entry.terminal:
+                        return
+            except StoreReset:
+                now = await self.load(job_id)
+                if now is None or now.fingerprint != record.fingerprint or now.tenant != record.tenant:
+                    yield lost_entry(job_id, cursor + 1)
                     return
-        finally:
-            await raws.aclose()
+                # the record survived (a persistent Redis): follow on from the same cursor
+            finally:
+                await raws.aclose()
 
     async def _shared(self, log_key: str, cursor: int, block_ms: int) -> AsyncIterator[RawEntry | None]:
         """Through the process's one ReplayReader: no connection of its own."""

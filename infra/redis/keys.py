@@ -70,6 +70,13 @@ def webhook_progress_gate(job_id: str) -> str:
     return f"{_job(job_id)}:hook:progress"
 
 
+def store_epoch() -> str:
+    """String, no expiry: a random value set once per Redis dataset. A replay reader that finds it gone
+    or changed knows Redis lost its data (a restart without persistence, a flush): logs it follows may
+    have been started again from entry 1."""
+    return f"{PREFIX}:store:epoch"
+
+
 def webhook_outbox() -> str:
     """Stream: webhook deliveries owed (one per deployment), read by the deliverers' consumer group."""
     return f"{PREFIX}:webhooks:outbox"

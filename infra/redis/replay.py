@@ -11,6 +11,11 @@ left out of the reads until it has taken entries again (the reader reads from ea
 cursor, so nothing is skipped). A Redis error does not end any follower: the reader backs off and
 reads again from the same cursors, and the followers keep their keep-alives meanwhile.
 The task ends when nobody follows anything, and starts again with the next follower.
+
+Each XREAD goes with a read of the store's epoch key (`keys.store_epoch`). When it is gone or
+changed, Redis lost its data while these followers waited: a log started again from entry 1 would
+hide entries below their cursors, so every follower of that moment gets `StoreReset` instead of
+entries, and decides from the job's record what to do (`JobStore.follow`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import uuid
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from . import keys
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,10 @@ _WAKE_TTL_S = 3600
 _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
+class StoreReset(Exception):
+    """Redis lost its data while this follower waited: its log may have been renumbered."""
+
+
 def _number(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[0])
 
@@ -50,13 +61,22 @@ class Subscription:
         self._reader = reader
         self.key = key
         self.cursor = cursor  # the last entry number handed over
-        self._queue: asyncio.Queue[RawEntry] = asyncio.Queue(size)
+        self._queue: asyncio.Queue[RawEntry | None] = asyncio.Queue(size)
+        self.reset = False
 
     @property
     def full(self) -> bool:
         return self._queue.full()
 
+    def lost(self) -> None:
+        """The store lost its data: no more entries; the follower's next `get` raises StoreReset."""
+        self.reset = True
+        if not self._queue.full():
+            self._queue.put_nowait(None)  # wakes a waiting `get`
+
     def offer(self, entries: list[RawEntry]) -> None:
+        if self.reset:
+            return
         for stream_id, fields in entries:
             number = _number(stream_id)
             if number <= self.cursor:
@@ -67,12 +87,17 @@ class Subscription:
             self.cursor = number
 
     async def get(self, timeout_s: float) -> RawEntry | None:
-        """The next entry, or None when none came within `timeout_s`."""
+        """The next entry, or None when none came within `timeout_s`; StoreReset once the entries read
+        before the store lost its data are taken."""
+        if self.reset and self._queue.empty():
+            raise StoreReset(self.key.decode())
         was_full = self._queue.full()
         try:
             entry = await asyncio.wait_for(self._queue.get(), timeout_s)
         except asyncio.TimeoutError:
             return None
+        if entry is None:
+            raise StoreReset(self.key.decode())
         if was_full:
             await self._reader.wake()  # read its log again
         return entry
@@ -134,11 +159,31 @@ class ReplayReader:
         streams[self._wake_key] = self._wake_id
         return streams
 
+    async def _epoch(self) -> bytes:
+        """The store's epoch, set here when this is the first reader of a new (or emptied) dataset."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(keys.store_epoch(), uuid.uuid4().hex, nx=True)
+        pipe.get(keys.store_epoch())
+        return (await pipe.execute())[1]
+
+    def _lost(self) -> None:
+        log.warning("replay reader: Redis lost its data (the store epoch changed); ending %d follower(s)",
+                    self.followers)
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.lost()
+
     async def _run(self) -> None:
         failures = 0
+        epoch: bytes | None = None
         while self._subs:
             try:
-                reply = await self._redis.xread(self._streams(), count=self._batch, block=self._block_ms)
+                if epoch is None:
+                    epoch = await self._epoch()
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.get(keys.store_epoch())  # on the XREAD's connection, just before it
+                pipe.xread(self._streams(), count=self._batch, block=self._block_ms)
+                seen, reply = await pipe.execute()
             except RedisError as exc:
                 delay = _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)]
                 failures += 1
@@ -146,6 +191,10 @@ class ReplayReader:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
+            if seen != epoch:  # what this XREAD returned may be numbered anew: hand none of it over
+                self._lost()
+                epoch = None
+                continue
             for key, entries in reply or ():
                 if key == self._wake_key:
                     self._wake_id = entries[-1][0]
