@@ -14,7 +14,7 @@ from infra.models.settings import ImageSettings, SpeechSettings, TextSettings, V
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.moderation import ModerationSettings
-from infra.settings.streams import FanoutSettings, StreamsSettings, WebhookSettings
+from infra.settings.streams import CacheSettings, EmbeddingSettings, FanoutSettings, StreamsSettings, WebhookSettings
 from infra.settings.worker import WorkerSettings
 from schemas.control import ControlMessage
 from schemas.dlq import DeadLetter
@@ -120,6 +120,8 @@ SETTINGS_CLASSES = [
     StreamsSettings,
     FanoutSettings,
     WebhookSettings,
+    EmbeddingSettings,
+    CacheSettings,
     WorkerSettings,
     ModerationSettings,
     TextSettings,
