@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings
-from infra.settings.streams import StreamsSettings
+from infra.settings.streams import CacheSettings, StreamsSettings
 
 from .app import create_app
+from .cache import agents as cache
 from .fanout import agents as fanout
 from .routing import agents as routing
 
@@ -19,7 +20,14 @@ def main() -> None:
     settings = StreamsSettings()
     app, topics = create_app(kafka.bootstrap, settings, kafka)
     routing.register(app, topics, settings.max_message_bytes, SigningSettings().key)
-    fanout.register(app, topics, RedisSettings().url)
+    redis_url = RedisSettings().url
+    fanout.register(app, topics, redis_url)
+    cache_settings = CacheSettings()
+    if cache_settings.enabled:
+        # the preparation processor's cache stage must be built over this same object
+        # (cache.build_stage), so answers stored here reach its in-process tier too
+        semantic_cache = cache.build_cache(cache_settings, redis_url)
+        cache.register_fill(app, topics, semantic_cache)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")
