@@ -126,7 +126,7 @@ class CacheSettings(BaseSettings):
 
     enabled: bool = Field(default=True, description="Run the cache stage (greedy chats and opted-in jobs only).")
     threshold: float = Field(
-        default=0.90, ge=0.0, le=1.0,
+        default=0.94, ge=0.0, le=1.0,
         description="Least cosine similarity of two prompts for one's answer to serve the other"
         " (chosen by bench/cache_quality.py; see docs/benchmarks.md).",
     )

@@ -15,12 +15,19 @@ than the last user turn (system prompt, earlier turns, a prefilled assistant tur
 so far is context the answer depends on), the position of the last user turn, max_tokens (it can
 cut an answer), stop strings, and, for sampled requests that opted in, temperature, top_p and seed.
 Left out: job id, user, session, priority, deadline, trace, webhook, metadata, submission time.
+
+Key terms: the embedded prompt's numbers, negations, names (capitalised words inside a sentence)
+and quoted text are part of the scope too, so they must match exactly. The embedding model is
+nearly blind to them: on bench/data/cache_paraphrases.json, "Is it safe to eat raw eggs?" and "Is
+it not safe to eat raw eggs?" score 0.99, "capital of Austria" and "of Australia" 0.9; no similarity
+threshold alone keeps such near misses apart and still reuses paraphrases (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ from schemas import AnyRequest, TextRequest
 from schemas.enums import CacheMode, EventSource, FinishReason
 from schemas.events import CacheInfo, Completed, JobEvent, ModelInfo, Started, Timings, TokenDelta, Usage
 
-from ..embedding.logic import last_user_index
+from ..embedding.logic import chat_text, last_user_index
 
 #: bump when the scope's fields change: old entries then stop matching instead of answering wrongly
 SCOPE_VERSION = 1
@@ -40,6 +47,46 @@ SCOPE_VERSION = 1
 FIRST_SEQ = 1
 #: finish reasons whose answer is kept; a content-filtered answer is cut short and never reused
 STORABLE = frozenset({FinishReason.STOP, FinishReason.LENGTH})
+
+
+#: words that turn a statement around; any of them (or an n't) counts as one term, "not"
+_NEGATIONS = frozenset({"not", "no", "never", "without", "nor", "none", "cannot"})
+#: words the embedding barely tells from their opposite, yet they change the answer: the marked
+#: side of general pairs (number words and ordinals past one and first; low/high, off/on, worst/best,
+#: cons/pros, uninstall/install, ...). Only one side is listed, so a paraphrase that swaps "largest"
+#: for "biggest" still matches, while "high in iron" and "low in iron" differ by one term
+_PIVOTS = frozenset("""
+    two three four five six seven eight nine ten eleven twelve twenty thirty fifty hundred thousand
+    million billion half quarter double twice second third fourth fifth last previous
+    off low lower less least fewer bad worse worst cons disadvantages drawbacks after below under
+    decrease cold late uninstall disable delete sell decline exclude export decrypt decode false
+    smallest smaller shortest shorter lowest cheapest cheaper youngest farthest furthest slowest weakest
+    minimum min
+    """.split())
+_WORD = re.compile(r"[^\W\d_][\w'’-]*|\d+(?:[.,]\d+)*")
+_QUOTED = re.compile(r"(?<![^\W\d_])[\"'‘“]([^\"'’”]{1,200})[\"'’”](?![^\W\d_])")
+
+
+def key_terms(text: str) -> list[str]:
+    """The terms of a prompt that must match exactly for a cached answer to serve it, in order of
+    first appearance (order matters: Celsius to Fahrenheit is not Fahrenheit to Celsius): numbers,
+    negations, pivot words (see `_PIVOTS`), names (capitalised words that do not start a sentence,
+    "I" aside) and quoted text."""
+    terms: dict[str, None] = {}  # ordered set
+    for match in _WORD.finditer(text):  # hot loop: one pass over the prompt
+        word = match.group()
+        lower = word.lower()
+        if lower in _NEGATIONS or lower.endswith(("n't", "n’t")):
+            terms["not"] = None
+        elif word[0].isdigit() or lower in _PIVOTS:
+            terms[lower] = None
+        elif word[0].isupper() and lower != "i":
+            before = text[:match.start()].rstrip()
+            if before and before[-1] not in ".?!:;\n\"'“‘(":
+                terms[re.split("['’]", lower, maxsplit=1)[0]] = None
+    for quoted in _QUOTED.findall(text):
+        terms[f"'{quoted.lower()}'"] = None
+    return list(terms)
 
 
 @dataclass(frozen=True)
@@ -65,8 +112,9 @@ def eligible(request: AnyRequest, policy: TenantPolicy) -> bool:
             or request.tenant in policy.opt_in)
 
 
-def scope_of(request: TextRequest, embedding_model: str) -> str:
-    """The scope key (hex SHA-256) of a chat; see the module docstring for what it holds."""
+def scope_of(request: TextRequest, embedding_model: str, terms: list[str] | None = None) -> str:
+    """The scope key (hex SHA-256) of a chat; see the module docstring for what it holds (`terms`:
+    the key terms of the embedded text, computed here when not given)."""
     params = request.params
     last = last_user_index(request)
     context = [[m.role.value, m.name, m.content] for i, m in enumerate(params.messages) if i != last]
@@ -76,6 +124,7 @@ def scope_of(request: TextRequest, embedding_model: str) -> str:
         "embedding": embedding_model, "context": context, "at": last, "max_tokens": params.max_tokens,
         "stop": params.stop, "temperature": params.temperature,
         "top_p": params.top_p if sampled else None, "seed": params.seed if sampled else None,
+        "terms": key_terms(chat_text(request)) if terms is None else terms,
     }
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

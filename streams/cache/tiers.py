@@ -47,6 +47,13 @@ def _from_f16(raw: bytes) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
+def _rows_from_f16(raw: bytes, dims: int) -> np.ndarray:
+    """Stored float16 vectors as float32 rows, each normalised again (one pass for the whole scope)."""
+    rows = np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(-1, dims)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms > 0, norms, 1.0)
+
+
 class SemanticCache:
     def __init__(self, local: LocalTier, store: SemanticCacheStore | None, *, threshold: float, ttl_s: float,
                  retry_s: float = 1.0, max_pending: int = 10_000) -> None:
@@ -81,10 +88,10 @@ class SemanticCache:
             wanted: list[tuple[int, str, float, np.ndarray]] = []
             for i in rest:  # hot loop: one matrix product per job
                 scope, vector = queries[i]
-                fresh = [v for v in stored[scope] if now - v.made_at <= self.ttl_s]
+                fresh = [v for v in stored[scope] if now - v.made_at <= self.ttl_s and len(v.f16) == 2 * len(vector)]
                 if not fresh:
                     continue
-                matrix = np.stack([_from_f16(v.f16) for v in fresh])
+                matrix = _rows_from_f16(b"".join(v.f16 for v in fresh), len(vector))
                 found = best(matrix, vector, self.threshold)
                 if found is not None:
                     wanted.append((i, fresh[found[0]].entry_id, found[1], matrix[found[0]]))

@@ -17,6 +17,7 @@ from streams.cache.logic import (
     best,
     eligible,
     hit_events,
+    key_terms,
     scope_of,
 )
 from streams.cache.tiers import Miss
@@ -179,3 +180,36 @@ def test_answer_and_miss_round_trip_through_json():
     miss = Miss("scope", unit(3, 4))
     back = Miss.from_json(miss.to_json())
     assert back.scope == "scope" and np.allclose(back.vector, miss.vector, atol=1e-3)
+
+
+# --- key terms -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("a,b", [
+    ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+    ("What is the capital of Austria?", "What is the capital of Australia?"),
+    ("What is 12 times 12?", "What is 12 times 13?"),
+    ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?"),
+    ("What foods are high in iron?", "What foods are low in iron?"),
+    ("Who was the first person on the moon?", "Who was the second person on the moon?"),
+    ("Translate 'good morning' into Italian.", "Translate 'good night' into Italian."),
+    ("Should I take it with food?", "Shouldn't I take it with food?"),
+])
+def test_key_terms_tell_near_misses_apart(a, b):
+    assert key_terms(a) != key_terms(b)
+    assert scope_of(chat(("user", a)), "e") != scope_of(chat(("user", b)), "e")
+
+
+@pytest.mark.parametrize("a,b", [
+    ("What is the capital of France?", "Which city is France's capital?"),
+    ("What is the largest planet?", "Which planet is the biggest?"),
+    ("How do I reverse a list in Python?", "What's the way to reverse a Python list?"),
+    ("Translate 'good morning' into Spanish.", "How do you say 'good morning' in Spanish?"),
+])
+def test_key_terms_of_paraphrases_match(a, b):
+    assert key_terms(a) == key_terms(b)
+
+
+def test_key_terms_skip_sentence_starts_and_handle_any_script():
+    assert key_terms("Please help. Where is Lisbon?") == ["lisbon"]
+    assert key_terms("東京の人口は？ 2020") == ["2020"]
+    assert key_terms("") == []
