@@ -15,7 +15,7 @@ inside a scope that also holds the prompt's key terms (numbers, negations, names
 streams/cache/logic.py), so prompts whose key terms differ never compare.
 
 The chosen threshold is the lowest one (so the most hits) whose false-hit rate is at most
-`--max-false` in both views; it is the default of GENLOOM_CACHE_THRESHOLD.
+`--max-false` in both views; it is the default of GENLOOM_SEMANTIC_CACHE_THRESHOLD.
 
     python bench/cache_quality.py [--max-false 0.03]
 """

@@ -122,7 +122,7 @@ class EmbeddingSettings(BaseSettings):
 class CacheSettings(BaseSettings):
     """The semantic cache (streams/cache): where it answers, how alike a prompt must be, its bounds."""
 
-    model_config = SettingsConfigDict(env_prefix="GENLOOM_CACHE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_SEMANTIC_CACHE_", extra="ignore", frozen=True)
 
     enabled: bool = Field(default=True, description="Run the cache stage (greedy chats and opted-in jobs only).")
     threshold: float = Field(

@@ -12,6 +12,7 @@ import contextlib
 import openai
 import pytest
 
+from infra.client import GenloomClient
 from infra.kafka import clients
 from infra.kafka.codec import decode_request, encode
 from infra.kafka.topics import EVENTS, REQUESTS
@@ -79,7 +80,7 @@ def sdk(gateway_url_b, edge_keys):
 
 
 async def test_a_paraphrase_is_answered_from_the_cache_like_a_generated_answer(sdk, chain, worker, edge_redis,
-                                                                                 edge_store):
+                                                                                 edge_store, gateway_url_b, edge_keys):
     source = asyncio.create_task(sdk.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "What is the capital city of France?"}],
         max_tokens=32, temperature=0, extra_headers={"Idempotency-Key": "cache-gw-src"}))
@@ -118,8 +119,10 @@ async def test_a_paraphrase_is_answered_from_the_cache_like_a_generated_answer(s
     completed = next(e for e in events if isinstance(e, Completed))
     assert started.cache.source_job == completed.cache.source_job == "cache-gw-src"
     assert 0.85 <= completed.cache.similarity <= 1.0 and started.model == model
-    record = await edge_store.load("cache-gw-hit-2")
-    assert record.status == "completed"
+    async with GenloomClient(gateway_url_b, edge_keys[TENANT]) as client:  # the job API shows it too
+        job = await client.get("cache-gw-hit-2")
+    assert job["status"] == "completed" and job["result"]["text"] == ANSWER
+    assert job["cache"]["source_job"] == "cache-gw-src" and job["usage"]["completion_tokens"] == 0
 
 
 async def _filled(redis) -> bool:

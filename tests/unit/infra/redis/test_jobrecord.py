@@ -83,3 +83,16 @@ def test_record_fields_per_event():
     failed = record_update(Failed(job_id="j", seq=3, source=W, code="generation_error", message="oom", retryable=True))
     assert failed.fields["error_code"] == "generation_error" and failed.fields["retryable"] == "1"
     assert failed.status == JobStatus.FAILED
+
+
+def test_a_cached_answer_is_recorded_and_shown_with_its_source():
+    from schemas.events import CacheInfo
+
+    info = CacheInfo(similarity=0.97, source_job="job-src")
+    event = Completed(job_id="j", seq=3, source=EventSource.STREAMS, text="Paris.", cache=info)
+    update = record_update(event)
+    record = JobRecord.from_fields({**update.fields, "status": "completed"})
+    assert record.cache == info
+    assert record.view("j").cache == info
+    plain = record_update(Completed(job_id="j", seq=3, source=EventSource.WORKER, text="x"))
+    assert "cache" not in plain.fields
