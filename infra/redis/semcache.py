@@ -97,10 +97,13 @@ class SemanticCacheStore:
 
     async def vectors(self, scopes: list[str]) -> dict[str, list[StoredVector]]:
         """Every stored vector of each scope (one round trip for all of them)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for scope in scopes:
-                pipe.hgetall(keys.cache_scope(scope) + ":vectors")
-            replies = await pipe.execute()
+        if len(scopes) == 1:  # the common batch: one scope needs no pipeline
+            replies = [await self._redis.hgetall(keys.cache_scope(scopes[0]) + ":vectors")]
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    pipe.hgetall(keys.cache_scope(scope) + ":vectors")
+                replies = await pipe.execute()
         found: dict[str, list[StoredVector]] = {}
         for scope, reply in zip(scopes, replies):
             found[scope] = [StoredVector(eid.decode(), _STAMP.unpack_from(raw)[0], raw[_STAMP.size:])

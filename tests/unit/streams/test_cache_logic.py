@@ -213,3 +213,10 @@ def test_key_terms_skip_sentence_starts_and_handle_any_script():
     assert key_terms("Please help. Where is Lisbon?") == ["lisbon"]
     assert key_terms("東京の人口は？ 2020") == ["2020"]
     assert key_terms("") == []
+
+
+@pytest.mark.parametrize("text", ["🙂" * 1000, "x" * 131_072, "\x00\x01'\"“", "'" * 500, "Ünïcødé Ñame here"])
+def test_key_terms_and_scope_take_any_text(text):
+    terms = key_terms(text)
+    assert isinstance(terms, list)
+    assert len(scope_of(chat(("user", text)), "e")) == 64

@@ -94,3 +94,20 @@ async def test_a_failing_model_leaves_the_jobs_pending_and_degraded():
     items = [Item(chat(("user", "hi")), b"k")]
     await EmbeddingStage(Broken()).run(items)
     assert items[0].pending and items[0].embedding is None and items[0].degraded == ["embedding"]
+
+
+@pytest.mark.slow
+async def test_bad_input_is_embedded_never_stuck():
+    """Any script, emoji, a prompt at the contract's length limit, control characters and NULs."""
+    from infra.models.embedder import load_embedder
+    from schemas.requests import MAX_TEXT_CHARS
+    from streams.embedding.stage import EmbeddingStage
+
+    prompts = ["東京の人口は何人ですか？", "مرحبا كيف حالك", "🙂🚀🔥" * 50, "x" * MAX_TEXT_CHARS,
+               "nul\x00and\x01control\x7f\ufffd", "ok", "\u200b\u200b real text after zero-width spaces"]
+    items = [Item(chat(("user", p)), b"k") for p in prompts]
+    await EmbeddingStage(load_embedder(), batch_size=4).run(items)
+    for item in items:
+        assert item.pending and item.degraded == []
+        assert item.embedding.shape == (384,) and np.isfinite(item.embedding).all()
+        assert abs(float(np.linalg.norm(item.embedding)) - 1) < 1e-3
