@@ -144,7 +144,7 @@ def main() -> None:
         "model": "sentence-transformers/all-MiniLM-L6-v2", "threads": args.threads, "prompts": len(texts),
         "embedding_prompts_per_s": {str(b): r for b, r in rates.items()}, "cache_stage": latencies,
         "scope_max_entries": keys.CACHE_SCOPE_MAX_ENTRIES, "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
     }, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -42,13 +42,29 @@ class Embedder:
         self._model = model
         self.dims = int(model.get_sentence_embedding_dimension())
         self.max_chars = max_chars
+        self._device = model.device
+        model.eval()
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """float32 rows, L2-normalised, one per text (an empty text embeds like any other)."""
+        """float32 rows, L2-normalised, one per text (an empty text embeds like any other).
+
+        The model is called directly (tokenise, forward, pool): `SentenceTransformer.encode` moves the
+        whole model to its device again on every call, which costs more than a short prompt's forward.
+        Texts are batched in order of length, so a batch pads to similar lengths."""
+        import torch
+
         clipped = [t[: self.max_chars] for t in texts]  # the model reads 256 word pieces; the rest is waste
-        vectors = self._model.encode(clipped, batch_size=batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        order = sorted(range(len(clipped)), key=lambda i: len(clipped[i]))
+        out = np.empty((len(clipped), self.dims), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                features = self._model.tokenize([clipped[i] for i in rows])
+                features = {k: v.to(self._device) for k, v in features.items()}
+                vectors = self._model(features)["sentence_embedding"]
+                vectors = torch.nn.functional.normalize(vectors.float(), p=2, dim=1)
+                out[rows] = vectors.cpu().numpy()
+        return out
 
 
 def load_embedder(model: str | None = None, *, device: str = "cpu", max_chars: int = 2048) -> Embedder:

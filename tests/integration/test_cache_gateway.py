@@ -1,6 +1,6 @@
 """A cache hit seen through the real gateway with the official OpenAI SDK: gateway (route `streams`)
-→ `genloom.requests` → a test-only chain of the real embedding and cache stages (until the
-preparation processor runs them) → `genloom.events` → the real fan-out → Redis → the client.
+→ `genloom.requests` → a stand-in chain of the real embedding and cache stages (bench/prep_chain.py,
+until the preparation processor runs them) → `genloom.events` → the real fan-out → Redis → the client.
 The first job misses and is answered by the test playing the worker; the streams process's fill
 agent stores its answer; paraphrases of it are then answered from the cache, streamed and not."""
 
@@ -12,20 +12,10 @@ import contextlib
 import openai
 import pytest
 
+from bench.prep_chain import run_chain
 from infra.client import GenloomClient
-from infra.kafka import clients
-from infra.kafka.codec import decode_request, encode
-from infra.kafka.topics import EVENTS, REQUESTS
-from infra.models.embedder import load_embedder
 from infra.redis import keys
-from infra.redis.client import connect
-from infra.redis.semcache import SemanticCacheStore
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
-from streams.cache.logic import LocalTier, TenantPolicy
-from streams.cache.stage import CacheStage
-from streams.cache.tiers import SemanticCache
-from streams.embedding.stage import EmbeddingStage
-from streams.stages import Answered, Item
 from tests.edge_helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,40 +24,9 @@ TENANT = "t-cache"
 ANSWER = "The capital of France is Paris."
 
 
-async def _chain(bootstrap: str, redis_url: str, producer) -> None:
-    """Embedding → cache over the requests of TENANT; a hit's events go to genloom.events."""
-    embedder = await asyncio.to_thread(load_embedder)
-    redis = connect(redis_url, socket_timeout_s=0.5, connect_timeout_s=0.5)
-    cache = SemanticCache(LocalTier(max_entries=100, max_bytes=1 << 20, ttl_s=600), SemanticCacheStore(redis),
-                          threshold=0.85, ttl_s=600)
-    stages = [EmbeddingStage(embedder), CacheStage(cache, TenantPolicy(), embedder.name)]
-    consumer = clients.consumer(bootstrap, REQUESTS, group_id=None, auto_offset_reset="earliest")
-    await clients.start_client(consumer, bootstrap)
-    try:
-        while True:
-            polled = await consumer.getmany(timeout_ms=20)
-            items = []
-            for message in (m for batch in polled.values() for m in batch):
-                try:
-                    request = decode_request(message.value)
-                except Exception:  # other tests' garbage
-                    continue
-                if request.tenant == TENANT:
-                    items.append(Item(request, message.key))
-            for stage in stages:
-                await stage.run(items)
-            for item in items:
-                if isinstance(item.end, Answered):
-                    for event in item.end.events:
-                        await producer.send_and_wait(EVENTS, encode(event), key=event.job_id.encode())
-    finally:
-        await consumer.stop()
-        await redis.aclose()
-
-
 @pytest.fixture(scope="module")
 async def chain(kafka_bootstrap, redis_url, edge_producer, streams_process):
-    task = asyncio.create_task(_chain(kafka_bootstrap, redis_url, edge_producer))
+    task = asyncio.create_task(run_chain(kafka_bootstrap, redis_url, edge_producer, {TENANT}, threshold=0.85))
     yield task
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
