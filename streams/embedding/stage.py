@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from infra.models.embedder import Embedder
+from infra.models.embedder import Embedder, load_embedder
+from infra.settings.streams import EmbeddingSettings
 
 from ..stages import Item
 from .logic import pack, prompt_text
@@ -39,3 +40,9 @@ class EmbeddingStage:
         for item, vector in zip(pending, vectors):  # hot loop: one pass over the batch
             item.embedding = vector
             item.request = item.request.model_copy(update={"embedding": pack(vector, self._embedder.name)})
+
+
+def build_stage(settings: EmbeddingSettings) -> EmbeddingStage:
+    """The stage over the process's embedder (loaded here, once per process, at start)."""
+    embedder = load_embedder(settings.model, device=settings.device, max_chars=settings.max_chars)
+    return EmbeddingStage(embedder, batch_size=settings.batch_size)

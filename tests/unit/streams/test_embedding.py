@@ -111,3 +111,14 @@ async def test_bad_input_is_embedded_never_stuck():
         assert item.pending and item.degraded == []
         assert item.embedding.shape == (384,) and np.isfinite(item.embedding).all()
         assert abs(float(np.linalg.norm(item.embedding)) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_build_stage_reads_its_settings_and_shares_the_embedder():
+    from infra.models.embedder import load_embedder
+    from infra.settings.streams import EmbeddingSettings
+    from streams.embedding.stage import build_stage
+
+    stage = build_stage(EmbeddingSettings(batch_size=8))
+    assert stage.name == "embedding" and stage._batch_size == 8
+    assert stage._embedder is load_embedder()
