@@ -14,7 +14,14 @@ from infra.models.settings import ImageSettings, SpeechSettings, TextSettings, V
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.moderation import ModerationSettings
-from infra.settings.streams import FanoutSettings, ReconcilerSettings, StreamsSettings, WebhookSettings
+from infra.settings.streams import (
+    CacheSettings,
+    EmbeddingSettings,
+    FanoutSettings,
+    ReconcilerSettings,
+    StreamsSettings,
+    WebhookSettings,
+)
 from infra.settings.worker import WorkerSettings
 from schemas.control import ControlMessage
 from schemas.dlq import DeadLetter
@@ -121,6 +128,8 @@ SETTINGS_CLASSES = [
     FanoutSettings,
     WebhookSettings,
     ReconcilerSettings,
+    EmbeddingSettings,
+    CacheSettings,
     WorkerSettings,
     ModerationSettings,
     TextSettings,

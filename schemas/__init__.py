@@ -4,6 +4,7 @@ from .control import CancelJob, ControlMessage, parse_control
 from .dlq import DeadLetter
 from .enums import (
     AudioFormat,
+    CacheMode,
     ErrorCode,
     EventSource,
     EventType,
@@ -17,6 +18,7 @@ from .events import (
     Accepted,
     Artifact,
     AudioChunk,
+    CacheInfo,
     Cancelled,
     Completed,
     Failed,
@@ -36,6 +38,7 @@ from .requests import (
     GenerationRequest,
     ImageParams,
     ImageRequest,
+    PromptEmbedding,
     SpeechParams,
     SpeechRequest,
     TextParams,

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import Contract
 from .enums import ErrorCode, FinishReason, JobStatus, Modality
-from .events import ModelInfo, Timings, Usage
+from .events import CacheInfo, ModelInfo, Timings, Usage
 
 
 class ErrorDetail(Contract):
@@ -68,6 +68,8 @@ class JobView(Contract):
     usage: Usage | None = None
     timings: Timings | None = None
     model_info: ModelInfo | None = Field(default=None, description="Model that served the job.")
+    cache: CacheInfo | None = Field(
+        default=None, description="Set when the answer came from the semantic cache (the job it reused, how alike).")
     error: JobError | None = None
     cancel_reason: str | None = None
     last_event_id: int = Field(default=0, ge=0, description="Newest replay log entry of the job.")

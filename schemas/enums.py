@@ -40,6 +40,17 @@ class JobStatus(StrEnum):
 _TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+class CacheMode(StrEnum):
+    """Whether a job may be answered from, and stored in, the semantic cache."""
+
+    #: greedy jobs (temperature 0) use the cache, and every job of a tenant that opted in
+    AUTO = "auto"
+    #: this job accepts a cached answer even though it samples (and its answer may be reused)
+    REUSE = "reuse"
+    #: never answered from the cache, never stored in it
+    OFF = "off"
+
+
 class FinishReason(StrEnum):
     """Why a completed job stopped producing output."""
 

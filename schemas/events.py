@@ -62,6 +62,14 @@ class Timings(Contract):
     total_s: float | None = Field(default=None, ge=0, description="Accepted until done.")
 
 
+class CacheInfo(Contract):
+    """Marks a job answered from the semantic cache instead of a worker."""
+
+    status: Literal["hit"] = Field(default="hit", description="`hit`: the answer was reused.")
+    similarity: float = Field(ge=-1.0, le=1.0, description="Cosine similarity of this prompt to the cached one.")
+    source_job: str = Field(max_length=128, description="The job whose answer was reused.")
+
+
 class Accepted(_EventBase):
     """The job is durable on the request topic and will end in exactly one terminal event."""
 
@@ -82,6 +90,7 @@ class Started(_EventBase):
     worker: str = Field(description="Worker instance id.")
     model: ModelInfo
     queue_s: float | None = Field(default=None, ge=0, description="Time spent queued.")
+    cache: CacheInfo | None = Field(default=None, description="Set when the answer comes from the semantic cache.")
 
 
 class TokenDelta(_EventBase):
@@ -146,6 +155,7 @@ class Completed(_EventBase):
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
     text: str | None = Field(default=None, description="Full output text of a text job.")
+    cache: CacheInfo | None = Field(default=None, description="Set when the answer comes from the semantic cache.")
 
 
 class Failed(_EventBase):

@@ -17,7 +17,7 @@ from typing import Annotated, Literal, TypeVar, Union
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from ._base import Contract
-from .enums import AudioFormat, ImageScheduler, Modality, Role
+from .enums import AudioFormat, CacheMode, ImageScheduler, Modality, Role
 
 #: identifiers (job, tenant, user, session) are short, URL- and key-safe strings
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
@@ -181,6 +181,32 @@ class WebhookSpec(Contract):
     )
 
 
+#: dimensions of the prompt embedding that travels with a job (all-MiniLM-L6-v2)
+EMBEDDING_DIMS = 384
+
+
+class PromptEmbedding(Contract):
+    """The prompt's embedding, set by the embedding stage for the stages after it (cache, enrichment).
+
+    Half precision keeps it compact (768 bytes, 1 KiB of base64 for 384 dimensions); cosine
+    similarities computed from it differ from float32 ones by less than 1e-3. A producer never
+    sets it: the embedding stage replaces whatever a request carries.
+    """
+
+    model: str = Field(max_length=128, description="The embedding model (vectors of different models never compare).")
+    dims: int = Field(ge=1, le=4096, description="Number of dimensions.")
+    f16: str = Field(
+        max_length=11_000, pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+        description="Base64 of the L2-normalised vector as little-endian float16, `dims` values.",
+    )
+
+    @model_validator(mode="after")
+    def _length(self) -> PromptEmbedding:
+        if len(self.f16) != 4 * -(-2 * self.dims // 3):
+            raise ValueError(f"f16 holds the wrong number of bytes for {self.dims} float16 values")
+        return self
+
+
 class _RequestBase(Contract):
     job_id: str = Field(
         default_factory=new_job_id,
@@ -217,6 +243,14 @@ class _RequestBase(Contract):
     )
     submitted_at: float = Field(
         default_factory=time.time, description="Unix time the request was accepted."
+    )
+    cache: CacheMode = Field(
+        default=CacheMode.AUTO,
+        description="Semantic cache use: `auto` (greedy requests, or every request of a tenant that opted in),"
+        " `reuse` (this request accepts a cached answer although it samples), `off` (never).",
+    )
+    embedding: PromptEmbedding | None = Field(
+        default=None, description="Set by the embedding stage for later stages; a producer leaves it unset.",
     )
 
     @model_validator(mode="after")

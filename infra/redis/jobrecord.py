@@ -21,6 +21,7 @@ from schemas.events import (
     Accepted,
     Artifact,
     Cancelled,
+    CacheInfo,
     Completed,
     Failed,
     JobEvent,
@@ -51,7 +52,7 @@ _STATUS_OF_TYPE = {
 }
 
 #: hash fields of nested values, stored as JSON
-_JSON = {"usage": Usage, "timings": Timings, "model_info": ModelInfo}
+_JSON = {"usage": Usage, "timings": Timings, "model_info": ModelInfo, "cache": CacheInfo}
 #: hash fields of timestamps and durations, stored with repr()
 _FLOATS = ("created_at", "accepted_at", "started_at", "finished_at", "updated_at", "queue_s")
 #: plain string fields
@@ -95,6 +96,7 @@ class JobRecord(BaseModel):
     usage: Usage | None = None
     timings: Timings | None = None
     model_info: ModelInfo | None = None
+    cache: CacheInfo | None = Field(default=None, description="Set when the answer came from the semantic cache.")
     error: JobError | None = None
     cancel_reason: str | None = None
     video_meta: dict[str, str | None] | None = Field(default=None, description="OpenAI video object fields.")
@@ -147,7 +149,7 @@ class JobRecord(BaseModel):
         return JobView(
             id=job_id, status=self.status, modality=self.modality, model=self.model, created_at=self.created_at,
             progress=self.progress, result=result, usage=self.usage, timings=self.timings,
-            model_info=self.model_info, error=self.error, cancel_reason=self.cancel_reason,
+            model_info=self.model_info, cache=self.cache, error=self.error, cancel_reason=self.cancel_reason,
             last_event_id=self.last_event_id,
         )
 
@@ -248,6 +250,8 @@ def record_update(event: JobEvent) -> RecordUpdate:
             sets.update(finish_reason=event.finish_reason, usage=event.usage, timings=event.timings)
             if event.text is not None:
                 sets["text"] = event.text
+            if event.cache is not None:
+                sets["cache"] = event.cache
         case Failed():
             sets["error"] = JobError(code=event.code, message=event.message, retryable=event.retryable)
         case Cancelled():

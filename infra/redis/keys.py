@@ -107,3 +107,63 @@ def inflight_index() -> str:
 def reconciler_lock() -> str:
     """String with an expiry: held by the one reconciler acting at a time, its value the holder's name."""
     return f"{PREFIX}:reconciler:lock"
+
+
+# --- the semantic cache's shared tier (streams/cache, infra/redis/semcache.py) ---------------------
+#
+# Every key of the cache's entries carries the hash tag ``{semcache}``: the put script evicts the
+# least recently used entry of any scope, so all of them must live in one Redis Cluster slot (one
+# shard holds the cache; it is bounded, see the numbers below). Pending misses are single keys
+# without a script, in any slot.
+
+#: how long a cache entry may answer after its job completed (1 h): answers go stale as models,
+#: prompts and facts change; an hour keeps the repeats of a burst (the common case) and little else
+CACHE_TTL_S = 3600
+
+#: most entries of all scopes together (20k): at about 2 KB each (the answer, a float16 vector,
+#: bookkeeping) this is about 40 MB of Redis, under the byte bound below
+CACHE_MAX_ENTRIES = 20_000
+
+#: most bytes of all entries together (64 MiB), counted as answer + vector + per-entry overhead
+CACHE_MAX_BYTES = 64 * 1024 * 1024
+
+#: most entries of one scope (256): a lookup reads the scope's vectors in one HGETALL, 256 x 776
+#: bytes = 194 KB, about a millisecond on loopback; a scope rarely holds more distinct questions
+CACHE_SCOPE_MAX_ENTRIES = 256
+
+#: how long a miss waits for its job's answer to be stored (1 h): longer than any chat job runs;
+#: a job that never completes leaves its marker to expire
+CACHE_PENDING_TTL_S = 3600
+
+_SEMCACHE = f"{PREFIX}:cache:{{semcache}}"
+
+
+def cache_scope(scope: str) -> str:
+    """Prefix of one scope's keys: ``:answers`` (hash entry id -> answer JSON), ``:vectors`` (hash
+    entry id -> made-at time + float16 vector), ``:lru`` (sorted set entry id -> last use)."""
+    return f"{_SEMCACHE}:s:{scope}"
+
+
+def cache_scope_prefix() -> str:
+    """What `cache_scope` puts before the scope (the put script builds other scopes' keys from it)."""
+    return f"{_SEMCACHE}:s:"
+
+
+def cache_lru() -> str:
+    """Sorted set: ``scope/entry`` of every scope -> last use (the global LRU order)."""
+    return f"{_SEMCACHE}:lru"
+
+
+def cache_sizes() -> str:
+    """Hash: ``scope/entry`` -> bytes the entry counts for."""
+    return f"{_SEMCACHE}:sizes"
+
+
+def cache_bytes() -> str:
+    """Integer: the bytes of all entries together."""
+    return f"{_SEMCACHE}:bytes"
+
+
+def cache_pending(job_id: str) -> str:
+    """String: the scope and vector of a job that missed, until its answer is stored."""
+    return f"{PREFIX}:cache:pending:{job_id}"

@@ -152,3 +152,59 @@ class ReconcilerSettings(BaseSettings):
         limits = {Modality.TEXT: self.text_s, Modality.SPEECH: self.speech_s, Modality.IMAGE: self.image_s,
                   Modality.VIDEO: self.video_s}
         return limits.get(modality, max(limits.values()))  # a modality added later: the longest until set
+def _names(value: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+class EmbeddingSettings(BaseSettings):
+    """The embedding stage (streams/embedding)."""
+
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_EMBEDDING_", extra="ignore", frozen=True)
+
+    model: str | None = Field(
+        default=None,
+        description="Sentence-transformers model folder or id (already local); unset: all-MiniLM-L6-v2 from its wheel.",
+    )
+    device: str = Field(default="cpu", description="Where the embedder runs: cpu, cuda, cuda:0, ...")
+    batch_size: int = Field(default=64, ge=1, description="Most prompts per forward pass.")
+    max_chars: int = Field(
+        default=2048, ge=16, description="Prompt characters embedded; the model reads 256 word pieces anyway."
+    )
+
+
+class CacheSettings(BaseSettings):
+    """The semantic cache (streams/cache): where it answers, how alike a prompt must be, its bounds."""
+
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_SEMANTIC_CACHE_", extra="ignore", frozen=True)
+
+    enabled: bool = Field(default=True, description="Run the cache stage (greedy chats and opted-in jobs only).")
+    threshold: float = Field(
+        default=0.94, ge=0.0, le=1.0,
+        description="Least cosine similarity of two prompts for one's answer to serve the other"
+        " (chosen by bench/cache_quality.py; see docs/benchmarks.md).",
+    )
+    ttl_s: int = Field(default=keys.CACHE_TTL_S, ge=1, description="How long an answer may be reused after its job.")
+    tenants_opt_in: str = Field(
+        default="", description="Comma-separated tenants whose sampled chats use the cache too."
+    )
+    tenants_off: str = Field(default="", description="Comma-separated tenants the cache is off for.")
+    local_max_entries: int = Field(default=2048, ge=1, description="Most entries in the in-process tier.")
+    local_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Most bytes in the in-process tier.")
+    shared: bool = Field(default=True, description="Use the shared Redis tier (GENLOOM_REDIS_URL) as well.")
+    shared_max_entries: int = Field(default=keys.CACHE_MAX_ENTRIES, ge=1, description="Most entries in Redis.")
+    shared_max_bytes: int = Field(default=keys.CACHE_MAX_BYTES, ge=1024, description="Most bytes in Redis.")
+    scope_max_entries: int = Field(
+        default=keys.CACHE_SCOPE_MAX_ENTRIES, ge=1, description="Most Redis entries of one scope (tenant, model, ...)."
+    )
+    redis_timeout_s: float = Field(
+        default=0.1, gt=0, description="Longest wait for one Redis call of the cache; past it the job goes on uncached."
+    )
+    retry_s: float = Field(default=1.0, gt=0, description="After a Redis failure, the cache skips Redis this long.")
+
+    @property
+    def opt_in(self) -> frozenset[str]:
+        return _names(self.tenants_opt_in)
+
+    @property
+    def off(self) -> frozenset[str]:
+        return _names(self.tenants_off)

@@ -92,3 +92,16 @@ def test_the_tenants_job_id_is_kept_for_display():
     update = record_update(Accepted(job_id="j" + "0" * 32, seq=0, source=EventSource.STREAMS, tenant="t",
                                     client_job_id="order-1", modality=Modality.TEXT))
     assert update.fields_if_absent["client_id"] == "order-1" and "client_id" not in update.fields
+
+
+def test_a_cached_answer_is_recorded_and_shown_with_its_source():
+    from schemas.events import CacheInfo
+
+    info = CacheInfo(similarity=0.97, source_job="job-src")
+    event = Completed(job_id="j", seq=3, source=EventSource.STREAMS, text="Paris.", cache=info)
+    update = record_update(event)
+    record = JobRecord.from_fields({**update.fields, "status": "completed"})
+    assert record.cache == info
+    assert record.view("j").cache == info
+    plain = record_update(Completed(job_id="j", seq=3, source=EventSource.WORKER, text="x"))
+    assert "cache" not in plain.fields

@@ -1,0 +1,124 @@
+"""The embedding stage: what text each modality embeds, the vector's wire form, and the stage on the
+real all-MiniLM-L6-v2 (slow: it loads the model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from schemas import PromptEmbedding, parse_request
+from streams.embedding.logic import SHORT_TURN_CHARS, chat_text, pack, prompt_text, unpack
+from streams.stages import Failure, Item
+
+
+def chat(*messages: tuple[str, str]):
+    return parse_request({"modality": "text",
+                          "params": {"messages": [{"role": r, "content": c} for r, c in messages]}})
+
+
+def test_chat_embeds_the_last_user_turn_without_system_or_assistant_text():
+    request = chat(("system", "You are a pirate."), ("user", "Tell me how tides work on the open ocean please"),
+                   ("assistant", "Arr"), ("user", "Explain in some detail how the moon causes the tides in the oceans of Earth"))
+    assert chat_text(request) == "Explain in some detail how the moon causes the tides in the oceans of Earth"
+
+
+def test_a_short_follow_up_gets_the_earlier_user_turn_as_context_after_it():
+    request = chat(("user", "What is the weather like in Lisbon in spring?"), ("assistant", "Mild."),
+                   ("user", "And in Oslo?"))
+    assert len("And in Oslo?") < SHORT_TURN_CHARS
+    assert chat_text(request) == "And in Oslo?\nWhat is the weather like in Lisbon in spring?"
+
+
+def test_a_chat_without_user_text_embeds_its_last_message():
+    assert chat_text(chat(("system", "Say hello"), ("user", "  "))) == "Say hello"
+
+
+def test_media_and_speech_prompts():
+    image = parse_request({"modality": "image", "params": {"prompt": "a red fox", "negative_prompt": "blur"}})
+    video = parse_request({"modality": "video", "params": {"prompt": "waves"}})
+    speech = parse_request({"modality": "speech", "params": {"input": "Good morning"}})
+    assert prompt_text(image) == "a red fox\nwithout: blur"
+    assert prompt_text(video) == "waves"
+    assert prompt_text(speech) == "Good morning"
+
+
+def test_pack_and_unpack_keep_the_vector_within_half_precision():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=384).astype(np.float32)
+    v /= np.linalg.norm(v)
+    packed = pack(v, "m")
+    assert packed.dims == 384 and len(packed.f16) == 1024
+    back = unpack(packed)
+    assert abs(float(back @ v) - 1.0) < 1e-3 and abs(float(np.linalg.norm(back)) - 1.0) < 1e-5
+    request = parse_request({"modality": "speech", "params": {"input": "x"}, "embedding": packed.model_dump()})
+    assert request.embedding == packed
+
+
+def test_an_embedding_of_the_wrong_length_is_refused():
+    with pytest.raises(ValidationError):
+        PromptEmbedding(model="m", dims=384, f16="AAAA")
+
+
+@pytest.mark.slow
+async def test_stage_embeds_a_batch_in_one_call_and_skips_ended_items():
+    from infra.models.embedder import load_embedder
+    from schemas.enums import ErrorCode
+    from streams.embedding.stage import EmbeddingStage
+
+    embedder = load_embedder()
+    assert load_embedder() is embedder  # once per process
+    items = [Item(chat(("user", "How do I bake sourdough bread at home?")), b"k"),
+             Item(chat(("user", "What is the recipe for homemade sourdough bread?")), b"k"),
+             Item(chat(("user", "Who won the football world cup in 1998?")), b"k"),
+             Item(chat(("user", "x")), b"k", end=Failure(ErrorCode.INVALID_REQUEST, "no"))]
+    await EmbeddingStage(embedder).run(items)
+    a, b, c, ended = (i.embedding for i in items)
+    assert ended is None and items[3].request.embedding is None
+    assert a.dtype == np.float32 and a.shape == (384,) and abs(float(np.linalg.norm(a)) - 1) < 1e-4
+    assert float(a @ b) > float(a @ c) + 0.3  # paraphrases are close, other topics far
+    assert np.allclose(unpack(items[0].request.embedding), a, atol=2e-3)
+
+
+async def test_a_failing_model_leaves_the_jobs_pending_and_degraded():
+    from infra.models.embedder import Embedder
+    from streams.embedding.stage import EmbeddingStage
+
+    class Broken(Embedder):
+        def __init__(self) -> None:
+            self.name, self.dims, self.max_chars = "broken", 384, 100
+
+        def encode(self, texts, batch_size=64):
+            raise RuntimeError("out of memory")
+
+    items = [Item(chat(("user", "hi")), b"k")]
+    await EmbeddingStage(Broken()).run(items)
+    assert items[0].pending and items[0].embedding is None and items[0].degraded == ["embedding"]
+
+
+@pytest.mark.slow
+async def test_bad_input_is_embedded_never_stuck():
+    """Any script, emoji, a prompt at the contract's length limit, control characters and NULs."""
+    from infra.models.embedder import load_embedder
+    from schemas.requests import MAX_TEXT_CHARS
+    from streams.embedding.stage import EmbeddingStage
+
+    prompts = ["東京の人口は何人ですか？", "مرحبا كيف حالك", "🙂🚀🔥" * 50, "x" * MAX_TEXT_CHARS,
+               "nul\x00and\x01control\x7f\ufffd", "ok", "\u200b\u200b real text after zero-width spaces"]
+    items = [Item(chat(("user", p)), b"k") for p in prompts]
+    await EmbeddingStage(load_embedder(), batch_size=4).run(items)
+    for item in items:
+        assert item.pending and item.degraded == []
+        assert item.embedding.shape == (384,) and np.isfinite(item.embedding).all()
+        assert abs(float(np.linalg.norm(item.embedding)) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_build_stage_reads_its_settings_and_shares_the_embedder():
+    from infra.models.embedder import load_embedder
+    from infra.settings.streams import EmbeddingSettings
+    from streams.embedding.stage import build_stage
+
+    stage = build_stage(EmbeddingSettings(batch_size=8))
+    assert stage.name == "embedding" and stage._batch_size == 8
+    assert stage._embedder is load_embedder()
