@@ -81,16 +81,19 @@ class JobFollow:
         state = self._conn.app.state
         block_ms = int(state.settings.sse_keepalive_s * 1000)
         entries = state.jobs.store.follow(self.job_id, self._record, self._after, block_ms)
+        restorer = state.restoration.follower(self.job_id, self._tenant)
         try:
             async for entry in entries:
                 if entry is None and self._cancels and await self._disconnected():
                     self.stop(DISCONNECTED)
                     return
-                if entry is not None:
-                    if entry.terminal:
-                        self.done = True
-                    entry = public_entry(entry, self._tenant, self.job_id)
-                yield entry
+                if entry is None:
+                    yield entry
+                    continue
+                if entry.terminal:
+                    self.done = True
+                for shown in await restorer.entries(public_entry(entry, self._tenant, self.job_id)):
+                    yield shown
         finally:
             await entries.aclose()
             if not self.done and self._cancels:  # closed mid-way: the client went away

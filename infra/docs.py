@@ -14,7 +14,13 @@ from infra.models.settings import ImageSettings, SpeechSettings, TextSettings, V
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.moderation import ModerationSettings
-from infra.settings.streams import FanoutSettings, StreamsSettings, WebhookSettings
+from infra.settings.streams import (
+    FanoutSettings,
+    PrepareSettings,
+    PrivacySettings,
+    StreamsSettings,
+    WebhookSettings,
+)
 from infra.settings.worker import WorkerSettings
 from schemas.control import ControlMessage
 from schemas.dlq import DeadLetter
@@ -118,6 +124,8 @@ SETTINGS_CLASSES = [
     GatewaySettings,
     ApiKeySettings,
     StreamsSettings,
+    PrepareSettings,
+    PrivacySettings,
     FanoutSettings,
     WebhookSettings,
     WorkerSettings,

@@ -23,6 +23,7 @@ from .events import (
     JobEvent,
     ModelInfo,
     ModerationVerdict,
+    Prepared,
     Progress,
     Started,
     Timings,

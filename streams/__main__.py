@@ -1,15 +1,22 @@
-"""`python -m streams`: run the stream processors (one faust worker)."""
+"""`python -m streams`: run the stream processors (one faust worker).
+
+By default one process runs the preparation chain on `genloom.requests` (GENLOOM_PREPARE_STAGES,
+then routing to the workers) and the fan-out. A stage split out into its own processor is this
+same command with its own GENLOOM_PREPARE_* (stages, input, output), app id, and the fan-out off.
+"""
 
 from __future__ import annotations
 
 import sys
 
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings
-from infra.settings.streams import StreamsSettings
+from infra.settings.moderation import ModerationSettings, moderation_enabled
+from infra.settings.streams import PrepareSettings, PrivacySettings, StreamsSettings
 
 from .app import create_app
 from .fanout import agents as fanout
-from .routing import agents as routing
+from .prepare import agents as prepare
+from .prepare.chain import STAGE_BUILDERS, StageContext
 
 
 def main() -> None:
@@ -17,9 +24,17 @@ def main() -> None:
     if not kafka.bootstrap:
         sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")
     settings = StreamsSettings()
+    preparing = PrepareSettings()
+    unknown = [n for n in preparing.stage_names() if n not in STAGE_BUILDERS]
+    if unknown:
+        sys.exit(f"GENLOOM_PREPARE_STAGES names unknown stages {unknown}: choose from {sorted(STAGE_BUILDERS)}")
+    redis_url = RedisSettings().url
     app, topics = create_app(kafka.bootstrap, settings, kafka)
-    routing.register(app, topics, settings.max_message_bytes, SigningSettings().key)
-    fanout.register(app, topics, RedisSettings().url)
+    prepare.register(app, topics, preparing, StageContext(redis_url=redis_url, privacy=PrivacySettings()),
+                     max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
+                     moderated=moderation_enabled(ModerationSettings()))
+    if settings.fanout:
+        fanout.register(app, topics, redis_url)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")
