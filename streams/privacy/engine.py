@@ -85,8 +85,13 @@ class PiiAnalyzer:
                 )
             for i, result in zip(wanted, results):
                 found[i] += [Span(r.start, r.end, PRESIDIO_ENTITIES[r.entity_type], r.score) for r in result
-                             if r.entity_type in PRESIDIO_ENTITIES]
+                             if r.entity_type in PRESIDIO_ENTITIES and _plausible(texts[i], r)]
         return [resolve(_trim(texts[i], spans)) for i, spans in enumerate(found)]
+
+
+def _plausible(text: str, result) -> bool:
+    """spaCy sometimes tags a phrase with digits ("expiry 09/27") as a person: a name has none."""
+    return result.entity_type != "PERSON" or not any(c.isdigit() for c in text[result.start:result.end])
 
 
 def _trim(text: str, spans: list[Span]) -> list[Span]:

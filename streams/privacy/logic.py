@@ -4,6 +4,7 @@ typed, per-job-consistent placeholders. No presidio, no Redis: the analysis is p
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from schemas import AnyRequest
 from schemas.enums import Modality
 from schemas.redaction import SPOKEN, Entity, placeholder
 
-from .recognizers import Span
+from .recognizers import Span, resolve
 
 #: finds the spans of every text of a batch, one list per text, in order
 Analyze = Callable[[list[str]], list[list[Span]]]
@@ -87,6 +88,21 @@ class Redacted:
         return bool(self.redaction.counts)
 
 
+def same_people(texts: list[str], spans: list[list[Span]]) -> list[list[Span]]:
+    """Spans of one job with every other mention of a person found anywhere in it added: the whole
+    name again, or a part of it on its own ("Thornbury" after "Margaret Thornbury"), in any field."""
+    names = {t[s.start:s.end] for t, found in zip(texts, spans) for s in found if s.entity == Entity.PERSON}
+    parts = {w for n in names for w in n.split() if len(w) >= 3 and w[0].isupper()} - names
+    if not names:
+        return spans
+    wanted = re.compile("|".join(rf"\b{re.escape(v)}\b" for v in sorted(names | parts, key=len, reverse=True)))
+    out = []
+    for text, found in zip(texts, spans):
+        extra = [Span(m.start(), m.end(), Entity.PERSON, 0.5) for m in wanted.finditer(text)]
+        out.append(resolve(found + extra) if extra else found)
+    return out
+
+
 def redact_batch(requests: list[AnyRequest], analyze: Analyze) -> list[Redacted]:
     """Redact every prompt field of every request with one call to `analyze` for the whole batch."""
     fields = [prompt_texts(r) for r in requests]
@@ -95,7 +111,8 @@ def redact_batch(requests: list[AnyRequest], analyze: Analyze) -> list[Redacted]
     out, at = [], 0
     for request, texts in zip(requests, fields):
         job = JobRedaction(spoken=request.modality == Modality.SPEECH)
-        new = [job.apply(t, spans) for t, spans in zip(texts, found[at:at + len(texts)])]
+        spans = same_people(texts, found[at:at + len(texts)])
+        new = [job.apply(t, s) for t, s in zip(texts, spans)]
         at += len(texts)
         out.append(Redacted(with_texts(request, new) if job.counts else request, job))
     return out

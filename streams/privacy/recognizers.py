@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from schemas.redaction import Entity
 
+from .names import FIRST_NAMES
+
 
 @dataclass(frozen=True)
 class Span:
@@ -145,6 +147,9 @@ _ADDRESSES = [
         r"(?:,\s*\d{4,5}\s+" + _WORD + r")?",
         re.IGNORECASE,
     ),
+    # Via Roma 10, Calle Mayor 15, Rua Augusta 274
+    re.compile(r"\b(?:Via|Viale|Piazza|Corso|Calle|Avenida|Plaza|Rua|Praça|Carrer)\s+(?:(?:de|del|della|di|da|do|la)\s+)?"
+               + _WORD + r"(?:\s" + _WORD + r")?\s+\d{1,4}[a-z]?\b"),
 ]
 
 
@@ -174,7 +179,8 @@ _KNOWN_SECRETS = re.compile(
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
     r")"
 )
-_TOKEN = re.compile(r"(?<![\w/+=\-])[A-Za-z0-9_\-+/=]{24,}(?![\w/+=\-])")
+_TOKEN = re.compile(r"(?<![\w/+=\-])[A-Za-z0-9_\-+/=%]{20,}(?![\w/+=\-])")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: bits per character above which a long mixed token is taken for a secret (English words and
 #: identifiers stay well below; random base64 and hex keys sit near 4-6 and 3.7-4)
 _ENTROPY_BITS = 3.6
@@ -190,6 +196,8 @@ def find_secrets(text: str) -> list[Span]:
     spans = [Span(m.start(), m.end(), Entity.SECRET, 0.95) for m in _KNOWN_SECRETS.finditer(text)]
     for m in _TOKEN.finditer(text):
         token = m.group(0)
+        if _UUID.match(token):
+            continue  # an identifier, not a credential
         classes = sum((any(c.islower() for c in token), any(c.isupper() for c in token),
                        any(c.isdigit() for c in token)))
         if classes >= 2 and any(c.isdigit() for c in token) and shannon_bits(token) >= _ENTROPY_BITS:
@@ -199,8 +207,61 @@ def find_secrets(text: str) -> list[Span]:
     return spans
 
 
+# --- e-mail addresses (beside presidio's, which checks the domain against the public suffix list) --
+
+_EMAIL = re.compile(r"(?<![\w.+\-])[A-Za-z0-9][\w.+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}\b")
+
+
+def find_emails(text: str) -> list[Span]:
+    return [Span(m.start(), m.end(), Entity.EMAIL, 0.9) for m in _EMAIL.finditer(text)]
+
+
+# --- names (beside spaCy's) -----------------------------------------------------------------
+
+_CAP = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:[\-'][A-ZÀ-ÖØ-Þa-z][a-zß-öø-ÿ]+)?"
+#: a given name from the list, then one or two capitalised words (the family name)
+_FULL_NAME = re.compile(r"\b(" + "|".join(sorted(FIRST_NAMES, key=len, reverse=True)) + r")((?:\s+(?:(?:van|von|de|da|di|del|der|al|bin|el|O')\s*)?" + _CAP + r"){1,2})")
+#: an honorific, then the name it introduces
+_TITLED = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sir|Dame|Madam|Herr|Frau|Mme|Mlle|Sr|Sra)\.?\s+("
+                     + _CAP + r"(?:\s+" + _CAP + r")?)")
+#: what people say right before their own name
+_INTRODUCED = re.compile(r"\b(?:[Mm]y name is|I am|I'm|this is|[Cc]all me|[Ss]igned,?)\s+(" + _CAP + r"(?:\s+" + _CAP
+                         + r")?)")
+#: capitalised words that follow a given name without being a family name
+_NOT_SURNAME = frozenset({"And", "The", "From", "In", "On", "At", "To", "For", "Is", "Was", "Has", "Will", "With",
+                          "Street", "Road", "Avenue", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+                          "Saturday", "Sunday"})
+#: words after "I am" / "this is" that are not names
+_NOT_NAMES = frozenset({"Not", "Sorry", "Happy", "Here", "Back", "Going", "The", "A", "An", "So", "Very", "Just",
+                        "Ready", "Done", "Sure", "Looking", "Trying", "Writing", "From", "In", "At", "Also"})
+
+
+def find_names(text: str) -> list[Span]:
+    spans: list[Span] = []
+
+    def add(start: int, end: int, score: float) -> None:
+        span = Span(start, end, Entity.PERSON, score)
+        if not any(span.overlaps(s) for s in spans):
+            spans.append(span)
+
+    for m in _TITLED.finditer(text):
+        add(m.start(1), m.end(1), 0.7)
+    for m in _INTRODUCED.finditer(text):
+        if m.group(1).split()[0] not in _NOT_NAMES:
+            add(m.start(1), m.end(1), 0.7)
+    for m in _FULL_NAME.finditer(text):
+        words = m.group(2).split()
+        if words[0] in _NOT_SURNAME:
+            continue
+        end = m.end()
+        if len(words) > 1 and words[1] in _NOT_SURNAME:
+            end = m.start(2) + m.group(2).index(words[1]) - 1
+        add(m.start(1), end, 0.6)
+    return spans
+
+
 #: every recognizer of our own, in the order their spans win a tie
-FINDERS = (find_cards, find_ibans, find_secrets, find_phones, find_addresses)
+FINDERS = (find_cards, find_ibans, find_secrets, find_emails, find_phones, find_addresses, find_names)
 
 
 def find_all(text: str) -> list[Span]:
@@ -214,8 +275,9 @@ _PRIORITY = {Entity.CARD: 0, Entity.IBAN: 1, Entity.SECRET: 2, Entity.EMAIL: 3, 
 
 
 def resolve(spans: list[Span]) -> list[Span]:
-    """Non-overlapping spans in text order: longer and more certain spans win over what they overlap."""
-    ranked = sorted(spans, key=lambda s: (-(s.score >= 0.9), _PRIORITY[s.entity], -(s.end - s.start), s.start))
+    """Non-overlapping spans in text order: certain spans win over guesses, then longer over shorter (an
+    IBAN over the card-like digits inside it), then the checksummed types."""
+    ranked = sorted(spans, key=lambda s: (-(s.score >= 0.9), -(s.end - s.start), _PRIORITY[s.entity], s.start))
     kept: list[Span] = []
     for span in ranked:
         if not any(span.overlaps(k) for k in kept):

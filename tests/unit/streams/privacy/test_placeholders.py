@@ -73,3 +73,14 @@ def test_stream_restorer_equals_whole_restore_for_any_split(cuts, noise):
     r = StreamRestorer(mapping)
     pieces = [r.feed(text[a:b]) for a, b in zip(bounds, bounds[1:])]
     assert "".join(pieces) + r.flush() == restore(text, mapping)
+
+
+def test_a_name_found_once_is_redacted_wherever_it_appears_in_the_job():
+    chat = parse_request({"modality": "text", "params": {"messages": [
+        {"role": "system", "content": "The user is Margaret Thornbury."},
+        {"role": "user", "content": "Write a note signed Thornbury, for Margaret Thornbury's file."}]}})
+    [out] = redact_batch([chat], analyze)
+    texts = prompt_texts(out.request)
+    assert "Thornbury" not in " ".join(texts)
+    assert texts[0] == "The user is <PERSON_1>." and "<PERSON_1>'s file" in texts[1]
+    assert out.redaction.mapping == {"<PERSON_1>": "Margaret Thornbury", "<PERSON_2>": "Thornbury"}

@@ -9,7 +9,9 @@ from streams.privacy.recognizers import (
     Span,
     find_addresses,
     find_cards,
+    find_emails,
     find_ibans,
+    find_names,
     find_phones,
     find_secrets,
     iban_valid,
@@ -77,3 +79,23 @@ def test_resolve_keeps_the_checksummed_span_over_an_overlapping_guess():
     phone = Span(5, 19, Entity.PHONE, 0.7)
     person = Span(25, 35, Entity.PERSON, 0.85)
     assert resolve([phone, person, card]) == [card, person]
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("A portrait of Margaret Thornbury holding a red umbrella.", "Margaret Thornbury"),
+    ("Ask Nadia Petrova whether it came.", "Nadia Petrova"),
+    ("Dear Mrs. Patterson, thanks.", "Patterson"),
+    ("Hi, my name is Rowan Featherstone.", "Rowan Featherstone"),
+    ("Send it to Søren Kierkegaard today.", "Søren Kierkegaard"),
+])
+def test_names_spacy_may_miss(text, name):
+    assert found(find_names, text) == [name]
+
+
+def test_given_names_before_ordinary_capitalised_words_are_not_taken_for_full_names():
+    assert found(find_names, "Paris is lovely. Anna And Friday are here. I am Sorry.") == []
+
+
+@pytest.mark.parametrize("email", ["customer.care@shop.example", "h.tanaka+work@company.jp", "a@b.co"])
+def test_emails(email):
+    assert found(find_emails, f"write to {email}.") == [email]
