@@ -56,3 +56,21 @@ async def test_followed_entries_are_restored_across_deltas_unless_the_tenant_opt
         shown = [e for entry in entries for e in await restorer.entries(entry)]
         assert "".join(json.loads(e.data)["text"] for e in shown if e.type == EventType.TOKEN) == expected
         assert json.loads(shown[-1].data)["text"] == done and shown[-1].terminal
+
+
+async def test_the_request_topic_is_created_with_a_short_retention(kafka_bootstrap):
+    """The raw prompts on genloom.requests are kept 1 hour. The bundled broker stores the setting but does
+    not delete old messages (see docs/security.md); a Kafka cluster does."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from infra.kafka.topics import REQUESTS, REQUESTS_RETENTION_MS
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, REQUESTS)])
+    finally:
+        await admin.close()
+    configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    assert configs["retention.ms"] == str(REQUESTS_RETENTION_MS) == "3600000"
