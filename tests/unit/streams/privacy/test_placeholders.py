@@ -84,3 +84,13 @@ def test_a_name_found_once_is_redacted_wherever_it_appears_in_the_job():
     assert "Thornbury" not in " ".join(texts)
     assert texts[0] == "The user is <PERSON_1>." and "<PERSON_1>'s file" in texts[1]
     assert out.redaction.mapping == {"<PERSON_1>": "Margaret Thornbury", "<PERSON_2>": "Thornbury"}
+
+
+def test_the_analyzer_remembers_clean_texts_by_digest_and_still_finds_new_values():
+    from streams.privacy.engine import PiiAnalyzer
+
+    analyzer = PiiAnalyzer(presidio=False)
+    assert analyzer.analyze(["You are a helpful assistant.", "card 4111 1111 1111 1111", ""])[1]
+    assert len(analyzer._clean) == 1 and all(isinstance(k, bytes) for k in analyzer._clean)
+    again = analyzer.analyze(["You are a helpful assistant.", "card 4111 1111 1111 1111"])
+    assert again[0] == [] and [s.entity.value for s in again[1]] == ["CARD"]
