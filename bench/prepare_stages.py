@@ -159,17 +159,17 @@ async def chat_ttft(url: str, tenant: str, http: httpx.AsyncClient, prompt: str)
     body = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4,
             "temperature": 0, "stream": True}
     wall, began = time.time(), time.perf_counter()
+    first, job = None, None
     async with http.stream("POST", f"{url}/v1/chat/completions", json=body,
                            headers={"Authorization": f"Bearer {KEYS[tenant]}"}) as r:
-        async for line in r.aiter_lines():
-            if line.startswith("data: {"):
+        async for line in r.aiter_lines():  # read to the end: the next request starts on an idle stack
+            if first is None and line.startswith("data: {"):
                 chunk = json.loads(line[6:])
                 if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
                     first = time.perf_counter() - began
                     job = chunk["id"].removeprefix("chatcmpl-")
-                    async for _ in r.aiter_lines():
-                        pass
-                    return first, job, wall
+    if first is not None:
+        return first, job, wall
     raise RuntimeError("no token came back")
 
 

@@ -164,6 +164,12 @@ class PrivacySettings(BaseSettings):
     score_threshold: float = Field(
         default=0.35, ge=0.0, le=1.0, description="Lowest presidio score that counts as a find."
     )
+    ner_max_chars: int = Field(
+        default=32_000, ge=0,
+        description="Longest prompt field spaCy's entity recognizer reads; a longer one is searched by genloom's own"
+        " recognizers only (all pattern types; names by given-name list, titles, introductions), so one huge"
+        " prompt cannot stall its batch.",
+    )
 
     def redacts(self, tenant: str) -> bool:
         return tenant not in _names(self.redact_off_tenants)

@@ -48,7 +48,7 @@ def build_privacy(ctx: StageContext) -> Stage:
 
     key = ctx.privacy.key_bytes()
     vault = RedactionVault(ctx.redis, key) if key and ctx.redis is not None else None
-    return PrivacyStage(shared_analyzer(ctx.privacy.score_threshold), vault, ctx.privacy)
+    return PrivacyStage(shared_analyzer(ctx.privacy.score_threshold, ctx.privacy.ner_max_chars), vault, ctx.privacy)
 
 
 #: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 
@@ -49,6 +50,11 @@ def _offline_email_recognizer():
     return OfflineEmailRecognizer()
 
 
+#: longest text spaCy's entity recognizer reads (about 6k tokens, a second or so on a busy core): a
+#: longer one is searched by our own recognizers only (every pattern type, and names by the given-name
+#: list, titles and introductions), so one huge prompt cannot hold up the batch it came in for long
+NER_MAX_CHARS = 32_000
+
 #: texts found clean remembered by digest (system prompts recur in every job of an application)
 CLEAN_MEMORY = 4096
 
@@ -59,7 +65,9 @@ class PiiAnalyzer:
     A text found to hold nothing is remembered by its SHA-256 (never the text) and not analysed again.
     """
 
-    def __init__(self, *, score_threshold: float = 0.35, presidio: bool = True) -> None:
+    def __init__(self, *, score_threshold: float = 0.35, presidio: bool = True,
+                 ner_max_chars: int = NER_MAX_CHARS) -> None:
+        self._ner_max = ner_max_chars
         self._clean: OrderedDict[bytes, None] = OrderedDict()
         self._threshold = score_threshold
         self._batch = None
@@ -93,13 +101,14 @@ class PiiAnalyzer:
         found: list[list[Span]] = [[] for _ in texts]
         for i in todo:
             found[i] = find_all(texts[i])
-        if self._batch is not None and todo:
+        ner = [i for i in todo if len(texts[i]) <= self._ner_max]
+        if self._batch is not None and ner:
             with self._lock:
                 results = self._batch.analyze_iterator(
-                    [texts[i] for i in todo], language="en", entities=list(PRESIDIO_ENTITIES),
-                    score_threshold=self._threshold, batch_size=len(todo),
+                    [_encodable(texts[i]) for i in ner], language="en", entities=list(PRESIDIO_ENTITIES),
+                    score_threshold=self._threshold, batch_size=len(ner),
                 )
-                for i, result in zip(todo, results):
+                for i, result in zip(ner, results):
                     found[i] += [Span(r.start, r.end, PRESIDIO_ENTITIES[r.entity_type], r.score) for r in result
                                  if r.entity_type in PRESIDIO_ENTITIES and _plausible(texts[i], r)]
         out = [resolve(_trim(texts[i], spans)) for i, spans in enumerate(found)]
@@ -112,9 +121,22 @@ class PiiAnalyzer:
         return out
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """`text` with lone surrogates (valid in a JSON string, not in UTF-8) as U+FFFD: same offsets."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _plausible(text: str, result) -> bool:
-    """spaCy sometimes tags a phrase with digits ("expiry 09/27") as a person: a name has none."""
-    return result.entity_type != "PERSON" or not any(c.isdigit() for c in text[result.start:result.end])
+    """spaCy sometimes tags a phrase with digits ("expiry 09/27") or all in lower case ("lorem ipsum
+    dolor") as a person: a name has no digits, and a capital where its script has case."""
+    if result.entity_type != "PERSON":
+        return True
+    value = text[result.start:result.end]
+    return not any(c.isdigit() for c in value) and (any(c.isupper() for c in value)
+                                                    or not any(c.islower() for c in value))
 
 
 def _trim(text: str, spans: list[Span]) -> list[Span]:
@@ -132,7 +154,7 @@ def _trim(text: str, spans: list[Span]) -> list[Span]:
 
 
 @functools.lru_cache(maxsize=4)
-def shared_analyzer(score_threshold: float = 0.35) -> PiiAnalyzer:
+def shared_analyzer(score_threshold: float = 0.35, ner_max_chars: int = NER_MAX_CHARS) -> PiiAnalyzer:
     """The process's analyzer (built on first use: loading spaCy takes a while)."""
     log.info("loading the PII analyzer (presidio + %s)", SPACY_MODEL)
-    return PiiAnalyzer(score_threshold=score_threshold)
+    return PiiAnalyzer(score_threshold=score_threshold, ner_max_chars=ner_max_chars)
