@@ -209,7 +209,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="chats per route for the TTFT comparison")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the stack below is stopped on a kill too
-    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"]}
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"],
+                     "load_average_at_start": round(os.getloadavg()[0], 1)}
     results["chain_direct"] = asyncio.run(chain_direct(args.jobs))
 
     log_dir = Path("/tmp/genloom-bench-logs/prepare")
@@ -241,6 +242,7 @@ def main() -> None:
         results["live_processor"] = live
     finally:
         stack.stop()
+    results["load_average_at_end"] = round(os.getloadavg()[0], 1)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -245,6 +245,11 @@ def prepare_stages(d: dict) -> list[str]:
         "",
         *rows,
         "",
+        *([d["note"], ""] if d.get("note") else []),
+        *([f"The machine's 1-minute load average was {d['load_average_at_start']} at the start and "
+           f"{d['load_average_at_end']} at the end of this run (2 cores, shared with other work): absolute "
+           "figures are inflated accordingly; the two routes were measured alternately, under the same load.", ""]
+          if "load_average_at_start" in d else []),
         "Reproduce: `.venv/bin/python bench/prepare_stages.py` (writes `bench/results/prepare_stages.json`).",
         "",
     ]

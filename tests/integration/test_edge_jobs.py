@@ -50,7 +50,7 @@ async def test_idempotent_submit_publishes_once(client_for, kafka_bootstrap):
 
 
 async def test_streams_route_goes_through_routing_with_one_accepted(client_for, gateway_url_b, kafka_bootstrap):
-    # the second test gateway publishes to genloom.requests; the routing agent forwards the job
+    # the second test gateway publishes to genloom.requests; the preparation processor forwards the job
     client = client_for("t-idem", url=gateway_url_b)
     await client.submit(text_job("via the stream processors", job_id="idem-streams"))
     requests = [v for v in values(await read_until_idle(kafka_bootstrap, REQUESTS)) if v.get("job_id") == "idem-streams"]
@@ -60,8 +60,10 @@ async def test_streams_route_goes_through_routing_with_one_accepted(client_for, 
     job = next(m for m in routed if json.loads(m.value).get("job_id") == "idem-streams")
     # the gateway's signature went on with the job: a worker with the key runs it
     assert refusal(REQUEST_SIGNING_KEY, decode_request(job.value), job.headers) is None
-    events = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == "idem-streams"]
-    assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway")]
+    messages = await read_topic(kafka_bootstrap, EVENTS, until=lambda msgs: any(
+        v.get("job_id") == "idem-streams" and v.get("type") == "prepared" for v in values(msgs)))
+    events = [v for v in values(messages) if v.get("job_id") == "idem-streams"]
+    assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway"), ("prepared", "streams")]
 
 
 async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, edge_store):
