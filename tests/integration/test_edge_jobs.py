@@ -176,7 +176,7 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
     broker.stop()  # the event log goes away after the gateway connected
     job_id = f"unacked-{uuid.uuid4().hex[:6]}"
     try:
-        app = create_app(GatewaySettings(publish_timeout_s=1.5), redis=edge_redis,
+        app = create_app(GatewaySettings(publish_timeout_s=1.5, route="direct"), redis=edge_redis,
                          producer=producer, api_keys=ApiKeys([("k", "t-rollback")]),
                          blobs=LocalBlobStore(blob_dir))
         transport = httpx.ASGITransport(app=app)
@@ -197,7 +197,7 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
     finally:
         await producer.stop()
     # the same retry through a gateway whose broker is up publishes the job
-    app = create_app(GatewaySettings(publish_timeout_s=5), redis=edge_redis, producer=edge_producer,
+    app = create_app(GatewaySettings(publish_timeout_s=5, route="direct"), redis=edge_redis, producer=edge_producer,
                      api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
                                  headers={"Authorization": "Bearer k"}) as http:
@@ -215,7 +215,7 @@ async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_re
         await ensure_topics(broker.bootstrap, catalogue())
         producer = await started_producer(broker.bootstrap)
         try:
-            app = create_app(GatewaySettings(publish_timeout_s=1.0), redis=edge_redis, producer=producer,
+            app = create_app(GatewaySettings(publish_timeout_s=1.0, route="direct"), redis=edge_redis, producer=producer,
                              api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
                                          headers={"Authorization": "Bearer k"}) as http:
