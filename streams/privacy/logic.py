@@ -22,8 +22,8 @@ Analyze = Callable[[list[str]], list[list[Span]]]
 def prompt_texts(request: AnyRequest) -> list[str]:
     """Every prompt field of the request, in a fixed order (`with_texts` takes them back in it)."""
     p = request.params
-    if request.modality == Modality.TEXT:
-        return [m.content for m in p.messages]
+    if request.modality == Modality.TEXT:  # every message, then the author names that are set
+        return [m.content for m in p.messages] + [m.name for m in p.messages if m.name]
     if request.modality == Modality.SPEECH:
         return [p.input]
     return [p.prompt, p.negative_prompt or ""]
@@ -33,7 +33,9 @@ def with_texts(request: AnyRequest, texts: list[str]) -> AnyRequest:
     """The request with its prompt fields replaced by `texts` (as `prompt_texts` listed them)."""
     p = request.params
     if request.modality == Modality.TEXT:
-        messages = [m.model_copy(update={"content": t}) for m, t in zip(p.messages, texts)]
+        names = iter(texts[len(p.messages):])
+        messages = [m.model_copy(update={"content": t, "name": next(names) if m.name else None})
+                    for m, t in zip(p.messages, texts)]
         params = p.model_copy(update={"messages": messages})
     elif request.modality == Modality.SPEECH:
         params = p.model_copy(update={"input": texts[0]})

@@ -94,3 +94,13 @@ def test_the_analyzer_remembers_clean_texts_by_digest_and_still_finds_new_values
     assert len(analyzer._clean) == 1 and all(isinstance(k, bytes) for k in analyzer._clean)
     again = analyzer.analyze(["You are a helpful assistant.", "card 4111 1111 1111 1111"])
     assert again[0] == [] and [s.entity.value for s in again[1]] == ["CARD"]
+
+
+def test_a_chat_message_author_name_is_redacted_like_the_text():
+    chat = parse_request({"modality": "text", "params": {"messages": [
+        {"role": "user", "name": "Margaret Thornbury", "content": "hello"},
+        {"role": "user", "content": "I am Margaret Thornbury"}]}})
+    [out] = redact_batch([chat], analyze)
+    messages = out.request.params.messages
+    assert [m.name for m in messages] == ["<PERSON_1>", None]
+    assert messages[1].content == "I am <PERSON_1>" and messages[0].content == "hello"
