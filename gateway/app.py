@@ -20,7 +20,8 @@ from infra.redis.replay import BLOCK_MS as REPLAY_BLOCK_MS
 from infra.redis.replay import ReplayReader
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
-from infra.settings.streams import WebhookSettings
+from infra.redis.redactions import RedactionVault
+from infra.settings.streams import PrepareSettings, PrivacySettings, WebhookSettings
 
 from . import artifacts, errors, health, jobs, webhooks
 from .openai import audio as openai_audio
@@ -32,6 +33,7 @@ from .lifecycle import JobService
 from .limits import StreamSlots
 from .offload import Offload
 from .redact import QueryKeyMiddleware
+from .restore import Restoration
 
 
 def create_app(
@@ -46,9 +48,14 @@ def create_app(
     webhook_settings: WebhookSettings | None = None,
     lifespan=None,
     signing_key: bytes | None = None,
+    privacy: PrivacySettings | None = None,
+    prepare: PrepareSettings | None = None,
 ) -> FastAPI:
     """The app over clients the caller owns (started, and stopped by the caller)."""
     app = FastAPI(title="genloom gateway", version="0.1.0", lifespan=lifespan)
+    app.state.privacy = privacy or PrivacySettings()
+    app.state.prepare = prepare or PrepareSettings()
+    app.state.restoration = Restoration(None, app.state.privacy)
     if redis is not None:
         _attach(app, settings, redis, producer, signing_key)
     app.state.settings = settings
@@ -81,13 +88,17 @@ def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, prod
             signing_key: bytes | None = None) -> None:
     app.state.redis = redis
     app.state.producer = producer
+    privacy, prepare = app.state.privacy, app.state.prepare
+    key = privacy.key_bytes()
+    app.state.restoration = Restoration(RedactionVault(redis, key) if key else None, privacy)
     # one shared reader follows every job this process streams (one connection, not one per stream)
     block_ms = int(min(REPLAY_BLOCK_MS, settings.redis_socket_timeout_s * 500))  # well within the socket timeout
     app.state.replay = ReplayReader(redis, block_ms=block_ms)
     store = JobStore(redis, job_ttl_s=settings.job_ttl_s, replay=app.state.replay)
     app.state.jobs = JobService(
         store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
-        publish_timeout_s=settings.publish_timeout_s, route_direct=settings.route == "direct",
+        publish_timeout_s=settings.publish_timeout_s,
+        route_direct=(lambda tenant: True) if settings.route == "direct" else prepare.all_off,
         signing_key=signing_key,
     )
 

@@ -84,17 +84,20 @@ class JobFollow:
         state = self._conn.app.state
         block_ms = int(state.settings.sse_keepalive_s * 1000)
         entries = state.jobs.store.follow(self._internal, self._record, self._after, block_ms)
+        restorer = state.restoration.follower(self._internal, self._tenant)  # mappings are kept by internal id
         try:
             async for entry in entries:
                 if entry is None and self._cancels and await self._disconnected():
                     self.stop(DISCONNECTED)
                     return
-                if entry is not None:
-                    if entry.terminal:
-                        self.done = True
-                    shown = Entry(entry.id, entry.type, as_shown_to(entry.data, self._internal, self.job_id))
-                    entry = public_entry(shown, self._tenant, self.job_id)
-                yield entry
+                if entry is None:
+                    yield entry
+                    continue
+                if entry.terminal:
+                    self.done = True
+                shown = Entry(entry.id, entry.type, as_shown_to(entry.data, self._internal, self.job_id))
+                for restored in await restorer.entries(public_entry(shown, self._tenant, self.job_id)):
+                    yield restored
         finally:
             await entries.aclose()
             if not self.done and self._cancels:  # closed mid-way: the client went away

@@ -89,7 +89,8 @@ def _parse_request(raw: bytes, tenant: str, idempotency_key: str | None):
 
 @router.get("/{job_id}", response_model=JobView, responses=_ERRORS, summary="A job's status")
 async def get_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobView:
-    return public_view(await _jobs(request).get(job_id, tenant), tenant)
+    view = await request.app.state.restoration.view(await _jobs(request).get(job_id, tenant), tenant)
+    return public_view(view, tenant)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, responses=_ERRORS, summary="Cancel a job",

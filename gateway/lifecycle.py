@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
@@ -41,7 +42,7 @@ class JobService:
         max_inflight: int,
         retry_after_s: int,
         publish_timeout_s: float,
-        route_direct: bool = True,
+        route_direct: Callable[[str], bool] = lambda tenant: True,
         signing_key: bytes | None = None,
     ) -> None:
         self.store = store
@@ -56,13 +57,14 @@ class JobService:
     def destination(self, request: AnyRequest) -> tuple[str, list[tuple[str, bytes]] | None]:
         """The topic an admitted request is published to, and its headers.
 
-        The gateway has validated the request exactly as the routing agent would, so when no
-        stream processor needs to see it first it goes straight to its modality's workers. Through
-        `genloom.requests`, a header tells the routing agent that `accepted` is published already.
+        The gateway has validated the request exactly as the preparation processor would, so when
+        no preparation stage is on for its tenant (`route_direct(tenant)`) it goes straight to its
+        modality's workers. Through `genloom.requests`, a header tells the preparation processor
+        that `accepted` is published already.
         With a signing key, the request is signed (`infra.kafka.signing`): workers run nothing else.
         """
         signed = signature_headers(self._signing_key, request)
-        if self._route_direct:
+        if self._route_direct(request.tenant):
             return jobs_topic(request.modality), signed or None
         return REQUESTS, [(ACCEPTED_HEADER, b"1"), *signed]
 

@@ -25,6 +25,7 @@ from .events import (
     JobEvent,
     ModelInfo,
     ModerationVerdict,
+    Prepared,
     Progress,
     Started,
     Timings,

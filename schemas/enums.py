@@ -79,6 +79,8 @@ class EventType(StrEnum):
     ARTIFACT = "artifact"
     #: what the moderation gate decided
     MODERATION = "moderation"
+    #: what the preparation stages did to the job before it went to a worker
+    PREPARED = "prepared"
     #: terminal: the job finished
     COMPLETED = "completed"
     #: terminal: the job ended with an error
@@ -158,6 +160,10 @@ class ErrorCode(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     #: a job message without a valid gateway signature (GENLOOM_REQUEST_SIGNING_KEY): not run
     INVALID_SIGNATURE = "invalid_signature"
+    #: a preparation stage could not redact the job's prompts; it was not run (nothing unredacted went on)
+    REDACTION_FAILED = "redaction_failed"
+    #: a preparation stage failed on the job for another reason (the message names the stage)
+    PREPARATION_FAILED = "preparation_failed"
     #: the model raised while generating
     GENERATION_ERROR = "generation_error"
     #: no worker for the modality is available

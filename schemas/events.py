@@ -147,6 +147,25 @@ class ModerationVerdict(_EventBase):
     model: str = Field(description="Classifier that decided.")
 
 
+class Prepared(_EventBase):
+    """What the preparation stages did to a job on its way from `genloom.requests` to a worker.
+
+    It names no prompt content: redactions are counted per entity type, never shown.
+    """
+
+    type: Literal[EventType.PREPARED] = EventType.PREPARED
+    stages: list[str] = Field(description="Stages that ran on the job, in order.")
+    degraded: list[str] = Field(
+        default_factory=list, description="What was skipped because a dependency was down (e.g. cache, restore)."
+    )
+    redactions: dict[str, int] = Field(
+        default_factory=dict, description="Values replaced by placeholders, per entity type (PERSON, EMAIL, ...)."
+    )
+    stage_ms: dict[str, float] = Field(
+        default_factory=dict, description="Milliseconds each stage spent on the job's batch."
+    )
+
+
 class Completed(_EventBase):
     """Terminal: the job finished."""
 
@@ -183,6 +202,7 @@ JobEvent = Annotated[
         AudioChunk,
         Artifact,
         ModerationVerdict,
+        Prepared,
         Completed,
         Failed,
         Cancelled,

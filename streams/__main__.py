@@ -1,17 +1,24 @@
-"""`python -m streams`: run the stream processors (one faust worker)."""
+"""`python -m streams`: run the stream processors (one faust worker).
+
+By default one process runs the preparation chain on `genloom.requests` (GENLOOM_PREPARE_STAGES,
+then routing to the workers) and the fan-out. A stage split out into its own processor is this
+same command with its own GENLOOM_PREPARE_* (stages, input, output), app id, and the fan-out off.
+"""
 
 from __future__ import annotations
 
 import sys
 
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings
-from infra.settings.streams import CacheSettings, StreamsSettings
+from infra.settings.moderation import ModerationSettings, moderation_enabled
+from infra.settings.streams import CacheSettings, EmbeddingSettings, PrepareSettings, PrivacySettings, StreamsSettings
 
 from .app import create_app
 from .cache import agents as cache
 from .fanout import agents as fanout
+from .prepare import agents as prepare
+from .prepare.chain import STAGE_BUILDERS, StageContext
 from .reconciler import agents as reconciler
-from .routing import agents as routing
 
 
 def main() -> None:
@@ -19,16 +26,25 @@ def main() -> None:
     if not kafka.bootstrap:
         sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")
     settings = StreamsSettings()
-    app, topics = create_app(kafka.bootstrap, settings, kafka)
-    routing.register(app, topics, settings.max_message_bytes, SigningSettings().key)
+    preparing = PrepareSettings()
+    unknown = [n for n in preparing.stage_names() if n not in STAGE_BUILDERS]
+    if unknown:
+        sys.exit(f"GENLOOM_PREPARE_STAGES names unknown stages {unknown}: choose from {sorted(STAGE_BUILDERS)}")
     redis_url = RedisSettings().url
-    fanout.register(app, topics, redis_url)
-    reconciler.register(app, topics, redis_url)
+    app, topics = create_app(kafka.bootstrap, settings, kafka)
     cache_settings = CacheSettings()
-    if cache_settings.enabled:
-        # the preparation processor's cache stage must be built over this same object
-        # (cache.build_stage), so answers stored here reach its in-process tier too
-        semantic_cache = cache.build_cache(cache_settings, redis_url)
+    # one cache object per process: the preparation's cache stage reads it, the fill agent writes it,
+    # so answers stored here reach its in-process tier too
+    semantic_cache = cache.build_cache(cache_settings, redis_url) if cache_settings.enabled else None
+    prepare.register(app, topics, preparing,
+                     StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
+                                  cache_settings=cache_settings, semantic_cache=semantic_cache),
+                     max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
+                     moderated=moderation_enabled(ModerationSettings()))
+    if settings.fanout:
+        fanout.register(app, topics, redis_url)
+        reconciler.register(app, topics, redis_url)
+    if semantic_cache is not None:
         cache.register_fill(app, topics, semantic_cache)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:

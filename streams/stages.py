@@ -45,6 +45,8 @@ class Item:
     embedding: object | None = None
     #: names of what was skipped because a dependency was down ("cache", "memory"): events say so
     degraded: list[str] = field(default_factory=list)
+    #: values the privacy stage replaced, per entity type (counts only: the `prepared` event reports them)
+    redactions: dict[str, int] = field(default_factory=dict)
     #: set by the stage that ended the job
     end: Failure | Answered | None = None
 

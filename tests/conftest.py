@@ -38,6 +38,9 @@ FAST_STREAMS_ENV = {
 
 #: the request signing key of the test stack: the streams process and the edge gateways use it
 REQUEST_SIGNING_KEY = b"test-request-signing-key"
+#: the key the test stack encrypts placeholder mappings with (streams process and gateways)
+PRIVACY_KEY = "test-privacy-key"
+os.environ.setdefault("GENLOOM_PRIVACY_KEY", PRIVACY_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +62,7 @@ def redis_url():
 
 @pytest.fixture(scope="session")
 def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
-    """`python -m streams` (routing and fan-out) as a real faust worker process."""
+    """`python -m streams` (the preparation chain, privacy on, and the fan-out) as a real faust worker process."""
     import subprocess
     import sys
 
@@ -67,10 +70,13 @@ def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
 
     log_path = tmp_path_factory.mktemp("streams") / "streams.log"
     env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_REDIS_URL=redis_url,
-               GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(), **FAST_STREAMS_ENV,
+               GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(), GENLOOM_PRIVACY_KEY=PRIVACY_KEY, **FAST_STREAMS_ENV,
                # tests write records with made-up old timestamps: a sweep would end them mid-test
                # (the reconciler is tested on its own, tests/integration/test_reconciler.py)
-               GENLOOM_RECONCILER_ENABLED="false")
+               GENLOOM_RECONCILER_ENABLED="false",
+               # the semantic cache answers only the cache test's tenant: other tests' greedy chats must reach
+               # their (test-played) workers; its threshold is the one tests/integration/test_cache_gateway.py uses
+               GENLOOM_SEMANTIC_CACHE_TENANTS_ONLY="t-cache", GENLOOM_SEMANTIC_CACHE_THRESHOLD="0.85")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streams"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

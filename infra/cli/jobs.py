@@ -120,6 +120,11 @@ class EventPrinter:
             if self._base_url and "artifacts/" in uri:  # where the owner downloads it from the gateway
                 uri = f"{self._base_url.rstrip('/')}/v1/artifacts/{uri[uri.index('artifacts/'):]}"
             self._console.print(f"artifact {data['index']}: {uri} ({data['mime_type']}, {data['bytes']} bytes)")
+        elif kind == "prepared":
+            redacted = ", ".join(f"{n} {t}" for t, n in sorted(data.get("redactions", {}).items())) or "nothing"
+            degraded = f"; degraded: {', '.join(data['degraded'])}" if data.get("degraded") else ""
+            self._console.print(f"[dim]prepared by {', '.join(data['stages']) or 'no stage'}: redacted"
+                                f" {redacted}{degraded}[/dim]")
         elif kind == "moderation":
             state = "allowed" if data["allowed"] else "[red]blocked[/red]"
             self._console.print(f"moderation: {state} {', '.join(data['categories'])}")

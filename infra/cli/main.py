@@ -53,6 +53,8 @@ def up(
         dev_key = None
     if not os.environ.get("GENLOOM_REQUEST_SIGNING_KEY"):  # the gateway signs; streams and workers verify
         env["GENLOOM_REQUEST_SIGNING_KEY"] = secrets.token_urlsafe(32)
+    if not os.environ.get("GENLOOM_PRIVACY_KEY"):  # streams encrypts placeholder mappings; the gateway decrypts
+        env["GENLOOM_PRIVACY_KEY"] = secrets.token_urlsafe(32)
     stack = Stack(bootstrap=kafka.bootstrap, redis_url=redis.url, log_dir=storage.home / "logs",
                   env=env, partitions=topics.partitions, job_partitions=topics.job_partitions)
     try:

@@ -158,7 +158,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: fl
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, 1) for t in missing], validate_only=False
+                    [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs or None) for t in missing],
+                    validate_only=False
                 )
             except TopicAlreadyExistsError:
                 pass  # a concurrent starter won the race; checked below

@@ -6,7 +6,7 @@ real Kafka reshuffles keys, so they are decided once here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from schemas.enums import Modality
 
@@ -21,6 +21,12 @@ DLQ = "genloom.dlq"
 ACCEPTED_HEADER = "genloom-accepted"
 
 
+#: how long `genloom.requests` keeps a message (1 h): requests there still hold the personal data the
+#: privacy stage removes, so they are kept only long enough for a stream processor that was down a
+#: while to catch up. Kafka deletes whole segments, so also roll a segment at least this often.
+REQUESTS_RETENTION_MS = 3_600_000
+
+
 def jobs_topic(modality: Modality | str) -> str:
     """The topic a modality's workers consume."""
     return f"genloom.jobs.{Modality(modality).value}"
@@ -33,6 +39,8 @@ class TopicSpec:
     key: str
     message: str
     purpose: str
+    #: topic-level configs set when the topic is created (retention.ms, ...)
+    configs: dict[str, str] = field(default_factory=dict)
 
 
 def catalogue(partitions: int = 8, job_partitions: int = 4) -> list[TopicSpec]:
@@ -43,7 +51,8 @@ def catalogue(partitions: int = 8, job_partitions: int = 4) -> list[TopicSpec]:
             partitions,
             "session (or job_id)",
             "GenerationRequest",
-            "Jobs as submitted, before privacy, enrichment and routing.",
+            "Jobs as submitted, before privacy, enrichment and routing. Holds raw prompts: kept 1 hour.",
+            {"retention.ms": str(REQUESTS_RETENTION_MS), "segment.ms": str(REQUESTS_RETENTION_MS)},
         ),
         *(
             TopicSpec(

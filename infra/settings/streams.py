@@ -24,6 +24,10 @@ class StreamsSettings(BaseSettings):
     )
     web_port: int = Field(default=0, description="Faust web port; 0 runs without the web server.")
     max_message_bytes: int = Field(default=8 * 1024 * 1024, description="Larger requests are dead-lettered.")
+    fanout: bool = Field(
+        default=True, description="Run the fan-out agent in this process (off in a processor that runs one split-out"
+        " preparation stage).",
+    )
 
 
 class FanoutSettings(BaseSettings):
@@ -188,6 +192,8 @@ class CacheSettings(BaseSettings):
         default="", description="Comma-separated tenants whose sampled chats use the cache too."
     )
     tenants_off: str = Field(default="", description="Comma-separated tenants the cache is off for.")
+    tenants_only: str = Field(
+        default="", description="Comma-separated tenants the cache serves, and no other (a canary rollout); empty: all.")
     local_max_entries: int = Field(default=2048, ge=1, description="Most entries in the in-process tier.")
     local_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Most bytes in the in-process tier.")
     shared: bool = Field(default=True, description="Use the shared Redis tier (GENLOOM_REDIS_URL) as well.")
@@ -208,3 +214,85 @@ class CacheSettings(BaseSettings):
     @property
     def off(self) -> frozenset[str]:
         return _names(self.tenants_off)
+
+    @property
+    def only(self) -> frozenset[str]:
+        return _names(self.tenants_only)
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in value.split(",") if n.strip())
+
+
+class PrepareSettings(BaseSettings):
+    """The preparation processor on `genloom.requests` (streams/prepare): which stages it chains.
+
+    Read by the streams process, and by the gateway, which routes a job straight to its modality's
+    topic only when every stage is off for its tenant.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_PREPARE_", extra="ignore", frozen=True)
+
+    stages: str = Field(
+        default="privacy,embedding,cache",
+        description="Comma-separated stages this processor runs, in order (privacy, embedding, cache; the cache"
+        " needs the embedding before it). Empty: the processor only validates and routes.",
+    )
+    input: str = Field(
+        default="genloom.requests",
+        description="Topic the processor reads. A stage split out into its own processor reads the topic the"
+        " one before it writes.",
+    )
+    output: str = Field(
+        default="jobs",
+        description="Where prepared jobs go: `jobs` (genloom.jobs.<modality>, the last processor) or a topic"
+        " name that the next processor reads as its input.",
+    )
+    batch_max: int = Field(default=32, ge=1, description="Most requests prepared in one batch (what was polled).")
+    off_tenants: str = Field(
+        default="",
+        description="Comma-separated tenants for whom every stage is off: their jobs go straight to the workers.",
+    )
+
+    def stage_names(self) -> list[str]:
+        return [n.strip() for n in self.stages.split(",") if n.strip()]
+
+    def all_off(self, tenant: str) -> bool:
+        return not self.stage_names() or tenant in _names(self.off_tenants)
+
+
+class PrivacySettings(BaseSettings):
+    """The privacy stage (streams/privacy) and the gateway's restoration of redacted values."""
+
+    model_config = SettingsConfigDict(env_prefix="GENLOOM_PRIVACY_", extra="ignore", frozen=True)
+
+    key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts each job's placeholder mapping in Redis (AES-GCM; any string, hashed to"
+        " 256 bits); the same on the streams processes and the gateway. Unset: values are redacted but never"
+        " restored (`genloom up` generates one).",
+    )
+    redact_off_tenants: str = Field(
+        default="", description="Comma-separated tenants whose prompts are not redacted."
+    )
+    restore_off_tenants: str = Field(
+        default="", description="Comma-separated tenants who see placeholders instead of their values restored."
+    )
+    score_threshold: float = Field(
+        default=0.35, ge=0.0, le=1.0, description="Lowest presidio score that counts as a find."
+    )
+    ner_max_chars: int = Field(
+        default=32_000, ge=0,
+        description="Longest prompt field spaCy's entity recognizer reads; a longer one is searched by genloom's own"
+        " recognizers only (all pattern types; names by given-name list, titles, introductions), so one huge"
+        " prompt cannot stall its batch.",
+    )
+
+    def redacts(self, tenant: str) -> bool:
+        return tenant not in _names(self.redact_off_tenants)
+
+    def restores(self, tenant: str) -> bool:
+        return self.key is not None and tenant not in _names(self.restore_off_tenants)
+
+    def key_bytes(self) -> bytes | None:
+        return self.key.get_secret_value().encode() if self.key else None

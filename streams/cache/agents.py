@@ -38,7 +38,7 @@ def build_cache(settings: CacheSettings, redis_url: str | None) -> SemanticCache
 
 
 def build_stage(cache: SemanticCache, settings: CacheSettings, embedding_model: str) -> CacheStage:
-    return CacheStage(cache, TenantPolicy(opt_in=settings.opt_in, off=settings.off), embedding_model)
+    return CacheStage(cache, TenantPolicy(opt_in=settings.opt_in, off=settings.off, only=settings.only), embedding_model)
 
 
 def register_fill(app: faust.App, topics: Topics, cache: SemanticCache, batch_max: int = 256) -> None:

@@ -91,10 +91,12 @@ def key_terms(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TenantPolicy:
-    """Per-tenant switches: tenants whose every job may use the cache, and tenants it is off for."""
+    """Per-tenant switches: tenants whose every job may use the cache, tenants it is off for, and (when
+    not empty) the only tenants it serves (a canary rollout)."""
 
     opt_in: frozenset[str] = frozenset()
     off: frozenset[str] = frozenset()
+    only: frozenset[str] = frozenset()
 
 
 def eligible(request: AnyRequest, policy: TenantPolicy) -> bool:
@@ -107,6 +109,8 @@ def eligible(request: AnyRequest, policy: TenantPolicy) -> bool:
     if not isinstance(request, TextRequest):
         return False
     if request.cache is CacheMode.OFF or request.tenant in policy.off:
+        return False
+    if policy.only and request.tenant not in policy.only:
         return False
     return (request.params.temperature == 0.0 or request.cache is CacheMode.REUSE
             or request.tenant in policy.opt_in)

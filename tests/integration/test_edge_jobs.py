@@ -52,7 +52,7 @@ async def test_idempotent_submit_publishes_once(client_for, kafka_bootstrap):
 
 
 async def test_streams_route_goes_through_routing_with_one_accepted(client_for, gateway_url_b, kafka_bootstrap):
-    # the second test gateway publishes to genloom.requests; the routing agent forwards the job
+    # the second test gateway publishes to genloom.requests; the preparation processor forwards the job
     client = client_for("t-idem", url=gateway_url_b)
     await client.submit(text_job("via the stream processors", job_id="idem-streams"))
     internal = scoped_job_id("t-idem", "idem-streams")
@@ -63,8 +63,10 @@ async def test_streams_route_goes_through_routing_with_one_accepted(client_for, 
     job = next(m for m in routed if json.loads(m.value).get("job_id") == internal)
     # the gateway's signature went on with the job: a worker with the key runs it
     assert refusal(REQUEST_SIGNING_KEY, decode_request(job.value), job.headers) is None
-    events = [v for v in values(await read_until_idle(kafka_bootstrap, EVENTS)) if v.get("job_id") == internal]
-    assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway")]
+    messages = await read_topic(kafka_bootstrap, EVENTS, until=lambda msgs: any(
+        v.get("job_id") == internal and v.get("type") == "prepared" for v in values(msgs)))
+    events = [v for v in values(messages) if v.get("job_id") == internal]
+    assert [(e["type"], e["source"]) for e in events] == [("accepted", "gateway"), ("prepared", "streams")]
 
 
 async def test_in_flight_bound_answers_429_until_a_job_ends(client_for, worker, edge_store):
@@ -179,7 +181,7 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
     broker.stop()  # the event log goes away after the gateway connected
     job_id = f"unacked-{uuid.uuid4().hex[:6]}"
     try:
-        app = create_app(GatewaySettings(publish_timeout_s=1.5), redis=edge_redis,
+        app = create_app(GatewaySettings(publish_timeout_s=1.5, route="direct"), redis=edge_redis,
                          producer=producer, api_keys=ApiKeys([("k", "t-rollback")]),
                          blobs=LocalBlobStore(blob_dir))
         transport = httpx.ASGITransport(app=app)
@@ -200,7 +202,7 @@ async def test_publish_failure_keeps_the_job_for_an_identical_retry_and_answers_
     finally:
         await producer.stop()
     # the same retry through a gateway whose broker is up publishes the job
-    app = create_app(GatewaySettings(publish_timeout_s=5), redis=edge_redis, producer=edge_producer,
+    app = create_app(GatewaySettings(publish_timeout_s=5, route="direct"), redis=edge_redis, producer=edge_producer,
                      api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
                                  headers={"Authorization": "Bearer k"}) as http:
@@ -218,7 +220,7 @@ async def test_a_submit_that_timed_out_on_a_paused_broker_lands_later_and_its_re
         await ensure_topics(broker.bootstrap, catalogue())
         producer = await started_producer(broker.bootstrap)
         try:
-            app = create_app(GatewaySettings(publish_timeout_s=1.0), redis=edge_redis, producer=producer,
+            app = create_app(GatewaySettings(publish_timeout_s=1.0, route="direct"), redis=edge_redis, producer=producer,
                              api_keys=ApiKeys([("k", "t-rollback")]), blobs=LocalBlobStore(blob_dir))
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
                                          headers={"Authorization": "Bearer k"}) as http:

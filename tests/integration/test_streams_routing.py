@@ -1,4 +1,4 @@
-"""The routing stream processor (a real faust worker) against the real broker."""
+"""Routing, the preparation chain's last step, in the real streams process against the real broker."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ async def test_gateway_accepted_header_suppresses_a_second_accepted(kafka_bootst
     await producer.send_and_wait(REQUESTS, json.dumps(later).encode(), key=b"rt-gw",
                                  headers=signed(later))  # same partition
     messages = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-gw-after"))
-    assert not any(_job_id(m.value) == "rt-gw" for m in messages)
+    # only what preparation did: no second `accepted`
+    assert [json.loads(m.value)["type"] for m in messages if _job_id(m.value) == "rt-gw"] == ["prepared"]
 
 
 async def test_invalid_and_garbage_go_to_dlq_and_the_job_fails(kafka_bootstrap, streams_process, producer):
@@ -113,3 +114,33 @@ async def test_broker_down_gives_a_clear_error():
     with pytest.raises(BrokerUnavailable) as info:
         await start_client(make_producer(bootstrap), bootstrap, timeout=5)
     assert bootstrap in str(info.value) and "GENLOOM_KAFKA_BOOTSTRAP" in str(info.value)
+
+
+async def test_hostile_prompts_are_redacted_or_passed_and_a_job_the_stage_cannot_redact_fails(
+        kafka_bootstrap, streams_process, producer):
+    """Any script, emoji, a very long prompt, an empty system message and control characters all get
+    through (redacted where they hold personal data); a prompt that redaction would push over its
+    limit fails with redaction_failed, and the jobs polled with it go on."""
+    bodies = {
+        "bad-scripts": {"modality": "text", "params": {"messages": [
+            {"role": "system", "content": ""},
+            {"role": "user", "content": "日本語 العربية русский 🎉👩‍👩‍👧 mail ada@example.org \u0000\u0001\u001f\ufffd"}]}},
+        "bad-long": {"modality": "text", "params": {"messages": [
+            {"role": "user", "content": "lorem ipsum dolor " * 6000 + " card 4111 1111 1111 1111"}]}},
+        "bad-overflow": {"modality": "image", "params": {"prompt": " ".join(f"a{i}@b.co" for i in range(560))[:4000]}},
+        "bad-after": {"modality": "video", "params": {"prompt": "waves"}},
+    }
+    for job_id, body in bodies.items():
+        body["job_id"] = job_id
+        await producer.send(REQUESTS, json.dumps(body).encode(), key=job_id.encode(), headers=signed(body))
+    await producer.flush()
+    scripts = await read_topic(kafka_bootstrap, jobs_topic("text"), until=lambda ms: _has("bad-scripts")(ms) and
+                               _has("bad-long")(ms), timeout=120)
+    sent = {parse_request(m.value).job_id: parse_request(m.value) for m in scripts
+            if _job_id(m.value) in ("bad-scripts", "bad-long")}
+    assert sent["bad-scripts"].params.messages[1].content.startswith("日本語 العربية русский 🎉👩‍👩‍👧 mail <EMAIL_1> \u0000")
+    assert sent["bad-long"].params.messages[0].content.endswith("card <CARD_1>")
+    failed = await job_events(kafka_bootstrap, EVENTS, "bad-overflow")
+    assert failed[-1].type == "failed" and failed[-1].code.value == "redaction_failed"
+    await read_topic(kafka_bootstrap, jobs_topic("video"), until=_has("bad-after"))
+    assert streams_process.poll() is None

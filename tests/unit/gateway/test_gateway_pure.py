@@ -122,7 +122,7 @@ def test_cursor_parsing():
 @pytest.mark.parametrize("route_direct", [True, False])
 def test_admitted_jobs_go_to_the_workers_or_through_routing(route_direct):
     service = lifecycle.JobService(None, None, max_inflight=1, retry_after_s=1, publish_timeout_s=1,
-                                   route_direct=route_direct)
+                                   route_direct=lambda tenant: route_direct)
     image = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "t", None)
     topic, headers = service.destination(image)
     if route_direct:
@@ -136,7 +136,7 @@ def test_with_a_signing_key_every_published_request_is_signed(route_direct):
     from infra.kafka.signing import refusal
 
     service = lifecycle.JobService(None, None, max_inflight=1, retry_after_s=1, publish_timeout_s=1,
-                                   route_direct=route_direct, signing_key=b"k")
+                                   route_direct=lambda tenant: route_direct, signing_key=b"k")
     image = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "t", None)
     _, headers = service.destination(image)
     assert refusal(b"k", image, headers) is None
@@ -163,3 +163,16 @@ def test_artifact_keys_are_shown_by_the_tenants_id_and_stored_by_the_internal_on
                 "artifacts/t-a/order 1/x.png"):
         with pytest.raises(InvalidBlobKey):
             stored_key(bad)
+
+
+def test_only_tenants_with_every_stage_off_skip_the_preparation_stages():
+    from infra.settings.streams import PrepareSettings
+
+    prepare = PrepareSettings(stages="privacy", off_tenants="raw-tenant, other")
+    service = lifecycle.JobService(None, None, max_inflight=1, retry_after_s=1, publish_timeout_s=1,
+                                   route_direct=prepare.all_off)
+    on = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "t", None)
+    off = build_request({"modality": "image", "params": {"prompt": "a cat"}}, "raw-tenant", None)
+    assert service.destination(on)[0] == "genloom.requests"
+    assert service.destination(off)[0] == "genloom.jobs.image"
+    assert PrepareSettings(stages="").all_off("t")

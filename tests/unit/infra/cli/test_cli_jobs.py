@@ -74,3 +74,11 @@ def test_printer_shows_where_the_gateway_serves_an_artifact():
     printer.show("artifact", {"index": 0, "uri": "file:///home/u/.genloom/blobs/objects/artifacts/dev/j1/image-0.png",
                               "mime_type": "image/png", "bytes": 10})
     assert "http://127.0.0.1:8000/v1/artifacts/artifacts/dev/j1/image-0.png (image/png, 10 bytes)" in out.getvalue()
+
+
+def test_printer_says_what_preparation_did_without_values():
+    out = io.StringIO()
+    printer = EventPrinter(Console(file=out, width=200, color_system=None))
+    printer.show("prepared", {"stages": ["privacy"], "redactions": {"EMAIL": 1, "CARD": 2}, "degraded": ["restore"],
+                              "stage_ms": {"privacy": 3.2}})
+    assert out.getvalue().strip() == "prepared by privacy: redacted 2 CARD, 1 EMAIL; degraded: restore"

@@ -1,0 +1,250 @@
+"""What the preparation stages cost: throughput of the chain, the latency each stage adds, and a
+short chat's time to first token with the stages on against the direct route, in one run.
+
+1. The chain driven directly (no Kafka): `run_chain([privacy])` over batches of 1, 8 and 32 chat
+   requests whose prompts are sentences of the labelled set (bench/data/privacy_sentences.txt),
+   with the placeholder mappings written to a real redis-server: jobs/s, and the stage's
+   milliseconds per batch (p50, p99).
+2. The live processor (`python -m streams`, GENLOOM_PREPARE_BATCH_MAX 1, 8, 32): a burst of signed
+   image requests on `genloom.requests`, timed until the last one is on `genloom.jobs.image` (no
+   image worker runs, so nothing else competes); the stage's milliseconds from the `prepared` events.
+3. Time to first token of a short streamed chat (SmolLM2, greedy, 4 tokens) through the whole stack,
+   alternating a tenant whose jobs go through `genloom.requests` and the stages with one that has
+   every stage off (GENLOOM_PREPARE_OFF_TENANTS: the gateway's direct route), same gateway, same
+   worker. Also split by the job's own events: submit to the worker's `started`. Target: the stages
+   add under 15 ms p50.
+
+    .venv/bin/python bench/prepare_stages.py      # writes bench/results/prepare_stages.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import httpx  # noqa: E402
+
+from bench.privacy_quality import load  # noqa: E402
+from infra.kafka import clients  # noqa: E402
+from infra.kafka.codec import encode  # noqa: E402
+from infra.kafka.signing import signature_headers  # noqa: E402
+from infra.kafka.topics import EVENTS, REQUESTS, jobs_topic  # noqa: E402
+from infra.procs import free_port, stop_process  # noqa: E402
+from infra.redis.client import connect  # noqa: E402
+from infra.redis.jobstore import JobStore  # noqa: E402
+from infra.redis.redactions import RedactionVault  # noqa: E402
+from infra.redis.server import LocalRedis  # noqa: E402
+from infra.settings.streams import PrivacySettings  # noqa: E402
+from infra.stack import Stack  # noqa: E402
+from schemas import parse_request  # noqa: E402
+from schemas.events import Started  # noqa: E402
+from streams.prepare.chain import run_chain  # noqa: E402
+from streams.privacy.engine import PiiAnalyzer  # noqa: E402
+from streams.privacy.stage import PrivacyStage  # noqa: E402
+from streams.stages import Item  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "prepare_stages.json"
+BATCHES = (1, 8, 32)
+SIGNING_KEY = "bench-signing-key"
+PRIVACY_KEY = "bench-privacy-key"
+KEYS = {"stages": "bench-key-stages", "direct": "bench-key-direct"}
+FAST = {"GENLOOM_KAFKA_SESSION_TIMEOUT_MS": "2000", "GENLOOM_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "GENLOOM_STREAMS_SESSION_TIMEOUT_S": "2", "GENLOOM_STREAMS_HEARTBEAT_S": "0.5",
+        "GENLOOM_STREAMS_REBALANCE_TIMEOUT_S": "5", "GENLOOM_WORKER_TORCH_THREADS": "1"}
+SENTENCES = [text for text, _ in load()]
+
+
+def q(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+
+def chat(i: int) -> dict:
+    return {"job_id": f"bench-{time.time_ns():x}-{i}", "tenant": "bench", "modality": "text",
+            "params": {"messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                    {"role": "user", "content": SENTENCES[i % len(SENTENCES)]}]}}
+
+
+async def chain_direct(rounds_jobs: int) -> list[dict]:
+    """The chain in this process: no Kafka, the mappings into a real Redis."""
+    out = []
+    with LocalRedis() as server:
+        redis = connect(server.url)
+        stage = PrivacyStage(PiiAnalyzer(), RedactionVault(redis, PRIVACY_KEY.encode()),
+                             PrivacySettings(key=PRIVACY_KEY))
+        await run_chain([stage], [Item(parse_request(chat(0)), b"k")])  # warm-up
+        for size in BATCHES:
+            per_batch: list[float] = []
+            n, i = 0, 0
+            began = time.perf_counter()
+            while n < rounds_jobs:
+                items = [Item(parse_request(chat(i + j)), b"k") for j in range(size)]
+                i += size
+                spent = await run_chain([stage], items)
+                per_batch.append(spent["privacy"])
+                n += size
+            wall = time.perf_counter() - began
+            out.append({"batch": size, "jobs": n, "jobs_per_s": round(n / wall, 1),
+                        "privacy_ms_per_batch_p50": round(q(per_batch, 0.5), 2),
+                        "privacy_ms_per_batch_p99": round(q(per_batch, 0.99), 2),
+                        "privacy_ms_per_job_p50": round(q(per_batch, 0.5) / size, 2)})
+            print(f"chain direct, batch {size:2}: {out[-1]['jobs_per_s']} jobs/s, privacy "
+                  f"{out[-1]['privacy_ms_per_batch_p50']} ms p50 / {out[-1]['privacy_ms_per_batch_p99']} ms p99 per batch")
+        await redis.aclose()
+    return out
+
+
+async def burst(bootstrap: str, n: int) -> dict:
+    """n signed image requests at once onto genloom.requests; seconds until all are on the job topic."""
+    producer = clients.producer(bootstrap)
+    await clients.start_client(producer, bootstrap)
+    consumer = clients.consumer(bootstrap, jobs_topic("image"), group_id=None, auto_offset_reset="earliest")
+    await clients.start_client(consumer, bootstrap)
+    tag = f"burst-{time.time_ns():x}"
+    wanted = set()
+    try:
+        began = time.perf_counter()
+        for i in range(n):
+            request = parse_request({"job_id": f"{tag}-{i}", "tenant": "bench", "modality": "image",
+                                     "params": {"prompt": SENTENCES[i % len(SENTENCES)][:4000]}})
+            wanted.add(request.job_id)
+            await producer.send(REQUESTS, encode(request), key=request.key.encode(),
+                                headers=signature_headers(SIGNING_KEY, request))
+        await producer.flush()
+        while wanted:
+            for messages in (await consumer.getmany(timeout_ms=50)).values():
+                for m in messages:
+                    wanted.discard(json.loads(m.value).get("job_id"))
+            if time.perf_counter() - began > 300:
+                raise TimeoutError(f"{len(wanted)} requests never reached the job topic")
+        wall = time.perf_counter() - began
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    stage_ms = await prepared_ms(bootstrap, tag, n)
+    return {"jobs": n, "jobs_per_s": round(n / wall, 1), "privacy_ms_per_batch_p50": round(q(stage_ms, 0.5), 2),
+            "privacy_ms_per_batch_p99": round(q(stage_ms, 0.99), 2)}
+
+
+async def prepared_ms(bootstrap: str, tag: str, n: int) -> list[float]:
+    consumer = clients.consumer(bootstrap, EVENTS, group_id=None, auto_offset_reset="earliest")
+    await clients.start_client(consumer, bootstrap)
+    found: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while len(found) < n and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=100)).values():
+                for m in messages:
+                    e = json.loads(m.value)
+                    if e.get("type") == "prepared" and str(e.get("job_id", "")).startswith(tag):
+                        found[e["job_id"]] = e["stage_ms"]["privacy"]
+    finally:
+        await consumer.stop()
+    return list(found.values())
+
+
+async def chat_ttft(url: str, tenant: str, http: httpx.AsyncClient, prompt: str) -> tuple[float, str, float]:
+    body = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4,
+            "temperature": 0, "stream": True}
+    wall, began = time.time(), time.perf_counter()
+    first, job = None, None
+    async with http.stream("POST", f"{url}/v1/chat/completions", json=body,
+                           headers={"Authorization": f"Bearer {KEYS[tenant]}"}) as r:
+        async for line in r.aiter_lines():  # read to the end: the next request starts on an idle stack
+            if first is None and line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                    first = time.perf_counter() - began
+                    job = chunk["id"].removeprefix("chatcmpl-")
+    if first is not None:
+        return first, job, wall
+    raise RuntimeError("no token came back")
+
+
+async def ttft(url: str, redis_url: str, n: int) -> dict:
+    prompts = ["Name a colour.", "Say hello.", "Name a planet.", "What do bees make?"]
+    store = JobStore(connect(redis_url))
+    runs = {t: {"ttft": [], "to_started": []} for t in KEYS}
+    async with httpx.AsyncClient(timeout=300) as http:
+        for tenant in KEYS:  # warm-up, and wait until the worker answers
+            for _ in range(120):
+                try:
+                    await chat_ttft(url, tenant, http, "hi")
+                    break
+                except (httpx.HTTPError, RuntimeError):
+                    await asyncio.sleep(1)
+        for i in range(2 * n):
+            tenant = "stages" if i % 2 == 0 else "direct"
+            first, job, wall = await chat_ttft(url, tenant, http, prompts[(i // 2) % len(prompts)])
+            events = [entry.event for entry in await store.entries(job)]
+            started = next(e.ts for e in events if isinstance(e, Started))
+            if tenant == "stages":
+                assert any(e.type == "prepared" for e in events), "a staged job without a prepared event"
+            runs[tenant]["ttft"].append(first * 1000)
+            runs[tenant]["to_started"].append((started - wall) * 1000)
+    out = {t: {"requests": n, "ttft_p50_ms": round(statistics.median(r["ttft"]), 1),
+               "ttft_p90_ms": round(q(r["ttft"], 0.9), 1),
+               "submit_to_started_p50_ms": round(statistics.median(r["to_started"]), 1)} for t, r in runs.items()}
+    out["added_ttft_p50_ms"] = round(out["stages"]["ttft_p50_ms"] - out["direct"]["ttft_p50_ms"], 1)
+    out["added_submit_to_started_p50_ms"] = round(
+        out["stages"]["submit_to_started_p50_ms"] - out["direct"]["submit_to_started_p50_ms"], 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=256, help="jobs per batch size (chain and live processor)")
+    parser.add_argument("--requests", type=int, default=20, help="chats per route for the TTFT comparison")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the stack below is stopped on a kill too
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"],
+                     "load_average_at_start": round(os.getloadavg()[0], 1)}
+    results["chain_direct"] = asyncio.run(chain_direct(args.jobs))
+
+    log_dir = Path("/tmp/genloom-bench-logs/prepare")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    stack = Stack(log_dir=log_dir, env={
+        **FAST, "GENLOOM_API_KEYS": ",".join(f"{k}:bench-{t}" for t, k in KEYS.items()),
+        "GENLOOM_REQUEST_SIGNING_KEY": SIGNING_KEY, "GENLOOM_PRIVACY_KEY": PRIVACY_KEY,
+        "GENLOOM_PREPARE_OFF_TENANTS": "bench-direct", "GENLOOM_GATEWAY_ROUTE": "streams"})
+    stack.start_backends()
+    streams = stack.add("streams", ["streams"])
+    stack.add("worker-text", ["workers", "text"])
+    stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
+    try:
+        stack.start()
+        results["ttft"] = asyncio.run(ttft(f"http://127.0.0.1:{port}", stack.redis_url, args.requests))
+        t = results["ttft"]
+        print(f"TTFT p50: stages {t['stages']['ttft_p50_ms']} ms, direct {t['direct']['ttft_p50_ms']} ms "
+              f"(added {t['added_ttft_p50_ms']} ms; submit to started added {t['added_submit_to_started_p50_ms']} ms)")
+        live = []
+        for size in BATCHES:
+            stop_process(streams.proc, timeout=10)
+            stack.env["GENLOOM_PREPARE_BATCH_MAX"] = str(size)
+            stack.launch(streams)
+            asyncio.run(burst(stack.bootstrap, 8))  # the processor joined and loaded its analyzer
+            live.append({"batch_max": size, **asyncio.run(burst(stack.bootstrap, args.jobs))})
+            print(f"live processor, batch_max {size:2}: {live[-1]['jobs_per_s']} jobs/s, privacy "
+                  f"{live[-1]['privacy_ms_per_batch_p50']} ms p50 / {live[-1]['privacy_ms_per_batch_p99']} ms p99")
+        results["live_processor"] = live
+    finally:
+        stack.stop()
+    results["load_average_at_end"] = round(os.getloadavg()[0], 1)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The preparation processor: the stages chained on `genloom.requests`, then routing to the workers."""

@@ -1,0 +1,60 @@
+"""The preparation agent: thin. It polls a batch, decodes it (logic.decode), runs the chained stages
+over it (chain.run_chain) and sends what logic.plan says, in order. It replaces the routing agent on
+`genloom.requests`: routing is the chain's last step, and the topic keeps one consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from infra.kafka.topics import REQUESTS
+from infra.settings.streams import PrepareSettings
+
+from ..app import RAW, Topics
+from ..batches import natural_batches
+from .chain import StageContext, build_stages, run_chain
+from .logic import Decoded, Out, Polled, decode, plan, rejected
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, topics: Topics, settings: PrepareSettings, ctx: StageContext, *, max_bytes: int,
+             signing_key: bytes | None, moderated: bool) -> None:
+    names = settings.stage_names()
+    source = topics.requests if settings.input == REQUESTS else app.topic(settings.input, internal=False, **RAW)
+    handles: dict[str, faust.TopicT] = {}
+
+    def topic(name: str) -> faust.TopicT:
+        if name not in handles:
+            handles[name] = app.topic(name, internal=False, **RAW)
+        return handles[name]
+
+    @app.agent(source, name="genloom.prepare")
+    async def prepare(stream):
+        stages = await asyncio.to_thread(build_stages, names, ctx)  # loads models: off the loop
+        log.info("preparation chain: %s -> %s", " -> ".join(names) or "(no stages)", settings.output)
+        try:
+            # hot loop: one pass over the batch per stage, then its messages sent in order
+            async for events in natural_batches(stream, settings.batch_max):
+                polled = [Polled(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()))
+                          for m in (e.message for e in events)]
+                decoded = [decode(p, max_bytes=max_bytes, consumer=app.conf.id, signing_key=signing_key)
+                           for p in polled]
+                items = [d.item for d in decoded if isinstance(d, Decoded)]
+                spent = await run_chain(stages, items, skip=lambda i: settings.all_off(i.request.tenant))
+                for p, d in zip(polled, decoded):
+                    if isinstance(d, Decoded):
+                        ran = [] if settings.all_off(d.item.request.tenant) else names
+                        outs = plan(d, stages=ran, stage_ms={n: spent[n] for n in ran if n in spent},
+                                    output=settings.output, signing_key=signing_key, moderated=moderated)
+                    else:
+                        outs = rejected(d, p.key, withhold="privacy" in names)
+                    await send(outs)
+        finally:
+            await ctx.aclose()
+
+    async def send(outs: list[Out]) -> None:
+        for o in outs:
+            await topic(o.topic).send(key=o.key, value=o.value, headers=o.headers or None)

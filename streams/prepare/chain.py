@@ -1,0 +1,139 @@
+"""Which stages a processor runs: a registry of builders by name, and the chain that runs them.
+
+A stage is any object with a `name` and `async run(items)` (streams/stages.py). To add one, write
+its builder (it gets the `StageContext`, and builds what it needs once per process) and register it::
+
+    STAGE_BUILDERS["embedding"] = build_embedding
+
+`GENLOOM_PREPARE_STAGES=privacy,embedding,cache` then chains them in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from infra.redis.client import connect
+from infra.redis.redactions import RedactionVault
+from infra.settings.streams import CacheSettings, EmbeddingSettings, PrivacySettings
+from schemas.enums import ErrorCode
+
+from ..stages import Failure, Item, Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageContext:
+    """What stage builders may use: settings read at the edge, and shared clients made on first use."""
+
+    redis_url: str | None = None
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    cache_settings: CacheSettings = field(default_factory=CacheSettings)
+    #: the process's semantic cache, shared with its fill agent (streams/__main__.py); None: the cache is off
+    semantic_cache: object | None = None
+
+    @cached_property
+    def redis(self):
+        return connect(self.redis_url) if self.redis_url else None
+
+    async def aclose(self) -> None:
+        if self.redis_url and "redis" in self.__dict__:
+            await self.redis.aclose()
+
+
+def build_privacy(ctx: StageContext) -> Stage:
+    from ..privacy.engine import shared_analyzer
+    from ..privacy.stage import PrivacyStage
+
+    key = ctx.privacy.key_bytes()
+    vault = RedactionVault(ctx.redis, key) if key and ctx.redis is not None else None
+    return PrivacyStage(shared_analyzer(ctx.privacy.score_threshold, ctx.privacy.ner_max_chars), vault, ctx.privacy)
+
+
+def build_embedding(ctx: StageContext) -> Stage:
+    from ..embedding.stage import build_stage
+
+    return build_stage(ctx.embedding)
+
+
+class _CacheOff:
+    """The cache stage when GENLOOM_SEMANTIC_CACHE_ENABLED=false: it looks nothing up."""
+
+    name = "cache"
+
+    async def run(self, items: list[Item]) -> None:
+        return None
+
+
+def build_cache(ctx: StageContext) -> Stage:
+    from infra.models.embedder import load_embedder
+
+    from ..cache.agents import build_stage
+
+    if ctx.semantic_cache is None:
+        return _CacheOff()
+    # the embedding stage's model (loaded once per process and device, so this is the same object)
+    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars)
+    return build_stage(ctx.semantic_cache, ctx.cache_settings, embedder.name)
+
+
+#: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists
+STAGE_BUILDERS: dict[str, Callable[[StageContext], Stage]] = {
+    "privacy": build_privacy,
+    "embedding": build_embedding,
+    "cache": build_cache,
+}
+
+
+#: the code a job fails with when a stage raises on it; stages not named here fail it with preparation_failed
+FAILURE_CODES: dict[str, ErrorCode] = {"privacy": ErrorCode.REDACTION_FAILED}
+
+
+class UnknownStage(ValueError):
+    pass
+
+
+def build_stages(names: list[str], ctx: StageContext) -> list[Stage]:
+    """The stages named, in order (slow: a stage may load a model). Unknown names raise."""
+    unknown = [n for n in names if n not in STAGE_BUILDERS]
+    if unknown:
+        raise UnknownStage(f"unknown preparation stage(s) {', '.join(unknown)} in GENLOOM_PREPARE_STAGES:"
+                           f" choose from {', '.join(sorted(STAGE_BUILDERS))}")
+    return [STAGE_BUILDERS[n](ctx) for n in names]
+
+
+async def run_chain(stages: list[Stage], items: list[Item], skip: Callable[[Item], bool] = lambda i: False) -> dict[
+        str, float]:
+    """Run every stage over the batch, in order; the milliseconds each took.
+
+    Items for which `skip` is true (a tenant with every stage off) are held out of every stage. A
+    stage that raises (a bug) is run again job by job, so only the jobs it raises on fail.
+    """
+    batch = [i for i in items if not skip(i)]
+    spent: dict[str, float] = {}
+    for stage in stages:
+        began = time.perf_counter()
+        if any(i.pending for i in batch):
+            try:
+                await stage.run(batch)
+            except Exception as exc:
+                log.error("stage %s raised on a batch of %d (%s); running it job by job", stage.name, len(batch),
+                          type(exc).__name__)
+                await _one_by_one(stage, [i for i in batch if i.pending])
+        spent[stage.name] = (time.perf_counter() - began) * 1000
+    return spent
+
+
+async def _one_by_one(stage: Stage, items: list[Item]) -> None:
+    for item in items:
+        try:
+            await stage.run([item])
+        except Exception as exc:
+            item.end = Failure(FAILURE_CODES.get(stage.name, ErrorCode.PREPARATION_FAILED),
+                               f"the {stage.name} stage failed on this job ({type(exc).__name__}): report it if it"
+                               " repeats")

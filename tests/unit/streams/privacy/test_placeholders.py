@@ -1,0 +1,106 @@
+"""Placeholders: consistent per job, restored whole and across token deltas."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import parse_request
+from schemas.redaction import SPOKEN, Entity, StreamRestorer, restore
+from streams.privacy.logic import JobRedaction, prompt_texts, redact_batch
+from streams.privacy.recognizers import find_all, resolve
+
+
+def analyze(texts):
+    return [resolve(find_all(t)) for t in texts]
+
+
+def test_same_value_same_placeholder_across_fields_and_numbered_per_type():
+    job = JobRedaction()
+    assert job.replacement(Entity.EMAIL, "a@x.io") == "<EMAIL_1>"
+    assert job.replacement(Entity.EMAIL, "b@x.io") == "<EMAIL_2>"
+    assert job.replacement(Entity.EMAIL, "a@x.io") == "<EMAIL_1>"
+    assert job.replacement(Entity.PHONE, "+1 415 555 0123") == "<PHONE_1>"
+    assert job.mapping == {"<EMAIL_1>": "a@x.io", "<EMAIL_2>": "b@x.io", "<PHONE_1>": "+1 415 555 0123"}
+    assert dict(job.counts) == {"EMAIL": 3, "PHONE": 1}
+
+
+def test_every_prompt_field_of_every_modality_is_redacted():
+    card = "4111 1111 1111 1111"
+    chat = parse_request({"modality": "text", "params": {"messages": [
+        {"role": "system", "content": f"card {card}"}, {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": f"your card {card}"}]}})
+    image = parse_request({"modality": "image", "params": {"prompt": f"a poster of {card}",
+                                                          "negative_prompt": f"not {card}"}})
+    video = parse_request({"modality": "video", "params": {"prompt": f"a sign reading {card}"}})
+    speech = parse_request({"modality": "speech", "params": {"input": f"my card is {card}"}})
+    out = redact_batch([chat, image, video, speech], analyze)
+    texts = [t for r in out for t in prompt_texts(r.request)]
+    assert not any(card in t for t in texts)
+    assert texts[:3] == ["card <CARD_1>", "hi", "your card <CARD_1>"]
+    assert texts[3:5] == ["a poster of <CARD_1>", "not <CARD_1>"]
+    assert out[3].request.params.input == f"my card is {SPOKEN[Entity.CARD]}" and out[3].redaction.mapping == {}
+    assert out[0].request.job_id == chat.job_id and out[0].changed
+
+
+def test_a_request_without_personal_data_is_returned_unchanged():
+    chat = parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": "hello 🎉 мир"}]}})
+    [out] = redact_batch([chat], analyze)
+    assert out.request is chat and not out.changed
+
+
+def test_restore_replaces_known_placeholders_only():
+    mapping = {"<PERSON_1>": "Ada", "<EMAIL_1>": "ada@x.io"}
+    assert restore("Hi <PERSON_1>, mail <EMAIL_1> or <PERSON_2>", mapping) == "Hi Ada, mail ada@x.io or <PERSON_2>"
+
+
+def test_stream_restorer_holds_a_split_placeholder_until_it_completes():
+    r = StreamRestorer({"<PERSON_1>": "Ada Lovelace"})
+    assert r.feed("Dear <PER") == "Dear "
+    assert r.feed("SON_") == ""
+    assert r.feed("1>, hello") == "Ada Lovelace, hello"
+    assert r.feed(" a < b") == " a < b"  # cannot become a placeholder: released at once
+    assert r.feed(" <EMAIL") == " "
+    assert r.flush() == "<EMAIL"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=6),
+       st.text(alphabet="ab <>_PERSON1EMAIL", max_size=40))
+def test_stream_restorer_equals_whole_restore_for_any_split(cuts, noise):
+    mapping = {"<PERSON_1>": "Ada", "<EMAIL_1>": "ada@x.io"}
+    text = f"x <PERSON_1> {noise} <EMAIL_1><PERSON_1> y"
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    r = StreamRestorer(mapping)
+    pieces = [r.feed(text[a:b]) for a, b in zip(bounds, bounds[1:])]
+    assert "".join(pieces) + r.flush() == restore(text, mapping)
+
+
+def test_a_name_found_once_is_redacted_wherever_it_appears_in_the_job():
+    chat = parse_request({"modality": "text", "params": {"messages": [
+        {"role": "system", "content": "The user is Margaret Thornbury."},
+        {"role": "user", "content": "Write a note signed Thornbury, for Margaret Thornbury's file."}]}})
+    [out] = redact_batch([chat], analyze)
+    texts = prompt_texts(out.request)
+    assert "Thornbury" not in " ".join(texts)
+    assert texts[0] == "The user is <PERSON_1>." and "<PERSON_1>'s file" in texts[1]
+    assert out.redaction.mapping == {"<PERSON_1>": "Margaret Thornbury", "<PERSON_2>": "Thornbury"}
+
+
+def test_the_analyzer_remembers_clean_texts_by_digest_and_still_finds_new_values():
+    from streams.privacy.engine import PiiAnalyzer
+
+    analyzer = PiiAnalyzer(presidio=False)
+    assert analyzer.analyze(["You are a helpful assistant.", "card 4111 1111 1111 1111", ""])[1]
+    assert len(analyzer._clean) == 1 and all(isinstance(k, bytes) for k in analyzer._clean)
+    again = analyzer.analyze(["You are a helpful assistant.", "card 4111 1111 1111 1111"])
+    assert again[0] == [] and [s.entity.value for s in again[1]] == ["CARD"]
+
+
+def test_a_chat_message_author_name_is_redacted_like_the_text():
+    chat = parse_request({"modality": "text", "params": {"messages": [
+        {"role": "user", "name": "Margaret Thornbury", "content": "hello"},
+        {"role": "user", "content": "I am Margaret Thornbury"}]}})
+    [out] = redact_batch([chat], analyze)
+    messages = out.request.params.messages
+    assert [m.name for m in messages] == ["<PERSON_1>", None]
+    assert messages[1].content == "I am <PERSON_1>" and messages[0].content == "hello"
