@@ -285,25 +285,29 @@ def embedding_cache(d: dict) -> list[str]:
 
 def cache_hit(d: dict) -> list[str]:
     b, h = d["baseline_direct_instant_worker"], d["genloom_cache_hit"]
+    chain = d.get("chain")
+    where = (", where the real preparation chain of the `python -m streams` process, " + "→".join(chain)
+             + ", answers it from the cache") if chain else (
+        ", answered from the cache (these figures predate the bench's use of the `python -m streams` process:"
+        " rerun it)")
     return [
         "## A cache hit end to end",
         "",
         f"Non-streamed chat completions over HTTP, {d['requests']} of each, alternating, one run (load average "
-        f"{d['load_average_1m']:.1f} on {d['machine']['cpus']} cores: other work shared them). Baseline: the default "
+        f"{d['load_average_1m']:.1f} on {d['machine']['cpus']} cores: other work shared them). Baseline: the "
         "direct route and a worker that answers the moment it reads the job (the platform's floor, no model time). "
-        "genloom: the same prompt through `genloom.requests`, embedded and answered from the cache by the real "
-        "stages (in bench/prep_chain.py, a stand-in for the preparation processor), the hit's events through the "
+        f"genloom: the same prompt through `genloom.requests`{where}; the hit's events go through the "
         "fan-out and Redis like any job's. Target: a hit under 20 ms p50.",
         "",
         "| path | p50 (ms) | p99 (ms) |",
         "|---|---|---|",
         f"| direct route, instant worker (baseline) | {_f(b['p50_ms'])} | {_f(b['p99_ms'])} |",
-        f"| cache hit through the stages | {_f(h['p50_ms'])} | {_f(h['p99_ms'])} |",
+        f"| cache hit through the preparation chain | {_f(h['p50_ms'])} | {_f(h['p99_ms'])} |",
         "",
-        f"The hit takes {h['p50_ms'] - b['p50_ms']:.0f} ms more than the floor at p50, and the floor itself is far "
-        "above its quiet-machine figure (Text end to end, above): on these shared cores both are dominated by CPU "
-        "contention, the hit by its prompt's embedding (see batch 1 above); the lookup itself is about a "
-        "millisecond. The 20 ms target is not shown here; measure again on a quiet machine.",
+        f"The hit takes {h['p50_ms'] - b['p50_ms']:.0f} ms more than the floor at p50. On shared cores both are "
+        "dominated by CPU contention (compare the floor with its quiet-machine figure, Text end to end, above), "
+        "the hit by its prompt's redaction and embedding (Preparation stages and batch 1, above); the lookup "
+        "itself is about a millisecond. Measure the 20 ms target on a quiet machine.",
         "",
         "Reproduce: `.venv/bin/python bench/cache_hit.py` (writes `bench/results/cache_hit.json`).",
     ]

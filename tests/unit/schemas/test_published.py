@@ -28,10 +28,26 @@ def test_event_schema_is_a_discriminated_union_with_descriptions():
     assert schema["$defs"]["Failed"]["properties"]["message"]["description"]
 
 
-def test_benchmarks_doc_matches_the_results_files():
+def _bench_report():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_report", DOCS.parent / "bench" / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert (DOCS / "benchmarks.md").read_text() == report.render(), "run `python bench/report.py`"
+    return report
+
+
+def test_benchmarks_doc_matches_the_results_files():
+    assert (DOCS / "benchmarks.md").read_text() == _bench_report().render(), "run `python bench/report.py`"
+
+
+def test_cache_hit_section_names_the_chain_the_hit_went_through():
+    result = {"requests": 5, "baseline_direct_instant_worker": {"n": 5, "p50_ms": 20.0, "p99_ms": 30.0},
+              "genloom_cache_hit": {"n": 5, "p50_ms": 40.0, "p99_ms": 50.0}, "machine": {"cpus": 2},
+              "load_average_1m": 1.0}
+    cache_hit = _bench_report().cache_hit
+    measured = "\n".join(cache_hit({**result, "chain": ["privacy", "embedding", "cache"]}))
+    assert "`python -m streams` process, privacy→embedding→cache, answers it" in measured
+    assert "| 40.0 | 50.0 |" in measured and "predate" not in measured
+    older = "\n".join(cache_hit(result))  # a results file written before the bench ran the real processor
+    assert "predate" in older and "privacy→embedding→cache" not in older
