@@ -107,7 +107,9 @@ class Stack:
                 self.broker_lost_at = time.time()
             self.broker.start()
         if self.broker_lost_at is not None:  # until topics are back and the lost jobs ended, however many calls
-            asyncio.run(ensure_topics(self.bootstrap, catalogue(self.partitions, self.job_partitions)))
+            # a component that reconnected first may have auto-created a topic with the broker's default count
+            asyncio.run(ensure_topics(self.bootstrap, catalogue(self.partitions, self.job_partitions),
+                                      recreate_mismatched=True))
             ended = asyncio.run(end_jobs_lost_by_the_broker(self.redis_url, self.broker_lost_at)) if self.redis_url else []
             self.broker_lost_at = None
             said.append(f"the bundled broker exited; restarted on {self.bootstrap} with its topics; {len(ended)}"

@@ -142,11 +142,15 @@ async def start_client(client, bootstrap: str, timeout: float = 15.0) -> None:
         raise BrokerUnavailable(bootstrap, exc) from None
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: float = 15.0) -> list[str]:
+async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: float = 15.0, *,
+                        recreate_mismatched: bool = False) -> list[str]:
     """Create missing topics with their final partition counts; return the names created.
 
     An existing topic with another partition count raises TopicMismatch: the counts cannot be
     changed in place, and silently using another count would break key ordering assumptions.
+    With `recreate_mismatched` (only for a broker that was just restarted empty, where such a topic
+    was auto-created by a client that reconnected first and holds nothing that matters) it is
+    deleted and created again with the catalogue's count.
     """
     topics = list(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
@@ -167,12 +171,19 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: fl
         if present:
             described = await admin.describe_topics([t.name for t in present])
             counts = {d["topic"]: len(d["partitions"]) for d in described}
-            for spec in present:
-                if counts.get(spec.name) not in (None, spec.partitions):
-                    raise TopicMismatch(
-                        f"topic {spec.name} has {counts[spec.name]} partitions, the catalogue says"
-                        f" {spec.partitions}: recreate it or set GENLOOM_TOPICS_* to match"
-                    )
+            wrong = [spec for spec in present if counts.get(spec.name) not in (None, spec.partitions)]
+            if wrong and recreate_mismatched:
+                await admin.delete_topics([t.name for t in wrong])
+                await admin.create_topics(
+                    [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs or None) for t in wrong],
+                    validate_only=False)
+                missing += wrong
+            elif wrong:
+                spec = wrong[0]
+                raise TopicMismatch(
+                    f"topic {spec.name} has {counts[spec.name]} partitions, the catalogue says"
+                    f" {spec.partitions}: recreate it or set GENLOOM_TOPICS_* to match"
+                )
         return [t.name for t in missing]
     finally:
         await admin.close()

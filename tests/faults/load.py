@@ -32,8 +32,11 @@ _RECONNECT_CODES = {"deadline_exceeded", "backend_unavailable", "service_unavail
 
 def job_body(kind: str, n: int) -> dict:
     if kind == "text":
-        return {"modality": "text", "params": {"messages": [{"role": "user", "content": f"Count from {n} upwards."}],
-                                               "max_tokens": 24, "temperature": 0}}
+        # every scenario sends the same prompts: the semantic cache would answer the later ones at once, and
+        # a fault needs streams that are still generating
+        return {"modality": "text", "cache": "off",
+                "params": {"messages": [{"role": "user", "content": f"Count from {n} upwards."}],
+                           "max_tokens": 24, "temperature": 0}}
     if kind == "image":
         return {"modality": "image", "params": {"prompt": f"a red square {n}", "steps": 2, "n": 2, "seed": n}}
     if kind == "speech":

@@ -36,3 +36,21 @@ def test_topics_without_a_broker_says_where_it_looked():
     result = topics(bootstrap)
     assert result.returncode == 1
     assert f"cannot reach Kafka at {bootstrap}" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_a_restarted_brokers_auto_created_topic_is_recreated_with_the_catalogue_count():
+    """After a bundled broker restart, a component that reconnects first can auto-create a topic with the
+    broker's default partition count; the restart path recreates it, while a normal start refuses it."""
+    from infra.kafka.broker import LocalBroker
+    from infra.kafka.clients import TopicMismatch, ensure_topics
+    from infra.kafka.topics import TopicSpec
+
+    def spec(partitions: int) -> TopicSpec:
+        return TopicSpec("genloom.test.recreated", partitions, "job id", "m", "test")
+
+    with LocalBroker() as broker:
+        assert await ensure_topics(broker.bootstrap, [spec(4)]) == ["genloom.test.recreated"]
+        with pytest.raises(TopicMismatch):
+            await ensure_topics(broker.bootstrap, [spec(1)])
+        assert await ensure_topics(broker.bootstrap, [spec(1)], recreate_mismatched=True) == ["genloom.test.recreated"]
+        assert await ensure_topics(broker.bootstrap, [spec(1)]) == []  # now it matches
