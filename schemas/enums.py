@@ -107,6 +107,9 @@ class EventSource(StrEnum):
     WORKER = "worker"
     #: the moderation gate
     MODERATION = "moderation"
+    #: the reconciler, ending a job that can no longer end by itself (job_lost); a source of its own, so
+    #: its one event never shares a dedupe sequence with the stream processors' events of that job
+    RECONCILER = "reconciler"
 
 
 class ErrorCode(StrEnum):

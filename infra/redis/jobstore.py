@@ -426,9 +426,11 @@ class JobStore:
     async def end_lost(self, job_id: str, message: str, now: float) -> Appended | Dropped:
         """End a job that can no longer end by itself with a retryable `failed` (job_lost), applied
         like every event: exactly one terminal event, its webhook owed, its slot released; a late
-        real terminal event after it is dropped. Source `streams`, attempt 0: no worker's attempt
-        is 0 (theirs are clock milliseconds), so a superseded attempt never hides it."""
-        event = Failed(job_id=job_id, seq=0, attempt=0, source=EventSource.STREAMS, ts=now,
+        real terminal event after it is dropped. Source `reconciler` (its own dedupe sequence: the stream
+        processors' `accepted`, `prepared` or cached answer of the job never make it look like a repeat),
+        attempt 0: no worker's attempt is 0 (theirs are clock milliseconds), so a superseded attempt never
+        hides it."""
+        event = Failed(job_id=job_id, seq=0, attempt=0, source=EventSource.RECONCILER, ts=now,
                        code=ErrorCode.JOB_LOST, message=message, retryable=True)
         return await self.apply(event, event.model_dump_json().encode(), now)
 

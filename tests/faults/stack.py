@@ -122,7 +122,8 @@ class FaultStack:
     def start_broker(self) -> None:
         """What `genloom up` does when its broker exited: a new one on the same port, every catalogue topic
         created again, and the jobs the dead one held ended (`Stack.revive_backends`)."""
-        self.stack.revive_backends()
+        for line in self.stack.revive_backends():
+            print(line)
 
     def kill_redis(self) -> None:
         self._crash(self.stack.redis)

@@ -247,6 +247,22 @@ async def test_end_lost_is_one_retryable_terminal_and_a_late_real_one_is_dropped
     assert [e.type for e in await store.entries(job)] == ["started", "failed"]
 
 
+async def test_end_lost_ends_a_job_the_stream_processors_already_reported_on(store):
+    """A prepared job (the preparation processor's `prepared` is seq 1 of source streams) still ends:
+    the reconciler's event has a dedupe sequence of its own, never mistaken for a repeat."""
+    from schemas.enums import EventSource
+    from schemas.events import Prepared
+
+    tenant, job = _id("t"), _id("prepared")
+    await store.admit(job, _record(tenant), max_inflight=5)
+    prepared = Prepared(job_id=job, seq=1, source=EventSource.STREAMS, stages=["privacy"])
+    assert isinstance(await _apply(store, prepared), Appended)
+    assert isinstance(await store.end_lost(job, "lost", now=9.0), Appended)
+    record = await store.load(job)
+    assert record.status == JobStatus.FAILED and record.error.code == "job_lost"
+    assert [e.type for e in await store.entries(job)] == ["prepared", "failed"]
+
+
 async def test_only_one_holder_leads_until_its_lock_expires(store, redis):
     await redis.delete(keys.reconciler_lock())
     assert await store.lead("a", 5) and await store.lead("a", 5)  # taken, then renewed
