@@ -20,7 +20,12 @@ Analyze = Callable[[list[str]], list[list[Span]]]
 
 
 def prompt_texts(request: AnyRequest) -> list[str]:
-    """Every prompt field of the request, in a fixed order (`with_texts` takes them back in it)."""
+    """Every prompt field of the request, in a fixed order (`with_texts` takes them back in it), then
+    the values of the caller's `metadata` labels (free text that travels with the job too)."""
+    return _param_texts(request) + [request.metadata[k] for k in sorted(request.metadata)]
+
+
+def _param_texts(request: AnyRequest) -> list[str]:
     p = request.params
     if request.modality == Modality.TEXT:  # every message, then the author names that are set
         return [m.content for m in p.messages] + [m.name for m in p.messages if m.name]
@@ -30,7 +35,13 @@ def prompt_texts(request: AnyRequest) -> list[str]:
 
 
 def with_texts(request: AnyRequest, texts: list[str]) -> AnyRequest:
-    """The request with its prompt fields replaced by `texts` (as `prompt_texts` listed them)."""
+    """The request with its prompt fields and metadata values replaced by `texts` (as `prompt_texts`
+    listed them)."""
+    labels = sorted(request.metadata)
+    if labels:
+        values = texts[len(texts) - len(labels):]
+        texts = texts[:len(texts) - len(labels)]
+        request = request.model_copy(update={"metadata": dict(zip(labels, values))})
     p = request.params
     if request.modality == Modality.TEXT:
         names = iter(texts[len(p.messages):])

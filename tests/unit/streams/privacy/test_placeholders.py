@@ -75,6 +75,16 @@ def test_stream_restorer_equals_whole_restore_for_any_split(cuts, noise):
     assert "".join(pieces) + r.flush() == restore(text, mapping)
 
 
+def test_metadata_label_values_are_redacted_with_the_jobs_placeholders():
+    card = "4111 1111 1111 1111"
+    chat = parse_request({"modality": "text", "metadata": {"order": "ord-7", "payer": f"card {card}"},
+                          "params": {"messages": [{"role": "user", "content": f"refund {card}"}]}})
+    [out] = redact_batch([chat], analyze)
+    assert out.request.metadata == {"order": "ord-7", "payer": "card <CARD_1>"}
+    assert out.request.params.messages[0].content == "refund <CARD_1>"
+    assert card not in out.request.model_dump_json()
+
+
 def test_a_name_found_once_is_redacted_wherever_it_appears_in_the_job():
     chat = parse_request({"modality": "text", "params": {"messages": [
         {"role": "system", "content": "The user is Margaret Thornbury."},
