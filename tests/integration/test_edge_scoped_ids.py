@@ -119,7 +119,7 @@ async def test_a_producers_own_request_is_followed_through_the_gateway_by_its_te
     await worker.emit(Completed, scoped_job_id(A, job_id), text="routed")
     events = [e async for e in a.events(job_id)]
     assert [(e.type, e.data["source"], e.data["job_id"]) for e in events] == [
-        ("accepted", "streams", job_id), ("completed", "worker", job_id)]
+        ("accepted", "streams", job_id), ("prepared", "streams", job_id), ("completed", "worker", job_id)]
     assert (await a.get(job_id))["result"]["text"] == "routed"
 
 

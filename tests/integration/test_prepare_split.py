@@ -16,6 +16,7 @@ from infra.kafka.signing import refusal, signature_headers
 from infra.kafka.topics import EVENTS, TopicSpec, jobs_topic
 from infra.procs import stop_process
 from schemas import parse_request
+from schemas.requests import scoped_job_id
 from tests.conftest import FAST_STREAMS_ENV, PRIVACY_KEY, REQUEST_SIGNING_KEY
 from tests.kafka_helpers import read_topic
 
@@ -50,6 +51,10 @@ def split_processors(kafka_bootstrap, redis_url, tmp_path_factory):
         stop_process(proc, timeout=10)
 
 
+#: the producer's id is qualified by its tenant (the default one) in the first processor
+JOB = scoped_job_id("default", "split-1")
+
+
 def _job(job_id):
     def has(messages):
         return any(json.loads(m.value).get("job_id") == job_id for m in messages)
@@ -62,16 +67,16 @@ async def test_privacy_split_out_into_its_own_processor(kafka_bootstrap, split_p
     request = parse_request(body)
     await producer.send_and_wait(IN, json.dumps(body).encode(), key=b"split-1",
                                  headers=signature_headers(REQUEST_SIGNING_KEY, request))
-    mid = await read_topic(kafka_bootstrap, MID, until=_job("split-1"), timeout=120)
-    assert b"ada.lovelace" not in next(m.value for m in mid if b"split-1" in m.value)
-    routed = await read_topic(kafka_bootstrap, jobs_topic("text"), until=_job("split-1"), timeout=60)
-    msg = next(m for m in routed if json.loads(m.value)["job_id"] == "split-1")
+    mid = await read_topic(kafka_bootstrap, MID, until=_job(JOB), timeout=120)
+    assert b"ada.lovelace" not in next(m.value for m in mid if JOB.encode() in m.value)
+    routed = await read_topic(kafka_bootstrap, jobs_topic("text"), until=_job(JOB), timeout=60)
+    msg = next(m for m in routed if json.loads(m.value)["job_id"] == JOB)
     sent = parse_request(msg.value)
     assert sent.params.messages[0].content == "Mail <EMAIL_1> about card <CARD_1>"
     assert refusal(REQUEST_SIGNING_KEY, sent, msg.headers) is None
     events = await read_topic(kafka_bootstrap, EVENTS, until=lambda ms: any(
-        json.loads(m.value).get("job_id") == "split-1" and json.loads(m.value)["type"] == "prepared" for m in ms))
-    mine = [json.loads(m.value) for m in events if json.loads(m.value).get("job_id") == "split-1"]
+        json.loads(m.value).get("job_id") == JOB and json.loads(m.value)["type"] == "prepared" for m in ms))
+    mine = [json.loads(m.value) for m in events if json.loads(m.value).get("job_id") == JOB]
     assert [e["type"] for e in mine] == ["accepted", "prepared"]  # accepted once, by the first processor
     prepared = mine[-1]
     assert prepared["stages"] == ["privacy"] and prepared["redactions"] == {"EMAIL": 1, "CARD": 1}

@@ -158,14 +158,14 @@ async def test_no_planted_value_gets_past_the_request_topic(stack):
         assert "prepared" in types and types[-1] == "completed", job_events[-1]
     prepared = next(e for e in ended[0] if e["type"] == "prepared")
     assert prepared["redactions"]["PERSON"] >= 2 and prepared["redactions"]["CARD"] == 1
-    assert prepared["stages"] == ["privacy"] and "privacy" in prepared["stage_ms"]
+    assert prepared["stages"] == ["privacy", "embedding", "cache"] and "privacy" in prepared["stage_ms"]
 
     found: list[str] = []
     for spec in catalogue():
         if spec.name != REQUESTS:
             for m in await read_all(s.bootstrap, spec.name):
                 found += hits(m.value or b"", spec.name) + hits(repr(m.headers).encode(), spec.name)
-    assert any(parse_request(m.value).job_id == chat for m in await read_all(s.bootstrap, jobs_topic("text")))
+    assert any(parse_request(m.value).client_job_id == chat for m in await read_all(s.bootstrap, jobs_topic("text")))
     for key, value in await redis_dump(s.redis_url):
         found += hits(key + b" " + value, f"redis {key!r}")
     for path in Path(home).rglob("*"):
@@ -191,10 +191,10 @@ async def test_the_requester_sees_values_restored_unless_the_tenant_turned_it_of
             assert NAME not in prompt and EMAIL not in prompt and "<PERSON_1>" in prompt and "<EMAIL_1>" in prompt
             reply = f"Dear {prompt[len('Write to '):]}!"  # "Dear <PERSON_1> at <EMAIL_1>!"
             cuts = [0, 7, 10, 16, 22, len(reply)]  # "<PERSON_1>" and "<EMAIL_1>" both split across deltas
-            await emitter.emit(Started, job, worker="test", model=MODEL)
+            await emitter.emit(Started, sent.job_id, worker="test", model=MODEL)
             for a, b in zip(cuts, cuts[1:]):
-                await emitter.emit(TokenDelta, job, text=reply[a:b], tokens=1)
-            await emitter.emit(Completed, job, text=reply)
+                await emitter.emit(TokenDelta, sent.job_id, text=reply[a:b], tokens=1)
+            await emitter.emit(Completed, sent.job_id, text=reply)
             seen = await events_of(url, tenant, job, timeout=60)
             tokens = "".join(e["text"] for e in seen if e["type"] == "token")
             completed = next(e for e in seen if e["type"] == "completed")
@@ -211,7 +211,7 @@ async def read_job(bootstrap: str, job_id: str):
     for _ in range(60):
         for m in await read_all(bootstrap, jobs_topic("text"), idle_s=0.5):
             request = parse_request(m.value)
-            if request.job_id == job_id:
+            if request.client_job_id == job_id:  # workers know it by the internal id; the tenant by its own
                 return request
         await asyncio.sleep(0.5)
     raise AssertionError(f"{job_id} never reached {jobs_topic('text')}")

@@ -62,7 +62,9 @@ async def test_gateway_accepted_header_suppresses_a_second_accepted(kafka_bootst
                                  headers=signed(later))  # same partition
     messages = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-gw-after"))
     # only what preparation did: no second `accepted`
-    assert [json.loads(m.value)["type"] for m in messages if _job_id(m.value) == "rt-gw"] == ["prepared"]
+    internal = scoped_job_id("default", "rt-gw")  # `prepared` names the job by its internal id only
+    assert [json.loads(m.value)["type"] for m in messages if json.loads(m.value).get("job_id") == internal] == [
+        "prepared"]
 
 
 async def test_invalid_and_garbage_go_to_dlq_and_the_job_fails(kafka_bootstrap, streams_process, producer):
@@ -136,11 +138,11 @@ async def test_hostile_prompts_are_redacted_or_passed_and_a_job_the_stage_cannot
     await producer.flush()
     scripts = await read_topic(kafka_bootstrap, jobs_topic("text"), until=lambda ms: _has("bad-scripts")(ms) and
                                _has("bad-long")(ms), timeout=120)
-    sent = {parse_request(m.value).job_id: parse_request(m.value) for m in scripts
+    sent = {parse_request(m.value).client_job_id: parse_request(m.value) for m in scripts
             if _job_id(m.value) in ("bad-scripts", "bad-long")}
     assert sent["bad-scripts"].params.messages[1].content.startswith("日本語 العربية русский 🎉👩‍👩‍👧 mail <EMAIL_1> \u0000")
     assert sent["bad-long"].params.messages[0].content.endswith("card <CARD_1>")
-    failed = await job_events(kafka_bootstrap, EVENTS, "bad-overflow")
+    failed = await job_events(kafka_bootstrap, EVENTS, scoped_job_id("default", "bad-overflow"))
     assert failed[-1].type == "failed" and failed[-1].code.value == "redaction_failed"
     await read_topic(kafka_bootstrap, jobs_topic("video"), until=_has("bad-after"))
     assert streams_process.poll() is None
