@@ -55,9 +55,17 @@ def split_processors(kafka_bootstrap, redis_url, tmp_path_factory):
 JOB = scoped_job_id("default", "split-1")
 
 
+def _json(value: bytes) -> dict:
+    try:
+        data = json.loads(value)
+    except ValueError:  # other tests put garbage on the shared topics on purpose
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _job(job_id):
     def has(messages):
-        return any(json.loads(m.value).get("job_id") == job_id for m in messages)
+        return any(_json(m.value).get("job_id") == job_id for m in messages)
     return has
 
 
@@ -70,13 +78,13 @@ async def test_privacy_split_out_into_its_own_processor(kafka_bootstrap, split_p
     mid = await read_topic(kafka_bootstrap, MID, until=_job(JOB), timeout=120)
     assert b"ada.lovelace" not in next(m.value for m in mid if JOB.encode() in m.value)
     routed = await read_topic(kafka_bootstrap, jobs_topic("text"), until=_job(JOB), timeout=60)
-    msg = next(m for m in routed if json.loads(m.value)["job_id"] == JOB)
+    msg = next(m for m in routed if _json(m.value).get("job_id") == JOB)
     sent = parse_request(msg.value)
     assert sent.params.messages[0].content == "Mail <EMAIL_1> about card <CARD_1>"
     assert refusal(REQUEST_SIGNING_KEY, sent, msg.headers) is None
     events = await read_topic(kafka_bootstrap, EVENTS, until=lambda ms: any(
-        json.loads(m.value).get("job_id") == JOB and json.loads(m.value)["type"] == "prepared" for m in ms))
-    mine = [json.loads(m.value) for m in events if json.loads(m.value).get("job_id") == JOB]
+        _json(m.value).get("job_id") == JOB and _json(m.value)["type"] == "prepared" for m in ms))
+    mine = [_json(m.value) for m in events if _json(m.value).get("job_id") == JOB]
     assert [e["type"] for e in mine] == ["accepted", "prepared"]  # accepted once, by the first processor
     prepared = mine[-1]
     assert prepared["stages"] == ["privacy"] and prepared["redactions"] == {"EMAIL": 1, "CARD": 1}

@@ -17,13 +17,16 @@ from tests.kafka_helpers import job_events, read_topic
 pytestmark = pytest.mark.integration
 
 
-def _job_id(value: bytes) -> str | None:
+def _json(value: bytes) -> dict:
     try:
         data = json.loads(value)
-    except ValueError:  # other tests put garbage on these topics on purpose
-        return None
-    if not isinstance(data, dict):
-        return None
+    except ValueError:  # other tests put garbage on these topics on purpose (UnicodeDecodeError included)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _job_id(value: bytes) -> str | None:
+    data = _json(value)
     return data.get("client_job_id") or data.get("job_id")  # routed jobs are qualified by tenant
 
 
@@ -63,8 +66,7 @@ async def test_gateway_accepted_header_suppresses_a_second_accepted(kafka_bootst
     messages = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-gw-after"))
     # only what preparation did: no second `accepted`
     internal = scoped_job_id("default", "rt-gw")  # `prepared` names the job by its internal id only
-    assert [json.loads(m.value)["type"] for m in messages if json.loads(m.value).get("job_id") == internal] == [
-        "prepared"]
+    assert [_json(m.value)["type"] for m in messages if _json(m.value).get("job_id") == internal] == ["prepared"]
 
 
 async def test_invalid_and_garbage_go_to_dlq_and_the_job_fails(kafka_bootstrap, streams_process, producer):
