@@ -139,14 +139,13 @@ async def test_redis_stopped_degrades_to_the_in_process_tier(own_redis):
                                                                   time.time()))])
         repeat = Item(chat("sc-down-hit", "question"), b"k", embedding=vector)
         other = Item(chat("sc-down-miss", "another"), b"k", embedding=unit(12))
-        started = time.monotonic()
-        await stage(cache).run([repeat, other])
+        # bounded: a dead Redis never holds the stage (a hang fails the test here)
+        await asyncio.wait_for(stage(cache).run([repeat, other]), 5)
         assert isinstance(repeat.end, Answered)  # from the in-process tier
         assert other.pending and other.degraded == ["cache"]
         later = Item(chat("sc-down-miss-2", "yet another"), b"k", embedding=unit(13))
-        await stage(cache).run([later])  # the breaker is open: Redis is not even tried
+        await asyncio.wait_for(stage(cache).run([later]), 5)  # the breaker is open: Redis is not even tried
         assert later.pending and later.degraded == ["cache"]
-        assert time.monotonic() - started < 5  # bounded: never stuck on a dead Redis
     finally:
         await client.aclose()
 
