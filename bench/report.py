@@ -355,7 +355,8 @@ def prepare_stages(d: dict) -> list[str]:
            f"{d['load_average_at_end']} at the end of this run (2 cores, shared with other work): absolute "
            "figures are inflated accordingly; the two routes were measured alternately, under the same load.", ""]
           if "load_average_at_start" in d else []),
-        "Reproduce: `.venv/bin/python bench/prepare_stages.py` (writes `bench/results/prepare_stages.json`).",
+        f"Reproduce: `.venv/bin/python bench/prepare_stages.py --jobs {d['chain_direct'][0]['jobs']} --requests "
+        f"{t['stages']['requests']}` (writes `bench/results/prepare_stages.json`).",
         "",
     ]
 
