@@ -23,6 +23,7 @@ from .events import (
     Completed,
     Failed,
     JobEvent,
+    MemoryUse,
     ModelInfo,
     ModerationVerdict,
     Prepared,

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ._base import Contract
 from .enums import ErrorCode, FinishReason, JobStatus, Modality
-from .events import CacheInfo, ModelInfo, Timings, Usage
+from .events import CacheInfo, MemoryUse, ModelInfo, Timings, Usage
 
 
 class ErrorDetail(Contract):
@@ -70,6 +70,9 @@ class JobView(Contract):
     model_info: ModelInfo | None = Field(default=None, description="Model that served the job.")
     cache: CacheInfo | None = Field(
         default=None, description="Set when the answer came from the semantic cache (the job it reused, how alike).")
+    memories: list[MemoryUse] = Field(
+        default_factory=list, description="Memories of the user that were put into the job's prompt (enrichment)."
+    )
     error: JobError | None = None
     cancel_reason: str | None = None
     last_event_id: int = Field(default=0, ge=0, description="Newest replay log entry of the job.")

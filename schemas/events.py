@@ -70,6 +70,19 @@ class CacheInfo(Contract):
     source_job: str = Field(max_length=128, description="The job whose answer was reused.")
 
 
+class MemoryUse(Contract):
+    """One memory the enrichment stage put into a job's prompt (redacted text: placeholders, never values)."""
+
+    id: str = Field(max_length=128, description="The memory's id (an interaction's job id or a fact's id).")
+    kind: Literal["interaction", "fact", "preference", "session"] = Field(description="What the memory is.")
+    text: str = Field(max_length=4096, description="The text put into the prompt.")
+    score: float = Field(description="Retrieval score: similarity weighed by recency and importance.")
+    similarity: float | None = Field(default=None, ge=-1.0, le=1.0, description="Cosine similarity to the prompt.")
+    supersedes: list[str] = Field(
+        default_factory=list, description="Ids of older facts this one replaced (they were left out)."
+    )
+
+
 class Accepted(_EventBase):
     """The job is durable on the request topic and will end in exactly one terminal event."""
 
@@ -163,6 +176,9 @@ class Prepared(_EventBase):
     )
     stage_ms: dict[str, float] = Field(
         default_factory=dict, description="Milliseconds each stage spent on the job's batch."
+    )
+    memories: list[MemoryUse] = Field(
+        default_factory=list, description="Memories of the user the enrichment stage put into the prompt."
     )
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from schemas import AnyRequest
 from schemas.enums import ErrorCode
-from schemas.events import JobEvent
+from schemas.events import JobEvent, MemoryUse
 
 
 @dataclass
@@ -47,6 +47,8 @@ class Item:
     degraded: list[str] = field(default_factory=list)
     #: values the privacy stage replaced, per entity type (counts only: the `prepared` event reports them)
     redactions: dict[str, int] = field(default_factory=dict)
+    #: memories of the user the enrichment stage put into the prompt (the `prepared` event lists them)
+    memories: list[MemoryUse] = field(default_factory=list)
     #: set by the stage that ended the job
     end: Failure | Answered | None = None
 
