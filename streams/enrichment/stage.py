@@ -1,0 +1,101 @@
+"""`EnrichmentStage`: the user's memories into each job's prompt, within a time budget.
+
+Thin: it picks the jobs that may be enriched (a user, a tenant that remembers, a vector from the
+embedding stage), runs one retrieval per job at once, and waits at most `timeout_ms` for all of
+them. A job whose retrieval failed or did not finish in time goes on without memory, and
+`degraded` says so ("memory"): a slow or dead store never holds a job back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from infra.memory.base import MemoryStore
+from infra.settings.memory import MemorySettings
+from infra.vectors.base import VectorIndex
+
+from ..stages import Item
+from .engine import MemoryOff, Retriever, SessionTurns
+from .logic import WEIGHTS, Weights
+
+log = logging.getLogger(__name__)
+
+
+class EnrichmentStage:
+    name = "enrichment"
+
+    def __init__(self, store: MemoryStore, index: VectorIndex, sessions: SessionTurns | None,
+                 settings: MemorySettings, *, weights: Weights = WEIGHTS, voices: frozenset[str] = frozenset()) -> None:
+        self._store = store
+        self._index = index
+        self._settings = settings
+        self._retriever = Retriever(store, index, sessions, settings, weights=weights, voices=voices)
+        self._started = False
+        self._starting = asyncio.Lock()
+
+    async def _start(self) -> None:
+        """Open the stores on first use (builders run in a thread, before the loop serves jobs); a
+        failure is retried on the next batch."""
+        if self._started:
+            return
+        async with self._starting:
+            if not self._started:
+                await self._store.start()
+                await self._index.start()
+                self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            await self._index.close()
+            await self._store.close()
+
+    def _wanted(self, item: Item) -> bool:
+        request = item.request
+        return item.pending and request.user is not None and self._settings.remembers(request.tenant)
+
+    async def run(self, items: list[Item]) -> None:
+        todo = [i for i in items if self._wanted(i)]
+        if not todo:
+            return
+        ready = [i for i in todo if i.embedding is not None]
+        for item in todo:
+            if item.embedding is None:  # no vector to search with (the embedding stage degraded or is off)
+                self._degrade(item)
+        if not ready:
+            return
+        budget = self._settings.timeout_ms / 1000
+        try:
+            await asyncio.wait_for(self._start(), budget)
+        except Exception as exc:
+            log.warning("memory stores unavailable (%s): %d jobs go on without memory", type(exc).__name__, len(ready))
+            for item in ready:
+                self._degrade(item)
+            return
+        tasks = [asyncio.ensure_future(self._retriever.retrieve(i.request, i.embedding)) for i in ready]
+        done, late = await asyncio.wait(tasks, timeout=budget)
+        for task in late:
+            task.cancel()
+        failed: list[str] = []
+        for item, task in zip(ready, tasks):  # hot loop: one pass over the batch
+            if task not in done:
+                self._degrade(item)
+                continue
+            exc = task.exception()
+            if isinstance(exc, MemoryOff):
+                continue
+            if exc is not None:
+                failed.append(type(exc).__name__)
+                self._degrade(item)
+                continue
+            result = task.result()
+            item.request = result.enriched.request
+            item.memories = result.enriched.memories
+        if late or failed:
+            log.warning("enrichment: %d jobs past %.0f ms, %d failed (%s); they go on without memory", len(late),
+                        self._settings.timeout_ms, len(failed), ", ".join(sorted(set(failed))) or "-")
+
+    def _degrade(self, item: Item) -> None:
+        if "memory" not in item.degraded:
+            item.degraded.append("memory")
