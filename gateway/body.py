@@ -16,7 +16,7 @@ from schemas import AnyRequest
 from schemas.enums import ErrorCode
 from schemas.errors import describe_validation_error, validation_error_param
 from schemas.openai import _Lenient
-from schemas.requests import is_valid_id, parse_request
+from schemas.requests import MAX_USER_CHARS, is_valid_id, parse_request, scoped_user_id
 
 from .errors import ApiError
 
@@ -184,14 +184,29 @@ def parse_body(model: type[_Model], data: object, what: str) -> _Model:
 
 
 def build_job(model_cls: type[_Model], data: dict[str, Any], *, tenant: str, job_id: str | None,
-              user: str | None = None) -> _Model:
-    """The job request for the tenant (and the caller's idempotency key), validated by its contract."""
+              user: str | None = None, session: str | None = None) -> _Model:
+    """The job request for the tenant (and the caller's idempotency key), validated by its contract.
+    The caller's user id (free text on the OpenAI endpoints) becomes its scoped id."""
     data = {**data, "tenant": tenant}
     if job_id:
         data["job_id"] = job_id
     if user:
-        data["user"] = user
+        data["user"] = scoped_user(tenant, user, "user")
+    if session:
+        data["session"] = session
     return validate(model_cls, data)
+
+
+#: the header that names the conversation on the OpenAI endpoints (they have no body field for it)
+SESSION_HEADER = "X-Genloom-Session"
+
+
+def scoped_user(tenant: str, user: object, param: str) -> str:
+    """`scoped_user_id` of a caller's user id, or a 400 that says what a user id may be."""
+    if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER_CHARS:
+        raise ApiError(ErrorCode.INVALID_PARAMETER,
+                       f"{param} must be a non-empty string of at most {MAX_USER_CHARS} characters", param=param)
+    return scoped_user_id(tenant, user)
 
 
 def build_request(data: object, tenant: str, idempotency_key: str | None) -> AnyRequest:
@@ -231,6 +246,8 @@ def build_request(data: object, tenant: str, idempotency_key: str | None) -> Any
                 param="job_id",
             )
         data = {**data, "job_id": idempotency_key}
+    if data.get("user") is not None:
+        data = {**data, "user": scoped_user(tenant, data["user"], "user")}
     try:
         return parse_request({**data, "tenant": tenant})
     except ValidationError as exc:

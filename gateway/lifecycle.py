@@ -81,8 +81,8 @@ class JobService:
         fp = fingerprint(request)
         modality = request.modality.value
         record = JobRecord(
-            status=JobStatus.QUEUED, tenant=request.tenant, client_id=client_id, modality=request.modality,
-            model=request.model,
+            status=JobStatus.QUEUED, tenant=request.tenant, client_id=client_id, user=request.user,
+            modality=request.modality, model=request.model,
             fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
             created_at=time.time(), unacked=True,
         )
@@ -105,6 +105,8 @@ class JobService:
                 f" {self._retry_after}s or when one finishes",
                 headers={"Retry-After": str(self._retry_after)},
             )
+        if request.user is not None:
+            await self.store.index_user_job(request.tenant, request.user, request.job_id)
         await self._publish_job(request)
         return record.view(client_id), True
 

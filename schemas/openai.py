@@ -144,7 +144,7 @@ class ImageGenerationRequest(_Lenient):
         default=None, description="`url` (the default: GET /v1/artifacts/..., with the same API key) or `b64_json`."
     )
     output_format: str | None = Field(default=None, description="Only `png`.")
-    user: str | None = Field(default=None, description="End-user id.")
+    user: str | None = Field(default=None, description="End-user id (memory and erasure are per user).")
     negative_prompt: str | None = Field(default=None, description="genloom: what to steer away from.")
     steps: int | None = Field(default=None, description="genloom: denoising steps (1 to the model's limit).")
     guidance: float | None = Field(default=None, description="genloom: classifier-free guidance scale.")
@@ -177,6 +177,7 @@ class VideoCreateRequest(_Lenient):
     guidance: float | None = Field(default=None, description="genloom: classifier-free guidance scale.")
     negative_prompt: str | None = Field(default=None, description="genloom: what to steer away from.")
     seed: int | None = Field(default=None, description="genloom: same seed, same video.")
+    user: str | None = Field(default=None, description="End-user id (memory and erasure are per user).")
 
 
 class VideoError(Contract):
@@ -210,6 +211,7 @@ class SpeechCreateRequest(_Lenient):
     stream_format: Literal["audio", "sse"] | None = Field(
         default=None, description="`audio`: the file; `sse`: one event per sentence as it is spoken."
     )
+    user: str | None = Field(default=None, description="End-user id (memory and erasure are per user).")
 
 
 class SpeechAudioDelta(Contract):

@@ -45,6 +45,26 @@ def scoped_job_id(tenant: str, client_job_id: str) -> str:
     return f"j{digest}"
 
 
+#: what `scoped_user_id` returns: "u:" and 32 hex digits
+_SCOPED_USER = re.compile(r"^u:[0-9a-f]{32}$")
+#: the longest user id a caller may give (OpenAI's `user` is free text)
+MAX_USER_CHARS = 256
+
+
+def scoped_user_id(tenant: str, user: str) -> str:
+    """The id a tenant's end user is known by inside genloom: the same for the same pair, another for
+    any other tenant, and no personal data (a caller's user id is often an e-mail address). Idempotent:
+    an id that is already scoped is returned as it is. Memory, sessions and erasure key on it."""
+    if _SCOPED_USER.match(user):
+        return user
+    digest = hashlib.blake2b(f"{tenant}\0user\0{user}".encode(), digest_size=16).hexdigest()
+    return f"u:{digest}"
+
+
+def is_scoped_user(user: str) -> bool:
+    return bool(_SCOPED_USER.match(user))
+
+
 class ChatMessage(Contract):
     """One turn of a conversation."""
 
@@ -223,7 +243,13 @@ class _RequestBase(Contract):
         " unset when publishing: `job_id` is then the tenant's id.",
     )
     tenant: str = Field(default="default", pattern=ID_PATTERN, description="Owning tenant.")
-    user: str | None = Field(default=None, pattern=ID_PATTERN, description="End user, if known.")
+    user: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="End user, if known: memory and sessions are kept per tenant and user. The gateway and the"
+        " preparation processor replace it by `scoped_user_id(tenant, user)`, so no topic after"
+        " `genloom.requests` carries the caller's own user id.",
+    )
     session: str | None = Field(
         default=None,
         pattern=ID_PATTERN,
@@ -318,12 +344,14 @@ def parse_request(data: bytes | str | dict) -> TextRequest | SpeechRequest | Ima
 
 
 def qualified(request: AnyRequestT) -> AnyRequestT:
-    """`request` with its job id scoped by its tenant: `job_id` the internal id, `client_job_id` the
-    tenant's. Idempotent: a request that has `client_job_id` already is returned as it is."""
-    if request.client_job_id is not None:
-        return request
-    return request.model_copy(update={"client_job_id": request.job_id,
-                                      "job_id": scoped_job_id(request.tenant, request.job_id)})
+    """`request` with its ids scoped by its tenant: `job_id` the internal id, `client_job_id` the
+    tenant's, `user` the scoped user id (scoped_user_id). Idempotent."""
+    update: dict[str, str] = {}
+    if request.client_job_id is None:
+        update.update(client_job_id=request.job_id, job_id=scoped_job_id(request.tenant, request.job_id))
+    if request.user is not None and not is_scoped_user(request.user):
+        update["user"] = scoped_user_id(request.tenant, request.user)
+    return request.model_copy(update=update) if update else request
 
 
 def is_valid_id(value: str) -> bool:

@@ -19,7 +19,7 @@ from schemas.openai import SpeechCreateRequest
 
 from ..artifacts import read_artifact
 from ..auth import tenant_of
-from ..body import parse_body, read_json
+from ..body import SESSION_HEADER, parse_body, read_json
 from ..follow import JobFollow, failure, follow_job, result_of
 from .media import speech_delta, speech_done, sse_error, to_speech_request
 
@@ -37,6 +37,7 @@ async def create_speech(request: Request, tenant: str = Depends(tenant_of)):
     body = parse_body(SpeechCreateRequest, await read_json(request, state.settings.max_body_bytes),
                       "a speech request")
     job = to_speech_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
+                           session=request.headers.get(SESSION_HEADER),
                             model=state.media.speech)
     await state.jobs.submit(job)
     headers = {"X-Genloom-Job-Id": job.job_id}

@@ -19,7 +19,7 @@ from schemas.events import Cancelled, Completed, Failed, TokenDelta
 from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 
 from ..auth import tenant_of
-from ..body import check_content_type, parse_json, read_bounded
+from ..body import SESSION_HEADER, check_content_type, parse_json, read_bounded
 from ..follow import JobFollow, failure, follow_job, gone
 from .translate import AttemptDiverged, ChunkWriter, TextAssembler, completion, parse_chat_body, to_text_request
 
@@ -51,6 +51,7 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
     # parsing, validating and tokenising a body of up to max_body_bytes is CPU work: off the loop
     body, job_request = await state.offload.run(
         tenant, _validate, raw, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
+        session=request.headers.get(SESSION_HEADER),
         catalog=state.text_models, chars_per_token=state.settings.prompt_chars_per_token)
     await state.jobs.submit(job_request)
     job_id = job_request.job_id

@@ -17,7 +17,7 @@ from schemas.openai import ImageData, ImageGenerationRequest, ImagesResponse
 
 from ..artifacts import key_of, read_artifact
 from ..auth import tenant_of
-from ..body import parse_body, read_json
+from ..body import SESSION_HEADER, parse_body, read_json
 from ..follow import follow_job, result_of
 from .media import to_image_request
 
@@ -33,6 +33,7 @@ async def generate_images(request: Request, tenant: str = Depends(tenant_of)) ->
     body = parse_body(ImageGenerationRequest, await read_json(request, state.settings.max_body_bytes),
                       "an image generation request")
     job = to_image_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
+                           session=request.headers.get(SESSION_HEADER),
                            model=state.media.image)
     await state.jobs.submit(job)
     outcome = await result_of(await follow_job(request, job.job_id, tenant))

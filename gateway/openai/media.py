@@ -91,7 +91,7 @@ def _params(**values: Any) -> dict[str, Any]:
 
 
 def to_image_request(body: ImageGenerationRequest, *, tenant: str, job_id: str | None,
-                     model: ImageModel) -> ImageRequest:
+                     model: ImageModel, session: str | None = None) -> ImageRequest:
     name = check_model(body.model, model.name, "image")
     _not_blank(body.prompt, "prompt")
     size = parse_size(body.size, model.max_side)
@@ -109,7 +109,7 @@ def to_image_request(body: ImageGenerationRequest, *, tenant: str, job_id: str |
     params = _params(prompt=body.prompt, negative_prompt=body.negative_prompt, width=width, height=height,
                      steps=body.steps, guidance=body.guidance, scheduler=body.scheduler, n=body.n, seed=body.seed)
     return build_job(ImageRequest, {"modality": "image", "model": name, "params": params}, tenant=tenant,
-                job_id=job_id, user=body.user)
+                     job_id=job_id, user=body.user, session=session)
 
 
 def video_frames(body: VideoCreateRequest, model: VideoModel) -> tuple[int | None, int]:
@@ -137,7 +137,7 @@ def video_frames(body: VideoCreateRequest, model: VideoModel) -> tuple[int | Non
 
 
 def to_video_request(body: VideoCreateRequest, *, tenant: str, job_id: str | None,
-                     model: VideoModel) -> VideoRequest:
+                     model: VideoModel, session: str | None = None) -> VideoRequest:
     name = check_model(body.model, model.name, "video")
     _not_blank(body.prompt, "prompt")
     size = parse_size(body.size, model.max_side)
@@ -146,7 +146,8 @@ def to_video_request(body: VideoCreateRequest, *, tenant: str, job_id: str | Non
     width, height = size or (None, None)
     params = _params(prompt=body.prompt, negative_prompt=body.negative_prompt, frames=frames, fps=fps, width=width,
                      height=height, steps=body.steps, guidance=body.guidance, seed=body.seed)
-    return build_job(VideoRequest, {"modality": "video", "model": name, "params": params}, tenant=tenant, job_id=job_id)
+    return build_job(VideoRequest, {"modality": "video", "model": name, "params": params}, tenant=tenant,
+                     job_id=job_id, user=body.user, session=session)
 
 
 def video_meta(request: VideoRequest, model: VideoModel) -> dict[str, str | None]:
@@ -184,7 +185,7 @@ def video_object(job: JobView, meta: dict[str, str | None] | None, default_model
 
 
 def to_speech_request(body: SpeechCreateRequest, *, tenant: str, job_id: str | None,
-                      model: SpeechModel) -> SpeechRequest:
+                      model: SpeechModel, session: str | None = None) -> SpeechRequest:
     check_model(body.model, model.name, "speech")
     _not_blank(body.input, "input")
     if body.voice not in model.voices:
@@ -201,7 +202,7 @@ def to_speech_request(body: SpeechCreateRequest, *, tenant: str, job_id: str | N
                        param="speed")
     params = _params(input=body.input, voice=body.voice, format=fmt, speed=body.speed)
     return build_job(SpeechRequest, {"modality": "speech", "model": model.name, "params": params}, tenant=tenant,
-                job_id=job_id)
+                     job_id=job_id, user=body.user, session=session)
 
 
 def speech_delta(pcm_b64: str) -> bytes:

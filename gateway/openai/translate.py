@@ -38,7 +38,7 @@ def parse_chat_body(data: object) -> ChatCompletionRequest:
 
 
 def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | None,
-                    catalog: TextModelCatalog, chars_per_token: int = 32) -> TextRequest:
+                    catalog: TextModelCatalog, chars_per_token: int = 32, session: str | None = None) -> TextRequest:
     """The job for a chat body, validated against the served model (400s before queueing).
 
     CPU-bound (it tokenises the prompt): the gateway runs it off the event loop. Messages longer
@@ -62,9 +62,8 @@ def to_text_request(body: ChatCompletionRequest, *, tenant: str, job_id: str | N
                         ("stop", body.stop), ("seed", body.seed)):
         if value is not None:
             params[name] = value
-    user = body.user if body.user and len(body.user) <= 128 else None
     request = build_job(TextRequest, {"modality": "text", "model": body.model, "params": params}, tenant=tenant,
-                        job_id=job_id, user=user)
+                        job_id=job_id, user=body.user, session=session)
     if entry.context_length is not None:
         try:
             check_characters(sum(len(m["content"]) for m in messages), entry.context_length, chars_per_token)

@@ -18,7 +18,7 @@ from schemas.openai import VideoCreateRequest, VideoObject
 
 from ..artifacts import read_artifact
 from ..auth import tenant_of
-from ..body import parse_body, read_json_or_form
+from ..body import SESSION_HEADER, parse_body, read_json_or_form
 from ..errors import ApiError, not_found
 from .media import to_video_request, video_meta, video_object
 
@@ -52,6 +52,7 @@ async def create_video(request: Request, tenant: str = Depends(tenant_of)) -> JS
     body = parse_body(VideoCreateRequest, await read_json_or_form(request, state.settings.max_body_bytes),
                       "a video request")
     job = to_video_request(body, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
+                           session=request.headers.get(SESSION_HEADER),
                            model=state.media.video)
     await state.jobs.submit(job)
     # kept beside the record (and expiring with it) so that any gateway can answer GET /v1/videos/{id}

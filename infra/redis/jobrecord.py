@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.api import ArtifactRef, JobError, JobProgress, JobResult, JobView
 from schemas.enums import ErrorCode, EventType, FinishReason, JobStatus, Modality
@@ -25,7 +25,9 @@ from schemas.events import (
     Completed,
     Failed,
     JobEvent,
+    MemoryUse,
     ModelInfo,
+    Prepared,
     Progress,
     Started,
     Timings,
@@ -56,8 +58,11 @@ _JSON = {"usage": Usage, "timings": Timings, "model_info": ModelInfo, "cache": C
 #: hash fields of timestamps and durations, stored with repr()
 _FLOATS = ("created_at", "accepted_at", "started_at", "finished_at", "updated_at", "queue_s")
 #: plain string fields
-_STRINGS = ("tenant", "client_id", "model", "fingerprint", "webhook", "slot", "worker", "text", "cancel_reason")
+_STRINGS = ("tenant", "client_id", "user", "model", "fingerprint", "webhook", "slot", "worker", "text", "cancel_reason")
 _ARTIFACT = "artifact:"
+#: the memories the enrichment stage put into the prompt, as a JSON list
+_MEMORIES = "memories"
+_MEMORY_LIST: TypeAdapter[list[MemoryUse]] = TypeAdapter(list[MemoryUse])
 #: where the gateway keeps what OpenAI's video object shows before the MP4 exists
 _VIDEO_META = "openai_video"
 
@@ -72,6 +77,7 @@ class JobRecord(BaseModel):
     client_id: str | None = Field(default=None, description="The id the tenant knows the job by (the record's"
                                   " key is the internal id scoped by tenant); what answers and webhooks show.")
     modality: Modality | None = None
+    user: str | None = Field(default=None, description="The end user (scoped_user_id), when the request named one.")
     model: str | None = Field(default=None, description="Model asked for; None means the default.")
     fingerprint: str | None = Field(default=None, description="SHA-256 of the request (idempotency).")
     webhook: str | None = Field(default=None, description="The request's WebhookSpec as JSON.")
@@ -97,6 +103,7 @@ class JobRecord(BaseModel):
     timings: Timings | None = None
     model_info: ModelInfo | None = None
     cache: CacheInfo | None = Field(default=None, description="Set when the answer came from the semantic cache.")
+    memories: tuple[MemoryUse, ...] = Field(default=(), description="Memories put into the prompt (enrichment).")
     error: JobError | None = None
     cancel_reason: str | None = None
     video_meta: dict[str, str | None] | None = Field(default=None, description="OpenAI video object fields.")
@@ -139,6 +146,8 @@ class JobRecord(BaseModel):
                                      retryable=f.get("retryable") == "1")
         if _VIDEO_META in f:
             data["video_meta"] = _loads(f[_VIDEO_META])
+        if f.get(_MEMORIES):
+            data["memories"] = tuple(_MEMORY_LIST.validate_json(f[_MEMORIES]))
         return cls(**data)
 
     def view(self, job_id: str) -> JobView:
@@ -149,8 +158,8 @@ class JobRecord(BaseModel):
         return JobView(
             id=job_id, status=self.status, modality=self.modality, model=self.model, created_at=self.created_at,
             progress=self.progress, result=result, usage=self.usage, timings=self.timings,
-            model_info=self.model_info, cache=self.cache, error=self.error, cancel_reason=self.cancel_reason,
-            last_event_id=self.last_event_id,
+            model_info=self.model_info, cache=self.cache, memories=list(self.memories), error=self.error,
+            cancel_reason=self.cancel_reason, last_event_id=self.last_event_id,
         )
 
 
@@ -180,6 +189,9 @@ def fields_of(values: Mapping[str, Any]) -> dict[str, str]:
                        retryable="1" if value.retryable else "0")
         elif name == "video_meta":
             out[_VIDEO_META] = _dumps(value)
+        elif name == _MEMORIES:
+            if value:
+                out[_MEMORIES] = _MEMORY_LIST.dump_json(list(value)).decode()
         elif name in JobRecord.model_fields:  # strings and string enums
             out[name] = str(value)
         else:
@@ -252,6 +264,9 @@ def record_update(event: JobEvent) -> RecordUpdate:
                 sets["text"] = event.text
             if event.cache is not None:
                 sets["cache"] = event.cache
+        case Prepared():
+            if event.memories:
+                sets["memories"] = tuple(event.memories)
         case Failed():
             sets["error"] = JobError(code=event.code, message=event.message, retryable=event.retryable)
         case Cancelled():

@@ -377,6 +377,17 @@ class JobStore:
             return Existing(a.decode(), b.decode(), unacked == [b"1"])
         return Full(int(a))
 
+    async def index_user_job(self, tenant: str, user: str, job_id: str) -> None:
+        """Note the job under its user (for erasure); the index lives as long as the newest job's record."""
+        key = keys.user_jobs(tenant, user)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, job_id)
+            pipe.expire(key, self._job_ttl)
+            await pipe.execute()
+
+    async def user_job_ids(self, tenant: str, user: str) -> list[str]:
+        return sorted(m.decode() for m in await self._redis.smembers(keys.user_jobs(tenant, user)))
+
     async def acknowledged(self, job_id: str) -> None:
         """The broker acknowledged the job's request: a retry with its id no longer publishes it."""
         await self._redis.hdel(keys.job_record(job_id), "unacked")

@@ -113,6 +113,12 @@ def inflight_index() -> str:
     return f"{PREFIX}:inflight-jobs"
 
 
+def user_jobs(tenant: str, user: str) -> str:
+    """Set: the internal ids of the user's jobs whose records may still exist (written at admission,
+    expiring with them), so erasing a user finds every replay log, record and artifact of theirs."""
+    return f"{PREFIX}:user-jobs:{tenant}:{user}"
+
+
 def reconciler_lock() -> str:
     """String with an expiry: held by the one reconciler acting at a time, its value the holder's name."""
     return f"{PREFIX}:reconciler:lock"

@@ -176,3 +176,17 @@ def test_only_tenants_with_every_stage_off_skip_the_preparation_stages():
     assert service.destination(on)[0] == "genloom.requests"
     assert service.destination(off)[0] == "genloom.jobs.image"
     assert PrepareSettings(stages="").all_off("t")
+
+
+def test_a_callers_user_id_travels_only_as_its_tenant_scoped_id():
+    from schemas.requests import scoped_user_id
+
+    request = build_request({**TEXT, "user": "alice@example.com", "session": "s-1"}, "tA", None)
+    assert request.user == scoped_user_id("tA", "alice@example.com") and request.session == "s-1"
+    assert "alice" not in request.model_dump_json()
+    # free text is fine (it is hashed), an empty or huge one is a clear 400
+    assert build_request({**TEXT, "user": "Alice Smith (ops)"}, "tA", None).user.startswith("u:")
+    for bad in ("", "   ", "x" * 257, 42):
+        with pytest.raises(ApiError) as err:
+            build_request({**TEXT, "user": bad}, "tA", None)
+        assert err.value.param == "user"

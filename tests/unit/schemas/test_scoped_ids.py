@@ -49,3 +49,18 @@ def test_accepted_carries_the_tenants_id():
     accepted = Accepted(job_id=scoped_job_id("t", "a"), seq=0, source="gateway", tenant="t", client_job_id="a",
                         modality="text")
     assert parse_event(accepted.model_dump_json()).client_job_id == "a"
+
+
+def test_user_ids_are_scoped_by_tenant_hide_the_callers_id_and_scope_once():
+    from schemas.requests import is_scoped_user, scoped_user_id
+
+    a, b = scoped_user_id("t-a", "alice@example.com"), scoped_user_id("t-b", "alice@example.com")
+    assert a != b and a == scoped_user_id("t-a", "alice@example.com") and is_scoped_user(a)
+    assert "alice" not in a and is_valid_id(a)
+    assert scoped_user_id("t-a", a) == a  # idempotent
+    raw = parse_request({**TEXT, "job_id": "order-1", "tenant": "t-a", "user": "alice"})
+    scoped = qualified(raw)
+    assert scoped.user == scoped_user_id("t-a", "alice")
+    assert qualified(scoped) is scoped
+    # a request without a user stays without one
+    assert qualified(parse_request({**TEXT, "tenant": "t-a"})).user is None

@@ -105,3 +105,20 @@ def test_a_cached_answer_is_recorded_and_shown_with_its_source():
     assert record.view("j").cache == info
     plain = record_update(Completed(job_id="j", seq=3, source=EventSource.WORKER, text="x"))
     assert "cache" not in plain.fields
+
+
+def test_the_memories_put_into_a_prompt_are_recorded_and_shown():
+    from schemas.events import MemoryUse, Prepared
+
+    used = [MemoryUse(id="f1", kind="fact", text="The user's favourite colour is teal.", score=0.8, similarity=0.7,
+                      supersedes=["f0"]),
+            MemoryUse(id="j2", kind="interaction", text="Q: soup? A: leek soup.", score=0.5)]
+    update = record_update(Prepared(job_id="j", seq=1, source=EventSource.STREAMS, stages=["enrichment"],
+                                    memories=used))
+    record = JobRecord.from_fields({**update.fields, "status": "queued", "user": "u:" + "0" * 32})
+    assert list(record.memories) == used and record.user == "u:" + "0" * 32
+    assert record.view("j").memories == used
+    # a job enriched with nothing writes no field (and shows an empty list)
+    bare = record_update(Prepared(job_id="j", seq=1, source=EventSource.STREAMS, stages=["privacy"]))
+    assert "memories" not in bare.fields
+    assert JobRecord.from_fields({**bare.fields, "status": "queued"}).view("j").memories == []
