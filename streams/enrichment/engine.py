@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,7 +48,7 @@ class Retrieved:
 class Retriever:
     def __init__(self, store: MemoryStore, index: VectorIndex, sessions: SessionTurns | None,
                  settings: MemorySettings, *, weights: Weights = WEIGHTS, voices: frozenset[str] = frozenset(),
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._index = index
         self._sessions = sessions

@@ -43,8 +43,9 @@ class Weights:
       memories the newer one wins.
     - importance: a memory of importance 0 keeps (1 - importance) of its score, one of 1 all of it
       (facts found by patterns carry 0.5-0.9, interactions 0.5 unless a rating moved them).
-    - floor: a score under it is noise for this question (all-MiniLM-L6-v2 gives unrelated short
-      sentences about 0.0-0.2).
+    - floor: a similarity under it is noise for this question, whatever its recency and importance
+      (all-MiniLM-L6-v2 gives unrelated short sentences about 0.0-0.2). It applies to the similarity,
+      not the score, so an old memory is ranked lower but not made irrelevant by its age alone.
     """
 
     half_life_s: float = 30 * 86400.0
@@ -271,10 +272,10 @@ def _same_fact(c: Candidate) -> str:
 
 def select(found: list[Candidate], *, now: float, top_k: int, budget_tokens: int,
            weights: Weights = WEIGHTS) -> list[Chosen]:
-    """The memories that go in, best first: pinned preferences, then by score; under the floor,
+    """The memories that go in, best first: pinned preferences, then by score; under the similarity floor,
     duplicates (same fact, same normalised text) and what no longer fits `top_k` or the budget are left out."""
     scored = [Chosen(c, score(c, now, weights)) for c in found]
-    kept = [s for s in scored if s.candidate.pinned or s.score >= weights.floor]
+    kept = [s for s in scored if s.candidate.pinned or (s.candidate.similarity or 0.0) >= weights.floor]
     kept.sort(key=lambda s: (not s.candidate.pinned, -s.score, -s.candidate.created_at, s.candidate.id))
     seen: set[str] = set()
     out: list[Chosen] = []

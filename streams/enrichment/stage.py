@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from infra.memory.base import MemoryStore
 from infra.settings.memory import MemorySettings
@@ -26,11 +28,12 @@ class EnrichmentStage:
     name = "enrichment"
 
     def __init__(self, store: MemoryStore, index: VectorIndex, sessions: SessionTurns | None,
-                 settings: MemorySettings, *, weights: Weights = WEIGHTS, voices: frozenset[str] = frozenset()) -> None:
+                 settings: MemorySettings, *, weights: Weights = WEIGHTS, voices: frozenset[str] = frozenset(),
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._index = index
         self._settings = settings
-        self._retriever = Retriever(store, index, sessions, settings, weights=weights, voices=voices)
+        self._retriever = Retriever(store, index, sessions, settings, weights=weights, voices=voices, clock=clock)
         self._started = False
         self._starting = asyncio.Lock()
 

@@ -54,6 +54,32 @@ PREFERENCE_RELATIONS = frozenset({"likes", "dislikes", "answer_length", "answer_
                                   "answer_tone", "image_style", "video_style", "speech_pace", "voice"})
 
 
+#: words a question about a relation tends to use, added to the fact's text when it is embedded (not
+#: to what a prompt shows): "plan my dinners" is far from "The user is vegan." in a sentence
+#: embedding, near "diet, meals, food, cooking, eating"
+SEARCH_HINTS = {
+    "diet": "diet, meals, food, cooking, recipes, eating, dinner, menu",
+    "allergic_to": "allergy, food, ingredients, eating, restaurant, recipes, snacks, avoid",
+    "not_allergic_to": "allergy, food, ingredients, eating, restaurant, recipes, snacks",
+    "occupation": "job, work, career, profession, workplace, colleagues, skills",
+    "likes": "likes, enjoys, hobbies, music, recommendations",
+    "dislikes": "dislikes, avoid, recommendations",
+    "answer_length": "answers, replies, explanations, how to answer",
+    "answer_format": "answers, formatting, lists",
+    "answer_language": "language of answers",
+    "image_style": "pictures, images, drawings, art style",
+    "video_style": "videos, films, clips, style",
+    "speech_pace": "speech, voice, speaking, reading aloud",
+}
+FAVOURITE_HINT = "favourite, preferred, choose, pick, suggest"
+
+
+def search_text(relation: str, text: str) -> str:
+    """What a fact is embedded as: its sentence, then the words questions about it use."""
+    hint = FAVOURITE_HINT if relation.startswith("favourite_") else SEARCH_HINTS.get(relation)
+    return f"{text} ({hint})" if hint else text
+
+
 def single_valued(relation: str) -> bool:
     return relation in SINGLE_VALUED or relation.startswith("favourite_")
 
@@ -153,7 +179,8 @@ _OBJ = r"([^.,;:!?\n()\"]{1,80})"
 
 #: (pattern, builder) pairs; each builder turns a match into Found or None. Order only matters for overlaps.
 _DIET = re.compile(_I_AM + r"(?:(?:a|an|strictly|fully|now|also|still)\s+)*(" + _alternation(DIETS) + r")\b", re.I)
-_DIET_VERB = re.compile(r"\bi(?:\s+(?:eat|follow|keep|went|have\s+gone|am\s+on)|\s*'ve\s+gone|\s*'m\s+on)\s+(?:a\s+|an\s+)?(" + _alternation(DIETS) + r")\b", re.I)
+_DIET_VERB = re.compile(r"\bi(?:\s+(?:eat|follow|keep|went|have\s+gone|have\s+been|am\s+on)|\s*'ve\s+(?:gone|been)"
+                        r"|\s*'m\s+on)\s+(?:a\s+|an\s+)?(" + _alternation(DIETS) + r")\b", re.I)
 _DIET_NOT = re.compile(r"(?:" + _I_AM + _NO_LONGER + r"|\bi\s+(?:stopped|quit|gave\s+up)\s+being\s+(?:a\s+|an\s+)?)"
                        r"(?:a\s+|an\s+)?(" + _alternation(DIETS) + r")\b", re.I)
 _ALLERGY = re.compile(_I_AM + r"(?:(?:very|severely|also|mildly|quite|really|now)\s+)*allergic\s+to\s+" + _OBJ, re.I)
@@ -223,7 +250,7 @@ def _clean(value: str) -> str | None:
         at = value.lower().find(cut)
         if at > 0:
             value = value[:at].strip()
-    value = re.sub(r"^(?:the\s+(?=colou?r)|(?:is|are)\s+)", "", value, flags=re.I).strip()
+    value = re.sub(r"^(?:the\s+(?=colou?r)|(?:is|are)\s+|listening\s+to\s+)", "", value, flags=re.I).strip()
     if not value or len(value) > MAX_OBJECT_CHARS or len(value.split()) > MAX_OBJECT_WORDS:
         return None
     if normalise(value) in _STOP_OBJECTS or not normalise(value):

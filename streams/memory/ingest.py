@@ -19,7 +19,7 @@ import numpy as np
 from infra.memory.base import Fact, Feedback, Interaction, MemoryStore
 from infra.vectors.base import VectorIndex, VectorRecord
 
-from .facts import Found, fact_id, find_facts, supersedes
+from .facts import Found, fact_id, find_facts, search_text, supersedes
 
 #: texts -> float32 rows, L2-normalised (infra.models.embedder.Embedder.encode)
 Embed = Callable[[list[str]], np.ndarray]
@@ -63,7 +63,7 @@ async def remember(store: MemoryStore, index: VectorIndex, embed: Embed, interac
     found = find_facts(item.prompt)
     facts, superseded = await _new_facts(store, item.tenant, item.user, found, source="chat", job=item.id,
                                          origin=item.id, now=now, expires=expires)
-    texts = [embed_text(item)] + [f.text for f in facts]
+    texts = [embed_text(item)] + [search_text(f.relation, f.text) for f in facts]
     vectors = await asyncio.to_thread(embed, texts)
     records = [VectorRecord(item.id, np.asarray(vectors[0], dtype=np.float32), "interaction", item.created_at,
                             expires)]
@@ -115,7 +115,7 @@ async def apply_feedback(store: MemoryStore, index: VectorIndex, embed: Embed, f
     facts, superseded = await _new_facts(store, feedback.tenant, feedback.user, found, source="feedback",
                                          job=feedback.job_id, origin=f"feedback:{feedback.id}", now=now, expires=expires)
     if facts:
-        vectors = await asyncio.to_thread(embed, [f.text for f in facts])
+        vectors = await asyncio.to_thread(embed, [search_text(f.relation, f.text) for f in facts])
         await index.upsert(feedback.tenant, feedback.user,
                            [VectorRecord(f.id, np.asarray(v, dtype=np.float32), "fact", f.created_at, expires)
                             for f, v in zip(facts, vectors)])
