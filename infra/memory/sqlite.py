@@ -140,9 +140,11 @@ class SqliteMemoryStore:
             raise RuntimeError("the SQLite memory store is not started: call start() first")
         return self._db
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], begin: str = "BEGIN IMMEDIATE") -> T:
+        """`work` in one transaction: IMMEDIATE takes the write lock up front (no upgrade deadlock
+        with another process); a plain BEGIN is a consistent snapshot for reads."""
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
+        db.execute(begin)
         try:
             result = work(db)
         except BaseException:
@@ -180,8 +182,8 @@ class SqliteMemoryStore:
 
     async def complete_interaction(self, tenant: str, user: str, id: str, answer: str) -> bool:
         cursor = await self._run(
-            self._conn().execute, f"UPDATE {INTERACTIONS} SET answer = ? WHERE {_OWNER} AND id = ?",
-            (answer, tenant, user, id),
+            self._conn().execute, f"UPDATE {INTERACTIONS} SET answer = ? WHERE {_OWNER} AND id = ? AND {_LIVE}",
+            (answer, tenant, user, id, time.time()),
         )
         return cursor.rowcount > 0
 
@@ -236,7 +238,7 @@ class SqliteMemoryStore:
     # --- privacy: export, erase, retention, audit ---------------------------------------------
 
     async def export(self, tenant: str, user: str) -> dict:
-        return await self._run(self._transaction, lambda db: self._export(tenant, user))
+        return await self._run(self._transaction, lambda db: self._export(tenant, user), "BEGIN")
 
     def _export(self, tenant: str, user: str) -> dict:
         def every(table: str, cols: tuple[str, ...]) -> list[tuple]:
