@@ -223,6 +223,7 @@ class CassandraMemoryStore:
         return rows
 
     async def _run(self, name: str, *params: Any) -> list[tuple]:
+        self._sess()  # not started: say so, rather than a missing statement
         return await self._all(self._q[name], params)
 
     def _batch(self, kind: BatchType = BatchType.LOGGED) -> BatchStatement:

@@ -289,3 +289,18 @@ def test_open_store_builds_cassandra_without_connecting(tmp_path: Path):
     assert (store._hosts, store._port, store._ks, store._replication) == (["10.0.0.1", "10.0.0.2"], 9142, "mem", 3)
     with pytest.raises(ValueError, match="invalid Cassandra keyspace"):
         CassandraMemoryStore(["127.0.0.1"], keyspace="x; DROP")
+
+
+async def test_a_store_that_cannot_run_says_so(tmp_path: Path):
+    """Nothing listening: start fails at once with the driver's error, never hangs; an unstarted store refuses calls."""
+    from cassandra.cluster import NoHostAvailable
+
+    from infra.memory.cassandra import CassandraMemoryStore
+    from infra.procs import free_port
+
+    with pytest.raises(NoHostAvailable):
+        await CassandraMemoryStore(["127.0.0.1"], free_port()).start()
+    with pytest.raises(RuntimeError, match="not started"):
+        await CassandraMemoryStore(["127.0.0.1"]).get_profile("t", "u")
+    with pytest.raises(RuntimeError, match="not started"):
+        await SqliteMemoryStore(tmp_path / "m.db").get_profile("t", "u")
