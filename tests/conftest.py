@@ -1,5 +1,6 @@
-"""Session fixtures: the real bundled Kafka broker and a real redis-server, each on a free
-loopback port, started once and stopped by PID. No mocks of either."""
+"""Session fixtures: the real bundled Kafka broker, a real redis-server and (for the memory store
+tests that ask for it) a real Cassandra 2.1, each on a free loopback port, started once and stopped
+by PID. No mocks of any."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from typing import NoReturn
 
 import pytest
 
@@ -58,6 +61,40 @@ def redis_url():
     """URL of a throwaway redis-server (never the machine's shared one)."""
     with LocalRedis() as server:
         yield server.url
+
+
+def service_unavailable(reason: str) -> NoReturn:
+    """A CI run (CI=true) without a service its tests need is misconfigured: fail. A workstation may
+    simply lack it: skip, with the reason."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"a required test service cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cassandra_node(tmp_path_factory):
+    """A throwaway Cassandra 2.1 (infra/cassandra/server.py): `.hosts`, `.port`. Started once, only when a
+    test asks for it (about 7 s and 870 MB), stopped by PID at the end of the session, its data deleted."""
+    try:
+        import cassandra  # noqa: F401
+    except ImportError:
+        service_unavailable("cassandra-driver is not installed: pip install -e '.[cassandra]'")
+    from infra.cassandra.server import CassandraNotInstalled, LocalCassandra
+
+    log_path = tmp_path_factory.mktemp("cassandra") / "cassandra.log"
+    with open(log_path, "wb") as log:
+        try:
+            server = LocalCassandra(log=log)
+        except CassandraNotInstalled as exc:
+            service_unavailable(str(exc))
+        try:
+            server.start()
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"Cassandra did not start ({exc}); its log:\n{log_path.read_text()[-4000:]}") from exc
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ infra/redis/jobstore.py).
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 #: prefix of every genloom key, so a shared Redis can be scanned or flushed by owner
 PREFIX = "genloom"
 
@@ -182,3 +184,29 @@ def cache_bytes() -> str:
 def cache_pending(job_id: str) -> str:
     """String: the scope and vector of a job that missed, until its answer is stored."""
     return f"{PREFIX}:cache:pending:{job_id}"
+
+
+# --- recent turns of users' sessions (infra/redis/sessions.py) ------------------------------------
+#
+# Tenant, user and session ids are free-form strings: they are percent-encoded into keys, so
+# ("a:b", "c") and ("a", "b:c") never share a key and no id can close a hash tag early. All keys of
+# one user carry the hash tag ``{tenant/user}``: erasing the user reads and deletes them in one
+# transaction, so on Redis Cluster they must live in one slot.
+
+
+def _ident(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _memory_user(tenant: str, user: str) -> str:
+    return f"{PREFIX}:mem:{{{_ident(tenant)}/{_ident(user)}}}"
+
+
+def session_turns(tenant: str, user: str, session: str) -> str:
+    """List: the session's recent turns as JSON, oldest first, capped and expiring after the last one."""
+    return f"{_memory_user(tenant, user)}:session:{_ident(session)}"
+
+
+def user_sessions(tenant: str, user: str) -> str:
+    """Set: the session ids the user has turns under, so an erase finds every session list."""
+    return f"{_memory_user(tenant, user)}:sessions"
