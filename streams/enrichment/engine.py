@@ -21,17 +21,18 @@ from infra.settings.memory import MemorySettings
 from infra.vectors.base import VectorIndex
 from schemas import AnyRequest, TextRequest
 
-from .logic import WEIGHTS, Enriched, Hit, Turn, Weights, candidates, enrich
+from infra.redis.sessions import Turn
+
+from .logic import WEIGHTS, Enriched, Hit, Weights, candidates, enrich
 
 #: vector hits asked for per memory that may go in: duplicates and superseded facts fall out
 HITS_PER_SLOT = 3
 
 
 class SessionTurns(Protocol):
-    """The session store (infra/redis/sessions.py): a session's recent turns, oldest first, each with
-    `role`, `text`, `job_id` and `at`."""
+    """The session store (infra/redis/sessions.py SessionStore): a session's recent turns, oldest first."""
 
-    async def recent(self, tenant: str, user: str, session: str, limit: int) -> list: ...
+    async def recent(self, tenant: str, user: str, session: str, limit: int | None = None) -> list[Turn]: ...
 
 
 class MemoryOff(Exception):
@@ -86,6 +87,5 @@ class Retriever:
     async def _turns(self, request: AnyRequest) -> list[Turn]:
         if self._sessions is None or request.session is None or self._settings.session_turns == 0:
             return []
-        rows = await self._sessions.recent(request.tenant, request.user, request.session,
+        return await self._sessions.recent(request.tenant, request.user, request.session,
                                            self._settings.session_turns)
-        return [Turn(str(r.role), r.text, getattr(r, "job_id", None), float(getattr(r, "at", 0.0))) for r in rows]

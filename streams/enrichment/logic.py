@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from infra.memory.base import Fact, Interaction
+from infra.redis.sessions import Turn
 from schemas import AnyRequest, ImageRequest, SpeechRequest, TextRequest, VideoRequest
 from schemas.enums import Role
 from schemas.events import MemoryUse
@@ -94,16 +95,6 @@ class Candidate:
 class Chosen:
     candidate: Candidate
     score: float
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A recent turn of the job's session (the session store's view of it)."""
-
-    role: str
-    text: str
-    job_id: str | None = None
-    at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,8 @@ def build_enrichment(ctx: StageContext) -> Stage:
     embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars)
     store = open_store(ctx.memory, ctx.home)
     index = open_index(ctx.memory, ctx.home, embedder.dims)
-    sessions = SessionStore(ctx.redis) if ctx.redis is not None and ctx.memory.session_turns else None
+    sessions = (SessionStore(ctx.redis, turns=ctx.memory.session_turns, ttl_s=ctx.memory.session_ttl_s)
+                if ctx.redis is not None and ctx.memory.session_turns else None)
     stage = EnrichmentStage(store, index, sessions, ctx.memory)
     ctx.closers.append(stage.close)
     return stage

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from infra.memory.base import Fact, Interaction
+from infra.redis.sessions import Turn
 from schemas import parse_request
 from schemas.enums import Role
 from schemas.requests import MAX_PROMPT_CHARS
 from streams.enrichment.logic import (
-    HEADER, Candidate, Hit, Turn, Weights, candidates, enrich, estimate_tokens, score, select,
+    HEADER, Candidate, Hit, Weights, candidates, enrich, estimate_tokens, score, select,
 )
 
 NOW = 1_000_000_000.0
