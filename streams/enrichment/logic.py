@@ -67,8 +67,6 @@ PINNED: dict[str, tuple[str, ...]] = {
 #: how much of a past interaction's prompt and answer is shown (the budget decides the rest)
 INTERACTION_PROMPT_CHARS = 280
 INTERACTION_ANSWER_CHARS = 280
-#: characters of an interaction read for the facts it states (the rest is rarely a statement)
-INTERACTION_SCAN_CHARS = 2_000
 #: speaking rates that "slow" and "fast" mean
 PACE_SPEED = {"slow": 0.85, "fast": 1.2}
 HEADER = ("What you know about this user from earlier conversations (use it where it helps the answer;"
@@ -157,7 +155,7 @@ def interaction_text(item: Interaction) -> str:
 
 
 def _clip(text: str, chars: int) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text[: chars * 4].split())  # a huge text is cut before it is split
     return text if len(text) <= chars else text[: chars - 1].rstrip() + "…"
 
 
@@ -234,7 +232,7 @@ PROFILE_SENTENCES = {"answer_length": "The user prefers {} answers.", "answer_fo
 
 def _stated(prompt: str, current: dict[str, Fact]) -> list[Fact] | None:
     """The current facts a past prompt states; None when it states one that a newer fact contradicts."""
-    found = find_facts(prompt[:INTERACTION_SCAN_CHARS])
+    found = find_facts(_clip(prompt, INTERACTION_PROMPT_CHARS))  # what the prompt would show, no more
     if not found:
         return []
     out: list[Fact] = []
