@@ -36,6 +36,8 @@ class StageContext:
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
     #: the process's semantic cache, shared with its fill agent (streams/__main__.py); None: the cache is off
     semantic_cache: object | None = None
+    #: the process's memory backends (streams/memory/backends.py), shared with the memory writer; None: memory off
+    memory: object | None = None
 
     @cached_property
     def redis(self):
