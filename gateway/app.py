@@ -23,7 +23,7 @@ from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.redis.redactions import RedactionVault
 from infra.settings.streams import PrepareSettings, PrivacySettings, WebhookSettings
 
-from . import artifacts, errors, health, jobs, webhooks
+from . import artifacts, errors, health, jobs, memory, webhooks
 from .openai import audio as openai_audio
 from .openai import chat as openai_chat
 from .openai import images as openai_images
@@ -76,6 +76,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(webhooks.router)
+    app.include_router(memory.router)
     app.include_router(openai_chat.router)
     app.include_router(openai_images.router)
     app.include_router(openai_videos.router)
@@ -101,6 +102,7 @@ def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, prod
         route_direct=(lambda tenant: True) if settings.route == "direct" else prepare.all_off,
         signing_key=signing_key,
     )
+    app.state.memory = memory.memory_access(redis)
 
 
 def _openapi(app: FastAPI) -> dict:

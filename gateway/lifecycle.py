@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 
 from infra.kafka.codec import encode
 from infra.kafka.signing import fingerprint, signature_headers
-from infra.kafka.topics import ACCEPTED_HEADER, CONTROL, EVENTS, REQUESTS, jobs_topic
+from infra.kafka.topics import ACCEPTED_HEADER, CONTROL, EVENTS, MEMORY, REQUESTS, jobs_topic
 from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import Existing, Full, JobStore
 from schemas import AnyRequest
@@ -182,6 +182,10 @@ class JobService:
             await self.store.clear_cancel(internal)
             raise
         return record.view(job_id), True
+
+    async def publish_memory(self, command, key: str) -> None:
+        """A feedback or erasure command for the memory writer (genloom.memory, in order per user)."""
+        await self._publish((MEMORY, key, encode(command), None))
 
     async def _publish(self, *messages: tuple[str, str, bytes, list | None], late_ack=None) -> None:
         """Send all, then wait for every acknowledgement; any failure is one 503.

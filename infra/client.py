@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -118,6 +119,28 @@ class GenloomClient:
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return await self._call("POST", f"/v1/jobs/{job_id}/cancel")
+
+    async def feedback(self, job_id: str, *, rating: int | None = None, correction: str | None = None,
+                       preference: str | None = None) -> dict[str, Any]:
+        """Feedback on one of your jobs: it updates its user's memory (202: applied in order, shortly)."""
+        body = {k: v for k, v in (("job_id", job_id), ("rating", rating), ("correction", correction),
+                                  ("preference", preference)) if v is not None}
+        return await self._call("POST", "/v1/feedback", json=body)
+
+    async def user_data(self, user: str) -> dict[str, Any]:
+        """Everything kept about one of your users."""
+        return await self._call("GET", f"/v1/users/{quote(user, safe='')}/data")
+
+    async def erase_user(self, user: str) -> dict[str, Any]:
+        """Erase a user everywhere; the report's `status` is `erased`, or `pending` (follow `erasure`)."""
+        return await self._call("DELETE", f"/v1/users/{quote(user, safe='')}/data")
+
+    async def erasure(self, user: str, erase_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/users/{quote(user, safe='')}/erasures/{erase_id}")
+
+    async def set_memory(self, user: str, enabled: bool) -> dict[str, Any]:
+        """Turn memory on or off for a user (consent)."""
+        return await self._call("PUT", f"/v1/users/{quote(user, safe='')}/memory", json={"enabled": enabled})
 
     async def events(self, job_id: str, last_event_id: int | None = None) -> AsyncIterator[StreamEvent]:
         """Every event after `last_event_id`, through reconnects, ending after the terminal one."""

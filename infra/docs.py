@@ -24,8 +24,10 @@ from infra.settings.streams import (
     StreamsSettings,
     WebhookSettings,
 )
+from infra.settings.memory import MemorySettings
 from infra.settings.worker import WorkerSettings
 from schemas.control import ControlMessage
+from schemas.memory import MemoryCommand
 from schemas.dlq import DeadLetter
 from schemas.events import JobEvent
 from schemas.requests import GenerationRequest
@@ -34,6 +36,7 @@ MESSAGES = {
     "GenerationRequest": TypeAdapter(GenerationRequest),
     "JobEvent": TypeAdapter(JobEvent),
     "ControlMessage": TypeAdapter(ControlMessage),
+    "MemoryCommand": TypeAdapter(MemoryCommand),
     "DeadLetter": TypeAdapter(DeadLetter),
 }
 
@@ -134,6 +137,7 @@ SETTINGS_CLASSES = [
     ReconcilerSettings,
     EmbeddingSettings,
     CacheSettings,
+    MemorySettings,
     WorkerSettings,
     ModerationSettings,
     TextSettings,

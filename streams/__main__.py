@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings
-from infra.settings.memory import MemorySettings
+from infra.settings import KafkaSettings, RedisSettings, SigningSettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.streams import CacheSettings, EmbeddingSettings, PrepareSettings, PrivacySettings, StreamsSettings
 
@@ -39,8 +38,7 @@ def main() -> None:
     semantic_cache = cache.build_cache(cache_settings, redis_url) if cache_settings.enabled else None
     prepare.register(app, topics, preparing,
                      StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
-                                  cache_settings=cache_settings, semantic_cache=semantic_cache,
-                                  memory=MemorySettings(), home=StorageSettings().home),
+                                  cache_settings=cache_settings, semantic_cache=semantic_cache),
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))
     if settings.fanout:

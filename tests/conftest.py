@@ -44,6 +44,12 @@ REQUEST_SIGNING_KEY = b"test-request-signing-key"
 #: the key the test stack encrypts placeholder mappings with (streams process and gateways)
 PRIVACY_KEY = "test-privacy-key"
 os.environ.setdefault("GENLOOM_PRIVACY_KEY", PRIVACY_KEY)
+#: state of the test stack (the memory store and vector index): one fresh folder per test run, shared by the
+#: streams process and the in-process gateways, never the user's ~/.genloom
+if "GENLOOM_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["GENLOOM_HOME"] = tempfile.mkdtemp(prefix="genloom-test-home-")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ REQUESTS = "genloom.requests"
 EVENTS_RAW = "genloom.events.raw"
 EVENTS = "genloom.events"
 CONTROL = "genloom.control"
+MEMORY = "genloom.memory"
 DLQ = "genloom.dlq"
 
 #: header on a request in `genloom.requests` whose `accepted` event the gateway published itself,
@@ -84,6 +85,15 @@ def catalogue(partitions: int = 8, job_partitions: int = 4) -> list[TopicSpec]:
             "job_id",
             "ControlMessage",
             "Cancels; every worker reads all of it.",
+        ),
+        TopicSpec(
+            MEMORY,
+            partitions,
+            "tenant/user (scoped)",
+            "MemoryCommand",
+            "Feedback and erasure of users' memory, in order per user. Feedback text is redacted only by the memory"
+            " writer: kept 1 hour.",
+            {"retention.ms": str(REQUESTS_RETENTION_MS), "segment.ms": str(REQUESTS_RETENTION_MS)},
         ),
         TopicSpec(
             DLQ,

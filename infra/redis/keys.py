@@ -210,3 +210,22 @@ def session_turns(tenant: str, user: str, session: str) -> str:
 def user_sessions(tenant: str, user: str) -> str:
     """Set: the session ids the user has turns under, so an erase finds every session list."""
     return f"{_memory_user(tenant, user)}:sessions"
+
+
+# --- long-term memory (streams/memory) --------------------------------------------------------------
+
+#: how long the memory writer's note of a job waits for its `completed` event (24 h, like the job)
+MEMORY_PENDING_TTL_S = JOB_TTL_S
+
+#: how long an erasure's report can be read back (7 days): the caller may poll it long after
+ERASURE_TTL_S = 7 * 24 * 3600
+
+
+def memory_pending(job_id: str) -> str:
+    """String: the memory writer's note of a remembered user's job (owner, redacted prompt) until it completes."""
+    return f"{PREFIX}:memory:pending:{job_id}"
+
+
+def erasure(erase_id: str) -> str:
+    """String: the JSON report of an erasure (counts only), written when it is done."""
+    return f"{PREFIX}:memory:erasure:{erase_id}"

@@ -61,6 +61,26 @@ return redis.call('ZCARD', lru)
 """
 
 
+_FORGET = """
+local prefix, n = ARGV[1], 0
+for i = 2, #ARGV do
+  local m = ARGV[i]
+  local s, id = string.match(m, '^(.-)/(.*)$')
+  local base = prefix .. s
+  n = n + redis.call('HDEL', base .. ':answers', id)
+  redis.call('HDEL', base .. ':vectors', id)
+  redis.call('ZREM', base .. ':lru', id)
+  local sz = redis.call('HGET', KEYS[2], m)
+  if sz then
+    redis.call('DECRBY', KEYS[3], sz)
+    redis.call('HDEL', KEYS[2], m)
+  end
+  redis.call('ZREM', KEYS[1], m)
+end
+return n
+"""
+
+
 @dataclass(frozen=True)
 class StoredVector:
     entry_id: str
@@ -94,6 +114,7 @@ class SemanticCacheStore:
         self._redis = redis
         self.bounds = bounds or Bounds()
         self._put = redis.register_script(_PUT)
+        self._forget = redis.register_script(_FORGET)
 
     async def vectors(self, scopes: list[str]) -> dict[str, list[StoredVector]]:
         """Every stored vector of each scope (one round trip for all of them)."""
@@ -155,6 +176,20 @@ class SemanticCacheStore:
             for job_id in job_ids:
                 pipe.getdel(keys.cache_pending(job_id))
             return await pipe.execute()
+
+    async def forget(self, job_ids: list[str]) -> int:
+        """Delete every entry whose answer came from one of these jobs (entries are named by their source
+        job); how many. A scan of the cache's LRU index, bounded by its size: erasure is rare."""
+        wanted = set(job_ids)
+        if not wanted:
+            return 0
+        members = [m async for m in self._redis.zscan_iter(keys.cache_lru(), count=1000)]
+        doomed = [m[0].decode() if isinstance(m, tuple) else m.decode() for m in members]
+        doomed = [m for m in doomed if m.rpartition("/")[2] in wanted]
+        if not doomed:
+            return 0
+        return int(await self._forget(keys=[keys.cache_lru(), keys.cache_sizes(), keys.cache_bytes()],
+                                      args=[keys.cache_scope_prefix(), *doomed]))
 
     async def stats(self) -> tuple[int, int]:
         """(entries, bytes) of all scopes together."""

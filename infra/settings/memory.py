@@ -45,6 +45,11 @@ class MemorySettings(BaseSettings):
     session_turns: int = Field(default=8, ge=0, description="Recent turns of a session kept in Redis (0: none).")
     session_ttl_s: int = Field(default=3600, ge=1, description="Expiry of a session's recent turns after its last one.")
 
+    erase_wait_s: float = Field(
+        default=10.0, ge=0, description="How long DELETE /v1/users/{id}/data waits for the erasure before it answers"
+        " 202 with a URL to follow it."
+    )
+
     def remembers(self, tenant: str) -> bool:
         return self.enabled and tenant not in _names(self.off_tenants)
 

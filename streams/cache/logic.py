@@ -250,6 +250,13 @@ class LocalTier:
             (old_scope, old_id), _ = next(iter(self._lru.items()))
             self._remove(old_scope, old_id)
 
+    def forget(self, job_ids: set[str]) -> int:
+        """Drop every entry whose answer came from one of these jobs (a user's data is erased); how many."""
+        gone = [key for key in self._lru if key[1] in job_ids]
+        for scope, job_id in gone:
+            self._remove(scope, job_id)
+        return len(gone)
+
     def _remove(self, scope: str, job_id: str) -> None:
         entry = self._lru.pop((scope, job_id))
         self.nbytes -= entry.nbytes

@@ -66,6 +66,16 @@ class SemanticCache:
         self._pending: OrderedDict[str, Miss] = OrderedDict()  # misses of this process's stage, oldest first
         self._max_pending = max_pending
 
+    async def forget(self, job_ids: list[str]) -> int:
+        """Drop the answers of these jobs from both tiers (erasure of a user); entries dropped. Raises the
+        shared tier's error: an erasure must not report done when Redis kept a copy."""
+        for job_id in job_ids:
+            self._pending.pop(job_id, None)
+        dropped = self.local.forget(set(job_ids))
+        if self.store is not None:
+            dropped += await self.store.forget(job_ids)
+        return dropped
+
     def shared_up(self, now: float) -> bool:
         return self.store is not None and now >= self._down_until
 

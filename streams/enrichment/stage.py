@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from infra.memory.base import MemoryStore
 from infra.settings.memory import MemorySettings
@@ -29,30 +29,20 @@ class EnrichmentStage:
 
     def __init__(self, store: MemoryStore, index: VectorIndex, sessions: SessionTurns | None,
                  settings: MemorySettings, *, weights: Weights = WEIGHTS, voices: frozenset[str] = frozenset(),
-                 clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._index = index
+                 clock: Callable[[], float] = time.time, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`ready` makes sure the stores are started (the shared backends' idempotent `start`); None: the
+        caller started them."""
         self._settings = settings
         self._retriever = Retriever(store, index, sessions, settings, weights=weights, voices=voices, clock=clock)
-        self._started = False
-        self._starting = asyncio.Lock()
+        self._ready = ready
+        self._started = ready is None
 
     async def _start(self) -> None:
-        """Open the stores on first use (builders run in a thread, before the loop serves jobs); a
-        failure is retried on the next batch."""
-        if self._started:
-            return
-        async with self._starting:
-            if not self._started:
-                await self._store.start()
-                await self._index.start()
-                self._started = True
-
-    async def close(self) -> None:
-        if self._started:
-            self._started = False
-            await self._index.close()
-            await self._store.close()
+        """Before the first reads (builders run in a thread, before the loop serves jobs); a failure is
+        tried again on the next batch."""
+        if not self._started:
+            await self._ready()
+            self._started = True
 
     def _wanted(self, item: Item) -> bool:
         request = item.request

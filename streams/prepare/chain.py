@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 from infra.redis.client import connect
 from infra.redis.redactions import RedactionVault
-from infra.settings.memory import MemorySettings
 from infra.settings.streams import CacheSettings, EmbeddingSettings, PrivacySettings
 from schemas.enums import ErrorCode
 
@@ -38,22 +36,14 @@ class StageContext:
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
     #: the process's semantic cache, shared with its fill agent (streams/__main__.py); None: the cache is off
     semantic_cache: object | None = None
-    memory: MemorySettings = field(default_factory=MemorySettings)
-    #: the state folder the embedded memory stores live in (GENLOOM_HOME); None: memory has no store
-    home: Path | None = None
-    #: what must be closed with the context (stages that hold stores)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: the process's memory backends (streams/memory/backends.py), shared with the memory writer; None: memory off
+    memory: object | None = None
 
     @cached_property
     def redis(self):
         return connect(self.redis_url) if self.redis_url else None
 
     async def aclose(self) -> None:
-        for close in self.closers:
-            try:
-                await close()
-            except Exception as exc:  # closing one store must not keep the others open
-                log.warning("closing a stage's store failed (%s)", type(exc).__name__)
         if self.redis_url and "redis" in self.__dict__:
             await self.redis.aclose()
 
@@ -95,7 +85,7 @@ def build_cache(ctx: StageContext) -> Stage:
 
 
 class _MemoryOff:
-    """The enrichment stage when GENLOOM_MEMORY_ENABLED=false or no state folder is given: it adds nothing."""
+    """The enrichment stage when the process has no memory backends (GENLOOM_MEMORY_ENABLED=false)."""
 
     name = "enrichment"
 
@@ -104,25 +94,16 @@ class _MemoryOff:
 
 
 def build_enrichment(ctx: StageContext) -> Stage:
-    """The stage over the process's memory stores. They are opened here but started on the stage's
-    first batch (the builder runs in a thread, the stores' clients belong to the event loop)."""
-    from infra.memory import open_store
-    from infra.models.embedder import load_embedder
-    from infra.redis.sessions import SessionStore
-    from infra.vectors import open_index
-
+    """The stage over the process's memory backends (`ctx.memory`: its `settings`, `store`, `index`,
+    `sessions` and an idempotent async `start()`, which the stage awaits before its first reads; the
+    backends' owner closes them)."""
     from ..enrichment.stage import EnrichmentStage
 
-    if not ctx.memory.enabled or ctx.home is None:
+    backends = ctx.memory
+    if backends is None:
         return _MemoryOff()
-    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars)
-    store = open_store(ctx.memory, ctx.home)
-    index = open_index(ctx.memory, ctx.home, embedder.dims)
-    sessions = (SessionStore(ctx.redis, turns=ctx.memory.session_turns, ttl_s=ctx.memory.session_ttl_s)
-                if ctx.redis is not None and ctx.memory.session_turns else None)
-    stage = EnrichmentStage(store, index, sessions, ctx.memory)
-    ctx.closers.append(stage.close)
-    return stage
+    return EnrichmentStage(backends.store, backends.index, backends.sessions, backends.settings,
+                           ready=backends.start)
 
 
 #: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists

@@ -129,3 +129,10 @@ def redact_batch(requests: list[AnyRequest], analyze: Analyze) -> list[Redacted]
         at += len(texts)
         out.append(Redacted(with_texts(request, new) if job.counts else request, job))
     return out
+
+
+def redact_texts(texts: list[str], analyze: Analyze) -> list[str]:
+    """Free texts that are not a job's prompt (feedback) redacted as one job: placeholders, no mapping kept."""
+    found = analyze(texts) if texts else []
+    job = JobRedaction()
+    return [job.apply(t, s) for t, s in zip(texts, same_people(texts, found))]

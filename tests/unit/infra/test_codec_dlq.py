@@ -47,4 +47,4 @@ def test_catalogue_has_every_modality_and_final_partitions():
     names = {t.name: t.partitions for t in catalogue(partitions=6, job_partitions=3)}
     assert names["genloom.requests"] == 6 and names[jobs_topic("video")] == 3
     assert names["genloom.control"] == 1 and "genloom.dlq" in names
-    assert len(names) == 9
+    assert len(names) == 10 and names["genloom.memory"] == 6

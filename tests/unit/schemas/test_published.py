@@ -16,7 +16,8 @@ def test_asyncapi_lists_every_catalogue_topic_with_partitions():
     addresses = {c["address"]: c for c in doc["channels"].values()}
     assert "genloom.requests" in addresses and "genloom.jobs.video" in addresses
     assert addresses["genloom.control"]["bindings"]["kafka"]["partitions"] == 1
-    assert set(doc["components"]["messages"]) == {"GenerationRequest", "JobEvent", "ControlMessage", "DeadLetter"}
+    assert set(doc["components"]["messages"]) == {"GenerationRequest", "JobEvent", "ControlMessage", "MemoryCommand",
+                                                  "DeadLetter"}
 
 
 def test_event_schema_is_a_discriminated_union_with_descriptions():
