@@ -59,6 +59,7 @@ class EnrichmentStage:
         if not ready:
             return
         budget = self._settings.timeout_ms / 1000
+        deadline = time.monotonic() + budget  # one budget for starting the stores and reading them
         try:
             await asyncio.wait_for(self._start(), budget)
         except Exception as exc:
@@ -67,7 +68,7 @@ class EnrichmentStage:
                 self._degrade(item)
             return
         tasks = [asyncio.ensure_future(self._retriever.retrieve(i.request, i.embedding)) for i in ready]
-        done, late = await asyncio.wait(tasks, timeout=budget)
+        done, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
         for task in late:
             task.cancel()
         failed: list[str] = []

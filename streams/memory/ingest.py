@@ -3,9 +3,9 @@
 found and what it replaces is decided in facts.py.
 
 Idempotent: an interaction is stored by its job id and a fact by an id made from (tenant, user,
-relation, object, job), and a fact that already exists is neither written again nor allowed to mark
-anything superseded again, so replaying a completed event (the writer reads Kafka at least once)
-changes nothing.
+relation, object, job); a fact that already exists is not written again, and only the marks it
+should have made and has not (a run that stopped half way) are made, so replaying a completed event
+(the writer reads Kafka at least once) changes nothing that was done.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ async def remember(store: MemoryStore, index: VectorIndex, embed: Embed, interac
     records += [VectorRecord(f.id, np.asarray(v, dtype=np.float32), "fact", f.created_at, expires)
                 for f, v in zip(facts, vectors[1:])]
     await index.upsert(item.tenant, item.user, records)
-    await _write_facts(store, facts, superseded, now)
+    await _write_facts(store, item.tenant, item.user, facts, superseded, now)
     return Remembered(interaction=item.id, facts=[f.id for f in facts],
                       superseded=[i for ids in superseded.values() for i in ids])
 
@@ -78,29 +78,37 @@ async def remember(store: MemoryStore, index: VectorIndex, embed: Embed, interac
 async def _new_facts(store: MemoryStore, tenant: str, user: str, found: list[Found], *, source: str,
                      job: str | None, origin: str | None, now: float,
                      expires: float) -> tuple[list[Fact], dict[str, list[str]]]:
-    """The facts of `found` not yet stored, and for each the ids of the current facts it replaces.
-    `origin` is what the ids are made from: the job, or the feedback that stated them."""
+    """The facts of `found` not yet stored, and the current facts each of them (or a stored one of the
+    same id) replaces. `origin` is what the ids are made from: the job, or the feedback that stated them."""
     if not found:
         return [], {}
     facts = [Fact(id=fact_id(tenant, user, f.relation, f.object, origin), tenant=tenant, user=user, subject="user",
                   relation=f.relation, object=f.object, text=f.text, kind=f.kind, source=source, source_job=job,
                   created_at=now, importance=f.importance, expires_at=expires) for f in found]
-    existing = {f.id for f in await store.get_facts(tenant, user, [f.id for f in facts])}
-    facts = [f for f in facts if f.id not in existing]  # a replay: already written, already superseding
-    if not facts:
-        return [], {}
+    existing = {f.id: f for f in await store.get_facts(tenant, user, [f.id for f in facts])}
     current = await store.facts(tenant, user, current_only=True)
-    return facts, {f.id: supersedes(f, current) for f in facts}
+    marks: dict[str, list[str]] = {}
+    for fact in facts:
+        # a fact already stored (a replay) still marks what it replaces, in case an earlier run stopped
+        # between writing it and marking: only older facts, and only while it is itself current
+        stored = existing.get(fact.id, fact)
+        if stored.superseded_by is not None:
+            continue
+        older = {f.id for f in current if f.created_at <= stored.created_at}
+        ids = [i for i in supersedes(stored, current) if i in older]
+        if ids:
+            marks[stored.id] = ids
+    return [f for f in facts if f.id not in existing], marks
 
 
-async def _write_facts(store: MemoryStore, facts: list[Fact], superseded: dict[str, list[str]], now: float) -> None:
-    """The new facts first, then the marks on what they replace: a crash between the two leaves a
-    fact that a replay skips, so the mark is made here, after the write that proves it is new."""
+async def _write_facts(store: MemoryStore, tenant: str, user: str, facts: list[Fact], marks: dict[str, list[str]],
+                       now: float) -> None:
+    """The new facts first, then the marks on what they replace: a crash in between leaves marks that
+    a replay makes (`_new_facts`), never a mark naming a fact that was not written."""
     for fact in facts:
         await store.put_fact(fact)
-    for fact in facts:
-        if superseded.get(fact.id):
-            await store.supersede(fact.tenant, fact.user, superseded[fact.id], by=fact.id, at=now)
+    for by, ids in marks.items():
+        await store.supersede(tenant, user, ids, by=by, at=now)
 
 
 async def apply_feedback(store: MemoryStore, index: VectorIndex, embed: Embed, feedback: Feedback, *,
@@ -119,7 +127,7 @@ async def apply_feedback(store: MemoryStore, index: VectorIndex, embed: Embed, f
         await index.upsert(feedback.tenant, feedback.user,
                            [VectorRecord(f.id, np.asarray(v, dtype=np.float32), "fact", f.created_at, expires)
                             for f, v in zip(facts, vectors)])
-        await _write_facts(store, facts, superseded, now)
+    await _write_facts(store, feedback.tenant, feedback.user, facts, superseded, now)
     rated = None
     if feedback.rating is not None:
         found_items = await store.get_interactions(feedback.tenant, feedback.user, [feedback.job_id])
