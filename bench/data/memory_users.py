@@ -51,7 +51,9 @@ class User:
 
 
 COLOURS = ["teal", "red", "green", "purple", "orange", "yellow", "navy blue", "maroon", "turquoise", "lilac"]
-FOODS = ["sushi", "lasagne", "ramen", "tacos", "paella", "curry", "dumplings", "risotto", "falafel", "pho"]
+#: two dish names that look like people's names to a named-entity model (over-redaction is measured)
+FOODS = ["sushi", "lasagne", "ramen", "tacos", "paella", "curry", "dumplings", "risotto", "Pad Thai",
+         "Beef Wellington"]
 ALLERGENS = ["peanuts", "shellfish", "gluten", "sesame", "tree nuts", "eggs", "soy", "strawberries"]
 DIETS = ["vegetarian", "vegan", "pescatarian", "gluten-free", "keto"]
 JOBS = ["nurse", "teacher", "software engineer", "architect", "chef", "pharmacist", "data scientist", "pilot",
@@ -71,7 +73,7 @@ STATE = {
                        "My all-time favourite food is {v}, I could eat it every day."],
     "allergic_to": ["I'm allergic to {v}.", "Please remember I am severely allergic to {v}.",
                     "Note for recipes: I'm allergic to {v}, my doctor {n} confirmed it."],
-    "diet": ["I'm {v}.", "I've been {v} for years now.", "For context, I'm strictly {v}."],
+    "diet": ["I'm {v}.", "I've been {v} for years now.", "For context, I'm strictly {v}.", "I am {V}."],
     "occupation": ["I work as a {v}.", "I'm a {v}, so my weeks are busy.", "I work as a {v} in {c}."],
     "likes": ["I really love {v}.", "I love listening to {v}.", "I enjoy {v} a lot."],
     "answer_length": {"short": ["Please keep answers short.", "Keep your answers brief, I read on my phone."],
@@ -128,7 +130,7 @@ def _statement(relation: str, value: str, rng: random.Random) -> str:
         templates = templates[value]
     if relation == "image_style" and value != "watercolour":
         templates = templates[1:]
-    return _fill(rng.choice(templates), rng, v=value)
+    return _fill(rng.choice(templates), rng, v=value, V=value.capitalize())
 
 
 def _change(relation: str, old: str, new: str, rng: random.Random) -> str:
