@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -160,7 +160,7 @@ def _clip(text: str, chars: int) -> str:
 
 
 def candidates(hits: list[Hit], facts: list[Fact], interactions: list[Interaction], *, modality: str,
-               turns: list[Turn] = (), preferences: dict[str, str] | None = None,
+               turns: Sequence[Turn] = (), preferences: dict[str, str] | None = None,
                profile_at: float = 0.0, exclude_texts: Iterable[str] = ()) -> list[Candidate]:
     """Every memory that may go into the prompt (see the module docstring). `facts` are all the user's
     facts, superseded ones included; `exclude_texts` are texts the request already holds (its own
@@ -174,8 +174,8 @@ def candidates(hits: list[Hit], facts: list[Fact], interactions: list[Interactio
         if found is None:
             out[c.id] = c
             return
-        best = max(s for s in (found.similarity, c.similarity) if s is not None) if (
-            found.similarity is not None or c.similarity is not None) else None
+        known = [s for s in (found.similarity, c.similarity) if s is not None]
+        best = max(known) if known else None
         out[c.id] = replace(found, similarity=best, supersedes=tuple(dict.fromkeys(found.supersedes + c.supersedes)),
                             pinned=found.pinned or c.pinned)
 
