@@ -4,8 +4,8 @@ request that carries them.
 1. `candidates`: what the stores returned for one job (vector hits, the user's facts with their
    history, the hit interactions, the session's recent turns, the profile's preferences) becomes one
    list of `Candidate`s. A hit on a superseded fact is replaced by the fact that superseded it (the
-   question matched the old wording; the answer is the new value), which lists the old one in its
-   `supersedes`. A past interaction that states a fact is stood in for by that fact when it is
+   question matched the old wording; the answer is the new value); a fact lists every older fact it
+   replaced in its `supersedes`. A past interaction that states a fact is stood in for by that fact when it is
    current, and left out when a newer fact contradicts it, so a superseded value never comes back
    through the text it was said in.
 2. `select`: score (similarity weighed by recency and importance), drop what is under the floor or
@@ -140,6 +140,29 @@ def _current_of(fact: Fact, by_id: dict[str, Fact]) -> Fact | None:
     return fact
 
 
+def _replaced(facts: list[Fact]) -> dict[str, tuple[str, ...]]:
+    """For each current fact, every older fact it replaced, directly or through facts in between,
+    newest first."""
+    before: dict[str, list[Fact]] = {}
+    for f in facts:
+        if f.superseded_by is not None:
+            before.setdefault(f.superseded_by, []).append(f)
+    out: dict[str, tuple[str, ...]] = {}
+    for f in facts:
+        if f.superseded_by is not None or f.id not in before:
+            continue
+        chain, todo, seen = [], list(before[f.id]), {f.id}
+        while todo:
+            older = todo.pop()
+            if older.id in seen:
+                continue
+            seen.add(older.id)
+            chain.append(older)
+            todo += before.get(older.id, [])
+        out[f.id] = tuple(o.id for o in sorted(chain, key=lambda o: (-o.created_at, o.id)))
+    return out
+
+
 def _fact_candidate(fact: Fact, similarity: float | None, supersedes: Iterable[str] = (),
                     pinned: bool = False) -> Candidate:
     kind: MemoryKind = "preference" if fact.kind == "preference" else "fact"
@@ -167,6 +190,7 @@ def candidates(hits: list[Hit], facts: list[Fact], interactions: list[Interactio
     messages), which are never repeated."""
     by_id = {f.id: f for f in facts}
     current = {f.id: f for f in facts if f.superseded_by is None}
+    replaced = _replaced(facts)
     out: dict[str, Candidate] = {}
 
     def add(c: Candidate) -> None:
@@ -188,8 +212,7 @@ def candidates(hits: list[Hit], facts: list[Fact], interactions: list[Interactio
             now_fact = _current_of(fact, by_id)
             if now_fact is None:
                 continue
-            old = () if now_fact.id == fact.id else (fact.id,)
-            add(_fact_candidate(now_fact, hit.score, old))
+            add(_fact_candidate(now_fact, hit.score, replaced.get(now_fact.id, ())))
         elif hit.kind == "interaction":
             item = interactions_by_id.get(hit.id)
             if item is None:
@@ -199,14 +222,14 @@ def candidates(hits: list[Hit], facts: list[Fact], interactions: list[Interactio
                 continue  # it states what a newer fact contradicts
             if stated:  # the current facts it states stand in for it
                 for fact in stated:
-                    add(_fact_candidate(fact, hit.score))
+                    add(_fact_candidate(fact, hit.score, replaced.get(fact.id, ())))
                 continue
             add(Candidate(item.id, "interaction", interaction_text(item), hit.score, item.created_at,
                           item.importance))
     pinned = PINNED.get(modality, ())
     for fact in current.values():
         if fact.relation in pinned:
-            add(_fact_candidate(fact, None, pinned=True))
+            add(_fact_candidate(fact, None, replaced.get(fact.id, ()), pinned=True))
     for key, value in (preferences or {}).items():  # the profile's own settings, unless a fact says the same
         if key in pinned and not any(f.relation == key for f in current.values()):
             text = PROFILE_SENTENCES.get(key, "The user's preference for " + key.replace("_", " ") + ": {}.").format(value)

@@ -91,12 +91,14 @@ def test_a_hit_on_a_superseded_fact_brings_its_newest_successor():
                   at=NOW - 5 * DAY),
              fact("teal", "favourite_colour", "teal", "The user's favourite colour is teal.", at=NOW - DAY)]
     found = candidates([Hit("red", "fact", 0.8, NOW - 9 * DAY)], facts, [], modality="text")
-    assert [(c.id, c.similarity, c.supersedes) for c in found] == [("teal", 0.8, ("red",))]
+    assert [(c.id, c.similarity, c.supersedes) for c in found] == [("teal", 0.8, ("green", "red"))]
     enriched = enrich(chat(("user", "What colour should I paint my room?")), found, now=NOW, top_k=8,
                       budget_tokens=256)
-    assert [(m.id, m.supersedes) for m in enriched.memories] == [("teal", ["red"])]
+    assert [(m.id, m.supersedes) for m in enriched.memories] == [("teal", ["green", "red"])]
     assert "teal" in enriched.request.params.messages[0].content
     assert "red" not in enriched.request.params.messages[0].content
+    direct = candidates([Hit("teal", "fact", 0.7, NOW)], facts, [], modality="text")
+    assert [(c.id, c.supersedes) for c in direct] == [("teal", ("green", "red"))]
 
 
 def test_a_fact_whose_successor_is_gone_is_dropped():
