@@ -302,10 +302,13 @@ class EmbeddedVectorIndex:
     # ---- writes to files (all on worker threads, under the partition's lock)
 
     def _append(self, o: _Open, entry: bytes) -> None:
+        new = not o.files.log.exists()
         with open(o.files.log, "ab") as f:
             f.write(entry)
             f.flush()
             os.fsync(f.fileno())
+        if new:  # the file's name must be durable too, not only its bytes
+            _fsync_dir(o.files.stem.parent)
         o.log_bytes += len(entry)
 
     def _delete(self, o: _Open, ids: list[str]) -> int:

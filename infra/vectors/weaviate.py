@@ -96,8 +96,10 @@ class WeaviateVectorIndex:
             DataObject(
                 uuid=generate_uuid5(r.id),
                 vector=normalised(r.vector, self.dims).tolist(),
+                # no expires_at at all for a record kept forever: a missing number never matches the sweep
                 properties={"tenant": tenant, "user": user, "record_id": r.id, "kind": r.kind,
-                            "created_at": r.created_at, "expires_at": r.expires_at},
+                            "created_at": r.created_at,
+                            **({} if r.expires_at is None else {"expires_at": r.expires_at})},
             )
             for r in records
         ]
@@ -149,7 +151,7 @@ class WeaviateVectorIndex:
 
         total = 0
         for name in await self._collection.tenants.get():
-            while True:  # objects without expires_at never match: a null is not <= now
+            while True:  # objects without expires_at never match
                 result = await self._collection.with_tenant(name).data.delete_many(
                     where=Filter.by_property("expires_at").less_or_equal(now))
                 total += int(result.successful)
