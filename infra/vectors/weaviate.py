@@ -44,8 +44,12 @@ class WeaviateVectorIndex:
 
     @classmethod
     def from_url(cls, url: str, grpc_port: int, dims: int, collection: str = "GenloomMemory") -> WeaviateVectorIndex:
-        import weaviate
-        from weaviate.connect import ConnectionParams
+        try:
+            import weaviate
+            from weaviate.connect import ConnectionParams
+        except ImportError as e:
+            raise RuntimeError("GENLOOM_MEMORY_VECTORS=weaviate needs weaviate-client: "
+                               "pip install 'genloom[weaviate]'") from e
 
         return cls(weaviate.WeaviateAsyncClient(connection_params=ConnectionParams.from_url(url, grpc_port)),
                    dims, collection)
