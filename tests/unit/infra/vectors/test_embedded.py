@@ -118,3 +118,18 @@ async def test_vectors_are_normalised_and_a_zero_vector_is_refused(tmp_path: Pat
     with pytest.raises(ValueError, match="zero"):
         await index.upsert("t", "u", [VectorRecord("z", np.zeros(DIMS, dtype=np.float32), "fact", 1.0)])
     await index.close()
+
+
+async def test_sweep_reaches_partitions_that_are_not_open(tmp_path: Path) -> None:
+    rng = np.random.default_rng(15)
+    index = await opened(tmp_path)
+    await index.upsert("t", "snapshotted", records(unit(rng, 4), "old", expires=10.0) + records(unit(rng, 2), "k"))
+    await index.upsert("t", "fresh", records(unit(rng, 3), "new", expires=1000.0))
+    await index.close()  # both are snapshots now, nothing open
+    index = await opened(tmp_path)
+    await index.upsert("t", "logged", records(unit(rng, 5), "old", expires=10.0))  # only a log on disk
+    # that process dies without close(); the next one finds a partition that is only a log
+    restarted = await opened(tmp_path)
+    assert await restarted.sweep(100.0) == 9
+    assert [await restarted.count("t", u) for u in ("snapshotted", "fresh", "logged")] == [2, 3, 0]
+    await restarted.close()
