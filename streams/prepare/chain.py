@@ -84,11 +84,34 @@ def build_cache(ctx: StageContext) -> Stage:
     return build_stage(ctx.semantic_cache, ctx.cache_settings, embedder.name)
 
 
+class _MemoryOff:
+    """The enrichment stage when the process has no memory backends (GENLOOM_MEMORY_ENABLED=false)."""
+
+    name = "enrichment"
+
+    async def run(self, items: list[Item]) -> None:
+        return None
+
+
+def build_enrichment(ctx: StageContext) -> Stage:
+    """The stage over the process's memory backends (`ctx.memory`: its `settings`, `store`, `index`,
+    `sessions` and an idempotent async `start()`, which the stage awaits before its first reads; the
+    backends' owner closes them)."""
+    from ..enrichment.stage import EnrichmentStage
+
+    backends = ctx.memory
+    if backends is None:
+        return _MemoryOff()
+    return EnrichmentStage(backends.store, backends.index, backends.sessions, backends.settings,
+                           ready=backends.start)
+
+
 #: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists
 STAGE_BUILDERS: dict[str, Callable[[StageContext], Stage]] = {
     "privacy": build_privacy,
     "embedding": build_embedding,
     "cache": build_cache,
+    "enrichment": build_enrichment,
 }
 
 

@@ -11,7 +11,7 @@ from infra.kafka.signing import SIGNATURE_HEADER, header, signature_headers
 from infra.kafka.topics import ACCEPTED_HEADER, DLQ, EVENTS, EVENTS_RAW, jobs_topic
 from schemas import AnyRequest
 from schemas.enums import EventSource
-from schemas.events import Accepted, Failed, Prepared
+from schemas.events import Accepted, Failed, MemoryUse, Prepared
 
 from ..routing.logic import Rejected, route
 from ..stages import Answered, Failure, Item
@@ -78,6 +78,17 @@ def rejected(decision: Rejected, key: bytes | None, *, withhold: bool) -> list[O
     return out
 
 
+def _memories(rows: tuple[dict, ...]) -> list[MemoryUse]:
+    """The memories of a report; one an earlier processor sent malformed is left out, not fatal."""
+    out = []
+    for row in rows:
+        try:
+            out.append(MemoryUse.model_validate(row))
+        except ValueError:
+            continue
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     """What this processor's stages did to one job (merged with what earlier processors did)."""
@@ -86,6 +97,8 @@ class Report:
     degraded: list[str]
     redactions: dict[str, int]
     stage_ms: dict[str, float]
+    #: memories the enrichment stage put into the prompt, as MemoryUse dicts (JSON-ready for the header)
+    memories: tuple[dict, ...] = ()
 
     def merged_into(self, earlier: bytes | None) -> Report:
         if not earlier:
@@ -96,13 +109,14 @@ class Report:
             for k, v in self.redactions.items():
                 redactions[k] = redactions.get(k, 0) + v
             return Report([*e.get("stages", []), *self.stages], [*e.get("degraded", []), *self.degraded],
-                          redactions, {**e.get("stage_ms", {}), **self.stage_ms})
+                          redactions, {**e.get("stage_ms", {}), **self.stage_ms},
+                          (*e.get("memories", []), *self.memories))
         except (ValueError, AttributeError, TypeError):
             return self
 
     def header(self) -> bytes:
         return json.dumps({"stages": self.stages, "degraded": self.degraded, "redactions": self.redactions,
-                           "stage_ms": self.stage_ms}, separators=(",", ":")).encode()
+                           "stage_ms": self.stage_ms, "memories": list(self.memories)}, separators=(",", ":")).encode()
 
 
 def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: str, signing_key: bytes | None,
@@ -126,7 +140,8 @@ def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: s
         topic = EVENTS_RAW if moderated else EVENTS
         return [*out, *(Out(topic, job, encode(e.model_copy(update={"seq": _NEXT_SEQ + i})))
                         for i, e in enumerate(end.events))]
-    report = Report(stages, list(item.degraded), dict(item.redactions), stage_ms).merged_into(
+    report = Report(stages, list(item.degraded), dict(item.redactions), stage_ms,
+                    tuple(m.model_dump(mode="json") for m in item.memories)).merged_into(
         headers.get(PREPARED_HEADER))
     signed = header(item.headers)
     if request is not d.original or signed is None:
@@ -136,7 +151,8 @@ def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: s
     if output == TO_JOBS:
         prepared = Prepared(job_id=request.job_id, seq=_NEXT_SEQ, source=EventSource.STREAMS,
                             stages=report.stages, degraded=report.degraded, redactions=report.redactions,
-                            stage_ms={k: round(v, 3) for k, v in report.stage_ms.items()})
+                            stage_ms={k: round(v, 3) for k, v in report.stage_ms.items()},
+                            memories=_memories(report.memories))
         out.append(Out(jobs_topic(request.modality), item.key, encode(request), sig or None))
         out.append(Out(EVENTS, job, encode(prepared)))
     else:  # a split-out stage: the next processor reads this topic, and reports for all of them

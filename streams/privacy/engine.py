@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 from schemas.redaction import Entity
 
-from .recognizers import Span, find_all, resolve
+from .recognizers import FOOD_WORDS, Span, find_all, resolve
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +131,14 @@ def _encodable(text: str) -> str:
 
 def _plausible(text: str, result) -> bool:
     """spaCy sometimes tags a phrase with digits ("expiry 09/27") or all in lower case ("lorem ipsum
-    dolor") as a person: a name has no digits, and a capital where its script has case."""
+    dolor") as a person, or a dish or diet: a name has no digits, a capital where its script has case,
+    and no food word (recognizers.FOOD_WORDS)."""
     if result.entity_type != "PERSON":
         return True
     value = text[result.start:result.end]
-    return not any(c.isdigit() for c in value) and (any(c.isupper() for c in value)
-                                                    or not any(c.islower() for c in value))
+    return (not any(c.isdigit() for c in value)
+            and (any(c.isupper() for c in value) or not any(c.islower() for c in value))
+            and not any(w.split("-")[0] in FOOD_WORDS for w in value.split()))
 
 
 def _trim(text: str, spans: list[Span]) -> list[Span]:

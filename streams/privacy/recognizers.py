@@ -235,6 +235,12 @@ _NOT_SURNAME = frozenset({"And", "The", "From", "In", "On", "At", "To", "For", "
 #: words after "I am" / "this is" that are not names
 _NOT_NAMES = frozenset({"Not", "Sorry", "Happy", "Here", "Back", "Going", "The", "A", "An", "So", "Very", "Just",
                         "Ready", "Done", "Sure", "Looking", "Trying", "Writing", "From", "In", "At", "Also"})
+#: words of diets and dishes that get taken for names ("I am Vegan.", "Beef Wellington", "Pad Thai"):
+#: what people eat is a fact memory keeps (issue 12), and none of these is a common given or family name
+FOOD_WORDS = frozenset({"Vegan", "Vegetarian", "Pescatarian", "Pescetarian", "Gluten", "Keto", "Paleo", "Halal",
+                        "Kosher", "Lactose", "Dairy", "Allergic", "Flexitarian", "Beef", "Chicken", "Pork", "Pad",
+                        "Thai", "Curry", "Tikka", "Masala", "Soup", "Salad", "Noodles", "Pizza", "Pasta", "Sushi",
+                        "Ramen", "Risotto", "Lasagne", "Paella"})
 
 
 def find_names(text: str) -> list[Span]:
@@ -248,7 +254,8 @@ def find_names(text: str) -> list[Span]:
     for m in _TITLED.finditer(text):
         add(m.start(1), m.end(1), 0.7)
     for m in _INTRODUCED.finditer(text):
-        if m.group(1).split()[0] not in _NOT_NAMES:
+        first = m.group(1).split()[0]
+        if first not in _NOT_NAMES and first.split("-")[0] not in FOOD_WORDS:
             add(m.start(1), m.end(1), 0.7)
     for m in _FULL_NAME.finditer(text):
         words = m.group(2).split()

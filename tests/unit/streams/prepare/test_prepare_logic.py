@@ -9,7 +9,7 @@ from infra.kafka.topics import ACCEPTED_HEADER, DLQ, EVENTS, EVENTS_RAW
 from infra.settings.streams import PrivacySettings
 from schemas import parse_event, parse_request
 from schemas.enums import ErrorCode, EventSource
-from schemas.events import Completed, Started
+from schemas.events import Completed, MemoryUse, Started
 from schemas.requests import scoped_job_id
 from streams.prepare.chain import run_chain
 from streams.prepare.logic import PREPARED_HEADER, WITHHELD, Decoded, Polled, decode, plan, rejected
@@ -117,6 +117,27 @@ async def test_a_split_out_stage_forwards_its_report_and_the_last_processor_merg
     outs = plan(nxt, stages=["cache"], stage_ms={"cache": 1.0}, output="jobs", signing_key=KEY, moderated=True)
     [prepared] = events(outs)
     assert prepared.stages == ["privacy", "cache"] and prepared.stage_ms == {"privacy": 2.0, "cache": 1.0}
+
+
+async def test_memories_the_enrichment_stage_used_are_reported_through_split_out_processors():
+    first = decoded(chat("j8", "what should I cook?"))
+    first.item.memories = [MemoryUse(id="f1", kind="fact", text="The user is vegan.", score=0.7, similarity=0.8,
+                                     supersedes=["f0"])]
+    [forwarded] = [o for o in plan(first, stages=["enrichment"], stage_ms={"enrichment": 2.0},
+                                   output="genloom.stage.1", signing_key=KEY, moderated=True)
+                   if o.topic == "genloom.stage.1"]
+    nxt = decode(Polled("genloom.stage.1", 0, 0, forwarded.key, forwarded.value, forwarded.headers),
+                 max_bytes=1 << 20, consumer="c", signing_key=KEY)
+    nxt.item.memories = [MemoryUse(id="j3", kind="interaction", text="Earlier ...", score=0.3)]
+    [prepared] = events(plan(nxt, stages=["cache"], stage_ms={}, output="jobs", signing_key=KEY, moderated=True))
+    assert [(m.id, m.supersedes) for m in prepared.memories] == [("f1", ["f0"]), ("j3", [])]
+
+
+async def test_a_malformed_memory_in_an_earlier_report_is_left_out():
+    d = decoded(chat("j9", "hi"), (ACCEPTED_HEADER, b"1"),
+                (PREPARED_HEADER, json.dumps({"stages": ["enrichment"], "memories": [{"id": 5}]}).encode()))
+    [prepared] = events(plan(d, stages=[], stage_ms={}, output="jobs", signing_key=KEY, moderated=True))
+    assert prepared.stages == ["enrichment"] and prepared.memories == []
 
 
 def test_a_rejected_request_fails_and_its_dead_letter_withholds_the_prompt():

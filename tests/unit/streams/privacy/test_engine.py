@@ -21,6 +21,13 @@ def test_presidio_and_our_recognizers_together(analyzer):
     assert [s.entity.value for s in spans] == ["PERSON", "PHONE", "EMAIL", "IBAN"]
 
 
+def test_dishes_and_diets_are_not_taken_for_people_while_people_still_are(analyzer):
+    texts = ["My favourite food is Beef Wellington.", "Honestly Pad Thai is my favourite food.", "I am Keto.",
+             "I had lunch with Margaret Thornbury."]
+    found = [[t[s.start:s.end] for s in spans] for t, spans in zip(texts, analyzer.analyze(texts))]
+    assert found == [[], [], [], ["Margaret Thornbury"]]
+
+
 @pytest.mark.parametrize("text", [
     "", "   ", "日本語のテキストです。田中さんに連絡してください。", "مرحبا بك في المدينة", "🎉🔥👩‍👩‍👧‍👦" * 200,
     "\x00\x01\x02 junk \ufffd\ufeff", "lone surrogate \ud800 here", "a" * 120_000, "<PERSON_1> already a placeholder",

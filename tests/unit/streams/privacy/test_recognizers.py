@@ -96,6 +96,11 @@ def test_given_names_before_ordinary_capitalised_words_are_not_taken_for_full_na
     assert found(find_names, "Paris is lovely. Anna And Friday are here. I am Sorry.") == []
 
 
+def test_a_diet_after_i_am_is_not_a_name_but_a_name_still_is():
+    assert found(find_names, "I am Vegan. I'm Gluten-free. I am Pescatarian now.") == []
+    assert found(find_names, "I am Rowan, and I am Vegetarian.") == ["Rowan"]
+
+
 @pytest.mark.parametrize("email", ["customer.care@shop.example", "h.tanaka+work@company.jp", "a@b.co"])
 def test_emails(email):
     assert found(find_emails, f"write to {email}.") == [email]
