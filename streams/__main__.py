@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import sys
 
-from infra.settings import KafkaSettings, RedisSettings, SigningSettings
+from infra.blob.config import BlobSettings, blob_store
+from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings
+from infra.settings.memory import MemorySettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.streams import CacheSettings, EmbeddingSettings, PrepareSettings, PrivacySettings, StreamsSettings
 
 from .app import create_app
 from .cache import agents as cache
 from .fanout import agents as fanout
+from .memory import agents as memory
+from .memory.backends import MemoryBackends
 from .prepare import agents as prepare
 from .prepare.chain import STAGE_BUILDERS, StageContext
 from .reconciler import agents as reconciler
@@ -36,9 +40,12 @@ def main() -> None:
     # one cache object per process: the preparation's cache stage reads it, the fill agent writes it,
     # so answers stored here reach its in-process tier too
     semantic_cache = cache.build_cache(cache_settings, redis_url) if cache_settings.enabled else None
-    prepare.register(app, topics, preparing,
-                     StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
-                                  cache_settings=cache_settings, semantic_cache=semantic_cache),
+    remembering = MemorySettings()
+    # one set of memory backends per process: the enrichment stage reads them, the memory writer writes them
+    backends = MemoryBackends(remembering, StorageSettings().home, redis_url) if remembering.enabled else None
+    ctx = StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
+                       cache_settings=cache_settings, semantic_cache=semantic_cache, memory=backends)
+    prepare.register(app, topics, preparing, ctx,
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))
     if settings.fanout:
@@ -46,6 +53,8 @@ def main() -> None:
         reconciler.register(app, topics, redis_url)
     if semantic_cache is not None:
         cache.register_fill(app, topics, semantic_cache)
+    if backends is not None and settings.fanout and redis_url:  # the writer runs beside the fan-out
+        memory.register(app, memory.build_writer(backends, ctx, blob_store(BlobSettings())))
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")

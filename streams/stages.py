@@ -1,4 +1,4 @@
-"""The contract between the request-preparation stages (privacy, embedding, cache, enrichment).
+"""The contract between the request-preparation stages (privacy, embedding, enrichment, cache).
 
 A stage takes a batch of `Item`s (everything the preparation processor polled at once) and
 works on the ones still `pending`: it may replace `item.request` (redaction), attach data for later

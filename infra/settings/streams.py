@@ -234,9 +234,11 @@ class PrepareSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLOOM_PREPARE_", extra="ignore", frozen=True)
 
     stages: str = Field(
-        default="privacy,embedding,cache",
-        description="Comma-separated stages this processor runs, in order (privacy, embedding, cache; the cache"
-        " needs the embedding before it). Empty: the processor only validates and routes.",
+        default="privacy,embedding,enrichment,cache",
+        description="Comma-separated stages this processor runs, in order (privacy, embedding, enrichment, cache;"
+        " enrichment and the cache need the embedding before them, and the cache comes last so that a prompt"
+        " personalised with a user's memories is only ever answered from the same memories). Empty: the"
+        " processor only validates and routes.",
     )
     input: str = Field(
         default="genloom.requests",
