@@ -25,7 +25,7 @@ def test_topics_lists_the_catalogue_with_partitions(kafka_bootstrap):
     assert result.returncode == 0, result.stderr
     rows = {m.group(1): (int(m.group(2)), int(m.group(3)))
             for m in re.finditer(r"(genloom\.[a-z.]+)\s*│\s*(\d+)\s*│\s*(\d+)", result.stdout)}
-    assert len(rows) == 9
+    assert len(rows) == 10 and rows["genloom.memory"] == (8, 8)
     assert rows["genloom.requests"] == (8, 8) and rows["genloom.jobs.text"] == (4, 4)
     assert rows["genloom.control"] == (1, 1)
     assert re.search(r"genloom\.jobs\.image\s*│.*genloom-workers-image", result.stdout)
