@@ -44,5 +44,6 @@ class EmbeddingStage:
 
 def build_stage(settings: EmbeddingSettings) -> EmbeddingStage:
     """The stage over the process's embedder (loaded here, once per process, at start)."""
-    embedder = load_embedder(settings.model, device=settings.device, max_chars=settings.max_chars)
+    embedder = load_embedder(settings.model, device=settings.device, max_chars=settings.max_chars,
+                             dtype=settings.dtype)
     return EmbeddingStage(embedder, batch_size=settings.batch_size)

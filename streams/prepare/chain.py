@@ -78,7 +78,8 @@ def build_cache(ctx: StageContext) -> Stage:
     if ctx.semantic_cache is None:
         return _CacheOff()
     # the embedding stage's model (loaded once per process and device, so this is the same object)
-    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars)
+    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars,
+                             dtype=ctx.embedding.dtype)
     return build_stage(ctx.semantic_cache, ctx.cache_settings, embedder.name)
 
 

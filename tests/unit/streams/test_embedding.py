@@ -122,3 +122,18 @@ def test_build_stage_reads_its_settings_and_shares_the_embedder():
     stage = build_stage(EmbeddingSettings(batch_size=8))
     assert stage.name == "embedding" and stage._batch_size == 8
     assert stage._embedder is load_embedder()
+
+
+@pytest.mark.slow
+def test_bfloat16_weights_give_the_float32_vectors_within_the_cache_s_tolerance():
+    from infra.models.embedder import EmbedderLoadError, load_embedder, resolve_dtype
+
+    texts = ["How do I bake sourdough bread at home?", "What is the capital city of France?", "x"]
+    full, half = load_embedder(dtype="float32"), load_embedder(dtype="bfloat16")
+    assert full is not half and load_embedder(dtype="bfloat16") is half
+    a, b = full.encode(texts), half.encode(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-4)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.999
+    assert resolve_dtype("auto", "cuda") == "float32" and resolve_dtype("float32", "cpu") == "float32"
+    with pytest.raises(EmbedderLoadError, match="unknown embedding dtype"):
+        load_embedder(dtype="int4")
