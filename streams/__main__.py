@@ -11,7 +11,8 @@ import sys
 
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
-from infra.settings.streams import CacheSettings, EmbeddingSettings, PrepareSettings, PrivacySettings, StreamsSettings
+from infra.settings.streams import (CacheSettings, EmbeddingSettings, FanoutSettings, PrepareSettings, PrivacySettings,
+                                    StreamsSettings, WebhookSettings)
 
 from .app import create_app
 from .cache import agents as cache
@@ -38,7 +39,8 @@ def main() -> None:
     semantic_cache = cache.build_cache(cache_settings, redis_url) if cache_settings.enabled else None
     prepare.register(app, topics, preparing,
                      StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
-                                  cache_settings=cache_settings, semantic_cache=semantic_cache),
+                                  cache_settings=cache_settings, semantic_cache=semantic_cache,
+                                  fanout=FanoutSettings(), webhooks=WebhookSettings()),
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))
     if settings.fanout:

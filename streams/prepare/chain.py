@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from infra.redis.client import connect
+from infra.redis.jobstore import JobStore, event_store
 from infra.redis.redactions import RedactionVault
-from infra.settings.streams import CacheSettings, EmbeddingSettings, PrivacySettings
+from infra.settings.streams import (CacheSettings, EmbeddingSettings, FanoutSettings, PrivacySettings,
+                                    WebhookSettings)
 from schemas.enums import ErrorCode
 
 from ..stages import Failure, Item, Stage
@@ -36,10 +38,19 @@ class StageContext:
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
     #: the process's semantic cache, shared with its fill agent (streams/__main__.py); None: the cache is off
     semantic_cache: object | None = None
+    #: how the fan-out applies events (replay bound, expiry, webhook outbox): a cache hit's answer is
+    #: written to the replay log as the fan-out would write it
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @cached_property
     def redis(self):
         return connect(self.redis_url) if self.redis_url else None
+
+    @cached_property
+    def events(self) -> JobStore | None:
+        """The store that applies events as the fan-out does; None without Redis."""
+        return event_store(self.redis, self.fanout, self.webhooks) if self.redis is not None else None
 
     async def aclose(self) -> None:
         if self.redis_url and "redis" in self.__dict__:
