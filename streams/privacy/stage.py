@@ -17,7 +17,7 @@ from schemas.requests import parse_request
 
 from ..stages import Failure, Item
 from .engine import PiiAnalyzer
-from .logic import Redacted, redact_batch
+from .logic import Redacted, overflow_message, redact_batch
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,8 @@ class PrivacyStage:
             try:  # a placeholder is longer than a short value: the prompt may now be over its limit
                 item.request = parse_request(result.request.model_dump(mode="json"))
             except ValidationError as exc:
-                item.end = Failure(ErrorCode.REDACTION_FAILED, "the prompt with its personal data replaced by"
-                                   f" placeholders is no longer a valid request ({exc.errors()[0]['msg']}):"
-                                   " shorten it")
+                item.end = Failure(ErrorCode.REDACTION_FAILED,
+                                   overflow_message(exc.errors(include_input=False), item.request.modality.value))
                 continue
             if result.redaction.mapping:
                 mappings[item.request.job_id] = result.redaction.mapping
