@@ -56,6 +56,9 @@ def _offline_email_recognizer():
 #: list, titles and introductions), so one huge prompt cannot hold up the batch it came in for long
 NER_MAX_CHARS = 32_000
 
+#: most characters (all texts of a batch) analysed on the caller's thread when presidio has nothing to do
+INLINE_MAX_CHARS = 2_000
+
 #: texts found clean remembered by digest (system prompts recur in every job of an application)
 CLEAN_MEMORY = 4096
 
@@ -93,6 +96,12 @@ class PiiAnalyzer:
         # about three quarters of spaCy's time and only feed presidio's context-word score boost
         nlp.nlp["en"].select_pipes(enable=["ner"])
         return AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
+
+    def cheap(self, texts: list[str]) -> bool:
+        """Whether analysing `texts` takes less than handing them to a thread: short, and with nothing
+        for presidio to look for (our recognizers take microseconds on them)."""
+        return sum(len(t) for t in texts) <= INLINE_MAX_CHARS and not any(
+            presidio_entities(t, ner=len(t) <= self._ner_max) for t in texts)
 
     def analyze(self, texts: list[str]) -> list[list[Span]]:
         """Hot path: our recognizers on every text not known clean, then presidio where it can add to them.

@@ -133,3 +133,32 @@ async def test_a_prompt_pushed_over_its_limit_by_placeholders_fails_saying_which
     assert over.end.message.startswith("params.prompt is longer than its limit of 4000 characters")
     assert label.end.message.startswith("metadata.owner is longer than its limit of 512 characters")
     assert "a@b.co" not in over.end.message + label.end.message and "shorten it" in over.end.message
+
+
+async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thread_hand_off():
+    import threading
+
+    from infra.settings.streams import PrivacySettings
+    from streams.privacy.engine import PiiAnalyzer
+    from streams.privacy.stage import PrivacyStage
+    from streams.stages import Item
+
+    class Recording(PiiAnalyzer):
+        threads: list[str] = []
+
+        def analyze(self, texts):
+            self.threads.append(threading.current_thread().name)
+            return super().analyze(texts)
+
+    analyzer = Recording(presidio=False)
+    stage = PrivacyStage(analyzer, None, PrivacySettings())
+    short = Item(parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": "Say hello."}]}}),
+                 b"k")
+    named = Item(parse_request({"modality": "text", "params": {"messages": [
+        {"role": "user", "content": "Say hello to Margaret Thornbury."}]}}), b"k")
+    await stage.run([short])
+    await stage.run([named])
+    assert analyzer.threads == [threading.current_thread().name, analyzer.threads[1]]
+    assert analyzer.threads[1] != threading.current_thread().name
+    assert named.request.params.messages[0].content == "Say hello to <PERSON_1>."
+    assert not analyzer.cheap(["a" * 2_001]) and not analyzer.cheap(["mail a@b.co"]) and analyzer.cheap(["ok", "fine"])
