@@ -98,10 +98,11 @@ class PiiAnalyzer:
         return AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
 
     def cheap(self, texts: list[str]) -> bool:
-        """Whether analysing `texts` takes less than handing them to a thread: short, and with nothing
-        for presidio to look for (our recognizers take microseconds on them)."""
-        return sum(len(t) for t in texts) <= INLINE_MAX_CHARS and not any(
-            presidio_entities(t, ner=len(t) <= self._ner_max) for t in texts)
+        """Whether analysing `texts` takes less than handing them to a thread: each is known clean, or
+        they are short with nothing for presidio to look for (our recognizers take microseconds on them)."""
+        new = [t for t in texts if _digest(t) not in self._clean]
+        return sum(len(t) for t in new) <= INLINE_MAX_CHARS and not any(
+            presidio_entities(t, ner=len(t) <= self._ner_max) for t in new)
 
     def analyze(self, texts: list[str]) -> list[list[Span]]:
         """Hot path: our recognizers on every text not known clean, then presidio where it can add to them.
@@ -110,7 +111,7 @@ class PiiAnalyzer:
         spaCy's entity recognizer, most of the cost, only on texts that may hold a name; the phone, card
         and IBAN recognizers only on texts with digits, the e-mail one only on texts with an @. The
         texts that need spaCy go through it in one `pipe` call for the whole batch."""
-        digests = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        digests = [_digest(t) for t in texts]
         todo = [i for i, d in enumerate(digests) if d not in self._clean and texts[i].strip()]
         found: list[list[Span]] = [[] for _ in texts]
         for i in todo:
@@ -165,6 +166,10 @@ def presidio_entities(text: str, *, ner: bool = True) -> list[str]:
     if sum(c.isdigit() for c in text) >= PATTERN_MIN_DIGITS:
         out += ["PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE"]
     return out
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -162,3 +162,13 @@ async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thre
     assert analyzer.threads[1] != threading.current_thread().name
     assert named.request.params.messages[0].content == "Say hello to <PERSON_1>."
     assert not analyzer.cheap(["a" * 2_001]) and not analyzer.cheap(["mail a@b.co"]) and analyzer.cheap(["ok", "fine"])
+
+
+def test_a_text_known_clean_is_cheap_however_it_looks():
+    from streams.privacy.engine import PiiAnalyzer
+
+    analyzer = PiiAnalyzer(presidio=False)
+    question = "What is the capital city of France?"  # a capital inside the sentence: spaCy would read it
+    assert not analyzer.cheap([question])
+    assert analyzer.analyze([question]) == [[]]
+    assert analyzer.cheap([question]) and not analyzer.cheap([question, "And of Spain?"])
