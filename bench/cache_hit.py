@@ -9,8 +9,11 @@ the other through `genloom.requests`, where the streams process's chain answers 
 - baseline: route `direct`, and a worker that answers every job of its tenant the moment it reads it
   (started, one token, completed): the platform's own floor for a chat, no model time;
 - genloom cache hit: route `streams`, the prompt redacted, embedded and found in the cache by the
-  streams process, its answer's events published by the chain; nothing else runs (the worker never
-  answers this tenant, so a miss would hang, and every hit is checked to have used no tokens).
+  streams process, its answer's events written to the job's replay log and published by the chain;
+  nothing else runs (the worker never answers this tenant, so a miss would hang, and every hit is
+  checked to have used no tokens). Every hit repeats one prompt word for word: after the first, the
+  privacy stage knows it clean and the embedding stage has its vector (both remembered by digest),
+  so this is an exact repeat's hit; a paraphrase's hit also pays its analysis and its embedding.
 
 Both are timed from the HTTP call to the JSON answer (httpx), alternating, `--requests` each.
 

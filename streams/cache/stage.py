@@ -31,7 +31,7 @@ class CacheStage:
             if hit is not None:
                 item.end = Answered(events=hit_events(item.request, hit))
             else:
-                misses.append((item.request.job_id, Miss(scope, vector)))
+                misses.append((item.request.job_id, Miss(scope, vector, item.request.client_job_id)))
         if misses and not await self._cache.remember_misses(misses):
             degraded = True
         if degraded:

@@ -30,15 +30,17 @@ class Miss:
 
     scope: str
     vector: np.ndarray
+    #: the job's id as its tenant gave it, for the answer's `source_job` when it serves a hit
+    client_job_id: str | None = None
 
     def to_json(self) -> bytes:
         f16 = base64.b64encode(np.asarray(self.vector, dtype="<f2").tobytes()).decode()
-        return json.dumps({"scope": self.scope, "f16": f16}).encode()
+        return json.dumps({"scope": self.scope, "f16": f16, "client_job_id": self.client_job_id}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Miss:
         data = json.loads(raw)
-        return cls(data["scope"], _from_f16(base64.b64decode(data["f16"])))
+        return cls(data["scope"], _from_f16(base64.b64decode(data["f16"])), data.get("client_job_id"))
 
 
 def _from_f16(raw: bytes) -> np.ndarray:

@@ -1,21 +1,25 @@
 """The preparation agent: thin. It polls a batch, decodes it (logic.decode), runs the chained stages
 over it (chain.run_chain) and sends what logic.plan says, in order. It replaces the routing agent on
-`genloom.requests`: routing is the chain's last step, and the topic keeps one consumer group."""
+`genloom.requests`: routing is the chain's last step, and the topic keeps one consumer group. A cache
+hit's answer also goes straight to the job's replay log (logic.replay_writes), a hop before the fan-out."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import faust
+from redis.exceptions import RedisError
 
 from infra.kafka.topics import REQUESTS
+from infra.redis.jobstore import JobStore
 from infra.settings.streams import PrepareSettings
 
 from ..app import RAW, Topics
 from ..batches import natural_batches
 from .chain import StageContext, build_stages, run_chain
-from .logic import Decoded, Out, Polled, decode, plan, rejected
+from .logic import Decoded, Out, Polled, awaiting_open, decode, plan, rejected, replay_writes
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +48,31 @@ def register(app: faust.App, topics: Topics, settings: PrepareSettings, ctx: Sta
                            for p in polled]
                 items = [d.item for d in decoded if isinstance(d, Decoded)]
                 spent = await run_chain(stages, items, skip=lambda i: settings.all_off(i.request.tenant))
+                planned = []
                 for p, d in zip(polled, decoded):
                     if isinstance(d, Decoded):
                         ran = [] if settings.all_off(d.item.request.tenant) else names
-                        outs = plan(d, stages=ran, stage_ms={n: spent[n] for n in ran if n in spent},
-                                    output=settings.output, signing_key=signing_key, moderated=moderated)
+                        planned.append(plan(d, stages=ran, stage_ms={n: spent[n] for n in ran if n in spent},
+                                            output=settings.output, signing_key=signing_key, moderated=moderated))
                     else:
-                        outs = rejected(d, p.key, withhold="privacy" in names)
+                        planned.append(rejected(d, p.key, withhold="privacy" in names))
+                if ctx.events is not None and any(o.event is not None for outs in planned for o in outs):
+                    await replay_now(ctx.events, planned)
+                for outs in planned:
                     await send(outs)
         finally:
             await ctx.aclose()
+
+    async def replay_now(store: JobStore, planned: list[list[Out]]) -> None:
+        """Cache hits' answers into their replay logs before Kafka: the client reads them a Kafka hop
+        (the fan-out's) sooner. Best effort: on a Redis error the fan-out writes them as for any job."""
+        try:
+            items = replay_writes(planned, await store.opened(awaiting_open(planned)))
+            if items:
+                await store.apply_batch(items, time.time())
+        except (RedisError, OSError) as exc:
+            log.warning("could not write cache hits to their replay logs (%s); the fan-out will",
+                        type(exc).__name__)
 
     async def send(outs: list[Out]) -> None:
         for o in outs:

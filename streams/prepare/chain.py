@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from infra.redis.client import connect
+from infra.redis.jobstore import JobStore, event_store
 from infra.redis.redactions import RedactionVault
-from infra.settings.streams import CacheSettings, EmbeddingSettings, PrivacySettings
+from infra.settings.streams import (CacheSettings, EmbeddingSettings, FanoutSettings, PrivacySettings,
+                                    WebhookSettings)
 from schemas.enums import ErrorCode
 
 from ..stages import Failure, Item, Stage
@@ -38,10 +40,19 @@ class StageContext:
     semantic_cache: object | None = None
     #: the process's memory backends (streams/memory/backends.py), shared with the memory writer; None: memory off
     memory: object | None = None
+    #: how the fan-out applies events (replay bound, expiry, webhook outbox): a cache hit's answer is
+    #: written to the replay log as the fan-out would write it
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @cached_property
     def redis(self):
         return connect(self.redis_url) if self.redis_url else None
+
+    @cached_property
+    def events(self) -> JobStore | None:
+        """The store that applies events as the fan-out does; None without Redis."""
+        return event_store(self.redis, self.fanout, self.webhooks) if self.redis is not None else None
 
     async def aclose(self) -> None:
         if self.redis_url and "redis" in self.__dict__:
@@ -80,7 +91,8 @@ def build_cache(ctx: StageContext) -> Stage:
     if ctx.semantic_cache is None:
         return _CacheOff()
     # the embedding stage's model (loaded once per process and device, so this is the same object)
-    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars)
+    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars,
+                             dtype=ctx.embedding.dtype)
     return build_stage(ctx.semantic_cache, ctx.cache_settings, embedder.name)
 
 

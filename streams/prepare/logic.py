@@ -10,8 +10,8 @@ from infra.kafka.codec import encode
 from infra.kafka.signing import SIGNATURE_HEADER, header, signature_headers
 from infra.kafka.topics import ACCEPTED_HEADER, DLQ, EVENTS, EVENTS_RAW, jobs_topic
 from schemas import AnyRequest
-from schemas.enums import EventSource
-from schemas.events import Accepted, Failed, MemoryUse, Prepared
+from schemas.enums import EventSource, EventType
+from schemas.events import Accepted, Failed, JobEvent, MemoryUse, Prepared
 
 from ..routing.logic import Rejected, route
 from ..stages import Answered, Failure, Item
@@ -42,6 +42,9 @@ class Out:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
+    #: the event `value` encodes, set where it may also go straight to the job's replay log (a cache
+    #: hit's answer: the client need not wait for the fan-out to read it back from Kafka)
+    event: JobEvent | None = None
 
 
 @dataclass
@@ -126,20 +129,22 @@ def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: s
     job = request.job_id.encode()
     headers = dict(item.headers)
     out: list[Out] = []
+    accepted: list[JobEvent] = []
     if ACCEPTED_HEADER not in headers:
-        accepted = Accepted(job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.STREAMS,
-                            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
-                            model=request.model)
-        out.append(Out(EVENTS, job, encode(accepted)))
+        accepted.append(Accepted(job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.STREAMS,
+                                 tenant=request.tenant, client_job_id=request.client_job_id,
+                                 modality=request.modality, model=request.model))
+        out.append(Out(EVENTS, job, encode(accepted[0])))
     end = item.end
     if isinstance(end, Failure):
         failed = Failed(job_id=request.job_id, seq=_NEXT_SEQ, source=EventSource.STREAMS, code=end.code,
                         message=end.message, retryable=end.retryable)
         return [*out, Out(EVENTS, job, encode(failed))]
     if isinstance(end, Answered):
-        topic = EVENTS_RAW if moderated else EVENTS
-        return [*out, *(Out(topic, job, encode(e.model_copy(update={"seq": _NEXT_SEQ + i})))
-                        for i, e in enumerate(end.events))]
+        events = [e.model_copy(update={"seq": _NEXT_SEQ + i}) for i, e in enumerate(end.events)]
+        if moderated:  # the moderation gate releases the answer's text: never straight to Redis
+            return [*out, *(Out(EVENTS_RAW, job, encode(e)) for e in events)]
+        return [Out(EVENTS, job, encode(e), event=e) for e in [*accepted, *events]]
     report = Report(stages, list(item.degraded), dict(item.redactions), stage_ms,
                     tuple(m.model_dump(mode="json") for m in item.memories)).merged_into(
         headers.get(PREPARED_HEADER))
@@ -158,4 +163,27 @@ def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: s
     else:  # a split-out stage: the next processor reads this topic, and reports for all of them
         out.append(Out(output, item.key, encode(request),
                        [(ACCEPTED_HEADER, b"1"), (PREPARED_HEADER, report.header()), *sig]))
+    return out
+
+
+def awaiting_open(planned: list[list[Out]]) -> list[str]:
+    """Jobs whose answer (`Out.event` set) does not start with their `accepted`: the gateway published
+    it, and it may not be in the replay log yet."""
+    return [outs[0].event.job_id for outs in planned
+            if outs and outs[0].event is not None and outs[0].event.type is not EventType.ACCEPTED]
+
+
+def replay_writes(planned: list[list[Out]], opened: set[str]) -> list[tuple[JobEvent, bytes]]:
+    """The answered jobs' events to write straight to their replay logs, in order (the fan-out applies
+    the same events from Kafka later, where they are dropped as duplicates).
+
+    A job's are written only when its log already holds its first event or the write starts with it
+    (`opened`: `awaiting_open` jobs whose log has an entry). Otherwise the answer would open the log
+    and the gateway's `accepted`, still on its way through the fan-out, would be dropped there as
+    coming after the terminal event: such a job is left to the fan-out alone."""
+    out: list[tuple[JobEvent, bytes]] = []
+    for outs in planned:
+        events = [(o.event, o.value) for o in outs if o.event is not None]
+        if events and (events[0][0].type is EventType.ACCEPTED or events[0][0].job_id in opened):
+            out += events
     return out

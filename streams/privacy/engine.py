@@ -1,8 +1,8 @@
 """presidio with the spaCy model that ships in a wheel, plus our own recognizers (recognizers.py).
 
 Building the analyzer loads spaCy (about a second or two), so it is built once per process
-(`shared_analyzer`) and then analyses whole batches: presidio's BatchAnalyzerEngine runs spaCy's
-`pipe` over every text of the batch at once. Nothing here reaches the network: the spaCy model is
+(`shared_analyzer`) and then analyses whole batches: spaCy's `pipe` runs over every text of the batch
+that needs it at once (`PiiAnalyzer.analyze`). Nothing here reaches the network: the spaCy model is
 named explicitly (presidio's default would download en_core_web_lg) and the e-mail recognizer's
 domain check uses tldextract's bundled suffix list instead of fetching one.
 """
@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 from schemas.redaction import Entity
 
+from .names import may_hold_name
 from .recognizers import FOOD_WORDS, Span, find_all, resolve
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ def _offline_email_recognizer():
 #: list, titles and introductions), so one huge prompt cannot hold up the batch it came in for long
 NER_MAX_CHARS = 32_000
 
+#: most characters (all texts of a batch) analysed on the caller's thread when presidio has nothing to do
+INLINE_MAX_CHARS = 2_000
+
 #: texts found clean remembered by digest (system prompts recur in every job of an application)
 CLEAN_MEMORY = 4096
 
@@ -70,14 +74,14 @@ class PiiAnalyzer:
         self._ner_max = ner_max_chars
         self._clean: OrderedDict[bytes, None] = OrderedDict()
         self._threshold = score_threshold
-        self._batch = None
+        self._engine = None
         self._lock = threading.Lock()  # spaCy pipelines are not safe to run from two threads at once
         if presidio:
-            self._batch = self._build()
+            self._engine = self._build()
 
     @staticmethod
     def _build():
-        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
 
         nlp = NlpEngineProvider(nlp_configuration={
@@ -91,25 +95,32 @@ class PiiAnalyzer:
         # only the entity recognizer: the tagger, parser and lemmatizer (which share one tok2vec) cost
         # about three quarters of spaCy's time and only feed presidio's context-word score boost
         nlp.nlp["en"].select_pipes(enable=["ner"])
-        engine = AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
-        return BatchAnalyzerEngine(engine)
+        return AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
+
+    def cheap(self, texts: list[str]) -> bool:
+        """Whether analysing `texts` takes less than handing them to a thread: each is known clean, or
+        they are short with nothing for presidio to look for (our recognizers take microseconds on them)."""
+        new = [t for t in texts if _digest(t) not in self._clean]
+        return sum(len(t) for t in new) <= INLINE_MAX_CHARS and not any(
+            presidio_entities(t, ner=len(t) <= self._ner_max) for t in new)
 
     def analyze(self, texts: list[str]) -> list[list[Span]]:
-        """Hot path: one presidio batch call for all of `texts` not known clean, then our recognizers."""
-        digests = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        """Hot path: our recognizers on every text not known clean, then presidio where it can add to them.
+
+        presidio runs per text only the recognizers that can find something in it (`presidio_entities`):
+        spaCy's entity recognizer, most of the cost, only on texts that may hold a name; the phone, card
+        and IBAN recognizers only on texts with digits, the e-mail one only on texts with an @. The
+        texts that need spaCy go through it in one `pipe` call for the whole batch."""
+        digests = [_digest(t) for t in texts]
         todo = [i for i, d in enumerate(digests) if d not in self._clean and texts[i].strip()]
         found: list[list[Span]] = [[] for _ in texts]
         for i in todo:
             found[i] = find_all(texts[i])
-        ner = [i for i in todo if len(texts[i]) <= self._ner_max]
-        if self._batch is not None and ner:
+        if self._engine is not None:
+            wanted = {i: presidio_entities(texts[i], ner=len(texts[i]) <= self._ner_max) for i in todo}
             with self._lock:
-                results = self._batch.analyze_iterator(
-                    [_encodable(texts[i]) for i in ner], language="en", entities=list(PRESIDIO_ENTITIES),
-                    score_threshold=self._threshold, batch_size=len(ner),
-                )
-                for i, result in zip(ner, results):
-                    found[i] += [Span(r.start, r.end, PRESIDIO_ENTITIES[r.entity_type], r.score) for r in result
+                for i, results in self._presidio({i: e for i, e in wanted.items() if e}, texts):
+                    found[i] += [Span(r.start, r.end, PRESIDIO_ENTITIES[r.entity_type], r.score) for r in results
                                  if r.entity_type in PRESIDIO_ENTITIES and _plausible(texts[i], r)]
         out = [resolve(_trim(texts[i], spans)) for i, spans in enumerate(found)]
         with self._lock:
@@ -119,6 +130,46 @@ class PiiAnalyzer:
                     if len(self._clean) > CLEAN_MEMORY:
                         self._clean.popitem(last=False)
         return out
+
+    def _presidio(self, wanted: dict[int, list[str]], texts: list[str]):
+        """(index, presidio results) per text of `wanted` (index -> entities to look for)."""
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+
+        engine, nlp = self._engine, self._engine.nlp_engine
+        named = [i for i, entities in wanted.items() if "PERSON" in entities]
+        artifacts = nlp.process_batch([_encodable(texts[i]) for i in named], language="en", batch_size=max(1, len(named)))
+        for i, (_, art) in zip(named, artifacts):
+            yield i, engine.analyze(_encodable(texts[i]), language="en", entities=wanted[i], nlp_artifacts=art,
+                                    score_threshold=self._threshold)
+        tokenizer = nlp.nlp["en"].tokenizer
+        for i in (i for i, entities in wanted.items() if "PERSON" not in entities):
+            # no entity recognizer: the pattern recognizers need only the tokens (for their context words)
+            doc = tokenizer(_encodable(texts[i]))
+            art = NlpArtifacts(entities=[], tokens=doc, tokens_indices=[t.idx for t in doc],
+                               lemmas=[t.lemma_ for t in doc], nlp_engine=nlp, language="en", scores=[])
+            yield i, engine.analyze(_encodable(texts[i]), language="en", entities=wanted[i], nlp_artifacts=art,
+                                    score_threshold=self._threshold)
+
+
+#: fewest digits in a text before presidio's phone, card and IBAN recognizers are run on it (each
+#: needs more: a phone number or an IBAN many, a card twelve or more)
+PATTERN_MIN_DIGITS = 5
+
+
+def presidio_entities(text: str, *, ner: bool = True) -> list[str]:
+    """The presidio entities worth looking for in `text`: a person only where spaCy may find one that
+    is kept (`ner`: the text is short enough for spaCy at all), e-mail only with an @, the rest only
+    with digits. Our own recognizers search every text for all of them anyway."""
+    out = ["PERSON"] if ner and may_hold_name(text) else []
+    if "@" in text:
+        out.append("EMAIL_ADDRESS")
+    if sum(c.isdigit() for c in text) >= PATTERN_MIN_DIGITS:
+        out += ["PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE"]
+    return out
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -136,3 +136,19 @@ def redact_texts(texts: list[str], analyze: Analyze) -> list[str]:
     found = analyze(texts) if texts else []
     job = JobRedaction()
     return [job.apply(t, s) for t, s in zip(texts, same_people(texts, found))]
+
+
+def overflow_message(errors: list[dict], modality: str) -> str:
+    """What a client is told when its job, valid as sent, is not once its values are replaced by
+    placeholders (`<EMAIL_1>` is longer than "a@b.co"): which field, by how much, what to do.
+
+    The job fails instead of being cut to fit: a cut prompt would be run as something the client did
+    not ask for, without telling them. `errors` are pydantic's, taken without their input (the text)."""
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    field = ".".join(loc[1:] if loc and loc[0] == modality else loc) or "the request"
+    limit = (first.get("ctx") or {}).get("max_length")
+    if first.get("type") != "string_too_long" or limit is None:
+        return f"{field} is no longer valid once its personal data is replaced by placeholders ({first.get('msg')})"
+    return (f"{field} is longer than its limit of {limit} characters once its personal data is replaced by"
+            " placeholders (such as <EMAIL_1>, longer than a short value): shorten it, leaving room for them")

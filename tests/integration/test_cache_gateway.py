@@ -67,12 +67,13 @@ async def test_a_paraphrase_is_answered_from_the_cache_like_a_generated_answer(s
     events = [entry.event for entry in await edge_store.entries(scoped_job_id(TENANT, "cache-gw-hit-2"))]
     started = next(e for e in events if isinstance(e, Started))
     completed = next(e for e in events if isinstance(e, Completed))
-    assert started.cache.source_job == completed.cache.source_job == SOURCE
+    # the tenant's own id of the source job, as every other surface shows it (never the scoped one)
+    assert started.cache.source_job == completed.cache.source_job == "cache-gw-src"
     assert 0.85 <= completed.cache.similarity <= 1.0 and started.model == model
     async with GenloomClient(gateway_url_b, edge_keys[TENANT]) as client:  # the job API shows it too
         job = await client.get("cache-gw-hit-2")
     assert job["status"] == "completed" and job["result"]["text"] == ANSWER
-    assert job["cache"]["source_job"] == SOURCE and job["usage"]["completion_tokens"] == 0
+    assert job["cache"]["source_job"] == "cache-gw-src" and job["usage"]["completion_tokens"] == 0
 
 
 async def _filled(redis) -> bool:

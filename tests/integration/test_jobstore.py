@@ -289,3 +289,13 @@ async def test_the_same_request_of_a_lost_job_runs_again_under_its_id(store):
     assert isinstance(await _apply(store, _ev(Completed, job, 1, attempt=6, text="ok")), Appended)
     assert (await store.load(job)).status == JobStatus.COMPLETED
     assert await store.admit(job, _record(tenant), max_inflight=5) == Existing("f1", tenant)
+
+
+async def test_opened_names_the_jobs_whose_replay_log_has_an_entry(store):
+    admitted, applied, unknown = _id("op-admitted"), _id("op-applied"), _id("op-unknown")
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    assert await store.admit(admitted, _record(tenant), max_inflight=5) == Admitted()
+    assert await store.admit(applied, _record(tenant), max_inflight=5) == Admitted()
+    await _apply(store, _ev(Accepted, applied, 0, tenant=tenant, modality=Modality.TEXT))
+    assert await store.opened([admitted, applied, unknown]) == {applied}
+    assert await store.opened([]) == set()

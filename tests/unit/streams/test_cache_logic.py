@@ -176,10 +176,13 @@ def test_hit_events_look_like_a_generated_answer_marked_as_a_hit():
 
 def test_answer_and_miss_round_trip_through_json():
     a = answer("j", text="héllo ✓")
-    assert Answer.from_json(a.to_json()) == a
-    miss = Miss("scope", unit(3, 4))
+    assert Answer.from_json(a.to_json()) == a and a.source_job == "j"  # stored before ids were scoped
+    scoped = Answer("j0123", "x", FinishReason.STOP, MODEL, 1.0, client_job_id="mine")
+    assert Answer.from_json(scoped.to_json()) == scoped and scoped.source_job == "mine"
+    miss = Miss("scope", unit(3, 4), "mine")
     back = Miss.from_json(miss.to_json())
     assert back.scope == "scope" and np.allclose(back.vector, miss.vector, atol=1e-3)
+    assert back.client_job_id == "mine"
 
 
 # --- key terms -----------------------------------------------------------------------------------

@@ -80,3 +80,19 @@ async def test_one_batch_answers_its_hits_and_remembers_its_misses():
     await stage.run(batch)
     assert isinstance(batch[0].end, Answered) and batch[1].pending
     assert list(await cache.claim(["b1", "b2"])) == ["b2"]
+
+
+async def test_a_hit_names_its_source_by_the_tenant_s_own_id():
+    """Workers, Redis and the cache know a job by its scoped id; the tenant sees the id it gave."""
+    from schemas.requests import qualified
+
+    cache = local_cache()
+    stage, filler = CacheStage(cache, TenantPolicy(), "e"), CacheFiller(cache)
+    source = qualified(request("my-first-question"))
+    assert source.job_id != "my-first-question"
+    await stage.run([Item(source, b"k", embedding=vec(7))])
+    await filler.handle(worker_events(source.job_id, "Paris."))
+    hit = Item(qualified(request("my-second-question")), b"k", embedding=vec(7))
+    await stage.run([hit])
+    started, completed = hit.end.events[0], hit.end.events[-1]
+    assert started.cache.source_job == completed.cache.source_job == "my-first-question"

@@ -12,6 +12,11 @@ from streams.embedding.logic import SHORT_TURN_CHARS, chat_text, pack, prompt_te
 from streams.stages import Failure, Item
 
 
+def vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=384).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
 def chat(*messages: tuple[str, str]):
     return parse_request({"modality": "text",
                           "params": {"messages": [{"role": r, "content": c} for r, c in messages]}})
@@ -122,3 +127,50 @@ def test_build_stage_reads_its_settings_and_shares_the_embedder():
     stage = build_stage(EmbeddingSettings(batch_size=8))
     assert stage.name == "embedding" and stage._batch_size == 8
     assert stage._embedder is load_embedder()
+
+
+@pytest.mark.slow
+def test_bfloat16_weights_give_the_float32_vectors_within_the_cache_s_tolerance():
+    from infra.models.embedder import EmbedderLoadError, load_embedder, resolve_dtype
+
+    texts = ["How do I bake sourdough bread at home?", "What is the capital city of France?", "x"]
+    full, half = load_embedder(dtype="float32"), load_embedder(dtype="bfloat16")
+    assert full is not half and load_embedder(dtype="bfloat16") is half
+    a, b = full.encode(texts), half.encode(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-4)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.999
+    assert resolve_dtype("auto", "cuda") == "float32" and resolve_dtype("float32", "cpu") == "float32"
+    with pytest.raises(EmbedderLoadError, match="unknown embedding dtype"):
+        load_embedder(dtype="int4")
+
+
+async def test_a_prompt_asked_again_is_not_embedded_again():
+    from infra.models.embedder import Embedder
+    from streams.embedding.stage import EmbeddingStage
+
+    class Counting(Embedder):
+        """A stand-in model: one vector per distinct text, and a record of what it was asked."""
+
+        def __init__(self) -> None:
+            self.name, self.dims, self.max_chars, self.asked = "counting", 384, 100, []
+
+        def encode(self, texts, batch_size=64):
+            self.asked.append(list(texts))
+            return np.stack([vec(sum(map(ord, t))) for t in texts])
+
+    model = Counting()
+    stage = EmbeddingStage(model, recent=2)
+    first = [Item(chat(("user", q)), b"k") for q in ("What is a cat?", "What is a dog?", "What is a cat?")]
+    await stage.run(first)
+    assert model.asked == [["What is a cat?", "What is a dog?"]]  # a repeat within the batch: once
+    assert np.array_equal(first[0].embedding, first[2].embedding) and first[0].request.embedding is not None
+    again = [Item(chat(("user", "What is a dog?")), b"k"), Item(chat(("user", "What is a cow?")), b"k")]
+    await stage.run(again)
+    assert model.asked[1:] == [["What is a cow?"]]
+    assert np.array_equal(again[0].embedding, first[1].embedding)
+    await stage.run([Item(chat(("user", "What is a cat?")), b"k")])  # fell out: only the last 2 are kept
+    assert model.asked[2:] == [["What is a cat?"]]
+    off = EmbeddingStage(model, recent=0)
+    await off.run([Item(chat(("user", "What is a cow?")), b"k")])
+    await off.run([Item(chat(("user", "What is a cow?")), b"k")])
+    assert model.asked[3:] == [["What is a cow?"], ["What is a cow?"]]

@@ -12,7 +12,8 @@ from schemas.enums import ErrorCode, EventSource
 from schemas.events import Completed, MemoryUse, Started
 from schemas.requests import scoped_job_id
 from streams.prepare.chain import run_chain
-from streams.prepare.logic import PREPARED_HEADER, WITHHELD, Decoded, Polled, decode, plan, rejected
+from streams.prepare.logic import (PREPARED_HEADER, WITHHELD, Decoded, Polled, awaiting_open, decode, plan, rejected,
+                                   replay_writes)
 from streams.privacy.engine import PiiAnalyzer
 from streams.privacy.stage import PrivacyStage
 from streams.stages import Answered
@@ -103,6 +104,35 @@ def test_an_answered_job_is_published_on_the_moderated_topic_numbered_after_acce
     assert [(o.topic, parse_event(o.value).seq) for o in moderated] == [(EVENTS_RAW, 1), (EVENTS_RAW, 2)]
     assert {o.topic for o in plan(d, stages=[], stage_ms={}, output="jobs", signing_key=KEY, moderated=False)} == {
         EVENTS}
+
+
+def _answered(job: str, *headers) -> Decoded:
+    d = decoded(chat(job, "hi"), *headers)
+    d.item.end = Answered([
+        Started(job_id=d.item.request.job_id, seq=0, source=EventSource.STREAMS, worker="cache",
+                model={"id": "m", "device": "cpu", "dtype": "float32"}),
+        Completed(job_id=d.item.request.job_id, seq=1, source=EventSource.STREAMS, text="cached"),
+    ])
+    return d
+
+
+def test_a_hit_goes_straight_to_its_replay_log_only_once_the_log_is_opened_and_never_when_moderated():
+    by_gateway = _answered("j8", (ACCEPTED_HEADER, b"1"))  # its accepted travels through the fan-out
+    by_producer = _answered("j9")  # no gateway: the answer starts with this processor's accepted
+    prepared = decoded(chat("j10", "hi"), (ACCEPTED_HEADER, b"1"))  # no answer: nothing straight to Redis
+    planned = [plan(d, stages=["cache"], stage_ms={}, output="jobs", signing_key=KEY, moderated=False)
+               for d in (by_gateway, by_producer, prepared)]
+    assert awaiting_open(planned) == [by_gateway.item.request.job_id]
+    direct = replay_writes(planned, opened=set())
+    assert [(e.job_id, e.type.value, e.seq) for e, _ in direct] == [
+        (by_producer.item.request.job_id, "accepted", 0), (by_producer.item.request.job_id, "started", 1),
+        (by_producer.item.request.job_id, "completed", 2)]
+    assert all(parse_event(payload) == event for event, payload in direct)  # the bytes Kafka gets too
+    both = replay_writes(planned, opened={by_gateway.item.request.job_id})
+    assert [e.job_id for e, _ in both][:2] == [by_gateway.item.request.job_id] * 2 and len(both) == 5
+    moderated = [plan(d, stages=["cache"], stage_ms={}, output="jobs", signing_key=KEY, moderated=True)
+                 for d in (by_gateway, by_producer)]
+    assert awaiting_open(moderated) == [] and replay_writes(moderated, opened={by_gateway.item.request.job_id}) == []
 
 
 async def test_a_split_out_stage_forwards_its_report_and_the_last_processor_merges_it():

@@ -54,3 +54,25 @@ def test_a_field_longer_than_the_ner_limit_is_searched_by_our_recognizers_only()
     assert [s.entity.value for s in capped.analyze([text])[0]] == ["PERSON", "CARD"]  # spaCy found the name
     long = text + " and more" * 20
     assert [s.entity.value for s in capped.analyze([long])[0]] == ["CARD"]
+
+
+def test_spacy_is_spared_only_where_it_could_add_no_name(analyzer, monkeypatch):
+    """Texts without a name cue skip the entity recognizer, yet every pattern type is still found."""
+    seen: list[str] = []
+    nlp = analyzer._engine.nlp_engine
+    real = nlp.process_batch
+
+    def spy(texts, **kwargs):
+        seen.extend(texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(nlp, "process_batch", spy)
+    texts = ["Name a colour. Say hello to the team.",
+             "Please write to ada.l@example.org or call +44 20 7946 0958, card 4111 1111 1111 1111.",
+             "What did Margaret Thornbury say?",
+             "Ask 田中 about it."]
+    spans = analyzer.analyze(texts)
+    assert seen == texts[2:]
+    assert spans[0] == []
+    assert [s.entity.value for s in spans[1]] == ["EMAIL", "PHONE", "CARD"]
+    assert [s.entity.value for s in spans[2]] == ["PERSON"]

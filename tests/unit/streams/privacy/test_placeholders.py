@@ -114,3 +114,61 @@ def test_a_chat_message_author_name_is_redacted_like_the_text():
     messages = out.request.params.messages
     assert [m.name for m in messages] == ["<PERSON_1>", None]
     assert messages[1].content == "I am <PERSON_1>" and messages[0].content == "hello"
+
+
+async def test_a_prompt_pushed_over_its_limit_by_placeholders_fails_saying_which_field_and_what_to_do():
+    from infra.settings.streams import PrivacySettings
+    from schemas.enums import ErrorCode
+    from streams.privacy.engine import PiiAnalyzer
+    from streams.privacy.stage import PrivacyStage
+    from streams.stages import Item
+
+    full = " ".join(f"a{i}@b.co" for i in range(560))[:4000]  # at the limit as sent; longer once redacted
+    over = Item(parse_request({"modality": "image", "params": {"prompt": full}}), b"k")
+    label = Item(parse_request({"modality": "image", "params": {"prompt": "waves"},
+                                "metadata": {"owner": "x" * 505 + " a@b.co"}}), b"k")
+    fits = Item(parse_request({"modality": "image", "params": {"prompt": "waves, mail a@b.co"}}), b"k")
+    await PrivacyStage(PiiAnalyzer(presidio=False), None, PrivacySettings()).run([over, label, fits])
+    assert over.end.code == label.end.code == ErrorCode.REDACTION_FAILED and fits.pending
+    assert over.end.message.startswith("params.prompt is longer than its limit of 4000 characters")
+    assert label.end.message.startswith("metadata.owner is longer than its limit of 512 characters")
+    assert "a@b.co" not in over.end.message + label.end.message and "shorten it" in over.end.message
+
+
+async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thread_hand_off():
+    import threading
+
+    from infra.settings.streams import PrivacySettings
+    from streams.privacy.engine import PiiAnalyzer
+    from streams.privacy.stage import PrivacyStage
+    from streams.stages import Item
+
+    class Recording(PiiAnalyzer):
+        threads: list[str] = []
+
+        def analyze(self, texts):
+            self.threads.append(threading.current_thread().name)
+            return super().analyze(texts)
+
+    analyzer = Recording(presidio=False)
+    stage = PrivacyStage(analyzer, None, PrivacySettings())
+    short = Item(parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": "Say hello."}]}}),
+                 b"k")
+    named = Item(parse_request({"modality": "text", "params": {"messages": [
+        {"role": "user", "content": "Say hello to Margaret Thornbury."}]}}), b"k")
+    await stage.run([short])
+    await stage.run([named])
+    assert analyzer.threads == [threading.current_thread().name, analyzer.threads[1]]
+    assert analyzer.threads[1] != threading.current_thread().name
+    assert named.request.params.messages[0].content == "Say hello to <PERSON_1>."
+    assert not analyzer.cheap(["a" * 2_001]) and not analyzer.cheap(["mail a@b.co"]) and analyzer.cheap(["ok", "fine"])
+
+
+def test_a_text_known_clean_is_cheap_however_it_looks():
+    from streams.privacy.engine import PiiAnalyzer
+
+    analyzer = PiiAnalyzer(presidio=False)
+    question = "What is the capital city of France?"  # a capital inside the sentence: spaCy would read it
+    assert not analyzer.cheap([question])
+    assert analyzer.analyze([question]) == [[]]
+    assert analyzer.cheap([question]) and not analyzer.cheap([question, "And of Spain?"])
