@@ -171,7 +171,7 @@ async def get_memory(user: str, request: Request, tenant: str = Depends(tenant_o
     access, scoped = _access(request), scoped_user(tenant, user, "user")
     profile = await (await access.store()).get_profile(tenant, scoped)
     enabled = access.settings.remembers(tenant) and (profile is None or profile.memory_enabled)
-    return MemoryStatus(user=user, enabled=enabled, retention_days=access.settings.retention_days)
+    return MemoryStatus(user=user, enabled=enabled, retention_days=access.settings.retention_days_for(tenant))
 
 
 @router.put("/users/{user}/memory", response_model=MemoryStatus, summary="Turn memory on or off for a user",
@@ -189,4 +189,4 @@ async def put_memory(user: str, request: Request, tenant: str = Depends(tenant_o
     profile.updated_at = now
     await store.put_profile(profile)
     return MemoryStatus(user=user, enabled=consent.enabled and access.settings.remembers(tenant),
-                        retention_days=access.settings.retention_days)
+                        retention_days=access.settings.retention_days_for(tenant))

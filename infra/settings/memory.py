@@ -3,7 +3,7 @@ enrichment stage and the memory writer (streams/enrichment, streams/memory)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,11 @@ class MemorySettings(BaseSettings):
     weaviate_url: str = Field(default="", description="Weaviate HTTP URL (for `weaviate`), e.g. http://weaviate:8080.")
     weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535, description="Weaviate gRPC port.")
     retention_days: float = Field(default=365.0, gt=0, description="Days a memory is kept before the sweep deletes it.")
+    tenant_retention_days: str = Field(
+        default="",
+        description="Per-tenant retention overriding GENLOOM_MEMORY_RETENTION_DAYS, as `tenant=days` pairs separated by"
+        " commas (e.g. `acme=30,beta=7`).",
+    )
     sweep_interval_s: float = Field(default=3600.0, gt=0, description="Seconds between retention sweeps.")
     top_k: int = Field(default=8, ge=1, le=100, description="Most memories put into one prompt.")
     budget_tokens: int = Field(default=256, ge=16, description="Most tokens of memory put into one prompt.")
@@ -50,9 +55,36 @@ class MemorySettings(BaseSettings):
         " 202 with a URL to follow it."
     )
 
+    @model_validator(mode="after")
+    def _retention_pairs_parse(self) -> MemorySettings:
+        self._tenant_days()  # a malformed list is an error at start, not at the first job
+        return self
+
     def remembers(self, tenant: str) -> bool:
         return self.enabled and tenant not in _names(self.off_tenants)
 
     @property
     def retention_s(self) -> float:
         return self.retention_days * 86400.0
+
+    def retention_days_for(self, tenant: str) -> float:
+        return self._tenant_days().get(tenant, self.retention_days)
+
+    def retention_s_for(self, tenant: str) -> float:
+        return self.retention_days_for(tenant) * 86400.0
+
+    def _tenant_days(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pair in self.tenant_retention_days.split(","):
+            if not pair.strip():
+                continue
+            tenant, sep, days = pair.partition("=")
+            try:
+                value = float(days)
+            except ValueError:
+                value = -1.0
+            if not sep or not tenant.strip() or not value > 0:
+                raise ValueError(f"GENLOOM_MEMORY_TENANT_RETENTION_DAYS: {pair.strip()!r} is not `tenant=days` with"
+                                 " days > 0")
+            out[tenant.strip()] = value
+        return out

@@ -75,10 +75,11 @@ class MemoryWriter:
         note = PendingJob.loads(raw) if raw else None
         if note is None:
             return False
-        interaction = note.interaction(job_id, text, retention_s=self.settings.retention_s)
+        retention_s = self.settings.retention_s_for(note.tenant)
+        interaction = note.interaction(job_id, text, retention_s=retention_s)
         await self.backends.start()
         store, index = self.backends.store, self.backends.index
-        await remember(store, index, self._embed, interaction, now=time.time(), retention_s=self.settings.retention_s)
+        await remember(store, index, self._embed, interaction, now=time.time(), retention_s=retention_s)
         if note.session and text and self.backends.sessions is not None:
             await self.backends.sessions.append(note.tenant, note.user, note.session,
                                                 Turn("assistant", interaction.answer or "", job_id, time.time()))
@@ -92,10 +93,11 @@ class MemoryWriter:
         now = time.time()
         feedback = Feedback(id=cmd.id, tenant=cmd.tenant, user=cmd.user, job_id=cmd.job_id, rating=cmd.rating,
                             correction=texts[0] or None, preference=texts[1] or None, created_at=cmd.ts,
-                            expires_at=now + self.settings.retention_s)
+                            expires_at=now + self.settings.retention_s_for(cmd.tenant))
         await self.backends.start()
         store, index = self.backends.store, self.backends.index
-        await apply_feedback(store, index, self._embed, feedback, now=now, retention_s=self.settings.retention_s)
+        await apply_feedback(store, index, self._embed, feedback, now=now,
+                             retention_s=self.settings.retention_s_for(cmd.tenant))
 
     async def on_erase(self, cmd: EraseUser) -> ErasureReport:
         await self.backends.start()

@@ -49,3 +49,17 @@ def test_only_possible_completed_events_are_parsed_and_a_bad_note_is_none():
     assert is_completed(b'{"type":"completed","job_id":"j"}')
     assert not is_completed(b'{"type":"token","text":"x"}') and not is_completed(None) and not is_completed(b"")
     assert PendingJob.loads(b"not json") is None and PendingJob.loads(b'{"tenant": "t"}') is None
+
+
+def test_retention_is_per_tenant_where_set_and_a_bad_list_fails_at_start():
+    import pytest
+    from pydantic import ValidationError
+
+    settings = MemorySettings(retention_days=365, tenant_retention_days="acme=30, beta=0.5")
+    assert settings.retention_days_for("acme") == 30 and settings.retention_days_for("other") == 365
+    assert settings.retention_s_for("beta") == 43200
+    note = pending_job(_chat(("user", "hi")), settings, now=0.0)
+    assert note.interaction("j", None, retention_s=settings.retention_s_for("t")).expires_at == 365 * 86400
+    for bad in ("acme", "acme=0", "=3", "acme=soon"):
+        with pytest.raises(ValidationError):
+            MemorySettings(tenant_retention_days=bad)
