@@ -158,6 +158,14 @@ class ModerationVerdict(_EventBase):
     categories: list[str] = Field(default_factory=list, description="Categories that fired.")
     score: float = Field(ge=0.0, le=1.0, description="Highest category score.")
     model: str = Field(description="Classifier that decided.")
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="Score of every category checked (ModerationCategory values), 0 to 1."
+    )
+    reason: str | None = Field(
+        default=None, max_length=512,
+        description="Why, when no category decided: the tenant's block list, or the classifier was down and the"
+        " tenant's policy failed open or closed.",
+    )
 
 
 class Prepared(_EventBase):

@@ -8,13 +8,13 @@ import pytest
 
 from infra.kafka.codec import encode
 from infra.kafka.emitter import EventEmitter
+from infra.moderation.moderator import blocklist_moderator
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW
 from schemas import EventSource
 from schemas.events import Completed, Started, TokenDelta, Usage, ModelInfo
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import job_events, read_topic, serving
 from workers.moderation.gate import ModerationGate
-from workers.moderation.policy import BlocklistClassifier
 from workers.moderation.runner import GROUP
 from workers.wiring import gate_runner
 
@@ -24,7 +24,7 @@ MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
 
 @pytest.fixture(scope="module")
 async def gate(kafka_bootstrap):
-    runner = gate_runner(ModerationGate(BlocklistClassifier(["forbidden"]), window_chars=16),
+    runner = gate_runner(ModerationGate(blocklist_moderator(["forbidden"]), window_chars=16),
                         bootstrap=kafka_bootstrap, **FAST_GROUP)
     async with serving(runner):
         yield runner

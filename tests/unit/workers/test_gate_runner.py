@@ -8,13 +8,13 @@ from aiokafka import TopicPartition
 
 from infra.kafka.codec import decode_event
 from infra.kafka.emitter import EventEmitter
+from infra.moderation.moderator import blocklist_moderator
 from infra.kafka.topics import CONTROL, DLQ, EVENTS, EVENTS_RAW
 from schemas import ErrorCode, EventSource
 from schemas.dlq import DeadLetter
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
 from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer
 from workers.moderation.gate import ModerationGate
-from workers.moderation.policy import BlocklistClassifier
 from workers.moderation.runner import GateRunner
 
 MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
@@ -34,7 +34,7 @@ async def test_blocked_text_is_held_back_cancelled_and_committed_once_per_batch(
     for text in ["Once upon ", "a time there ", "was a forb", "idden word ", "and more"]:
         await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
     await worker.emit(Completed, "j", 1, usage=Usage(completion_tokens=5))
-    runner, consumer = await gate_over(log, BlocklistClassifier(["forbidden"]))
+    runner, consumer = await gate_over(log, blocklist_moderator(["forbidden"]))
     await runner.run(burst=True)
     released = [decode_event(m.value) for m in log.read(EVENTS)]
     assert [e.type for e in released][-2:] == ["moderation", "completed"]

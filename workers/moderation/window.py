@@ -1,0 +1,43 @@
+"""`TextWindow` (pure): token text held back until the window that contains it passed moderation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: text that ends a sentence: a window closes there, so a check sees whole sentences when it can
+SENTENCE_ENDS = (".", "!", "?", "\n", "…", "。")
+#: characters of released text kept as context for the next check, so a phrase split across two
+#: windows is still seen whole
+CONTEXT_CHARS = 96
+
+
+@dataclass
+class TextWindow:
+    """One job's held-back output. It closes at a sentence end, after `max_tokens` tokens or after
+    `max_chars` characters, whichever comes first, so the hold-back is bounded."""
+
+    max_chars: int
+    max_tokens: int = 16
+    pending_text: str = ""
+    pending_tokens: int = 0
+    pending_events: list = field(default_factory=list)
+    context: str = ""
+
+    def add(self, text: str, tokens: int, event) -> bool:
+        """Hold an event; True when the window is full and should be checked."""
+        self.pending_text += text
+        self.pending_tokens += tokens
+        self.pending_events.append(event)
+        return (len(self.pending_text) >= self.max_chars or self.pending_tokens >= self.max_tokens
+                or self.pending_text.rstrip(" \"')]").endswith(SENTENCE_ENDS))
+
+    def check_text(self) -> str:
+        return self.context + self.pending_text
+
+    def release(self) -> list:
+        events = self.pending_events
+        self.context = (self.context + self.pending_text)[-CONTEXT_CHARS:]
+        self.pending_text = ""
+        self.pending_tokens = 0
+        self.pending_events = []
+        return events
