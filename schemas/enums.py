@@ -157,6 +157,9 @@ class ErrorCode(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     #: moderation blocked the prompt or the output
     CONTENT_FILTERED = "content_filtered"
+    #: content_filtered as the OpenAI-compatible endpoints name it (OpenAI's code for a prompt its
+    #: usage policy refuses), so OpenAI clients recognise the refusal
+    CONTENT_POLICY_VIOLATION = "content_policy_violation"
     #: the message on a topic could not be decoded or validated
     MALFORMED_MESSAGE = "malformed_message"
     #: the message is larger than the topic allows

@@ -38,7 +38,8 @@ def main() -> None:
     semantic_cache = cache.build_cache(cache_settings, redis_url) if cache_settings.enabled else None
     prepare.register(app, topics, preparing,
                      StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
-                                  cache_settings=cache_settings, semantic_cache=semantic_cache),
+                                  cache_settings=cache_settings, semantic_cache=semantic_cache,
+                                  moderation=ModerationSettings()),
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))
     if settings.fanout:

@@ -26,6 +26,9 @@ _GROUP = (r"(jews?|muslims?|christians?|blacks?|whites?|asians?|mexicans?|arabs?
           r"|trans(gender)?s?|women|woman|girls|men|hindus?|sikhs?|africans?|latinos?|refugees?|gypsies|roma"
           r"|disabled|retards?)")
 _SLURS = r"(n[i1]gg(er|a)s?|k[i1]kes?|sp[i1]cs?|ch[i1]nks?|fagg?ots?|f[a4]gs?|tr[a4]nn(y|ies)|wetbacks?|raghead s?|towelheads?)"
+#: asking how to do something: "how to", "how do I", "teach me to", "steps to"
+_HOWTO = (r"(how|ways?|best way|easiest way|steps|guide|instructions|teach me|tel me|show me|explain)"
+          r"( (do|can|could|would|should|to) (i|you|we|one|someone))?( to)?")
 _KILL = r"(kil|murder|slaughter|shoot|stab|behead|strangle|execute|exterminate|butcher|burn)"
 
 #: category -> (phrase, weight)
@@ -76,8 +79,8 @@ LEXICON: dict[C, list[tuple[str, float]]] = {
         (r"(no reason to live|better off dead|wrote my suicide note|saying goodbye forever)", 0.75),
     ],
     C.SELF_HARM_INSTRUCTIONS: [
-        (r"(how|best way|easiest way|painless way|quickest way|ways) to (kil|hang|cut|harm|hurt|overdose|poison|starve) (yourself|myself|urself|oneself)", 0.9),
-        (r"(how|best way|easiest way|painless way|quickest way|ways) to (commit suicide|end (my|your) life|die painlessly|slit .. wrists)", 0.9),
+        (rf"({_HOWTO}|painless way to|quickest way to) (kil|hang|cut|harm|hurt|overdose|poison|starve) (yourself|myself|urself|oneself)", 0.9),
+        (rf"({_HOWTO}|painless way to|quickest way to) (commit suicide|end (my|your) life|die painlessly|slit .. wrists)", 0.9),
         (r"(how many|what dose of) .. (pils|tablets|paracetamol|tylenol|ibuprofen|sleeping pils) .. (kil|die|overdose|lethal|fatal)", 0.9),
         (r"(lethal dose|how to hide (cuts|scars|self harm)|purge without)", 0.7),
     ],
@@ -111,16 +114,16 @@ LEXICON: dict[C, list[tuple[str, float]]] = {
         (r"(crushed skul|skul cracked|bones snapped|bone sticking out|exposed bone)", 0.8),
     ],
     C.ILLICIT: [
-        (r"(how|ways|steps|guide|instructions|teach me) to (steal|shoplift|launder money|evade taxes|forge|counterfeit|hack into|break into|pick a lock|hotwire|phish|scam|smuggle|bribe)", 0.9),
-        (r"(how|ways|steps|guide|instructions|teach me) to (make|cook|synthesize|produce|grow|buy|get) .. (meth|methamphetamine|crack|heroin|cocaine|fentanyl|lsd|mdma|ecstasy|drugs)", 0.9),
+        (rf"{_HOWTO} (steal|shoplift|launder money|evade taxes|forge|counterfeit|hack into|break into|pick a lock|hotwire|phish|scam|smuggle|bribe)", 0.9),
+        (rf"{_HOWTO} (make|cook|synthesize|produce|grow|buy|get) .. (meth|methamphetamine|crack|heroin|cocaine|fentanyl|lsd|mdma|ecstasy|drugs)", 0.9),
         (r"(steal|stealing|clone|cloning) .. (credit card|identity|passwords?|bank (account|details))", 0.7),
         (r"(write|create|make|build) .. (ransomware|malware|keylogger|virus|botnet|phishing (email|page|site))", 0.85),
         (r"(without getting caught|avoid (the )?police|untraceable|dark web market|fake (id|passport|money))", 0.6),
         (r"(meth|heroin|cocaine|fentanyl) (recipe|lab|dealer)", 0.7),
     ],
     C.ILLICIT_VIOLENT: [
-        (r"(how|ways|steps|guide|instructions|teach me) to (make|build|assemble|create) .. (bomb|explosive|pipe bomb|ied|molotov|napalm|grenade|nerve (gas|agent)|sarin|ricin|anthrax|ghost gun|silencer|bioweapon|chemical weapon)", 0.95),
-        (r"(how|ways|best way|teach me) to (kil|murder|poison|strangle|stab|shoot) (someone|a person|my (wife|husband|boss|neighbou?r|father|mother|teacher)|people|him|her) .. (get away|without|quietly|untraceable|undetected)?", 0.9),
+        (rf"{_HOWTO} (make|build|assemble|create) .. ((?<!bath.)bomb|explosive|pipe bomb|ied|molotov|napalm|grenade|nerve (gas|agent)|sarin|ricin|anthrax|ghost gun|silencer|bioweapon|chemical weapon)", 0.95),
+        (rf"{_HOWTO} (kil|murder|poison|strangle|stab|shoot) (someone|a person|my (wife|husband|boss|neighbou?r|father|mother|teacher)|people|him|her) .. (get away|without|quietly|untraceable|undetected)?", 0.9),
         (r"(hire|find) (a )?(hitman|hit man|assassin)", 0.85),
         (r"(pipe bomb|ied|molotov cocktail|nerve agent|sarin|ricin|thermite) .. (recipe|instructions|ingredients|make|build)", 0.85),
         (r"(dispose of|get rid of|hide) (a|the) (body|corpse)", 0.8),

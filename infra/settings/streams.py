@@ -234,9 +234,9 @@ class PrepareSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLOOM_PREPARE_", extra="ignore", frozen=True)
 
     stages: str = Field(
-        default="privacy,embedding,cache",
-        description="Comma-separated stages this processor runs, in order (privacy, embedding, cache; the cache"
-        " needs the embedding before it). Empty: the processor only validates and routes.",
+        default="privacy,moderation,embedding,cache",
+        description="Comma-separated stages this processor runs, in order (privacy, moderation, embedding, cache;"
+        " the cache needs the embedding before it). Empty: the processor only validates and routes.",
     )
     input: str = Field(
         default="genloom.requests",

@@ -18,6 +18,7 @@ from functools import cached_property
 
 from infra.redis.client import connect
 from infra.redis.redactions import RedactionVault
+from infra.settings.moderation import ModerationSettings
 from infra.settings.streams import CacheSettings, EmbeddingSettings, PrivacySettings
 from schemas.enums import ErrorCode
 
@@ -36,6 +37,7 @@ class StageContext:
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
     #: the process's semantic cache, shared with its fill agent (streams/__main__.py); None: the cache is off
     semantic_cache: object | None = None
+    moderation: ModerationSettings = field(default_factory=ModerationSettings)
 
     @cached_property
     def redis(self):
@@ -82,9 +84,19 @@ def build_cache(ctx: StageContext) -> Stage:
     return build_stage(ctx.semantic_cache, ctx.cache_settings, embedder.name)
 
 
+def build_moderation(ctx: StageContext) -> Stage:
+    from infra.moderation.moderator import build_moderator
+
+    from ..moderation.stage import ModerationOff, ModerationStage
+
+    moderator = build_moderator(ctx.moderation)
+    return ModerationOff() if moderator is None else ModerationStage(moderator)
+
+
 #: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists
 STAGE_BUILDERS: dict[str, Callable[[StageContext], Stage]] = {
     "privacy": build_privacy,
+    "moderation": build_moderation,
     "embedding": build_embedding,
     "cache": build_cache,
 }

@@ -36,7 +36,8 @@ os.environ.setdefault("GENLOOM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
 
 #: every tenant an edge test uses, each with its own key (and so its own in-flight sets)
 EDGE_TENANTS = ("t-cli", "t-flow", "t-resume", "t-idem", "t-load", "t-a", "t-b", "t-cancel", "t-ws", "t-dedupe",
-                "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b", "t-scope-a", "t-scope-b", "t-cache")
+                "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b", "t-scope-a", "t-scope-b", "t-cache",
+                "t-mod")
 #: the in-flight bound of the test gateways (low, so 429 is reachable)
 EDGE_MAX_INFLIGHT = 3
 
