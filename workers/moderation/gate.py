@@ -1,10 +1,17 @@
 """`ModerationGate` (pure): decides, event by event, what passes from raw output to clients.
 
-Text is released in windows (window.py): token deltas are held until the window closes (a
-sentence end, N tokens or N characters), the window (with the tail of the previous one as context)
-is checked, and only then released. A blocked job gets a `moderation` verdict and a terminal
-`completed` with finish_reason `content_filter`; everything the worker sends after that is dropped,
-and the worker is asked to stop. What was released stays released; what was held never is.
+Text is released in windows (window.py), one per job and attempt: token deltas are held until the
+window closes (a sentence end, N tokens or N characters), the window (with the tail of the
+previous one as context) is checked, and only then released. A blocked job gets a `moderation`
+verdict and a terminal `completed` with finish_reason `content_filter`; everything the worker
+sends after that is dropped, and the worker is asked to stop. What was released stays released;
+what was held never is.
+
+Each input event comes with its `position` (where the runner read it). `GateOutput.settled` lists
+the positions whose events are finished: published, or dropped for good. A held event's position
+is settled only when its window is released or dropped, so the runner never commits past a token
+still held in memory: a gate killed mid-stream is replaced by one that reads the held tokens
+again, and what it publishes twice the fan-out drops (same source, attempt and seq).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from infra.kafka.numbering import EventNumbering
 from infra.moderation.moderator import Moderator
 from infra.moderation.policy import Decision
 from schemas.enums import EventSource, FinishReason
-from schemas.events import Completed, JobEvent, ModerationVerdict, TokenDelta, Usage, is_terminal
+from schemas.events import Completed, JobEvent, ModerationVerdict, Started, TokenDelta, Usage, is_terminal
 
 from .window import TextWindow
 
@@ -29,10 +36,12 @@ BLOCKED_MEMORY = 100_000
 
 @dataclass
 class GateOutput:
-    """What to publish for one input event, in order, and which jobs to cancel."""
+    """What to publish for one input event, in order, which jobs to cancel, and which input
+    positions are finished (their offsets may be committed once the output is acknowledged)."""
 
     publish: list[JobEvent] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
+    settled: list = field(default_factory=list)
 
 
 class ModerationGate:
@@ -40,7 +49,8 @@ class ModerationGate:
         self._moderator = moderator
         self._window_chars = window_chars
         self._window_tokens = window_tokens
-        self._windows: dict[str, TextWindow] = {}
+        #: (job, attempt) -> its open window
+        self._windows: dict[tuple[str, int], TextWindow] = {}
         self._blocked: OrderedDict[str, None] = OrderedDict()
         self._numbering = EventNumbering(EventSource.MODERATION)
 
@@ -52,21 +62,26 @@ class ModerationGate:
         """Token events held back in open windows, all jobs."""
         return sum(len(w.pending_events) for w in self._windows.values())
 
-    def on_event(self, event: JobEvent) -> GateOutput:
+    def on_event(self, event: JobEvent, position=None) -> GateOutput:
         out = GateOutput()
-        job = event.job_id
+        if position is not None:
+            out.settled.append(position)  # taken back below while the event is held
+        job, slot = event.job_id, (event.job_id, event.attempt)
         if job in self._blocked:
             return out
         if self._moderator is None:
             out.publish.append(event)
             return out
         if isinstance(event, TokenDelta):
-            window = self._windows.setdefault(job, TextWindow(self._window_chars, self._window_tokens))
-            if window.add(event.text, event.tokens, event):
+            window = self._windows.setdefault(slot, TextWindow(self._window_chars, self._window_tokens))
+            out.settled.clear()
+            if window.add(event.text, event.tokens, event, position):
                 self._check(event, window, out)
             return out
+        if isinstance(event, Started):
+            self._supersede(event, out)
         if is_terminal(event):
-            window = self._windows.pop(job, None)
+            window = self._windows.pop(slot, None)
             if window is not None and window.pending_events:
                 self._check(event, window, out)
                 if job in self._blocked:
@@ -77,10 +92,14 @@ class ModerationGate:
                 if not decision.allowed:
                     self._block(event, decision, out)
                     return out
-            out.publish.append(event)
-            return out
         out.publish.append(event)
         return out
+
+    def _supersede(self, event: Started, out: GateOutput) -> None:
+        """A takeover started the job again: earlier attempts' held text is stale (the fan-out drops
+        their events), so their windows close unreleased."""
+        for slot in [s for s in self._windows if s[0] == event.job_id and s[1] != event.attempt]:
+            out.settled.extend(self._windows.pop(slot).pending_positions)
 
     def _decide(self, text: str) -> Decision:
         try:
@@ -91,12 +110,14 @@ class ModerationGate:
 
     def _check(self, event: JobEvent, window: TextWindow, out: GateOutput) -> None:
         decision = self._decide(window.check_text())
+        events, positions = window.release()
+        out.settled.extend(positions)
         if decision.allowed:
             if decision.reason:  # released because the policy fails open: say so once per window
                 out.publish.append(self._verdict(event, decision))
-            out.publish.extend(window.release())
+            out.publish.extend(events)
         else:
-            self._windows.pop(event.job_id, None)
+            self._windows.pop((event.job_id, event.attempt), None)
             self._block(event, decision, out)
 
     def _verdict(self, event: JobEvent, decision: Decision) -> ModerationVerdict:

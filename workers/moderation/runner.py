@@ -44,13 +44,19 @@ class GateRunner:
 
     async def _pass(self, tp: Hashable, records: list[Record[JobEvent]]) -> None:
         pending = []
+        settled: dict[Hashable, list[int]] = {}
         for record in records:  # hot loop: one pass, sends pipelined, acks awaited per batch
-            out = self._gate.on_event(record.value)
+            out = self._gate.on_event(record.value, (record.tp, record.offset))
             for released in out.publish:
                 pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode()))
             for job_id in out.cancel:
                 cancel = CancelJob(job_id=job_id, tenant="moderation", reason="content_filter")
                 pending.append(await self._producer.send(CONTROL, encode(cancel), key=job_id.encode()))
+            for where, offset in out.settled:
+                settled.setdefault(where, []).append(offset)
         if pending:
             await asyncio.gather(*pending)
-        await self._loop.done(tp, *(record.offset for record in records))
+        # only what was published or dropped for good: a token held in a window keeps its offset (and
+        # every later one of its partition) uncommitted, so a gate that dies loses none of it
+        for where, offsets in settled.items():
+            await self._loop.done(where, *offsets)

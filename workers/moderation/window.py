@@ -21,23 +21,29 @@ class TextWindow:
     pending_text: str = ""
     pending_tokens: int = 0
     pending_events: list = field(default_factory=list)
+    #: where each held event was read (its offset may be committed only once it is released or dropped)
+    pending_positions: list = field(default_factory=list)
     context: str = ""
 
-    def add(self, text: str, tokens: int, event) -> bool:
+    def add(self, text: str, tokens: int, event, position=None) -> bool:
         """Hold an event; True when the window is full and should be checked."""
         self.pending_text += text
         self.pending_tokens += tokens
         self.pending_events.append(event)
+        if position is not None:
+            self.pending_positions.append(position)
         return (len(self.pending_text) >= self.max_chars or self.pending_tokens >= self.max_tokens
                 or self.pending_text.rstrip(" \"')]").endswith(SENTENCE_ENDS))
 
     def check_text(self) -> str:
         return self.context + self.pending_text
 
-    def release(self) -> list:
-        events = self.pending_events
+    def release(self) -> tuple[list, list]:
+        """The held events and their positions; the window starts again, keeping their tail as context."""
+        events, positions = self.pending_events, self.pending_positions
         self.context = (self.context + self.pending_text)[-CONTEXT_CHARS:]
         self.pending_text = ""
         self.pending_tokens = 0
         self.pending_events = []
-        return events
+        self.pending_positions = []
+        return events, positions

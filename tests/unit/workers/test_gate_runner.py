@@ -65,3 +65,37 @@ async def test_malformed_event_is_dead_lettered_and_the_rest_pass():
     assert (letter.code, letter.consumer, letter.job_id) == (ErrorCode.MALFORMED_MESSAGE, "genloom-moderation", "j")
     assert [decode_event(m.value).text for m in log.read(EVENTS)] == ["ok"]
     assert consumer.committed == {TopicPartition(EVENTS_RAW, 0): 2}
+
+
+async def test_held_tokens_keep_their_offsets_uncommitted_and_a_new_gate_releases_them_once():
+    """A gate that dies with tokens in a window (nothing committed past the first held one) is
+    replaced by one that reads them again: every token reaches genloom.events, and each (source,
+    attempt, seq) the fan-out keys on carries the same event every time it appears."""
+    log = MemoryLog()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    await worker.emit(Started, "j", 1, worker="w", model=MODEL)
+    for text in ["The first sentence.", " Then a", " half"]:
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+    first, consumer = await gate_over(log, blocklist_moderator(["forbidden"]))
+    await first.run(burst=True)
+    tp = TopicPartition(EVENTS_RAW, 0)
+    assert consumer.committed == {tp: 2}  # "started" and the first sentence are out; " Then a" is held
+    await first.stop()  # dies: its window is gone
+    for text in [" sentence.", " The end."]:
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+    await worker.emit(Completed, "j", 1, usage=Usage(completion_tokens=5))
+    again = MemoryConsumer(log, EVENTS_RAW)
+    again.committed = dict(consumer.committed)
+    second = GateRunner(ModerationGate(blocklist_moderator(["forbidden"]), window_chars=16), consumer=again,
+                        producer=MemoryProducer(log))
+    await second.start()
+    await second.run(burst=True)
+    published = [decode_event(m.value) for m in log.read(EVENTS)]
+    by_key: dict[tuple, object] = {}
+    for event in published:
+        assert by_key.setdefault((event.source, event.attempt, event.seq), event) == event
+    deduped = sorted(by_key.values(), key=lambda e: e.seq)
+    assert "".join(e.text for e in deduped if isinstance(e, TokenDelta)) == \
+        "The first sentence. Then a half sentence. The end."
+    assert deduped[-1].type == "completed" and again.committed == {tp: 7}
+    await second.stop()
