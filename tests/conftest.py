@@ -61,8 +61,31 @@ def redis_url():
 
 
 @pytest.fixture(scope="session")
-def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
-    """`python -m streams` (the preparation chain, privacy on, and the fan-out) as a real faust worker process."""
+def moderation_gate(kafka_bootstrap, tmp_path_factory):
+    """`python -m workers moderation` with the default settings, as `genloom up` runs it: moderation is
+    on by default, so workers publish to genloom.events.raw and only this gate releases their output."""
+    import subprocess
+    import sys
+
+    from infra.procs import stop_process
+
+    log_path = tmp_path_factory.mktemp("moderation") / "gate.log"
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, **FAST_STREAMS_ENV)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "workers", "moderation"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop_process(proc, timeout=10)
+        if proc.returncode not in (0, -15, None):
+            print(log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+def streams_process(kafka_bootstrap, redis_url, tmp_path_factory, moderation_gate):
+    """`python -m streams` (the preparation chain, privacy and moderation on, and the fan-out) as a real faust
+    worker process, beside the moderation gate."""
     import subprocess
     import sys
 

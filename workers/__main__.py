@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
                   session_timeout_ms=kafka.session_timeout_ms,
                   heartbeat_interval_ms=kafka.heartbeat_interval_ms)
     if args.role == "moderation":
-        build = partial(gate_runner, build_gate(ModerationSettings()), **common)
+        moderation = ModerationSettings()
+        build = partial(gate_runner, build_gate(moderation), group=moderation.group, **common)
     else:
         settings = WorkerSettings()
         if settings.torch_threads:

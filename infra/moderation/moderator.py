@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 
+from .image import BadImage, ImageClassifier, NsfwImageClassifier
 from .policy import Decision, Policy, PolicyBook
 from .text import BlocklistClassifier, CategoryClassifier, ProfanityClassifier, TextClassifier
 
@@ -22,10 +23,12 @@ log = logging.getLogger(__name__)
 
 class Moderator:
     def __init__(self, classifier: TextClassifier, policies: PolicyBook | None = None, *,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, images: ImageClassifier | None = None) -> None:
         self.classifier = classifier
         self.policies = policies or PolicyBook()
         self.timeout_s = timeout_s
+        #: None: this process checks no images
+        self.images = images
 
     @property
     def name(self) -> str:
@@ -38,21 +41,39 @@ class Moderator:
         scored = self.classifier.scores(masked)
         return [p.decide(text, s) for p, text, s in zip(policies, masked, scored)]
 
+    def check_images(self, images: Sequence[tuple[str | None, bytes]]) -> list[Decision]:
+        """A decision for each (tenant, encoded image); raises BadImage for bytes that are not one."""
+        if self.images is None:
+            raise RuntimeError("this moderator was built without an image classifier")
+        scored = self.images.scores([data for _, data in images])
+        return [self.policies.of(tenant).decide("", s) for (tenant, _), s in zip(images, scored)]
+
     async def check_async(self, texts: Sequence[tuple[str | None, str]]) -> list[Decision]:
         """`check` in a thread, within `timeout_s`; a failure or timeout is decided by each tenant's
         policy (fail closed by default), with the reason in the decision."""
-        if not texts:
+        return await self._bounded(self.check, texts)
+
+    async def check_images_async(self, images: Sequence[tuple[str | None, bytes]]) -> list[Decision]:
+        """`check_images` as `check_async` runs `check`; an unreadable image is withheld (never
+        released unchecked), whatever the policy."""
+        return await self._bounded(self.check_images, images)
+
+    async def _bounded(self, check, items: Sequence[tuple[str | None, object]]) -> list[Decision]:
+        if not items:
             return []
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.check, texts), self.timeout_s)
+            return await asyncio.wait_for(asyncio.to_thread(check, items), self.timeout_s)
+        except BadImage:
+            raise
         except Exception as exc:  # the classifier failed: the policy decides, and says so
             error = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            log.error("moderating a batch of %d failed (%s)", len(texts), error)
-            return [self.policies.of(tenant).on_failure(error) for tenant, _ in texts]
+            log.error("moderating a batch of %d failed (%s)", len(items), error)
+            return [self.policies.of(tenant).on_failure(error) for tenant, _ in items]
 
 
-def build_moderator(settings: ModerationSettings) -> Moderator | None:
-    """The moderator the settings describe (slow: loads the model); None when moderation is off."""
+def build_moderator(settings: ModerationSettings, *, images: bool = False) -> Moderator | None:
+    """The moderator the settings describe (slow: loads the models; the image one only with
+    `images`); None when moderation is off."""
     if not moderation_enabled(settings):
         return None
     policies = settings.policies()
@@ -64,7 +85,8 @@ def build_moderator(settings: ModerationSettings) -> Moderator | None:
         policies = _with_threshold(policies, "profanity", settings.threshold)
     else:  # blocklist only: the policies' block lists decide, nothing is scored
         classifier = BlocklistClassifier([])
-    return Moderator(classifier, policies, timeout_s=settings.timeout_s)
+    image_classifier = NsfwImageClassifier() if images and settings.classifier == "categories" else None
+    return Moderator(classifier, policies, timeout_s=settings.timeout_s, images=image_classifier)
 
 
 def _with_threshold(book: PolicyBook, category: str, threshold: float) -> PolicyBook:

@@ -47,6 +47,10 @@ class ModerationSettings(BaseSettings):
         description="Most output text the gate holds back: a window is checked at a sentence end, after"
         " window_tokens tokens or at this many characters, whichever comes first.",
     )
+    group: str = Field(
+        default="genloom-moderation",
+        description="Consumer group of the output gate on genloom.events.raw (gates of one deployment share it).",
+    )
     window_tokens: int = Field(default=16, ge=1, description="Most tokens the gate holds back in one window.")
 
     @field_validator("thresholds")

@@ -21,9 +21,10 @@ from schemas import EventSource
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
 from tests.conftest import FAST_STREAMS_ENV
 from tests.kafka_helpers import job_events, wait_committed
-from workers.moderation.runner import GROUP
 
 pytestmark = pytest.mark.integration
+#: a group of its own: the session's gate (tests/conftest.py) runs in the default one
+GROUP = "genloom-moderation-test-kill"
 MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
 FIRST = ["The gate ", "checks whole ", "sentences."]
 HELD = [" This one ", "is still "]
@@ -31,7 +32,7 @@ REST = ["being written.", " The end."]
 
 
 def gate_process(bootstrap: str, log_path) -> subprocess.Popen:
-    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=bootstrap, **FAST_STREAMS_ENV)
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=bootstrap, GENLOOM_MODERATION_GROUP=GROUP, **FAST_STREAMS_ENV)
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "workers", "moderation"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

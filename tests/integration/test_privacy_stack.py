@@ -68,7 +68,7 @@ def stack(tmp_path_factory):
         os.environ.pop(name, None)
     s = Stack(log_dir=home / "logs", env=env)
     s.start_backends()
-    s.add("streams", ["streams"])
+    s.add_core()
     for modality in ("text", "speech", "image"):
         s.add(f"worker-{modality}", ["workers", modality])
     s.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)

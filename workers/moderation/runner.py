@@ -22,11 +22,11 @@ class GateRunner:
     """Runs `ModerationGate` on `genloom.events.raw`. `consumer` (subscribed to the raw events in
     GROUP) and `producer` are built at the edge (`workers.wiring`) and started here."""
 
-    def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any) -> None:
+    def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP) -> None:
         self._gate = gate
         self._consumer = consumer
         self._producer = producer
-        self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=GROUP,
+        self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=group,
                                  on_batch=self._pass, dead_letters=producer, describe=describe_event_error)
 
     async def start(self) -> None:
