@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
 
+from infra.blob.config import BlobSettings, blob_store
 from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
 from infra.settings import KafkaSettings, SigningSettings
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
                   heartbeat_interval_ms=kafka.heartbeat_interval_ms)
     if args.role == "moderation":
         moderation = ModerationSettings()
-        build = partial(gate_runner, build_gate(moderation), group=moderation.group, **common)
+        build = partial(gate_runner, build_gate(moderation), group=moderation.group,
+                        blobs=blob_store(BlobSettings()), **common)
     else:
         settings = WorkerSettings()
         if settings.torch_threads:

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 
-from .image import BadImage, ImageClassifier, NsfwImageClassifier
+from .image import BadImage, ImageClassifier, NsfwImageClassifier, check_image, sample_video_frames
 from .policy import Decision, Policy, PolicyBook
 from .text import BlocklistClassifier, CategoryClassifier, ProfanityClassifier, TextClassifier
 
@@ -45,8 +45,40 @@ class Moderator:
         """A decision for each (tenant, encoded image); raises BadImage for bytes that are not one."""
         if self.images is None:
             raise RuntimeError("this moderator was built without an image classifier")
+        for _, data in images:  # before any classifier sees them: a bad file is the caller's error
+            check_image(data)
         scored = self.images.scores([data for _, data in images])
         return [self.policies.of(tenant).decide("", s) for (tenant, _), s in zip(images, scored)]
+
+    def check_artifact(self, tenant: str | None, mime: str, data: bytes, *, frames: int = 8) -> Decision:
+        """A decision on a generated file: an image as it is, a video by `frames` frames sampled across
+        it (flagged if any frame is), anything else (speech) allowed here: speech is checked by its
+        text. Raises BadImage for a file that does not decode."""
+        if mime.startswith("image/"):
+            return self.check_images([(tenant, data)])[0]
+        if mime.startswith("video/"):
+            decisions = self.check_images([(tenant, f) for f in sample_video_frames(data, frames)])
+            scores: dict[str, float] = {}
+            for d in decisions:
+                for category, score in d.scores.items():
+                    scores[category] = max(score, scores.get(category, 0.0))
+            fired = sorted({c for d in decisions for c in d.categories})
+            return Decision(not fired, fired, scores)
+        return Decision(True, [], {})
+
+    async def check_artifact_async(self, tenant: str | None, mime: str, data: bytes,
+                                   *, frames: int = 8) -> Decision:
+        """`check_artifact` off the loop, bounded by `timeout_s`; a failure or timeout is the tenant's
+        policy's to decide. A file that does not decode raises BadImage: never released unchecked."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.check_artifact, tenant, mime, data, frames=frames), self.timeout_s)
+        except BadImage:
+            raise
+        except Exception as exc:  # the classifier failed: the policy decides, and says so
+            error = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.error("moderating a %s artifact failed (%s)", mime, error)
+            return self.policies.of(tenant).on_failure(error)
 
     async def check_async(self, texts: Sequence[tuple[str | None, str]]) -> list[Decision]:
         """`check` in a thread, within `timeout_s`; a failure or timeout is decided by each tenant's

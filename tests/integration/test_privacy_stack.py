@@ -158,7 +158,7 @@ async def test_no_planted_value_gets_past_the_request_topic(stack):
         assert "prepared" in types and types[-1] == "completed", job_events[-1]
     prepared = next(e for e in ended[0] if e["type"] == "prepared")
     assert prepared["redactions"]["PERSON"] >= 2 and prepared["redactions"]["CARD"] == 1
-    assert prepared["stages"] == ["privacy", "embedding", "cache"] and "privacy" in prepared["stage_ms"]
+    assert prepared["stages"] == ["privacy", "moderation", "embedding", "cache"] and "privacy" in prepared["stage_ms"]
 
     found: list[str] = []
     for spec in catalogue():

@@ -9,5 +9,5 @@ from .gate import ModerationGate
 
 
 def build_gate(settings: ModerationSettings) -> ModerationGate:
-    return ModerationGate(build_moderator(settings), window_chars=settings.window_chars,
+    return ModerationGate(build_moderator(settings, images=True), window_chars=settings.window_chars,
                           window_tokens=settings.window_tokens)

@@ -24,7 +24,17 @@ from infra.kafka.numbering import EventNumbering
 from infra.moderation.moderator import Moderator
 from infra.moderation.policy import Decision
 from schemas.enums import EventSource, FinishReason
-from schemas.events import Completed, JobEvent, ModerationVerdict, Started, TokenDelta, Usage, is_terminal
+from schemas.events import (
+    Artifact,
+    AudioChunk,
+    Completed,
+    JobEvent,
+    ModerationVerdict,
+    Started,
+    TokenDelta,
+    Usage,
+    is_terminal,
+)
 
 from .window import TextWindow
 
@@ -42,6 +52,8 @@ class GateOutput:
     publish: list[JobEvent] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     settled: list = field(default_factory=list)
+    #: URIs of blocked artifacts, to delete from the blob store
+    delete: list[str] = field(default_factory=list)
 
 
 class ModerationGate:
@@ -57,6 +69,29 @@ class ModerationGate:
     @property
     def moderator(self) -> Moderator | None:
         return self._moderator
+
+    def reviews(self, event: JobEvent) -> bool:
+        """Whether `event` is an artifact the runner must check (read from the blob store and
+        classify) and hand to `on_artifact` instead of `on_event`."""
+        return (isinstance(event, Artifact) and self._moderator is not None and self._moderator.images is not None
+                and event.job_id not in self._blocked)
+
+    def on_artifact(self, event: Artifact, decision: Decision, position=None) -> GateOutput:
+        """Release a checked artifact, or block its job and have its file deleted (it is never
+        published, so no client learns its URL)."""
+        out = GateOutput(settled=[position] if position is not None else [])
+        if event.job_id in self._blocked:
+            out.delete.append(event.uri)
+            return out
+        if decision.allowed:
+            if decision.reason:  # released unchecked: the policy fails open
+                out.publish.append(self._verdict(event, decision, "artifact"))
+            out.publish.append(event)
+            return out
+        out.delete.append(event.uri)
+        self._windows.pop((event.job_id, event.attempt), None)
+        self._block(event, decision, out, "artifact")
+        return out
 
     def held(self) -> int:
         """Token events held back in open windows, all jobs."""
@@ -78,6 +113,12 @@ class ModerationGate:
             if window.add(event.text, event.tokens, event, position):
                 self._check(event, window, out)
             return out
+        if isinstance(event, AudioChunk) and event.text:
+            # speech is checked by the text it speaks, sentence by sentence as it streams
+            decision = self._decide(event.text)
+            if not decision.allowed:
+                self._block(event, decision, out)
+                return out
         if isinstance(event, Started):
             self._supersede(event, out)
         if is_terminal(event):
@@ -120,16 +161,16 @@ class ModerationGate:
             self._windows.pop((event.job_id, event.attempt), None)
             self._block(event, decision, out)
 
-    def _verdict(self, event: JobEvent, decision: Decision) -> ModerationVerdict:
+    def _verdict(self, event: JobEvent, decision: Decision, target: str = "output") -> ModerationVerdict:
         return self._numbering.build(
-            ModerationVerdict, event.job_id, event.attempt, target="output", allowed=decision.allowed,
+            ModerationVerdict, event.job_id, event.attempt, target=target, allowed=decision.allowed,
             categories=decision.categories, score=decision.score, scores=decision.scores,
             model=self._moderator.name, reason=decision.reason,
         )
 
-    def _block(self, event: JobEvent, decision: Decision, out: GateOutput) -> None:
+    def _block(self, event: JobEvent, decision: Decision, out: GateOutput, target: str = "output") -> None:
         job, attempt = event.job_id, event.attempt
-        out.publish.append(self._verdict(event, decision))
+        out.publish.append(self._verdict(event, decision, target))
         out.publish.append(
             self._numbering.build(
                 Completed, job, attempt, finish_reason=FinishReason.CONTENT_FILTER, usage=Usage(),
