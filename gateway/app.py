@@ -24,7 +24,7 @@ from infra.settings.moderation import ModerationSettings
 from infra.redis.redactions import RedactionVault
 from infra.settings.streams import PrepareSettings, PrivacySettings, WebhookSettings
 
-from . import artifacts, errors, health, jobs, webhooks
+from . import artifacts, audit, errors, health, jobs, webhooks
 from .openai import audio as openai_audio
 from .openai import chat as openai_chat
 from .openai import images as openai_images
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(openai_videos.router)
     app.include_router(openai_audio.router)
     app.include_router(openai_moderations.router)
+    app.include_router(audit.router)
     app.openapi = lambda: _openapi(app)
     return app
 

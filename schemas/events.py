@@ -166,6 +166,10 @@ class ModerationVerdict(_EventBase):
         description="Why, when no category decided: the tenant's block list, or the classifier was down and the"
         " tenant's policy failed open or closed.",
     )
+    content_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the blocked content (the checked text or the file), for the audit; never the content.",
+    )
 
 
 class Prepared(_EventBase):

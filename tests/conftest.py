@@ -61,16 +61,24 @@ def redis_url():
 
 
 @pytest.fixture(scope="session")
-def moderation_gate(kafka_bootstrap, tmp_path_factory):
+def blob_dir(tmp_path_factory):
+    """The test stack's blob store folder: in-process workers write artifacts there, the gateway and the
+    moderation gate read them."""
+    return tmp_path_factory.mktemp("blobs")
+
+
+@pytest.fixture(scope="session")
+def moderation_gate(kafka_bootstrap, tmp_path_factory, blob_dir):
     """`python -m workers moderation` with the default settings, as `genloom up` runs it: moderation is
-    on by default, so workers publish to genloom.events.raw and only this gate releases their output."""
+    on by default, so workers publish to genloom.events.raw and only this gate releases their output
+    (artifacts too: it reads them from `blob_dir`)."""
     import subprocess
     import sys
 
     from infra.procs import stop_process
 
     log_path = tmp_path_factory.mktemp("moderation") / "gate.log"
-    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, **FAST_STREAMS_ENV)
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_BLOB_DIR=str(blob_dir), **FAST_STREAMS_ENV)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "workers", "moderation"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

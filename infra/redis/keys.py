@@ -182,3 +182,14 @@ def cache_bytes() -> str:
 def cache_pending(job_id: str) -> str:
     """String: the scope and vector of a job that missed, until its answer is stored."""
     return f"{PREFIX}:cache:pending:{job_id}"
+
+
+#: most moderation decisions kept per tenant (approximate MAXLEN): about a day of one job a second,
+#: each with its prompt decision and at most a few output ones
+MODERATION_AUDIT_MAXLEN = 200_000
+
+
+def moderation_audit(tenant: str) -> str:
+    """A tenant's moderation decisions (stream): job, stage, categories, scores, action; never the
+    content, only a hash of what was blocked."""
+    return f"{PREFIX}:moderation:audit:{{{tenant}}}"

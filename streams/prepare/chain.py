@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from infra.redis.audit import ModerationAudit
 from infra.redis.client import connect
 from infra.redis.redactions import RedactionVault
 from infra.settings.moderation import ModerationSettings
@@ -90,7 +91,9 @@ def build_moderation(ctx: StageContext) -> Stage:
     from ..moderation.stage import ModerationOff, ModerationStage
 
     moderator = build_moderator(ctx.moderation)
-    return ModerationOff() if moderator is None else ModerationStage(moderator)
+    if moderator is None:
+        return ModerationOff()
+    return ModerationStage(moderator, ModerationAudit(ctx.redis) if ctx.redis is not None else None)
 
 
 #: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists

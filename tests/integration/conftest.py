@@ -73,11 +73,6 @@ def worker(edge_producer) -> EventEmitter:
     return EventEmitter(edge_producer, EVENTS, EventSource.WORKER)
 
 
-@pytest.fixture(scope="session")
-def blob_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("blobs")
-
-
 def _settings(route: str = "direct") -> GatewaySettings:
     return GatewaySettings(
         max_inflight=EDGE_MAX_INFLIGHT, sse_keepalive_s=0.5, max_body_bytes=256 * 1024,

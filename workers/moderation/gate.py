@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from infra.kafka.numbering import EventNumbering
 from infra.moderation.moderator import Moderator
 from infra.moderation.policy import Decision
+from infra.redis.audit import content_hash
 from schemas.enums import EventSource, FinishReason
 from schemas.events import (
     Artifact,
@@ -117,7 +118,7 @@ class ModerationGate:
             # speech is checked by the text it speaks, sentence by sentence as it streams
             decision = self._decide(event.text)
             if not decision.allowed:
-                self._block(event, decision, out)
+                self._block(event, decision, out, content=event.text)
                 return out
         if isinstance(event, Started):
             self._supersede(event, out)
@@ -131,7 +132,7 @@ class ModerationGate:
                 # no token came through this gate (a cached answer, a short reply): check it whole
                 decision = self._decide(event.text)
                 if not decision.allowed:
-                    self._block(event, decision, out)
+                    self._block(event, decision, out, content=event.text)
                     return out
         out.publish.append(event)
         return out
@@ -150,7 +151,8 @@ class ModerationGate:
             return self._moderator.policies.default.on_failure(type(exc).__name__)
 
     def _check(self, event: JobEvent, window: TextWindow, out: GateOutput) -> None:
-        decision = self._decide(window.check_text())
+        text = window.check_text()
+        decision = self._decide(text)
         events, positions = window.release()
         out.settled.extend(positions)
         if decision.allowed:
@@ -159,18 +161,24 @@ class ModerationGate:
             out.publish.extend(events)
         else:
             self._windows.pop((event.job_id, event.attempt), None)
-            self._block(event, decision, out)
+            self._block(event, decision, out, content=text)
 
-    def _verdict(self, event: JobEvent, decision: Decision, target: str = "output") -> ModerationVerdict:
+    def _verdict(self, event: JobEvent, decision: Decision, target: str = "output",
+                 content: str | None = None) -> ModerationVerdict:
+        if isinstance(event, Artifact):
+            digest = event.sha256
+        else:
+            digest = content_hash(content) if content is not None and not decision.allowed else None
         return self._numbering.build(
             ModerationVerdict, event.job_id, event.attempt, target=target, allowed=decision.allowed,
             categories=decision.categories, score=decision.score, scores=decision.scores,
-            model=self._moderator.name, reason=decision.reason,
+            model=self._moderator.name, reason=decision.reason, content_sha256=digest,
         )
 
-    def _block(self, event: JobEvent, decision: Decision, out: GateOutput, target: str = "output") -> None:
+    def _block(self, event: JobEvent, decision: Decision, out: GateOutput, target: str = "output",
+               content: str | None = None) -> None:
         job, attempt = event.job_id, event.attempt
-        out.publish.append(self._verdict(event, decision, target))
+        out.publish.append(self._verdict(event, decision, target, content))
         out.publish.append(
             self._numbering.build(
                 Completed, job, attempt, finish_reason=FinishReason.CONTENT_FILTER, usage=Usage(),
