@@ -132,13 +132,13 @@ LEXICON: dict[C, list[tuple[str, float]]] = {
 
 #: a category also counts fully toward these broader ones (OpenAI's sub-categories imply their parents)
 IMPLIES: dict[C, tuple[C, ...]] = {
-    C.HARASSMENT_THREATENING: (C.HARASSMENT, C.VIOLENCE),
-    C.HATE_THREATENING: (C.HATE, C.VIOLENCE),
+    C.HARASSMENT_THREATENING: (C.HARASSMENT,),
+    C.HATE_THREATENING: (C.HATE,),
     C.SELF_HARM_INTENT: (C.SELF_HARM,),
     C.SELF_HARM_INSTRUCTIONS: (C.SELF_HARM,),
     C.SEXUAL_MINORS: (C.SEXUAL,),
     C.VIOLENCE_GRAPHIC: (C.VIOLENCE,),
-    C.ILLICIT_VIOLENT: (C.ILLICIT, C.VIOLENCE),
+    C.ILLICIT_VIOLENT: (C.ILLICIT,),
 }
 
 _GAP = r"(?:\W+\w+){0,3}"

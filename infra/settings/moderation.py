@@ -52,6 +52,11 @@ class ModerationSettings(BaseSettings):
         description="Consumer group of the output gate on genloom.events.raw (gates of one deployment share it).",
     )
     window_tokens: int = Field(default=16, ge=1, description="Most tokens the gate holds back in one window.")
+    first_window_tokens: int = Field(
+        default=1, ge=1,
+        description="Tokens in a job's first window: it is checked and released after this many, so time to first"
+        " token grows by one check rather than a window of generation (docs/benchmarks.md measures both).",
+    )
 
     @field_validator("thresholds")
     @classmethod

@@ -49,7 +49,7 @@ async def test_texts_get_one_result_each_in_the_openai_taxonomy(url):
                                                model="omni-moderation-latest")
     threat, clean = answer.results
     assert answer.model == "omni-moderation-latest" and answer.id.startswith("modr-")
-    assert threat.flagged and threat.categories.harassment_threatening and threat.category_scores.violence >= 0.5
+    assert threat.flagged and threat.categories.harassment_threatening and threat.category_scores.harassment >= 0.5
     assert not clean.flagged and not any(clean.categories.model_dump().values())
     assert threat.category_applied_input_types.harassment == ["text"]
 

@@ -10,4 +10,4 @@ from .gate import ModerationGate
 
 def build_gate(settings: ModerationSettings) -> ModerationGate:
     return ModerationGate(build_moderator(settings, images=True), window_chars=settings.window_chars,
-                          window_tokens=settings.window_tokens)
+                          window_tokens=settings.window_tokens, first_window_tokens=settings.first_window_tokens)

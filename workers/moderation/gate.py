@@ -58,10 +58,13 @@ class GateOutput:
 
 
 class ModerationGate:
-    def __init__(self, moderator: Moderator | None, *, window_chars: int = 160, window_tokens: int = 16) -> None:
+    def __init__(self, moderator: Moderator | None, *, window_chars: int = 160, window_tokens: int = 16,
+                 first_window_tokens: int | None = None) -> None:
         self._moderator = moderator
         self._window_chars = window_chars
         self._window_tokens = window_tokens
+        #: None: the first window is as long as the others
+        self._first_tokens = first_window_tokens or window_tokens
         #: (job, attempt) -> its open window
         self._windows: dict[tuple[str, int], TextWindow] = {}
         self._blocked: OrderedDict[str, None] = OrderedDict()
@@ -109,7 +112,9 @@ class ModerationGate:
             out.publish.append(event)
             return out
         if isinstance(event, TokenDelta):
-            window = self._windows.setdefault(slot, TextWindow(self._window_chars, self._window_tokens))
+            window = self._windows.get(slot)
+            if window is None:
+                window = self._windows[slot] = TextWindow(self._window_chars, self._window_tokens, self._first_tokens)
             out.settled.clear()
             if window.add(event.text, event.tokens, event, position):
                 self._check(event, window, out)

@@ -14,10 +14,14 @@ CONTEXT_CHARS = 96
 @dataclass
 class TextWindow:
     """One job's held-back output. It closes at a sentence end, after `max_tokens` tokens or after
-    `max_chars` characters, whichever comes first, so the hold-back is bounded."""
+    `max_chars` characters, whichever comes first, so the hold-back is bounded. The job's first
+    window closes after `first_tokens` tokens: time to first token then grows by one check, not by a
+    window of generation (a word or two says little; every later window is checked with it as context)."""
 
     max_chars: int
     max_tokens: int = 16
+    first_tokens: int = 1
+    released: bool = False
     pending_text: str = ""
     pending_tokens: int = 0
     pending_events: list = field(default_factory=list)
@@ -32,7 +36,8 @@ class TextWindow:
         self.pending_events.append(event)
         if position is not None:
             self.pending_positions.append(position)
-        return (len(self.pending_text) >= self.max_chars or self.pending_tokens >= self.max_tokens
+        tokens = self.max_tokens if self.released else self.first_tokens
+        return (len(self.pending_text) >= self.max_chars or self.pending_tokens >= tokens
                 or self.pending_text.rstrip(" \"')]").endswith(SENTENCE_ENDS))
 
     def check_text(self) -> str:
@@ -41,6 +46,7 @@ class TextWindow:
     def release(self) -> tuple[list, list]:
         """The held events and their positions; the window starts again, keeping their tail as context."""
         events, positions = self.pending_events, self.pending_positions
+        self.released = True
         self.context = (self.context + self.pending_text)[-CONTEXT_CHARS:]
         self.pending_text = ""
         self.pending_tokens = 0

@@ -123,3 +123,10 @@ def test_settings_choose_the_classifier():
     assert build_gate(ModerationSettings()).moderator.name.startswith("genloom-lexicon")
     gate = build_gate(ModerationSettings(classifier="none", blocklist="darn, heck"))
     assert not gate.moderator.check([(None, "oh h3ck")])[0].allowed
+
+
+def test_the_first_window_is_short_so_the_first_token_goes_out_after_one_check():
+    gate = ModerationGate(blocklist_moderator(["darn"]), window_chars=1000, window_tokens=8, first_window_tokens=1)
+    assert [e.text for e in gate.on_event(tok(0, "Once")).publish] == ["Once"]
+    assert gate.on_event(tok(1, " upon")).publish == []  # later windows hold up to 8 tokens
+    assert gate.held() == 1
