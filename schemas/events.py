@@ -104,6 +104,10 @@ class Started(_EventBase):
     model: ModelInfo
     queue_s: float | None = Field(default=None, ge=0, description="Time spent queued.")
     cache: CacheInfo | None = Field(default=None, description="Set when the answer comes from the semantic cache.")
+    tenant: str | None = Field(
+        default=None, max_length=128,
+        description="The owning tenant, so that the moderation gate checks the output under the tenant's policy.",
+    )
 
 
 class TokenDelta(_EventBase):

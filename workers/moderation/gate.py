@@ -68,6 +68,8 @@ class ModerationGate:
         #: (job, attempt) -> its open window
         self._windows: dict[tuple[str, int], TextWindow] = {}
         self._blocked: OrderedDict[str, None] = OrderedDict()
+        #: job -> its tenant, from its `started` event: output is checked under the tenant's policy
+        self._tenants: OrderedDict[str, str] = OrderedDict()
         self._numbering = EventNumbering(EventSource.MODERATION)
 
     @property
@@ -119,9 +121,13 @@ class ModerationGate:
             if window.add(event.text, event.tokens, event, position):
                 self._check(event, window, out)
             return out
+        if isinstance(event, Started) and event.tenant:
+            self._tenants[job] = event.tenant
+            while len(self._tenants) > BLOCKED_MEMORY:
+                self._tenants.popitem(last=False)
         if isinstance(event, AudioChunk) and event.text:
             # speech is checked by the text it speaks, sentence by sentence as it streams
-            decision = self._decide(event.text)
+            decision = self._decide(job, event.text)
             if not decision.allowed:
                 self._block(event, decision, out, content=event.text)
                 return out
@@ -132,13 +138,16 @@ class ModerationGate:
             if window is not None and window.pending_events:
                 self._check(event, window, out)
                 if job in self._blocked:
+                    self._tenants.pop(job, None)
                     return out
             if isinstance(event, Completed) and event.text and window is None:
                 # no token came through this gate (a cached answer, a short reply): check it whole
-                decision = self._decide(event.text)
+                decision = self._decide(job, event.text)
                 if not decision.allowed:
                     self._block(event, decision, out, content=event.text)
+                    self._tenants.pop(job, None)
                     return out
+            self._tenants.pop(job, None)
         out.publish.append(event)
         return out
 
@@ -148,16 +157,18 @@ class ModerationGate:
         for slot in [s for s in self._windows if s[0] == event.job_id and s[1] != event.attempt]:
             out.settled.extend(self._windows.pop(slot).pending_positions)
 
-    def _decide(self, text: str) -> Decision:
+    def _decide(self, job: str, text: str) -> Decision:
+        """The job's text under its tenant's policy (the default one when its `started` was not seen here)."""
+        tenant = self._tenants.get(job)
         try:
-            return self._moderator.check([(None, text)])[0]
+            return self._moderator.check([(tenant, text)])[0]
         except Exception as exc:  # the classifier failed: the policy decides, and the verdict says so
             log.error("moderating a window failed (%s)", type(exc).__name__)
-            return self._moderator.policies.default.on_failure(type(exc).__name__)
+            return self._moderator.policies.of(tenant).on_failure(type(exc).__name__)
 
     def _check(self, event: JobEvent, window: TextWindow, out: GateOutput) -> None:
         text = window.check_text()
-        decision = self._decide(text)
+        decision = self._decide(event.job_id, text)
         events, positions = window.release()
         out.settled.extend(positions)
         if decision.allowed:

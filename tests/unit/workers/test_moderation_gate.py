@@ -2,6 +2,7 @@ import pytest
 
 from infra.moderation.moderator import Moderator, blocklist_moderator
 from infra.moderation.policy import Policy, PolicyBook
+from infra.moderation.text import BlocklistClassifier
 from infra.settings.moderation import ModerationSettings
 from schemas import EventSource, FinishReason
 from schemas.events import Completed, Progress, TokenDelta, Usage
@@ -130,3 +131,19 @@ def test_the_first_window_is_short_so_the_first_token_goes_out_after_one_check()
     assert [e.text for e in gate.on_event(tok(0, "Once")).publish] == ["Once"]
     assert gate.on_event(tok(1, " upon")).publish == []  # later windows hold up to 8 tokens
     assert gate.held() == 1
+
+
+def test_output_is_checked_under_the_tenant_policy_its_started_event_names():
+    from schemas.events import ModelInfo, Started
+
+    book = PolicyBook(Policy.build(block=["gore"]), {"horror": Policy.build()})
+    gate = ModerationGate(Moderator(BlocklistClassifier([]), book), window_chars=4)
+
+    def started(job, tenant):
+        return Started(job_id=job, seq=0, attempt=1, source=EventSource.WORKER, worker="w", tenant=tenant,
+                       model=ModelInfo(id="m", device="cpu", dtype="float32"))
+
+    gate.on_event(started("h", "horror"))
+    gate.on_event(started("k", "kids"))
+    assert [e.type for e in gate.on_event(tok(1, "gore!", job="h")).publish] == ["token"]
+    assert [e.type for e in gate.on_event(tok(1, "gore!", job="k")).publish] == ["moderation", "completed"]
