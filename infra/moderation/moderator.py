@@ -112,12 +112,16 @@ def build_moderator(settings: ModerationSettings, *, images: bool = False) -> Mo
     classifier: TextClassifier
     if settings.classifier == "categories":
         classifier = CategoryClassifier()
+    elif settings.classifier == "llama-guard":
+        from .llama_guard import LlamaGuardClassifier  # torch and transformers: only when chosen
+
+        classifier = LlamaGuardClassifier(settings.llama_guard_model, device=settings.llama_guard_device)
     elif settings.classifier == "profanity":
         classifier = ProfanityClassifier()
         policies = _with_threshold(policies, "profanity", settings.threshold)
     else:  # blocklist only: the policies' block lists decide, nothing is scored
         classifier = BlocklistClassifier([])
-    image_classifier = NsfwImageClassifier() if images and settings.classifier == "categories" else None
+    image_classifier = NsfwImageClassifier() if images and settings.classifier in ("categories", "llama-guard") else None
     return Moderator(classifier, policies, timeout_s=settings.timeout_s, images=image_classifier)
 
 

@@ -17,12 +17,18 @@ _POLICY_KEYS = frozenset({"thresholds", "block", "allow", "on_error"})
 class ModerationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLOOM_MODERATION_", extra="ignore", frozen=True)
 
-    classifier: Literal["none", "categories", "blocklist", "profanity"] = Field(
+    classifier: Literal["none", "categories", "blocklist", "profanity", "llama-guard"] = Field(
         default="categories",
         description="Text moderation: categories (the OpenAI taxonomy scored by genloom's lexicons and"
-        " alt-profanity-check's model; install the `moderation` extra), profanity (that model alone), blocklist"
-        " (only the block lists), none (off: prompts and output go unchecked).",
+        " alt-profanity-check's model; install the `moderation` extra), llama-guard (the model llama_guard_model"
+        " names, for a GPU deployment; its hazard codes map onto the same categories), profanity (that model alone),"
+        " blocklist (only the block lists), none (off: prompts and output go unchecked).",
     )
+    llama_guard_model: str = Field(
+        default="meta-llama/Llama-Guard-3-1B",
+        description="Model id or folder of the llama-guard classifier (Llama Guard 3 hazard codes).",
+    )
+    llama_guard_device: str = Field(default="cuda", description="Where the llama-guard classifier runs.")
     blocklist: str = Field(default="", description="Comma-separated terms that block a prompt or output, for every tenant.")
     thresholds: str = Field(
         default="",
