@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from infra.kafka.numbering import EventNumbering
 from infra.moderation.moderator import Moderator
@@ -71,10 +71,58 @@ class ModerationGate:
         #: job -> its tenant, from its `started` event: output is checked under the tenant's policy
         self._tenants: OrderedDict[str, str] = OrderedDict()
         self._numbering = EventNumbering(EventSource.MODERATION)
+        #: (tenant, text) -> decision, scored ahead for the batch being handled (`prefetch`)
+        self._ahead: dict[tuple[str | None, str], Decision] = {}
 
     @property
     def moderator(self) -> Moderator | None:
         return self._moderator
+
+    def prefetch(self, events: list[JobEvent]) -> None:
+        """Score every text these events will have checked, in one classifier call, before
+        `on_event` handles them one by one: the classifier's cost per call (most of it fixed) is
+        paid once per polled batch, not once per window. A dry run on copies of the windows finds
+        the texts; `on_event` then takes its decisions from here (and scores anything else itself)."""
+        self._ahead.clear()
+        if self._moderator is None:
+            return
+        shadow: dict[tuple[str, int], TextWindow] = {}
+        tenants = dict(self._tenants)
+        texts: list[tuple[str | None, str]] = []
+        for event in events:  # hot loop: one pass, no classifier call
+            job, slot = event.job_id, (event.job_id, event.attempt)
+            if job in self._blocked:
+                continue
+            if isinstance(event, Started) and event.tenant:
+                tenants[job] = event.tenant
+            tenant = tenants.get(job)
+            window = shadow.get(slot)
+            if window is None and slot in self._windows:
+                real = self._windows[slot]
+                window = shadow[slot] = replace(real, pending_events=list(real.pending_events), pending_positions=[])
+            if isinstance(event, TokenDelta):
+                if window is None:
+                    window = shadow[slot] = TextWindow(self._window_chars, self._window_tokens, self._first_tokens)
+                if window.add(event.text, event.tokens, event):
+                    texts.append((tenant, window.check_text()))
+                    window.release()
+            elif isinstance(event, AudioChunk) and event.text:
+                texts.append((tenant, event.text))
+            elif is_terminal(event):
+                if window is not None and window.pending_events:
+                    texts.append((tenant, window.check_text()))
+                elif window is None and isinstance(event, Completed) and event.text:
+                    texts.append((tenant, event.text))
+                shadow.pop(slot, None)
+        if not texts:
+            return
+        try:
+            decisions = self._moderator.check(texts)
+        except Exception as exc:  # each window is then scored alone, and a failure decided there
+            log.warning("scoring %d windows at once failed (%s); scoring them one by one", len(texts),
+                        type(exc).__name__)
+            return
+        self._ahead = dict(zip(texts, decisions))
 
     def reviews(self, event: JobEvent) -> bool:
         """Whether `event` is an artifact the runner must check (read from the blob store and
@@ -160,6 +208,9 @@ class ModerationGate:
     def _decide(self, job: str, text: str) -> Decision:
         """The job's text under its tenant's policy (the default one when its `started` was not seen here)."""
         tenant = self._tenants.get(job)
+        ahead = self._ahead.get((tenant, text))  # the same text under the same policy: the same decision
+        if ahead is not None:
+            return ahead
         try:
             return self._moderator.check([(tenant, text)])[0]
         except Exception as exc:  # the classifier failed: the policy decides, and the verdict says so

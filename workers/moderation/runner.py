@@ -58,6 +58,7 @@ class GateRunner:
     async def _pass(self, tp: Hashable, records: list[Record[JobEvent]]) -> None:
         pending = []
         settled: dict[Hashable, list[int]] = {}
+        self._gate.prefetch([record.value for record in records])  # one classifier call for the batch's windows
         for record in records:  # hot loop: one pass, sends pipelined, acks awaited per batch
             event, position = record.value, (record.tp, record.offset)
             if self._gate.reviews(event):  # rare (one per image or clip): read and classify it here

@@ -99,3 +99,38 @@ async def test_held_tokens_keep_their_offsets_uncommitted_and_a_new_gate_release
         "The first sentence. Then a half sentence. The end."
     assert deduped[-1].type == "completed" and again.committed == {tp: 7}
     await second.stop()
+
+
+class _Counting:
+    """Blocks "forbidden"; counts its calls."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def scores(self, texts):
+        self.calls += 1
+        return [{"blocklist": 1.0 if "forbidden" in t else 0.0} for t in texts]
+
+
+async def test_the_windows_of_one_polled_batch_are_scored_in_one_classifier_call():
+    from infra.moderation.moderator import Moderator
+    from infra.moderation.policy import Policy, PolicyBook
+
+    log = MemoryLog()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    for job in ("a", "b", "c"):
+        for text in ["One sentence.", " Another one.", " A forbidden one." if job == "b" else " Fine."]:
+            await worker.emit(TokenDelta, job, 1, text=text, tokens=1)
+        await worker.emit(Completed, job, 1, usage=Usage(completion_tokens=3))
+    counting = _Counting()
+    policy = Policy.build(thresholds={})
+    moderator = Moderator(counting, PolicyBook(Policy(thresholds={**policy.thresholds, "blocklist": 0.5})))
+    runner, _ = await gate_over(log, moderator)
+    await runner.run(burst=True)
+    released = [decode_event(m.value) for m in log.read(EVENTS)]
+    assert counting.calls == 1  # nine windows, one call
+    by_job = {j: [e.type for e in released if e.job_id == j] for j in ("a", "b", "c")}
+    assert by_job["a"] == by_job["c"] == ["token", "token", "token", "completed"]
+    assert by_job["b"] == ["token", "token", "moderation", "completed"]
