@@ -58,6 +58,11 @@ class ModerationSettings(BaseSettings):
         description="Consumer group of the output gate on genloom.events.raw (gates of one deployment share it).",
     )
     window_tokens: int = Field(default=16, ge=1, description="Most tokens the gate holds back in one window.")
+    window_idle_s: float = Field(
+        default=60.0, gt=0,
+        description="A job that sends nothing for this long has its held text checked and released (or blocked):"
+        " a worker that died without a takeover never holds it, or the gate's commits, forever.",
+    )
     first_window_tokens: int = Field(
         default=1, ge=1,
         description="Tokens in a job's first window: it is checked and released after this many, so time to first"

@@ -10,4 +10,5 @@ from .gate import ModerationGate
 
 def build_gate(settings: ModerationSettings) -> ModerationGate:
     return ModerationGate(build_moderator(settings, images=True), window_chars=settings.window_chars,
-                          window_tokens=settings.window_tokens, first_window_tokens=settings.first_window_tokens)
+                          window_tokens=settings.window_tokens, first_window_tokens=settings.first_window_tokens,
+                          idle_s=settings.window_idle_s)

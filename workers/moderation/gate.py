@@ -17,7 +17,9 @@ again, and what it publishes twice the fan-out drops (same source, attempt and s
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from infra.kafka.numbering import EventNumbering
@@ -59,8 +61,13 @@ class GateOutput:
 
 class ModerationGate:
     def __init__(self, moderator: Moderator | None, *, window_chars: int = 160, window_tokens: int = 16,
-                 first_window_tokens: int | None = None) -> None:
+                 first_window_tokens: int | None = None, idle_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._moderator = moderator
+        self._idle_s = idle_s
+        self._clock = clock
+        #: (job, attempt) -> when its window last took a token
+        self._touched: dict[tuple[str, int], float] = {}
         self._window_chars = window_chars
         self._window_tokens = window_tokens
         #: None: the first window is as long as the others
@@ -143,8 +150,25 @@ class ModerationGate:
             out.publish.append(event)
             return out
         out.delete.append(event.uri)
-        self._windows.pop((event.job_id, event.attempt), None)
+        held = self._windows.pop((event.job_id, event.attempt), None)
+        self._touched.pop((event.job_id, event.attempt), None)
+        if held is not None:  # its held text is never released: dropped for good, so its offsets may be committed
+            out.settled.extend(held.pending_positions)
         self._block(event, decision, out, "artifact")
+        return out
+
+    def expire(self) -> GateOutput:
+        """Check and release (or block) the windows of jobs that sent nothing for `idle_s`: a worker
+        that died without a takeover, whose job the reconciler ends, must not hold text (and the
+        partition's commits) forever."""
+        out = GateOutput()
+        cutoff = self._clock() - self._idle_s
+        for slot in [s for s, at in self._touched.items() if at < cutoff]:
+            del self._touched[slot]
+            window = self._windows.get(slot)
+            if window is not None and window.pending_events:
+                self._check(window.pending_events[-1], window, out)
+            self._windows.pop(slot, None)
         return out
 
     def held(self) -> int:
@@ -165,6 +189,7 @@ class ModerationGate:
             window = self._windows.get(slot)
             if window is None:
                 window = self._windows[slot] = TextWindow(self._window_chars, self._window_tokens, self._first_tokens)
+            self._touched[slot] = self._clock()
             out.settled.clear()
             if window.add(event.text, event.tokens, event, position):
                 self._check(event, window, out)
@@ -183,6 +208,7 @@ class ModerationGate:
             self._supersede(event, out)
         if is_terminal(event):
             window = self._windows.pop(slot, None)
+            self._touched.pop(slot, None)
             if window is not None and window.pending_events:
                 self._check(event, window, out)
                 if job in self._blocked:
@@ -204,6 +230,7 @@ class ModerationGate:
         their events), so their windows close unreleased."""
         for slot in [s for s in self._windows if s[0] == event.job_id and s[1] != event.attempt]:
             out.settled.extend(self._windows.pop(slot).pending_positions)
+            self._touched.pop(slot, None)
 
     def _decide(self, job: str, text: str) -> Decision:
         """The job's text under its tenant's policy (the default one when its `started` was not seen here)."""

@@ -17,7 +17,7 @@ from infra.moderation.policy import Decision
 from schemas.control import CancelJob
 from schemas.events import Artifact, JobEvent
 
-from .gate import ModerationGate
+from .gate import GateOutput, ModerationGate
 
 GROUP = "genloom-moderation"
 
@@ -56,30 +56,35 @@ class GateRunner:
         await self._loop.run(burst=burst)
 
     async def _pass(self, tp: Hashable, records: list[Record[JobEvent]]) -> None:
-        pending = []
+        pending: list = []
         settled: dict[Hashable, list[int]] = {}
         self._gate.prefetch([record.value for record in records])  # one classifier call for the batch's windows
+        await self._send(self._gate.expire(), pending, settled)  # windows of jobs gone quiet: released or blocked
         for record in records:  # hot loop: one pass, sends pipelined, acks awaited per batch
             event, position = record.value, (record.tp, record.offset)
             if self._gate.reviews(event):  # rare (one per image or clip): read and classify it here
                 out = self._gate.on_artifact(event, await self._review(event), position)
             else:
                 out = self._gate.on_event(event, position)
-            for uri in out.delete:
-                await self._delete(uri)
-            for released in out.publish:
-                pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode()))
-            for job_id in out.cancel:
-                cancel = CancelJob(job_id=job_id, tenant="moderation", reason="content_filter")
-                pending.append(await self._producer.send(CONTROL, encode(cancel), key=job_id.encode()))
-            for where, offset in out.settled:
-                settled.setdefault(where, []).append(offset)
+            await self._send(out, pending, settled)
         if pending:
             await asyncio.gather(*pending)
         # only what was published or dropped for good: a token held in a window keeps its offset (and
         # every later one of its partition) uncommitted, so a gate that dies loses none of it
         for where, offsets in settled.items():
             await self._loop.done(where, *offsets)
+
+    async def _send(self, out: GateOutput, pending: list, settled: dict[Hashable, list[int]]) -> None:
+        """Queue what one gate decision publishes, cancels and deletes; note the positions it settled."""
+        for uri in out.delete:
+            await self._delete(uri)
+        for released in out.publish:
+            pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode()))
+        for job_id in out.cancel:
+            cancel = CancelJob(job_id=job_id, tenant="moderation", reason="content_filter")
+            pending.append(await self._producer.send(CONTROL, encode(cancel), key=job_id.encode()))
+        for where, offset in out.settled:
+            settled.setdefault(where, []).append(offset)
 
     async def _review(self, event: Artifact) -> Decision:
         """The decision on an artifact: read from the blob store and classified under its tenant's

@@ -147,3 +147,29 @@ def test_output_is_checked_under_the_tenant_policy_its_started_event_names():
     gate.on_event(started("k", "kids"))
     assert [e.type for e in gate.on_event(tok(1, "gore!", job="h")).publish] == ["token"]
     assert [e.type for e in gate.on_event(tok(1, "gore!", job="k")).publish] == ["moderation", "completed"]
+
+
+def test_a_blocked_artifact_drops_the_jobs_held_text_and_settles_its_positions():
+    from infra.moderation.policy import Decision
+    from schemas.events import Artifact
+
+    gate = ModerationGate(blocklist_moderator(["darn"]), window_chars=1000, window_tokens=100)
+    assert gate.on_event(tok(0, "a caption", job="j"), position=("p", 0)).settled == []  # held
+    artifact = Artifact(job_id="j", seq=1, attempt=1, source=EventSource.WORKER, uri="file:///x/artifacts/t/j/0.png",
+                        mime_type="image/png", bytes=1, sha256="0" * 64)
+    out = gate.on_artifact(artifact, Decision(False, ["sexual"], {"sexual": 0.9}), position=("p", 1))
+    assert sorted(out.settled) == [("p", 0), ("p", 1)] and out.delete == [artifact.uri]
+    assert [e.type for e in out.publish] == ["moderation", "completed"] and gate.held() == 0
+
+
+def test_a_window_of_a_job_gone_quiet_is_checked_and_released_so_commits_go_on():
+    now = [0.0]
+    gate = ModerationGate(blocklist_moderator(["darn"]), window_chars=1000, window_tokens=100, idle_s=60,
+                          clock=lambda: now[0])
+    gate.on_event(tok(0, "half a sent", job="dead"), position=("p", 0))
+    gate.on_event(tok(0, "oh darn", job="bad"), position=("p", 1))
+    assert gate.expire().publish == []  # not idle yet
+    now[0] = 61.0
+    out = gate.expire()
+    assert [(e.job_id, e.type) for e in out.publish] == [("dead", "token"), ("bad", "moderation"), ("bad", "completed")]
+    assert sorted(out.settled) == [("p", 0), ("p", 1)] and gate.held() == 0
