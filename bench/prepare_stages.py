@@ -227,8 +227,8 @@ def main() -> None:
     log_dir = Path("/tmp/genloom-bench-logs/prepare")
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    stack = Stack(log_dir=log_dir, env={
-        **FAST, "GENLOOM_API_KEYS": ",".join(f"{k}:bench-{t}" for t, k in KEYS.items()),
+    stack = Stack(log_dir=log_dir, env={  # moderation off, as in the recorded runs (docs/benchmarks.md)
+        "GENLOOM_MODERATION_CLASSIFIER": "none", **FAST, "GENLOOM_API_KEYS": ",".join(f"{k}:bench-{t}" for t, k in KEYS.items()),
         "GENLOOM_REQUEST_SIGNING_KEY": SIGNING_KEY, "GENLOOM_PRIVACY_KEY": PRIVACY_KEY,
         "GENLOOM_PREPARE_OFF_TENANTS": "bench-direct", "GENLOOM_GATEWAY_ROUTE": "streams"})
     stack.start_backends()

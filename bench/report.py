@@ -409,6 +409,54 @@ def memory_quality(d: dict) -> list[str]:
         "person wrote the set, the fact patterns and the weights: an independent set would score lower.",
         "",
         "Reproduce: `.venv/bin/python bench/memory_quality.py` (writes `bench/results/memory_quality.json`).",
+    ]
+
+def moderation_quality(d: dict) -> list[str]:
+    t, im = d["text"], d["image"]
+    rows = ["| category | in the set | precision | recall | threshold |", "|---|---|---|---|---|"]
+    for name, v in t["per_category"].items():
+        rows.append(f"| {name} | {v['gold']} | {_f(v['precision'], 3)} | {_f(v['recall'], 3)} | "
+                    f"{_f(d['thresholds'][name], 2)} |")
+    sweep = ["| threshold (all categories) | precision | recall | wrongly flagged clean texts |", "|---|---|---|---|"]
+    for threshold, v in t["sweep"].items():
+        sweep.append(f"| {threshold} | {_f(v['precision'], 3)} | {_f(v['recall'], 3)} | {v['fp']} |")
+    misses = "; ".join(f"`{m['text']}` ({', '.join(m['labels'])})" for m in t["misses"]) or "none"
+    false = "; ".join(f"`{m['text']}` ({', '.join(m['categories'])})" for m in t["false_positives"]) or "none"
+    kinds = ", ".join(f"{k} max {_f(v['max'], 3)}" for k, v in im["by_kind"].items())
+    return [
+        "## Moderation quality",
+        "",
+        f"{t['texts']} texts written for this benchmark (`bench/data/moderation_texts.tsv`): {t['harmful']} harmful"
+        f" across the 13 OpenAI categories and {t['clean']} clean, many of them the hard kind (\"kill the process\","
+        f" \"breast cancer screening\", news of a genocide); {t['obfuscated']} are obfuscated (l33t, spacing, repeated"
+        f" letters, Cyrillic and Greek homoglyphs). Classifier: {d['model']} with the default thresholds and policy;"
+        f" {_f(t['batch_ms_per_text'], 2)} ms per text in one batch, {_f(t['single_ms_p50'], 2)} ms for one text alone."
+        " The same person wrote the lexicons and then this set, and the figures are the first run: nothing was tuned"
+        " on this set afterwards (its misses and false flags below are left as found). An independent set would score"
+        " lower.",
+        "",
+        f"Harmful texts flagged: {_f(t['flagged_harmful'], 3)} (obfuscated ones: {_f(t['flagged_harmful_obfuscated'], 3)});"
+        f" clean texts passed: {_f(t['passed_clean'], 3)} (obfuscated ones: {_f(t['passed_clean_obfuscated'], 3)}).",
+        "",
+        *rows,
+        "",
+        "Why the defaults: 0.5 asks for one strong phrase (weight 0.6 or more: a harm named with a target or an intent)"
+        " or two weak signs; lowering it buys little recall for more wrongly blocked prompts, raising it to 0.7 loses"
+        " the single strong phrases (the sweep below, every category at one threshold). sexual/minors is flagged at"
+        " 0.3: a false block there costs a rephrase, a miss is unacceptable.",
+        "",
+        *sweep,
+        "",
+        f"Missed: {misses}.",
+        "",
+        f"Wrongly flagged: {false}.",
+        "",
+        f"Images: {im['images']} generated here (seeded: solid colours, gradients, noise, shapes, skin-tone fields), none"
+        f" harmful (no such images ship, so the image classifier's recall is not measured here); {im['model']} flagged"
+        f" {im['false_positives']} at the sexual threshold {_f(im['threshold'], 2)} ({kinds});"
+        f" {_f(im['ms_per_image'], 1)} ms per image.",
+        "",
+        "Reproduce: `.venv/bin/python bench/moderation_quality.py` (writes `bench/results/moderation_quality.json`).",
         "",
     ]
 
@@ -473,6 +521,39 @@ def vector_store(d: dict) -> list[str]:
         "",
         f"Reproduce: `.venv/bin/python bench/vector_store.py --n {d['n']} --queries {d['queries']}` "
         "(writes `bench/results/vector_store.json`).",
+    ]
+
+def moderation_latency(d: dict) -> list[str]:
+    u, g = d["sides"]["ungated"], d["sides"]["gated"]
+    rows = ["| | ungated (pass-through gate) | gated (default) |", "|---|---|---|",
+            f"| first token, send to release, p50 | {_f(u['first_token_ms_p50'])} ms | {_f(g['first_token_ms_p50'])} ms |",
+            f"| every token, p50 | {_f(u['token_ms_p50'])} ms | {_f(g['token_ms_p50'])} ms |",
+            f"| every token, p90 | {_f(u['token_ms_p90'])} ms | {_f(g['token_ms_p90'])} ms |",
+            f"| last token of a window (check and hop only), p50 | {_f(u['window_close_ms_p50'])} ms |"
+            f" {_f(g['window_close_ms_p50'])} ms |",
+            f"| windows checked | {u['windows']} | {g['windows']} |"]
+    s = d["settings"]
+    return [
+        "## Moderation cost on a token stream",
+        "",
+        f"{d['jobs']} concurrent streams x {d['rounds']} rounds of a {d['tokens_per_job']}-token chat answer, played at"
+        f" {_f(d['tpot_ms'], 0)} ms per token (SmolLM2's TPOT here) into two bundled brokers at once: one with the gate"
+        " passing everything (the hop moderation-off deployments skip), one with the default gate (windows close at"
+        f" a sentence end, {s['window_tokens']} tokens or {s['window_chars']} characters; the first after"
+        f" {s['first_window_tokens']} token). Same run, same streams.",
+        "",
+        *rows,
+        "",
+        f"Added to time to first token: {_f(d['added_ttft_ms'])} ms (the gate's first window, plus"
+        f" {_f(d['prompt_stage_ms_p50'], 2)} ms for the prompt stage's check), {_f(100 * d['added_ttft_share'])}% of"
+        f" genloom's TTFT p50 ({_f(d['platform_ttft_p50_ms'])} ms, text platform bench): within the 10% target.",
+        f"Added per token at p50: {_f(d['added_token_ms_p50'])} ms, which misses the 2 ms target: it is the hold-back"
+        " (a token waits for the rest of its window to be generated, then for the check), not compute. The check and"
+        f" hop alone add {_f(d['added_check_ms_p50'])} ms per window (about"
+        f" {_f(d['added_check_ms_p50'] * g['windows'] / max(g['tokens_released'], 1), 1)} ms per token) on these"
+        " shared cores; shorter windows trade safety context for latency (GENLOOM_MODERATION_WINDOW_TOKENS).",
+        "",
+        "Reproduce: `.venv/bin/python bench/moderation_latency.py` (writes `bench/results/moderation_latency.json`).",
         "",
     ]
 
@@ -499,7 +580,8 @@ SECTIONS = [("text_engine", text_engine), ("text_platform", text_platform), ("ed
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),
             ("prepare_stages", prepare_stages), ("cache_quality", cache_quality),
             ("embedding_cache", embedding_cache), ("cache_hit", cache_hit),
-            ("vector_store", vector_store), ("memory_quality", memory_quality)]
+            ("vector_store", vector_store), ("memory_quality", memory_quality),
+            ("moderation_quality", moderation_quality), ("moderation_latency", moderation_latency)]
 
 
 def render() -> str:

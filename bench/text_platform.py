@@ -244,7 +244,8 @@ async def abort_after_disconnect(url: str, key: str, redis_url: str, rounds: int
 def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
     port = free_port()
     key = "bench-key"
-    stack = Stack(log_dir=log_dir, env={**FAST, "GENLOOM_API_KEYS": f"{key}:{TENANT}",
+    stack = Stack(log_dir=log_dir, env={"GENLOOM_MODERATION_CLASSIFIER": "none",  # moderation off, as documented
+                                        **FAST, "GENLOOM_API_KEYS": f"{key}:{TENANT}",
                                         "GENLOOM_TEXT_MAX_BATCH_SIZE": "16"})
     stack.start_backends()
     stack.add("streams", ["streams"])

@@ -20,13 +20,15 @@ from infra.redis.replay import BLOCK_MS as REPLAY_BLOCK_MS
 from infra.redis.replay import ReplayReader
 from infra.settings import KafkaSettings, RedisSettings, SigningSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
+from infra.settings.moderation import ModerationSettings
 from infra.redis.redactions import RedactionVault
 from infra.settings.streams import PrepareSettings, PrivacySettings, WebhookSettings
 
-from . import artifacts, errors, health, jobs, memory, webhooks
+from . import artifacts, audit, errors, health, jobs, memory, webhooks
 from .openai import audio as openai_audio
 from .openai import chat as openai_chat
 from .openai import images as openai_images
+from .openai import moderations as openai_moderations
 from .openai import videos as openai_videos
 from .auth import ApiKeys
 from .lifecycle import JobService
@@ -50,6 +52,7 @@ def create_app(
     signing_key: bytes | None = None,
     privacy: PrivacySettings | None = None,
     prepare: PrepareSettings | None = None,
+    moderation: ModerationSettings | None = None,
 ) -> FastAPI:
     """The app over clients the caller owns (started, and stopped by the caller)."""
     app = FastAPI(title="genloom gateway", version="0.1.0", lifespan=lifespan)
@@ -70,6 +73,7 @@ def create_app(
     app.state.text_models = text_models if text_models is not None else TextModelCatalog([])
     app.state.media = media if media is not None else MediaCatalog.from_settings()
     app.state.webhooks = webhooks.WebhookGate(webhook_settings or WebhookSettings())
+    app.state.moderators = openai_moderations.Moderators(moderation or ModerationSettings())
     errors.install(app)
     app.add_middleware(QueryKeyMiddleware)
     app.include_router(health.router)
@@ -81,6 +85,8 @@ def create_app(
     app.include_router(openai_images.router)
     app.include_router(openai_videos.router)
     app.include_router(openai_audio.router)
+    app.include_router(openai_moderations.router)
+    app.include_router(audit.router)
     app.openapi = lambda: _openapi(app)
     return app
 

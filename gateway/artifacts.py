@@ -84,6 +84,15 @@ async def read_artifact(request: Request, uri: str, tenant: str, job_id: str) ->
         raise ApiError(ErrorCode.NOT_FOUND, f"the artifact {key!r} of job {job_id} is no longer stored") from None
 
 
+async def released(request: Request, stored: str) -> bool:
+    """Whether the job's record lists the artifact: only an `artifact` event that passed moderation
+    puts it there, so a file the gate is still checking, or blocked, is never served, even to a
+    client that guesses its name."""
+    _, _, job_id, name = stored.split("/")
+    record = await request.app.state.jobs.store.load(job_id)
+    return record is not None and any(a.uri.rsplit("/", 1)[-1] == name for a in record.artifacts)
+
+
 @router.get("/v1/artifacts/{key:path}", response_class=StreamingResponse, summary="Download an artifact")
 async def get_artifact(key: str, request: Request, tenant: str = Depends(tenant_of)) -> StreamingResponse:
     if owner_of(key) != tenant:
@@ -91,6 +100,8 @@ async def get_artifact(key: str, request: Request, tenant: str = Depends(tenant_
     store = request.app.state.blobs
     try:
         stored = stored_key(key)
+        if not await released(request, stored):
+            raise BlobNotFound(stored)
         ref = await store.stat(stored)
         data = await store.get(stored)  # checks the recorded sha256
     except (BlobNotFound, InvalidBlobKey):

@@ -43,6 +43,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.GENERATION_ERROR: 500,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.CONTENT_FILTERED: 400,
+    ErrorCode.CONTENT_POLICY_VIOLATION: 400,
     ErrorCode.MALFORMED_MESSAGE: 400,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.INVALID_SIGNATURE: 403,

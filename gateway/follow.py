@@ -8,7 +8,7 @@ format adapter over `follow_job`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection, Request
@@ -42,6 +42,18 @@ def failure(event: Failed | Cancelled) -> ApiError:
     """The error of a job that ended without a result."""
     if isinstance(event, Failed):
         return ApiError(event.code, event.message)
+    return cancelled(event)
+
+
+def openai_failure(event: Failed | Cancelled) -> ApiError:
+    """`failure` as the OpenAI-compatible endpoints answer it: a prompt moderation refused is
+    OpenAI's policy refusal (400, content_policy_violation), which OpenAI's SDKs raise as BadRequestError."""
+    if isinstance(event, Failed) and event.code is ErrorCode.CONTENT_FILTERED:
+        return ApiError(ErrorCode.CONTENT_POLICY_VIOLATION, event.message)
+    return failure(event)
+
+
+def cancelled(event: Cancelled) -> ApiError:
     return ApiError(ErrorCode.CANCELLED,
                     f"the job was cancelled before it finished: {event.reason or 'on request'}")
 
@@ -144,8 +156,8 @@ class Outcome:
     artifacts: list[Artifact] = field(default_factory=list)
 
 
-async def result_of(follow: JobFollow) -> Outcome:
-    """Wait for the job's end; a failure or cancel raises its ApiError, a client that left 499."""
+async def result_of(follow: JobFollow, fail: Callable[[Failed | Cancelled], ApiError] = failure) -> Outcome:
+    """Wait for the job's end; a failure or cancel raises its ApiError (`fail` makes it), a client that left 499."""
     artifacts: dict[int, Artifact] = {}
     try:
         while True:
@@ -158,7 +170,7 @@ async def result_of(follow: JobFollow) -> Outcome:
             elif isinstance(event, Completed):
                 return Outcome(event, [artifacts[i] for i in sorted(artifacts)])
             else:
-                raise failure(event)
+                raise fail(event)
     finally:
         await follow.aclose()
 

@@ -28,6 +28,7 @@ from infra.procs import log_file, stop_process, wait_for_port
 from infra.redis.client import connect
 from infra.redis.jobstore import Appended, event_store
 from infra.redis.server import LocalRedis
+from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
 #: what the owner of a job a restarted bundled broker lost is told
@@ -128,6 +129,22 @@ class Stack:
         component = Component(name, [sys.executable, "-m", *module_argv], port)
         self.components.append(component)
         return component
+
+    def moderated(self) -> bool:
+        """Whether moderation is on for this stack's processes (their environment, `env` included)."""
+        prefix = "GENLOOM_MODERATION_"
+        overrides = {k[len(prefix):].lower(): v for k, v in self.env.items() if k.startswith(prefix)}
+        return moderation_enabled(ModerationSettings(**overrides))
+
+    def add_core(self) -> dict[str, str]:
+        """The processes every stack runs besides the workers and the gateway: the stream processors
+        and, unless moderation is off, the moderation gate (with moderation on, workers publish to
+        genloom.events.raw and only the gate releases their output). What is off, and why."""
+        self.add("streams", ["streams"])
+        if not self.moderated():
+            return {"moderation": "off: GENLOOM_MODERATION_CLASSIFIER=none, so prompts and output go unchecked"}
+        self.add("moderation", ["workers", "moderation"])
+        return {}
 
     def launch(self, component: Component) -> None:
         component.proc = subprocess.Popen(

@@ -12,6 +12,7 @@ from .enums import (
     ImageScheduler,
     JobStatus,
     Modality,
+    ModerationCategory,
     Role,
 )
 from .events import (

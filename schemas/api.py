@@ -87,3 +87,24 @@ class WebhookSecret(Contract):
         " hex = HMAC(secret, `<t>.<X-Genloom-Event-Id>.<body>`). Reject timestamps older than a few minutes."
     )
     signature_header: str = Field(default="X-Genloom-Signature", description="Where the signature comes.")
+
+
+class ModerationAuditEntry(Contract):
+    """One moderation decision, as the audit keeps it: never the content, only a hash of what was blocked."""
+
+    id: str = Field(description="The entry's id (pass it as `before` to page back).")
+    ts: float = Field(description="Unix time of the decision.")
+    job_id: str = Field(description="The job, by the id its tenant knows it by.")
+    stage: Literal["prompt", "output", "artifact"] = Field(description="What was checked.")
+    action: Literal["allowed", "blocked", "released_unchecked", "withheld_unchecked"] = Field(
+        description="What the decision did; *_unchecked: the classifier failed and the tenant's policy decided.")
+    categories: list[str] = Field(default_factory=list, description="Categories that fired.")
+    scores: dict[str, float] = Field(default_factory=dict, description="Scores above zero.")
+    model: str = Field(default="", description="The classifier.")
+    reason: str | None = Field(default=None, description="Why, when no category decided.")
+    content_sha256: str | None = Field(default=None, description="SHA-256 of the blocked content.")
+
+
+class ModerationAuditPage(Contract):
+    data: list[ModerationAuditEntry] = Field(description="Newest first.")
+    before: str | None = Field(default=None, description="Pass as `before` for the next (older) page; null at the end.")

@@ -157,6 +157,9 @@ class ErrorCode(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     #: moderation blocked the prompt or the output
     CONTENT_FILTERED = "content_filtered"
+    #: content_filtered as the OpenAI-compatible endpoints name it (OpenAI's code for a prompt its
+    #: usage policy refuses), so OpenAI clients recognise the refusal
+    CONTENT_POLICY_VIOLATION = "content_policy_violation"
     #: the message on a topic could not be decoded or validated
     MALFORMED_MESSAGE = "malformed_message"
     #: the message is larger than the topic allows
@@ -182,6 +185,38 @@ class ErrorCode(StrEnum):
     JOB_LOST = "job_lost"
     #: a bug; the message says where to report it
     INTERNAL_ERROR = "internal_error"
+
+
+class ModerationCategory(StrEnum):
+    """What moderation scores text and images for: the OpenAI moderation taxonomy, so a score means
+    the same here as on `POST /v1/moderations` of OpenAI."""
+
+    #: insults or demeaning language aimed at someone
+    HARASSMENT = "harassment"
+    #: harassment that also threatens harm
+    HARASSMENT_THREATENING = "harassment/threatening"
+    #: hatred of a group for who they are (race, religion, gender, ...)
+    HATE = "hate"
+    #: hate that also calls for or threatens violence
+    HATE_THREATENING = "hate/threatening"
+    #: self-harm, suicide or eating disorders
+    SELF_HARM = "self-harm"
+    #: the speaker intends to harm themself
+    SELF_HARM_INTENT = "self-harm/intent"
+    #: how to harm oneself
+    SELF_HARM_INSTRUCTIONS = "self-harm/instructions"
+    #: sexual content
+    SEXUAL = "sexual"
+    #: sexual content involving minors
+    SEXUAL_MINORS = "sexual/minors"
+    #: violence
+    VIOLENCE = "violence"
+    #: graphic depictions of injury or death
+    VIOLENCE_GRAPHIC = "violence/graphic"
+    #: how to commit crimes (fraud, theft, hacking, drugs)
+    ILLICIT = "illicit"
+    #: how to commit violent crimes or make weapons
+    ILLICIT_VIOLENT = "illicit/violent"
 
 
 class ImageScheduler(StrEnum):

@@ -104,6 +104,10 @@ class Started(_EventBase):
     model: ModelInfo
     queue_s: float | None = Field(default=None, ge=0, description="Time spent queued.")
     cache: CacheInfo | None = Field(default=None, description="Set when the answer comes from the semantic cache.")
+    tenant: str | None = Field(
+        default=None, max_length=128,
+        description="The owning tenant, so that the moderation gate checks the output under the tenant's policy.",
+    )
 
 
 class TokenDelta(_EventBase):
@@ -158,6 +162,18 @@ class ModerationVerdict(_EventBase):
     categories: list[str] = Field(default_factory=list, description="Categories that fired.")
     score: float = Field(ge=0.0, le=1.0, description="Highest category score.")
     model: str = Field(description="Classifier that decided.")
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="Score of every category checked (ModerationCategory values), 0 to 1."
+    )
+    reason: str | None = Field(
+        default=None, max_length=512,
+        description="Why, when no category decided: the tenant's block list, or the classifier was down and the"
+        " tenant's policy failed open or closed.",
+    )
+    content_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the blocked content (the checked text or the file), for the audit; never the content.",
+    )
 
 
 class Prepared(_EventBase):

@@ -225,3 +225,40 @@ class SpeechAudioDone(Contract):
     type: Literal["speech.audio.done"] = "speech.audio.done"
     sample_rate: int | None = Field(default=None, description="Hz of the PCM in the deltas.")
     audio_seconds: float = Field(ge=0, description="Seconds of speech sent.")
+
+
+# -- moderations ---------------------------------------------------------------------------------------
+
+
+class ModerationImageUrl(Contract):
+    url: str = Field(description="A `data:image/...;base64,` URL (genloom fetches no remote images).")
+
+
+class ModerationImagePart(Contract):
+    type: Literal["image_url"]
+    image_url: ModerationImageUrl
+
+
+class ModerationRequest(_Lenient):
+    """`POST /v1/moderations`, as OpenAI takes it: a string, a list of strings (one result each), or a
+    list of text and image parts (one result for all of them)."""
+
+    input: Union[str, list[str], list[Union[TextPart, ModerationImagePart]]] = Field(
+        description="Text, texts, or text and image parts."
+    )
+    model: str | None = Field(default=None, description="Accepted and echoed; genloom's classifiers answer.")
+
+
+class ModerationResult(Contract):
+    flagged: bool = Field(description="Any category at or over its threshold (the tenant's policy), or a blocked term.")
+    categories: dict[str, bool] = Field(description="Per category: whether it fired.")
+    category_scores: dict[str, float] = Field(description="Per category: the score, 0 to 1.")
+    category_applied_input_types: dict[str, list[Literal["text", "image"]]] = Field(
+        description="Per category: the kinds of input that were scored for it."
+    )
+
+
+class ModerationResponse(Contract):
+    id: str
+    model: str
+    results: list[ModerationResult]

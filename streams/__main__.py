@@ -46,7 +46,7 @@ def main() -> None:
     backends = MemoryBackends(remembering, StorageSettings().home, redis_url) if remembering.enabled else None
     ctx = StageContext(redis_url=redis_url, privacy=PrivacySettings(), embedding=EmbeddingSettings(),
                        cache_settings=cache_settings, semantic_cache=semantic_cache, memory=backends,
-                       fanout=FanoutSettings(), webhooks=WebhookSettings())
+                       fanout=FanoutSettings(), webhooks=WebhookSettings(), moderation=ModerationSettings())
     prepare.register(app, topics, preparing, ctx,
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))

@@ -104,8 +104,39 @@ def cassandra_node(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def streams_process(kafka_bootstrap, redis_url, tmp_path_factory):
-    """`python -m streams` (the preparation chain, privacy on, and the fan-out) as a real faust worker process."""
+def blob_dir(tmp_path_factory):
+    """The test stack's blob store folder: in-process workers write artifacts there, the gateway and the
+    moderation gate read them."""
+    return tmp_path_factory.mktemp("blobs")
+
+
+@pytest.fixture(scope="session")
+def moderation_gate(kafka_bootstrap, tmp_path_factory, blob_dir):
+    """`python -m workers moderation` with the default settings, as `genloom up` runs it: moderation is
+    on by default, so workers publish to genloom.events.raw and only this gate releases their output
+    (artifacts too: it reads them from `blob_dir`)."""
+    import subprocess
+    import sys
+
+    from infra.procs import stop_process
+
+    log_path = tmp_path_factory.mktemp("moderation") / "gate.log"
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_BLOB_DIR=str(blob_dir), **FAST_STREAMS_ENV)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "workers", "moderation"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop_process(proc, timeout=10)
+        if proc.returncode not in (0, -15, None):
+            print(log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+def streams_process(kafka_bootstrap, redis_url, tmp_path_factory, moderation_gate):
+    """`python -m streams` (the preparation chain, privacy and moderation on, and the fan-out) as a real faust
+    worker process, beside the moderation gate."""
     import subprocess
     import sys
 

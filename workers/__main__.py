@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
 
+from infra.blob.config import BlobSettings, blob_store
 from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
 from infra.settings import KafkaSettings, SigningSettings
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
                   session_timeout_ms=kafka.session_timeout_ms,
                   heartbeat_interval_ms=kafka.heartbeat_interval_ms)
     if args.role == "moderation":
-        build = partial(gate_runner, build_gate(ModerationSettings()), **common)
+        moderation = ModerationSettings()
+        build = partial(gate_runner, build_gate(moderation), group=moderation.group,
+                        blobs=blob_store(BlobSettings()), **common)
     else:
         settings = WorkerSettings()
         if settings.torch_threads:

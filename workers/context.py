@@ -149,6 +149,7 @@ class JobContext:
             worker=self._worker_id,
             model=self._model,
             queue_s=max(0.0, self.started_at - self.request.submitted_at),
+            tenant=self.request.tenant,
         )
 
     def _mark_output(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from infra.blob.base import BlobStore
 from infra.kafka import clients
 from infra.kafka.topics import EVENTS_RAW
 
@@ -58,9 +59,12 @@ def gate_runner(
     fetch_max_wait_ms: int = 10,
     session_timeout_ms: int = 6000,
     heartbeat_interval_ms: int = 1000,
+    group: str = GATE_GROUP,
+    blobs: BlobStore | None = None,
 ) -> GateRunner:
-    """A `GateRunner` for `gate` on the broker at `bootstrap` (clients not started yet)."""
-    consumer = clients.consumer(bootstrap, EVENTS_RAW, group_id=GATE_GROUP, client_id="genloom-moderation",
+    """A `GateRunner` for `gate` in consumer `group` on the broker at `bootstrap` (clients not started yet)."""
+    consumer = clients.consumer(bootstrap, EVENTS_RAW, group_id=group, client_id="genloom-moderation",
                                 max_poll_records=500, fetch_max_wait_ms=fetch_max_wait_ms,
                                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
-    return GateRunner(gate, consumer=consumer, producer=clients.producer(bootstrap, client_id="genloom-moderation"))
+    return GateRunner(gate, consumer=consumer, producer=clients.producer(bootstrap, client_id="genloom-moderation"),
+                      group=group, blobs=blobs)

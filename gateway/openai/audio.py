@@ -20,7 +20,7 @@ from schemas.openai import SpeechCreateRequest
 from ..artifacts import read_artifact
 from ..auth import tenant_of
 from ..body import SESSION_HEADER, parse_body, read_json
-from ..follow import JobFollow, failure, follow_job, result_of
+from ..follow import JobFollow, follow_job, openai_failure, result_of
 from .media import speech_delta, speech_done, sse_error, to_speech_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -46,13 +46,13 @@ async def create_speech(request: Request, tenant: str = Depends(tenant_of)):
         try:
             first = await follow.next_of(_AUDIO)
             if first is not None and first.terminal and not isinstance(first.event, Completed):
-                raise failure(first.event)
+                raise openai_failure(first.event)
         except BaseException:
             await follow.aclose()
             raise
         return StreamingResponse(_stream(follow, first), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers})
-    outcome = await result_of(follow)
+    outcome = await result_of(follow, openai_failure)
     artifact = outcome.artifacts[0]
     audio = await read_artifact(request, artifact.uri, tenant, job.job_id)
     return Response(audio, media_type=artifact.mime_type, headers=headers)
@@ -81,7 +81,7 @@ async def _stream(follow: JobFollow, first: Entry | None) -> AsyncIterator[bytes
                 yield speech_done(sample_rate, seconds)
                 return
             else:
-                err = failure(event)
+                err = openai_failure(event)
                 yield sse_error(err.code.value, err.message)
                 return
             entry = None

@@ -20,7 +20,7 @@ from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, Mod
 
 from ..auth import tenant_of
 from ..body import SESSION_HEADER, check_content_type, parse_json, read_bounded
-from ..follow import JobFollow, failure, follow_job, gone
+from ..follow import JobFollow, follow_job, gone, openai_failure
 from .translate import AttemptDiverged, ChunkWriter, TextAssembler, completion, parse_chat_body, to_text_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -60,7 +60,7 @@ async def chat_completions(request: Request, tenant: str = Depends(tenant_of)):
     try:
         first = await follow.next_of(_STARTED if body.stream else _TOKEN)
         if first is not None and isinstance(first.event, Failed):  # before it started: an HTTP error
-            raise failure(first.event)
+            raise openai_failure(first.event)
     except BaseException:
         await follow.aclose()
         raise
@@ -136,7 +136,7 @@ async def _collect(follow: JobFollow, first: Entry | None, writer: ChunkWriter) 
                                         event.usage)
                     return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": follow.job_id})
                 case Failed() | Cancelled():
-                    raise failure(event)
+                    raise openai_failure(event)
         raise gone()  # the client left; the job was cancelled
     finally:
         await follow.aclose()

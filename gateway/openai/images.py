@@ -18,7 +18,7 @@ from schemas.openai import ImageData, ImageGenerationRequest, ImagesResponse
 from ..artifacts import key_of, read_artifact
 from ..auth import tenant_of
 from ..body import SESSION_HEADER, parse_body, read_json
-from ..follow import follow_job, result_of
+from ..follow import follow_job, openai_failure, result_of
 from .media import to_image_request
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -36,7 +36,7 @@ async def generate_images(request: Request, tenant: str = Depends(tenant_of)) ->
                            session=request.headers.get(SESSION_HEADER),
                            model=state.media.image)
     await state.jobs.submit(job)
-    outcome = await result_of(await follow_job(request, job.job_id, tenant))
+    outcome = await result_of(await follow_job(request, job.job_id, tenant), openai_failure)
     data: list[ImageData] = []
     for artifact in outcome.artifacts:
         if body.response_format == "b64_json":

@@ -81,6 +81,18 @@ def artifact_key(tenant: str, job_id: str, name: str) -> str:
     return f"{ARTIFACT_PREFIX}/{tenant}/{job_id}/{name}"
 
 
+def artifact_key_of(uri: str) -> str | None:
+    """The blob key an artifact URI (file://..., s3://...) names: its last four path segments when
+    they are ``artifacts/<tenant>/<job>/<name>``; None otherwise."""
+    parts = uri.rstrip("/").split("/")[-4:]
+    if len(parts) != 4 or parts[0] != ARTIFACT_PREFIX:
+        return None
+    try:
+        return artifact_key(parts[1], parts[2], parts[3])
+    except ValueError:
+        return None
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -20,7 +20,6 @@ from infra.docs import write
 from infra.kafka.admin import topic_report
 from infra.models.catalog import available
 from infra.settings import KafkaSettings, RedisSettings, StorageSettings, TopicSettings
-from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.stack import Stack
 from schemas.enums import Modality
 
@@ -31,8 +30,6 @@ err = Console(stderr=True)
 
 #: restarts of one crashed component before `up` stops relaunching it
 MAX_RESTARTS = 5
-#: the roles `genloom up` runs besides the workers, as `python -m` module arguments
-CORE_ROLES = {"streams": ["streams"], "moderation": ["workers", "moderation"]}
 
 
 @app.command()
@@ -65,12 +62,7 @@ def up(
         stack.stop()
         raise typer.Exit(1)
 
-    missing: dict[str, str] = {}
-    for role, argv in CORE_ROLES.items():
-        if role == "moderation" and not moderation_enabled(ModerationSettings()):
-            missing[role] = "off: set GENLOOM_MODERATION_CLASSIFIER (profanity, blocklist) to gate output"
-            continue
-        stack.add(role, argv)
+    missing = stack.add_core()
     wanted = {Modality(m) for m in only} if only else set(Modality)
     status = available()
     for modality, reason in status.items():

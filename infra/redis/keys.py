@@ -229,3 +229,14 @@ def memory_pending(job_id: str) -> str:
 def erasure(erase_id: str) -> str:
     """String: the JSON report of an erasure (counts only), written when it is done."""
     return f"{PREFIX}:memory:erasure:{erase_id}"
+
+
+#: most moderation decisions kept per tenant (approximate MAXLEN): about a day of one job a second,
+#: each with its prompt decision and at most a few output ones
+MODERATION_AUDIT_MAXLEN = 200_000
+
+
+def moderation_audit(tenant: str) -> str:
+    """A tenant's moderation decisions (stream): job, stage, categories, scores, action; never the
+    content, only a hash of what was blocked."""
+    return f"{PREFIX}:moderation:audit:{{{tenant}}}"

@@ -249,11 +249,11 @@ class PrepareSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLOOM_PREPARE_", extra="ignore", frozen=True)
 
     stages: str = Field(
-        default="privacy,embedding,enrichment,cache",
-        description="Comma-separated stages this processor runs, in order (privacy, embedding, enrichment, cache;"
-        " enrichment and the cache need the embedding before them, and the cache comes last so that a prompt"
-        " personalised with a user's memories is only ever answered from the same memories). Empty: the"
-        " processor only validates and routes.",
+        default="privacy,moderation,embedding,enrichment,cache",
+        description="Comma-separated stages this processor runs, in order (privacy, moderation, embedding,"
+        " enrichment, cache; enrichment and the cache need the embedding before them, and the cache comes last so"
+        " that a prompt personalised with a user's memories is only ever answered from the same memories). Empty:"
+        " the processor only validates and routes.",
     )
     input: str = Field(
         default="genloom.requests",

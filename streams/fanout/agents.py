@@ -13,6 +13,7 @@ import faust
 
 from infra.kafka.codec import encode
 from infra.kafka.topics import DLQ
+from infra.redis.audit import ModerationAudit
 from infra.redis.client import connect
 from infra.redis.jobstore import event_store
 from infra.redis.outbox import WebhookOutbox
@@ -47,7 +48,7 @@ def register(
     async def fan_out(stream):
         redis = connect(redis_url)
         store = event_store(redis, settings, webhooks)
-        handler = FanoutHandler(store, consumer=app.conf.id)
+        handler = FanoutHandler(store, consumer=app.conf.id, audit=ModerationAudit(redis))
         deliverer = start_deliverer(redis_url, webhooks, consumer=f"{socket.gethostname()}:{os.getpid()}")
         try:
             # hot loop: one pipelined Redis round trip per batch of events

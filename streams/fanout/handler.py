@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 
 from infra.kafka.dlq import dead_letter_for
+from infra.redis.audit import AuditEntry, ModerationAudit
 from infra.redis.jobstore import Appended, Dropped, JobStore
 from schemas.enums import ErrorCode
-from schemas.events import JobEvent
+from schemas.events import JobEvent, ModerationVerdict
 
 from .logic import Malformed, read_event, transient
 
@@ -33,9 +34,10 @@ class RawMessage:
 
 
 class FanoutHandler:
-    def __init__(self, store: JobStore, consumer: str) -> None:
+    def __init__(self, store: JobStore, consumer: str, audit: ModerationAudit | None = None) -> None:
         self._store = store
         self._consumer = consumer
+        self._audit = audit
 
     async def handle_batch(self, messages: list[RawMessage]) -> list[Outcome]:
         """Outcomes in message order; malformed messages (and failed script calls) come back as
@@ -58,7 +60,28 @@ class FanoutHandler:
                     outcomes[i] = self._failed(messages[i], result)
                     continue
                 outcomes[i] = result
+            verdicts = [e for (_, e, _), r in zip(valid, results) if isinstance(e, ModerationVerdict)
+                        and isinstance(r, Appended)]
+            if verdicts and self._audit is not None:
+                await self._record(verdicts)
         return outcomes  # type: ignore[return-value]
+
+    async def _record(self, verdicts: list[ModerationVerdict]) -> None:
+        """The gate's decisions into their tenants' moderation audit (the fan-out knows each job's tenant)."""
+        entries = []
+        try:
+            for v in verdicts:  # rare: only jobs the gate blocked, or released unchecked
+                record = await self._store.load(v.job_id)
+                if record is None or record.tenant is None:
+                    continue
+                unchecked = v.reason is not None and not v.categories
+                entries.append(AuditEntry(
+                    tenant=record.tenant, job_id=record.client_id or v.job_id, stage=v.target,
+                    action=AuditEntry.action_of(v.allowed, unchecked), categories=list(v.categories),
+                    scores=dict(v.scores), model=v.model, reason=v.reason, content_sha256=v.content_sha256, ts=v.ts))
+            await self._audit.record(entries)
+        except Exception as exc:  # the verdict itself is in the job's replay log either way
+            log.error("fan-out: %d moderation decision(s) not audited (%s)", len(verdicts), type(exc).__name__)
 
     async def _apply(self, items) -> list[Appended | Dropped | Exception]:
         """Every item's outcome; only errors about the message itself come back as exceptions.

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from infra.redis.audit import ModerationAudit
 from infra.redis.client import connect
 from infra.redis.jobstore import JobStore, event_store
 from infra.redis.redactions import RedactionVault
+from infra.settings.moderation import ModerationSettings
 from infra.settings.streams import (CacheSettings, EmbeddingSettings, FanoutSettings, PrivacySettings,
                                     WebhookSettings)
 from schemas.enums import ErrorCode
@@ -44,6 +46,7 @@ class StageContext:
     #: written to the replay log as the fan-out would write it
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    moderation: ModerationSettings = field(default_factory=ModerationSettings)
 
     @cached_property
     def redis(self):
@@ -118,9 +121,21 @@ def build_enrichment(ctx: StageContext) -> Stage:
                            ready=backends.start)
 
 
+def build_moderation(ctx: StageContext) -> Stage:
+    from infra.moderation.moderator import build_moderator
+
+    from ..moderation.stage import ModerationOff, ModerationStage
+
+    moderator = build_moderator(ctx.moderation)
+    if moderator is None:
+        return ModerationOff()
+    return ModerationStage(moderator, ModerationAudit(ctx.redis) if ctx.redis is not None else None)
+
+
 #: stage name -> builder; names are what GENLOOM_PREPARE_STAGES lists
 STAGE_BUILDERS: dict[str, Callable[[StageContext], Stage]] = {
     "privacy": build_privacy,
+    "moderation": build_moderation,
     "embedding": build_embedding,
     "cache": build_cache,
     "enrichment": build_enrichment,

@@ -37,7 +37,7 @@ os.environ.setdefault("GENLOOM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
 #: every tenant an edge test uses, each with its own key (and so its own in-flight sets)
 EDGE_TENANTS = ("t-cli", "t-flow", "t-resume", "t-idem", "t-load", "t-a", "t-b", "t-cancel", "t-ws", "t-dedupe",
                 "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b", "t-scope-a", "t-scope-b", "t-cache",
-                "t-mem-a", "t-mem-b")
+                "t-mem-a", "t-mem-b", "t-mod")
 #: the in-flight bound of the test gateways (low, so 429 is reachable)
 EDGE_MAX_INFLIGHT = 3
 
@@ -71,11 +71,6 @@ async def edge_producer(kafka_bootstrap):
 def worker(edge_producer) -> EventEmitter:
     """The test plays the worker: a real producer emitting on genloom.events."""
     return EventEmitter(edge_producer, EVENTS, EventSource.WORKER)
-
-
-@pytest.fixture(scope="session")
-def blob_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("blobs")
 
 
 def _settings(route: str = "direct") -> GatewaySettings:

@@ -23,7 +23,7 @@ from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, catalogue, jobs_topic
 from infra.redis import keys as rkeys
 from infra.redis.jobstore import JobStore
 from infra.settings.gateway import GatewaySettings
-from schemas.events import Cancelled, Completed
+from schemas.events import Artifact, Cancelled, Completed
 from schemas.requests import scoped_job_id
 from tests.conftest import REQUEST_SIGNING_KEY
 from tests.edge_helpers import read_until_idle, text_job, values, wait_for
@@ -101,7 +101,7 @@ async def _inflight_is(store, tenant: str, count: int) -> bool:
     return await store.inflight(tenant, "text") == count
 
 
-async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_keys, blob_dir):
+async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_keys, blob_dir, worker):
     owner, other = client_for("t-a"), client_for("t-b")
     jid = (await owner.submit(text_job("mine")))["id"]
     for call in (other.get(jid), other.cancel(jid), _drain(other.events(jid))):
@@ -109,9 +109,15 @@ async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_ke
             await call
         assert info.value.status == 404 and info.value.code == "not_found"
     store = LocalBlobStore(blob_dir)
-    await store.put(artifact_key("t-a", scoped_job_id("t-a", jid), "out.png"), b"\x89PNG fake", "image/png")
+    internal = scoped_job_id("t-a", jid)
+    ref = await store.put(artifact_key("t-a", internal, "out.png"), b"\x89PNG fake", "image/png")
+    await store.put(artifact_key("t-a", internal, "held.png"), b"\x89PNG held", "image/png")
+    # the worker (played here) releases out.png; held.png is never released (the gate still checks it, or blocked it)
+    await worker.emit(Artifact, internal, uri=ref.uri, mime_type="image/png", bytes=ref.bytes, sha256=ref.sha256)
     key = artifact_key("t-a", jid, "out.png")  # what the owner is shown
+    await wait_for(lambda: _listed(owner, jid))
     async with httpx.AsyncClient(base_url=gateway_url) as http:
+        held = await http.get(f"/v1/artifacts/{artifact_key('t-a', jid, 'held.png')}", headers=_auth(edge_keys, "t-a"))
         mine = await http.get(f"/v1/artifacts/{key}", headers=_auth(edge_keys, "t-a"))
         theirs = await http.get(f"/v1/artifacts/{key}", headers=_auth(edge_keys, "t-b"))
         missing = await http.get(f"/v1/artifacts/{artifact_key('t-a', jid, 'nope.png')}", headers=_auth(edge_keys, "t-a"))
@@ -119,7 +125,13 @@ async def test_other_tenants_get_404_everywhere(client_for, gateway_url, edge_ke
     assert mine.status_code == 200 and mine.content == b"\x89PNG fake" and mine.headers["content-type"] == "image/png"
     assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "not_found"
     assert missing.status_code == 404 and climbing.status_code == 404
+    assert held.status_code == 404  # stored, but no artifact event released it: never served
     assert (await owner.cancel(jid))["id"] == jid  # the owner can
+
+
+async def _listed(client, job_id: str) -> bool:
+    view = await client.get(job_id)
+    return bool((view.get("result") or {}).get("artifacts"))
 
 
 async def _drain(stream) -> list:

@@ -8,24 +8,25 @@ import pytest
 
 from infra.kafka.codec import encode
 from infra.kafka.emitter import EventEmitter
+from infra.moderation.moderator import blocklist_moderator
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW
 from schemas import EventSource
 from schemas.events import Completed, Started, TokenDelta, Usage, ModelInfo
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import job_events, read_topic, serving
 from workers.moderation.gate import ModerationGate
-from workers.moderation.policy import BlocklistClassifier
-from workers.moderation.runner import GROUP
 from workers.wiring import gate_runner
 
 pytestmark = pytest.mark.integration
+#: this module's gate has a group of its own: the session's gate (tests/conftest.py) runs in the default one
+GROUP = "genloom-moderation-test-runner"
 MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 async def gate(kafka_bootstrap):
-    runner = gate_runner(ModerationGate(BlocklistClassifier(["forbidden"]), window_chars=16),
-                        bootstrap=kafka_bootstrap, **FAST_GROUP)
+    runner = gate_runner(ModerationGate(blocklist_moderator(["forbidden"]), window_chars=16),
+                        bootstrap=kafka_bootstrap, group=GROUP, **FAST_GROUP)
     async with serving(runner):
         yield runner
 

@@ -16,10 +16,9 @@ from schemas.events import TokenDelta
 from schemas.requests import scoped_job_id
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
-from workers.moderation.gate import ModerationGate
 from workers.text.handler import TextHandler
 from infra.models.loader import TextModelSpec
-from workers.wiring import gate_runner, job_runner
+from workers.wiring import job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "smollm2-135m-instruct"
@@ -27,12 +26,11 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
-    """A moderation gate and a text worker beside the edge fixtures' gateway and streams process."""
+    """A text worker beside the edge fixtures' gateway, streams process and moderation gate."""
     await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
     handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8, engine_process=True,
                           torch_threads=1)
-    async with serving(gate_runner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
-                       job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
+    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
         yield handler
 
 

@@ -28,13 +28,12 @@ from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
 from workers.image.handler import ImageHandler
 from workers.image.tiny import load_tiny_pipeline
-from workers.moderation.gate import ModerationGate
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
 from workers.video.pipeline import load_tiny_video_pipeline
-from workers.wiring import gate_runner, job_runner
+from workers.wiring import job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TENANT, OTHER = "t-media", "t-media-b"
@@ -43,7 +42,7 @@ IMAGE_MODEL, VIDEO_MODEL, SPEECH_MODEL = "tiny-sd", "tiny-animatediff", "piper"
 
 @pytest.fixture(scope="module")
 async def media_workers(kafka_bootstrap, gateway_url, blob_dir, tmp_path_factory):
-    """The moderation gate and the three media workers, writing artifacts where the gateway reads them."""
+    """The three media workers (beside the session's moderation gate), writing artifacts where the gateway reads them."""
     models = tmp_path_factory.mktemp("media-models")
     image = ImageHandler(lambda: load_tiny_pipeline(models / "tiny-sd", device="cpu"), LocalBlobStore(blob_dir),
                          ImageSettings(steps=2, scheduler="ddim", max_wait_ms=20))
@@ -52,8 +51,7 @@ async def media_workers(kafka_bootstrap, gateway_url, blob_dir, tmp_path_factory
     speech = SpeechHandler(PiperSynthesizer.with_shipped_voice(intra_op_threads=1), LocalBlobStore(blob_dir))
     for modality in ("image", "video", "speech"):
         await skip_backlog(kafka_bootstrap, jobs_topic(modality), f"genloom-workers-{modality}")
-    async with serving(gate_runner(ModerationGate(None), bootstrap=kafka_bootstrap, **FAST_GROUP),
-                       *(job_runner(h, bootstrap=kafka_bootstrap, **FAST_GROUP) for h in (image, video, speech))):
+    async with serving(*(job_runner(h, bootstrap=kafka_bootstrap, **FAST_GROUP) for h in (image, video, speech))):
         yield
 
 

@@ -68,7 +68,7 @@ def stack(tmp_path_factory):
         os.environ.pop(name, None)
     s = Stack(log_dir=home / "logs", env=env)
     s.start_backends()
-    s.add("streams", ["streams"])
+    s.add_core()
     for modality in ("text", "speech", "image"):
         s.add(f"worker-{modality}", ["workers", modality])
     s.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
@@ -158,7 +158,8 @@ async def test_no_planted_value_gets_past_the_request_topic(stack):
         assert "prepared" in types and types[-1] == "completed", job_events[-1]
     prepared = next(e for e in ended[0] if e["type"] == "prepared")
     assert prepared["redactions"]["PERSON"] >= 2 and prepared["redactions"]["CARD"] == 1
-    assert prepared["stages"] == ["privacy", "embedding", "enrichment", "cache"] and "privacy" in prepared["stage_ms"]
+    assert prepared["stages"] == ["privacy", "moderation", "embedding", "enrichment", "cache"]
+    assert "privacy" in prepared["stage_ms"]
 
     found: list[str] = []
     for spec in catalogue():

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from infra.moderation.moderator import build_moderator
 from infra.settings.moderation import ModerationSettings
 
 from .gate import ModerationGate
-from .policy import BlocklistClassifier, ProfanityClassifier
 
 
 def build_gate(settings: ModerationSettings) -> ModerationGate:
-    if settings.classifier == "profanity":
-        classifier = ProfanityClassifier(settings.threshold)
-    elif settings.classifier == "blocklist" or settings.blocklist.strip():
-        classifier = BlocklistClassifier([t for t in settings.blocklist.split(",") if t.strip()])
-    else:
-        classifier = None
-    return ModerationGate(classifier, window_chars=settings.window_chars)
+    return ModerationGate(build_moderator(settings, images=True), window_chars=settings.window_chars,
+                          window_tokens=settings.window_tokens, first_window_tokens=settings.first_window_tokens,
+                          idle_s=settings.window_idle_s)

@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Hashable
 from typing import Any
 
+from infra.blob.base import BlobStore, artifact_key_of
 from infra.kafka.codec import decode_event, encode
 from infra.kafka.consume import ConsumeLoop, Record
 from infra.kafka.dlq import describe_event_error
 from infra.kafka.topics import CONTROL, EVENTS
+from infra.moderation.image import BadImage
+from infra.moderation.policy import Decision
 from schemas.control import CancelJob
-from schemas.events import JobEvent
+from schemas.events import Artifact, JobEvent
 
-from .gate import ModerationGate
+from .gate import GateOutput, ModerationGate
 
 GROUP = "genloom-moderation"
+
+log = logging.getLogger(__name__)
 
 
 class GateRunner:
     """Runs `ModerationGate` on `genloom.events.raw`. `consumer` (subscribed to the raw events in
     GROUP) and `producer` are built at the edge (`workers.wiring`) and started here."""
 
-    def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any) -> None:
+    def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP,
+                 blobs: BlobStore | None = None, video_frames: int = 8) -> None:
         self._gate = gate
+        self._blobs = blobs
+        self._video_frames = video_frames
         self._consumer = consumer
         self._producer = producer
-        self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=GROUP,
+        self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=group,
                                  on_batch=self._pass, dead_letters=producer, describe=describe_event_error)
 
     async def start(self) -> None:
+        if self._blobs is not None:
+            await self._blobs.start()
         await self._producer.start()
         await self._consumer.start()
 
@@ -37,20 +48,68 @@ class GateRunner:
         self._loop.stop()
         await self._consumer.stop()
         await self._producer.stop()
+        if self._blobs is not None:
+            await self._blobs.stop()
 
     async def run(self, *, burst: bool = False) -> None:
         """Serve until stop() is called; with `burst`, return once the raw events are drained."""
         await self._loop.run(burst=burst)
 
     async def _pass(self, tp: Hashable, records: list[Record[JobEvent]]) -> None:
-        pending = []
+        pending: list = []
+        settled: dict[Hashable, list[int]] = {}
+        self._gate.prefetch([record.value for record in records])  # one classifier call for the batch's windows
+        await self._send(self._gate.expire(), pending, settled)  # windows of jobs gone quiet: released or blocked
         for record in records:  # hot loop: one pass, sends pipelined, acks awaited per batch
-            out = self._gate.on_event(record.value)
-            for released in out.publish:
-                pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode()))
-            for job_id in out.cancel:
-                cancel = CancelJob(job_id=job_id, tenant="moderation", reason="content_filter")
-                pending.append(await self._producer.send(CONTROL, encode(cancel), key=job_id.encode()))
+            event, position = record.value, (record.tp, record.offset)
+            if self._gate.reviews(event):  # rare (one per image or clip): read and classify it here
+                out = self._gate.on_artifact(event, await self._review(event), position)
+            else:
+                out = self._gate.on_event(event, position)
+            await self._send(out, pending, settled)
         if pending:
             await asyncio.gather(*pending)
-        await self._loop.done(tp, *(record.offset for record in records))
+        # only what was published or dropped for good: a token held in a window keeps its offset (and
+        # every later one of its partition) uncommitted, so a gate that dies loses none of it
+        for where, offsets in settled.items():
+            await self._loop.done(where, *offsets)
+
+    async def _send(self, out: GateOutput, pending: list, settled: dict[Hashable, list[int]]) -> None:
+        """Queue what one gate decision publishes, cancels and deletes; note the positions it settled."""
+        for uri in out.delete:
+            await self._delete(uri)
+        for released in out.publish:
+            pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode()))
+        for job_id in out.cancel:
+            cancel = CancelJob(job_id=job_id, tenant="moderation", reason="content_filter")
+            pending.append(await self._producer.send(CONTROL, encode(cancel), key=job_id.encode()))
+        for where, offset in out.settled:
+            settled.setdefault(where, []).append(offset)
+
+    async def _review(self, event: Artifact) -> Decision:
+        """The decision on an artifact: read from the blob store and classified under its tenant's
+        policy (the tenant is in its key). A file that cannot be read or decoded is never released."""
+        moderator = self._gate.moderator
+        key = artifact_key_of(event.uri)
+        tenant = key.split("/")[1] if key else None
+        if key is None or self._blobs is None:
+            return moderator.policies.of(tenant).on_failure("the gate cannot read this artifact's store")
+        try:
+            data = await self._blobs.get(key)
+        except Exception as exc:  # store down or file gone: the tenant's policy decides, and says so
+            return moderator.policies.of(tenant).on_failure(f"blob store: {type(exc).__name__}")
+        try:
+            return await moderator.check_artifact_async(tenant, event.mime_type, data, frames=self._video_frames)
+        except BadImage as exc:
+            return Decision(False, [], {}, f"the artifact could not be checked ({exc}): withheld")
+
+    async def _delete(self, uri: str) -> None:
+        key = artifact_key_of(uri)
+        if key is None or self._blobs is None:
+            log.error("a blocked artifact could not be deleted (no store for %s): the blob TTL sweep removes it",
+                      uri.rsplit("/", 1)[-1])
+            return
+        try:
+            await self._blobs.delete(key)
+        except Exception as exc:  # its event is never published: no client has its URL
+            log.error("deleting a blocked artifact failed (%s); the blob TTL sweep removes it", type(exc).__name__)

@@ -8,13 +8,13 @@ from aiokafka import TopicPartition
 
 from infra.kafka.codec import decode_event
 from infra.kafka.emitter import EventEmitter
+from infra.moderation.moderator import blocklist_moderator
 from infra.kafka.topics import CONTROL, DLQ, EVENTS, EVENTS_RAW
 from schemas import ErrorCode, EventSource
 from schemas.dlq import DeadLetter
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
 from tests.kafka_doubles import MemoryConsumer, MemoryLog, MemoryProducer
 from workers.moderation.gate import ModerationGate
-from workers.moderation.policy import BlocklistClassifier
 from workers.moderation.runner import GateRunner
 
 MODEL = ModelInfo(id="m", device="cpu", dtype="float32")
@@ -34,7 +34,7 @@ async def test_blocked_text_is_held_back_cancelled_and_committed_once_per_batch(
     for text in ["Once upon ", "a time there ", "was a forb", "idden word ", "and more"]:
         await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
     await worker.emit(Completed, "j", 1, usage=Usage(completion_tokens=5))
-    runner, consumer = await gate_over(log, BlocklistClassifier(["forbidden"]))
+    runner, consumer = await gate_over(log, blocklist_moderator(["forbidden"]))
     await runner.run(burst=True)
     released = [decode_event(m.value) for m in log.read(EVENTS)]
     assert [e.type for e in released][-2:] == ["moderation", "completed"]
@@ -65,3 +65,72 @@ async def test_malformed_event_is_dead_lettered_and_the_rest_pass():
     assert (letter.code, letter.consumer, letter.job_id) == (ErrorCode.MALFORMED_MESSAGE, "genloom-moderation", "j")
     assert [decode_event(m.value).text for m in log.read(EVENTS)] == ["ok"]
     assert consumer.committed == {TopicPartition(EVENTS_RAW, 0): 2}
+
+
+async def test_held_tokens_keep_their_offsets_uncommitted_and_a_new_gate_releases_them_once():
+    """A gate that dies with tokens in a window (nothing committed past the first held one) is
+    replaced by one that reads them again: every token reaches genloom.events, and each (source,
+    attempt, seq) the fan-out keys on carries the same event every time it appears."""
+    log = MemoryLog()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    await worker.emit(Started, "j", 1, worker="w", model=MODEL)
+    for text in ["The first sentence.", " Then a", " half"]:
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+    first, consumer = await gate_over(log, blocklist_moderator(["forbidden"]))
+    await first.run(burst=True)
+    tp = TopicPartition(EVENTS_RAW, 0)
+    assert consumer.committed == {tp: 2}  # "started" and the first sentence are out; " Then a" is held
+    await first.stop()  # dies: its window is gone
+    for text in [" sentence.", " The end."]:
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+    await worker.emit(Completed, "j", 1, usage=Usage(completion_tokens=5))
+    again = MemoryConsumer(log, EVENTS_RAW)
+    again.committed = dict(consumer.committed)
+    second = GateRunner(ModerationGate(blocklist_moderator(["forbidden"]), window_chars=16), consumer=again,
+                        producer=MemoryProducer(log))
+    await second.start()
+    await second.run(burst=True)
+    published = [decode_event(m.value) for m in log.read(EVENTS)]
+    by_key: dict[tuple, object] = {}
+    for event in published:
+        assert by_key.setdefault((event.source, event.attempt, event.seq), event) == event
+    deduped = sorted(by_key.values(), key=lambda e: e.seq)
+    assert "".join(e.text for e in deduped if isinstance(e, TokenDelta)) == \
+        "The first sentence. Then a half sentence. The end."
+    assert deduped[-1].type == "completed" and again.committed == {tp: 7}
+    await second.stop()
+
+
+class _Counting:
+    """Blocks "forbidden"; counts its calls."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def scores(self, texts):
+        self.calls += 1
+        return [{"blocklist": 1.0 if "forbidden" in t else 0.0} for t in texts]
+
+
+async def test_the_windows_of_one_polled_batch_are_scored_in_one_classifier_call():
+    from infra.moderation.moderator import Moderator
+    from infra.moderation.policy import Policy, PolicyBook
+
+    log = MemoryLog()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    for job in ("a", "b", "c"):
+        for text in ["One sentence.", " Another one.", " A forbidden one." if job == "b" else " Fine."]:
+            await worker.emit(TokenDelta, job, 1, text=text, tokens=1)
+        await worker.emit(Completed, job, 1, usage=Usage(completion_tokens=3))
+    counting = _Counting()
+    policy = Policy.build(thresholds={})
+    moderator = Moderator(counting, PolicyBook(Policy(thresholds={**policy.thresholds, "blocklist": 0.5})))
+    runner, _ = await gate_over(log, moderator)
+    await runner.run(burst=True)
+    released = [decode_event(m.value) for m in log.read(EVENTS)]
+    assert counting.calls == 1  # nine windows, one call
+    by_job = {j: [e.type for e in released if e.job_id == j] for j in ("a", "b", "c")}
+    assert by_job["a"] == by_job["c"] == ["token", "token", "token", "completed"]
+    assert by_job["b"] == ["token", "token", "moderation", "completed"]

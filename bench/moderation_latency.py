@@ -1,0 +1,204 @@
+"""What moderation costs a token stream: the time the output gate adds to the first token and to
+each token, against the same stream ungated, in one run.
+
+Two bundled brokers, each with a gate in this process: a pass-through gate (what runs with
+moderation off: the same hop, no check) and the default gate (categories classifier, windows at
+sentence ends, 16 tokens or 160 characters, the first window one token). A paced worker plays the
+same streams into both at once (a chat answer of about 60 tokens, TPOT as measured for SmolLM2 in
+bench/results/text_platform.json), and a consumer on each `genloom.events` times every token from
+its send to its release. The prompt stage's cost (one check per prompt, added to time to first
+token before any worker starts) is timed on the same machine.
+
+    .venv/bin/python bench/moderation_latency.py [--jobs 8] [--rounds 3] [--tpot-ms 75]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from infra.kafka import clients  # noqa: E402
+from infra.kafka.broker import LocalBroker  # noqa: E402
+from infra.kafka.clients import ensure_topics  # noqa: E402
+from infra.kafka.codec import decode_event, encode  # noqa: E402
+from infra.kafka.emitter import EventEmitter  # noqa: E402
+from infra.kafka.topics import EVENTS, EVENTS_RAW, catalogue  # noqa: E402
+from infra.moderation.moderator import build_moderator  # noqa: E402
+from infra.settings.moderation import ModerationSettings  # noqa: E402
+from schemas.enums import EventSource  # noqa: E402
+from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage  # noqa: E402
+from workers.moderation.build import build_gate  # noqa: E402
+from workers.moderation.gate import ModerationGate  # noqa: E402
+from workers.wiring import gate_runner  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "moderation_latency.json"
+ANSWER = ("Paris is the capital of France. It sits on the Seine, in the north of the country, and is home to about"
+          " two million people. The city is known for its museums, such as the Louvre, and for landmarks like the"
+          " Eiffel Tower. Many visitors come in spring, when the parks are in bloom. Would you like some tips for"
+          " a first visit?")
+MODEL = ModelInfo(id="bench", device="cpu", dtype="float32")
+FAST = dict(fetch_max_wait_ms=10, session_timeout_ms=2000, heartbeat_interval_ms=500)
+
+
+def tokens(text: str) -> list[str]:
+    """Word pieces with their leading space, as a BPE detokenizer streams them."""
+    words = text.split(" ")
+    return [words[0]] + [" " + w for w in words[1:]]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+class Side:
+    """One broker, its gate, and a reader timing releases."""
+
+    def __init__(self, name: str, gate: ModerationGate) -> None:
+        self.name = name
+        self.gate = gate
+        self.broker = LocalBroker()
+        self.sent: dict[tuple[str, int], float] = {}
+        self.released: dict[tuple[str, int], float] = {}
+
+    async def start(self) -> None:
+        self.broker.start()
+        await ensure_topics(self.broker.bootstrap, catalogue(2, 2))
+        self.producer = clients.producer(self.broker.bootstrap)
+        await clients.start_client(self.producer, self.broker.bootstrap)
+        self.runner = gate_runner(self.gate, bootstrap=self.broker.bootstrap, group=f"bench-{self.name}", **FAST)
+        await self.runner.start()
+        self.run_task = asyncio.create_task(self.runner.run())
+        self.reader = clients.consumer(self.broker.bootstrap, EVENTS, group_id=None, auto_offset_reset="earliest",
+                                       fetch_max_wait_ms=10)
+        await clients.start_client(self.reader, self.broker.bootstrap)
+        self.read_task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self.reader.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for messages in batches.values():
+                for m in messages:
+                    event = decode_event(m.value)
+                    if isinstance(event, TokenDelta):
+                        self.released[(event.job_id, event.seq)] = now
+
+    async def emit(self, event) -> None:
+        if isinstance(event, TokenDelta):
+            self.sent[(event.job_id, event.seq)] = time.perf_counter()
+        await self.producer.send(EVENTS_RAW, encode(event), key=event.job_id.encode())
+
+    async def stop(self) -> None:
+        """Whatever of it was started (the broker process above all)."""
+        try:
+            for task in (getattr(self, "read_task", None), getattr(self, "run_task", None)):
+                if task is not None:
+                    task.cancel()
+            for client in (getattr(self, "reader", None), getattr(self, "runner", None),
+                           getattr(self, "producer", None)):
+                if client is not None:
+                    await client.stop()
+        finally:
+            self.broker.stop()
+
+
+async def stream(sides: list[Side], job: str, pieces: list[str], tpot_s: float) -> None:
+    """One job played into every side at the same moments."""
+    emitter = EventEmitter(None, EVENTS_RAW, EventSource.WORKER)
+    started = emitter.build(Started, job, 1, worker="bench", model=MODEL)
+    for side in sides:
+        await side.emit(started)
+    for piece in pieces:
+        event = emitter.build(TokenDelta, job, 1, text=piece, tokens=1)
+        for side in sides:
+            await side.emit(event)
+        await asyncio.sleep(tpot_s)
+    done = emitter.build(Completed, job, 1, usage=Usage(completion_tokens=len(pieces)), text="".join(pieces))
+    for side in sides:
+        await side.emit(done)
+
+
+async def measure(args) -> dict:
+    ungated = Side("ungated", ModerationGate(None))
+    gated = Side("gated", build_gate(ModerationSettings()))
+    sides = [ungated, gated]
+    try:
+        for side in sides:
+            await side.start()
+        await asyncio.sleep(4)  # both groups joined
+        pieces = tokens(ANSWER)
+        jobs = []
+        for r in range(args.rounds):
+            batch = [f"bench-{r}-{i}" for i in range(args.jobs)]
+            jobs += batch
+            await asyncio.gather(*(stream(sides, job, pieces, args.tpot_ms / 1000) for job in batch))
+        await asyncio.sleep(3)  # the last windows released
+    finally:
+        for side in sides:
+            await side.stop()
+    out = {}
+    for side in sides:
+        # seq 0 is the job's `started`; its first token is seq 1
+        first = [side.released[(j, 1)] - side.sent[(j, 1)] for j in jobs if (j, 1) in side.released]
+        every = [side.released[k] - side.sent[k] for k in side.sent if k in side.released]
+        # a window's tokens are released together: its last token waits only for the check and the hop
+        windows: dict[tuple[str, float], float] = {}
+        for key, at in side.released.items():
+            windows[(key[0], at)] = max(windows.get((key[0], at), 0.0), side.sent.get(key, 0.0))
+        closing = [at - last for (_, at), last in windows.items()]
+        out[side.name] = {"first_token_ms_p50": 1000 * statistics.median(first),
+                          "first_token_ms_p90": 1000 * pct(first, 0.9),
+                          "token_ms_p50": 1000 * statistics.median(every), "token_ms_p90": 1000 * pct(every, 0.9),
+                          "window_close_ms_p50": 1000 * statistics.median(closing), "windows": len(closing),
+                          "tokens_released": len(every), "tokens_sent": len(side.sent)}
+    return out
+
+
+def prompt_stage_ms(rounds: int = 200) -> float:
+    """One prompt checked, as the preparation chain checks a batch of one."""
+    moderator = build_moderator(ModerationSettings())
+    prompt = "What is the capital of France, and what should I see on a first visit?"
+    moderator.check([(None, prompt)])
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        moderator.check([(None, prompt)])
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=8, help="Concurrent streams per round.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tpot-ms", type=float, default=75.0, help="Time per output token of the played worker.")
+    args = parser.parse_args()
+    platform = json.loads((ROOT / "bench" / "results" / "text_platform.json").read_text())
+    ttft_ms = platform["genloom_sequential"]["ttft_p50_ms"]
+    sides = asyncio.run(measure(args))
+    stage_ms = prompt_stage_ms()
+    added_first = sides["gated"]["first_token_ms_p50"] - sides["ungated"]["first_token_ms_p50"]
+    added_token = sides["gated"]["token_ms_p50"] - sides["ungated"]["token_ms_p50"]
+    result = {
+        "jobs": args.jobs, "rounds": args.rounds, "tpot_ms": args.tpot_ms, "tokens_per_job": len(tokens(ANSWER)),
+        "settings": ModerationSettings().model_dump(include={"window_tokens", "window_chars", "first_window_tokens"}),
+        "sides": sides, "prompt_stage_ms_p50": stage_ms, "platform_ttft_p50_ms": ttft_ms,
+        "added_ttft_ms": added_first + stage_ms, "added_ttft_share": (added_first + stage_ms) / ttft_ms,
+        "added_token_ms_p50": added_token,
+        "added_check_ms_p50": sides["gated"]["window_close_ms_p50"] - sides["ungated"]["window_close_ms_p50"],
+    }
+    OUT.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

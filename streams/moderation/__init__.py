@@ -1,0 +1,1 @@
+"""The prompt moderation stage: prompts checked before any worker sees them."""
