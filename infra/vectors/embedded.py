@@ -141,6 +141,8 @@ class EmbeddedVectorIndex:
         self.exact_max = exact_max  # partitions up to this size are scanned exactly (partition.py)
         self._open: OrderedDict[Path, _Open] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: loads in flight, by partition: a load outlives a caller that stops waiting (see `_entry`)
+        self._loading: dict[Path, asyncio.Future[_Open | None]] = {}
         self._started = False
 
     # ---- lifecycle
@@ -163,6 +165,7 @@ class EmbeddedVectorIndex:
             os.replace(tmp, meta)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._loading.values(), return_exceptions=True)  # what they load is kept, then closed
         while self._open:
             stem, entry = self._open.popitem(last=False)
             async with self._lock(stem):
@@ -237,16 +240,41 @@ class EmbeddedVectorIndex:
             raise RuntimeError("EmbeddedVectorIndex used before start()")
         lock = self._lock(stem)
         async with lock:
-            entry = self._open.get(stem)
+            entry = await self._entry(stem, create)
             if entry is None:
-                entry = await asyncio.to_thread(self._load, stem, create)
-                if entry is None:
-                    return default
-                self._open[stem] = entry
+                return default
             self._open.move_to_end(stem)
             result = await asyncio.to_thread(fn, entry) if threaded else fn(entry)
         await self._evict()
         return result
+
+    async def _entry(self, stem: Path, create: bool) -> _Open | None:
+        """The open partition, loaded first if need be (None: it does not exist and `create` is false).
+
+        The load runs as a task of its own that keeps what it loaded: a caller that stops waiting (a
+        job past enrichment's time budget is cancelled) leaves it to finish, and the next caller finds
+        the partition open or joins the same load. Awaited in place, a load longer than the budget
+        (a large partition on a busy machine) was thrown away by every caller and started again by
+        the next, so the partition never opened and every job went on without memory."""
+        entry = self._open.get(stem)
+        if entry is not None:
+            return entry
+        load = self._loading.get(stem)
+        if load is None:
+            load = self._loading[stem] = asyncio.ensure_future(self._load_and_keep(stem, create))
+        entry = await asyncio.shield(load)
+        if entry is None and create:  # a load for a read found nothing; this caller writes
+            entry = await self._load_and_keep(stem, True)
+        return entry
+
+    async def _load_and_keep(self, stem: Path, create: bool) -> _Open | None:
+        try:
+            entry = await asyncio.to_thread(self._load, stem, create)
+        finally:
+            self._loading.pop(stem, None)
+        if entry is not None:
+            self._open[stem] = entry
+        return entry
 
     async def _evict(self) -> None:
         """Close the least recently used partitions past `max_open` (skipping any in use: never wait here)."""

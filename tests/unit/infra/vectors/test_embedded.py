@@ -4,6 +4,7 @@ its own folder's dims, the LRU of open partitions, and the HNSW graph's files.""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,37 @@ async def test_sweep_reaches_partitions_that_are_not_open(tmp_path: Path) -> Non
     assert await restarted.sweep(100.0) == 9
     assert [await restarted.count("t", u) for u in ("snapshotted", "fresh", "logged")] == [2, 3, 0]
     await restarted.close()
+
+
+async def test_a_load_outlives_a_caller_that_stops_waiting(tmp_path: Path, monkeypatch) -> None:
+    """A query cancelled while its partition loads (a job past enrichment's budget) leaves the load to
+    finish and be kept: the next query finds the partition open instead of loading it again."""
+    rng = np.random.default_rng(14)
+    data = unit(rng, 20)
+    first = await opened(tmp_path)
+    await first.upsert("t", "u", records(data, "r"))
+    await first.close()
+    second = await opened(tmp_path)
+    started, release = threading.Event(), threading.Event()
+    loads: list[Path] = []
+    load = second._load
+
+    def slow_load(stem: Path, create: bool):
+        loads.append(stem)
+        started.set()
+        release.wait(10)
+        return load(stem, create)
+
+    monkeypatch.setattr(second, "_load", slow_load)
+    waiting = asyncio.ensure_future(second.query("t", "u", data[3], 1))
+    await asyncio.to_thread(started.wait, 10)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    joined = asyncio.ensure_future(second.query("t", "u", data[5], 1))  # arrives while the load still runs
+    await asyncio.sleep(0)
+    release.set()
+    assert (await joined)[0].id == "r5"
+    assert (await second.query("t", "u", data[3], 1))[0].id == "r3"
+    assert len(loads) == 1
+    await second.close()
