@@ -58,17 +58,20 @@ class Retriever:
         self._voices = voices
         self._clock = clock
 
-    async def retrieve(self, request: AnyRequest, embedding: np.ndarray) -> Retrieved:
+    async def retrieve(self, request: AnyRequest, embedding: np.ndarray,
+                       shared: dict[tuple[str, str, str], asyncio.Future] | None = None) -> Retrieved:
         """The request with the user's memories in it. Raises MemoryOff for a user without consent,
-        and whatever a store raises (the stage degrades on it)."""
+        and whatever a store raises (the stage degrades on it). Jobs of one batch pass the same
+        `shared` dict: a user's profile and facts are then read once for all of that user's jobs
+        (the fact read is most of a long history's cost)."""
         tenant, user = request.tenant, request.user
         if user is None:
             raise MemoryOff(user)
         k = self._settings.top_k * HITS_PER_SLOT
         profile, hits, facts, turns = await asyncio.gather(
-            self._store.get_profile(tenant, user),
+            _once(shared, ("profile", tenant, user), lambda: self._store.get_profile(tenant, user)),
             self._index.query(tenant, user, np.asarray(embedding, dtype=np.float32), k),
-            self._store.facts(tenant, user, current_only=False),
+            _once(shared, ("facts", tenant, user), lambda: self._store.facts(tenant, user, current_only=False)),
             self._turns(request),
         )
         if profile is not None and not profile.memory_enabled:
@@ -89,3 +92,13 @@ class Retriever:
             return []
         return await self._sessions.recent(request.tenant, request.user, request.session,
                                            self._settings.session_turns)
+
+
+def _once(shared: dict | None, key: tuple[str, str, str], read: Callable) -> asyncio.Future:
+    """One read per key and batch: later jobs of the batch await the first job's read."""
+    if shared is None:
+        return asyncio.ensure_future(read())
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = asyncio.ensure_future(read())
+    return asyncio.shield(found)  # one job giving up must not cancel the read the others wait on

@@ -67,7 +67,8 @@ class EnrichmentStage:
             for item in ready:
                 self._degrade(item)
             return
-        tasks = [asyncio.ensure_future(self._retriever.retrieve(i.request, i.embedding)) for i in ready]
+        shared: dict = {}  # a user's profile and facts, read once for all of their jobs in this batch
+        tasks = [asyncio.ensure_future(self._retriever.retrieve(i.request, i.embedding, shared)) for i in ready]
         done, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
         for task in late:
             task.cancel()

@@ -265,3 +265,20 @@ async def test_a_replay_after_a_run_that_stopped_before_marking_makes_the_mark(s
     again = await remember(flaky, index, embed, said("j2", "My favourite colour is teal."), now=now + 3,
                            retention_s=YEAR)
     assert again.facts == again.superseded == []
+
+
+async def test_a_users_facts_are_read_once_for_all_of_their_jobs_in_a_batch(stores, monkeypatch):
+    store, index = stores
+    await remember(store, index, embed, said("j1", "I'm allergic to shellfish."), now=time.time(), retention_s=YEAR)
+    reads: list[str] = []
+    real = store.facts
+
+    async def counted(tenant, user, **kw):
+        reads.append(user)
+        return await real(tenant, user, **kw)
+
+    monkeypatch.setattr(store, "facts", counted)
+    batch = [chat_item("Am I allergic to shellfish?") for _ in range(4)] + [chat_item("Any allergies?", user="v")]
+    await stage(store, index).run(batch)
+    assert sorted(reads) == ["u", "v"]
+    assert all("shellfish" in i.request.params.messages[1].content for i in batch[:4])
