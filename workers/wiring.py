@@ -61,9 +61,11 @@ def gate_runner(
     heartbeat_interval_ms: int = 1000,
     group: str = GATE_GROUP,
     blobs: BlobStore | None = None,
+    source: str = EVENTS_RAW,
 ) -> GateRunner:
-    """A `GateRunner` for `gate` in consumer `group` on the broker at `bootstrap` (clients not started yet)."""
-    consumer = clients.consumer(bootstrap, EVENTS_RAW, group_id=group, client_id="genloom-moderation",
+    """A `GateRunner` for `gate` in consumer `group` on the broker at `bootstrap` (clients not started yet),
+    reading the workers' output from `source`."""
+    consumer = clients.consumer(bootstrap, source, group_id=group, client_id="genloom-moderation",
                                 max_poll_records=500, fetch_max_wait_ms=fetch_max_wait_ms,
                                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
     return GateRunner(gate, consumer=consumer, producer=clients.producer(bootstrap, client_id="genloom-moderation"),

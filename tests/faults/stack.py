@@ -51,7 +51,7 @@ class FaultStack:
     def start(self, timeout: float = 300.0) -> FaultStack:
         prepare([Modality.TEXT, Modality.IMAGE, Modality.VIDEO], StorageSettings().cache_dir, Console(quiet=True))
         self.stack.start_backends()
-        self.stack.add("streams", ["streams"])
+        self.stack.add_core()  # the stream processors and, moderation being on, the gate
         for modality in WORKERS:
             self.stack.add(f"worker-{modality.value}", ["workers", modality.value])
         self.stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(self.port)], port=self.port)
