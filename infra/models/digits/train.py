@@ -4,6 +4,11 @@ Every random draw (batch, caption form, caption dropout, timestep, noise) comes 
 generator whose state is saved in each checkpoint, and the learning rate is constant after a
 warm-up, so a run stopped at a checkpoint and resumed ends with the same weights as one that never
 stopped, and a run of N steps is the first N steps of any longer run.
+
+Data-parallel training (`torch.distributed`, gloo) keeps that: every process draws the same full
+batch from the same generator and trains on its share (every world-th sample), then the gradients
+(and the loss, for the record) are averaged in one all-reduce per step, so each process takes the
+step one process would have taken on the whole batch, up to float summation order.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
@@ -58,8 +64,11 @@ class Trainer:
     """One training run in ``out_dir``: checkpoints there, and the final model in ``out_dir/model``."""
 
     def __init__(self, config: TrainConfig, out_dir: Path, text: TextConditioner,
-                 data: Digits | None = None) -> None:
+                 data: Digits | None = None, *, rank: int = 0, world: int = 1) -> None:
+        if config.batch_size % world:
+            raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
         self.config = config
+        self.rank, self.world = rank, world
         self.out_dir = Path(out_dir)
         self.data = data or load_digits("train")
         self.table = caption_table(text)
@@ -77,7 +86,10 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
+        """Write the run's state (rank 0 only: every process holds the same)."""
         path = self.out_dir / CHECKPOINT_FILE
+        if self.rank != 0:
+            return path
         tmp = path.with_suffix(".tmp")
         torch.save({"unet": self.unet.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                     "gen": self.gen.get_state(), "step": self.step, "losses": self.losses,
@@ -119,9 +131,12 @@ class Trainer:
         xt = self.noise.add_noise(x0, eps, t)
         for group in self.opt.param_groups:
             group["lr"] = _lr(c, self.step)
-        loss = F.mse_loss(self.unet(xt, t, cond.unsqueeze(1)).sample, eps)
+        mine = slice(self.rank, None, self.world)
+        loss = F.mse_loss(self.unet(xt[mine], t[mine], cond[mine].unsqueeze(1)).sample, eps[mine])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world > 1:
+            loss = self._all_reduce_mean(loss.detach())
         torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
         self.opt.step()
         with torch.no_grad():
@@ -131,6 +146,19 @@ class Trainer:
         value = loss.item()
         self.losses.append(value)
         return value
+
+    def _all_reduce_mean(self, loss: torch.Tensor) -> torch.Tensor:
+        """Average the gradients and the loss over the processes, in one all-reduce."""
+        params = [p for p in self.unet.parameters() if p.grad is not None]
+        flat = torch.cat([p.grad.reshape(-1) for p in params] + [loss.reshape(1)])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+        return flat[-1]
 
     def run(self, on_step: Callable[[int, float], None] | None = None, stop_at: int | None = None) -> None:
         """Train up to ``config.steps`` (or ``stop_at``, to simulate an interruption), checkpointing."""

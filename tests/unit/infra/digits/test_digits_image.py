@@ -108,3 +108,23 @@ def test_the_committed_model_reaches_its_card(text: TextConditioner) -> None:
     result = evaluate_image(pipe, DigitClassifier.train(), per_caption=1, seed=777)
     assert result.accuracy >= card["accuracy"] - CARD_TOLERANCE
     assert result.heldout_forms >= card["heldout_forms"] - 2 * CARD_TOLERANCE  # 40 images in all
+
+
+def _train_share(rank: int, world: int, out_dir: Path) -> None:
+    full = load_digits("train")
+    data = Digits(full.images[:200], full.labels[:200], full.sha256)
+    Trainer(small(6), out_dir, TextConditioner.default(), data, rank=rank, world=world).run()
+
+
+def test_two_data_parallel_processes_take_the_steps_one_process_takes(tmp_path: Path, text: TextConditioner,
+                                                                      few_digits: Digits) -> None:
+    from infra.models.digits.distributed import run_data_parallel
+
+    one = Trainer(small(6), tmp_path / "one", text, few_digits)
+    one.run()
+    run_data_parallel(2, _train_share, tmp_path / "two")
+    two = Trainer(small(6), tmp_path / "two", text, few_digits)
+    assert two.resume() and two.step == 6
+    assert two.losses == pytest.approx(one.losses, rel=1e-4)
+    for name, tensor in one.unet.state_dict().items():
+        assert torch.allclose(tensor, two.unet.state_dict()[name], atol=1e-5), name
