@@ -571,7 +571,9 @@ def digits_data_parallel(d: dict) -> list[str]:
         f"with a gloo all-reduce (`torch.distributed`). Target loss: {d['target_loss']} (mean of {d['window']} "
         f"steps). The two loss curves differ by at most {d['max_loss_gap']:.1e} per step (float summation "
         f"order): data-parallel training takes the same steps. Machine: {d['machine']}, with other work running, "
-        "so the timings are indicative only.",
+        "so the timings are indicative only: under load one process with two threads stalls whenever either "
+        "thread is descheduled (every op waits for both), which two single-thread processes do not, while "
+        "their all-reduce of 1.1M gradients per step costs little.",
         "",
         *rows,
         "",
