@@ -70,7 +70,7 @@ def test_interrupted_and_resumed_training_ends_where_an_uninterrupted_run_does(
     straight = Trainer(small(10), tmp_path / "a", text, few_digits)
     straight.run()
     first = Trainer(small(10), tmp_path / "b", text, few_digits)
-    first.run(stop_at=6)  # "killed" after the checkpoint at step 4... and step 6's save
+    first.run(stop_at=6)  # stopped at step 6, its last checkpoint
     resumed = Trainer(small(10), tmp_path / "b", text, few_digits)
     assert resumed.resume() and resumed.step == 6
     resumed.run()
