@@ -29,6 +29,7 @@ from .events import (
     ModerationVerdict,
     Prepared,
     Progress,
+    PromptMatch,
     Started,
     Timings,
     TokenDelta,

@@ -38,6 +38,16 @@ class ModelInfo(Contract):
     )
 
 
+class PromptMatch(Contract):
+    """How well a prompt matches what a small trained model knows (the captions it was trained on)."""
+
+    known: bool = Field(description="False when the prompt is outside what the model was trained on (no digit,"
+                        " two digits, nonsense): the image is still made, but follows no caption it learnt.")
+    confidence: float = Field(ge=-1.0, le=1.0, description="Cosine similarity of the prompt's text embedding to"
+                              " its nearest training caption.")
+    nearest: str = Field(max_length=200, description="That nearest training caption.")
+
+
 class Usage(Contract):
     """What a job consumed; fields that do not apply to the modality stay null."""
 
@@ -151,6 +161,8 @@ class Artifact(_EventBase):
     height: int | None = None
     frames: int | None = None
     duration_s: float | None = None
+    prompt_match: PromptMatch | None = Field(
+        default=None, description="For a model that can tell: how well the prompt matches what it was trained on.")
 
 
 class ModerationVerdict(_EventBase):

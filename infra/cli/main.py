@@ -16,6 +16,7 @@ from rich.table import Table
 
 from infra.cli.jobs import build_request, follow, resolve_connection, run_cli, save_connection, submit_and_follow
 from infra.cli.prepare import prepare
+from infra.cli.train import train_app
 from infra.docs import write
 from infra.kafka.admin import topic_report
 from infra.models.catalog import available
@@ -25,6 +26,7 @@ from schemas.enums import Modality
 
 app = typer.Typer(help="genloom: generative AI behind a durable event log.", no_args_is_help=True,
                   add_completion=False)
+app.add_typer(train_app, name="train")
 console = Console()
 err = Console(stderr=True)
 

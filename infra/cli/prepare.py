@@ -1,5 +1,6 @@
 """Model preparation before `genloom up` starts workers: the first run dequantises the default
-text model and builds the small random media pipelines, with a progress line for each."""
+text model, checks the trained image model is there and builds the small random video pipeline,
+with a progress line for each."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
 def _image(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
     if ImageSettings().model:
         return None
-    # the builders import torch and diffusers (the `media` extra): only when media is prepared
-    from infra.models.tiny import build_tiny_pipeline
+    from infra.models.digits import IMAGE_MODEL_DIR
 
-    return "image: tiny random Stable Diffusion pipeline", lambda: build_tiny_pipeline(cache_dir / "models" / "tiny-sd")
+    def check() -> None:
+        if not (IMAGE_MODEL_DIR / "unet").is_dir():
+            raise FileNotFoundError(f"the default image model is missing from {IMAGE_MODEL_DIR}: "
+                                    "run `genloom train image`, or set GENLOOM_IMAGE_MODEL")
+
+    return "image: digit model trained here (models/digits-image)", check
 
 
 def _video(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:

@@ -32,13 +32,15 @@ SPEECH_MODEL = "piper"
 #: built by the text worker's first start): often enough to pick it up soon, rarely enough that
 #: requests for a model with no files do not each pay a failed load
 RELOAD_INTERVAL_S = 5.0
+#: the name the digit model trained here is served under when no image model is configured
+DEFAULT_IMAGE_MODEL = "digits-image"
 #: frames per second when a video request names none (VideoParams' default)
 DEFAULT_FPS = 8
 #: the packages a modality's worker imports, and the extra that installs them
 REQUIREMENTS: dict[Modality, tuple[tuple[str, ...], str]] = {
     Modality.TEXT: (("torch", "transformers"), "text"),
     Modality.SPEECH: (("piper", "onnxruntime"), "speech"),
-    Modality.IMAGE: (("torch", "diffusers", "PIL"), "media"),
+    Modality.IMAGE: (("torch", "diffusers", "PIL", "sentence_transformers"), "media"),
     Modality.VIDEO: (("torch", "diffusers", "imageio"), "media"),
 }
 
@@ -169,7 +171,7 @@ class MediaCatalog:
                       speech: SpeechSettings | None = None) -> MediaCatalog:
         image, video, speech = image or ImageSettings(), video or VideoSettings(), speech or SpeechSettings()
         return cls(
-            ImageModel(image.model or "tiny-sd", image.max_side, image.max_steps, image.max_n),
+            ImageModel(image.model or DEFAULT_IMAGE_MODEL, image.max_side, image.max_steps, image.max_n),
             VideoModel(video.model or "tiny-animatediff", video.max_side, video.max_steps, video.max_frames,
                        video.max_fps, video.frames),
             SpeechModel(SPEECH_MODEL, installed_voices(speech.voice_dir)),

@@ -52,8 +52,8 @@ class ImageSettings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        description="Diffusers model id (from the local hub cache) or folder; unset builds the tiny "
-        "random pipeline once into GENLOOM_CACHE_DIR/models/tiny-sd.",
+        description="Diffusers model id (from the local hub cache) or folder; unset serves the digit model "
+        "trained here (models/digits-image, `genloom train image`).",
     )
     device: str | None = Field(default=None, description="cpu, cuda or cuda:N; unset picks CUDA when present.")
     max_batch_size: int = Field(default=4, ge=1, description="Most jobs of one shape in one pipeline call.")
@@ -62,9 +62,15 @@ class ImageSettings(BaseSettings):
     )
     width: int | None = Field(default=None, ge=8, description="Default width; unset = the model's native size.")
     height: int | None = Field(default=None, ge=8, description="Default height; unset = the model's native size.")
-    steps: int = Field(default=30, ge=1, description="Default denoising steps.")
-    guidance: float = Field(default=7.0, ge=0.0, description="Default classifier-free guidance scale.")
-    scheduler: ImageScheduler = Field(default=ImageScheduler.DPM_SOLVER, description="Default scheduler.")
+    steps: int | None = Field(
+        default=None, ge=1, description="Default denoising steps; unset: the model's own (25 for the digit "
+        "model), else 30.")
+    guidance: float | None = Field(
+        default=None, ge=0.0, description="Default classifier-free guidance scale; unset: the model's own "
+        "(2.0 for the digit model, which collapses above 5), else 7.0.")
+    scheduler: ImageScheduler | None = Field(
+        default=None, description="Default scheduler; unset: the model's own (ddim for the digit model), "
+        "else dpm-solver.")
     max_side: int = Field(default=2048, ge=8, description="Largest width or height served (invalid_size above).")
     max_steps: int = Field(default=100, ge=1, description="Most denoising steps a job may ask for.")
     max_n: int = Field(default=8, ge=1, description="Most images per job.")

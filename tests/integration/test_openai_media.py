@@ -26,8 +26,7 @@ from schemas.requests import scoped_job_id
 from tests.conftest import FAST_GROUP
 from tests.kafka_helpers import serving, skip_backlog
 from tests.edge_helpers import read_until_idle, values
-from workers.image.handler import ImageHandler
-from workers.image.tiny import load_tiny_pipeline
+from workers.image.handler import ImageHandler, pipeline_loader
 from workers.speech.handler import SpeechHandler
 from workers.speech.synthesizer import PiperSynthesizer
 from workers.video.encode import probe_mp4
@@ -37,14 +36,15 @@ from workers.wiring import job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TENANT, OTHER = "t-media", "t-media-b"
-IMAGE_MODEL, VIDEO_MODEL, SPEECH_MODEL = "tiny-sd", "tiny-animatediff", "piper"
+IMAGE_MODEL, VIDEO_MODEL, SPEECH_MODEL = "digits-image", "tiny-animatediff", "piper"
 
 
 @pytest.fixture(scope="module")
 async def media_workers(kafka_bootstrap, gateway_url, blob_dir, tmp_path_factory):
     """The three media workers (beside the session's moderation gate), writing artifacts where the gateway reads them."""
     models = tmp_path_factory.mktemp("media-models")
-    image = ImageHandler(lambda: load_tiny_pipeline(models / "tiny-sd", device="cpu"), LocalBlobStore(blob_dir),
+    # the default image model (trained here); the default video model is still the tiny random one
+    image = ImageHandler(pipeline_loader(None, "cpu"), LocalBlobStore(blob_dir),
                          ImageSettings(steps=2, scheduler="ddim", max_wait_ms=20))
     video = VideoHandler(lambda: load_tiny_video_pipeline(models / "tiny-animatediff", device="cpu"),
                          LocalBlobStore(blob_dir), VideoSettings(steps=3, frames=8))

