@@ -327,7 +327,8 @@ def prepare_stages(d: dict) -> list[str]:
         "## Preparation stages: throughput, stage latency, and what they add to time to first token",
         "",
         f"Stages driven directly: {', '.join(d['stages'])}; the live processor and the chat run the default chain "
-        "(privacy, embedding, cache; each chat a new question to the cache). A short streamed chat (SmolLM2, greedy, 4 tokens) through the whole "
+        "(privacy, moderation, embedding, enrichment, cache, with the moderation classifier off in this run and no "
+        "user on the chats, so those two stages pass them through; each chat a new question to the cache). A short streamed chat (SmolLM2, greedy, 4 tokens) through the whole "
         f"stack, {t['stages']['requests']} requests per route alternating in one run: a tenant whose jobs go through "
         "`genloom.requests` and the chained stages, and a tenant with every stage off (the gateway's direct "
         "route), same gateway and worker. Target: the stages add under 15 ms p50.",
@@ -546,13 +547,13 @@ def enrichment(d: dict) -> list[str]:
         + ("within the target." if met else "over the target.")
         + " A batch's retrievals run at once, but the store's reads go through its one worker thread and the "
         "scoring (the fact finder over each hit interaction, building the prompt) runs on the one event loop, so "
-        f"a batch of 8 jobs of one user took {big8['p50_ms'] / big['p50_ms']:.1f}x a batch of 1 at {s['big']:,}, "
-        f"close to the {_f(cfg['timeout_ms'], 0)} ms budget: {big8['degraded_jobs']} of "
+        f"a batch of 8 jobs of one user took {big8['p50_ms'] / big['p50_ms']:.1f}x a batch of 1 at {s['big']:,} "
+        f"(the stage's budget is {_f(cfg['timeout_ms'], 0)} ms): {big8['degraded_jobs']} of "
         f"{big8['batches'] * big8['batch']} of those jobs went on without memory. Each read alone at {s['big']:,} "
         f"(p50 / p99; the user has {b['facts_rows']:,} fact rows): {reads}. The largest is "
-        f"{slowest.replace('_', ' ')}: the retriever reads every fact of the user, superseded ones included, on "
-        "every job, so it grows with the history while the vector search (an HNSW graph past 20,000 vectors) "
-        "hardly does.",
+        f"{slowest.replace('_', ' ')}: the retriever reads every fact of the user, superseded ones included, once "
+        "per batch for all of that user's jobs in it, so it grows with the history while the vector search (an "
+        "HNSW graph past 20,000 vectors) hardly does.",
         "",
         "Timing starts once a batch goes through without degrading (at least 5 batches): a user's partition of "
         "the vector index loads on its first query, and while it loads the jobs go on without memory (the load "
