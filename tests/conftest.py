@@ -115,34 +115,14 @@ def moderation_gate(kafka_bootstrap, tmp_path_factory, blob_dir):
     """`python -m workers moderation` with the default settings, as `genloom up` runs it: moderation is
     on by default, so workers publish to genloom.events.raw and only this gate releases their output
     (artifacts too: it reads them from `blob_dir`)."""
-    import subprocess
-    import sys
-
-    from infra.procs import stop_process
-
-    log_path = tmp_path_factory.mktemp("moderation") / "gate.log"
     env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_BLOB_DIR=str(blob_dir), **FAST_STREAMS_ENV)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "workers", "moderation"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        stop_process(proc, timeout=10)
-        if proc.returncode not in (0, -15, None):
-            print(log_path.read_text()[-4000:])
+    yield from _process(["workers", "moderation"], env, tmp_path_factory.mktemp("moderation") / "gate.log")
 
 
 @pytest.fixture(scope="session")
 def streams_process(kafka_bootstrap, redis_url, tmp_path_factory, moderation_gate):
     """`python -m streams` (the preparation chain, privacy and moderation on, and the fan-out) as a real faust
     worker process, beside the moderation gate."""
-    import subprocess
-    import sys
-
-    from infra.procs import stop_process
-
-    log_path = tmp_path_factory.mktemp("streams") / "streams.log"
     env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_REDIS_URL=redis_url,
                GENLOOM_REQUEST_SIGNING_KEY=REQUEST_SIGNING_KEY.decode(), GENLOOM_PRIVACY_KEY=PRIVACY_KEY, **FAST_STREAMS_ENV,
                # tests write records with made-up old timestamps: a sweep would end them mid-test
@@ -151,8 +131,19 @@ def streams_process(kafka_bootstrap, redis_url, tmp_path_factory, moderation_gat
                # the semantic cache answers only the cache test's tenant: other tests' greedy chats must reach
                # their (test-played) workers; its threshold is the one tests/integration/test_cache_gateway.py uses
                GENLOOM_SEMANTIC_CACHE_TENANTS_ONLY="t-cache", GENLOOM_SEMANTIC_CACHE_THRESHOLD="0.85")
+    yield from _process(["streams"], env, tmp_path_factory.mktemp("streams") / "streams.log")
+
+
+def _process(module_args: list[str], env: dict[str, str], log_path):
+    """`python -m <module_args>` as a session's background process, logging to `log_path`; stopped by PID at
+    the end, its log's tail printed if it died."""
+    import subprocess
+    import sys
+
+    from infra.procs import stop_process
+
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams"], env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", *module_args], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
