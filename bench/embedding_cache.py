@@ -2,14 +2,15 @@
 
 Embedding: prompts/s of the embedding stage's model call (all-MiniLM-L6-v2, this machine's CPU, the
 torch threads given) at batch sizes 1, 8 and 32 over the paraphrase set's prompts; batch 1 is the
-baseline a stage that embedded one message at a time would get.
+baseline a stage that embedded one message at a time would get. The same in float32 for each runtime
+(`--runtimes`, default torch and onnxruntime): which one GENLOOM_EMBEDDING_RUNTIME=auto should pick.
 
 Cache: the latency of `CacheStage.run` for one job (its embedding given), measured for a hit in the
 in-process tier, a hit in the Redis tier (a local redis-server; the in-process tier kept empty), a
 hit in a Redis scope holding the most entries a scope may hold, and a miss (lookup and the miss
 marker). p50 and p99 over `--lookups` runs each.
 
-    python bench/embedding_cache.py [--threads 1] [--lookups 500]
+    python bench/embedding_cache.py [--threads 1] [--lookups 500] [--runtimes torch,onnxruntime]
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def prompts() -> list[str]:
     return [p for pair in data["same"] + data["near_miss"] for p in pair]
 
 
-def throughput(texts: list[str], batch: int, rounds: int) -> float:
-    embedder = load_embedder()
+def throughput(texts: list[str], batch: int, rounds: int, **how) -> float:
+    embedder = load_embedder(**how)
     embedder.encode(texts[:batch], batch)  # warm
     done, started = 0, time.perf_counter()
     for _ in range(rounds):
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2, help="Passes over the prompts per batch size.")
     parser.add_argument("--lookups", type=int, default=500)
+    parser.add_argument("--runtimes", default="torch,onnxruntime", help="Runtimes compared in float32.")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     import torch
@@ -135,6 +137,11 @@ def main() -> None:
     print(f"embedding, {len(texts)} prompts x {args.rounds}, {args.threads} thread(s):")
     for batch, rate in rates.items():
         print(f"  batch {batch:2d}: {rate:7.1f} prompts/s ({rate / rates[1]:.2f}x batch 1)")
+    runtimes = {r: {b: throughput(texts, b, args.rounds, runtime=r, dtype="float32") for b in (1, 8)}
+                for r in args.runtimes.split(",") if r}
+    for runtime, by_batch in runtimes.items():
+        print(f"  {runtime:12s} float32: " + ", ".join(f"batch {b}: {1000 * b / r:.2f} ms per call"
+                                                     for b, r in by_batch.items()))
     vector = load_embedder().encode(["What is the capital of France?"])[0]
     latencies = asyncio.run(cache_latencies(vector, args.lookups))
     print(f"cache stage, one job, {args.lookups} runs each:")
@@ -143,6 +150,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "model": "sentence-transformers/all-MiniLM-L6-v2", "threads": args.threads, "prompts": len(texts),
         "embedding_prompts_per_s": {str(b): r for b, r in rates.items()}, "cache_stage": latencies,
+        "float32_prompts_per_s_by_runtime": {rt: {str(b): r for b, r in v.items()} for rt, v in runtimes.items()},
         "scope_max_entries": keys.CACHE_SCOPE_MAX_ENTRIES, "machine": platform.machine(),
         "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
     }, indent=2) + "\n")

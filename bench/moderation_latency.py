@@ -1,13 +1,19 @@
 """What moderation costs a token stream: the time the output gate adds to the first token and to
 each token, against the same stream ungated, in one run.
 
-Two bundled brokers, each with a gate in this process: a pass-through gate (what runs with
-moderation off: the same hop, no check) and the default gate (categories classifier, windows at
-sentence ends, 16 tokens or 160 characters, the first window one token). A paced worker plays the
-same streams into both at once (a chat answer of about 60 tokens, TPOT as measured for SmolLM2 in
+Three bundled brokers, each with a gate in this process: a pass-through gate (what runs with
+moderation off: the same hop, no check), the default gate (categories classifier, window_mode
+checked: each token released once its sentence so far passes, held only while it could grow into
+a blocked term) and the windowed gate (windows at sentence ends, 16 tokens or 160 characters, the
+first window one token). A paced worker plays the same streams into all three at once (a chat answer of about 60 tokens, TPOT as measured for SmolLM2 in
 bench/results/text_platform.json), and a consumer on each `genloom.events` times every token from
 its send to its release. The prompt stage's cost (one check per prompt, added to time to first
 token before any worker starts) is timed on the same machine.
+
+Quality on the token-stream path (no broker): every labelled text of bench/data/moderation_texts.tsv
+is streamed word piece by word piece through a gate of each mode; a harmful text should be cut
+(its stream ended with content_filter), a clean one fully released. Reported per mode, with how
+much of a cut harmful text was released before the cut and the gate's own time per token.
 
     .venv/bin/python bench/moderation_latency.py [--jobs 8] [--rounds 3] [--tpot-ms 75]
 """
@@ -127,10 +133,12 @@ async def stream(sides: list[Side], job: str, pieces: list[str], tpot_s: float) 
         await side.emit(done)
 
 
+#: the gated modes measured against the ungated stream: name -> settings
+MODES = {"checked": ModerationSettings(window_mode="checked"), "windowed": ModerationSettings(window_mode="windowed")}
+
+
 async def measure(args) -> dict:
-    ungated = Side("ungated", ModerationGate(None))
-    gated = Side("gated", build_gate(ModerationSettings()))
-    sides = [ungated, gated]
+    sides = [Side("ungated", ModerationGate(None))] + [Side(name, build_gate(s)) for name, s in MODES.items()]
     try:
         for side in sides:
             await side.start()
@@ -163,6 +171,46 @@ async def measure(args) -> dict:
     return out
 
 
+def stream_quality() -> dict:
+    """Each labelled text streamed through a gate of each mode (see the module docstring)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from moderation_quality import load
+
+    rows = load()
+    emitter = EventEmitter(None, EVENTS_RAW, EventSource.WORKER)
+    out = {}
+    for name, settings in MODES.items():
+        gate = build_gate(settings)
+        counts = {"harmful": 0, "harmful_cut": 0, "clean": 0, "clean_cut": 0, "released_share_of_cut": []}
+        spent, streamed = 0.0, 0
+        for i, (gold, text, _) in enumerate(rows):
+            job = f"q-{name}-{i}"
+            pieces = tokens(text)
+            released, cut = 0, False
+            begin = time.perf_counter()
+            events = [emitter.build(TokenDelta, job, 1, text=p, tokens=1) for p in pieces]
+            events.append(emitter.build(Completed, job, 1, usage=Usage(completion_tokens=len(pieces))))
+            for event in events:
+                result = gate.on_event(event)
+                released += sum(1 for e in result.publish if isinstance(e, TokenDelta))
+                cut = cut or any(isinstance(e, Completed) and e.finish_reason == "content_filter" for e in result.publish)
+            spent += time.perf_counter() - begin
+            streamed += len(pieces)
+            kind = "harmful" if gold else "clean"
+            counts[kind] += 1
+            counts[f"{kind}_cut"] += cut
+            if cut and gold:
+                counts["released_share_of_cut"].append(released / len(pieces))
+        shares = counts.pop("released_share_of_cut")
+        counts["harmful_cut_share"] = counts["harmful_cut"] / max(1, counts["harmful"])
+        counts["clean_released_share"] = 1 - counts["clean_cut"] / max(1, counts["clean"])
+        counts["released_before_cut_p50"] = statistics.median(shares) if shares else None
+        # the gate's own work per token, one stream at a time (no batching across streams, no broker)
+        counts["gate_cpu_ms_per_token"] = 1000 * spent / max(1, streamed)
+        out[name] = counts
+    return out
+
+
 def prompt_stage_ms(rounds: int = 200) -> float:
     """One prompt checked, as the preparation chain checks a batch of one."""
     moderator = build_moderator(ModerationSettings())
@@ -186,15 +234,21 @@ def main() -> None:
     ttft_ms = platform["genloom_sequential"]["ttft_p50_ms"]
     sides = asyncio.run(measure(args))
     stage_ms = prompt_stage_ms()
-    added_first = sides["gated"]["first_token_ms_p50"] - sides["ungated"]["first_token_ms_p50"]
-    added_token = sides["gated"]["token_ms_p50"] - sides["ungated"]["token_ms_p50"]
+    base = sides["ungated"]
+    added = {}
+    for name in MODES:
+        side = sides[name]
+        first = side["first_token_ms_p50"] - base["first_token_ms_p50"]
+        added[name] = {"added_ttft_ms": first + stage_ms, "added_ttft_share": (first + stage_ms) / ttft_ms,
+                       "added_token_ms_p50": side["token_ms_p50"] - base["token_ms_p50"],
+                       "added_token_ms_p90": side["token_ms_p90"] - base["token_ms_p90"],
+                       "added_check_ms_p50": side["window_close_ms_p50"] - base["window_close_ms_p50"]}
     result = {
         "jobs": args.jobs, "rounds": args.rounds, "tpot_ms": args.tpot_ms, "tokens_per_job": len(tokens(ANSWER)),
-        "settings": ModerationSettings().model_dump(include={"window_tokens", "window_chars", "first_window_tokens"}),
-        "sides": sides, "prompt_stage_ms_p50": stage_ms, "platform_ttft_p50_ms": ttft_ms,
-        "added_ttft_ms": added_first + stage_ms, "added_ttft_share": (added_first + stage_ms) / ttft_ms,
-        "added_token_ms_p50": added_token,
-        "added_check_ms_p50": sides["gated"]["window_close_ms_p50"] - sides["ungated"]["window_close_ms_p50"],
+        "settings": ModerationSettings().model_dump(include={"window_mode", "hold_tokens", "window_tokens",
+                                                             "window_chars", "first_window_tokens"}),
+        "sides": sides, "prompt_stage_ms_p50": stage_ms, "platform_ttft_p50_ms": ttft_ms, "added": added,
+        "stream_quality": stream_quality(),
     }
     OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

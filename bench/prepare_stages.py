@@ -11,10 +11,16 @@ short chat's time to first token with the stages on against the direct route, in
 3. Time to first token of a short streamed chat (SmolLM2, greedy, 4 tokens) through the whole stack,
    alternating a tenant whose jobs go through `genloom.requests` and the stages with one that has
    every stage off (GENLOOM_PREPARE_OFF_TENANTS: the gateway's direct route), same gateway, same
-   worker. Also split by the job's own events: submit to the worker's `started`. Target: the stages
-   add under 15 ms p50.
+   worker, and a third route: the staged tenant's new questions in a cache scope that holds answers
+   (`ROUTES`). Also split by the job's own events: submit to the worker's `started`. Target: the
+   stages add under 15 ms p50.
+4. Where that time goes, hop by hop, for both routes (p50/p90): submit (the gateway accepts, then
+   produces) -> produced to genloom.requests (the Kafka record's timestamp) -> polled by the processor (the
+   `prepared` event's polled_ts) -> each stage (its stage_ms) -> produced to genloom.jobs.text ->
+   the worker's `started`. The direct route has no requests/processor hops.
 
-    .venv/bin/python bench/prepare_stages.py      # writes bench/results/prepare_stages.json
+    .venv/bin/python bench/prepare_stages.py               # writes bench/results/prepare_stages.json
+    .venv/bin/python bench/prepare_stages.py --only-ttft   # only 3 and 4: bench/results/prepare_stages_ttft.json
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from infra.redis.server import LocalRedis  # noqa: E402
 from infra.settings.streams import PrivacySettings  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 from schemas import parse_request  # noqa: E402
-from schemas.events import Started  # noqa: E402
+from schemas.events import Prepared, Started  # noqa: E402
 from streams.prepare.chain import run_chain  # noqa: E402
 from streams.privacy.engine import PiiAnalyzer  # noqa: E402
 from streams.privacy.stage import PrivacyStage  # noqa: E402
@@ -163,6 +169,24 @@ async def prepared_ms(bootstrap: str, ids: set[str]) -> list[float]:
     return list(found.values())
 
 
+#: new questions to the cache in one scope (no key terms: no numbers, names, negations or pivot words), far
+#: apart in meaning: once that scope holds an answer (the warm-up's), each is embedded before its lookup
+QUESTIONS = ["What do bees make?", "Why is the sky blue?", "How do plants grow?", "What is a volcano?",
+             "How does rain form?", "What do cats eat?", "Why do leaves fall?", "What is gravity?",
+             "How do birds fly?", "What is a rainbow?", "Why is the sea salty?", "What makes thunder?",
+             "How do fish breathe?", "What is a comet?", "How is glass made?", "Why do we sleep?",
+             "What is an atom?", "How do magnets work?", "What is a desert?", "Why do stars twinkle?",
+             "How is paper made?", "What is a glacier?", "How do bats find food?", "What is photosynthesis?"]
+SHORT = ["Name a colour.", "Say hello.", "Name a planet.", "What do bees make?"]
+#: route -> (tenant, its i-th prompt). The staged and the direct routes ask the same numbered prompts: the
+#: number is a key term, so each staged chat is in a scope of its own that holds nothing (the cache has
+#: nothing to compare, and the vector is computed after the job is sent). The third route asks staged
+#: chats in a scope that holds answers (the vector is computed before the lookup, as for common questions).
+ROUTES = {"stages": ("stages", lambda i: f"{SHORT[i % len(SHORT)]} ({i})"),
+          "direct": ("direct", lambda i: f"{SHORT[i % len(SHORT)]} ({i})"),
+          "stages_scope_in_use": ("stages", lambda i: QUESTIONS[i % len(QUESTIONS)])}
+
+
 async def chat_ttft(url: str, tenant: str, http: httpx.AsyncClient, prompt: str) -> tuple[float, str, float]:
     body = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4,
             "temperature": 0, "stream": True}
@@ -181,48 +205,112 @@ async def chat_ttft(url: str, tenant: str, http: httpx.AsyncClient, prompt: str)
     raise RuntimeError("no token came back")
 
 
-async def ttft(url: str, redis_url: str, n: int) -> dict:
-    prompts = ["Name a colour.", "Say hello.", "Name a planet.", "What do bees make?"]
+async def ttft(url: str, redis_url: str, bootstrap: str, n: int) -> dict:
     store = JobStore(connect(redis_url))
-    runs = {t: {"ttft": [], "to_started": []} for t in KEYS}
+    runs = {r: {"ttft": [], "to_started": [], "jobs": []} for r in ROUTES}
     async with httpx.AsyncClient(timeout=300) as http:
-        for tenant in KEYS:  # warm-up, and wait until the worker answers
-            for _ in range(120):
+        for tenant in KEYS:  # warm-up, and wait until the worker answers ("hi" is then the answer in the scope of
+            for _ in range(120):  # the QUESTIONS)
                 try:
                     await chat_ttft(url, tenant, http, "hi")
                     break
                 except (httpx.HTTPError, RuntimeError):
                     await asyncio.sleep(1)
-        for i in range(2 * n):
-            tenant = "stages" if i % 2 == 0 else "direct"
-            # a number of its own in every prompt: each is a new question to the semantic cache (a miss, with
-            # the lookup's cost), never an answer it already holds
-            prompt = f"{prompts[(i // 2) % len(prompts)]} ({i // 2})"
-            first, job, wall = await chat_ttft(url, tenant, http, prompt)
+        await asyncio.sleep(1)  # the warm-up's answer is in the cache
+        for i in range(len(ROUTES) * n):
+            route = list(ROUTES)[i % len(ROUTES)]
+            tenant, prompt_of = ROUTES[route]
+            first, job, wall = await chat_ttft(url, tenant, http, prompt_of(i // len(ROUTES)))
             events = [entry.event for entry in await store.entries(scoped_job_id(f"bench-{tenant}", job))]
-            started = next(e.ts for e in events if isinstance(e, Started))
+            started = next((e.ts for e in events if isinstance(e, Started)), None)
+            assert started is not None, f"no worker started {route}'s job (a cache hit?): pick other prompts"
+            runs[route]["jobs"].append((scoped_job_id(f"bench-{tenant}", job), wall, events))
             if tenant == "stages":
                 assert any(e.type == "prepared" for e in events), "a staged job without a prepared event"
-            runs[tenant]["ttft"].append(first * 1000)
-            runs[tenant]["to_started"].append((started - wall) * 1000)
-    out = {t: {"requests": n, "ttft_p50_ms": round(statistics.median(r["ttft"]), 1),
-               "ttft_p90_ms": round(q(r["ttft"], 0.9), 1),
-               "submit_to_started_p50_ms": round(statistics.median(r["to_started"]), 1)} for t, r in runs.items()}
-    out["added_ttft_p50_ms"] = round(out["stages"]["ttft_p50_ms"] - out["direct"]["ttft_p50_ms"], 1)
-    out["added_submit_to_started_p50_ms"] = round(
-        out["stages"]["submit_to_started_p50_ms"] - out["direct"]["submit_to_started_p50_ms"], 1)
+            runs[route]["ttft"].append(first * 1000)
+            runs[route]["to_started"].append((started - wall) * 1000)
+    out = {r: {"requests": n, "ttft_p50_ms": round(statistics.median(v["ttft"]), 1),
+               "ttft_p90_ms": round(q(v["ttft"], 0.9), 1),
+               "submit_to_started_p50_ms": round(statistics.median(v["to_started"]), 1)} for r, v in runs.items()}
+    for route, suffix in (("stages", ""), ("stages_scope_in_use", "_scope_in_use")):
+        out[f"added_ttft_p50_ms{suffix}"] = round(out[route]["ttft_p50_ms"] - out["direct"]["ttft_p50_ms"], 1)
+        out[f"added_submit_to_started_p50_ms{suffix}"] = round(
+            out[route]["submit_to_started_p50_ms"] - out["direct"]["submit_to_started_p50_ms"], 1)
+    out["hops"] = await hops(bootstrap, {r: v["jobs"] for r, v in runs.items()})
     return out
+
+
+async def produced_at(bootstrap: str, topic: str, ids: set[str]) -> dict[str, float]:
+    """Unix time each job's record was produced to `topic` (the record's create timestamp, in ms)."""
+    consumer = clients.consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")
+    await clients.start_client(consumer, bootstrap)
+    found: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 30
+        while len(found) < len(ids) and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=100)).values():
+                for m in messages:
+                    try:
+                        job = json.loads(m.value).get("job_id")
+                    except (ValueError, AttributeError):
+                        continue
+                    if job in ids and job not in found:
+                        found[job] = m.timestamp / 1000
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def hops(bootstrap: str, jobs: dict[str, list]) -> dict:
+    """Per route, the milliseconds of each hop from submit to the worker's `started` (p50, p90)."""
+    ids = {job for rows in jobs.values() for job, _, _ in rows}
+    on_requests = await produced_at(bootstrap, REQUESTS, {j for r, rows in jobs.items() if r != "direct"
+                                                          for j, _, _ in rows})
+    on_jobs = await produced_at(bootstrap, jobs_topic("text"), ids)
+    table: dict[str, dict[str, list[float]]] = {}
+    for route, rows in jobs.items():
+        spans: dict[str, list[float]] = {}
+        for job, wall, events in rows:
+            prepared = next((e for e in events if isinstance(e, Prepared)), None)
+            started = next(e.ts for e in events if isinstance(e, Started))
+            if job not in on_jobs:
+                continue
+            if route != "direct" and prepared is not None and prepared.polled_ts and job in on_requests:
+                stages = sum(prepared.stage_ms.values())
+                marks = [("submit -> on requests", (on_requests[job] - wall) * 1000),
+                         ("on requests -> polled", (prepared.polled_ts - on_requests[job]) * 1000),
+                         *((f"  stage {name}", ms) for name, ms in prepared.stage_ms.items()),
+                         ("polled -> on jobs, less stages", (on_jobs[job] - prepared.polled_ts) * 1000 - stages)]
+            else:
+                marks = [("submit -> on jobs", (on_jobs[job] - wall) * 1000)]
+            marks += [("on jobs -> started", (started - on_jobs[job]) * 1000),
+                      ("submit -> started", (started - wall) * 1000)]
+            for name, ms in marks:
+                spans.setdefault(name, []).append(ms)
+        table[route] = {name: {"p50": round(q(v, 0.5), 1), "p90": round(q(v, 0.9), 1), "n": len(v)}
+                        for name, v in spans.items()}
+    return table
+
+
+def print_hops(table: dict) -> None:
+    print("where the time goes (ms, p50 / p90; record timestamps have 1 ms resolution):")
+    for route, spans in table.items():
+        print(f"  {route}:")
+        for name, v in spans.items():
+            print(f"    {name:34} {v['p50']:8.1f} {v['p90']:8.1f}   (n={v['n']})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=256, help="jobs per batch size (chain and live processor)")
     parser.add_argument("--requests", type=int, default=20, help="chats per route for the TTFT comparison")
+    parser.add_argument("--only-ttft", action="store_true", help="only the TTFT comparison and its hop table")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the stack below is stopped on a kill too
     results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"],
                      "load_average_at_start": round(os.getloadavg()[0], 1)}
-    results["chain_direct"] = asyncio.run(chain_direct(args.jobs))
+    if not args.only_ttft:
+        results["chain_direct"] = asyncio.run(chain_direct(args.jobs))
 
     log_dir = Path("/tmp/genloom-bench-logs/prepare")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -237,12 +325,17 @@ def main() -> None:
     stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
     try:
         stack.start()
-        results["ttft"] = asyncio.run(ttft(f"http://127.0.0.1:{port}", stack.redis_url, args.requests))
+        results["ttft"] = asyncio.run(ttft(f"http://127.0.0.1:{port}", stack.redis_url, stack.bootstrap,
+                                           args.requests))
         t = results["ttft"]
         print(f"TTFT p50: stages {t['stages']['ttft_p50_ms']} ms, direct {t['direct']['ttft_p50_ms']} ms "
               f"(added {t['added_ttft_p50_ms']} ms; submit to started added {t['added_submit_to_started_p50_ms']} ms)")
+        print(f"TTFT p50, stages in a scope that holds answers: {t['stages_scope_in_use']['ttft_p50_ms']} ms (added "
+              f"{t['added_ttft_p50_ms_scope_in_use']} ms; submit to started added "
+              f"{t['added_submit_to_started_p50_ms_scope_in_use']} ms)")
+        print_hops(t["hops"])
         live = []
-        for size in BATCHES:
+        for size in (() if args.only_ttft else BATCHES):
             stop_process(streams.proc, timeout=10)
             stack.env["GENLOOM_PREPARE_BATCH_MAX"] = str(size)
             stack.launch(streams)
@@ -250,11 +343,13 @@ def main() -> None:
             live.append({"batch_max": size, **asyncio.run(burst(stack.bootstrap, args.jobs))})
             print(f"live processor, batch_max {size:2}: {live[-1]['jobs_per_s']} jobs/s, privacy "
                   f"{live[-1]['privacy_ms_per_batch_p50']} ms p50 / {live[-1]['privacy_ms_per_batch_p99']} ms p99")
-        results["live_processor"] = live
+        if live:
+            results["live_processor"] = live
     finally:
         stack.stop()
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    out = OUT.with_name("prepare_stages_ttft.json") if args.only_ttft else OUT  # the full run's record stays
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ from infra.settings.moderation import ModerationSettings
 from infra.redis.redactions import RedactionVault
 from infra.settings.streams import PrepareSettings, PrivacySettings, WebhookSettings
 
-from . import artifacts, audit, errors, health, jobs, memory, webhooks
+from . import artifacts, audit, errors, health, jobs, memory, ui, webhooks
 from .openai import audio as openai_audio
 from .openai import chat as openai_chat
+from .openai import embeddings as openai_embeddings
 from .openai import images as openai_images
 from .openai import moderations as openai_moderations
 from .openai import videos as openai_videos
@@ -34,7 +35,12 @@ from .auth import ApiKeys
 from .lifecycle import JobService
 from .limits import StreamSlots
 from .offload import Offload
+from infra.tracing import setup_tracing
+
+from .metrics import HttpMetrics, LagReader
+from .metrics import router as metrics_router
 from .redact import QueryKeyMiddleware
+from .tokens import BrowserTokens
 from .restore import Restoration
 
 
@@ -64,6 +70,9 @@ def create_app(
     app.state.settings = settings
     app.state.offload = Offload(settings.validate_threads, settings.validate_per_tenant)
     app.state.sse_slots = StreamSlots("SSE", settings.max_sse_per_tenant, settings.retry_after_s)
+    app.state.browser_tokens = BrowserTokens(
+        settings.browser_token_secret.get_secret_value().encode() if settings.browser_token_secret else None,
+        settings.browser_token_ttl_s)
     app.state.ws_slots = StreamSlots("WebSocket", settings.max_ws_per_tenant, settings.retry_after_s)
     if api_keys is None:
         access = ApiKeySettings()
@@ -74,9 +83,12 @@ def create_app(
     app.state.media = media if media is not None else MediaCatalog.from_settings()
     app.state.webhooks = webhooks.WebhookGate(webhook_settings or WebhookSettings())
     app.state.moderators = openai_moderations.Moderators(moderation or ModerationSettings())
+    app.state.embeddings = openai_embeddings.EmbeddingService()
     errors.install(app)
     app.add_middleware(QueryKeyMiddleware)
+    app.add_middleware(HttpMetrics)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(webhooks.router)
@@ -86,7 +98,9 @@ def create_app(
     app.include_router(openai_videos.router)
     app.include_router(openai_audio.router)
     app.include_router(openai_moderations.router)
+    app.include_router(openai_embeddings.router)
     app.include_router(audit.router)
+    app.include_router(ui.router)
     app.openapi = lambda: _openapi(app)
     return app
 
@@ -100,7 +114,7 @@ def _attach(app: FastAPI, settings: GatewaySettings, redis: aioredis.Redis, prod
     app.state.restoration = Restoration(RedactionVault(redis, key) if key else None, privacy)
     # one shared reader follows every job this process streams (one connection, not one per stream)
     block_ms = int(min(REPLAY_BLOCK_MS, settings.redis_socket_timeout_s * 500))  # well within the socket timeout
-    app.state.replay = ReplayReader(redis, block_ms=block_ms)
+    app.state.replay = ReplayReader(redis, block_ms=block_ms) if settings.replay_reader == "shared" else None
     store = JobStore(redis, job_ttl_s=settings.job_ttl_s, replay=app.state.replay)
     app.state.jobs = JobService(
         store, producer, max_inflight=settings.max_inflight, retry_after_s=settings.retry_after_s,
@@ -124,6 +138,7 @@ def _openapi(app: FastAPI) -> dict:
 
 def serve_app() -> FastAPI:
     """For uvicorn (`factory=True`): settings from the environment, clients opened in the lifespan."""
+    setup_tracing("genloom-gateway")
     settings = GatewaySettings()
     kafka = KafkaSettings()
     redis_url = RedisSettings().url
@@ -142,14 +157,17 @@ def serve_app() -> FastAPI:
         producer = kafka_producer(kafka.bootstrap, client_id=f"{kafka.client_id}-gateway",
                                   max_message_bytes=kafka.max_message_bytes)
         await start_client(producer, kafka.bootstrap)
+        app.state.lag = LagReader(kafka.bootstrap)
         _attach(app, settings, redis, producer, signing_key)
         await app.state.blobs.start()
         await app.state.text_models.load()
         try:
             yield
         finally:
-            await app.state.replay.aclose()
+            if app.state.replay is not None:
+                await app.state.replay.aclose()
             app.state.offload.close()
+            app.state.embeddings.close()
             await app.state.blobs.stop()
             await producer.stop()
             await redis.aclose()

@@ -82,9 +82,9 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def authenticate(keys: ApiKeys, authorization: str | None, query_key: str | None = None) -> str:
+def authenticate(keys: ApiKeys, authorization: str | None) -> str:
     """The tenant for a request's credentials, or a 401."""
-    presented = bearer_token(authorization) or query_key
+    presented = bearer_token(authorization)
     if not presented:
         raise ApiError(
             ErrorCode.UNAUTHORIZED,

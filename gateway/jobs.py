@@ -8,6 +8,7 @@ import json
 import logging
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket
+from starlette.requests import HTTPConnection
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.background import BackgroundTask
@@ -15,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from infra.redis.jobstore import ReplayExpired
 from infra.settings.gateway import GatewaySettings
-from schemas.api import ErrorBody, JobView
+from schemas.api import ErrorBody, JobList, JobToken, JobView
 from schemas.enums import ErrorCode
 from schemas.requests import REQUEST_ADAPTER
 
@@ -27,11 +28,12 @@ from .errors import ApiError, backend_unavailable
 from .follow import JobFollow, follow_job, parse_cursor
 from .lifecycle import JobService
 from .limits import Lifetime, TokenBucket
+from .redact import query_token
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 415, 429, 503)}
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
 _REQUEST_BODY = {
     "requestBody": {
         "required": True,
@@ -45,12 +47,22 @@ WS_UNAUTHORIZED, WS_NOT_FOUND, WS_REPLAY_EXPIRED, WS_BAD_CURSOR = 4401, 4404, 44
 WS_TOO_MANY, WS_LIFETIME = 4429, 4408
 #: standard codes: policy violation (a frame flood), message too big, try again later (Redis down)
 WS_POLICY, WS_TOO_BIG, WS_TRY_LATER = 1008, 1009, 1013
-_WS_CLOSE = {ErrorCode.UNAUTHORIZED: WS_UNAUTHORIZED, ErrorCode.NOT_FOUND: WS_NOT_FOUND,
+WS_FORBIDDEN = 4403
+_WS_CLOSE = {ErrorCode.UNAUTHORIZED: WS_UNAUTHORIZED, ErrorCode.FORBIDDEN: WS_FORBIDDEN, ErrorCode.NOT_FOUND: WS_NOT_FOUND,
              ErrorCode.RATE_LIMITED: WS_TOO_MANY, ErrorCode.BACKEND_UNAVAILABLE: WS_TRY_LATER}
 
 
 def _jobs(request: Request) -> JobService:
     return request.app.state.jobs
+
+
+def _stream_tenant(conn: HTTPConnection, job_id: str) -> str:
+    """The tenant of a job stream's caller: the API key in the Authorization header, else a browser
+    token of this very job in ``?token=`` (taken out of the logged query by gateway/redact.py)."""
+    token = query_token(conn.scope)
+    if token is not None and conn.headers.get("authorization") is None:
+        return conn.app.state.browser_tokens.tenant_for(token, job_id)
+    return authenticate(conn.app.state.api_keys, conn.headers.get("authorization"))
 
 
 def _cursor(header: str | None, query: str | None) -> int | None:
@@ -87,6 +99,14 @@ def _parse_request(raw: bytes, tenant: str, idempotency_key: str | None):
     return build_request(parse_json(raw), tenant, idempotency_key)
 
 
+@router.get("", response_model=JobList, responses=_ERRORS, summary="The caller's most recent jobs, newest first")
+async def list_jobs(request: Request, tenant: str = Depends(tenant_of),
+                    limit: int = Query(default=20, ge=1, le=100)) -> JobList:
+    restoration = request.app.state.restoration
+    views = [await restoration.view(view, tenant) for view in await _jobs(request).recent(tenant, limit)]
+    return JobList(data=[public_view(view, tenant) for view in views])
+
+
 @router.get("/{job_id}", response_model=JobView, responses=_ERRORS, summary="A job's status")
 async def get_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobView:
     view = await request.app.state.restoration.view(await _jobs(request).get(job_id, tenant), tenant)
@@ -101,15 +121,24 @@ async def cancel_job(job_id: str, request: Request, response: Response, tenant: 
     return public_view(job, tenant)
 
 
+@router.post("/{job_id}/token", response_model=JobToken, responses=_ERRORS,
+             summary="A short-lived token for a browser to follow this job",
+             description="Accepted only by this job's `/events` and `/ws` as `?token=`, until `expires_at`.")
+async def job_token(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobToken:
+    await _jobs(request).get(job_id, tenant)  # 404 unless the tenant has this job
+    grant = request.app.state.browser_tokens.issue(tenant, job_id)
+    return JobToken(token=grant.token, expires_at=grant.expires_at)
+
+
 @router.get("/{job_id}/events", responses=_ERRORS, response_class=StreamingResponse,
             summary="The job's events as server-sent events, resumable with Last-Event-ID")
 async def job_events(
     job_id: str,
     request: Request,
-    tenant: str = Depends(tenant_of),
     last_event_id_header: str | None = Header(default=None, alias="Last-Event-ID"),
     last_event_id: str | None = Query(default=None),
 ) -> StreamingResponse:
+    tenant = _stream_tenant(request, job_id)
     after = _cursor(last_event_id_header, last_event_id)
     state = request.app.state
     slot = state.sse_slots.take(tenant)
@@ -127,17 +156,17 @@ async def job_events(
 
 
 @router.websocket("/{job_id}/ws")
-async def job_websocket(websocket: WebSocket, job_id: str, api_key: str | None = None,
-                        last_event_id: str | None = None) -> None:
+async def job_websocket(websocket: WebSocket, job_id: str, last_event_id: str | None = None) -> None:
     """Frames ``{"id", "type", "event"}``; send ``{"type": "cancel"}`` to cancel the job.
 
-    ``?api_key=`` is taken from the query before anything logs it (gateway/redact.py)."""
+    Authenticated by the API key in the Authorization header, or (a browser) by ``?token=`` from
+    ``POST /v1/jobs/{id}/token``, taken from the query before anything logs it (gateway/redact.py)."""
     state = websocket.app.state
     settings = state.settings
     await websocket.accept()
     slot = None
     try:
-        tenant = authenticate(state.api_keys, websocket.headers.get("authorization"), api_key)
+        tenant = _stream_tenant(websocket, job_id)
         after = _cursor(websocket.headers.get("last-event-id"), last_event_id)
         slot = state.ws_slots.take(tenant)
         follow = await follow_job(websocket, job_id, tenant, after=after, cancels=False)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
+from infra.tracing import with_traceparent
 from infra.kafka.codec import encode
 from infra.kafka.signing import fingerprint, signature_headers
 from infra.kafka.topics import ACCEPTED_HEADER, CONTROL, EVENTS, MEMORY, REQUESTS, jobs_topic
@@ -63,7 +64,7 @@ class JobService:
         that `accepted` is published already.
         With a signing key, the request is signed (`infra.kafka.signing`): workers run nothing else.
         """
-        signed = signature_headers(self._signing_key, request)
+        signed = with_traceparent(signature_headers(self._signing_key, request))  # the request's HTTP span
         if self._route_direct(request.tenant):
             return jobs_topic(request.modality), signed or None
         return REQUESTS, [(ACCEPTED_HEADER, b"1"), *signed]
@@ -107,6 +108,7 @@ class JobService:
             )
         if request.user is not None:
             await self.store.index_user_job(request.tenant, request.user, request.job_id)
+        await self.store.index_tenant_job(request.tenant, request.job_id, record.created_at)
         await self._publish_job(request)
         return record.view(client_id), True
 
@@ -152,6 +154,11 @@ class JobService:
 
     async def get(self, job_id: str, tenant: str) -> JobView:
         return (await self.require(job_id, tenant)).view(job_id)
+
+    async def recent(self, tenant: str, limit: int) -> list[JobView]:
+        """The tenant's newest jobs, newest first, each under the id the tenant gave it."""
+        return [record.view(record.client_id or job_id) for job_id, record in await self.store.recent_jobs(tenant, limit)
+                if record.owned_by(tenant)]
 
     async def require(self, job_id: str, tenant: str) -> JobRecord:
         """The job's record; 404 when it does not exist or another tenant owns it."""

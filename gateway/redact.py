@@ -1,11 +1,10 @@
-"""Keeps API keys out of URLs before anything logs them.
+"""Keeps credentials out of URLs before anything logs them.
 
-A browser WebSocket cannot send headers, so the job WebSocket takes ``?api_key=``. uvicorn's access
-and connection logs print the query string of the scope the app was given, so this middleware
-moves the key into an ``Authorization: Bearer`` header of that same scope (unless one is there
-already) and removes it from the query: the log shows the path without it, and authentication
-reads the header as for any other request. Plain HTTP never takes a key in the query; one found
-there is dropped all the same.
+uvicorn's access and connection logs print the query string of the scope the app was given. A
+browser's EventSource and WebSocket cannot send headers, so the job event stream and WebSocket take
+a job-scoped browser token as ``?token=`` (gateway/tokens.py): this middleware takes it out of the
+query of that same scope and keeps it under ``scope["genloom.token"]``, where the routes read it, so
+the log shows the path without it. An API key never travels in a URL: ``?api_key=`` is dropped.
 """
 
 from __future__ import annotations
@@ -13,16 +12,25 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode
 
 QUERY_KEY = "api_key"
+QUERY_TOKEN = "token"
+#: where the token taken from the query is kept in the ASGI scope
+SCOPE_TOKEN = "genloom.token"
+_SECRET_NAMES = (QUERY_KEY, QUERY_TOKEN)
 
 
-def split_key(query: bytes) -> tuple[bytes, str | None]:
-    """The query string without ``api_key``, and the (last) key it carried."""
-    if QUERY_KEY.encode() not in query:
+def split_secrets(query: bytes) -> tuple[bytes, str | None]:
+    """The query string without ``api_key`` and ``token``, and the (last) token it carried."""
+    if not any(name.encode() in query for name in _SECRET_NAMES):
         return query, None
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    keys = [value for name, value in pairs if name == QUERY_KEY]
-    rest = [(name, value) for name, value in pairs if name != QUERY_KEY]
-    return urlencode(rest).encode("latin-1"), (keys[-1] if keys else None)
+    tokens = [value for name, value in pairs if name == QUERY_TOKEN]
+    rest = [(name, value) for name, value in pairs if name not in _SECRET_NAMES]
+    return urlencode(rest).encode("latin-1"), (tokens[-1] if tokens else None)
+
+
+def query_token(scope) -> str | None:
+    """The browser token the request carried in its query, if any."""
+    return scope.get(SCOPE_TOKEN)
 
 
 class QueryKeyMiddleware:
@@ -31,11 +39,9 @@ class QueryKeyMiddleware:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] in ("http", "websocket"):
-            query, key = split_key(scope.get("query_string", b""))
+            query, token = split_secrets(scope.get("query_string", b""))
             if query != scope.get("query_string", b""):
                 scope["query_string"] = query  # in place: uvicorn logs this very scope
-                headers = list(scope.get("headers", []))
-                if key and scope["type"] == "websocket" and not any(n == b"authorization" for n, _ in headers):
-                    headers.append((b"authorization", b"Bearer " + key.encode("latin-1")))
-                scope["headers"] = headers
+                if token:
+                    scope[SCOPE_TOKEN] = token
         await self.app(scope, receive, send)

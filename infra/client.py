@@ -120,6 +120,10 @@ class GenloomClient:
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return await self._call("POST", f"/v1/jobs/{job_id}/cancel")
 
+    async def browser_token(self, job_id: str) -> dict[str, Any]:
+        """``{token, expires_at}``: a short-lived token a browser passes as ``?token=`` to follow this one job."""
+        return await self._call("POST", f"/v1/jobs/{job_id}/token")
+
     async def feedback(self, job_id: str, *, rating: int | None = None, correction: str | None = None,
                        preference: str | None = None) -> dict[str, Any]:
         """Feedback on one of your jobs: it updates its user's memory (202: applied in order, shortly)."""

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from infra.blob.config import BlobSettings
 from infra.kafka.topics import catalogue
 from infra.models.settings import ImageSettings, SpeechSettings, TextSettings, VideoSettings
-from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
+from infra.settings import KafkaSettings, MetricsSettings, TracingSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
 from infra.settings.gateway import ApiKeySettings, GatewaySettings
 from infra.settings.moderation import ModerationSettings
 from infra.settings.streams import (
@@ -126,6 +126,8 @@ SETTINGS_CLASSES = [
     TopicSettings,
     RedisSettings,
     StorageSettings,
+    MetricsSettings,
+    TracingSettings,
     BlobSettings,
     GatewaySettings,
     ApiKeySettings,

@@ -24,7 +24,7 @@ from pathlib import Path
 from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
-from infra.procs import log_file, stop_process, wait_for_port
+from infra.procs import free_port, log_file, stop_process, wait_for_port
 from infra.redis.client import connect
 from infra.redis.jobstore import Appended, event_store
 from infra.redis.server import LocalRedis
@@ -62,6 +62,8 @@ class Component:
     argv: list[str]
     port: int | None = None  # a port it listens on, for readiness
     proc: subprocess.Popen | None = None
+    #: where its /metrics is served (the gateway serves it on `port`)
+    metrics_port: int | None = None
     restarts: int = 0
 
     @property
@@ -126,7 +128,8 @@ class Stack:
         return env
 
     def add(self, name: str, module_argv: list[str], port: int | None = None) -> Component:
-        component = Component(name, [sys.executable, "-m", *module_argv], port)
+        component = Component(name, [sys.executable, "-m", *module_argv], port,
+                              metrics_port=None if port is not None else free_port())
         self.components.append(component)
         return component
 
@@ -147,9 +150,12 @@ class Stack:
         return {}
 
     def launch(self, component: Component) -> None:
+        env = self.child_env()
+        if component.metrics_port is not None:
+            env["GENLOOM_METRICS_PORT"] = str(component.metrics_port)
         component.proc = subprocess.Popen(
             component.argv,
-            env=self.child_env(),
+            env=env,
             stdout=log_file(self.log_dir, component.name),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

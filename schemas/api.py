@@ -78,6 +78,21 @@ class JobView(Contract):
     last_event_id: int = Field(default=0, ge=0, description="Newest replay log entry of the job.")
 
 
+class JobList(Contract):
+    """The caller's most recent jobs (GET /v1/jobs), newest first."""
+
+    object: Literal["list"] = "list"
+    data: list[JobView]
+
+
+class JobToken(Contract):
+    """A browser token for one job (POST /v1/jobs/{id}/token)."""
+
+    token: str = Field(description="Pass as `?token=` to this job's `/events` (EventSource) or `/ws`; nothing else"
+                       " accepts it. Never the API key.")
+    expires_at: int = Field(description="Unix seconds after which the token is refused (401); ask for a new one.")
+
+
 class WebhookSecret(Contract):
     """The caller's webhook signing key (GET /v1/webhooks/secret)."""
 

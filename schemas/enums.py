@@ -60,6 +60,8 @@ class FinishReason(StrEnum):
     LENGTH = "length"
     #: moderation withheld the rest of the output
     CONTENT_FILTER = "content_filter"
+    #: the model called one of the request's tools (the completed event carries the calls)
+    TOOL_CALLS = "tool_calls"
 
 
 class EventType(StrEnum):
@@ -124,7 +126,7 @@ class ErrorCode(StrEnum):
     #: the modality is not one genloom serves
     UNKNOWN_MODALITY = "unknown_modality"
     #: the model name is not served by this deployment
-    UNKNOWN_MODEL = "unknown_model"
+    MODEL_NOT_FOUND = "model_not_found"
     #: the speech voice is not installed
     UNKNOWN_VOICE = "unknown_voice"
     #: the diffusion scheduler is not supported
@@ -143,6 +145,8 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     #: no API key, or an unknown one
     UNAUTHORIZED = "unauthorized"
+    #: the credentials are genuine but do not cover this resource (a browser token of another job)
+    FORBIDDEN = "forbidden"
     #: the job or artifact does not exist for this tenant
     NOT_FOUND = "not_found"
     #: the tenant has too many jobs in flight for this modality
@@ -246,3 +250,27 @@ class Role(StrEnum):
     USER = "user"
     #: an earlier model turn
     ASSISTANT = "assistant"
+    #: the result of a tool the assistant called (names the call in `tool_call_id`)
+    TOOL = "tool"
+
+
+class ResponseFormatType(StrEnum):
+    """What shape a text job's output must take (OpenAI's `response_format.type`)."""
+
+    #: any JSON object
+    JSON_OBJECT = "json_object"
+    #: JSON that validates against the given JSON Schema
+    JSON_SCHEMA = "json_schema"
+
+
+class ToolChoice(StrEnum):
+    """Whether the model may, must or must not call one of the request's tools."""
+
+    #: the model chooses between a text answer and one tool call
+    AUTO = "auto"
+    #: no tool call: a text answer (the tools are still described to the model)
+    NONE = "none"
+    #: exactly one call of any of the tools
+    REQUIRED = "required"
+    #: exactly one call of the tool named in `tool_name`
+    FUNCTION = "function"

@@ -14,6 +14,7 @@ from pydantic import Field, TypeAdapter
 
 from ._base import Contract
 from .enums import ErrorCode, EventSource, EventType, FinishReason, Modality
+from .requests import ToolCall
 
 
 class _EventBase(Contract):
@@ -120,12 +121,29 @@ class Started(_EventBase):
     )
 
 
+class TopLogprob(Contract):
+    """One likely token at a step and its log-probability."""
+
+    token: str = Field(description="The token's text.")
+    logprob: float = Field(le=0.0)
+    bytes: list[int] | None = Field(default=None, description="UTF-8 bytes of the token's text.")
+
+
+class TokenLogprob(TopLogprob):
+    """The chosen token of a step, its log-probability and the most likely alternatives'."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list, max_length=20)
+
+
 class TokenDelta(_EventBase):
     """New text; deltas of one decode step are coalesced into one event."""
 
     type: Literal[EventType.TOKEN] = EventType.TOKEN
     text: str = Field(description="Text to append; never splits a character.")
     tokens: int = Field(ge=0, description="Tokens this delta covers.")
+    logprobs: list[TokenLogprob] | None = Field(
+        default=None, description="Per token of this delta, when the request asked for logprobs."
+    )
 
 
 class Progress(_EventBase):
@@ -208,6 +226,9 @@ class Prepared(_EventBase):
     memories: list[MemoryUse] = Field(
         default_factory=list, description="Memories of the user the enrichment stage put into the prompt."
     )
+    polled_ts: float | None = Field(
+        default=None, description="Unix time the processor that published this event polled the job's batch."
+    )
 
 
 class Completed(_EventBase):
@@ -218,6 +239,8 @@ class Completed(_EventBase):
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
     text: str | None = Field(default=None, description="Full output text of a text job.")
+    tool_calls: list[ToolCall] | None = Field(
+        default=None, description="The tool calls a text job's model made (finish_reason tool_calls).")
     cache: CacheInfo | None = Field(default=None, description="Set when the answer comes from the semantic cache.")
 
 

@@ -6,12 +6,13 @@ than silently ignored.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._base import Contract
 from .enums import FinishReason
+from .events import TokenLogprob
 
 
 class _Lenient(BaseModel):
@@ -28,12 +29,27 @@ class TextPart(Contract):
     text: str
 
 
+class FunctionCall(Contract):
+    name: str = Field(description="The function called.")
+    arguments: str = Field(description="Its arguments: a JSON object, as text.")
+
+
+class ToolCallIn(_Lenient):
+    """An earlier assistant turn's tool call."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessageIn(_Lenient):
-    role: Literal["system", "developer", "user", "assistant"] = Field(
-        description="`developer` is treated as `system`."
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
+        description="`developer` is treated as `system`; `tool` carries a tool call's result."
     )
-    content: Union[str, list[TextPart], None] = Field(description="Text, or a list of text parts.")
+    content: Union[str, list[TextPart], None] = Field(default=None, description="Text, or a list of text parts.")
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = Field(default=None, description="An assistant turn's tool calls.")
+    tool_call_id: str | None = Field(default=None, description="The call a tool message answers.")
 
     def text(self) -> str:
         if self.content is None:
@@ -47,6 +63,39 @@ class StreamOptions(Contract):
     include_usage: bool = Field(default=False, description="Send a last chunk with usage.")
 
 
+class JsonSchemaFormat(_Lenient):
+    name: str = Field(description="The schema's name.")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="The JSON Schema.")
+    strict: bool | None = Field(default=None, description="genloom always follows the schema exactly.")
+
+
+class ResponseFormatIn(_Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class FunctionDef(_Lenient):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the arguments.")
+    strict: bool | None = None
+
+
+class ToolDef(_Lenient):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Lenient):
+    name: str
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatCompletionRequest(_Lenient):
     model: str = Field(description="Served model name (GET /v1/models lists them).")
     messages: list[ChatMessageIn] = Field(description="The conversation, oldest first.")
@@ -57,9 +106,20 @@ class ChatCompletionRequest(_Lenient):
     stop: Union[str, list[str], None] = None
     seed: int | None = Field(default=None, ge=0)
     n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = Field(default=None, description="Token id (as a string) -> bias in"
+                                                " [-100, 100].")
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    response_format: ResponseFormatIn | None = Field(
+        default=None, description="json_object or json_schema: the output is constrained to it by a grammar.")
+    tools: list[ToolDef] | None = Field(default=None, description="Functions the model may call.")
+    tool_choice: Union[Literal["auto", "none", "required"], NamedToolChoice, None] = None
+    parallel_tool_calls: bool | None = Field(default=None, description="genloom makes at most one call per turn.")
 
     @field_validator("stop")
     @classmethod
@@ -67,16 +127,27 @@ class ChatCompletionRequest(_Lenient):
         return [value] if isinstance(value, str) else value
 
 
+class ToolCallOut(Contract):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChoiceMessage(Contract):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class ChoiceLogprobs(Contract):
+    content: list[TokenLogprob] | None = Field(description="Per generated token, when logprobs was asked.")
 
 
 class Choice(Contract):
     index: int = 0
     message: ChoiceMessage
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class CompletionUsage(Contract):
@@ -95,16 +166,24 @@ class ChatCompletion(Contract):
     system_fingerprint: str | None = None
 
 
+class ChunkToolCall(Contract):
+    index: int = 0
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCall
+
+
 class ChunkDelta(Contract):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ChunkToolCall] | None = None
 
 
 class ChunkChoice(Contract):
     index: int = 0
     delta: ChunkDelta
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(Contract):
@@ -113,6 +192,53 @@ class ChatCompletionChunk(Contract):
     created: int
     model: str
     choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+
+
+# -- legacy completions -------------------------------------------------------------------------------
+
+
+class CompletionRequest(_Lenient):
+    """`POST /v1/completions`: a raw prompt continued by the model, without the chat template."""
+
+    model: str = Field(description="Served model name (GET /v1/models lists them).")
+    prompt: Union[str, list[str]] = Field(description="The text to continue (a list of one text is accepted).")
+    max_tokens: int | None = Field(default=16, ge=1, description="Most tokens to generate (OpenAI's default: 16).")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: Union[str, list[str], None] = None
+    seed: int | None = Field(default=None, ge=0)
+    n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    best_of: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    echo: bool | None = Field(default=None, description="Put the prompt before the completion's text.")
+    suffix: str | None = Field(default=None, description="Not supported (no insertion mode).")
+    logprobs: int | None = Field(default=None, ge=0, description="Not supported yet.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+class CompletionChoice(Contract):
+    text: str
+    index: int = 0
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class TextCompletion(Contract):
+    """A `/v1/completions` answer, and (with `finish_reason` unset until the end) each streamed chunk."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
     usage: CompletionUsage | None = None
     system_fingerprint: str | None = None
 
@@ -128,6 +254,39 @@ class ModelList(Contract):
     object: Literal["list"] = "list"
     data: list[ModelCard]
 
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+
+
+class EmbeddingRequest(_Lenient):
+    """`POST /v1/embeddings`."""
+
+    model: str = Field(description="The served embedding model (GET /v1/models lists it).")
+    input: Union[str, list[str], list[int], list[list[int]]] = Field(
+        description="A text or a list of texts (token-id arrays are refused: genloom embeds text).")
+    encoding_format: Literal["float", "base64"] | None = Field(
+        default=None, description="`float` (default) or `base64` of little-endian float32.")
+    dimensions: int | None = Field(default=None, ge=1, description="Only the model's own size is served.")
+    user: str | None = None
+
+
+class Embedding(Contract):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str]
+
+
+class EmbeddingUsage(Contract):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(Contract):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 # -- media: images, videos, speech --------------------------------------------------------------

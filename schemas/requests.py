@@ -12,12 +12,12 @@ import re
 import time
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from ._base import Contract
-from .enums import AudioFormat, CacheMode, ImageScheduler, Modality, Role
+from .enums import AudioFormat, CacheMode, ImageScheduler, Modality, ResponseFormatType, Role, ToolChoice
 
 #: identifiers (job, tenant, user, session) are short, URL- and key-safe strings
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
@@ -65,12 +65,82 @@ def is_scoped_user(user: str) -> bool:
     return bool(_SCOPED_USER.match(user))
 
 
+#: a tool's (function's) name, as OpenAI accepts it
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: most tools one request may describe
+MAX_TOOLS = 128
+#: the largest JSON Schema (response format or tool parameters) accepted, in characters of its JSON
+MAX_SCHEMA_CHARS = 65_536
+
+
+class ToolCall(Contract):
+    """One call of a tool (a function) the model made."""
+
+    id: str = Field(min_length=1, max_length=128, description="The call's id; a tool message answers it.")
+    name: str = Field(pattern=TOOL_NAME_PATTERN, description="The function called.")
+    arguments: str = Field(max_length=MAX_TEXT_CHARS, description="The arguments, a JSON object as text.")
+
+
 class ChatMessage(Contract):
     """One turn of a conversation."""
 
-    role: Role = Field(description="Who wrote the message: system, user or assistant.")
+    role: Role = Field(description="Who wrote the message: system, user, assistant, or a tool's result.")
     content: str = Field(max_length=MAX_TEXT_CHARS, description="The message text.")
     name: str | None = Field(default=None, max_length=64, description="Optional author name.")
+    tool_calls: list[ToolCall] = Field(
+        default_factory=list, max_length=MAX_TOOLS, description="An assistant turn's tool calls.")
+    tool_call_id: str | None = Field(
+        default=None, max_length=128, description="The call a `tool` message gives the result of.")
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> ChatMessage:
+        if self.tool_calls and self.role is not Role.ASSISTANT:
+            raise ValueError("only an assistant message carries tool_calls")
+        if (self.role is Role.TOOL) != (self.tool_call_id is not None):
+            raise ValueError("a tool message, and only a tool message, names the call it answers in tool_call_id")
+        return self
+
+
+def _schema_size(value: dict[str, Any] | None, what: str) -> None:
+    import json
+
+    if value is not None and len(json.dumps(value)) > MAX_SCHEMA_CHARS:
+        raise ValueError(f"{what} is larger than {MAX_SCHEMA_CHARS} characters of JSON")
+
+
+class ResponseFormat(Contract):
+    """The shape the output must take; the worker enforces it with grammar-constrained decoding."""
+
+    type: ResponseFormatType = Field(description="json_object: any JSON object; json_schema: JSON valid under"
+                                     " `json_schema`.")
+    name: str | None = Field(default=None, max_length=64, description="The schema's name (json_schema).")
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="The JSON Schema the output must validate against (json_schema only).")
+    strict: bool = Field(default=True, description="Whether the schema is followed exactly (genloom always does).")
+
+    @model_validator(mode="after")
+    def _schema_for_type(self) -> ResponseFormat:
+        if (self.type is ResponseFormatType.JSON_SCHEMA) != (self.json_schema is not None):
+            raise ValueError("response_format json_schema, and only it, carries a json_schema")
+        _schema_size(self.json_schema, "response_format.json_schema")
+        return self
+
+
+class Tool(Contract):
+    """A function the model may call."""
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN, description="The function's name.")
+    description: str | None = Field(default=None, max_length=4096, description="What it does, for the model.")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of its arguments (an object).")
+    strict: bool = Field(default=True, description="Whether arguments follow the schema exactly (genloom always"
+                         " does).")
+
+    @model_validator(mode="after")
+    def _size(self) -> Tool:
+        _schema_size(self.parameters, f"the parameters of tool {self.name!r}")
+        return self
 
 
 class TextParams(Contract):
@@ -90,6 +160,33 @@ class TextParams(Contract):
     seed: int | None = Field(
         default=None, ge=0, lt=2**63, description="Same seed and prompt give the same text."
     )
+    presence_penalty: float = Field(
+        default=0.0, ge=-2.0, le=2.0, description="Subtracted once from each token already in the completion."
+    )
+    frequency_penalty: float = Field(
+        default=0.0, ge=-2.0, le=2.0, description="Subtracted per occurrence of a token already in the completion."
+    )
+    logit_bias: dict[int, Annotated[float, Field(ge=-100.0, le=100.0)]] = Field(
+        default_factory=dict, max_length=300,
+        description="Token id -> bias added to its logit (-100 bans it, 100 forces it).",
+    )
+    logprobs: bool = Field(default=False, description="Report each token's log-probability.")
+    top_logprobs: int = Field(
+        default=0, ge=0, le=20, description="And this many most likely alternatives per token (needs logprobs)."
+    )
+    raw: bool = Field(
+        default=False,
+        description="A raw prompt (`/v1/completions`): one user message whose text the model continues as"
+        " it is, without the chat template; memory is not added to it.",
+    )
+    response_format: ResponseFormat | None = Field(
+        default=None, description="Constrain the output to JSON (any object, or valid under a JSON Schema).")
+    tools: list[Tool] = Field(default_factory=list, max_length=MAX_TOOLS, description="Functions the model may call.")
+    tool_choice: ToolChoice = Field(
+        default=ToolChoice.AUTO, description="Whether the model may (auto), must (required, function) or must not"
+        " (none) call a tool.")
+    tool_name: str | None = Field(
+        default=None, pattern=TOOL_NAME_PATTERN, description="The tool the model must call (tool_choice function).")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -98,9 +195,31 @@ class TextParams(Contract):
 
     @model_validator(mode="after")
     def _has_user_content(self) -> TextParams:
-        if not any(m.content.strip() for m in self.messages):
+        if not any(m.content.strip() or m.tool_calls for m in self.messages):
             raise ValueError("messages are all empty: give at least one message with text")
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs=true")
+        if any(token < 0 for token in self.logit_bias):
+            raise ValueError("logit_bias keys are token ids: integers >= 0")
+        if self.raw and (len(self.messages) != 1 or self.messages[0].role is not Role.USER):
+            raise ValueError("a raw prompt is one user message: send the text to continue as its content")
+        names = [tool.name for tool in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: two tools have the same name")
+        if (self.tool_choice is ToolChoice.FUNCTION) != (self.tool_name is not None):
+            raise ValueError("tool_name, and only it, goes with tool_choice function")
+        if self.tool_name is not None and self.tool_name not in names:
+            raise ValueError(f"tool_choice names {self.tool_name!r}, which is not among the tools")
+        if self.tool_choice in (ToolChoice.REQUIRED, ToolChoice.FUNCTION) and not self.tools:
+            raise ValueError(f"tool_choice {self.tool_choice.value} needs tools")
+        if self.response_format is not None and self.tools and self.tool_choice is not ToolChoice.NONE:
+            raise ValueError("response_format cannot be combined with tools the model may call")
         return self
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether the model may call a tool (there are tools and tool_choice is not none)."""
+        return bool(self.tools) and self.tool_choice is not ToolChoice.NONE
 
 
 class SpeechParams(Contract):

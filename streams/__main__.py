@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 
 from infra.blob.config import BlobSettings, blob_store
-from infra.settings import KafkaSettings, RedisSettings, SigningSettings, StorageSettings
+from infra.metrics import serve_metrics
+from infra.tracing import setup_tracing
+from infra.settings import KafkaSettings, MetricsSettings, RedisSettings, SigningSettings, StorageSettings
 from infra.settings.memory import MemorySettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.streams import (CacheSettings, EmbeddingSettings, FanoutSettings, PrepareSettings, PrivacySettings,
@@ -27,6 +29,9 @@ from .reconciler import agents as reconciler
 
 
 def main() -> None:
+    metrics = MetricsSettings()
+    serve_metrics(metrics.port, metrics.host)
+    setup_tracing("genloom-streams")
     kafka = KafkaSettings()
     if not kafka.bootstrap:
         sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")

@@ -43,6 +43,9 @@ class Item:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     #: the prompt's embedding (float32, L2-normalised), set by the embedding stage
     embedding: object | None = None
+    #: the embedding stage left the vector for after the job is sent: no stage's `run` reads it (the
+    #: cache cannot answer from a scope that holds nothing, and stores the answer under it later)
+    embedding_later: bool = False
     #: names of what was skipped because a dependency was down ("cache", "memory"): events say so
     degraded: list[str] = field(default_factory=list)
     #: values the privacy stage replaced, per entity type (counts only: the `prepared` event reports them)
@@ -64,3 +67,16 @@ class Stage(Protocol):
     async def run(self, items: list[Item]) -> None:
         """Work on `[i for i in items if i.pending]`, in place. Raises only for a bug."""
         ...
+
+    # A stage after the embedding stage may also define `uses_embedding(item) -> bool`: whether it
+    # reads `item.embedding` for this job. When every later stage of a chain says, the embedding stage
+    # embeds only the jobs one of them will read (a sampled chat of a user without memory is never
+    # embedded); a later stage that does not say gets every job embedded.
+    #
+    # Such a stage may also define `async needs_embedding_now(items) -> list[bool]`: per job it uses the
+    # vector of, whether its `run` reads it (True) or only its `after_sent` does. A vector no `run` reads
+    # is computed after the batch's messages are sent (`item.embedding_later`), off the job's path to its
+    # worker. A stage that does not define it reads every vector it uses in `run`.
+    #
+    # Any stage may define `async after_sent(items) -> None`: work on the batch once its messages are
+    # sent (they cannot change any more), run in chain order (`streams/prepare/chain.py: after_sent`).

@@ -3,18 +3,23 @@
 faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka brokers answer a fetch as
 soon as data arrives, so that only matters when idle; the bundled broker never wakes a waiting
 fetch early, so every event would sit up to 1.5 s before a stream processor saw it. The consumer
-is created with faust's settings and then given genloom's wait before it starts.
+is created with faust's settings and then given genloom's wait before it starts; idle, its fetches
+back off and wake on the doorbell like every consumer's, and its producer rings it (`infra.kafka.doorbell`).
 """
 
 from __future__ import annotations
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from infra.kafka.clients import RingingProducer
+from infra.kafka.doorbell import patch_fetcher
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         # read by AIOKafkaConsumer.start() when it builds its fetcher
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        patch_fetcher()  # idle, the fetches back off and wait for a ring (infra.kafka.doorbell)
         return consumer
 
 
@@ -23,5 +28,12 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _Producer(faust_aiokafka.Producer):
+    @property
+    def _producer_type(self):
+        return RingingProducer
+
+
 class LowLatencyTransport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = _Producer

@@ -5,12 +5,14 @@ by PID. No mocks of any."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -43,6 +45,8 @@ FAST_STREAMS_ENV = {
 REQUEST_SIGNING_KEY = b"test-request-signing-key"
 #: the key the test stack encrypts placeholder mappings with (streams process and gateways)
 PRIVACY_KEY = "test-privacy-key"
+#: where the session's background processes (and a test that turns tracing on here) write their spans
+TRACE_FILE = Path(tempfile.gettempdir()) / f"genloom-test-traces-{os.getpid()}.jsonl"
 os.environ.setdefault("GENLOOM_PRIVACY_KEY", PRIVACY_KEY)
 #: state of the test stack (the memory store and vector index): one fresh folder per test run, shared by the
 #: streams process and the in-process gateways, never the user's ~/.genloom
@@ -140,11 +144,15 @@ def _process(module_args: list[str], env: dict[str, str], log_path):
     import subprocess
     import sys
 
-    from infra.procs import stop_process
+    from infra.procs import free_port, stop_process
 
+    metrics_port = free_port()  # its /metrics, as `genloom up` serves every process's (tests scrape it)
+    env = {"GENLOOM_TRACING_EXPORTER": "file", "GENLOOM_TRACING_FILE": str(TRACE_FILE), **env,
+           "GENLOOM_METRICS_PORT": str(metrics_port)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", *module_args], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    proc.metrics_port = metrics_port
     try:
         yield proc
     finally:

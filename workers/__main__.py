@@ -16,7 +16,9 @@ from aiokafka.errors import KafkaConnectionError
 from infra.blob.config import BlobSettings, blob_store
 from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
-from infra.settings import KafkaSettings, SigningSettings
+from infra.metrics import serve_metrics
+from infra.tracing import setup_tracing
+from infra.settings import KafkaSettings, MetricsSettings, SigningSettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.worker import WorkerSettings
 from schemas.enums import Modality
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("role", choices=[m.value for m in Modality] + ["moderation"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = MetricsSettings()
+    serve_metrics(metrics.port, metrics.host)
+    setup_tracing(f"genloom-{args.role}" if args.role == "moderation" else f"genloom-worker-{args.role}")
     kafka = KafkaSettings()
     if not kafka.bootstrap:
         sys.exit("GENLOOM_KAFKA_BOOTSTRAP is not set: run `genloom up`, or point it at a Kafka broker")

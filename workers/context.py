@@ -31,6 +31,10 @@ from schemas.events import (
     Usage,
 )
 from infra.kafka.emitter import EventEmitter
+from opentelemetry.trace import SpanKind
+
+from infra.metrics import JobMetrics
+from infra.tracing import record_span, start_span, with_traceparent
 
 from .errors import JobCancelled
 
@@ -55,6 +59,7 @@ class JobContext:
         worker_id: str,
         model: ModelInfo,
         terminal_retry_s: Sequence[float] = TERMINAL_RETRY_S,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         self.request = request
         self.attempt = attempt
@@ -70,6 +75,14 @@ class JobContext:
         self.picked_at = time.time()
         self.started_at: float | None = None
         self.first_output_at: float | None = None
+        self.metrics = JobMetrics(request.modality.value, request.model or model.id, request.submitted_at)
+        #: this attempt's span, under the job message's trace (a no-op span when tracing is off)
+        self.span = start_span(f"{request.modality.value} job", headers, start_s=self.picked_at,
+                               kind=SpanKind.CONSUMER, attributes={
+                                   "genloom.job_id": request.job_id, "genloom.modality": request.modality.value,
+                                   "genloom.model": request.model or model.id, "genloom.attempt": attempt})
+        #: the header this attempt's events carry, so the gate and the fan-out join the trace
+        self._trace_headers = with_traceparent((), self.span) or None
 
     @property
     def job_id(self) -> str:
@@ -99,7 +112,7 @@ class JobContext:
         """Send without waiting for the broker: one producer keeps a job's events in order, and
         `_end` waits for every acknowledgement before the terminal event is sent."""
         event = self._emitter.build(event_type, self.job_id, self.attempt, **fields)
-        self._in_flight.append(await self._emitter.send(event))
+        self._in_flight.append(await self._emitter.send(event, self._trace_headers))
         return event
 
     async def _end(self, event_type, **fields: Any):
@@ -112,7 +125,7 @@ class JobContext:
         pending, self._in_flight = self._in_flight, []
         error: BaseException | None = None
         try:
-            pending.append(await self._emitter.send(event))
+            pending.append(await self._emitter.send(event, self._trace_headers))
         except Exception as exc:  # not even queued (no broker metadata, buffer full): retried below
             error = exc
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
@@ -129,7 +142,7 @@ class JobContext:
                         type(error).__name__, error, wait)
             await asyncio.sleep(wait)
             try:
-                await (await self._emitter.send(event))
+                await (await self._emitter.send(event, self._trace_headers))
                 error = None
             except asyncio.CancelledError:
                 raise
@@ -144,6 +157,7 @@ class JobContext:
 
     async def started(self) -> None:
         self.started_at = time.time()
+        self.metrics.started(self.started_at)
         await self._emit(
             Started,
             worker=self._worker_id,
@@ -152,13 +166,19 @@ class JobContext:
             tenant=self.request.tenant,
         )
 
-    def _mark_output(self) -> None:
+    def _mark_output(self) -> float:
+        now = time.time()
         if self.first_output_at is None:
-            self.first_output_at = time.time()
+            self.first_output_at = now
+            self.metrics.output(now, first=True)
+        return now
 
-    async def token(self, text: str, tokens: int) -> None:
-        self._mark_output()
-        await self._emit(TokenDelta, text=text, tokens=tokens)
+    async def token(self, text: str, tokens: int, logprobs: list | None = None) -> None:
+        self.metrics.tokens(self._mark_output(), tokens)
+        if logprobs:
+            await self._emit(TokenDelta, text=text, tokens=tokens, logprobs=logprobs)
+        else:
+            await self._emit(TokenDelta, text=text, tokens=tokens)
 
     async def progress(self, step: int, total: int, stage: str | None = None) -> None:
         self._mark_output()
@@ -194,26 +214,49 @@ class JobContext:
         finish_reason: FinishReason = FinishReason.STOP,
         text: str | None = None,
         timings: Timings | None = None,
+        tool_calls: list | None = None,
     ) -> None:
         if self.terminal:
             return
-        await self._end(
-            Completed,
-            usage=usage,
-            finish_reason=finish_reason,
-            text=text,
-            timings=timings or self.timings(usage.completion_tokens),
-        )
+        try:
+            await self._end(
+                Completed,
+                usage=usage,
+                finish_reason=finish_reason,
+                text=text,
+                timings=timings or self.timings(usage.completion_tokens),
+                **({"tool_calls": tool_calls} if tool_calls else {}),
+            )
+        finally:
+            self._ended(reason=finish_reason.value, prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens)
         self.terminal = "completed"
+
+    def _ended(self, **outcome) -> None:
+        """The job's metrics and span, closed once whatever ended it."""
+        now = time.time()
+        self.metrics.ended(now, **outcome)
+        if self.span.is_recording():
+            if self.started_at is not None and self.first_output_at is not None:
+                record_span("prefill", self.span, self.started_at, self.first_output_at)
+                record_span("decode", self.span, self.first_output_at, now)
+            self.span.set_attribute("genloom.outcome", outcome.get("code") or outcome.get("reason") or "stop")
+            self.span.end(end_time=int(now * 1e9))
 
     async def failed(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
         if self.terminal:
             return
-        await self._end(Failed, code=code, message=message, retryable=retryable)
+        try:
+            await self._end(Failed, code=code, message=message, retryable=retryable)
+        finally:
+            self._ended(code=code.value)
         self.terminal = "failed"
 
     async def cancelled_event(self, reason: str | None = None) -> None:
         if self.terminal:
             return
-        await self._end(Cancelled, reason=reason or self._cancel_reason)
+        try:
+            await self._end(Cancelled, reason=reason or self._cancel_reason)
+        finally:
+            self._ended(code="cancelled")
         self.terminal = "cancelled"

@@ -251,7 +251,8 @@ class JobRunner:
         try:
             while True:
                 ctx = JobContext(request, self.emitter, attempt=self._new_attempt(), worker_id=self.worker_id,
-                                 model=self.handler.model_info, terminal_retry_s=self._terminal_retry_s)
+                                 model=self.handler.model_info, terminal_retry_s=self._terminal_retry_s,
+                                 headers=record.headers)
                 self._inflight[request.job_id] = (ctx, task, record.tp)
                 if await self._attempt(ctx, refused):
                     break

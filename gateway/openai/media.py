@@ -13,6 +13,7 @@ from typing import Any
 
 
 from infra.models.catalog import DEFAULT_FPS, ImageModel, SpeechModel, VideoModel
+from infra.models.voices import resolve_voice
 from schemas import ImageRequest, SpeechRequest, VideoRequest
 from schemas.api import JobView
 from schemas.enums import ErrorCode, ImageScheduler, JobStatus
@@ -48,10 +49,12 @@ VIDEO_STATUS = {
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
-def check_model(name: str | None, served: str, kind: str) -> str:
-    if name is not None and name != served:
-        raise ApiError(ErrorCode.UNKNOWN_MODEL,
-                       f"{kind} model {name!r} is not served here: use {served!r} or omit model", param="model")
+def check_model(name: str | None, served: str, kind: str, aliases: frozenset[str] = frozenset()) -> str:
+    """The served model for a requested name (unset, the served name, or one of its aliases)."""
+    if name is not None and name != served and name not in aliases:
+        also = f" (or {', '.join(sorted(aliases))})" if aliases else ""
+        raise ApiError(ErrorCode.MODEL_NOT_FOUND,
+                       f"{kind} model {name!r} is not served here: use {served!r}{also} or omit model", param="model")
     return served
 
 
@@ -186,12 +189,13 @@ def video_object(job: JobView, meta: dict[str, str | None] | None, default_model
 
 def to_speech_request(body: SpeechCreateRequest, *, tenant: str, job_id: str | None,
                       model: SpeechModel, session: str | None = None) -> SpeechRequest:
-    check_model(body.model, model.name, "speech")
+    check_model(body.model, model.name, "speech", model.model_aliases)
     _not_blank(body.input, "input")
-    if body.voice not in model.voices:
+    voice = resolve_voice(body.voice, model.voices, model.aliases)
+    if voice is None:
         raise ApiError(ErrorCode.UNKNOWN_VOICE,
-                       f"voice {body.voice!r} is not installed: use one of {', '.join(sorted(model.voices))}",
-                       param="voice")
+                       f"voice {body.voice!r} is not installed: use one of {', '.join(sorted(model.voices))}"
+                       f" or an OpenAI voice ({', '.join(sorted(model.aliases))})", param="voice")
     fmt = body.response_format or SPEECH_FORMATS[0]
     if fmt not in SPEECH_FORMATS:
         raise ApiError(ErrorCode.UNSUPPORTED_FORMAT,
@@ -200,7 +204,7 @@ def to_speech_request(body: SpeechCreateRequest, *, tenant: str, job_id: str | N
     if body.speed is not None and not (math.isfinite(body.speed) and 0.25 <= body.speed <= 4.0):
         raise ApiError(ErrorCode.INVALID_PARAMETER, f"speed={body.speed}: must be between 0.25 and 4.0",
                        param="speed")
-    params = _params(input=body.input, voice=body.voice, format=fmt, speed=body.speed)
+    params = _params(input=body.input, voice=voice, format=fmt, speed=body.speed)
     return build_job(SpeechRequest, {"modality": "speech", "model": model.name, "params": params}, tenant=tenant,
                      job_id=job_id, user=body.user, session=session)
 

@@ -14,11 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.cli.evaluate import evaluate
 from infra.cli.jobs import build_request, follow, resolve_connection, run_cli, save_connection, submit_and_follow
 from infra.cli.prepare import prepare
 from infra.cli.train import train_app
 from infra.docs import write
 from infra.kafka.admin import topic_report
+from infra.kafka.clients import TopicMismatch, ensure_topics
+from infra.kafka.topics import catalogue
 from infra.models.catalog import available
 from infra.settings import KafkaSettings, RedisSettings, StorageSettings, TopicSettings
 from infra.stack import Stack
@@ -27,6 +30,7 @@ from schemas.enums import Modality
 app = typer.Typer(help="genloom: generative AI behind a durable event log.", no_args_is_help=True,
                   add_completion=False)
 app.add_typer(train_app, name="train")
+app.command("eval")(evaluate)
 console = Console()
 err = Console(stderr=True)
 
@@ -135,6 +139,8 @@ def _show(stack, missing: dict[str, str], dev_key: str | None, port: int) -> Non
     table.add_row("redis", "[green]up[/green]", stack.redis_url + (" (local)" if stack.redis else ""))
     for component in stack.components:
         where = f"pid {component.proc.pid}" + (f", 127.0.0.1:{component.port}" if component.port else "")
+        metrics = component.metrics_port or component.port
+        where += f", metrics http://127.0.0.1:{metrics}/metrics" if metrics else ""
         # a port that answers is up; a worker is started and joins its consumer group when loaded
         state = "[green]up[/green]" if component.port else "[green]started[/green]"
         table.add_row(component.name, state, where)
@@ -148,7 +154,9 @@ def _show(stack, missing: dict[str, str], dev_key: str | None, port: int) -> Non
 
 
 @app.command()
-def topics(bootstrap: str = typer.Option(None, help="Kafka host:port (default GENLOOM_KAFKA_BOOTSTRAP).")) -> None:
+def topics(bootstrap: str = typer.Option(None, help="Kafka host:port (default GENLOOM_KAFKA_BOOTSTRAP)."),
+           create: bool = typer.Option(False, "--create", help="Create missing topics first (GENLOOM_TOPICS_*"
+                                       " partition counts), as a deployment's init step does.")) -> None:
     """List the topic catalogue with partition counts and consumer lag."""
     bootstrap = bootstrap or KafkaSettings().bootstrap
     if not bootstrap:
@@ -156,8 +164,13 @@ def topics(bootstrap: str = typer.Option(None, help="Kafka host:port (default GE
                   "(`genloom up` prints it)")
         raise typer.Exit(2)
     try:
+        if create:
+            wanted = TopicSettings()
+            made = asyncio.run(ensure_topics(bootstrap, catalogue(wanted.partitions, wanted.job_partitions),
+                                             replication=wanted.replication))
+            console.print(f"created {len(made)} topic(s): {', '.join(made) or 'none missing'}")
         rows = asyncio.run(topic_report(bootstrap, TopicSettings()))
-    except ConnectionError as exc:
+    except (ConnectionError, TopicMismatch) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1)
     table = Table(title=f"topics on {bootstrap}")

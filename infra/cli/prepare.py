@@ -24,26 +24,30 @@ def _text(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
     return f"text: {label}", lambda: prepare_text_model(spec)
 
 
+def _trained(kind: str, folder: Path) -> tuple[str, Callable[[], object]]:
+    """The check that the default model trained here (committed in models/) is present."""
+    def check() -> None:
+        if not (folder / "unet").is_dir():
+            raise FileNotFoundError(f"the default {kind} model is missing from {folder}: "
+                                    f"run `genloom train {kind}`, or set GENLOOM_{kind.upper()}_MODEL")
+
+    return f"{kind}: digit model trained here (models/{folder.name})", check
+
+
 def _image(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
     if ImageSettings().model:
         return None
     from infra.models.digits import IMAGE_MODEL_DIR
 
-    def check() -> None:
-        if not (IMAGE_MODEL_DIR / "unet").is_dir():
-            raise FileNotFoundError(f"the default image model is missing from {IMAGE_MODEL_DIR}: "
-                                    "run `genloom train image`, or set GENLOOM_IMAGE_MODEL")
-
-    return "image: digit model trained here (models/digits-image)", check
+    return _trained("image", IMAGE_MODEL_DIR)
 
 
 def _video(cache_dir: Path) -> tuple[str, Callable[[], object]] | None:
     if VideoSettings().model:
         return None
-    from infra.models.tiny import build_tiny_video_pipeline  # torch and diffusers, as for _image
+    from infra.models.digits import VIDEO_MODEL_DIR
 
-    return ("video: tiny random AnimateDiff pipeline",
-            lambda: build_tiny_video_pipeline(cache_dir / "models" / "tiny-animatediff"))
+    return _trained("video", VIDEO_MODEL_DIR)
 
 
 STEPS = {Modality.TEXT: _text, Modality.IMAGE: _image, Modality.VIDEO: _video}

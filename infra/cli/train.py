@@ -1,4 +1,4 @@
-"""`genloom train image`: train the default image model on this machine (seeded, resumable).
+"""`genloom train image|video`: train the default image or video model on this machine (seeded, resumable).
 
 The run's checkpoints go to ``--run-dir``; the finished model (EMA weights, scheduler, marker,
 training record, card) goes to ``--out``, which is what the image worker serves by default.
@@ -12,28 +12,58 @@ from pathlib import Path
 
 import typer
 
-from infra.models.digits import IMAGE_MODEL_DIR
+from infra.models.digits import IMAGE_MODEL_DIR, VIDEO_MODEL_DIR
 from infra.settings import StorageSettings
 
 train_app = typer.Typer(help="Train the small default models on this machine.", no_args_is_help=True)
 
 
-def _train(rank: int, world: int, config, run_dir: Path) -> None:
+def _kind(name: str):
+    if name == "video":
+        from infra.models.digits.video import VideoKind
+
+        return VideoKind
+    from infra.models.digits.train import ImageKind
+
+    return ImageKind
+
+
+def _train(rank: int, world: int, config, run_dir: Path, kind: str = "image") -> None:
     """One training process (of ``world``); rank 0 shows the progress bar and writes checkpoints."""
     from tqdm import tqdm
 
     from infra.models.digits.model import TextConditioner
     from infra.models.digits.train import Trainer
 
-    trainer = Trainer(config, run_dir, TextConditioner.default(), rank=rank, world=world)
+    trainer = Trainer(config, run_dir, TextConditioner.default(), rank=rank, world=world, kind=_kind(kind))
     if trainer.resume() and rank == 0:
         typer.echo(f"resuming {run_dir} at step {trainer.step}")
-    with tqdm(total=config.steps, initial=trainer.step, desc="train image", unit="step", disable=rank != 0) as bar:
+    with tqdm(total=config.steps, initial=trainer.step, desc=f"train {kind}", unit="step", disable=rank != 0) as bar:
         def on_step(step: int, loss: float) -> None:
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{sum(trainer.losses[-20:]) / 20:.4f}")
         trainer.run(on_step)
+
+
+def _run(kind: str, config, processes: int, run_dir: Path, out: Path, command: str):
+    """Train (resuming from ``run_dir``), then export the EMA weights to ``out``; returns the text
+    conditioner and the trainer, for the card."""
+    from infra.models.digits.model import TextConditioner
+    from infra.models.digits.train import Trainer
+
+    if processes > 1:
+        from infra.models.digits.distributed import run_data_parallel
+
+        run_data_parallel(processes, _train, config, run_dir, kind)
+    else:
+        _train(0, 1, config, run_dir, kind)
+    text = TextConditioner.default()
+    trainer = Trainer(config, run_dir, text, kind=_kind(kind))
+    trainer.resume()
+    trainer.export(out, {"command": command})
+    typer.echo(f"model written to {out}")
+    return text
 
 
 @train_app.command("image")
@@ -48,26 +78,43 @@ def image(
     evaluate: bool = typer.Option(True, help="Measure the model and write its card (README.md) after training."),
 ) -> None:
     """Train the text-to-digit diffusion model (DDPM, caption dropout for guidance) and export it."""
-    from infra.models.digits.model import TextConditioner
-    from infra.models.digits.train import Trainer, TrainConfig
+    from infra.models.digits.train import TrainConfig
 
     run_dir = run_dir or StorageSettings().cache_dir / "runs" / "digits-image"
     config = TrainConfig(steps=steps, batch_size=batch_size, seed=seed, threads=threads)
-    if processes > 1:
-        from infra.models.digits.distributed import run_data_parallel
-
-        run_data_parallel(processes, _train, config, run_dir)
-    else:
-        _train(0, 1, config, run_dir)
-    text = TextConditioner.default()
-    trainer = Trainer(config, run_dir, text)
-    trainer.resume()
-    trainer.export(out, {"command": f"genloom train image --steps {steps} --batch-size {batch_size} --seed {seed}"
-                                    f" --threads {threads} --processes {processes}"})
-    typer.echo(f"model written to {out}")
+    text = _run("image", config, processes, run_dir, out,
+                f"genloom train image --steps {steps} --batch-size {batch_size} --seed {seed}"
+                f" --threads {threads} --processes {processes}")
     if evaluate:
         from infra.models.digits.card import write_card
         from infra.models.digits.pipeline import DigitsPipeline
 
         result = write_card(out, DigitsPipeline.from_folder(out, text))
         typer.echo(f"conditional accuracy {result['accuracy']:.3f} (held-out captions {result['heldout_forms']:.3f})")
+
+
+@train_app.command("video")
+def video(
+    steps: int = typer.Option(2400, help="Optimizer steps."),
+    batch_size: int = typer.Option(48, help="Clips per step (split over the processes)."),
+    seed: int = typer.Option(0, help="Seeds the weights and every random draw of training."),
+    threads: int = typer.Option(2, help="torch threads per process."),
+    processes: int = typer.Option(1, help="Data-parallel training processes (torch.distributed, gloo)."),
+    run_dir: Path = typer.Option(None, help="Checkpoints (default GENLOOM_CACHE_DIR/runs/digits-video)."),
+    out: Path = typer.Option(VIDEO_MODEL_DIR, help="Where the trained model is written."),
+    evaluate: bool = typer.Option(True, help="Measure the model and write its card (README.md) after training."),
+    full_eval: bool = typer.Option(True, help="Measure on every caption form (else the quick sample only)."),
+) -> None:
+    """Train the text-to-video digit model (moving digits; same trainer as the image model) and export it."""
+    from infra.models.digits.train import TrainConfig
+
+    run_dir = run_dir or StorageSettings().cache_dir / "runs" / "digits-video"
+    config = TrainConfig(steps=steps, batch_size=batch_size, seed=seed, threads=threads)
+    text = _run("video", config, processes, run_dir, out,
+                f"genloom train video --steps {steps} --batch-size {batch_size} --seed {seed}"
+                f" --threads {threads} --processes {processes}")
+    if evaluate:
+        from infra.models.digits.video_card import write_video_card
+
+        result = write_video_card(out, text, full=full_eval)
+        typer.echo(f"per-frame accuracy {result['frame_accuracy']:.3f}, motion accuracy {result['motion_accuracy']:.3f}")

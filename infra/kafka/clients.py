@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from infra.settings import KafkaSettings
 
+from .doorbell import patch_fetcher, ring_after
 from .topics import TopicSpec
 
 
@@ -81,6 +82,16 @@ def security_args(settings: KafkaSettings | None = None) -> dict[str, Any]:
     return args
 
 
+class RingingProducer(AIOKafkaProducer):
+    """A producer that rings the topic's doorbell (`infra.kafka.doorbell`) once a record is acknowledged,
+    so idle consumers of it fetch at once."""
+
+    async def send(self, topic, *args, **kwargs):
+        delivery = await super().send(topic, *args, **kwargs)
+        ring_after(delivery, topic)
+        return delivery
+
+
 def producer(
     bootstrap: str,
     *,
@@ -88,7 +99,7 @@ def producer(
     max_message_bytes: int = 8 * 1024 * 1024,
     linger_ms: int = 0,
 ) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
+    return RingingProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
@@ -112,6 +123,7 @@ def consumer(
     max_message_bytes: int = 8 * 1024 * 1024,
     auto_offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
+    patch_fetcher()  # idle, fetches back off and wake on a ring (infra.kafka.doorbell), when Redis is set
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -143,8 +155,9 @@ async def start_client(client, bootstrap: str, timeout: float = 15.0) -> None:
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: float = 15.0, *,
-                        recreate_mismatched: bool = False) -> list[str]:
-    """Create missing topics with their final partition counts; return the names created.
+                        recreate_mismatched: bool = False, replication: int = 1) -> list[str]:
+    """Create missing topics with their final partition counts (and `replication` copies each); return
+    the names created.
 
     An existing topic with another partition count raises TopicMismatch: the counts cannot be
     changed in place, and silently using another count would break key ordering assumptions.
@@ -162,7 +175,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: fl
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs or None) for t in missing],
+                    [NewTopic(t.name, t.partitions, replication, topic_configs=t.configs or None) for t in missing],
                     validate_only=False
                 )
             except TopicAlreadyExistsError:
@@ -175,7 +188,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec], timeout: fl
             if wrong and recreate_mismatched:
                 await admin.delete_topics([t.name for t in wrong])
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs or None) for t in wrong],
+                    [NewTopic(t.name, t.partitions, replication, topic_configs=t.configs or None) for t in wrong],
                     validate_only=False)
                 missing += wrong
             elif wrong:

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: how long one poll waits for messages (ms); short, since the bundled broker never wakes it early
+#: how long one poll waits while the partitions are paused or a burst drains (ms): the loop must come
+#: round soon to resume them, or to see that the topic is drained
 POLL_MS = 100
+#: how long one poll waits otherwise (ms): records end the wait as soon as the fetcher has them, so
+#: this only sets how often an idle loop wakes up for nothing
+QUIET_POLL_MS = 2000
 #: the pause after a failed poll before the next one (s)
 BACKOFF_S = 0.5
 
@@ -41,6 +45,12 @@ class Record(Generic[T]):
     value: T
     #: the message's Kafka headers (name, value), as the producer sent them
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def _cancelling() -> int:
+    """How many cancellations the running task has been asked for (its own, not its poll's)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
 
 
 class ConsumeLoop(Generic[T]):
@@ -69,6 +79,7 @@ class ConsumeLoop(Generic[T]):
         capacity: Callable[[], int] | None = None,
         commit: bool = True,
         poll_ms: int = POLL_MS,
+        quiet_poll_ms: int = QUIET_POLL_MS,
         backoff_s: float = BACKOFF_S,
     ) -> None:
         self._consumer = consumer
@@ -82,19 +93,31 @@ class ConsumeLoop(Generic[T]):
         self._capacity = capacity
         self._commit = commit
         self._poll_ms = poll_ms
+        self._quiet_poll_ms = quiet_poll_ms
         self._backoff_s = backoff_s
         self._tracker = OffsetTracker()
         self._paused = False
         self._stopping = asyncio.Event()
+        self._poll: asyncio.Future | None = None
 
     def stop(self) -> None:
+        """End `run` now: a poll in flight (up to `quiet_poll_ms`) is cancelled, not waited out."""
         self._stopping.set()
+        if self._poll is not None and not self._poll.done():
+            self._poll.cancel()
 
     async def run(self, *, burst: bool = False) -> None:
         """Consume until `stop()`; with `burst`, return once every assigned partition is drained."""
         while not self._stopping.is_set():
             try:
-                batches = await self._consumer.getmany(timeout_ms=self._poll_ms, max_records=self._room())
+                room = self._room()
+                wait = self._poll_ms if burst or self._paused else self._quiet_poll_ms
+                self._poll = asyncio.ensure_future(self._consumer.getmany(timeout_ms=wait, max_records=room))
+                batches = await self._poll
+            except asyncio.CancelledError:
+                if self._stopping.is_set() and self._poll.cancelled() and not _cancelling():
+                    return  # stop() ended the poll; nothing was taken from the fetcher
+                raise
             except Exception as exc:  # a broker hiccup must not kill the worker
                 log.warning("%s poll failed: %s", self._group, exc)
                 await asyncio.sleep(self._backoff_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from infra.metrics import DEAD_LETTERS
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -96,6 +97,7 @@ async def send_dead_letter(producer, letter: DeadLetter) -> None:
         "dead letter from %s[%d]@%d: %s %s", letter.topic, letter.partition, letter.offset,
         letter.code.value, letter.error,
     )
+    DEAD_LETTERS.labels(letter.topic, letter.code.value).inc()
     await producer.send_and_wait(
         DLQ, encode(letter), key=letter.key.encode() if letter.key is not None else None
     )

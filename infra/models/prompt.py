@@ -37,6 +37,12 @@ def safe_messages(tokenizer: Any, messages: list[dict[str, str]]) -> list[dict[s
     return [{**m, "content": neutralise(m["content"], controls)} for m in messages]
 
 
+def text_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a raw prompt (`/v1/completions`): no chat template, control strings made inert."""
+    ids = tokenizer(neutralise(text, control_strings(tokenizer)), add_special_tokens=True)["input_ids"]
+    return [int(i) for i in ids]
+
+
 def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of `messages` in the tokenizer's chat template, ending with the assistant turn."""
     ids = tokenizer.apply_chat_template(safe_messages(tokenizer, messages), add_generation_prompt=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.enums import ImageScheduler
@@ -37,6 +37,21 @@ class TextSettings(BaseSettings):
     max_prefill_tokens: int = Field(
         default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
     )
+    engine_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible engine server (vLLM, SGLang, TGI, llama.cpp, transformers"
+        " serve) to generate with instead of the built-in engine, e.g. http://vllm:8000.",
+    )
+    engine_model: str | None = Field(
+        default=None, description="The model name to ask the engine server for; unset: GENLOOM_TEXT_SERVED_NAME.")
+    engine_api_key: SecretStr | None = Field(default=None, description="Bearer key of the engine server, if any.")
+    engine_max_concurrency: int = Field(
+        default=64, ge=1, description="Requests streamed to the engine server at once (its connections).")
+    engine_tokenizer: str | None = Field(
+        default=None,
+        description="A local tokenizer folder of the served model, for exact context checks before a job starts;"
+        " unset: the engine server enforces its context and its refusal ends the job.",
+    )
 
 
 class SpeechSettings(BaseSettings):
@@ -45,6 +60,10 @@ class SpeechSettings(BaseSettings):
     voice_dir: Path | None = Field(default=None, description="Folder of extra piper voices (.onnx + .onnx.json).")
     threads: int = Field(default=1, ge=0, description="onnxruntime threads per synthesis; 0 = its default.")
     max_concurrency: int = Field(default=2, ge=1, description="Speech jobs in flight per worker.")
+    voice_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON: OpenAI voice name -> installed voice (e.g. {\"onyx\": \"amy\"}); OpenAI voices not "
+        "named are spoken by the shipped voice.")
 
 
 class ImageSettings(BaseSettings):
@@ -81,16 +100,19 @@ class VideoSettings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        description="Diffusers model id (from the local hub cache) or folder; unset builds the tiny "
-        "random AnimateDiff pipeline once into GENLOOM_CACHE_DIR/models/tiny-animatediff.",
+        description="Diffusers model id (from the local hub cache) or folder; unset serves the video digit "
+        "model trained here (models/digits-video, `genloom train video`).",
     )
     device: str | None = Field(default=None, description="cpu, cuda or cuda:N; unset picks CUDA when present.")
     max_concurrency: int = Field(default=1, ge=1, description="Video jobs in flight per worker.")
     width: int | None = Field(default=None, ge=8, description="Default width; unset = the model's native size.")
     height: int | None = Field(default=None, ge=8, description="Default height; unset = the model's native size.")
-    frames: int = Field(default=16, ge=1, description="Default number of frames.")
-    steps: int = Field(default=25, ge=1, description="Default denoising steps.")
-    guidance: float = Field(default=7.5, ge=0.0, description="Default classifier-free guidance scale.")
+    frames: int | None = Field(default=None, ge=1, description="Default number of frames; unset: the model's "
+                               "own (8 for the digit model), else 16.")
+    steps: int | None = Field(default=None, ge=1, description="Default denoising steps; unset: the model's own "
+                              "(25 for the digit model), else 25.")
+    guidance: float | None = Field(default=None, ge=0.0, description="Default classifier-free guidance scale; "
+                                   "unset: the model's own (2.0 for the digit model), else 7.5.")
     max_side: int = Field(default=1024, ge=8, description="Largest width or height served (invalid_size above).")
     max_steps: int = Field(default=100, ge=1, description="Most denoising steps a job may ask for.")
     max_frames: int = Field(default=32, ge=1, description="Most frames a job may ask for.")

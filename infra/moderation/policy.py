@@ -19,6 +19,9 @@ from .text import Scores, term_pattern
 
 #: the category a block-list term is reported under (not an OpenAI category: the tenant chose it)
 BLOCKLIST = "blocklist"
+#: how the output gate releases tokens: "checked", each as soon as the text so far passes (held only
+#: while it could grow into a blocked term); "windowed", in checked windows (a sentence or N tokens)
+STREAM_MODES = ("checked", "windowed")
 
 #: Default thresholds: the score at or above which a category flags text. 0.5 asks for one strong
 #: sign (a phrase of weight 0.6 or more, or profanity aimed at someone) or two weak ones; sexual
@@ -63,10 +66,15 @@ class Policy:
     block: re.Pattern[str] | None = None
     allow: re.Pattern[str] | None = None
     fail_open: bool = False
+    #: the block list's terms as given (the output gate holds a token while the text could grow into one)
+    block_terms: tuple[str, ...] = ()
+    #: how the output gate releases this tenant's tokens ("checked" or "windowed"); None: the deployment's mode
+    stream: str | None = None
 
     @classmethod
     def build(cls, *, thresholds: Mapping[str, float | str | None] | None = None, block: Sequence[str] = (),
-              allow: Sequence[str] = (), fail_open: bool = False, where: str = "the policy") -> Policy:
+              allow: Sequence[str] = (), fail_open: bool = False, where: str = "the policy",
+              stream: str | None = None) -> Policy:
         """A policy from its parts: `thresholds` overrides the defaults per category ("off" or None: off)."""
         overrides = dict(thresholds or {})
         check_categories(list(overrides), where)
@@ -83,7 +91,10 @@ class Policy:
             if not 0.0 <= number <= 1.0:
                 raise ValueError(f"{where}: threshold of {name!r} is {number}: give a number from 0 to 1, or \"off\"")
             merged[name] = number
-        return cls(merged, term_pattern(block), term_pattern(allow), fail_open)
+        if stream not in (None, *STREAM_MODES):
+            raise ValueError(f"{where}: window_mode is {stream!r}: use one of {list(STREAM_MODES)}")
+        return cls(merged, term_pattern(block), term_pattern(allow), fail_open,
+                   tuple(t.strip() for t in block if t.strip()), stream)
 
     def mask(self, text: str) -> str:
         """The text to score: allowed terms blanked out (matched in folded text, so l33t spellings too)."""

@@ -38,9 +38,10 @@ class TextClassifier(Protocol):
 
 
 def _profanity_model() -> Callable[[list[str]], Sequence[float]]:
-    from profanity_check import predict_prob  # the `moderation` extra
+    """alt-profanity-check's model, applied without scikit-learn's per-call overhead (profanity.py)."""
+    from .profanity import FastProfanity  # needs the `moderation` extra
 
-    return predict_prob
+    return FastProfanity()
 
 
 class CategoryClassifier:

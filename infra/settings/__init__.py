@@ -5,6 +5,15 @@ Every component's settings live here (the served models' in `infra.models.settin
 and the README's configuration table read them without importing the components.
 """
 
-from .core import KafkaSettings, RedisSettings, SigningSettings, StorageSettings, TopicSettings
+from .core import (
+    KafkaSettings,
+    MetricsSettings,
+    RedisSettings,
+    SigningSettings,
+    StorageSettings,
+    TopicSettings,
+    TracingSettings,
+)
 
-__all__ = ["KafkaSettings", "RedisSettings", "SigningSettings", "StorageSettings", "TopicSettings"]
+__all__ = ["KafkaSettings", "MetricsSettings", "RedisSettings", "SigningSettings", "StorageSettings", "TopicSettings",
+           "TracingSettings"]

@@ -28,6 +28,12 @@ class KafkaSettings(BaseSettings):
         ge=1,
         description="Long-poll wait; the bundled broker never wakes pollers early, so keep it low.",
     )
+    idle_poll_ms: int = Field(
+        default=1000, ge=0,
+        description="Once a process's consumers saw no data for `busy_s`, each waits up to this long between"
+        " fetches, or until a producer rings the topic's Redis doorbell; 0 polls without pause (needs Redis).",
+    )
+    busy_s: float = Field(default=2.0, ge=0, description="Quiet time after which consumers slow to `idle_poll_ms`.")
     session_timeout_ms: int = Field(default=6000, ge=1000, description="Consumer group session.")
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     max_message_bytes: int = Field(
@@ -92,6 +98,9 @@ class TopicSettings(BaseSettings):
 
     partitions: int = Field(default=8, ge=1, description="Partitions of request and event topics.")
     job_partitions: int = Field(default=4, ge=1, description="Partitions of each job topic.")
+    replication: int = Field(
+        default=1, ge=1, description="Replication factor of the topics `genloom topics --create` makes (3 on a"
+        " production cluster; the bundled broker has one node).")
 
 
 class StorageSettings(BaseSettings):
@@ -106,3 +115,28 @@ class StorageSettings(BaseSettings):
         default=Path.home() / ".cache" / "genloom",
         description="Model cache (dequantised and generated test weights).",
     )
+
+
+class MetricsSettings(BaseSettings):
+    """Prometheus `/metrics` of the workers and stream processors (the gateway serves it on its own port)."""
+
+    model_config = _config("GENLOOM_METRICS_")
+
+    port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Port of this process's /metrics; unset: not served (collected anyway); 0 picks a free one."
+        " `genloom up` gives each process its own.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address /metrics listens on (0.0.0.0 in a pod).")
+
+
+class TracingSettings(BaseSettings):
+    """OpenTelemetry traces of every process (infra.tracing)."""
+
+    model_config = _config("GENLOOM_TRACING_")
+
+    exporter: Literal["none", "otlp", "file", "console"] = Field(
+        default="none", description="Where spans go: none (off), otlp (OTEL_EXPORTER_OTLP_ENDPOINT, HTTP), file"
+        " (JSON lines in GENLOOM_TRACING_FILE) or console.")
+    file: Path | None = Field(default=None, description="The JSON-lines file of the `file` exporter.")
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of traces kept (by trace id).")

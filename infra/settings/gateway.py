@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.redis import keys
@@ -49,10 +49,16 @@ class GatewaySettings(BaseSettings):
     job_ttl_s: int = Field(default=keys.JOB_TTL_S, ge=1, description="Expiry of a job record the gateway creates.")
     redis_max_connections: int = Field(
         default=64, ge=2, description="Most Redis connections the gateway process opens (one is the shared replay"
-        " reader's); a request waits for a free one up to the socket timeout, then answers 503.")
+        " reader's; `per_stream` needs one per open stream); a request waits for a free one up to the socket timeout, then answers 503.")
     redis_socket_timeout_s: float = Field(
         default=5.0, gt=0, description="Longest wait for a Redis reply; a slower (paused) Redis is a 503.")
     redis_connect_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to connect to Redis.")
+    replay_reader: Literal["shared", "per_stream"] = Field(
+        default="shared", description="How streams follow their jobs' replay logs: `shared`, one reader per process"
+        " (one Pub/Sub connection subscribed to the followed logs, entries pushed by the fan-out, backlogs and slow"
+        " clients read with XRANGE from their own cursors; each stream holds at most 512 entries); `per_stream`, one"
+        " blocking XREAD and pooled connection per open stream, the former path, kept for comparison"
+        " (bench/edge_fanout.py).")
     prompt_chars_per_token: int = Field(
         default=32, ge=1, description="Generous bound on characters per token: a chat whose characters exceed the"
         " context times this is refused (context_length_exceeded) without tokenising it.")
@@ -75,3 +81,8 @@ class GatewaySettings(BaseSettings):
         default=5.0, gt=0, description="Client frames per second a WebSocket may send on average.")
     ws_message_burst: int = Field(
         default=20, ge=1, description="Client frames a WebSocket may send at once; a flood past it is closed 1008.")
+    browser_token_secret: SecretStr | None = Field(
+        default=None, description="Key of the job-scoped browser tokens (POST /v1/jobs/{id}/token); set the same on"
+        " every gateway replica. Unset: each process draws a random one (its tokens work only there).")
+    browser_token_ttl_s: int = Field(
+        default=300, ge=10, le=3600, description="How long a browser token is accepted after it is issued.")

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from infra.moderation.policy import Policy, PolicyBook
 
 #: the keys a tenant's policy may have
-_POLICY_KEYS = frozenset({"thresholds", "block", "allow", "on_error"})
+_POLICY_KEYS = frozenset({"thresholds", "block", "allow", "on_error", "window_mode"})
 
 
 class ModerationSettings(BaseSettings):
@@ -44,7 +44,7 @@ class ModerationSettings(BaseSettings):
     tenant_policies: str = Field(
         default="",
         description="JSON object, tenant -> policy: {\"acme\": {\"thresholds\": {\"violence\": 0.8, \"sexual\":"
-        " \"off\"}, \"block\": [\"term\"], \"allow\": [\"breast cancer\"], \"on_error\": \"open\"}}. An unknown"
+        " \"off\"}, \"block\": [\"term\"], \"allow\": [\"breast cancer\"], \"on_error\": \"open\", \"window_mode\": \"windowed\"}}. An unknown"
         " category or key is an error at start.",
     )
     threshold: float = Field(default=0.8, ge=0.0, le=1.0, description="Profanity probability that blocks (classifier=profanity).")
@@ -62,6 +62,18 @@ class ModerationSettings(BaseSettings):
         default=60.0, gt=0,
         description="A job that sends nothing for this long has its held text checked and released (or blocked):"
         " a worker that died without a takeover never holds it, or the gate's commits, forever.",
+    )
+    window_mode: Literal["checked", "windowed"] = Field(
+        default="checked",
+        description="How the output gate releases tokens: checked releases each token as soon as the text of its"
+        " sentence so far passes, holding it only while its trailing word could still become a blocked term (at most"
+        " hold_tokens), and re-checks each whole sentence: a sentence that fails ends the stream, and what was"
+        " released stays released. windowed releases text only in checked windows (a sentence, window_tokens or"
+        " window_chars). A tenant's policy may choose its own (`window_mode`).",
+    )
+    hold_tokens: int = Field(
+        default=4, ge=1,
+        description="window_mode=checked: most tokens held while the text could still grow into a blocked term.",
     )
     first_window_tokens: int = Field(
         default=1, ge=1,
@@ -86,13 +98,14 @@ class ModerationSettings(BaseSettings):
         base = _pairs(self.thresholds)
         terms = _terms(self.blocklist)
         default = Policy.build(thresholds=base, block=terms, fail_open=self.on_error == "open",
-                               where="GENLOOM_MODERATION_THRESHOLDS")
+                               where="GENLOOM_MODERATION_THRESHOLDS", stream=self.window_mode)
         tenants = {}
         for tenant, spec in _parse_policies(self.tenant_policies).items():
             tenants[tenant] = Policy.build(
                 thresholds={**base, **spec.get("thresholds", {})}, block=[*terms, *spec.get("block", [])],
                 allow=spec.get("allow", []), fail_open=spec.get("on_error", self.on_error) == "open",
-                where=f"GENLOOM_MODERATION_TENANT_POLICIES[{tenant!r}]")
+                where=f"GENLOOM_MODERATION_TENANT_POLICIES[{tenant!r}]",
+                stream=spec.get("window_mode", self.window_mode))
         return PolicyBook(default, tenants)
 
 
@@ -131,7 +144,7 @@ def _parse_policies(value: str) -> dict[str, dict[str, Any]]:
                 raise ValueError(f"{where}: {key} must be a list of strings")
         if not isinstance(spec.get("thresholds", {}), dict):
             raise ValueError(f"{where}: thresholds must be an object of category -> number or \"off\"")
-        Policy.build(thresholds=spec.get("thresholds", {}), where=where)
+        Policy.build(thresholds=spec.get("thresholds", {}), where=where, stream=spec.get("window_mode"))
     return data
 
 

@@ -112,6 +112,11 @@ def eligible(request: AnyRequest, policy: TenantPolicy) -> bool:
         return False
     if policy.only and request.tenant not in policy.only:
         return False
+    p = request.params
+    if p.presence_penalty or p.frequency_penalty or p.logit_bias or p.logprobs:
+        return False  # a cached answer holds no logprobs, and its scope does not hold these settings
+    if p.response_format is not None or p.tools:
+        return False  # the answer must follow the request's own schema or tools
     return (request.params.temperature == 0.0 or request.cache is CacheMode.REUSE
             or request.tenant in policy.opt_in)
 
@@ -130,6 +135,8 @@ def scope_of(request: TextRequest, embedding_model: str, terms: list[str] | None
         "top_p": params.top_p if sampled else None, "seed": params.seed if sampled else None,
         "terms": key_terms(chat_text(request)) if terms is None else terms,
     }
+    if params.raw:  # the same words continued, not answered: another scope (chats keep their keys)
+        fields["raw"] = True
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -244,6 +251,10 @@ class LocalTier:
         job_id = ids[found[0]]
         self._lru.move_to_end((scope, job_id))
         return Hit(self._scopes[scope][job_id].answer, found[1])
+
+    def holds(self, scope: str, now: float) -> bool:
+        """Whether `scope` has an unexpired entry (`lookup` could find one)."""
+        return any(now - e.answer.created_at <= self.ttl_s for e in self._scopes.get(scope, {}).values())
 
     def put(self, scope: str, vector: np.ndarray, answer: Answer, now: float) -> None:
         if now - answer.created_at > self.ttl_s or answer.nbytes > self.max_bytes:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infra.redis.semcache import NewEntry, SemanticCacheStore
+from infra.redis.semcache import NewEntry, SemanticCacheStore, StoredVector
 
 from .logic import Answer, Hit, LocalTier, best
 
@@ -56,6 +56,15 @@ def _rows_from_f16(raw: bytes, dims: int) -> np.ndarray:
     return rows / np.where(norms > 0, norms, 1.0)
 
 
+@dataclass(frozen=True)
+class Scopes:
+    """The shared tier's vectors of some scopes, as read at one moment (`SemanticCache.read_scopes`)."""
+
+    vectors: dict[str, list[StoredVector]]
+    #: the shared tier was skipped (its breaker is open) or failed: `vectors` holds nothing of it
+    degraded: bool
+
+
 class SemanticCache:
     def __init__(self, local: LocalTier, store: SemanticCacheStore | None, *, threshold: float, ttl_s: float,
                  retry_s: float = 1.0, max_pending: int = 10_000) -> None:
@@ -86,8 +95,28 @@ class SemanticCache:
         log.warning("semantic cache: Redis %s failed (%s); the in-process tier goes on alone for %.1fs",
                     what, exc, self._retry_s)
 
-    async def lookup(self, queries: list[tuple[str, np.ndarray]]) -> tuple[list[Hit | None], bool]:
-        """A hit or None per (scope, vector), and whether the shared tier was skipped (degraded)."""
+    async def read_scopes(self, scopes: list[str]) -> Scopes:
+        """What the shared tier holds in these scopes (one round trip), for `may_hit` and a `lookup` soon after."""
+        if self.store is None or not scopes:
+            return Scopes({}, degraded=False)
+        if not self.shared_up(time.monotonic()):
+            return Scopes({}, degraded=True)
+        try:
+            return Scopes(await self.store.vectors(sorted(set(scopes))), degraded=False)
+        except Exception as exc:
+            self._shared_failed(exc, "lookup")
+            return Scopes({}, degraded=True)
+
+    def may_hit(self, scope: str, read: Scopes) -> bool:
+        """Whether a lookup in `scope` can find anything: an unexpired entry in either tier (the shared
+        tier's as `read`; when it could not be read, a lookup skips it as well)."""
+        now = time.time()
+        return self.local.holds(scope, now) or any(now - v.made_at <= self.ttl_s for v in read.vectors.get(scope, ()))
+
+    async def lookup(self, queries: list[tuple[str, np.ndarray]],
+                     read: Scopes | None = None) -> tuple[list[Hit | None], bool]:
+        """A hit or None per (scope, vector), and whether the shared tier was skipped (degraded). `read`:
+        the shared tier's vectors of these scopes read a moment ago (`read_scopes`), not read again."""
         now = time.time()
         hits: list[Hit | None] = [self.local.lookup(scope, vector, self.threshold, now) for scope, vector in queries]
         rest = [i for i, hit in enumerate(hits) if hit is None]
@@ -96,7 +125,11 @@ class SemanticCache:
         if not self.shared_up(time.monotonic()):
             return hits, True
         try:
-            stored = await self.store.vectors(sorted({queries[i][0] for i in rest}))
+            scopes = sorted({queries[i][0] for i in rest})
+            if read is not None and not read.degraded and all(s in read.vectors for s in scopes):
+                stored = read.vectors
+            else:
+                stored = await self.store.vectors(scopes)
             wanted: list[tuple[int, str, float, np.ndarray]] = []
             for i in rest:  # hot loop: one matrix product per job
                 scope, vector = queries[i]

@@ -335,7 +335,7 @@ def memory_message(chosen: list[Chosen]) -> str:
 
 def _chat(request: TextRequest, chosen: list[Chosen], max_messages: int) -> Enriched:
     messages = request.params.messages
-    if not chosen or len(messages) >= max_messages:
+    if not chosen or len(messages) >= max_messages or request.params.raw:
         return Enriched(request)
     at = 0
     while at < len(messages) and messages[at].role is Role.SYSTEM:

@@ -44,9 +44,13 @@ class EnrichmentStage:
             await self._ready()
             self._started = True
 
-    def _wanted(self, item: Item) -> bool:
+    def uses_embedding(self, item: Item) -> bool:
+        """The vector searches a remembered user's memories."""
         request = item.request
-        return item.pending and request.user is not None and self._settings.remembers(request.tenant)
+        return request.user is not None and self._settings.remembers(request.tenant)
+
+    def _wanted(self, item: Item) -> bool:
+        return item.pending and self.uses_embedding(item)
 
     async def run(self, items: list[Item]) -> None:
         todo = [i for i in items if self._wanted(i)]

@@ -53,7 +53,8 @@ def register(
         try:
             # hot loop: one pipelined Redis round trip per batch of events
             async for events in natural_batches(stream, settings.batch_max):
-                batch = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)]
+                batch = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
+                         for m in (e.message for e in events)]
                 for message, outcome in zip(batch, await handler.handle_batch(batch)):
                     if isinstance(outcome, Malformed):
                         await dlq.send(key=message.key, value=encode(outcome.letter))

@@ -8,10 +8,12 @@ import logging
 import time
 from dataclasses import dataclass
 
+from infra.metrics import EVENTS_FANNED_OUT, moderation_decided
+from infra.tracing import start_span
 from infra.kafka.dlq import dead_letter_for
 from infra.redis.audit import AuditEntry, ModerationAudit
 from infra.redis.jobstore import Appended, Dropped, JobStore
-from schemas.enums import ErrorCode
+from schemas.enums import ErrorCode, EventType
 from schemas.events import JobEvent, ModerationVerdict
 
 from .logic import Malformed, read_event, transient
@@ -31,6 +33,12 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: the message's Kafka headers (a worker's events carry their job's trace context)
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+#: the events the fan-out traces (one span each, in the job's trace): a job's start and its end
+_TRACED = frozenset({EventType.STARTED, EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
 
 
 class FanoutHandler:
@@ -54,14 +62,21 @@ class FanoutHandler:
             else:
                 valid.append((i, item, m.value or b""))
         if valid:
+            began = time.time()
             results = await self._apply([(event, payload) for _, event, payload in valid])
+            _trace(messages, valid, results, began)
             for (i, event, payload), result in zip(valid, results):
                 if isinstance(result, Exception):
                     outcomes[i] = self._failed(messages[i], result)
                     continue
                 outcomes[i] = result
+                if isinstance(result, Appended):
+                    EVENTS_FANNED_OUT.labels(event.type).inc()
             verdicts = [e for (_, e, _), r in zip(valid, results) if isinstance(e, ModerationVerdict)
                         and isinstance(r, Appended)]
+            for v in verdicts:
+                action = AuditEntry.action_of(v.allowed, v.reason is not None and not v.categories)
+                moderation_decided(v.target, action, v.categories)
             if verdicts and self._audit is not None:
                 await self._record(verdicts)
         return outcomes  # type: ignore[return-value]
@@ -124,3 +139,13 @@ class FanoutHandler:
                 consumer=self._consumer, code=ErrorCode.INTERNAL_ERROR, error=f"fan-out script failed: {exc}",
             )
         )
+
+
+def _trace(messages: list[RawMessage], valid, results, began: float) -> None:
+    """A span per traced event recorded, under the trace its message carries (none when not traced)."""
+    now = time.time()
+    for (i, event, _), result in zip(valid, results):
+        if event.type in _TRACED and isinstance(result, Appended) and messages[i].headers:
+            span = start_span(f"fanout {event.type}", messages[i].headers, start_s=began,
+                              attributes={"genloom.job_id": event.job_id, "genloom.replay_entry": result.event_id})
+            span.end(end_time=int(now * 1e9))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from infra.metrics import WEBHOOK_DELIVERIES
 from infra.net.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign, tenant_secret
 from infra.net.ssrf import Refused, TargetPolicy, Unresolved
 from infra.redis.outbox import Claim, OutboxEntry, WebhookOutbox
@@ -202,18 +203,23 @@ class WebhookDispatcher:
                 status = await self._sender.post(entry.url, body, headers)
             except Unresolved as exc:
                 log.warning("webhook of job %s: %s", entry.job_id, exc)
+                WEBHOOK_DELIVERIES.labels("unresolved").inc()
                 return None
             except Refused as exc:
                 log.error("webhook of job %s refused: %s", entry.job_id, exc)
+                WEBHOOK_DELIVERIES.labels("refused_url").inc()
                 return -1
             except TimeoutError:
                 log.warning("webhook %s for job %s: no answer within the deadline", entry.url, entry.job_id)
+                WEBHOOK_DELIVERIES.labels("timeout").inc()
                 return None
             except httpx.HTTPError as exc:
                 log.warning("webhook %s for job %s failed: %s", entry.url, entry.job_id, exc)
+                WEBHOOK_DELIVERIES.labels("connection_error").inc()
                 return None
         if not 200 <= status < 300:
             log.warning("webhook %s answered %d for job %s", entry.url, status, entry.job_id)
+        WEBHOOK_DELIVERIES.labels("delivered" if 200 <= status < 300 else f"http_{status // 100}xx").inc()
         return status
 
     async def close(self, timeout: float = 5.0) -> None:

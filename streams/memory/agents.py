@@ -197,13 +197,13 @@ def register(app: faust.App, writer: MemoryWriter, *, batch_max: int = 64) -> No
 def build_writer(backends: MemoryBackends, ctx, blobs: BlobStore | None) -> MemoryWriter:
     """The writer over the process's backends, with the preparation's embedder and PII analyzer (both
     loaded on first use and shared with the stages: one copy of each model per process)."""
-    from infra.models.embedder import load_embedder
+    from infra.models.embedder import embedder_for
 
     from ..privacy.engine import shared_analyzer
 
     def embed(texts: list[str]):
         e = ctx.embedding
-        return load_embedder(e.model, device=e.device, max_chars=e.max_chars).encode(texts, e.batch_size)
+        return embedder_for(e).encode(texts, e.batch_size)
 
     def analyze(texts: list[str]):
         return shared_analyzer(ctx.privacy.score_threshold, ctx.privacy.ner_max_chars).analyze(texts)

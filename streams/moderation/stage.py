@@ -9,6 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 
+from infra.metrics import moderation_decided
 from infra.moderation.moderator import Moderator
 from infra.redis.audit import AuditEntry, ModerationAudit, content_hash
 
@@ -37,10 +38,11 @@ class ModerationStage:
             unchecked = decision.reason is not None and not decision.categories
             if item.pending and unchecked:  # released unchecked: the tenant's policy fails open
                 item.degraded.append(self.name)
-            request = item.request
+            request, action = item.request, AuditEntry.action_of(decision.allowed, unchecked)
+            moderation_decided("prompt", action, decision.categories)
             entries.append(AuditEntry(
                 tenant=request.tenant, job_id=request.client_job_id or request.job_id, stage="prompt",
-                action=AuditEntry.action_of(decision.allowed, unchecked), categories=decision.categories,
+                action=action, categories=decision.categories,
                 scores=decision.scores, model=self._moderator.name, reason=decision.reason,
                 content_sha256=None if decision.allowed else content_hash(text)))
         if self._audit is not None:

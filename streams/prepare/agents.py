@@ -8,17 +8,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 import faust
 from redis.exceptions import RedisError
 
+from opentelemetry.trace import SpanKind
+
 from infra.kafka.topics import REQUESTS
 from infra.redis.jobstore import JobStore
 from infra.settings.streams import PrepareSettings
+from infra.tracing import record_span, start_span, with_traceparent
 
 from ..app import RAW, Topics
 from ..batches import natural_batches
-from .chain import StageContext, build_stages, run_chain
+from .chain import StageContext, after_sent, build_stages, run_chain
 from .logic import Decoded, Out, Polled, awaiting_open, decode, plan, rejected, replay_writes
 
 log = logging.getLogger(__name__)
@@ -42,24 +46,32 @@ def register(app: faust.App, topics: Topics, settings: PrepareSettings, ctx: Sta
         try:
             # hot loop: one pass over the batch per stage, then its messages sent in order
             async for events in natural_batches(stream, settings.batch_max):
+                polled_ts = time.time()
                 polled = [Polled(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()))
                           for m in (e.message for e in events)]
                 decoded = [decode(p, max_bytes=max_bytes, consumer=app.conf.id, signing_key=signing_key)
                            for p in polled]
                 items = [d.item for d in decoded if isinstance(d, Decoded)]
+                spans = [prepare_span(p, polled_ts) for p in polled]
+                chain_began = time.time()
                 spent = await run_chain(stages, items, skip=lambda i: settings.all_off(i.request.tenant))
+                trace_stages(spans, chain_began, spent)
                 planned = []
                 for p, d in zip(polled, decoded):
                     if isinstance(d, Decoded):
                         ran = [] if settings.all_off(d.item.request.tenant) else names
                         planned.append(plan(d, stages=ran, stage_ms={n: spent[n] for n in ran if n in spent},
-                                            output=settings.output, signing_key=signing_key, moderated=moderated))
+                                            output=settings.output, signing_key=signing_key, moderated=moderated,
+                                            polled_ts=polled_ts))
                     else:
                         planned.append(rejected(d, p.key, withhold="privacy" in names))
                 if ctx.events is not None and any(o.event is not None for outs in planned for o in outs):
                     await replay_now(ctx.events, planned)
-                for outs in planned:
-                    await send(outs)
+                for outs, span in zip(planned, spans):
+                    await send([replace(o, headers=with_traceparent(o.headers, span) or None) for o in outs]
+                               if span.is_recording() else outs)
+                    span.end()
+                await after_sent(stages, items, skip=lambda i: settings.all_off(i.request.tenant))
         finally:
             await ctx.aclose()
 
@@ -77,3 +89,22 @@ def register(app: faust.App, topics: Topics, settings: PrepareSettings, ctx: Sta
     async def send(outs: list[Out]) -> None:
         for o in outs:
             await topic(o.topic).send(key=o.key, value=o.value, headers=o.headers or None)
+
+
+def prepare_span(polled: Polled, polled_at: float):
+    """The span of one request's preparation, under the trace its message carries (no-op when off)."""
+    return start_span("prepare", polled.headers, start_s=polled_at, kind=SpanKind.CONSUMER,
+                      attributes={"messaging.kafka.offset": polled.offset})
+
+
+def trace_stages(spans, began: float, spent: dict[str, float]) -> None:
+    """Each stage as a child span of every traced request of the batch (the stages run one after another
+    over the whole batch, so each request's stage span is the batch's)."""
+    traced = [s for s in spans if s.is_recording()]
+    if not traced:
+        return
+    at = began
+    for name, ms in spent.items():
+        for span in traced:
+            record_span(f"stage {name}", span, at, at + ms / 1000)
+        at += ms / 1000

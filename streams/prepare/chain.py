@@ -14,8 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
+from infra.metrics import REDACTIONS, STAGE_LATENCY
 from infra.redis.audit import ModerationAudit
 from infra.redis.client import connect
 from infra.redis.jobstore import JobStore, event_store
@@ -85,17 +86,19 @@ class _CacheOff:
     async def run(self, items: list[Item]) -> None:
         return None
 
+    def uses_embedding(self, item: Item) -> bool:
+        return False
+
 
 def build_cache(ctx: StageContext) -> Stage:
-    from infra.models.embedder import load_embedder
+    from infra.models.embedder import embedder_for
 
     from ..cache.agents import build_stage
 
     if ctx.semantic_cache is None:
         return _CacheOff()
     # the embedding stage's model (loaded once per process and device, so this is the same object)
-    embedder = load_embedder(ctx.embedding.model, device=ctx.embedding.device, max_chars=ctx.embedding.max_chars,
-                             dtype=ctx.embedding.dtype)
+    embedder = embedder_for(ctx.embedding)
     return build_stage(ctx.semantic_cache, ctx.cache_settings, embedder.name)
 
 
@@ -106,6 +109,9 @@ class _MemoryOff:
 
     async def run(self, items: list[Item]) -> None:
         return None
+
+    def uses_embedding(self, item: Item) -> bool:
+        return False
 
 
 def build_enrichment(ctx: StageContext) -> Stage:
@@ -156,7 +162,40 @@ def build_stages(names: list[str], ctx: StageContext) -> list[Stage]:
     if unknown:
         raise UnknownStage(f"unknown preparation stage(s) {', '.join(unknown)} in GENLOOM_PREPARE_STAGES:"
                            f" choose from {', '.join(sorted(STAGE_BUILDERS))}")
-    return [STAGE_BUILDERS[n](ctx) for n in names]
+    return wire_embedding([STAGE_BUILDERS[n](ctx) for n in names])
+
+
+def wire_embedding(stages: list[Stage]) -> list[Stage]:
+    """Let an embedding stage embed only the jobs a later stage of the chain reads the vector of, when
+    every later stage says which (`uses_embedding`), and leave for after the send the vectors no later
+    stage's `run` reads (`needs_embedding_now`); with none after it (a split-out processor whose output
+    another one reads) it embeds every job at once."""
+    for i, stage in enumerate(stages):
+        later = stages[i + 1:]
+        if hasattr(stage, "wanted") and later and all(hasattr(s, "uses_embedding") for s in later):
+            stage.wanted = lambda item, later=later: any(s.uses_embedding(item) for s in later)
+            stage.needed_now = partial(_needed_now, later)
+    return stages
+
+
+async def _needed_now(later: list[Stage], items: list[Item]) -> list[bool]:
+    """Per job, whether one of the `later` stages uses its vector in its `run` (a stage that raises when
+    asked gets every vector it uses at once)."""
+    now = [False] * len(items)
+    for stage in later:
+        uses = [stage.uses_embedding(item) for item in items]
+        if not any(uses):
+            continue
+        early = uses
+        ask = getattr(stage, "needs_embedding_now", None)
+        if ask is not None:
+            try:
+                early = await ask(items)
+            except Exception as exc:
+                log.error("stage %s raised when asked which vectors it reads at once (%s); it gets them all",
+                          stage.name, type(exc).__name__)
+        now = [n or (u and e) for n, u, e in zip(now, uses, early)]
+    return now
 
 
 async def run_chain(stages: list[Stage], items: list[Item], skip: Callable[[Item], bool] = lambda i: False) -> dict[
@@ -178,7 +217,25 @@ async def run_chain(stages: list[Stage], items: list[Item], skip: Callable[[Item
                           type(exc).__name__)
                 await _one_by_one(stage, [i for i in batch if i.pending])
         spent[stage.name] = (time.perf_counter() - began) * 1000
+        STAGE_LATENCY.labels(stage.name).observe(spent[stage.name] / 1000)
+    for item in batch:
+        for entity, count in item.redactions.items():
+            REDACTIONS.labels(entity).inc(count)
     return spent
+
+
+async def after_sent(stages: list[Stage], items: list[Item], skip: Callable[[Item], bool] = lambda i: False) -> None:
+    """Each stage's work on the batch once its messages are sent (`after_sent`, where a stage has it), in
+    chain order. The jobs are on their way: a stage that raises is logged, and the next goes on."""
+    batch = [i for i in items if not skip(i)]
+    for stage in stages:
+        finish = getattr(stage, "after_sent", None)
+        if finish is None:
+            continue
+        try:
+            await finish(batch)
+        except Exception as exc:
+            log.error("stage %s raised after a batch of %d was sent (%s)", stage.name, len(batch), type(exc).__name__)
 
 
 async def _one_by_one(stage: Stage, items: list[Item]) -> None:

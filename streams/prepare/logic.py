@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from infra.tracing import TRACEPARENT
 from infra.kafka.codec import encode
 from infra.kafka.signing import SIGNATURE_HEADER, header, signature_headers
 from infra.kafka.topics import ACCEPTED_HEADER, DLQ, EVENTS, EVENTS_RAW, jobs_topic
@@ -60,7 +61,7 @@ def decode(msg: Polled, *, max_bytes: int, consumer: str, signing_key: bytes | N
                      max_bytes=max_bytes, consumer=consumer, headers=msg.headers, signing_key=signing_key)
     if isinstance(decision, Rejected):
         return decision
-    kept = [(k, v) for k, v in msg.headers if k in (ACCEPTED_HEADER, PREPARED_HEADER)]
+    kept = [(k, v) for k, v in msg.headers if k in (ACCEPTED_HEADER, PREPARED_HEADER, TRACEPARENT)]
     item = Item(request=decision.request, key=decision.key, headers=[*kept, *decision.headers])
     return Decoded(item, decision.request)
 
@@ -123,8 +124,9 @@ class Report:
 
 
 def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: str, signing_key: bytes | None,
-         moderated: bool) -> list[Out]:
-    """The messages one prepared item leads to, in the order they must be sent."""
+         moderated: bool, polled_ts: float | None = None) -> list[Out]:
+    """The messages one prepared item leads to, in the order they must be sent. `polled_ts`: when
+    its batch was polled (the `prepared` event says it, so where a job's time goes can be told)."""
     item, request = d.item, d.item.request
     job = request.job_id.encode()
     headers = dict(item.headers)
@@ -157,7 +159,7 @@ def plan(d: Decoded, *, stages: list[str], stage_ms: dict[str, float], output: s
         prepared = Prepared(job_id=request.job_id, seq=_NEXT_SEQ, source=EventSource.STREAMS,
                             stages=report.stages, degraded=report.degraded, redactions=report.redactions,
                             stage_ms={k: round(v, 3) for k, v in report.stage_ms.items()},
-                            memories=_memories(report.memories))
+                            memories=_memories(report.memories), polled_ts=polled_ts)
         out.append(Out(jobs_topic(request.modality), item.key, encode(request), sig or None))
         out.append(Out(EVENTS, job, encode(prepared)))
     else:  # a split-out stage: the next processor reads this topic, and reports for all of them

@@ -130,11 +130,18 @@ _seed = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
 _side = st.none() | st.integers(min_value=1, max_value=512).map(lambda k: k * 8)
 _unit = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 
+def _message(content: st.SearchStrategy[str], **fields: st.SearchStrategy) -> st.SearchStrategy[ChatMessage]:
+    """A valid message of any role: a tool result names the call it answers (tool_call_id)."""
+    def build(role: Role, call_id: str, **kw) -> ChatMessage:
+        return ChatMessage(role=role, tool_call_id=call_id if role is Role.TOOL else None, **kw)
+    return st.builds(build, role=st.sampled_from(Role), call_id=st.text(min_size=1, max_size=40),
+                     content=content, **fields)
+
+
 messages = st.builds(
     lambda first, rest: [first, *rest],
-    st.builds(ChatMessage, role=st.sampled_from(Role), content=_nonblank),
-    st.lists(st.builds(ChatMessage, role=st.sampled_from(Role), content=st.text(max_size=60),
-                       name=st.none() | st.text(max_size=64)), max_size=3),
+    _message(_nonblank),
+    st.lists(_message(st.text(max_size=60), name=st.none() | st.text(max_size=64)), max_size=3),
 )
 text_params = st.builds(
     TextParams, messages=messages, max_tokens=st.integers(1, 32_768), temperature=st.floats(0, 2),

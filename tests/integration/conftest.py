@@ -37,7 +37,7 @@ os.environ.setdefault("GENLOOM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
 #: every tenant an edge test uses, each with its own key (and so its own in-flight sets)
 EDGE_TENANTS = ("t-cli", "t-flow", "t-resume", "t-idem", "t-load", "t-a", "t-b", "t-cancel", "t-ws", "t-dedupe",
                 "t-hook", "t-expire", "t-bad", "t-warm", "t-media", "t-media-b", "t-scope-a", "t-scope-b", "t-cache",
-                "t-mem-a", "t-mem-b", "t-mod")
+                "t-mem-a", "t-mem-b", "t-mod", "t-ui")
 #: the in-flight bound of the test gateways (low, so 429 is reachable)
 EDGE_MAX_INFLIGHT = 3
 

@@ -54,3 +54,22 @@ async def test_a_restarted_brokers_auto_created_topic_is_recreated_with_the_cata
             await ensure_topics(broker.bootstrap, [spec(1)])
         assert await ensure_topics(broker.bootstrap, [spec(1)], recreate_mismatched=True) == ["genloom.test.recreated"]
         assert await ensure_topics(broker.bootstrap, [spec(1)]) == []  # now it matches
+
+
+def test_topics_create_makes_the_catalogue_on_an_empty_broker_once():
+    """`genloom topics --create`: the init step of deploy/compose.yaml and the Helm chart."""
+    from infra.kafka.broker import LocalBroker
+
+    with LocalBroker() as broker:
+        env = dict(os.environ, COLUMNS="250", NO_COLOR="1", GENLOOM_TOPICS_JOB_PARTITIONS="2")
+        argv = [sys.executable, "-m", "infra.cli.main", "topics", "--create", "--bootstrap", broker.bootstrap]
+        first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        assert "created 10 topic(s)" in first.stdout
+        assert re.search(r"genloom\.jobs\.text\s*│\s*2\s*│\s*2", first.stdout)
+        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "none missing" in again.stdout
+        mismatch = subprocess.run(argv, env=dict(env, GENLOOM_TOPICS_JOB_PARTITIONS="3"), capture_output=True,
+                                  text=True, timeout=120)
+        assert mismatch.returncode == 1 and "the catalogue says 3" in mismatch.stderr
+        assert "Traceback" not in mismatch.stderr

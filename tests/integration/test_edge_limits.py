@@ -18,6 +18,7 @@ import httpx
 import pytest
 import websockets
 
+
 from gateway.app import create_app
 from gateway.auth import ApiKeys
 from gateway.inprocess import InProcessServer
@@ -34,6 +35,7 @@ from infra.settings.gateway import GatewaySettings
 from schemas.enums import EventSource, JobStatus, Modality
 from schemas.events import Accepted, Artifact, Completed
 from schemas.requests import scoped_job_id
+from tests.edge_helpers import text_job
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +61,18 @@ def fault_redis():
 
 
 class _Producer:
-    """What /readyz asks of the producer: a connected client (no publishing in these tests)."""
+    """What /readyz asks of the producer (a connected client) and a publish that lands nowhere."""
 
     class client:  # noqa: N801 - the attribute aiokafka's producer has
         @staticmethod
         async def force_metadata_update() -> bool:
             return True
+
+    @staticmethod
+    async def send(topic, value, key=None, headers=None) -> asyncio.Future:
+        landed = asyncio.get_running_loop().create_future()
+        landed.set_result(None)
+        return landed
 
 
 def _app(url: str | None, tmp_path, *, text_models: TextModelCatalog | None = None, **settings):
@@ -280,7 +288,8 @@ async def test_a_stream_past_its_lifetime_ends_with_a_reconnect_frame(own_redis,
     finally:
         await server.stop()
         await _shut(app)
-    assert body.startswith(b"retry: 1000\n\nid: 1\nevent: accepted\n")
+    # keep-alive comments may come anywhere (one may precede the first entry on a loaded machine)
+    assert body.replace(b": keep-alive\n\n", b"").startswith(b"retry: 1000\n\nid: 1\nevent: accepted\n")
     assert body.endswith(b"\n\n") and b"event: error\n" in body and b"Last-Event-ID: 1" in body
     assert closed.value.rcvd.code == 4408 and "Last-Event-ID: 1" in frames[-1]
 
@@ -361,10 +370,10 @@ async def test_paused_redis_is_503_within_the_socket_timeout(fault_redis, tmp_pa
 # -- 5. what answers and logs must not show -----------------------------------------------------------
 
 
-async def test_websocket_api_key_is_not_logged(own_redis, tmp_path):
+async def test_browser_tokens_follow_only_their_job_and_are_never_logged(own_redis, tmp_path):
     app = _app(own_redis.url, tmp_path)
     server = await InProcessServer(app).start()
-    job_id = await _job(own_redis.url)
+    job_id, sibling = await _job(own_redis.url), await _job(own_redis.url)
     lines: list[str] = []
 
     class Capture(logging.Handler):
@@ -377,10 +386,43 @@ async def test_websocket_api_key_is_not_logged(own_redis, tmp_path):
     for lg in loggers:
         lg.addHandler(capture)
         lg.setLevel(logging.INFO)
+    ws_base = server.url.replace("http", "ws")
+    tokens = app.state.browser_tokens
     try:
-        url = server.url.replace("http", "ws") + f"/v1/jobs/{job_id}/ws?api_key={KEY}&last_event_id=0"
-        async with websockets.connect(url) as ws:
-            assert '"accepted"' in await asyncio.wait_for(ws.recv(), 20)  # the key in the query still works
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            auth = {"Authorization": f"Bearer {KEY}"}
+            issued = await http.post(f"/v1/jobs/{job_id}/token", headers=auth)
+            assert issued.status_code == 200 and issued.json()["expires_at"] > time.time()
+            token = issued.json()["token"]
+            assert KEY not in token and token.startswith("glt_")
+            refused = [await http.post(f"/v1/jobs/{job_id}/token"),  # no key
+                       await http.post(f"/v1/jobs/{job_id}/token", headers={"Authorization": f"Bearer {OTHER_KEY}"}),
+                       await http.post("/v1/jobs/no-such-job/token", headers=auth)]
+            assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [
+                (401, "unauthorized"), (404, "not_found"), (404, "not_found")]
+            async with http.stream("GET", f"/v1/jobs/{job_id}/events?token={token}") as stream:
+                assert stream.status_code == 200
+                async for chunk in stream.aiter_text():
+                    if "event: accepted" in chunk:
+                        break
+            expired = tokens.issue(TENANT, job_id, now=time.time() - 3600).token
+            foreign = tokens.issue(OTHER, job_id).token  # the other tenant has no job of that id
+            cases = [(f"/v1/jobs/{sibling}/events?token={token}", 403, "forbidden"),
+                     (f"/v1/jobs/{job_id}/events?token={token[:-3]}xyz", 401, "unauthorized"),
+                     (f"/v1/jobs/{job_id}/events?token={expired}", 401, "unauthorized"),
+                     (f"/v1/jobs/{job_id}/events?token={foreign}", 404, "not_found"),
+                     (f"/v1/jobs/{job_id}/events?api_key={KEY}", 401, "unauthorized")]
+            for path, status, code in cases:
+                answer = await http.get(path)
+                assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), path
+        async with websockets.connect(f"{ws_base}/v1/jobs/{job_id}/ws?token={token}&last_event_id=0") as ws:
+            assert '"accepted"' in await asyncio.wait_for(ws.recv(), 20)
+        for query, code in ((f"api_key={KEY}", 4401), (f"token={tokens.issue(TENANT, sibling).token}", 4403)):
+            async with websockets.connect(f"{ws_base}/v1/jobs/{job_id}/ws?{query}") as ws:
+                await asyncio.wait_for(ws.recv(), 20)
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd.code == code
     finally:
         for lg, level in zip(loggers, levels):
             lg.removeHandler(capture)
@@ -388,8 +430,29 @@ async def test_websocket_api_key_is_not_logged(own_redis, tmp_path):
         await server.stop()
         await _shut(app)
     logged = "\n".join(lines)
-    assert "WebSocket" in logged and f"/v1/jobs/{job_id}/ws" in logged
-    assert KEY not in logged and "api_key" not in logged
+    assert "WebSocket" in logged and f"/v1/jobs/{job_id}/ws" in logged and f"/v1/jobs/{job_id}/events" in logged
+    assert KEY not in logged and "api_key" not in logged and "token=" not in logged and "glt_" not in logged
+
+
+async def test_job_list_shows_the_tenants_newest_jobs_only(own_redis, tmp_path):
+    app = _app(own_redis.url, tmp_path)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=30) as http:
+            mine = []
+            for n in range(3):
+                answer = await http.post("/v1/jobs", json=text_job(f"prompt {n}"), headers=AUTH)
+                assert answer.status_code == 202, answer.text
+                mine.append(answer.json()["id"])
+            other = {"Authorization": f"Bearer {OTHER_KEY}"}
+            theirs = (await http.post("/v1/jobs", json=text_job("not yours"), headers=other)).json()["id"]
+            listed = (await http.get("/v1/jobs?limit=2", headers=AUTH)).json()
+            assert listed["object"] == "list" and [job["id"] for job in listed["data"]] == mine[:0:-1]
+            assert listed["data"][0]["status"] == "queued" and listed["data"][0]["modality"] == "text"
+            assert [j["id"] for j in (await http.get("/v1/jobs", headers=other)).json()["data"]] == [theirs]
+            assert (await http.get("/v1/jobs")).status_code == 401
+            assert (await http.get("/v1/jobs?limit=1000", headers=AUTH)).status_code in (400, 422)
+    finally:
+        await _shut(app)
 
 
 @pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000,

@@ -90,8 +90,8 @@ async def test_every_route_of_another_tenants_job_is_404(client_for, worker, gat
             ("DELETE", f"/v1/videos/{job_id}"))]
     assert owner.status_code == video.status_code == 200 and owner.content == video.content == b"mp4 of a"
     assert [(r.status_code, r.json()["error"]["code"]) for r in others] == [(404, "not_found")] * len(others)
-    url = gateway_url.replace("http://", "ws://") + f"/v1/jobs/{job_id}/ws?api_key={edge_keys[B]}"
-    async with websockets.connect(url) as ws:
+    url = gateway_url.replace("http://", "ws://") + f"/v1/jobs/{job_id}/ws"
+    async with websockets.connect(url, additional_headers=_auth(edge_keys, B)) as ws:
         assert json.loads(await ws.recv())["error"]["code"] == "not_found"
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()

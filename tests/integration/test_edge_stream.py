@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from infra.client import SseParser
+from infra.redis import keys
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
 from schemas.requests import scoped_job_id
 from tests.edge_helpers import CuttableProxy, text_job, wait_for
@@ -89,14 +90,13 @@ async def test_disconnect_stops_reading_but_does_not_cancel(client_for, edge_red
     jid = (await client.submit(text_job("leave")))["id"]
     wid = scoped_job_id("t-flow", jid)
 
-    async def blocked_readers() -> int:
-        """Connections blocked in an XREAD now (the gateway's one replay reader, while anyone follows)."""
-        listing = (await edge_redis.execute_command("CLIENT", "LIST")).decode()
-        # XREAD exactly: the webhook outbox's deliverer blocks in XREADGROUP on the same Redis
-        return sum(" cmd=xread " in f" {line} " and " flags=b " in f" {line} " for line in listing.splitlines())
+    async def subscribers() -> int:
+        """Connections subscribed to the job's log channel (the gateway's one replay reader, while anyone follows)."""
+        [(_, count)] = await edge_redis.pubsub_numsub(keys.replay_log(wid))
+        return count
 
     before = 0
-    await wait_for(lambda: _le(blocked_readers, before), timeout=10)  # the streams of earlier tests have ended
+    await wait_for(lambda: _le(subscribers, before), timeout=10)
     headers = {"Authorization": f"Bearer {edge_keys['t-flow']}"}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
         async with http.stream("GET", f"/v1/jobs/{jid}/events", headers=headers) as response:
@@ -105,8 +105,8 @@ async def test_disconnect_stops_reading_but_does_not_cancel(client_for, edge_red
                 pass
             while await lines.__anext__() != ": keep-alive":  # idle streams get comments (0.5 s here)
                 pass
-            await wait_for(lambda: _gt(blocked_readers, before), timeout=5)
-    await wait_for(lambda: _le(blocked_readers, before), timeout=5)
+            await wait_for(lambda: _gt(subscribers, before), timeout=5)
+    await wait_for(lambda: _le(subscribers, before), timeout=5)  # the reader left the job's channel
     assert (await client.get(jid))["status"] == "queued"
     await worker.emit(Completed, wid)  # free the tenant's slot
 

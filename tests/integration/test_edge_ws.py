@@ -25,7 +25,8 @@ async def test_websocket_streams_events_and_cancels(client_for, worker, gateway_
     wid = scoped_job_id("t-ws", jid)
     await worker.emit(Started, wid, worker="w1", model=ModelInfo(id="tiny", device="cpu", dtype="float32"))
     await worker.emit(TokenDelta, wid, text="x", tokens=1)
-    async with websockets.connect(_ws_url(gateway_url, jid, f"api_key={edge_keys['t-ws']}")) as ws:
+    token = (await client.browser_token(jid))["token"]  # what a browser uses: no header on its WebSocket
+    async with websockets.connect(_ws_url(gateway_url, jid, f"token={token}")) as ws:
         frames = [json.loads(await ws.recv()) for _ in range(3)]
         assert [(f["id"], f["type"]) for f in frames] == [(1, "accepted"), (2, "started"), (3, "token")]
         assert frames[2]["event"]["text"] == "x" and frames[2]["event"]["job_id"] == jid
@@ -48,10 +49,16 @@ async def test_websocket_streams_events_and_cancels(client_for, worker, gateway_
 
 async def test_websocket_refuses_bad_key_and_other_tenants(client_for, gateway_url, edge_keys):
     jid = (await client_for("t-ws").submit(text_job("private")))["id"]
-    for query, code, error in (("api_key=nope", 4401, "unauthorized"),
-                               (f"api_key={edge_keys['t-b']}", 4404, "not_found"),
-                               (f"api_key={edge_keys['t-ws']}&last_event_id=x", 4400, "invalid_parameter")):
-        async with websockets.connect(_ws_url(gateway_url, jid, query)) as ws:
+    other = (await client_for("t-ws").submit(text_job("another")))["id"]
+    other_token = (await client_for("t-ws").browser_token(other))["token"]
+    for query, key, code, error in (("", "nope", 4401, "unauthorized"),
+                                    (f"api_key={edge_keys['t-ws']}", None, 4401, "unauthorized"),  # never in a URL
+                                    ("token=glt_forged.mac", None, 4401, "unauthorized"),
+                                    (f"token={other_token}", None, 4403, "forbidden"),
+                                    ("", edge_keys["t-b"], 4404, "not_found"),
+                                    ("last_event_id=x", edge_keys["t-ws"], 4400, "invalid_parameter")):
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        async with websockets.connect(_ws_url(gateway_url, jid, query), additional_headers=headers) as ws:
             assert json.loads(await ws.recv())["error"]["code"] == error
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()

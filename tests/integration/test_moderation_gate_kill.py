@@ -31,8 +31,16 @@ HELD = [" This one ", "is still "]
 REST = ["being written.", " The end."]
 
 
-def gate_process(bootstrap: str, log_path) -> subprocess.Popen:
-    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=bootstrap, GENLOOM_MODERATION_GROUP=GROUP, **FAST_STREAMS_ENV)
+#: each window mode, and how many of HELD it releases before the kill: windowed holds both (their window
+#: has no sentence end yet); checked releases " This one " at once and holds "is still " (it could become
+#: the blocked term "still water")
+MODES = [({"GENLOOM_MODERATION_WINDOW_MODE": "windowed"}, 0),
+         ({"GENLOOM_MODERATION_WINDOW_MODE": "checked", "GENLOOM_MODERATION_BLOCKLIST": "still water"}, 1)]
+
+
+def gate_process(bootstrap: str, log_path, mode: dict[str, str]) -> subprocess.Popen:
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=bootstrap, GENLOOM_MODERATION_GROUP=GROUP, **FAST_STREAMS_ENV,
+               **mode)
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "workers", "moderation"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -47,8 +55,9 @@ async def committed(bootstrap: str, tp: TopicPartition) -> int | None:
         await consumer.stop()
 
 
-async def test_a_killed_gate_loses_nothing_and_repeats_nothing(kafka_bootstrap, producer, tmp_path):
-    job = "mod-kill-1"
+@pytest.mark.parametrize(("mode", "released"), MODES, ids=["windowed", "checked"])
+async def test_a_killed_gate_loses_nothing_and_repeats_nothing(kafka_bootstrap, producer, tmp_path, mode, released):
+    job = f"mod-kill-{mode['GENLOOM_MODERATION_WINDOW_MODE']}"
     worker = EventEmitter(producer, EVENTS_RAW, EventSource.WORKER)
 
     async def send(event_type, **fields):
@@ -59,8 +68,9 @@ async def test_a_killed_gate_loses_nothing_and_repeats_nothing(kafka_bootstrap, 
     for text in FIRST:
         last_released = await send(TokenDelta, text=text, tokens=2)
     held = [await send(TokenDelta, text=text, tokens=2) for text in HELD]
-    first_held = held[0]
-    gate = gate_process(kafka_bootstrap, tmp_path / "gate.log")
+    last_released = ([last_released] + held)[released]
+    first_held = held[released]
+    gate = gate_process(kafka_bootstrap, tmp_path / "gate.log", mode)
     try:
         await wait_committed(kafka_bootstrap, GROUP, last_released, timeout=90)
         tp = TopicPartition(EVENTS_RAW, first_held.partition)
@@ -72,7 +82,7 @@ async def test_a_killed_gate_loses_nothing_and_repeats_nothing(kafka_bootstrap, 
     for text in REST:
         await send(TokenDelta, text=text, tokens=2)
     end = await send(Completed, usage=Usage(completion_tokens=14))
-    again = gate_process(kafka_bootstrap, tmp_path / "gate.log")
+    again = gate_process(kafka_bootstrap, tmp_path / "gate.log", mode)
     try:
         events = await job_events(kafka_bootstrap, EVENTS, job, after_commit=(GROUP, end), timeout=90)
     finally:

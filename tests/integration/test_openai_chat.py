@@ -5,16 +5,21 @@ moderation → fan-out → Redis → SSE."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.kafka.topics import jobs_topic
 from infra.redis.jobstore import JobStore
 from schemas.events import TokenDelta
 from schemas.requests import scoped_job_id
-from tests.conftest import FAST_GROUP
+from infra.settings import TracingSettings
+from infra.tracing import setup_tracing
+from tests.conftest import FAST_GROUP, TRACE_FILE
 from tests.kafka_helpers import serving, skip_backlog
 from workers.text.handler import TextHandler
 from infra.models.loader import TextModelSpec
@@ -43,7 +48,7 @@ def sdk(gateway_url, edge_keys):
 
 async def test_models_lists_the_served_model(sdk, text_pipeline):
     models = await sdk.models.list()
-    assert [m.id for m in models.data] == [MODEL]
+    assert [m.id for m in models.data] == [MODEL, "sentence-transformers/all-MiniLM-L6-v2"]  # + /v1/embeddings'
 
 
 async def test_sdk_streams_a_chat_completion_with_usage(sdk, text_pipeline):
@@ -59,6 +64,40 @@ async def test_sdk_streams_a_chat_completion_with_usage(sdk, text_pipeline):
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
 
 
+async def test_legacy_completions_continue_the_raw_prompt_streamed_and_whole(sdk, text_pipeline):
+    """`/v1/completions`: the prompt is continued as it is (no chat template), so its token count is the
+    tokenizer's own count of the text; the streamed text equals the whole answer's."""
+    prompt = "The capital of France is"
+    whole = await sdk.completions.create(model=MODEL, prompt=prompt, max_tokens=6, temperature=0)
+    assert whole.object == "text_completion" and whole.id.startswith("cmpl-")
+    assert whole.choices[0].finish_reason in ("stop", "length") and whole.choices[0].text.strip()
+    expected_prompt = len(text_pipeline.loaded.format_text(prompt))
+    assert whole.usage.prompt_tokens == expected_prompt  # a chat template would add its role markers
+    stream = await sdk.completions.create(model=MODEL, prompt=prompt, max_tokens=6, temperature=0, stream=True,
+                                          stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert all(c.object == "text_completion" for c in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    echoed = await sdk.completions.create(model=MODEL, prompt=[prompt], max_tokens=6, temperature=0, echo=True)
+    assert echoed.choices[0].text == prompt + whole.choices[0].text
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"prompt": ["a", "b"]}, "prompt"),
+    ({"prompt": "x", "n": 2}, "n"),
+    ({"prompt": "x", "best_of": 3}, "best_of"),
+    ({"prompt": "x", "suffix": "end"}, "suffix"),
+    ({"prompt": "x", "logprobs": 2}, "logprobs"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "x", "max_tokens": 100_000}, "max_tokens"),
+])
+async def test_bad_completions_name_the_parameter(sdk, text_pipeline, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.completions.create(model=MODEL, **kwargs)
+    assert info.value.body["param"] == param
+
+
 async def test_non_streamed_completion_matches_streamed_greedy_text(sdk, text_pipeline):
     messages = [{"role": "user", "content": "Say hi."}]
     whole = await sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, temperature=0)
@@ -71,7 +110,6 @@ async def test_non_streamed_completion_matches_streamed_greedy_text(sdk, text_pi
 
 
 @pytest.mark.parametrize("kwargs,code", [
-    ({"model": "gpt-none", "messages": [{"role": "user", "content": "x"}]}, "unknown_model"),
     ({"model": MODEL, "messages": []}, "invalid_parameter"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 100_000},
      "context_length_exceeded"),
@@ -85,6 +123,14 @@ async def test_bad_chat_requests_are_400_before_queueing(sdk, text_pipeline, kwa
         await sdk.chat.completions.create(**kwargs)
     assert info.value.status_code == 400
     assert info.value.body["code"] == code
+
+
+async def test_an_unknown_model_is_404_model_not_found_as_openai_answers(sdk, text_pipeline):
+    with pytest.raises(openai.NotFoundError) as info:
+        await sdk.chat.completions.create(model="gpt-none", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 404
+    assert info.value.body["code"] == "model_not_found"
+    assert info.value.body["param"] == "model"
 
 
 async def test_closing_the_stream_aborts_generation(sdk, text_pipeline, edge_redis):
@@ -115,3 +161,130 @@ async def test_closing_the_stream_aborts_generation(sdk, text_pipeline, edge_red
 
 async def _generated_tokens(redis, job_id: str) -> int:
     return sum(e.event.tokens for e in await JobStore(redis).entries(job_id) if isinstance(e.event, TokenDelta))
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text page (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+async def test_a_streamed_chat_shows_in_the_metrics_of_every_process_on_its_path(sdk, text_pipeline, gateway_url,
+                                                                                streams_process, moderation_gate):
+    """vLLM's names under `genloom:` for the worker's view of the request; the gateway's HTTP counts by
+    route template; the fan-out's events and the gate's process metrics from their own /metrics."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def page(url: str) -> str:
+            response = await http.get(url)
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+            return response.text
+
+        streams_url = f"http://127.0.0.1:{streams_process.metrics_port}/metrics"
+        before_gw, before_streams = await page(f"{gateway_url}/metrics"), await page(streams_url)
+        stream = await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count to 3."}],
+                                                   max_tokens=6, temperature=0, stream=True)
+        chunks = [c async for c in stream]
+        after_gw = await page(f"{gateway_url}/metrics")
+        labels = {"modality": "text", "model_name": MODEL}
+        # the worker runs in this test's process, so its metrics are on the gateway's page here
+        for name in ("genloom:time_to_first_token_seconds_count", "genloom:request_queue_time_seconds_count",
+                     "genloom:e2e_request_latency_seconds_count"):
+            assert _sample(after_gw, name, **labels) == _sample(before_gw, name, **labels) + 1, name
+        assert _sample(after_gw, "genloom:inter_token_latency_seconds_count", **labels) > _sample(
+            before_gw, "genloom:inter_token_latency_seconds_count", **labels)
+        generated = _sample(after_gw, "genloom:generation_tokens_total", **labels) - _sample(
+            before_gw, "genloom:generation_tokens_total", **labels)
+        assert 1 <= generated <= 6
+        assert _sample(after_gw, "genloom:num_requests_running", **labels) == 0
+        route = {"route": "/v1/chat/completions", "method": "POST", "status": "200"}
+        assert _sample(after_gw, "genloom:http_requests_total", **route) == _sample(
+            before_gw, "genloom:http_requests_total", **route) + 1
+        assert chunks[0].id.removeprefix("chatcmpl-") not in after_gw  # never a job id as a label value
+        deadline = time.monotonic() + 30
+        while True:  # the fan-out records the job's events a moment after the client has them
+            after_streams = await page(streams_url)
+            added = _sample(after_streams, "genloom:events_fanned_out_total", type="completed") - _sample(
+                before_streams, "genloom:events_fanned_out_total", type="completed")
+            if added >= 1 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert added >= 1
+        gate = await page(f"http://127.0.0.1:{moderation_gate.metrics_port}/metrics")
+        assert _sample(gate, "process_cpu_seconds_total") > 0
+
+
+async def test_one_job_through_the_stages_is_one_connected_trace(text_pipeline, gateway_url_b, edge_keys):
+    """Gateway (this process) -> genloom.requests -> preparation (streams process) -> worker (this
+    process) -> events.raw -> gate (its process, passing the context on) -> fan-out (streams process):
+    every span of the job shares one trace id and hangs from the HTTP request's span."""
+    setup_tracing("genloom-tests", TracingSettings(exporter="file", file=TRACE_FILE))
+    client = openai.AsyncOpenAI(base_url=f"{gateway_url_b}/v1", api_key=edge_keys["t-flow"], max_retries=0,
+                                timeout=120)
+    stream = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi there."}],
+                                                  max_tokens=4, temperature=0.7, stream=True)
+    chunks = [c async for c in stream]
+    job_id = scoped_job_id("t-flow", chunks[0].id.removeprefix("chatcmpl-"))
+    deadline = time.monotonic() + 30
+    while True:  # the fan-out's span of the terminal event is written a moment after the client has it
+        spans = [json.loads(line) for line in TRACE_FILE.read_text().splitlines() if line.strip()]
+        ours = [s for s in spans if s["attributes"].get("genloom.job_id") == job_id]
+        trace_ids = {s["trace_id"] for s in ours}
+        in_trace = [s for s in spans if s["trace_id"] in trace_ids]
+        names = {s["name"] for s in in_trace}
+        if {"fanout completed", "prefill", "decode"} <= names or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert len(trace_ids) == 1, trace_ids  # one trace
+    by_id = {s["span_id"]: s for s in in_trace}
+    roots = [s for s in in_trace if s["parent_id"] is None]
+    assert [r["name"] for r in roots] == ["POST /v1/chat/completions"]
+    assert all(s["parent_id"] in by_id for s in in_trace if s["parent_id"] is not None)  # connected
+    assert {"prepare", "stage privacy", "text job", "prefill", "decode", "fanout started",
+            "fanout completed"} <= names
+    job_span = next(s for s in in_trace if s["name"] == "text job")
+    assert by_id[job_span["parent_id"]]["name"] == "prepare"  # the worker continued the processor's span
+    assert len({s["pid"] for s in in_trace}) >= 2  # it crossed processes
+    assert not any("Hi there" in json.dumps(s) for s in in_trace)  # no prompt text in a span
+
+
+async def test_logit_bias_penalties_and_logprobs_through_the_sdk(sdk, text_pipeline):
+    messages = [{"role": "user", "content": "Name a fruit."}]
+    plain = await sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0,
+                                              logprobs=True, top_logprobs=2)
+    content = plain.choices[0].logprobs.content
+    assert len(content) == plain.usage.completion_tokens
+    assert "".join(t.token for t in content) == plain.choices[0].message.content
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token
+    stream = await sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0,
+                                               logprobs=True, stream=True)
+    streamed = [t async for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [t.token for t in streamed] == [t.token for t in content]
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in content], abs=1e-4)
+    # ban the first token the plain answer chose: the answer starts differently
+    first_id = text_pipeline.loaded.format_text(content[0].token)[-1:]  # (after any BOS)
+    banned = await sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0,
+                                               logit_bias={str(first_id[0]): -100}, logprobs=True)
+    assert banned.choices[0].logprobs.content[0].token != content[0].token
+    haiku = [{"role": "user", "content": "Write a haiku about the sea."}]  # repeats words when greedy
+    penalised = await sdk.chat.completions.create(model=MODEL, messages=haiku, max_tokens=24, temperature=0,
+                                                  frequency_penalty=2.0, presence_penalty=2.0)
+    repeats = await sdk.chat.completions.create(model=MODEL, messages=haiku, max_tokens=24, temperature=0)
+    assert penalised.choices[0].message.content != repeats.choices[0].message.content
+    none = await sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, temperature=0)
+    assert none.choices[0].logprobs is None
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"logit_bias": {"99999999": 1}}, "logit_bias"),
+    ({"logit_bias": {"5": 500}}, "logit_bias"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"presence_penalty": 2.5}, "presence_penalty"),
+])
+async def test_bad_sampling_parameters_are_400_naming_them(sdk, text_pipeline, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], **kwargs)
+    assert info.value.body["param"] == param

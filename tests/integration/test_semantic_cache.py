@@ -119,6 +119,34 @@ async def test_entries_past_their_ttl_do_not_answer(redis):
     assert again.pending
 
 
+async def test_the_shared_tier_says_which_lookups_need_a_vector_and_reuses_what_it_read(redis):
+    """A scope another instance stored an answer in needs the vector before the lookup (and the lookup uses
+    the vectors read for that answer); a scope that holds nothing in either tier does not (a number of its
+    own is a key term: another scope)."""
+    one, two = cache_over(redis), cache_over(redis)
+    vector = unit(31)
+    await stage(one).run([Item(chat("sc-probe-src", "Name a red fruit.", "t-probe"), b"k", embedding=vector)])
+    claimed = await one.claim(["sc-probe-src"])
+    await one.store_answers([(claimed["sc-probe-src"], Answer("sc-probe-src", "A cherry.", FinishReason.STOP,
+                                                               MODEL, time.time()))])
+    probe = stage(two)  # its in-process tier is empty: only Redis knows the first scope
+    stored = Item(chat("sc-probe-hit", "Name a red fruit.", "t-probe"), b"k")
+    empty = Item(chat("sc-probe-new", "Name 3 red fruits.", "t-probe"), b"k")
+    assert await probe.needs_embedding_now([stored, empty]) == [True, False]
+    stored.embedding, empty.embedding_later = vector, True
+    reads = []
+    real = two.store.vectors
+
+    async def counted(scopes):
+        reads.append(scopes)
+        return await real(scopes)
+
+    two.store.vectors = counted
+    await probe.run([stored, empty])
+    assert isinstance(stored.end, Answered) and empty.pending and empty.degraded == []
+    assert reads == []  # the lookup used the vectors the probe read
+
+
 @pytest.fixture
 def own_redis():
     with LocalRedis() as server:
@@ -146,6 +174,11 @@ async def test_redis_stopped_degrades_to_the_in_process_tier(own_redis):
         later = Item(chat("sc-down-miss-2", "yet another"), b"k", embedding=unit(13))
         await asyncio.wait_for(stage(cache).run([later]), 5)  # the breaker is open: Redis is not even tried
         assert later.pending and later.degraded == ["cache"]
+        unknown, probe = Item(chat("sc-down-new", "question 7"), b"k"), stage(cache)
+        assert await probe.needs_embedding_now([unknown]) == [False]  # its scope: nothing in the in-process tier
+        unknown.embedding_later = True
+        await probe.run([unknown])
+        assert unknown.pending and unknown.degraded == ["cache"]  # the shared tier was not asked
     finally:
         await client.aclose()
 

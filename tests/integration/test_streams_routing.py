@@ -63,9 +63,14 @@ async def test_gateway_accepted_header_suppresses_a_second_accepted(kafka_bootst
     later = {"job_id": "rt-gw-after", "modality": "speech", "params": {"input": "hi"}}
     await producer.send_and_wait(REQUESTS, json.dumps(later).encode(), key=b"rt-gw",
                                  headers=signed(later))  # same partition
-    messages = await read_topic(kafka_bootstrap, EVENTS, until=_has("rt-gw-after"))
-    # only what preparation did: no second `accepted`
     internal = scoped_job_id("default", "rt-gw")  # `prepared` names the job by its internal id only
+
+    def both(messages) -> bool:  # events of the two jobs lie on different partitions: read until both are in
+        return _has("rt-gw-after")(messages) and any(_json(m.value).get("job_id") == internal for m in messages)
+
+    messages = await read_topic(kafka_bootstrap, EVENTS, until=both)
+    # only what preparation did: no second `accepted` (it would come before `prepared`, on the same
+    # partition of genloom.events, so it would be in by now)
     assert [_json(m.value)["type"] for m in messages if _json(m.value).get("job_id") == internal] == ["prepared"]
 
 

@@ -83,7 +83,7 @@ async def test_cancel_mid_stream_ends_with_one_cancelled(kafka_bootstrap, text_w
 
 @pytest.mark.parametrize("job_id,params,model,code", [
     ("tx-ctx", {"max_tokens": 9000}, None, "context_length_exceeded"),
-    ("tx-model", {"max_tokens": 4}, "gpt-17", "unknown_model"),
+    ("tx-model", {"max_tokens": 4}, "gpt-17", "model_not_found"),
 ])
 async def test_requests_the_model_cannot_serve_fail_with_a_code(kafka_bootstrap, text_worker, producer,
                                                                  job_id, params, model, code):

@@ -172,6 +172,8 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
         GENLOOM_CACHE_DIR=str(cache_dir),
         GENLOOM_WORKER_TORCH_THREADS="1",
         # worker defaults that make the job run a few seconds on one thread
+        # the tiny random pipeline, slower a step than the default (trained) model
+        GENLOOM_VIDEO_MODEL=str(cache_dir / "models" / "tiny-animatediff"),
         GENLOOM_VIDEO_WIDTH="64",
         GENLOOM_VIDEO_HEIGHT="64",
         GENLOOM_VIDEO_FRAMES="16",

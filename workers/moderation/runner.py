@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
@@ -14,12 +15,15 @@ from infra.kafka.dlq import describe_event_error
 from infra.kafka.topics import CONTROL, EVENTS
 from infra.moderation.image import BadImage
 from infra.moderation.policy import Decision
+from infra.tracing import TRACEPARENT
 from schemas.control import CancelJob
 from schemas.events import Artifact, JobEvent
 
 from .gate import GateOutput, ModerationGate
 
 GROUP = "genloom-moderation"
+#: trace contexts kept for jobs in flight (the oldest go first past it)
+_MAX_TRACES = 50_000
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ class GateRunner:
         self._video_frames = video_frames
         self._consumer = consumer
         self._producer = producer
+        #: each gated job's trace context, from its raw events' headers, passed on with what is released
+        self._traces: OrderedDict[str, bytes] = OrderedDict()
         self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=group,
                                  on_batch=self._pass, dead_letters=producer, describe=describe_event_error)
 
@@ -62,6 +68,8 @@ class GateRunner:
         await self._send(self._gate.expire(), pending, settled)  # windows of jobs gone quiet: released or blocked
         for record in records:  # hot loop: one pass, sends pipelined, acks awaited per batch
             event, position = record.value, (record.tp, record.offset)
+            if record.headers:
+                self._keep_trace(event.job_id, record.headers)
             if self._gate.reviews(event):  # rare (one per image or clip): read and classify it here
                 out = self._gate.on_artifact(event, await self._review(event), position)
             else:
@@ -79,12 +87,23 @@ class GateRunner:
         for uri in out.delete:
             await self._delete(uri)
         for released in out.publish:
-            pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode()))
+            trace = (self._traces.pop if released.type.terminal else self._traces.get)(released.job_id, None)
+            pending.append(await self._producer.send(EVENTS, encode(released), key=released.job_id.encode(),
+                                                     headers=[(TRACEPARENT, trace)] if trace else None))
         for job_id in out.cancel:
             cancel = CancelJob(job_id=job_id, tenant="moderation", reason="content_filter")
             pending.append(await self._producer.send(CONTROL, encode(cancel), key=job_id.encode()))
         for where, offset in out.settled:
             settled.setdefault(where, []).append(offset)
+
+    def _keep_trace(self, job_id: str, headers) -> None:
+        value = next((v for k, v in headers if k == TRACEPARENT), None)
+        if value is None:
+            return
+        self._traces[job_id] = value
+        self._traces.move_to_end(job_id)
+        while len(self._traces) > _MAX_TRACES:  # jobs whose end this gate never saw (taken over elsewhere)
+            self._traces.popitem(last=False)
 
     async def _review(self, event: Artifact) -> Decision:
         """The decision on an artifact: read from the blob store and classified under its tenant's

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from schemas.enums import ErrorCode
 from workers.errors import JobError
 
+from infra.models.voices import openai_voice_table, resolve_voice
+
 from .errors import unknown_voice
 from .formats import SAMPLE_WIDTH, AudioFormat, get_format
 from .synthesizer import Synthesizer
@@ -61,8 +63,11 @@ class SpeechEngine:
         *,
         max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
         max_sentence_chars: int = DEFAULT_MAX_SENTENCE_CHARS,
+        voice_map: dict[str, str] | None = None,
     ) -> None:
         self._synth = synth
+        #: OpenAI voice names -> installed voices (GENLOOM_SPEECH_VOICE_MAP), checked at start
+        self._aliases = openai_voice_table(frozenset(synth.voices()), voice_map)
         self._max_input_chars = max_input_chars
         self._max_sentence_chars = max_sentence_chars
 
@@ -84,8 +89,10 @@ class SpeechEngine:
             raise JobError(ErrorCode.INVALID_PARAMETER, f"speed {speed} is outside [{MIN_SPEED}, {MAX_SPEED}]")
         audio_format = get_format(fmt)
         known = self._synth.voices()
-        if voice not in known:
+        resolved = resolve_voice(voice, set(known), self._aliases)
+        if resolved is None:
             raise unknown_voice(voice, known)
+        voice = resolved
         sentences = split_sentences(text, self._max_sentence_chars)
         if not sentences:
             raise JobError(ErrorCode.EMPTY_INPUT, "input has no words to speak, only punctuation")

@@ -20,9 +20,10 @@ from .synthesizer import PiperSynthesizer
 class SpeechHandler:
     modality = Modality.SPEECH
 
-    def __init__(self, synth: PiperSynthesizer, blobs: BlobStore, *, max_concurrency: int = 2) -> None:
+    def __init__(self, synth: PiperSynthesizer, blobs: BlobStore, *, max_concurrency: int = 2,
+                 voice_map: dict[str, str] | None = None) -> None:
         self._synth = synth
-        self._engine = SpeechEngine(synth)
+        self._engine = SpeechEngine(synth, voice_map=voice_map)
         self._blobs = blobs
         self.max_concurrency = max_concurrency
 
@@ -72,4 +73,5 @@ def create_handler() -> SpeechHandler:
     settings = SpeechSettings()
     synth = PiperSynthesizer.with_shipped_voice(voice_dir=settings.voice_dir,
                                                 intra_op_threads=settings.threads or None)
-    return SpeechHandler(synth, blob_store(BlobSettings()), max_concurrency=settings.max_concurrency)
+    return SpeechHandler(synth, blob_store(BlobSettings()), max_concurrency=settings.max_concurrency,
+                         voice_map=settings.voice_map)

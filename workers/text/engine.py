@@ -20,6 +20,7 @@ batch never exceeds ``max_batch_tokens`` and nothing ever has to be preempted.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections import deque
@@ -29,11 +30,15 @@ import torch
 from transformers import DynamicCache
 
 from schemas.enums import FinishReason
+from workers.text.grammar import Grammars
 from workers.text.kv_cache import BatchKVCache
-from workers.text.sampling import SamplingParams
+from workers.text.sampling import SamplingParams, TokenLogprob, adjust_logits, token_logprobs
 from workers.text.sequence import Sequence, StepOutput
 
 logger = logging.getLogger(__name__)
+
+#: longest an idle step waits for a grammar to compile (the caller's loop gets control back after it)
+GRAMMAR_WAIT_S = 0.05
 
 
 class TextEngine:
@@ -74,6 +79,8 @@ class TextEngine:
         self._running: list[Sequence] = []  # index = row in self._cache
         self._reserved_tokens = 0  # sum of Sequence.reserved_tokens over self._running
         self._pending: list[StepOutput] = []  # outputs to hand out with the next step
+        self._grammars: Grammars | None = None  # built with the first constrained request
+        self._bitmask: torch.Tensor | None = None  # [max_batch_size, vocab/32] allowed-token bits
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -97,9 +104,19 @@ class TextEngine:
                 f"prompt of {len(prompt)} tokens plus max_tokens={params.max_tokens} exceeds the engine's "
                 f"max_batch_tokens={self.max_batch_tokens}: shorten the prompt or lower max_tokens"
             )
-        seq = Sequence.create(request_id, prompt, params, self.tokenizer, self.device)
+        seq = Sequence.create(request_id, prompt, params, self.tokenizer, self.device, self.vocab_size)
+        if params.grammar is not None:  # compiled in the grammar thread; the sequence waits for it
+            seq.grammar_future = self.grammars.submit(params.grammar)
         self._requests[request_id] = seq
         self._waiting.append(seq)
+
+    @property
+    def grammars(self) -> Grammars:
+        """The grammar compiler and cache for this engine's tokenizer (built on first use)."""
+        if self._grammars is None:
+            self._grammars = Grammars(self.tokenizer, self.vocab_size, self.eos_token_ids)
+            self._bitmask = self._grammars.allocate_bitmask(self.max_batch_size)
+        return self._grammars
 
     def abort(self, request_id: str) -> bool:
         """Stop a request before the next step; its final output (``aborted``) comes from that step.
@@ -119,6 +136,11 @@ class TextEngine:
     def num_running(self) -> int:
         return len(self._running)
 
+    def kv_cache_usage(self) -> float:
+        """The share of the allocated KV cache cells that hold a running sequence's token (0..1)."""
+        cells = self._cache.rows_cap * self._cache.cols_cap
+        return sum(seq.num_cached for seq in self._running) / cells if cells else 0.0
+
     def num_waiting(self) -> int:
         return len(self._waiting)
 
@@ -136,8 +158,16 @@ class TextEngine:
             self._drop_finished_rows()
         if self._running:
             self._decode(outputs)
+        elif self._waiting:
+            self._await_grammars()
         self._admit(outputs)
         return outputs
+
+    def _await_grammars(self, timeout: float = GRAMMAR_WAIT_S) -> None:
+        """With nothing to decode and only grammars compiling, wait a little for one instead of spinning."""
+        pending = [seq.grammar_future for seq in self._waiting if seq.grammar_future is not None]
+        if pending and len(pending) == len(self._waiting):
+            concurrent.futures.wait(pending, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def _decode(self, outputs: list[StepOutput]) -> None:
         rows = self._running
@@ -167,30 +197,73 @@ class TextEngine:
             self._drop_finished_rows()
             return
         self._cache.advance(1)
-        greedy = torch.argmax(logits, dim=-1).tolist()
-        # Hot loop: once over the running batch, per-row sampling and text processing.
-        for row, seq in enumerate(rows):
+        for seq in rows:
             seq.num_cached += 1
+        self._sample(rows, logits, outputs)
+        self._drop_finished_rows()
+
+    def _sample(self, seqs: list[Sequence], logits: torch.Tensor, outputs: list[StepOutput]) -> None:
+        """One token per row of ``logits`` for ``seqs``: penalties and biases applied batched, greedy
+        rows by one argmax, the others by their own sampler; log-probabilities for the rows asking."""
+        samplers = [seq.sampler for seq in seqs]
+        logits = adjust_logits(logits, samplers)
+        constrained = [row for row, seq in enumerate(seqs) if seq.matcher is not None]
+        if constrained:  # each constrained row keeps only the tokens its grammar allows next
+            logits = logits.float().contiguous()
+            for row in constrained:
+                self._bitmask[row] = seqs[row].matcher.mask
+            self._grammars.apply(logits, self._bitmask, constrained)
+        greedy = torch.argmax(logits, dim=-1).tolist()
+        tokens: list[int | None] = []
+        # Hot loop: once over the rows, per-row sampling.
+        for row, seq in enumerate(seqs):
             try:
-                token = greedy[row] if seq.sampler.greedy else seq.sampler.sample(logits[row])
-                outputs.append(self._append_token(seq, token))
+                tokens.append(greedy[row] if seq.sampler.greedy else seq.sampler.sample(logits[row]))
+            except Exception as exc:
+                tokens.append(None)
+                self._fail(seq, exc, outputs)
+        logprobs = token_logprobs(logits, samplers, [t if t is not None else 0 for t in tokens])
+        for seq, token, logprob in zip(seqs, tokens, logprobs):
+            if token is None:
+                continue
+            try:
+                outputs.append(self._append_token(seq, token, logprob))
             except Exception as exc:
                 self._fail(seq, exc, outputs)
-        self._drop_finished_rows()
 
     def _admit(self, outputs: list[StepOutput]) -> None:
         batch: list[Sequence] = []
-        while self._waiting and len(self._running) + len(batch) < self.max_batch_size:
-            seq = self._waiting[0]
+        for seq in list(self._waiting):
+            if len(self._running) + len(batch) >= self.max_batch_size:
+                break
+            if not self._grammar_ready(seq, outputs):
+                continue  # its grammar is still compiling (or failed): the others do not wait for it
             if self._reserved_tokens + seq.reserved_tokens > self.max_batch_tokens:
                 break  # arrival order: do not let later, smaller requests overtake
             if batch and _packed_len([s.prompt_ids for s in (*batch, seq)]) > self.max_prefill_tokens:
                 break
-            self._waiting.popleft()
+            self._waiting.remove(seq)
             batch.append(seq)
             self._reserved_tokens += seq.reserved_tokens
         if batch:
             self._prefill(batch, outputs)
+
+    def _grammar_ready(self, seq: Sequence, outputs: list[StepOutput]) -> bool:
+        """Whether ``seq`` may start: it has no grammar, or its grammar is compiled (then it gets its
+        matcher). A grammar that failed to compile ends the sequence with the error."""
+        future = seq.grammar_future
+        if future is None:
+            return True
+        if not future.done():
+            return False
+        seq.grammar_future = None
+        try:
+            seq.matcher = self.grammars.matcher(future.result())
+        except Exception as exc:
+            self._waiting.remove(seq)
+            self._fail(seq, exc, outputs)
+            return False
+        return True
 
     def _prefill(self, batch: list[Sequence], outputs: list[StepOutput]) -> None:
         """Run the prompts of ``batch`` as one packed sequence and move survivors into the batch cache.
@@ -216,17 +289,15 @@ class TextEngine:
                 self._fail(seq, exc, outputs)
             self._release(batch)
             return
-        logits = out.logits[0]
-        greedy = torch.argmax(logits, dim=-1).tolist()
         layers = out.past_key_values.layers
         shared, offset = pack.shared, pack.shared
-        # Hot loop: once over the newly admitted sequences.
-        for i, seq in enumerate(batch):
+        for seq in batch:
             seq.num_cached = len(seq.prompt_ids)
+        self._sample(batch, out.logits[0], outputs)
+        # Hot loop: once over the newly admitted sequences.
+        for seq in batch:
             start, offset = offset, offset + seq.num_cached - shared
             try:
-                token = greedy[i] if seq.sampler.greedy else seq.sampler.sample(logits[i])
-                outputs.append(self._append_token(seq, token))
                 if not seq.finished:
                     self._cache.add_row([_own_kv(layer, shared, start, offset) for layer in layers])
                     self._running.append(seq)
@@ -236,14 +307,17 @@ class TextEngine:
 
     # -- per-sequence bookkeeping ----------------------------------------------------------
 
-    def _append_token(self, seq: Sequence, token: int) -> StepOutput:
+    def _append_token(self, seq: Sequence, token: int, logprob: TokenLogprob | None = None) -> StepOutput:
         """Record a sampled token; detokenise, apply stop rules, and describe the result."""
         if seq.first_token_time is None:
             seq.first_token_time = time.monotonic()
         seq.output_ids.append(token)
+        seq.sampler.observe(token)
         eos = token in self.eos_token_ids
+        # a grammar that is complete with nothing but EOS allowed next ends the sequence now
+        complete = seq.matcher is not None and not eos and seq.matcher.accept(token)
         text, stopped = seq.stop.feed(seq.detokenizer.flush() if eos else seq.detokenizer.push(token))
-        if stopped or eos:
+        if stopped or eos or complete:
             seq.finish_reason = FinishReason.STOP
         elif len(seq.output_ids) >= seq.params.max_tokens:
             seq.finish_reason = FinishReason.LENGTH
@@ -254,7 +328,7 @@ class TextEngine:
                 seq.finish_reason = FinishReason.STOP
         if seq.finished:
             del self._requests[seq.request_id]
-        return seq.output(text, [token])
+        return seq.output(text, [token], [logprob] if logprob is not None else [])
 
     def _fail(self, seq: Sequence, exc: BaseException, outputs: list[StepOutput]) -> None:
         logger.warning("request %s failed: %s", seq.request_id, exc)

@@ -21,7 +21,8 @@ from .sequence import StepOutput
 log = logging.getLogger(__name__)
 
 #: receives one step's outputs and the size of the running batch, on the event loop
-OnOutputs = Callable[[list[StepOutput], int], None]
+#: (a step's outputs, the running batch's size, the KV cache's usage 0..1 when the engine has one)
+OnOutputs = Callable[..., None]
 
 
 class ServedModel(Protocol):
@@ -36,6 +37,10 @@ class ServedModel(Protocol):
     def context_length(self) -> int: ...
 
     def format_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def format_text(self, text: str) -> list[int]: ...
+
+    def token_text(self, token_id: int) -> str: ...
 
 
 class EngineClient(Protocol):

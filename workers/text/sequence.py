@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from concurrent.futures import Future
 from typing import Any
 
 from schemas.enums import FinishReason
 from workers.text.detokenizer import IncrementalDetokenizer
-from workers.text.sampling import Sampler, SamplingParams
+from workers.text.sampling import Sampler, SamplingParams, TokenLogprob
 from workers.text.stop import StopStringMatcher
 
 
@@ -34,6 +35,10 @@ class StepOutput:
     arrival_time: float = 0.0
     #: ``time.monotonic()`` when its first completion token was sampled (None before that).
     first_token_time: float | None = None
+    #: one per token of ``token_ids`` when the request asked for logprobs, else empty
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    #: the tool calls an engine server returned (schemas.requests.ToolCall), on the last output
+    tool_calls: list[Any] | None = None
 
 
 @dataclass(eq=False)
@@ -56,16 +61,20 @@ class Sequence:
     #: set once it failed
     error: str | None = None
     abort_requested: bool = False
+    #: the grammar being compiled for it (it waits until this is done), then its matcher
+    grammar_future: Future | None = None
+    matcher: Any = None
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None
 
     @classmethod
-    def create(cls, request_id: str, prompt_ids: list[int], params: SamplingParams, tokenizer: Any, device: Any) -> Sequence:
+    def create(cls, request_id: str, prompt_ids: list[int], params: SamplingParams, tokenizer: Any, device: Any,
+               vocab_size: int | None = None) -> Sequence:
         return cls(
             request_id=request_id,
             prompt_ids=prompt_ids,
             params=params,
-            sampler=Sampler(params, device),
+            sampler=Sampler(params, device, vocab_size),
             detokenizer=IncrementalDetokenizer(tokenizer, prompt_ids),
             stop=StopStringMatcher(params.stop),
         )
@@ -79,7 +88,7 @@ class Sequence:
         """Cache footprint this sequence may reach: prompt plus all its completion tokens."""
         return len(self.prompt_ids) + self.params.max_tokens
 
-    def output(self, text_delta: str, token_ids: list[int]) -> StepOutput:
+    def output(self, text_delta: str, token_ids: list[int], logprobs: list[TokenLogprob] | None = None) -> StepOutput:
         return StepOutput(
             request_id=self.request_id,
             text_delta=text_delta,
@@ -92,4 +101,5 @@ class Sequence:
             error=self.error,
             arrival_time=self.arrival_time,
             first_token_time=self.first_token_time,
+            logprobs=logprobs or [],
         )

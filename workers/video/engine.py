@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from workers.diffusion.pipeline import LoadedPipeline
+from schemas.events import PromptMatch
+from workers.diffusion.pipeline import LoadedPipeline, prompt_match
 from workers.diffusion.steps import OnStep, ShouldStop, check_stop, step_callback
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class VideoEngine:
     def __init__(self, pipe: DiffusionPipeline, model_info: LoadedPipeline) -> None:
         self._pipe = pipe
         self.model_info = model_info
+
+    def prompt_match(self, prompt: str) -> PromptMatch | None:
+        """`workers.diffusion.pipeline.prompt_match` of this engine's model."""
+        return prompt_match(self._pipe, prompt)
 
     def generate(
         self,

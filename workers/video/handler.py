@@ -11,13 +11,14 @@ import asyncio
 import logging
 import threading
 from functools import partial
-from pathlib import Path
+from dataclasses import dataclass
 
 
 from infra.blob.base import BlobStore, artifact_key
 from infra.blob.config import BlobSettings, blob_store
+from infra.models.catalog import DEFAULT_VIDEO_MODEL, OTHER_VIDEO_FRAMES
+from infra.models.digits import VIDEO_MODEL_DIR
 from infra.models.settings import VideoSettings
-from infra.settings import StorageSettings
 from schemas import VideoRequest
 from schemas.enums import ErrorCode, Modality
 from schemas.events import ModelInfo, Usage
@@ -29,7 +30,6 @@ from workers.diffusion.steps import GenerationCancelled
 
 from .encode import MIME_MP4, encode_mp4
 from .engine import VideoEngine, VideoJob
-from .pipeline import load_tiny_video_pipeline
 from .validation import VideoLimits, validate_video_request
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,29 @@ log = logging.getLogger(__name__)
 WARMUP_FRAMES = 2
 
 
-def pipeline_loader(model: str | None, device: str | None, cache_dir: Path) -> PipelineLoader:
-    """Load ``model`` offline, or build the tiny random AnimateDiff pipeline once into ``cache_dir``."""
-    if model is None:
-        return partial(load_tiny_video_pipeline, cache_dir / "models" / "tiny-animatediff", device=device)
-    return partial(load_pipeline, model, device)
+def pipeline_loader(model: str | None, device: str | None) -> PipelineLoader:
+    """Load ``model`` offline; unset loads the video digit model trained here (models/digits-video)."""
+    return partial(load_pipeline, model or VIDEO_MODEL_DIR, device)
+
+
+@dataclass(frozen=True)
+class VideoDefaults:
+    """What a request that names no frames, steps or guidance gets."""
+
+    frames: int = OTHER_VIDEO_FRAMES
+    steps: int = 25
+    guidance: float = 7.5
+
+    @classmethod
+    def resolve(cls, settings: VideoSettings, model: dict[str, object]) -> VideoDefaults:
+        """The settings where set, else the model's own (from its folder), else AnimateDiff's."""
+        base = cls()
+        return cls(
+            frames=settings.frames or int(model.get("frames", base.frames)),  # type: ignore[call-overload]
+            steps=settings.steps or int(model.get("steps", base.steps)),  # type: ignore[call-overload]
+            guidance=settings.guidance if settings.guidance is not None
+            else float(model.get("guidance", base.guidance)),  # type: ignore[arg-type]
+        )
 
 
 class VideoHandler:
@@ -56,6 +74,7 @@ class VideoHandler:
         self._engine: VideoEngine | None = None
         self._limits: VideoLimits | None = None
         self._native = 0
+        self._defaults = VideoDefaults()
         #: generations still running in a thread (a job that left stops them within one step)
         self._generations: set[asyncio.Future] = set()
 
@@ -68,8 +87,8 @@ class VideoHandler:
     @property
     def model_info(self) -> ModelInfo:
         if self._engine is None:
-            return ModelInfo(id=self._settings.model or "tiny-animatediff", device="unloaded",
-                             dtype="unknown", random_weights=self._settings.model is None)
+            return ModelInfo(id=self._settings.model or DEFAULT_VIDEO_MODEL, device="unloaded",
+                             dtype="unknown", random_weights=False)
         return wire_model_info(self._engine.model_info)
 
     async def start(self) -> None:
@@ -82,8 +101,9 @@ class VideoHandler:
         self._limits = VideoLimits(max_side=s.max_side, max_steps=s.max_steps, max_frames=s.max_frames,
                                    max_fps=s.max_fps, vae_scale_factor=info.vae_scale_factor)
         self._engine = VideoEngine(pipe, info)
+        self._defaults = VideoDefaults.resolve(s, info.defaults)
         warmup = VideoJob(job_id="warmup", prompt="warm up", seed=0, frames=WARMUP_FRAMES,
-                          width=WARMUP_SIDE, height=WARMUP_SIDE, steps=1, guidance=s.guidance)
+                          width=WARMUP_SIDE, height=WARMUP_SIDE, steps=1, guidance=self._defaults.guidance)
         await asyncio.to_thread(self._engine.generate, warmup)
         log.info("video model %s ready on %s (%s)", info.model_id, info.device, info.weights)
 
@@ -96,18 +116,18 @@ class VideoHandler:
         """The request with the model's defaults filled in, checked against its limits."""
         if self._limits is None:
             raise RuntimeError("the video handler is not started")
-        p, s = request.params, self._settings
+        p, s, d = request.params, self._settings, self._defaults
         job = VideoJob(
             job_id=request.job_id,
             prompt=p.prompt,
             negative_prompt=p.negative_prompt or "",
             seed=p.seed if p.seed is not None else (seed if seed is not None else random_seed()),
-            frames=p.frames or s.frames,
+            frames=p.frames or d.frames,
             fps=p.fps,
             width=p.width or s.width or self._native,
             height=p.height or s.height or self._native,
-            steps=p.steps or s.steps,
-            guidance=p.guidance if p.guidance is not None else s.guidance,
+            steps=p.steps or d.steps,
+            guidance=p.guidance if p.guidance is not None else d.guidance,
         )
         validate_video_request(job.width, job.height, job.steps, job.frames, job.fps, self._limits)
         return job
@@ -150,13 +170,14 @@ class VideoHandler:
         body = await asyncio.to_thread(encode_mp4, frames, job.fps)
         ref = await self._blobs.put(artifact_key(ctx.request.tenant, ctx.job_id, "video.mp4"), body, MIME_MP4)
         height, width = frames[0].shape[:2]
+        match = await asyncio.to_thread(self.engine.prompt_match, job.prompt)
         await ctx.artifact(index=0, uri=ref.uri, mime_type=ref.mime, bytes=ref.bytes, sha256=ref.sha256,
                            width=width, height=height, frames=len(frames),
-                           duration_s=round(len(frames) / job.fps, 6))
+                           duration_s=round(len(frames) / job.fps, 6), prompt_match=match)
         await ctx.completed(usage=Usage(frames=len(frames), steps=job.steps))
 
 
 def create_handler() -> VideoHandler:
     settings = VideoSettings()
-    load = pipeline_loader(settings.model, settings.device, StorageSettings().cache_dir)
+    load = pipeline_loader(settings.model, settings.device)
     return VideoHandler(load, blob_store(BlobSettings()), settings)

@@ -7,6 +7,7 @@ own seed, and judged by `DigitClassifier`, which learnt from real digits only.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,11 @@ class ImageEval:
 
 def evaluate_image(pipe: DigitsPipeline, judge: DigitClassifier, *, per_caption: int = 2, guidance: float = 2.0,
                    steps: int = 25, seed: int = 1234, batch_size: int = 64,
-                   forms: tuple[tuple[str, ...], tuple[str, ...]] = (TRAIN_FORMS, HELDOUT_FORMS)) -> ImageEval:
+                   forms: tuple[tuple[str, ...], tuple[str, ...]] = (TRAIN_FORMS, HELDOUT_FORMS),
+                   on_batch: Callable[[torch.Tensor], None] | None = None) -> ImageEval:
+    """Draw every digit from every caption form ``per_caption`` times and judge each image;
+    ``on_batch`` receives each batch of images (B, 1, 16, 16) in [0, 1] as it is drawn (the FID and
+    the progress bar of `genloom eval` use it)."""
     rows: list[tuple[int, bool, str]] = []  # (digit, held out, caption) per image
     for heldout, group in enumerate(forms):
         rows += [(d, bool(heldout), c) for d, c in captions(group) for _ in range(per_caption)]
@@ -41,6 +46,8 @@ def evaluate_image(pipe: DigitsPipeline, judge: DigitClassifier, *, per_caption:
         gens = [torch.Generator().manual_seed(seed + lo + i) for i in range(len(chunk))]
         pixels = pipe.sample([c for _, _, c in chunk], steps=steps, guidance=guidance, generator=gens)
         predicted += [int(p) for p in judge.predict(pixels)]
+        if on_batch is not None:
+            on_batch(pixels)
     elapsed = time.perf_counter() - start
     right = [p == d for p, (d, _, _) in zip(predicted, rows)]
 

@@ -27,16 +27,17 @@ KNOWN_MIN_COSINE = 0.55
 AMBIGUOUS_MARGIN = 0.06
 
 
-def digit_unet() -> UNet2DConditionModel:
+def digit_unet(channels: int = 1, widths: tuple[int, int, int] = (16, 32, 64)) -> UNet2DConditionModel:
     """About 1.1M parameters: three resolutions (16, 8, 4), cross-attention at the two coarse ones.
-    The 16x16 level is kept narrow (16 channels): it costs the most per channel on a CPU."""
+    The 16x16 level is kept narrow (16 channels): it costs the most per channel on a CPU. `channels`:
+    the pixels' channels (the video model's frames), `widths`: each level's."""
     return UNet2DConditionModel(
         sample_size=SIDE,
-        in_channels=1,
-        out_channels=1,
+        in_channels=channels,
+        out_channels=channels,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(16, 32, 64),
+        block_out_channels=widths,
         layers_per_block=1,
         cross_attention_dim=64,
         encoder_hid_dim=TEXT_DIM,
@@ -76,16 +77,21 @@ class CaptionMatch:
 class TextConditioner:
     """Prompts to conditioning tokens, and how well a prompt matches the training captions."""
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, pairs: list[tuple[int, str]] | None = None) -> None:
+        """``pairs``: the (digit, caption) pairs trained on (the image model's by default)."""
         self._embedder = embedder
-        pairs = captions(TRAIN_FORMS)
+        pairs = pairs or captions(TRAIN_FORMS)
         self._digits = np.array([d for d, _ in pairs])
         self._captions = [c for _, c in pairs]
         self._caption_vectors = embedder.encode(self._captions)
 
     @classmethod
-    def default(cls) -> TextConditioner:
-        return cls(load_embedder(dtype="float32"))
+    def default(cls, pairs: list[tuple[int, str]] | None = None) -> TextConditioner:
+        return cls(load_embedder(dtype="float32"), pairs)
+
+    def with_captions(self, pairs: list[tuple[int, str]]) -> TextConditioner:
+        """The same embedder, matching prompts against other training captions."""
+        return TextConditioner(self._embedder, pairs)
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """(B, 1, 384) tokens; an empty prompt gives the unconditional (zero) token."""

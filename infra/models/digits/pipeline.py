@@ -52,12 +52,12 @@ class DigitsPipeline(DiffusionPipeline):
     def sample(self, prompts: list[str], negative_prompts: list[str] | None = None, steps: int = 25,
                guidance: float = 2.0, generator: list[torch.Generator] | torch.Generator | None = None,
                callback_on_step_end: Any = None) -> torch.Tensor:
-        """(B, 1, 16, 16) images in [0, 1]."""
+        """(B, C, 16, 16) in [0, 1]: C is 1 for images, the frame count for clips."""
         batch = len(prompts)
         cond = self.text.encode(prompts)
         uncond = self.text.encode(negative_prompts or [""] * batch)
         tokens = torch.cat([uncond, cond]).to(self.unet.device, self.unet.dtype)
-        x = randn_tensor((batch, 1, SIDE, SIDE), generator=generator, device=self.unet.device, dtype=self.unet.dtype)
+        x = randn_tensor((batch, self.unet.config.in_channels, SIDE, SIDE), generator=generator, device=self.unet.device, dtype=self.unet.dtype)
         self.scheduler.set_timesteps(steps)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,6 +57,29 @@ def caption_table(text: TextConditioner) -> torch.Tensor:
     return vectors.reshape(10, len(TRAIN_FORMS), -1)
 
 
+class ImageKind:
+    """What the trainer learns to draw: one digit image per caption (the video kind is in video.py)."""
+
+    builder = IMAGE_BUILDER
+    defaults: dict[str, object] = {"steps": 25, "guidance": 2.0, "scheduler": "ddim"}
+
+    @staticmethod
+    def make_unet() -> UNet2DConditionModel:
+        return digit_unet()
+
+    @staticmethod
+    def table(text: TextConditioner) -> torch.Tensor:
+        return caption_table(text)
+
+    @staticmethod
+    def batch(data: Digits, table: torch.Tensor, g: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, caption embedding) of ``size`` training samples, drawn from ``g``."""
+        idx = torch.randint(0, len(data.labels), (size,), generator=g)
+        x0, labels = data.images[idx], data.labels[idx]
+        forms = torch.randint(0, table.shape[1], (size,), generator=g)
+        return x0, table[labels, forms].clone()
+
+
 def _lr(config: TrainConfig, step: int) -> float:
     return config.lr * min(1.0, (step + 1) / config.warmup)
 
@@ -64,17 +88,18 @@ class Trainer:
     """One training run in ``out_dir``: checkpoints there, and the final model in ``out_dir/model``."""
 
     def __init__(self, config: TrainConfig, out_dir: Path, text: TextConditioner,
-                 data: Digits | None = None, *, rank: int = 0, world: int = 1) -> None:
+                 data: Digits | None = None, *, rank: int = 0, world: int = 1, kind: Any = ImageKind) -> None:
         if config.batch_size % world:
             raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
         self.config = config
         self.rank, self.world = rank, world
         self.out_dir = Path(out_dir)
+        self.kind = kind
         self.data = data or load_digits("train")
-        self.table = caption_table(text)
+        self.table = kind.table(text)
         torch.manual_seed(config.seed)  # the UNet's initial weights
-        self.unet = digit_unet()
-        self.ema = digit_unet()
+        self.unet = kind.make_unet()
+        self.ema = kind.make_unet()
         self.ema.load_state_dict(self.unet.state_dict())
         self.ema.requires_grad_(False)
         self.noise = DDPMScheduler.from_config(digit_scheduler().config)
@@ -120,11 +145,7 @@ class Trainer:
 
     def train_step(self) -> float:
         c, g = self.config, self.gen
-        n = len(self.data.labels)
-        idx = torch.randint(0, n, (c.batch_size,), generator=g)
-        x0, labels = self.data.images[idx], self.data.labels[idx]
-        forms = torch.randint(0, self.table.shape[1], (c.batch_size,), generator=g)
-        cond = self.table[labels, forms].clone()
+        x0, cond = self.kind.batch(self.data, self.table, g, c.batch_size)
         cond[torch.rand(c.batch_size, generator=g) < c.caption_dropout] = 0.0
         t = torch.randint(0, self.noise.config.num_train_timesteps, (c.batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
@@ -182,8 +203,8 @@ class Trainer:
         self.ema.save_pretrained(folder / "unet", safe_serialization=True)
         digit_scheduler().save_pretrained(folder / "scheduler")
         (folder / MARKER_FILE).write_text(json.dumps(
-            {"weights": PRETRAINED_WEIGHTS, "builder": IMAGE_BUILDER, "version": 1,
-             "defaults": {"steps": 25, "guidance": 2.0, "scheduler": "ddim"}}, sort_keys=True))
+            {"weights": PRETRAINED_WEIGHTS, "builder": self.kind.builder, "version": 1,
+             "defaults": self.kind.defaults}, sort_keys=True))
         record = {"config": asdict(self.config), "step": self.step, "data_sha256": self.data.sha256,
                   "final_loss_mean_last_100": sum(self.losses[-100:]) / max(1, len(self.losses[-100:])),
                   "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra_card or {})}

@@ -8,7 +8,7 @@ import pytest
 from gateway.body import MAX_JSON_DEPTH, nesting, parse_json
 from gateway.errors import ApiError
 from gateway.limits import Lifetime, StreamSlots, TokenBucket
-from gateway.redact import split_key
+from gateway.redact import split_secrets
 from infra.models.context import ContextLengthExceeded, check_characters
 from infra.models.prompt import ZWSP, control_strings, neutralise
 
@@ -28,10 +28,11 @@ def test_deep_json_is_invalid_json(body: bytes) -> None:
     assert caught.value.code == "invalid_json" and caught.value.status == 400
 
 
-def test_split_key_removes_only_the_api_key() -> None:
-    assert split_key(b"api_key=glk_secret&last_event_id=3") == (b"last_event_id=3", "glk_secret")
-    assert split_key(b"last_event_id=3") == (b"last_event_id=3", None)
-    assert split_key(b"api_key=a&api_key=b") == (b"", "b")
+def test_split_secrets_removes_keys_and_tokens_and_keeps_only_the_token() -> None:
+    assert split_secrets(b"api_key=glk_secret&last_event_id=3") == (b"last_event_id=3", None)
+    assert split_secrets(b"token=glt_x&last_event_id=3") == (b"last_event_id=3", "glt_x")
+    assert split_secrets(b"last_event_id=3") == (b"last_event_id=3", None)
+    assert split_secrets(b"token=a&token=b&api_key=k") == (b"", "b")
 
 
 def test_stream_slots_per_tenant() -> None:

@@ -21,12 +21,13 @@ from gateway.openai.media import (
     video_object,
 )
 from infra.models.catalog import ImageModel, SpeechModel, VideoModel, installed_voices
+from infra.models.voices import VoiceLoadError, openai_voice_table
 from infra.redis.jobrecord import JobRecord
 from schemas.openai import ImageGenerationRequest, SpeechCreateRequest, VideoCreateRequest
 
 IMAGE = ImageModel("tiny-sd", max_side=512, max_steps=50, max_n=4)
 VIDEO = VideoModel("tiny-animatediff", max_side=256, max_steps=40, max_frames=32, max_fps=30, frames=16)
-SPEECH = SpeechModel("piper", frozenset({"joe", "amy"}))
+SPEECH = SpeechModel("piper", frozenset({"joe", "amy"}), openai_voice_table(frozenset({"joe", "amy"}), {"onyx": "amy"}))
 
 
 def image(**fields):
@@ -76,7 +77,7 @@ def test_image_defaults_are_left_to_the_worker():
     ({"style": "vivid"}, "invalid_parameter", "style"),
     ({"response_format": "png"}, "invalid_parameter", "response_format"),
     ({"output_format": "jpeg"}, "unsupported_format", "output_format"),
-    ({"model": "dall-e-3"}, "unknown_model", "model"),
+    ({"model": "dall-e-3"}, "model_not_found", "model"),
     ({"prompt": "  "}, "empty_input", "prompt"),
     ({"guidance": 99.0}, "invalid_parameter", "params.guidance"),
 ])
@@ -108,7 +109,7 @@ def test_video_seconds_become_frames_at_the_fps():
     ({"size": "512x512"}, "invalid_size", "size"),
     ({"size": "60x64"}, "invalid_size", "size"),
     ({"input_reference": "x"}, "invalid_parameter", "input_reference"),
-    ({"model": "sora-2"}, "unknown_model", "model"),
+    ({"model": "sora-2"}, "model_not_found", "model"),
 ])
 def test_bad_video_bodies_have_stable_codes(fields, code, param):
     assert code_of(video, **fields) == (code, param)
@@ -161,7 +162,7 @@ def test_speech_body_becomes_a_speech_job():
 
 
 @pytest.mark.parametrize("fields,code,param", [
-    ({"voice": "alloy"}, "unknown_voice", "voice"),
+    ({"voice": "nightingale"}, "unknown_voice", "voice"),
     ({"response_format": "mp3"}, "unsupported_format", "response_format"),
     ({"speed": 5.0}, "invalid_parameter", "speed"),
     ({"speed": 0.1}, "invalid_parameter", "speed"),
@@ -169,10 +170,33 @@ def test_speech_body_becomes_a_speech_job():
     ({"input": "x" * 5000}, "payload_too_large", "params.input"),
     ({"stream_format": "chunks"}, "invalid_parameter", "stream_format"),
     ({"instructions": "cheerful"}, "invalid_parameter", "instructions"),
-    ({"model": "tts-1"}, "unknown_model", "model"),
+    ({"model": "tts-9"}, "model_not_found", "model"),
 ])
 def test_bad_speech_bodies_have_stable_codes(fields, code, param):
     assert code_of(speech, **fields) == (code, param)
+
+
+@pytest.mark.parametrize("model", ["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "piper"])
+def test_openai_speech_model_names_are_served_by_piper(model):
+    assert speech(model=model).model == "piper"
+
+
+@pytest.mark.parametrize("voice,installed", [("alloy", "joe"), ("Shimmer", "joe"), ("onyx", "amy"), ("amy", "amy"),
+                                             ("joe", "joe")])
+def test_openai_voices_are_spoken_by_the_installed_voice_the_table_names(voice, installed):
+    assert speech(voice=voice).params.voice == installed
+
+
+def test_a_voice_map_onto_a_voice_that_is_not_installed_refuses_to_start():
+    with pytest.raises(VoiceLoadError, match="not installed"):
+        openai_voice_table(frozenset({"joe"}), {"alloy": "amy"})
+    with pytest.raises(VoiceLoadError, match="not OpenAI voices"):
+        openai_voice_table(frozenset({"joe"}), {"robot": "joe"})
+
+
+def test_without_the_shipped_voice_openai_voices_fall_back_to_an_installed_one():
+    assert set(openai_voice_table(frozenset({"amy", "zed"})).values()) == {"amy"}
+    assert openai_voice_table(frozenset()) == {}
 
 
 def test_unsupported_format_names_the_supported_ones():

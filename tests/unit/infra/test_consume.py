@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from aiokafka import TopicPartition
 
 from infra.kafka.consume import ConsumeLoop
@@ -88,3 +91,65 @@ async def test_without_a_dead_letter_producer_bad_messages_are_skipped():
     await ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=fail,
                       commit=False).run(burst=True)
     assert log.read(DLQ) == [] and consumer.commits == []
+
+
+class _SlowPolls:
+    """A consumer whose empty polls wait their whole timeout, as a real one does on a quiet topic."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[int] = []
+        self._assigned = {TopicPartition(TOPIC, 0)}
+        self._paused: set = set()
+
+    def assignment(self):
+        return set(self._assigned)
+
+    def pause(self, *tps):
+        self._paused.update(tps)
+
+    def resume(self, *tps):
+        self._paused.difference_update(tps)
+
+    def paused(self):
+        return set(self._paused)
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict:
+        self.timeouts.append(timeout_ms)
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+
+async def _noop(tp, records):
+    pass
+
+
+async def test_a_quiet_loop_polls_long_and_a_paused_one_short():
+    consumer = _SlowPolls()
+    free = [1]
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=_noop,
+                       capacity=lambda: free[0], poll_ms=10, quiet_poll_ms=50)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.12)
+    free[0] = 0  # full: the partitions pause, and the loop must come round soon to resume them
+    await asyncio.sleep(0.12)
+    loop.stop()
+    await asyncio.wait_for(task, 1)
+    assert consumer.timeouts[0] == 50 and consumer.timeouts[-1] == 10
+    assert consumer.paused()
+
+
+async def test_stop_ends_a_long_poll_at_once_and_a_cancel_still_cancels():
+    consumer = _SlowPolls()
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_batch=_noop,
+                       quiet_poll_ms=60_000)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.05)
+    loop.stop()
+    await asyncio.wait_for(task, 1)  # not a minute
+    other = ConsumeLoop(_SlowPolls(), decode=decode_number, expected="number", group="g", on_batch=_noop,
+                        quiet_poll_ms=60_000)
+    task = asyncio.create_task(other.run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

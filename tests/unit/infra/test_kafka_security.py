@@ -76,7 +76,7 @@ def test_every_client_factory_takes_them_from_the_environment(monkeypatch):
     monkeypatch.setenv("GENLOOM_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("GENLOOM_KAFKA_SASL_USERNAME", "env-user")
     monkeypatch.setenv("GENLOOM_KAFKA_SASL_PASSWORD", "env-pass")
-    monkeypatch.setattr(clients, "AIOKafkaProducer", lambda *topics, **kwargs: kwargs)
+    monkeypatch.setattr(clients, "RingingProducer", lambda *topics, **kwargs: kwargs)
     monkeypatch.setattr(clients, "AIOKafkaConsumer", lambda *topics, **kwargs: kwargs)
     for kwargs in (clients.producer("127.0.0.1:1"), clients.consumer("127.0.0.1:1", group_id=None)):
         assert (kwargs["security_protocol"], kwargs["sasl_mechanism"], kwargs["sasl_plain_username"],

@@ -91,6 +91,14 @@ def test_all_blank_messages_are_rejected():
     assert "at least one message with text" in message
 
 
+def test_a_raw_prompt_is_one_user_message():
+    assert parse_request(text_job(raw=True)).params.raw is True
+    for messages in ([{"role": "system", "content": "x"}],
+                     [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]):
+        code, message = code_of(text_job(messages=messages, raw=True))
+        assert code is ErrorCode.INVALID_PARAMETER and "one user message" in message
+
+
 def test_stop_accepts_a_single_string():
     request = parse_request(text_job(stop="END"))
     assert request.params.stop == ["END"]

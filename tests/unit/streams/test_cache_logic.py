@@ -54,6 +54,12 @@ def test_greedy_chats_are_eligible_sampled_ones_only_when_opted_in():
     assert eligible(sampled.model_copy(update={"cache": CacheMode.REUSE}), NONE)
 
 
+@pytest.mark.parametrize("setting", [{"presence_penalty": 1.0}, {"frequency_penalty": -1.0},
+                                     {"logit_bias": {5: 10.0}}, {"logprobs": True}])
+def test_chats_with_penalties_bias_or_logprobs_are_not_cached(setting):
+    assert not eligible(chat(("user", "hi"), **setting), NONE)
+
+
 def test_off_wins_over_greedy_and_opt_in():
     assert not eligible(chat(("user", "hi")).model_copy(update={"cache": CacheMode.OFF}), NONE)
     assert not eligible(chat(("user", "hi")), TenantPolicy(opt_in=frozenset({"t1"}), off=frozenset({"t1"})))
@@ -90,6 +96,13 @@ def test_scope_changes_with_what_changes_the_answer(change):
     if "model" in change:
         other = other.model_copy(update={"model": change["model"]})
     assert scope_of(base, "e") != scope_of(other, "e")
+
+
+def test_a_raw_prompt_and_a_chat_of_the_same_words_have_their_own_scopes():
+    as_chat = chat(("user", "Once upon a time"))
+    raw = chat(("user", "Once upon a time"), raw=True)
+    assert scope_of(as_chat, "e") != scope_of(raw, "e")
+    assert scope_of(as_chat, "e") == scope_of(chat(("user", "Once upon a time"), raw=False), "e")  # chats keep keys
 
 
 def test_scope_changes_with_earlier_turns_and_embedding_model():

@@ -96,3 +96,103 @@ async def test_a_hit_names_its_source_by_the_tenant_s_own_id():
     await stage.run([hit])
     started, completed = hit.end.events[0], hit.end.events[-1]
     assert started.cache.source_job == completed.cache.source_job == "my-first-question"
+
+
+class Counting:
+    """A stand-in embedder: a fixed vector per text, and a record of every call."""
+
+    name, dims, max_chars = "e", 384, 100
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts, batch_size=64):
+        self.calls.append(list(texts))
+        return np.stack([vec(sum(map(ord, t))) for t in texts])
+
+
+class MemoryLike:
+    """A later stage that reads the vector of a job with a user in its `run` (as enrichment does)."""
+
+    name = "enrichment"
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def uses_embedding(self, item):
+        return item.request.user is not None
+
+    async def run(self, items):
+        self.seen += [i.embedding is not None for i in items if self.uses_embedding(i)]
+
+
+async def test_a_job_whose_scope_holds_nothing_is_embedded_after_it_is_sent():
+    """Nothing stored in its scope: the lookup cannot hit, so the job leaves without waiting for the model;
+    its vector is computed after the send and labels its miss, and its answer then answers a repeat
+    (embedded before the lookup this time, since its scope now holds an entry)."""
+    from streams.embedding.stage import EmbeddingStage
+    from streams.prepare.chain import after_sent, run_chain, wire_embedding
+
+    cache, model, memory = local_cache(), Counting(), MemoryLike()
+    filler = CacheFiller(cache)
+    stages = wire_embedding([EmbeddingStage(model), memory, CacheStage(cache, TenantPolicy(), "e")])
+    first = Item(request("n1"), b"k")
+    await run_chain(stages, [first])
+    assert first.pending and first.embedding is None and first.embedding_later and model.calls == []
+    assert first.request.embedding is None and first.degraded == []
+    await after_sent(stages, [first])
+    assert model.calls == [["What is the capital of France?"]] and first.embedding is not None
+    assert await filler.handle(worker_events("n1", "Paris.")) == 1  # the miss was noted after the send
+    again = Item(request("n2"), b"k")
+    await run_chain(stages, [again])
+    assert isinstance(again.end, Answered) and again.end.events[-1].text == "Paris."
+    assert not again.embedding_later and again.request.embedding is not None
+
+
+async def test_a_vector_a_stage_reads_in_its_run_is_computed_before_it_even_in_an_empty_scope():
+    from streams.embedding.stage import EmbeddingStage
+    from streams.prepare.chain import after_sent, run_chain, wire_embedding
+
+    cache, model, memory = local_cache(), Counting(), MemoryLike()
+    stages = wire_embedding([EmbeddingStage(model), memory, CacheStage(cache, TenantPolicy(), "e")])
+    with_user = Item(parse_request({"job_id": "u1", "tenant": "t", "modality": "text", "user": "ann", "params": {
+        "messages": [{"role": "user", "content": "What did I say about Paris?"}], "temperature": 0}}), b"k")
+    sampled_without_user = Item(request("u2", "Tell me a story.", temperature=0.8), b"k")
+    await run_chain(stages, [with_user, sampled_without_user])
+    assert memory.seen == [True] and with_user.embedding is not None and not with_user.embedding_later
+    assert model.calls == [["What did I say about Paris?"]]  # the sampled chat no stage reads: never
+    await after_sent(stages, [with_user, sampled_without_user])
+    assert len(model.calls) == 1 and sampled_without_user.embedding is None
+    assert list(await cache.claim(["u1", "u2"])) == ["u1"]  # its miss noted in run, with its vector
+
+
+async def test_a_failed_model_after_the_send_leaves_the_miss_unnoted():
+    from streams.embedding.stage import EmbeddingStage
+    from streams.prepare.chain import after_sent, run_chain, wire_embedding
+
+    class Broken(Counting):
+        def encode(self, texts, batch_size=64):
+            raise RuntimeError("out of memory")
+
+    cache = local_cache()
+    stages = wire_embedding([EmbeddingStage(Broken()), CacheStage(cache, TenantPolicy(), "e")])
+    item = Item(request("x1"), b"k")
+    await run_chain(stages, [item])
+    await after_sent(stages, [item])
+    assert item.pending and item.embedding is None
+    assert await cache.claim(["x1"]) == {}
+
+
+async def test_a_stage_that_raises_when_asked_gets_its_vectors_at_once():
+    from streams.embedding.stage import EmbeddingStage
+    from streams.prepare.chain import run_chain, wire_embedding
+
+    class Confused(CacheStage):
+        async def needs_embedding_now(self, items):
+            raise KeyError("bug")
+
+    model = Counting()
+    stages = wire_embedding([EmbeddingStage(model), Confused(local_cache(), TenantPolicy(), "e")])
+    item = Item(request("c1"), b"k")
+    await run_chain(stages, [item])
+    assert item.pending and item.embedding is not None and not item.embedding_later and len(model.calls) == 1

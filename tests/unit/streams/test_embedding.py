@@ -120,13 +120,32 @@ async def test_bad_input_is_embedded_never_stuck():
 
 @pytest.mark.slow
 def test_build_stage_reads_its_settings_and_shares_the_embedder():
-    from infra.models.embedder import load_embedder
+    from infra.models.embedder import embedder_for, load_embedder
     from infra.settings.streams import EmbeddingSettings
     from streams.embedding.stage import build_stage
 
     stage = build_stage(EmbeddingSettings(batch_size=8))
     assert stage.name == "embedding" and stage._batch_size == 8
-    assert stage._embedder is load_embedder()
+    assert stage._embedder is embedder_for(EmbeddingSettings())
+    assert build_stage(EmbeddingSettings(runtime="torch"))._embedder is load_embedder()
+
+
+@pytest.mark.slow
+def test_onnxruntime_gives_torch_s_vectors_and_is_exported_once():
+    """The default runtime on CPU: the same model exported to ONNX; every vector within 1e-4 of torch
+    float32's (cosine), bad input included, and the export reused (one file, one object per process)."""
+    from infra.models.embedder import OnnxEmbedder, load_embedder
+
+    onnx = load_embedder(runtime="onnxruntime")
+    assert isinstance(onnx, OnnxEmbedder) and load_embedder(runtime="onnxruntime") is onnx
+    reference = load_embedder(dtype="float32", runtime="torch")
+    texts = ["How do I bake sourdough bread at home?", "ok", "東京の人口は何人ですか？", "🙂🚀" * 40,
+             "word " * 600, "nul\x00and\x01control", "A longer sentence about the weather in the Alps in May."]
+    got, want = onnx.encode(texts, batch_size=3), reference.encode(texts)
+    assert got.shape == want.shape == (len(texts), 384)
+    assert float(np.min(np.sum(got * want, axis=1))) > 1 - 1e-4
+    assert onnx.count_tokens(["hello world"]) == reference.count_tokens(["hello world"])
+    assert onnx.max_tokens == reference.max_tokens == 256
 
 
 @pytest.mark.slow
@@ -174,3 +193,54 @@ async def test_a_prompt_asked_again_is_not_embedded_again():
     await off.run([Item(chat(("user", "What is a cow?")), b"k")])
     await off.run([Item(chat(("user", "What is a cow?")), b"k")])
     assert model.asked[3:] == [["What is a cow?"], ["What is a cow?"]]
+
+
+async def test_only_jobs_a_later_stage_reads_are_embedded():
+    """A sampled chat of a user without memory is not embedded when every later stage says it does not
+    read its vector; a chain whose later stage does not say (or that has none) embeds every job."""
+    from streams.cache.logic import TenantPolicy, eligible
+    from streams.embedding.stage import EmbeddingStage
+    from streams.prepare.chain import wire_embedding
+
+    class Counting:
+        name, dims, max_chars = "counting", 3, 100
+
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def encode(self, texts, batch_size=64):
+            self.texts += texts
+            return np.tile(np.array([1.0, 0.0, 0.0], dtype=np.float32), (len(texts), 1))
+
+    class CacheLike:
+        name = "cache"
+
+        async def run(self, items):
+            return None
+
+        def uses_embedding(self, item):
+            return eligible(item.request, TenantPolicy())
+
+    class Silent:
+        name = "other"
+
+        async def run(self, items):
+            return None
+
+    def jobs():
+        greedy = parse_request({"modality": "text", "tenant": "t", "params": {
+            "messages": [{"role": "user", "content": "greedy question"}], "temperature": 0}})
+        sampled = parse_request({"modality": "text", "tenant": "t", "params": {
+            "messages": [{"role": "user", "content": "sampled question"}], "temperature": 0.8}})
+        return [Item(greedy, b"k"), Item(sampled, b"k")]
+
+    model = Counting()
+    stage, _ = wire_embedding([EmbeddingStage(model), CacheLike()])
+    items = jobs()
+    await stage.run(items)
+    assert model.texts == ["greedy question"]
+    assert items[0].embedding is not None and items[1].embedding is None and items[1].degraded == []
+    for chain in ([EmbeddingStage(model), CacheLike(), Silent()], [EmbeddingStage(model)]):
+        model.texts = []
+        await wire_embedding(chain)[0].run(jobs())
+        assert sorted(model.texts) == ["greedy question", "sampled question"]

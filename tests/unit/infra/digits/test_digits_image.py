@@ -11,33 +11,21 @@ import torch
 
 from infra.models.digits import IMAGE_MODEL_DIR
 from infra.models.digits.classifier import DigitClassifier
-from infra.models.digits.data import Digits, load_digits
+from infra.models.digits.data import Digits
 from infra.models.digits.evaluate import evaluate_image
 from infra.models.digits.model import TextConditioner
-from infra.models.digits.train import Trainer, TrainConfig
+from infra.models.digits.train import Trainer
 from infra.models.storage import PRETRAINED_WEIGHTS
 from workers.diffusion.handler import wire_model_info
 from workers.diffusion.pipeline import load_pipeline
 from workers.image.engine import ImageEngine, ImageJob
 
+from .conftest import assert_same_steps, few_digits_set, small
+
 #: how far below its card the committed model's accuracy may measure on a fresh sample of 180
 #: images (three standard errors at the card's accuracy, plus the card's own sampling error)
 CARD_TOLERANCE = 0.06
 
-
-@pytest.fixture(scope="module")
-def text() -> TextConditioner:
-    return TextConditioner.default()
-
-
-@pytest.fixture(scope="module")
-def few_digits() -> Digits:
-    full = load_digits("train")
-    return Digits(full.images[:200], full.labels[:200], full.sha256)
-
-
-def small(steps: int, **kw: object) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=16, warmup=5, checkpoint_every=4, threads=1, **kw)  # type: ignore[arg-type]
 
 
 def test_training_lowers_the_loss_and_the_checkpoint_serves(tmp_path: Path, text: TextConditioner,
@@ -111,8 +99,7 @@ def test_the_committed_model_reaches_its_card(text: TextConditioner) -> None:
 
 
 def _train_share(rank: int, world: int, out_dir: Path) -> None:
-    full = load_digits("train")
-    data = Digits(full.images[:200], full.labels[:200], full.sha256)
+    data = few_digits_set()
     Trainer(small(6), out_dir, TextConditioner.default(), data, rank=rank, world=world).run()
 
 
@@ -120,11 +107,13 @@ def test_two_data_parallel_processes_take_the_steps_one_process_takes(tmp_path: 
                                                                       few_digits: Digits) -> None:
     from infra.models.digits.distributed import run_data_parallel
 
+    start = Trainer(small(6), tmp_path / "start", text, few_digits).unet.state_dict()
     one = Trainer(small(6), tmp_path / "one", text, few_digits)
     one.run()
     run_data_parallel(2, _train_share, tmp_path / "two")
     two = Trainer(small(6), tmp_path / "two", text, few_digits)
     assert two.resume() and two.step == 6
-    assert two.losses == pytest.approx(one.losses, rel=1e-4)
-    for name, tensor in one.unet.state_dict().items():
-        assert torch.allclose(tensor, two.unet.state_dict()[name], atol=1e-5), name
+    # the same batches, the same mean loss: only the float summation order differs (the mean of two
+    # means of 8, convolutions over 8 samples instead of 16), about 1e-7 of the loss
+    assert two.losses == pytest.approx(one.losses, rel=1e-5)
+    assert_same_steps(start, one.unet.state_dict(), two.unet.state_dict())

@@ -151,6 +151,14 @@ def test_chat_without_room_for_another_message_is_left_as_it_is():
     assert enriched.request is request and enriched.memories == []
 
 
+def test_a_raw_prompt_gets_no_memory_message():
+    """A `/v1/completions` prompt is continued as it is: a system message would become part of its text."""
+    request = parse_request({"tenant": "t", "user": "u", "modality": "text",
+                             "params": {"messages": [{"role": "user", "content": "Once upon a time"}], "raw": True}})
+    enriched = enrich(request, [cand("a", 0.9)], now=NOW, top_k=8, budget_tokens=256)
+    assert enriched.request is request and enriched.memories == []
+
+
 def test_nothing_relevant_leaves_the_request_alone():
     request = chat(("user", "hello"))
     enriched = enrich(request, [cand("a", 0.01)], now=NOW, top_k=8, budget_tokens=256)

@@ -50,7 +50,8 @@ def events(outs):
 async def test_a_redacted_job_is_re_signed_and_reported_without_values():
     d = decoded(chat("j1", "card 4111 1111 1111 1111"), (ACCEPTED_HEADER, b"1"))
     spent = await run_chain([privacy()], [d.item])
-    outs = plan(d, stages=["privacy"], stage_ms=spent, output="jobs", signing_key=KEY, moderated=True)
+    outs = plan(d, stages=["privacy"], stage_ms=spent, output="jobs", signing_key=KEY, moderated=True,
+                polled_ts=1700000000.25)
     [job] = [o for o in outs if o.topic == "genloom.jobs.text"]
     sent = parse_request(job.value)
     assert sent.params.messages[0].content == "card <CARD_1>" and b"4111" not in job.value
@@ -58,6 +59,7 @@ async def test_a_redacted_job_is_re_signed_and_reported_without_values():
     [prepared] = events(outs)  # the gateway published accepted
     assert prepared.type == "prepared" and prepared.redactions == {"CARD": 1} and prepared.stages == ["privacy"]
     assert "privacy" in prepared.stage_ms and prepared.seq == 1 and prepared.source == EventSource.STREAMS
+    assert prepared.polled_ts == 1700000000.25  # when the batch was polled: the hop table's third column
 
 
 async def test_an_unchanged_job_keeps_its_signature_and_gets_accepted_when_the_gateway_did_not_send_it():

@@ -133,8 +133,13 @@ def test_speed_bounds_are_inclusive(engine: SpeechEngine) -> None:
 
 def test_unknown_voice_through_the_engine_lists_known_voices(engine: SpeechEngine) -> None:
     with pytest.raises(JobError, match="use one of joe$") as info:
-        engine.stream("Hello.", "alloy")
+        engine.stream("Hello.", "nightingale")
     assert info.value.code is ErrorCode.UNKNOWN_VOICE
+
+
+def test_an_openai_voice_on_a_job_is_spoken_by_the_installed_voice(engine: SpeechEngine) -> None:
+    """A producer's job (not only the OpenAI endpoint) may name an OpenAI voice."""
+    assert engine.plan("Hello.", "alloy").voice == "joe"
 
 
 def test_plan_holds_the_sentences_and_format(engine: SpeechEngine) -> None:

@@ -272,3 +272,71 @@ def test_prefill_budget_limits_admissions_per_step(smollm: LoadedModel, prompts:
     outputs = engine.step()
     assert [o.request_id for o in outputs] == ["a"]
     assert engine.num_waiting() == 1
+
+
+def test_logit_bias_forces_and_bans_tokens(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    forced = smollm.tokenizer.encode(" banana")[0]
+    got = run_alone(smollm, prompts[0], greedy(4, logit_bias={forced: 100}))
+    assert got.tokens == [forced] * 4
+    first = solo[0].tokens[0]
+    banned = run_alone(smollm, prompts[0], greedy(4, logit_bias={first: -100}))
+    assert banned.tokens[0] != first
+    with pytest.raises(ValueError, match="logit_bias"):
+        new_engine(smollm).add_request("x", prompts[0], greedy(2, logit_bias={smollm.model.config.vocab_size: 1}))
+
+
+def test_penalties_change_repeats_and_batch_like_alone(
+    smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]
+) -> None:
+    plain = run_alone(smollm, prompts[1], greedy(24))
+    penalised = run_alone(smollm, prompts[1], greedy(24, frequency_penalty=2.0, presence_penalty=2.0))
+    assert penalised.tokens != plain.tokens
+    # a penalised greedy request repeats no token it could avoid: fewer repeats than the plain one
+    assert len(penalised.tokens) - len(set(penalised.tokens)) <= len(plain.tokens) - len(set(plain.tokens))
+    engine = new_engine(smollm)
+    engine.add_request("pen", prompts[1], greedy(24, frequency_penalty=2.0, presence_penalty=2.0))
+    engine.add_request("plain", prompts[0], greedy())
+    engine.add_request("bias", prompts[2], greedy(4, logit_bias={42: 100}))
+    results = drain(engine)
+    assert results["pen"].tokens == penalised.tokens
+    assert results["plain"].tokens == solo[0].tokens  # untouched rows pick as alone
+    assert results["bias"].tokens == [42] * 4
+
+
+def test_logprobs_of_the_chosen_and_top_tokens(smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    got = run_alone(smollm, prompts[0], greedy(6, logprobs=True, top_logprobs=3))
+    assert got.tokens == solo[0].tokens[:6]
+    steps = [lp for out in got.outputs for lp in out.logprobs]
+    assert [lp.token_id for lp in steps] == got.tokens
+    for lp in steps:
+        assert lp.logprob <= 0.0 and len(lp.top) == 3
+        assert lp.top[0][0] == lp.token_id and lp.top[0][1] == pytest.approx(lp.logprob)  # greedy: the best
+        assert lp.top[0][1] >= lp.top[1][1] >= lp.top[2][1]
+    assert all(not out.logprobs for out in solo[0].outputs)  # not asked: none computed
+
+
+def test_kv_cache_usage_counts_the_running_sequences_tokens(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    engine = new_engine(smollm)
+    assert engine.kv_cache_usage() == 0.0
+    for i, ids in enumerate(prompts):
+        engine.add_request(f"r{i}", ids, greedy(max_tokens=4))
+    engine.step()  # all three prefilled: their prompts are cached
+    first = engine.kv_cache_usage()
+    cells = engine._cache.rows_cap * engine._cache.cols_cap
+    assert first == pytest.approx(sum(len(ids) for ids in prompts) / cells, abs=3 / cells)
+    engine.step()
+    assert 0 < first < engine.kv_cache_usage() <= 1  # one more token each, in the same buffers
+    drain(engine)
+    assert engine.kv_cache_usage() == 0.0
+
+
+def test_the_worker_exports_the_engines_kv_cache_usage() -> None:
+    from prometheus_client import REGISTRY
+
+    from workers.text.handler import TextHandler
+
+    handler = TextHandler(None, served_name="kv-test")
+    handler._route([], 2, 0.25)
+    assert REGISTRY.get_sample_value("genloom:kv_cache_usage_perc", {"model_name": "kv-test"}) == 0.25
+    handler._route([], 0)  # an engine without a KV cache of its own (a remote server) reports none
+    assert REGISTRY.get_sample_value("genloom:kv_cache_usage_perc", {"model_name": "kv-test"}) == 0.25

@@ -27,9 +27,11 @@ class Collector:
         self.outputs: dict[str, list[StepOutput]] = defaultdict(list)
         self.finished: dict[str, asyncio.Future] = {}
         self.running_seen = 0
+        self.kv_usage_seen = 0.0
 
-    def __call__(self, outputs: list[StepOutput], running: int) -> None:
+    def __call__(self, outputs: list[StepOutput], running: int, kv_usage: float | None = None) -> None:
         self.running_seen = max(self.running_seen, running)
+        self.kv_usage_seen = max(self.kv_usage_seen, kv_usage or 0.0)
         for out in outputs:
             self.outputs[out.request_id].append(out)
             if out.finished:
@@ -79,6 +81,7 @@ async def test_child_engine_serves_aborts_and_survives_its_own_death(smollm: Loa
             assert seen.tokens(f"r{i}") == in_this_process(smollm, prompt, greedy())
             assert seen.text(f"r{i}") and seen.done(f"r{i}").result().finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
         assert seen.running_seen >= 2
+        assert 0 < seen.kv_usage_seen <= 1  # the child reports its KV cache with each step
 
         # an abort ends the long one early, with the abort reason
         engine.abort("long")

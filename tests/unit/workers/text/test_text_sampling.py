@@ -59,3 +59,31 @@ def test_low_temperature_concentrates_on_the_top_token() -> None:
     logits = torch.tensor([1.0, 0.5, 0.0])
     sampler = Sampler(SamplingParams(temperature=0.01, seed=0), torch.device("cpu"))
     assert {sampler.sample(logits) for _ in range(50)} == {0}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"presence_penalty": 2.5}, "presence_penalty"),
+    ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"logit_bias": {5: 101}}, "logit_bias"),
+    ({"logit_bias": {-1: 1}}, "logit_bias"),
+    ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+    ({"top_logprobs": 2}, "needs logprobs"),
+])
+def test_penalty_bias_logprob_settings_are_validated(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        SamplingParams(**kwargs)
+
+
+def test_adjust_logits_is_batched_and_leaves_plain_rows() -> None:
+    from workers.text.sampling import adjust_logits
+
+    cpu = torch.device("cpu")
+    plain = Sampler(SamplingParams(temperature=0), cpu, 4)
+    pen = Sampler(SamplingParams(temperature=0, frequency_penalty=1.0, presence_penalty=0.5, logit_bias={3: -2}), cpu, 4)
+    pen.observe(1)
+    pen.observe(1)
+    logits = torch.zeros(2, 4)
+    out = adjust_logits(logits, [plain, pen])
+    assert out[0].tolist() == [0, 0, 0, 0]
+    assert out[1].tolist() == [0, -2.5, 0, -2]
+    assert adjust_logits(logits, [plain, plain]) is logits

@@ -1,0 +1,137 @@
+"""What genloom costs in front of an engine server: `transformers serve` called directly against the
+same server driven by genloom's text worker (`GENLOOM_TEXT_ENGINE_URL`), whole stack in between
+(HTTP → gateway → Kafka → text worker → engine server → Kafka → fan-out → Redis → SSE).
+
+One client (the official openai SDK, streaming, greedy) for both, the same prompts and model folder
+(SmolLM2-135M-Instruct). The two ways are measured in alternating rounds: direct with nothing of
+genloom running, then through a freshly started genloom stack, which is stopped before the next
+direct round, so that no idle stack sits beside the direct measurement. The stack runs with the
+default settings (preparation stages, moderation gate) except the semantic cache, which would answer
+the repeated greedy prompts without the engine. Each round measures:
+
+- one stream at a time (`--requests`): time to first token p50;
+- `--concurrency` concurrent streams, `--max-tokens` each: output tokens/s (counted by re-tokenising
+  the answers) and time to first token p50.
+
+The issue's targets: under 5% of throughput at 16 concurrent and under 15 ms TTFT p50 added.
+`transformers serve` runs in its default (non-batching) mode: the transformers genloom pins cannot
+run its continuous batching on CPU (see bench/text_platform.py), so it serves one stream at a time
+and the concurrent figure measures queueing through both paths alike.
+
+Writes ``bench/results/text_remote.json``.
+
+    python bench/text_remote.py [--rounds 2] [--requests 12] [--concurrency 16] [--max-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import openai  # noqa: E402
+from text_platform import (FAST, MODEL, PROMPTS, concurrent, one_stream, p50,  # noqa: E402
+                           start_transformers_serve, wait_ready)
+
+from infra.procs import free_port, stop_process  # noqa: E402
+from infra.stack import Stack  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "text_remote.json"
+TENANT = "bench"
+
+
+async def sequential(url: str, key: str, model: str, n: int, max_tokens: int) -> dict:
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+    ttft = []
+    for i in range(n):
+        first, _, _ = await one_stream(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+        ttft.append(first)
+    await client.close()
+    return {"requests": n, "ttft_p50_ms": p50(ttft) * 1000}
+
+
+def start_genloom_in_front(log_dir: Path, engine_url: str, engine_model: str, concurrency: int) -> tuple[Stack, str, str]:
+    port, key = free_port(), "bench-key"
+    stack = Stack(log_dir=log_dir, env={  # the defaults (preparation stages, moderation) but the cache:
+        "GENLOOM_SEMANTIC_CACHE_ENABLED": "false",  # a repeated greedy prompt would be answered without the engine
+        **FAST, "GENLOOM_API_KEYS": f"{key}:{TENANT}",
+        "GENLOOM_TEXT_ENGINE_URL": engine_url.removesuffix("/v1"), "GENLOOM_TEXT_ENGINE_MODEL": engine_model,
+        "GENLOOM_TEXT_ENGINE_MAX_CONCURRENCY": str(concurrency), "GENLOOM_TEXT_MAX_BATCH_SIZE": str(concurrency)})
+    stack.start_backends()
+    stack.add_core()
+    stack.add("worker-text", ["workers", "text"])
+    stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
+    stack.start()
+    return stack, f"http://127.0.0.1:{port}/v1", key
+
+
+def measure(url: str, key: str, model: str, args: argparse.Namespace) -> dict:
+    asyncio.run(wait_ready(url, key, model))
+    return {"sequential": asyncio.run(sequential(url, key, model, args.requests, args.max_tokens)),
+            "concurrent": asyncio.run(concurrent(url, key, model, args.concurrency, args.max_tokens))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=12)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the servers below are stopped on a kill too
+    import transformers
+
+    log_dir = Path("/tmp/genloom-bench-logs")
+    log_dir.mkdir(exist_ok=True)
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "peer": "transformers serve",
+                     "peer_version": transformers.__version__, "max_tokens": args.max_tokens,
+                     "concurrency": args.concurrency, "load_start": os.getloadavg()[0], "rounds": []}
+    print(f"transformers serve {transformers.__version__}; load {results['load_start']:.2f}", flush=True)
+    proc, engine_url, engine_model = start_transformers_serve(log_dir)
+    try:
+        for r in range(args.rounds):
+            direct = measure(engine_url, "none", engine_model, args)
+            print(f"round {r + 1} direct:  {direct}", flush=True)
+            stack, url, key = start_genloom_in_front(log_dir, engine_url, engine_model, args.concurrency)
+            try:
+                through = measure(url, key, MODEL, args)
+            finally:
+                stack.stop()
+            print(f"round {r + 1} genloom: {through}", flush=True)
+            results["rounds"].append({"direct": direct, "genloom": through})
+    finally:
+        stop_process(proc)
+    results["load_end"] = os.getloadavg()[0]
+
+    def median(way: str, part: str, field: str) -> float:
+        return statistics.median(r[way][part][field] for r in results["rounds"])
+
+    summary = {way: {"ttft_p50_ms_1": median(way, "sequential", "ttft_p50_ms"),
+                     "tokens_per_s": median(way, "concurrent", "tokens_per_s"),
+                     "ttft_p50_ms_n": median(way, "concurrent", "ttft_p50_ms")} for way in ("direct", "genloom")}
+    d, g = summary["direct"], summary["genloom"]
+    summary["throughput_ratio"] = g["tokens_per_s"] / d["tokens_per_s"]
+    summary["ttft_added_ms_1"] = g["ttft_p50_ms_1"] - d["ttft_p50_ms_1"]
+    results["summary"] = summary
+    print(f"\n{'':24} {'TTFT p50 ms (1)':>16} {f'tok/s ({args.concurrency})':>14} {f'TTFT p50 ms ({args.concurrency})':>18}")
+    for way, label in (("direct", "engine server direct"), ("genloom", "through genloom")):
+        s = summary[way]
+        print(f"{label:24} {s['ttft_p50_ms_1']:16.1f} {s['tokens_per_s']:14.1f} {s['ttft_p50_ms_n']:18.1f}")
+    print(f"throughput through genloom: {summary['throughput_ratio']:.3f}x direct (target > 0.95);"
+          f" TTFT added at one stream: {summary['ttft_added_ms_1']:.1f} ms (target < 15)")
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

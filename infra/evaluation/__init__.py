@@ -1,0 +1,1 @@
+"""Evaluation of the served models (`genloom eval`): metrics and the report under docs/eval/."""

@@ -1,0 +1,268 @@
+"""Idle consumers that cost nothing and still pick work up at once: polls that back off, a doorbell.
+
+The bundled broker never wakes a long poll early, so consumers fetch with a 10 ms wait; idle, every
+consumer of every process then sends a hundred fetches a second and the broker answers each. Here:
+
+- `Pacer` (one per process): while a consumer of the process saw data in the last `busy_s`, fetches go
+  out back to back as before. After that, each fetch to a node first waits up to `idle_s` or until
+  one of its topics is rung, whichever is first.
+- The doorbell: a producer, once the broker acknowledged a record, PUBLISHes the topic's name on
+  a Redis channel (`ring`, coalesced per topic); each process has one subscriber connection
+  (`Doorbell`) that rings its `Pacer`. A missed ring (Redis down) costs at most `idle_s`.
+
+The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
+process, those of faust included, is paced the same way; nothing else of the fetcher changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+
+CHANNEL = b"genloom:doorbell"
+#: how long the subscriber's read waits before it reads again (s). A read of the caller's own timeout
+#: returns nothing and keeps the connection; a blocking read would end at the client's socket timeout
+#: with an error, and the listener would reconnect and resubscribe every few seconds
+LISTEN_S = 30.0
+
+
+class Pacer:
+    """When a consumer's next fetch may go out: at once while busy, after a ring or `idle_s` when idle."""
+
+    def __init__(self, idle_s: float = 0.5, busy_s: float = 2.0, clock=time.monotonic) -> None:
+        self.idle_s = idle_s
+        self.busy_s = busy_s
+        self._clock = clock
+        self._last_data = clock()  # starts busy: a process that just started may have work waiting
+        self._rings: dict[str, int] = {}
+        self._consumed: set[str] = set()
+        self._waiters: dict[str, set[asyncio.Future]] = {}
+
+    @property
+    def idle(self) -> bool:
+        return self.idle_s > 0 and self._clock() - self._last_data >= self.busy_s
+
+    def saw_data(self) -> None:
+        self._last_data = self._clock()
+
+    def ring(self, topic: str) -> None:
+        """Work arrived on `topic`: wake the fetches waiting for it, keep the process busy a while."""
+        self._rings[topic] = self._rings.get(topic, 0) + 1
+        if topic in self._consumed:  # another process's topic must not keep this one's polls fast
+            self.saw_data()
+        for fut in self._waiters.pop(topic, ()):  # a faust consumer waits on a loop of its own thread
+            fut.get_loop().call_soon_threadsafe(_wake, fut)
+
+    def mark(self, topics: Iterable[str]) -> dict[str, int]:
+        """The ring counts of `topics` when a fetch goes out; `wait` compares against them."""
+        topics = list(topics)
+        self._consumed.update(topics)
+        return {t: self._rings.get(t, 0) for t in topics}
+
+    async def wait(self, topics: list[str], since: dict[str, int] | None = None) -> None:
+        """Return at once while busy, or when one of `topics` rang after `since` (per topic: a
+        consumer's fetches to one node may name different topics from one fetch to the next, as
+        partitions are paused and resumed; a topic `since` has not seen yet goes out at once too);
+        else on a ring or `idle_s`."""
+        if not self.idle or (since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics)):
+            return
+        fut = asyncio.get_running_loop().create_future()
+        for t in topics:
+            self._waiters.setdefault(t, set()).add(fut)
+        try:
+            await asyncio.wait_for(fut, self.idle_s)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            for t in topics:
+                waiters = self._waiters.get(t)
+                if waiters is not None:
+                    waiters.discard(fut)
+                    if not waiters:
+                        del self._waiters[t]
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+_pacer: Pacer | None = None
+_installed = False
+
+
+def pacer() -> Pacer | None:
+    """The process's pacer, or None when pacing is off (no Redis to ring through, or idle_poll_ms=0)."""
+    return _pacer
+
+
+def install(idle_s: float, busy_s: float) -> Pacer:
+    """Pace every aiokafka consumer of this process (idempotent; later calls update the timings)."""
+    global _pacer
+    if _pacer is None:
+        _pacer = Pacer(idle_s, busy_s)
+    else:
+        _pacer.idle_s, _pacer.busy_s = idle_s, busy_s
+    patch_fetcher()
+    return _pacer
+
+
+def patch_fetcher() -> None:
+    """Put the pacer in front of aiokafka's per-node fetch, once per process. The first fetch on each
+    event loop sets up the process's doorbell (`doorbell()`): consumers built outside a running loop,
+    or in a thread of their own (faust's), are paced too."""
+    global _installed
+    if _installed:
+        return
+    from aiokafka.consumer.fetcher import Fetcher
+
+    fetch = Fetcher._proc_fetch_request
+
+    async def paced(self, assignment, node_id, request):
+        if not self.__dict__.get("_genloom_bell"):
+            self._genloom_bell = True
+            doorbell()
+        current = _pacer
+        if current is None:
+            return await fetch(self, assignment, node_id, request)
+        topics = [topic for topic, _ in request.topics]
+        marks = self.__dict__.setdefault("_genloom_marks", {})
+        try:
+            await current.wait(topics, marks.get(node_id))
+        except asyncio.CancelledError:
+            return False  # unassigned or closing, as the fetch itself would report
+        marks.setdefault(node_id, {}).update(current.mark(topics))
+        has_data = await fetch(self, assignment, node_id, request)
+        if has_data:
+            current.saw_data()
+        return has_data
+
+    Fetcher._proc_fetch_request = paced
+    _installed = True
+
+
+def uninstall() -> None:
+    """Stop pacing (tests); the wrapper stays and passes fetches straight through."""
+    global _pacer
+    _pacer = None
+
+
+class Doorbell:
+    """One Redis connection per process that publishes rings and one that listens for them."""
+
+    def __init__(self, url: str, pacer: Pacer | None = None, *, socket_timeout_s: float | None = None,
+                 listen_s: float = LISTEN_S) -> None:
+        from infra.redis.client import SOCKET_TIMEOUT_S, connect
+
+        self._url = url
+        self._client = connect(url, max_connections=4, socket_timeout_s=socket_timeout_s or SOCKET_TIMEOUT_S)
+        self._listen_s = listen_s
+        self._pacer = pacer
+        self._pending: set[str] = set()
+        self._flush: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+
+    def ring(self, topic: str) -> None:
+        """Publish `topic` soon (coalesced: one PUBLISH per topic per loop turn); never raises."""
+        if topic in self._pending:
+            return
+        self._pending.add(topic)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._publish())
+
+    async def _publish(self) -> None:
+        await asyncio.sleep(0)
+        topics, self._pending = self._pending, set()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for topic in topics:
+                    pipe.publish(CHANNEL, topic.encode())
+                await pipe.execute()
+        except Exception as exc:  # a missed ring costs at most the idle poll
+            log.debug("doorbell publish failed: %s", exc)
+
+    def listen(self) -> None:
+        if self._pacer is not None and self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(CHANNEL)
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._listen_s)
+                    if msg is not None and msg.get("type") == "message":
+                        self._pacer.ring(msg["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis restarted: idle polls bound the delay meanwhile
+                log.debug("doorbell listener: %s", exc)
+                await asyncio.sleep(self._pacer.idle_s or 0.5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def close(self) -> None:
+        for task in (self._listener, self._flush):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        await self._client.aclose()
+
+
+_bells: dict[int, Doorbell] = {}
+_listening = False
+_no_redis: list[bool] = []
+
+
+def doorbell() -> Doorbell | None:
+    """This process's doorbell on the running loop (made on first use from `GENLOOM_REDIS_URL` and the
+    `GENLOOM_KAFKA_*` pacing settings), or None when no Redis URL is set: then nothing is paced."""
+    from infra.settings import KafkaSettings, RedisSettings
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    bell = _bells.get(id(loop))
+    if bell is not None or _no_redis:
+        return bell
+    url = RedisSettings().url
+    if not url:
+        _no_redis.append(True)  # settings are read once per process
+        return None
+    kafka = KafkaSettings()
+    current = install(kafka.idle_poll_ms / 1000, kafka.busy_s) if kafka.idle_poll_ms > 0 else None
+    global _listening
+    bell = _bells[id(loop)] = Doorbell(url, None if _listening else current)
+    if current is not None and not _listening:  # one subscriber connection per process
+        _listening = True
+        bell.listen()
+    return bell
+
+
+def register(bell: Doorbell | None) -> None:
+    """Use `bell` as the running loop's doorbell (tests and embedders that build their own); None forgets it."""
+    loop_id = id(asyncio.get_running_loop())
+    if bell is None:
+        _bells.pop(loop_id, None)
+    else:
+        _bells[loop_id] = bell
+
+
+def ring_after(future: asyncio.Future, topic: str) -> None:
+    """Ring `topic` once the delivery `future` succeeds (the record is readable then)."""
+    bell = doorbell()
+    if bell is None:
+        return
+    future.add_done_callback(lambda f: bell.ring(topic) if not f.cancelled() and f.exception() is None else None)

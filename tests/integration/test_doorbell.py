@@ -1,0 +1,75 @@
+"""An idle consumer, backed off far beyond the test's patience, still picks a job up: the producer's ring wakes it."""
+
+import asyncio
+import uuid
+
+from infra.kafka import clients, doorbell
+from infra.kafka.topics import TopicSpec
+from infra.redis.client import connect
+
+
+async def test_an_idle_consumer_is_woken_by_the_producers_ring(kafka_bootstrap, redis_url):
+    topic = f"doorbell-{uuid.uuid4().hex[:8]}"
+    await clients.ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1, "job_id", "bytes", "test")])
+    pacer = doorbell.install(idle_s=3600.0, busy_s=0.0)  # idle at once; only a ring can wake a fetch
+    bell = doorbell.Doorbell(redis_url, pacer)
+    bell.listen()
+    doorbell.register(bell)
+    consumer = clients.consumer(kafka_bootstrap, topic, group_id=f"g-{topic}")
+    producer = clients.producer(kafka_bootstrap)
+    try:
+        await clients.start_client(consumer, kafka_bootstrap)
+        await clients.start_client(producer, kafka_bootstrap)
+        waiting = asyncio.create_task(consumer.getmany(timeout_ms=60_000))
+        for _ in range(200):  # the consumer's fetch parks on the pacer: it has backed off
+            if pacer._waiters.get(topic):
+                break
+            await asyncio.sleep(0.05)
+        assert pacer._waiters.get(topic), "the idle consumer never backed off"
+        probe = connect(redis_url)
+        for _ in range(200):  # the process's subscriber is listening before the ring
+            if dict(await probe.pubsub_numsub(doorbell.CHANNEL)).get(doorbell.CHANNEL):
+                break
+            await asyncio.sleep(0.05)
+        await probe.aclose()
+        await producer.send_and_wait(topic, b"job", key=b"j1")
+        batches = await asyncio.wait_for(waiting, 30)
+        assert [m.value for msgs in batches.values() for m in msgs] == [b"job"]
+    finally:
+        doorbell.uninstall()
+        doorbell.register(None)
+        await consumer.stop()
+        await producer.stop()
+        await bell.close()
+
+
+async def test_the_listener_keeps_one_connection_past_the_clients_socket_timeout(redis_url):
+    """A quiet channel is not an error: the subscriber stays on its first connection (no reconnect and
+    resubscribe each socket timeout, which cost an idle process a connection every few seconds) and
+    still hears a ring."""
+    pacer = doorbell.Pacer(idle_s=3600.0, busy_s=0.0)
+    bell = doorbell.Doorbell(redis_url, pacer, socket_timeout_s=0.2, listen_s=0.1)
+    probe = connect(redis_url)
+    try:
+        bell.listen()
+
+        async def subscribers() -> list[str]:
+            return [c["id"] for c in await probe.client_list() if int(c.get("sub", 0))]
+
+        for _ in range(100):
+            if await subscribers():
+                break
+            await asyncio.sleep(0.05)
+        first = await subscribers()
+        assert len(first) == 1
+        await asyncio.sleep(1.5)  # several socket timeouts of quiet
+        assert await subscribers() == first
+        await probe.publish(doorbell.CHANNEL, b"some.topic")
+        for _ in range(100):
+            if pacer._rings.get("some.topic"):
+                break
+            await asyncio.sleep(0.05)
+        assert pacer._rings.get("some.topic") == 1
+    finally:
+        await probe.aclose()
+        await bell.close()

@@ -1,0 +1,46 @@
+"""HoldTerms: whether a text's end could still become a blocking term."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.moderation.prefixes import HoldTerms, default_terms, everyday_words
+
+
+@pytest.mark.parametrize(("text", "held"), [
+    ("oh da", True),            # "darn" may follow
+    ("oh darn", False),         # the whole term: checked now, not held
+    ("oh dA", True),            # case folded
+    ("oh d4", True),            # l33t: "d4" folds to "da"
+    ("the d a r", True),        # spelled-out letters, joined
+    ("oh day", False),
+    ("oh da ", False),          # the word ended
+    ("still", True),            # a multi-word term's start
+    ("still ", True),
+    ("still w", True),
+    ("still here", False),
+    ("", False),
+])
+def test_a_text_is_held_while_its_end_begins_a_term(text: str, held: bool) -> None:
+    assert HoldTerms(["darn", "still water"]).holds(text) is held
+
+
+def test_no_terms_hold_nothing() -> None:
+    assert not HoldTerms([]).holds("anything at all")
+
+
+def test_everyday_words_are_not_held_for_the_longer_terms_they_begin() -> None:
+    assert HoldTerms(["goaway"]).holds("please go")
+    assert not HoldTerms(["goaway"], words=["go"]).holds("please go")
+    assert HoldTerms(["goaway"], words=["go"]).holds("please goa")
+
+
+def test_the_default_terms_hold_profanity_and_release_everyday_text() -> None:
+    pytest.importorskip("profanity_check")
+    hold = HoldTerms(default_terms(), everyday_words())
+    assert "bitch" in default_terms() and "the" in everyday_words()
+    assert hold.holds("you bitc") and hold.holds("what the fu")
+    text = ""
+    for piece in ["The", " city", " is", " known", " for", " its", " museums", "."]:
+        text += piece
+        assert not hold.holds(text), text

@@ -1,0 +1,95 @@
+"""The pacer behind idle consumers: at once while busy, a ring wakes an idle wait, a lost ring is bounded."""
+
+import asyncio
+
+from infra.kafka.doorbell import Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_busy_fetches_go_out_at_once():
+    clock = Clock()
+    pacer = Pacer(idle_s=3600, busy_s=2.0, clock=clock)
+    clock.now = 1.0  # within busy_s of the start
+    await asyncio.wait_for(pacer.wait(["t"]), 5)
+    clock.now = 10.0
+    pacer.saw_data()  # data keeps it busy
+    clock.now = 11.0
+    assert not pacer.idle
+    await asyncio.wait_for(pacer.wait(["t"]), 5)
+
+
+async def test_idle_wait_parks_until_its_topic_rings():
+    clock = Clock()
+    pacer = Pacer(idle_s=3600, busy_s=2.0, clock=clock)
+    clock.now = 5.0
+    assert pacer.idle
+    waiting = asyncio.create_task(pacer.wait(["jobs", "control"]))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # backed off
+    pacer.mark(["jobs", "control"])  # the topics this process fetches
+    pacer.ring("other")  # another process's topic: it stays parked, and idle
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and pacer.idle
+    pacer.ring("control")
+    await asyncio.wait_for(waiting, 5)
+    assert not pacer.idle  # a ring makes the process busy: the next fetches go out at once
+    await asyncio.wait_for(pacer.wait(["jobs"]), 5)
+
+
+async def test_a_ring_between_two_fetches_is_not_lost():
+    clock = Clock()
+    pacer = Pacer(idle_s=3600, busy_s=0.0, clock=clock)
+    mark = pacer.mark(["jobs"])  # a fetch goes out
+    pacer.ring("jobs")  # work arrives while it is in flight
+    clock.now = 100.0  # and the process has gone idle again by the time the next fetch is due
+    await asyncio.wait_for(pacer.wait(["jobs"], since=mark), 5)
+
+
+async def test_a_lost_ring_costs_at_most_the_idle_wait():
+    pacer = Pacer(idle_s=0.05, busy_s=0.0)
+    await asyncio.wait_for(pacer.wait(["jobs"]), 5)  # no ring ever comes: the idle wait ends it
+
+
+async def test_zero_idle_wait_never_parks():
+    pacer = Pacer(idle_s=0, busy_s=0.0)
+    assert not pacer.idle
+    await asyncio.wait_for(pacer.wait(["jobs"]), 5)
+
+
+async def test_a_ring_from_another_thread_wakes_the_waiting_loop():
+    import threading
+
+    pacer = Pacer(idle_s=3600, busy_s=0.0)
+    waiting = asyncio.create_task(pacer.wait(["jobs"]))
+    await asyncio.sleep(0.05)
+    threading.Thread(target=pacer.ring, args=("jobs",)).start()
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_fetches_naming_different_topics_each_time_still_park_when_idle():
+    # a consumer's fetches to one node alternate between topic sets as partitions are paused and
+    # resumed (faust does): each topic is compared with its own last fetch, so an idle process does
+    # not go back to fetching back to back once some topic has ever rung
+    clock = Clock()
+    pacer = Pacer(idle_s=3600, busy_s=2.0, clock=clock)
+    pacer.ring("events")  # work came once, long ago
+    marks: dict[str, int] = {}
+    marks.update(pacer.mark(["events", "requests"]))
+    marks.update(pacer.mark(["requests"]))
+    clock.now = 100.0
+    for topics in (["requests"], ["events", "requests"], ["events"]):
+        waiting = asyncio.create_task(pacer.wait(topics, since=marks))
+        await asyncio.sleep(0.02)
+        assert not waiting.done(), topics
+        waiting.cancel()
+    first = asyncio.create_task(pacer.wait(["memory"], since=marks))  # a topic not fetched before
+    await asyncio.wait_for(first, 5)
+    pacer.ring("events")
+    await asyncio.wait_for(pacer.wait(["requests", "events"], since=marks), 5)
