@@ -112,6 +112,25 @@ class JobService:
         await self._publish_job(request)
         return record.view(client_id), True
 
+    async def submit_all(self, requests: list[AnyRequest], reason: str) -> list[tuple[JobView, bool]]:
+        """Submit jobs that stand or fall together (the choices of one `n` > 1 completion): when one is
+        refused (its tenant's in-flight limit, a conflict, the broker down), the ones this call created
+        are cancelled with `reason` before the error is raised, so none of them runs for nobody."""
+        submitted: list[tuple[JobView, bool]] = []
+        try:
+            for request in requests:
+                submitted.append(await self.submit(request))
+        except BaseException:
+            for request, (_, created) in zip(requests, submitted):
+                if created:
+                    try:
+                        await self.cancel(request.job_id, request.tenant, reason)
+                    except Exception:  # the error raised below is the one the caller needs
+                        log.warning("job %s: not cancelled after its sibling was refused", request.job_id,
+                                    exc_info=True)
+            raise
+        return submitted
+
     async def _republish(self, request: AnyRequest) -> None:
         """An identical retry of a job whose request was never acknowledged: a job a worker already
         picked up landed after all; any other is published again (a copy that lands twice runs once)."""

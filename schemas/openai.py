@@ -105,7 +105,8 @@ class ChatCompletionRequest(_Lenient):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: Union[str, list[str], None] = None
     seed: int | None = Field(default=None, ge=0)
-    n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    n: int | None = Field(default=None, ge=1, description="Choices to generate (1 to 8), each a text job of its"
+                          " own; with a seed, choice i uses seed + i.")
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = Field(default=None, description="Token id (as a string) -> bias in"
@@ -209,8 +210,9 @@ class CompletionRequest(_Lenient):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stop: Union[str, list[str], None] = None
     seed: int | None = Field(default=None, ge=0)
-    n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
-    best_of: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    n: int | None = Field(default=None, ge=1, description="Choices to generate (1 to 8), each a text job of its"
+                          " own; with a seed, choice i uses seed + i.")
+    best_of: int | None = Field(default=None, ge=1, description="Only equal to n is supported (no ranking).")
     echo: bool | None = Field(default=None, description="Put the prompt before the completion's text.")
     suffix: str | None = Field(default=None, description="Not supported (no insertion mode).")
     logprobs: int | None = Field(default=None, ge=0, description="Not supported yet.")

@@ -2,14 +2,18 @@
 OpenAI serves them. A legacy completion is a text job whose prompt is continued as it is, without the
 chat template (`params.raw`).
 
-A completion is a text job: it is admitted, queued and generated like any other, and its events
-come from the same replay log. Closing a streamed completion cancels its job, so the worker stops
+A completion is a text job per choice (`n`): admitted together, queued and generated like any other
+job, its events read from the same replay log. Closing a streamed completion cancels its job, so the worker stops
 generating within one decode step.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -17,18 +21,21 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from infra.redis.jobstore import Entry
 from schemas import TextRequest
 from schemas.enums import ErrorCode, EventType
-from schemas.events import Cancelled, Completed, Failed, TokenDelta
+from schemas.events import Cancelled, Completed, Failed, TokenDelta, Usage
 from schemas.openai import ChatCompletion, ChatCompletionRequest, CompletionRequest, ModelCard, ModelList, TextCompletion
 
 from ..auth import tenant_of
 from ..body import SESSION_HEADER, check_content_type, parse_json, read_bounded
-from ..follow import JobFollow, follow_job, gone, openai_failure
+from ..follow import DISCONNECTED, JobFollow, follow_job, gone, openai_failure
 from .translate import (
     AttemptDiverged,
     ChunkWriter,
     TextAssembler,
     TextCompletionWriter,
+    choice_requests,
     completion_to_text_request,
+    merge_choices,
+    merged_usage,
     parse_chat_body,
     parse_completion_body,
     prompt_text,
@@ -72,9 +79,13 @@ async def completions(request: Request, tenant: str = Depends(tenant_of)):
         f"cmpl-{job_id}", body.model, prompt_text(body) if body.echo else ""))
 
 
+#: why the other choices of an `n` > 1 request are cancelled when one of them cannot be admitted
+_SIBLING_REFUSED = "another choice of its request was refused"
+
+
 async def serve_text(request: Request, tenant: str, validate, writer_for):
-    """Submit the text job `validate` makes of the body and answer with `writer_for`'s objects,
-    streamed or whole."""
+    """Submit the text jobs `validate` makes of the body (one per choice, `n`) and answer with
+    `writer_for`'s objects, streamed or whole."""
     state = request.app.state
     check_content_type(request.headers.get("content-type"))
     raw = await read_bounded(request, state.settings.max_body_bytes)
@@ -84,23 +95,44 @@ async def serve_text(request: Request, tenant: str, validate, writer_for):
         tenant, validate, raw, tenant=tenant, job_id=request.headers.get("Idempotency-Key"),
         session=request.headers.get(SESSION_HEADER),
         catalog=state.text_models, chars_per_token=state.settings.prompt_chars_per_token)
-    await state.jobs.submit(job_request)
-    job_id = job_request.job_id
-    follow = await follow_job(request, job_id, tenant)
-    writer = writer_for(job_id, body)
+    jobs = choice_requests(job_request, body.n or 1)
+    await state.jobs.submit_all(jobs, _SIBLING_REFUSED)
+    job_ids = [job.job_id for job in jobs]
+    first_writer = writer_for(job_ids[0], body)
+    writers = [first_writer] + [_for_choice(first_writer, i) for i in range(1, len(jobs))]
+    follows: list[JobFollow] = []
     try:
-        first = await follow.next_of(_STARTED if body.stream else _TOKEN)
-        if first is not None and isinstance(first.event, Failed):  # before it started: an HTTP error
-            raise openai_failure(first.event)
+        for job_id in job_ids:
+            follows.append(await follow_job(request, job_id, tenant))
+        firsts: list[Entry | None] = []
+        for follow in follows:  # the jobs run side by side; this waits for the slowest to start
+            first = await follow.next_of(_STARTED if body.stream else _TOKEN)
+            if first is not None and isinstance(first.event, Failed):  # before it started: an HTTP error
+                raise openai_failure(first.event)
+            firsts.append(first)
     except BaseException:
-        await follow.aclose()
+        for follow in follows:
+            await follow.aclose()
+        for job_id in job_ids[len(follows):]:  # admitted but never followed: nobody will read them
+            with contextlib.suppress(Exception):
+                await state.jobs.cancel(job_id, tenant, DISCONNECTED)
         raise
+    headers = {"X-Genloom-Job-Id": job_ids[0]}
+    if len(job_ids) > 1:
+        headers["X-Genloom-Job-Ids"] = ",".join(job_ids)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(follow, first, writer, include_usage), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                                          "X-Genloom-Job-Id": job_id})
-    return await _collect(follow, first, writer, bool(getattr(body, "logprobs", None)))
+        return StreamingResponse(_stream(follows, firsts, writers, include_usage), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers})
+    answer = await _collect(follows, firsts, writers, bool(getattr(body, "logprobs", None)))
+    return JSONResponse(answer.model_dump(mode="json"), headers=headers)
+
+
+def _for_choice(writer: ChunkWriter, index: int) -> ChunkWriter:
+    """`writer` for choice `index`: the same id, model and creation time, its own index."""
+    other = copy.copy(writer)
+    other.index = index
+    return other
 
 
 def _validate(raw: bytes, **kwargs) -> tuple[ChatCompletionRequest, TextRequest]:
@@ -121,63 +153,130 @@ async def _rest(follow: JobFollow, first: Entry | None) -> AsyncIterator[Entry |
         yield entry
 
 
-async def _stream(follow: JobFollow, first: Entry | None, writer: ChunkWriter,
+#: chunks of a stream's choices waiting for a slow client; a full queue holds their readers back
+_STREAM_QUEUE = 64
+
+
+@dataclass
+class _End:
+    """How one choice of a stream ended: its usage, or the error chunk that ends the whole stream, or
+    `gone` (the client left), or the exception its reader raised."""
+
+    usage: Usage | None = None
+    error: bytes | None = None
+    gone: bool = False
+    exc: BaseException | None = None
+
+
+async def _stream(follows: list[JobFollow], firsts: list[Entry | None], writers: list[ChunkWriter],
                   include_usage: bool) -> AsyncIterator[bytes]:
+    """The stream of every choice, interleaved as their tokens come; one usage chunk (when asked) and
+    one `[DONE]` after the last choice finished. A choice that fails ends the stream with its error."""
+    queue: asyncio.Queue[bytes | _End] = asyncio.Queue(_STREAM_QUEUE)
+    readers = [asyncio.create_task(_choice(follow, first, writer, queue))
+               for follow, first, writer in zip(follows, firsts, writers)]
+    usages: list[Usage] = []
+    try:
+        for writer in writers:
+            head = writer.role()
+            if head:
+                yield head
+        while len(usages) < len(readers):
+            item = await queue.get()
+            if isinstance(item, bytes):
+                yield item
+                continue
+            if item.exc is not None:
+                raise item.exc
+            if item.gone:
+                return
+            if item.error is not None:
+                yield item.error
+                yield writers[0].done()
+                return
+            usages.append(item.usage)
+        if include_usage:
+            yield writers[0].usage(usages[0] if len(usages) == 1 else merged_usage(usages))
+        yield writers[0].done()
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for follow in follows:
+            await follow.aclose()  # before the end, this cancels the job: nobody reads its tokens
+
+
+async def _choice(follow: JobFollow, first: Entry | None, writer: ChunkWriter, queue: asyncio.Queue) -> None:
+    """Put one choice's chunks on `queue`, then how it ended."""
     text = TextAssembler()
     try:
-        head = writer.role()
-        if head:
-            yield head
         async for entry in _rest(follow, first):
             event = entry.event if entry is not None else None
             match event:
                 case None:
-                    yield b": keep-alive\n\n"
+                    await queue.put(b": keep-alive\n\n")
                 case TokenDelta():
                     try:
                         delta = text.add(event.attempt, event.text, event.logprobs)
                     except AttemptDiverged as exc:
                         follow.stop("stream diverged after a worker takeover")
-                        yield writer.error(ErrorCode.GENERATION_ERROR, str(exc))
-                        yield writer.done()
+                        await queue.put(_End(error=writer.error(ErrorCode.GENERATION_ERROR, str(exc))))
                         return
                     if delta:  # logprobs go with the text they describe (not with text re-sent after a takeover)
-                        yield writer.content(delta, event.logprobs if delta == event.text else None)
+                        await queue.put(writer.content(delta, event.logprobs if delta == event.text else None))
                 case Completed():
                     if event.tool_calls:
-                        yield writer.tool_calls(event.tool_calls)
-                    yield writer.finish(event.finish_reason)
-                    if include_usage:
-                        yield writer.usage(event.usage)
-                    yield writer.done()
+                        await queue.put(writer.tool_calls(event.tool_calls))
+                    await queue.put(writer.finish(event.finish_reason))
+                    await queue.put(_End(usage=event.usage))
+                    return
                 case Failed():
-                    yield writer.error(event.code, event.message)
-                    yield writer.done()
+                    await queue.put(_End(error=writer.error(event.code, event.message)))
+                    return
                 case Cancelled():
-                    yield writer.error(ErrorCode.CANCELLED, f"the job was cancelled: {event.reason or 'on request'}")
-                    yield writer.done()
-    finally:
-        await follow.aclose()  # before the end, this cancels the job: nobody reads its tokens
+                    await queue.put(_End(error=writer.error(
+                        ErrorCode.CANCELLED, f"the job was cancelled: {event.reason or 'on request'}")))
+                    return
+        await queue.put(_End(gone=True))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the stream fails as it would have with one choice read inline
+        await queue.put(_End(exc=exc))
 
 
-async def _collect(follow: JobFollow, first: Entry | None, writer: ChunkWriter,
-                   body_logprobs: bool = False) -> JSONResponse:
-    text = TextAssembler()
+async def _collect(follows: list[JobFollow], firsts: list[Entry | None], writers: list[ChunkWriter],
+                   body_logprobs: bool = False):
+    """The whole answer: every choice read side by side; the first choice that fails is the error."""
+    readers = [asyncio.create_task(_collect_one(follow, first, writer, body_logprobs))
+               for follow, first, writer in zip(follows, firsts, writers)]
     try:
-        async for entry in _rest(follow, first):
-            event = entry.event if entry is not None else None
-            match event:
-                case TokenDelta():
-                    try:
-                        text.add(event.attempt, event.text, event.logprobs)
-                    except AttemptDiverged:
-                        pass  # the completed event carries the final attempt's whole text
-                case Completed():
-                    result = writer.final(event.text or text.sent, event.finish_reason, event.usage,
-                                          text.logprobs if body_logprobs else None, event.tool_calls)
-                    return JSONResponse(result.model_dump(mode="json"), headers={"X-Genloom-Job-Id": follow.job_id})
-                case Failed() | Cancelled():
-                    raise openai_failure(event)
-        raise gone()  # the client left; the job was cancelled
+        done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
+        for reader in readers:
+            if reader in done and reader.exception() is not None:
+                raise reader.exception()
+        answers = [reader.result() for reader in readers]
     finally:
-        await follow.aclose()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for follow in follows:
+            await follow.aclose()
+    return answers[0] if len(answers) == 1 else merge_choices(answers)
+
+
+async def _collect_one(follow: JobFollow, first: Entry | None, writer: ChunkWriter, body_logprobs: bool):
+    text = TextAssembler()
+    async for entry in _rest(follow, first):
+        event = entry.event if entry is not None else None
+        match event:
+            case TokenDelta():
+                try:
+                    text.add(event.attempt, event.text, event.logprobs)
+                except AttemptDiverged:
+                    pass  # the completed event carries the final attempt's whole text
+            case Completed():
+                return writer.final(event.text or text.sent, event.finish_reason, event.usage,
+                                    text.logprobs if body_logprobs else None, event.tool_calls)
+            case Failed() | Cancelled():
+                raise openai_failure(event)
+    raise gone()  # the client left; the job was cancelled

@@ -41,9 +41,7 @@ def parse_chat_body(data: object) -> ChatCompletionRequest:
     if unsupported:
         raise ApiError(ErrorCode.INVALID_PARAMETER,
                        f"not supported by genloom: {', '.join(unsupported)}; remove them", param=unsupported[0])
-    if body.n not in (None, 1):
-        raise ApiError(ErrorCode.INVALID_PARAMETER, f"n={body.n}: genloom returns one choice; send n=1 or omit n",
-                       param="n")
+    check_n(body.n)
     if body.top_logprobs and not body.logprobs:
         raise ApiError(ErrorCode.INVALID_PARAMETER, "top_logprobs needs logprobs=true", param="top_logprobs")
     logit_bias_ids(body)  # 400 before queueing
@@ -119,10 +117,10 @@ def logit_bias_ids(body: ChatCompletionRequest, vocab_size: int | None = None) -
 
 def parse_completion_body(data: object) -> CompletionRequest:
     body = parse_body(CompletionRequest, data, "a completion request")
-    for name, value, default in (("n", body.n, 1), ("best_of", body.best_of, 1)):
-        if value not in (None, default):
-            raise ApiError(ErrorCode.INVALID_PARAMETER,
-                           f"{name}={value}: genloom returns one choice; send {name}=1 or omit {name}", param=name)
+    check_n(body.n)
+    if body.best_of not in (None, body.n or 1):
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"best_of={body.best_of}: genloom returns every choice it"
+                       " generates (no ranking); omit best_of or send it equal to n", param="best_of")
     for name, value in (("suffix", body.suffix), ("logprobs", body.logprobs)):
         if value is not None:
             raise ApiError(ErrorCode.INVALID_PARAMETER, f"{name} is not supported by genloom's completions; remove"
@@ -131,6 +129,51 @@ def parse_completion_body(data: object) -> CompletionRequest:
         raise ApiError(ErrorCode.INVALID_PARAMETER, f"prompt holds {len(body.prompt)} texts; genloom completes one"
                        " per request: send a string", param="prompt")
     return body
+
+
+#: the most choices (`n`) one request may ask for: each is a text job of its own, admitted together
+MAX_CHOICES = 8
+
+
+def check_n(n: int | None) -> None:
+    if n is not None and not 1 <= n <= MAX_CHOICES:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"n={n}: genloom generates 1 to {MAX_CHOICES} choices per"
+                       " request; send a smaller n, or several requests", param="n")
+
+
+def choice_requests(request: TextRequest, n: int) -> list[TextRequest]:
+    """The jobs of an `n`-choice completion: `request` for choice 0 and, for choice i, a copy whose
+    job id is the first one's with `.i` appended and whose seed (when one was given) is seed + i, so a
+    seeded request gives n different choices, the same ones each time. Greedy choices are alike."""
+    requests = [request]
+    for i in range(1, n):
+        job_id = f"{request.job_id}.{i}"
+        if len(job_id) > 128:
+            raise ApiError(ErrorCode.INVALID_PARAMETER, f"the Idempotency-Key is too long for n={n}: choice"
+                           f" {i}'s job id would be {len(job_id)} characters (128 at most); send a shorter key",
+                           param="Idempotency-Key")
+        params = request.params
+        if params.seed is not None:
+            params = params.model_copy(update={"seed": (params.seed + i) % 2**63})
+        requests.append(request.model_copy(update={"job_id": job_id, "params": params}))
+    return requests
+
+
+def merge_choices(answers: list[ChatCompletion] | list[TextCompletion]) -> ChatCompletion | TextCompletion:
+    """One answer of `n` choices from the n one-choice answers of its jobs, choice i at index i; usage
+    counts the prompt once (as OpenAI does) and every choice's generated tokens."""
+    first = answers[0]
+    choices = [a.choices[0].model_copy(update={"index": i}) for i, a in enumerate(answers)]
+    prompt = first.usage.prompt_tokens if first.usage else 0
+    generated = sum(a.usage.completion_tokens for a in answers if a.usage)
+    usage = CompletionUsage(prompt_tokens=prompt, completion_tokens=generated, total_tokens=prompt + generated)
+    return first.model_copy(update={"choices": choices, "usage": usage})
+
+
+def merged_usage(usages: list[Usage]) -> Usage:
+    """The usage of an `n`-choice stream: the prompt once, every choice's generated tokens."""
+    prompt, generated = usages[0].prompt_tokens or 0, sum(u.completion_tokens or 0 for u in usages)
+    return Usage(prompt_tokens=prompt, completion_tokens=generated, total_tokens=prompt + generated)
 
 
 def prompt_text(body: CompletionRequest) -> str:
@@ -217,14 +260,16 @@ def _check_context(entry: TextModelEntry, prompt_tokens: int | None, max_tokens:
 class ChunkWriter:
     """Builds the `chat.completion.chunk` stream of one completion."""
 
-    def __init__(self, completion_id: str, model: str, created: int | None = None) -> None:
+    def __init__(self, completion_id: str, model: str, created: int | None = None, index: int = 0) -> None:
         self.id = completion_id
         self.model = model
         self.created = created or int(time.time())
+        #: the choice this writer's chunks belong to (`n` > 1: one writer per choice, one id for all)
+        self.index = index
 
     def _chunk(self, delta: ChunkDelta, finish: FinishReason | None = None, usage=None, choices=True,
                logprobs: list[TokenLogprob] | None = None) -> bytes:
-        choice = ChunkChoice(delta=delta, finish_reason=finish,
+        choice = ChunkChoice(index=self.index, delta=delta, finish_reason=finish,
                              logprobs=ChoiceLogprobs(content=logprobs) if logprobs else None)
         chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
                                     choices=[choice] if choices else [], usage=usage)
@@ -265,13 +310,14 @@ class TextCompletionWriter(ChunkWriter):
     """The `text_completion` stream and answer of one `/v1/completions` request (`echo`: the prompt
     comes first)."""
 
-    def __init__(self, completion_id: str, model: str, echo: str = "") -> None:
-        super().__init__(completion_id, model)
+    def __init__(self, completion_id: str, model: str, echo: str = "", index: int = 0) -> None:
+        super().__init__(completion_id, model, index=index)
         self.echo = echo
 
     def _piece(self, text: str, finish: FinishReason | None = None, usage=None, choices=True) -> bytes:
         chunk = TextCompletion(id=self.id, created=self.created, model=self.model,
-                               choices=[CompletionChoice(text=text, finish_reason=finish)] if choices else [],
+                               choices=[CompletionChoice(text=text, index=self.index, finish_reason=finish)]
+                               if choices else [],
                                usage=usage)
         return b"data: " + chunk.model_dump_json(exclude_none=False).encode() + b"\n\n"
 

@@ -85,8 +85,9 @@ async def test_legacy_completions_continue_the_raw_prompt_streamed_and_whole(sdk
 
 @pytest.mark.parametrize("kwargs,param", [
     ({"prompt": ["a", "b"]}, "prompt"),
-    ({"prompt": "x", "n": 2}, "n"),
+    ({"prompt": "x", "n": 9}, "n"),
     ({"prompt": "x", "best_of": 3}, "best_of"),
+    ({"prompt": "x", "n": 2, "best_of": 3}, "best_of"),
     ({"prompt": "x", "suffix": "end"}, "suffix"),
     ({"prompt": "x", "logprobs": 2}, "logprobs"),
     ({"prompt": "   "}, "prompt"),
@@ -96,6 +97,64 @@ async def test_bad_completions_name_the_parameter(sdk, text_pipeline, kwargs, pa
     with pytest.raises(openai.BadRequestError) as info:
         await sdk.completions.create(model=MODEL, **kwargs)
     assert info.value.body["param"] == param
+
+
+async def test_n_seeded_choices_are_distinct_reproducible_and_streamed_the_same(sdk, text_pipeline):
+    """n=3 with a seed: three choices (index 0, 1, 2), not all alike at temperature 1, the same three
+    on a repeat, and streamed interleaved by index to the same texts with one usage chunk for all."""
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+               temperature=1.0, seed=11, n=3)
+    whole = await sdk.chat.completions.create(**ask)
+    again = await sdk.chat.completions.create(**ask)
+    texts = [c.message.content for c in whole.choices]
+    assert [c.index for c in whole.choices] == [0, 1, 2]
+    assert texts == [c.message.content for c in again.choices]
+    assert len(set(texts)) > 1
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+    assert whole.usage.completion_tokens >= 3  # every choice's tokens, the prompt once
+    single = await sdk.chat.completions.create(**{**ask, "n": 1})
+    assert single.choices[0].message.content == texts[0]  # choice 0 is the request's own seed
+    assert whole.usage.prompt_tokens == single.usage.prompt_tokens
+
+    stream = await sdk.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True})
+    streamed, finished, usages = ["", "", ""], [None] * 3, []
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usages.append(chunk.usage)
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.delta.content or ""
+            finished[choice.index] = choice.finish_reason or finished[choice.index]
+    assert streamed == texts
+    assert all(finished) and len(usages) == 1
+    assert usages[0].completion_tokens == whole.usage.completion_tokens
+    assert usages[0].prompt_tokens == whole.usage.prompt_tokens
+
+
+async def test_n_completions_and_their_job_ids(sdk, text_pipeline):
+    raw = await sdk.completions.with_raw_response.create(model=MODEL, prompt="The sky is", max_tokens=4,
+                                                          temperature=0, n=2, extra_headers={"Idempotency-Key": "n-cmpl-1"})
+    answer = raw.parse()
+    assert raw.headers["X-Genloom-Job-Ids"] == "n-cmpl-1,n-cmpl-1.1"
+    assert [c.index for c in answer.choices] == [0, 1]
+    assert answer.choices[0].text == answer.choices[1].text  # greedy choices are alike
+
+
+async def test_n_choices_are_admitted_all_or_none(sdk, text_pipeline, gateway_url, edge_keys):
+    """n=4 for a tenant allowed 3 text jobs in flight: a 429, and the three admitted are cancelled."""
+    with pytest.raises(openai.RateLimitError):
+        await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count."}],
+                                          max_tokens=64, n=4, extra_headers={"Idempotency-Key": "n-all-1"})
+    headers = {"Authorization": f"Bearer {edge_keys['t-flow']}"}
+    async with httpx.AsyncClient(base_url=gateway_url, headers=headers, timeout=30) as http:
+        assert (await http.get("/v1/jobs/n-all-1.3")).status_code == 404  # never admitted
+        deadline = time.monotonic() + 60
+        while True:
+            states = [(await http.get(f"/v1/jobs/{job}")).json()["status"] for job in ("n-all-1", "n-all-1.1",
+                                                                                       "n-all-1.2")]
+            if all(state == "cancelled" for state in states) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    assert states == ["cancelled"] * 3
 
 
 async def test_non_streamed_completion_matches_streamed_greedy_text(sdk, text_pipeline):
@@ -116,7 +175,7 @@ async def test_non_streamed_completion_matches_streamed_greedy_text(sdk, text_pi
     ({"model": MODEL, "messages": [{"role": "user", "content": "word " * 9000}], "max_tokens": 8},
      "context_length_exceeded"),
     ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "invalid_parameter"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 2}, "invalid_parameter"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 9}, "invalid_parameter"),
 ])
 async def test_bad_chat_requests_are_400_before_queueing(sdk, text_pipeline, kwargs, code):
     with pytest.raises(openai.BadRequestError) as info:
