@@ -140,3 +140,33 @@ async def client_for(gateway_url, edge_keys):
     yield make
     for client in opened:
         await client.aclose()
+
+
+#: the text model the OpenAI-surface tests serve
+OPENAI_TEXT_MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
+    """A text worker (real SmolLM2, the engine in its own process as `python -m workers text` runs it)
+    beside the edge fixtures' gateway, streams process and moderation gate; one per test module."""
+    from infra.kafka.topics import jobs_topic
+    from infra.models.loader import TextModelSpec
+    from tests.conftest import FAST_GROUP
+    from tests.kafka_helpers import serving, skip_backlog
+    from workers.text.handler import TextHandler
+    from workers.wiring import job_runner
+
+    await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
+    handler = TextHandler(TextModelSpec(), served_name=OPENAI_TEXT_MODEL, max_batch_size=8, engine_process=True,
+                          torch_threads=1)
+    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
+        yield handler
+
+
+@pytest.fixture
+def sdk(gateway_url, edge_keys):
+    """The official OpenAI SDK on the first gateway, as tenant t-flow (a module may define its own)."""
+    import openai
+
+    return openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key=edge_keys["t-flow"], max_retries=0, timeout=120)

@@ -13,37 +13,15 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.kafka.topics import jobs_topic
 from infra.redis.jobstore import JobStore
 from schemas.events import TokenDelta
 from schemas.requests import scoped_job_id
 from infra.settings import TracingSettings
 from infra.tracing import setup_tracing
-from tests.conftest import FAST_GROUP, TRACE_FILE
-from tests.kafka_helpers import serving, skip_backlog
-from workers.text.handler import TextHandler
-from infra.models.loader import TextModelSpec
-from workers.wiring import job_runner
+from tests.conftest import TRACE_FILE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="module")
-async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
-    """A text worker beside the edge fixtures' gateway, streams process and moderation gate."""
-    await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
-    handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8, engine_process=True,
-                          torch_threads=1)
-    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
-        yield handler
-
-
-@pytest.fixture
-def sdk(gateway_url, edge_keys):
-    client = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key=edge_keys["t-flow"], max_retries=0,
-                                timeout=120)
-    return client
 
 
 async def test_models_lists_the_served_model(sdk, text_pipeline):

@@ -10,12 +10,6 @@ import jsonschema
 import openai
 import pytest
 
-from infra.kafka.topics import jobs_topic
-from infra.models.loader import TextModelSpec
-from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import serving, skip_backlog
-from workers.text.handler import TextHandler
-from workers.wiring import job_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "smollm2-135m-instruct"
@@ -35,20 +29,6 @@ WEATHER = {"type": "function", "function": {
 TIME = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}},
                                        "required": ["zone"], "additionalProperties": False}}}
-
-
-@pytest.fixture(scope="module")
-async def text_pipeline(kafka_bootstrap, gateway_url, edge_keys):
-    await skip_backlog(kafka_bootstrap, jobs_topic("text"), "genloom-workers-text")
-    handler = TextHandler(TextModelSpec(), served_name=MODEL, max_batch_size=8, engine_process=True,
-                          torch_threads=1)
-    async with serving(job_runner(handler, bootstrap=kafka_bootstrap, **FAST_GROUP)):
-        yield handler
-
-
-@pytest.fixture
-def sdk(gateway_url, edge_keys):
-    return openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key=edge_keys["t-flow"], max_retries=0, timeout=120)
 
 
 async def test_json_schema_answer_validates(sdk, text_pipeline):

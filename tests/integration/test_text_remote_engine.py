@@ -69,11 +69,6 @@ async def remote_worker(kafka_bootstrap, engine_server, gateway_url):
         yield handler
 
 
-@pytest.fixture
-def sdk(gateway_url, edge_keys):
-    return openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key=edge_keys["t-flow"], max_retries=0, timeout=120)
-
-
 async def test_a_chat_streams_from_the_engine_server_through_genloom(sdk, remote_worker, engine_server):
     url, folder = engine_server
     messages = [{"role": "user", "content": "Say hello to the sea."}]
