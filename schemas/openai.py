@@ -120,7 +120,8 @@ class ChatCompletionRequest(_Lenient):
         default=None, description="json_object or json_schema: the output is constrained to it by a grammar.")
     tools: list[ToolDef] | None = Field(default=None, description="Functions the model may call.")
     tool_choice: Union[Literal["auto", "none", "required"], NamedToolChoice, None] = None
-    parallel_tool_calls: bool | None = Field(default=None, description="genloom makes at most one call per turn.")
+    parallel_tool_calls: bool | None = Field(default=None, description="true: the model may make up to 4 calls in"
+                                             " one turn; omitted or false: at most one.")
 
     @field_validator("stop")
     @classmethod

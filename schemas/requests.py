@@ -187,6 +187,8 @@ class TextParams(Contract):
         " (none) call a tool.")
     tool_name: str | None = Field(
         default=None, pattern=TOOL_NAME_PATTERN, description="The tool the model must call (tool_choice function).")
+    parallel_tool_calls: bool = Field(
+        default=False, description="Whether one turn may hold several tool calls (up to 4); otherwise at most one.")
 
     @field_validator("stop", mode="before")
     @classmethod

@@ -72,6 +72,8 @@ def constraints(body: ChatCompletionRequest) -> dict[str, Any]:
         if names.count(tool.function.name) > 1:
             raise ApiError(ErrorCode.INVALID_PARAMETER, f"two tools are named {tool.function.name!r}",
                            param=f"tools[{i}].function.name")
+    if tools and body.parallel_tool_calls:
+        params["parallel_tool_calls"] = True
     if tools:
         params["tools"] = [{"name": t.function.name, "description": t.function.description,
                             **({"parameters": t.function.parameters} if t.function.parameters is not None else {})}

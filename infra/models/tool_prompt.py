@@ -49,6 +49,8 @@ def _instructions(params: TextParams) -> str:
                       "parameters": t.parameters} for t in params.tools]
         parts.append("You can call these functions:\n" + json.dumps(described))
         call = 'To call one, answer with only a JSON object: {"name": <function name>, "arguments": <its arguments>}.'
+        if params.parallel_tool_calls and params.tool_choice is not ToolChoice.FUNCTION:
+            call += " To call several at once, write one such object per line."
         match params.tool_choice:
             case ToolChoice.NONE:
                 parts.append("Do not call any of them now: answer in plain text.")

@@ -53,6 +53,27 @@ async def test_required_tool_call_returns_tool_calls_with_valid_arguments(sdk, t
     jsonschema.validate(json.loads(call.function.arguments), tools[call.function.name])
 
 
+async def test_parallel_tool_calls_are_each_valid_and_stream_the_same(sdk, text_pipeline):
+    """parallel_tool_calls true: one to four calls, each valid for its tool, with ids of their own; the
+    streamed answer has the same calls at the same indexes."""
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "What is the weather in Oslo, and what time is"
+                                                                   " it in Tokyo?"}],
+               max_tokens=160, temperature=0, tools=[WEATHER, TIME], tool_choice="required", parallel_tool_calls=True)
+    answer = await sdk.chat.completions.create(**ask)
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    assert 1 <= len(calls) <= 4 and len({c.id for c in calls}) == len(calls)
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, TIME)}
+    for call in calls:
+        jsonschema.validate(json.loads(call.function.arguments), tools[call.function.name])
+    streamed: dict[int, tuple[str, str]] = {}
+    async for chunk in await sdk.chat.completions.create(**ask, stream=True):
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            streamed[delta.index] = (delta.function.name, delta.function.arguments)
+    assert streamed == {i: (c.function.name, c.function.arguments) for i, c in enumerate(calls)}
+
+
 async def test_named_tool_call_streams_as_tool_call_deltas(sdk, text_pipeline):
     stream = await sdk.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "What time is it in Tokyo?"}], max_tokens=60,

@@ -8,9 +8,10 @@ an event loop, never inside an engine step) and keeps the most recently used com
 A `Matcher` follows one sequence: it computes the next allowed-token mask as soon as a token is
 accepted, so it can tell at once when the grammar is complete and nothing but EOS may follow.
 
-Tool calls are JSON objects ``{"name": ..., "arguments": {...}}``: `tool_call` allows exactly one
-call of the listed tools; `tool_or_text` (tool_choice auto) allows either that object or free text
-that does not start with ``{``, so the model's first token decides which it answers with.
+Tool calls are JSON objects ``{"name": ..., "arguments": {...}}``: `tool_call` allows one call of the
+listed tools (or, with parallel tool calls, 1 to `calls` of them, one object per line); `tool_or_text`
+(tool_choice auto) allows either those calls or free text that does not start with ``{``, so the
+model's first token decides which it answers with.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from schemas.requests import TextParams
 
 #: most compiled grammars kept per engine (a compiled JSON schema grammar is tens to hundreds of KB)
 GRAMMAR_CACHE_SIZE = 64
+#: the most tool calls one turn may hold when parallel tool calls are on
+MAX_PARALLEL_CALLS = 4
+#: what separates parallel tool calls
+_CALL_SEPARATOR_EBNF = 'root ::= "\\n"'
 #: free text that cannot be mistaken for a tool call: anything that does not start with "{" or blank
 _TEXT_EBNF = 'root ::= [^{ \\t\\r\\n] [^]*'
 
@@ -47,11 +52,13 @@ class GrammarSpec:
 
     kind: GrammarKind
     schema: str = ""
+    #: tool_call / tool_or_text: the most calls the output may hold (1 unless parallel tool calls are on)
+    calls: int = 1
 
     @property
     def key(self) -> str:
-        """The cache key: a hash of the kind and the schema text."""
-        return hashlib.sha256(f"{self.kind}\0{self.schema}".encode()).hexdigest()
+        """The cache key: a hash of the kind, the number of calls and the schema text."""
+        return hashlib.sha256(f"{self.kind}\0{self.calls}\0{self.schema}".encode()).hexdigest()
 
 
 def json_schema_spec(schema: dict[str, Any]) -> GrammarSpec:
@@ -69,10 +76,11 @@ def tool_call_schema(tools: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return calls[0] if len(calls) == 1 else {"anyOf": calls}
 
 
-def tool_call_spec(tools: list[tuple[str, dict[str, Any]]], *, optional: bool) -> GrammarSpec:
-    """One call of any of `tools`; with `optional` (tool_choice auto) free text is allowed instead."""
+def tool_call_spec(tools: list[tuple[str, dict[str, Any]]], *, optional: bool, calls: int = 1) -> GrammarSpec:
+    """1 to `calls` calls of any of `tools`, one per line; with `optional` (tool_choice auto) free text is
+    allowed instead."""
     schema = json.dumps(tool_call_schema(tools), sort_keys=True, separators=(",", ":"))
-    return GrammarSpec("tool_or_text" if optional else "tool_call", schema)
+    return GrammarSpec("tool_or_text" if optional else "tool_call", schema, calls)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -138,11 +146,18 @@ class Grammars:
         xgr = self._xgr
         if spec.kind == "json_object":
             return self._compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
-        if spec.kind in ("json_schema", "tool_call"):
+        if spec.kind == "json_schema" or (spec.kind == "tool_call" and spec.calls == 1):
             return self._compiler.compile_json_schema(spec.schema, any_whitespace=False, strict_mode=True)
-        if spec.kind == "tool_or_text":
+        if spec.kind in ("tool_call", "tool_or_text"):
             call = xgr.Grammar.from_json_schema(spec.schema, any_whitespace=False, strict_mode=True)
-            return self._compiler.compile_grammar(xgr.Grammar.union(call, xgr.Grammar.from_ebnf(_TEXT_EBNF)))
+            calls = call
+            if spec.calls > 1:  # one call, or two on two lines, ... up to spec.calls
+                separator = xgr.Grammar.from_ebnf(_CALL_SEPARATOR_EBNF)
+                calls = xgr.Grammar.union(*(xgr.Grammar.concat(*([call] + [separator, call] * k))
+                                            for k in range(spec.calls)))
+            if spec.kind == "tool_call":
+                return self._compiler.compile_grammar(calls)
+            return self._compiler.compile_grammar(xgr.Grammar.union(calls, xgr.Grammar.from_ebnf(_TEXT_EBNF)))
         raise GrammarError(f"unknown grammar kind {spec.kind!r}")
 
     def matcher(self, compiled: Any) -> Matcher:
@@ -199,4 +214,5 @@ def grammar_for(params: TextParams) -> GrammarSpec | None:
         return None
     tools = [(t.name, t.parameters) for t in params.tools
              if params.tool_choice is not ToolChoice.FUNCTION or t.name == params.tool_name]
-    return tool_call_spec(tools, optional=params.tool_choice is ToolChoice.AUTO)
+    return tool_call_spec(tools, optional=params.tool_choice is ToolChoice.AUTO,
+                          calls=MAX_PARALLEL_CALLS if params.parallel_tool_calls else 1)

@@ -193,17 +193,29 @@ class ToolCallOutput:
         return self.mode is ToolChoice.AUTO and text.lstrip().startswith("{")
 
     def parse(self, text: str, job_id: str) -> list[ToolCall] | None:
-        """The call the completed output holds (None for a text answer)."""
+        """The calls the completed output holds, in order (None for a text answer): one JSON call object,
+        or (parallel tool calls) several, one per line."""
         if not self.is_call(text):
             return None
+        decoder, calls, body = json.JSONDecoder(), [], text.strip()
+        position = 0
         try:
-            call = json.loads(text)
-            name, arguments = call["name"], call["arguments"]
+            while position < len(body):
+                call, position = decoder.raw_decode(body, position)
+                calls.append((call["name"], call["arguments"]))
+                while position < len(body) and body[position].isspace():
+                    position += 1
         except (ValueError, KeyError, TypeError):
             raise JobError(ErrorCode.GENERATION_ERROR, "the model's tool call is not a JSON call object",
                            retryable=True) from None
-        call_id = "call_" + hashlib.blake2b(f"{job_id}\0{text}".encode(), digest_size=12).hexdigest()
-        return [ToolCall(id=call_id, name=name, arguments=json.dumps(arguments))]
+        return [ToolCall(id=_call_id(job_id, text, i), name=name, arguments=json.dumps(arguments))
+                for i, (name, arguments) in enumerate(calls)]
+
+
+def _call_id(job_id: str, text: str, index: int) -> str:
+    """A stable id for call `index` of a job's output (the same on a retry that says the same)."""
+    seed = f"{job_id}\0{text}" if index == 0 else f"{job_id}\0{index}\0{text}"
+    return "call_" + hashlib.blake2b(seed.encode(), digest_size=12).hexdigest()
 
 
 def _openai_messages(p: TextParams) -> list[dict]:
@@ -234,6 +246,7 @@ def _openai_constraints(p: TextParams) -> dict:
             **({"description": t.description} if t.description else {})}} for t in p.tools]
         body["tool_choice"] = ({"type": "function", "function": {"name": p.tool_name}}
                                if p.tool_choice is ToolChoice.FUNCTION else p.tool_choice.value)
+        body["parallel_tool_calls"] = p.parallel_tool_calls
     return {"extra_body": body} if body else {}
 
 

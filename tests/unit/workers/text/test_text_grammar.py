@@ -80,6 +80,38 @@ def test_optional_tool_call_allows_text_that_is_not_a_call(smollm: LoadedModel) 
         strict.accept(hello[0])
 
 
+def _accepts(matcher, tokens: list[int]) -> bool:
+    """Whether `matcher` takes every token (the last one may complete the grammar)."""
+    try:
+        for token in tokens:
+            matcher.accept(token)
+    except GrammarError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("optional", [False, True])
+def test_parallel_tool_calls_are_one_object_per_line_up_to_the_limit(smollm: LoadedModel, optional: bool) -> None:
+    from workers.text.grammar import MAX_PARALLEL_CALLS
+
+    grammars = Grammars(smollm.tokenizer, smollm.model.config.vocab_size, frozenset({smollm.tokenizer.eos_token_id}))
+    call = '{"arguments": {"city": "Oslo"}, "name": "get_weather"}'  # the grammar's key order and separators
+
+    def tokens(calls: int) -> list[int]:
+        return smollm.tokenizer.encode("\n".join([call] * calls), add_special_tokens=False)
+
+    parallel = tool_call_spec([WEATHER], optional=optional, calls=MAX_PARALLEL_CALLS)
+    for calls in (1, 2, MAX_PARALLEL_CALLS):
+        assert _accepts(grammars.matcher(grammars.compile(parallel)), tokens(calls))
+    assert not _accepts(grammars.matcher(grammars.compile(parallel)), tokens(MAX_PARALLEL_CALLS + 1))
+    single = tool_call_spec([WEATHER], optional=optional)
+    assert _accepts(grammars.matcher(grammars.compile(single)), tokens(1))
+    assert not _accepts(grammars.matcher(grammars.compile(single)), tokens(2))
+    # after the last allowed call nothing but EOS may follow: the sequence finishes there
+    last = grammars.matcher(grammars.compile(parallel))
+    assert [last.accept(t) for t in tokens(MAX_PARALLEL_CALLS)][-1] is True
+
+
 def test_compiled_grammars_are_cached_by_schema(smollm: LoadedModel) -> None:
     grammars = Grammars(smollm.tokenizer, smollm.model.config.vocab_size, frozenset({2}), cache_size=1)
     first = grammars.submit(json_schema_spec(PERSON)).result()
