@@ -996,11 +996,27 @@ def text_peer(d: dict) -> list[str]:
         for server in ("peer", "genloom"):
             cells = " | ".join(f"{_f(x['tokens_per_s'])} ({_f(x['ttft_p50_ms'], 0)})" for x in run[server])
             runs.append(f"| {i} | {run['threads']} | {server} | {cells} | {run['load'][0]:.1f} |")
+    met = all(s["ratio"] >= 1.0 for s in d["summary"].values()) and \
+        d["summary"][str(max(d["levels"]))]["ratio"] >= 1.5
+    same = []
+    for threads in d["threads"]:
+        pairs = [(r["peer"], r["genloom"]) for r in d["runs"] if r["threads"] == threads]
+        ratios = [max(g[i]["tokens_per_s"] for _, g in pairs) / max(p[i]["tokens_per_s"] for p, _ in pairs)
+                  for i in range(len(d["levels"]))]
+        same.append(f"{threads} thread(s) each: " + " / ".join(f"{x:.2f}x" for x in ratios))
+    verdict = [
+        f"**{'Met' if met else 'Not met'} on this run.** genloom against the peer at the same torch thread count, "
+        f"output tok/s at {' / '.join(map(str, d['levels']))} streams: {'; '.join(same)}. A second thread helps the "
+        "peer, a single process alone on the machine, and hurts genloom, whose engine then shares the two cores "
+        "with its own gateway, stream processors, moderation gate, broker and Redis (the engine's threads are "
+        "oversubscribed); genloom's best is its one-thread engine.",
+        "",
+    ]
     return [
         "## Text serving: genloom against `transformers serve --continuous-batching`, each at its best",
         "",
-        f"The peer at its best configuration: `transformers serve --continuous-batching` (transformers, torch "
-        f"{d['peer_versions']}), in a virtual environment of its own (its transformers conflicts with genloom's "
+        f"The peer at its best configuration: `transformers serve --continuous-batching` (transformers and torch "
+        f"{' and '.join(d['peer_versions'].split())}), in a virtual environment of its own (its transformers conflicts with genloom's "
         "pin), fp32, the same SmolLM2-135M-Instruct folder. genloom: the whole `genloom up` stack with its "
         "defaults (preparation stages, moderation gate, every worker) except the semantic cache, which would "
         f"answer repeated greedy prompts without the engine. One client for both (the official openai SDK, "
@@ -1013,6 +1029,7 @@ def text_peer(d: dict) -> list[str]:
         "",
         *rows,
         "",
+        *verdict,
         "Every run, in the order measured (1-minute load average at the start: "
         f"{d['load_start'][0]:.1f}; 2 cores):",
         "",
