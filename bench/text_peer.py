@@ -200,6 +200,7 @@ def main() -> None:
     for r in range(args.rounds):
         for threads in args.threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # the server started next inherits it
+            os.environ["GENLOOM_WORKER_TORCH_THREADS"] = str(threads)  # genloom's engine too (not its default)
             assert not leftovers(*started), f"a server of an earlier run still runs: {leftovers(*started)}"
             proc, url, model_dir = start_peer(python, log_dir)
             started.append(proc.pid)

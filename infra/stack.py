@@ -71,6 +71,20 @@ class Component:
         return self.proc is not None and self.proc.poll() is None
 
 
+def thread_plan(env: dict[str, str], name: str, cores: int) -> dict[str, str]:
+    """`env` with the CPU threads of one stack process, where its user set none: a generation worker
+    (`worker-<modality>`) runs torch on all cores but one, left to the stack's other processes (gateway,
+    stream processors, gate, broker), which run one thread each. On 2 cores two engine threads beside
+    the stack ran at half the speed of one (docs/benchmarks.md, text serving against its peer)."""
+    env = dict(env)
+    if name.startswith("worker-"):
+        env.setdefault("GENLOOM_WORKER_TORCH_THREADS", str(max(1, cores - 1)))
+        env.setdefault("OMP_NUM_THREADS", env["GENLOOM_WORKER_TORCH_THREADS"])
+    else:
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
 @dataclass
 class Stack:
     bootstrap: str | None = None
@@ -150,7 +164,7 @@ class Stack:
         return {}
 
     def launch(self, component: Component) -> None:
-        env = self.child_env()
+        env = thread_plan(self.child_env(), component.name, os.cpu_count() or 1)
         if component.metrics_port is not None:
             env["GENLOOM_METRICS_PORT"] = str(component.metrics_port)
         component.proc = subprocess.Popen(

@@ -18,7 +18,9 @@ class WorkerSettings(BaseSettings):
     cancel_lookback_s: float = Field(
         default=3600.0, description="How far back a starting worker reads cancels."
     )
-    torch_threads: int = Field(default=0, ge=0, description="torch threads; 0 keeps torch's default.")
+    torch_threads: int = Field(default=0, ge=0, description="torch threads; 0 keeps torch's default. `genloom up`"
+                               " sets all cores but one for its generation workers (and OMP_NUM_THREADS=1 for"
+                               " its other processes) where neither is set.")
     read_ahead: int = Field(
         default=64, ge=0,
         description="Jobs read beyond max_concurrency and queued per tenant, so that free slots go to tenants"
