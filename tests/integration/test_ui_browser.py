@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_openai_chat import MODEL, text_pipeline  # noqa: F401 - the text worker fixture
+from tests.integration.test_openai_chat import MODEL
 from tests.integration.test_openai_media import media_workers  # noqa: F401 - image, video and speech workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
