@@ -80,7 +80,7 @@ def _drive(url: str, key: str, tools: tuple[str, str], shots: Path) -> dict:
         driver.save_screenshot(str(shots / "1-key.png"))
 
         driver.execute_script(_WATCH_CHAT)
-        find(By.ID, "chat-input").send_keys("Name three colours.")
+        find(By.ID, "chat-input").send_keys("Tell me a long story about three colours.")  # several moderation windows
         find(By.CSS_SELECTOR, "#chat-form button").click()
         _wait(lambda: "text · completed" in find(By.ID, "job-list").text, what="the chat job in the job list")
         seen["chat_states"] = driver.execute_script("return window.__chatStates")
