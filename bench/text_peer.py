@@ -10,8 +10,9 @@ rounds repeat (`--rounds`) so the two interleave. Before each server starts, no 
 one may still run (checked by PID). genloom runs with its defaults (preparation stages, moderation
 gate, every worker) but the semantic cache, which would answer repeated greedy prompts without the
 engine. Each server is measured at every torch thread count of `--threads` (1 and 2 by default: on
-2 cores a second thread helps a server alone and hurts one that shares the cores) and its best run
-per level counts. Output tokens are counted by re-tokenising each answer with the model's tokenizer, the same
+2 cores a second thread helps a server alone and hurts one that shares the cores), the peer also at
+each `--peer-dtypes` (float32 and bfloat16; genloom serves its `GENLOOM_TEXT_DTYPE=auto`, bfloat16 on a
+CPU with native bf16), and each server's best run per level counts. Output tokens are counted by re-tokenising each answer with the model's tokenizer, the same
 way for both servers.
 
 The peer's environment is made on first use under `--peer-dir` (default
@@ -43,6 +44,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import openai  # noqa: E402
 
 from idle_cpu import start_up, stop_up, wait_ready as wait_http_ready  # noqa: E402
+import torch  # noqa: E402
+
+from infra.models.loader import resolve_dtype  # noqa: E402
 from infra.models.settings import TextSettings  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
 from text_platform import MODEL, count_tokens, p50  # noqa: E402
@@ -76,13 +80,13 @@ def peer_version(python: Path) -> str:
                            " torch.__version__)"], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def start_peer(python: Path, log_dir: Path) -> tuple[subprocess.Popen, str, str]:
+def start_peer(python: Path, log_dir: Path, dtype: str) -> tuple[subprocess.Popen, str, str]:
     model_dir = str(TextSettings().cache_dir / "smollm2-135m-instruct")
     port = free_port()
-    log = open(log_dir / "transformers-serve-cb.log", "wb")
+    log = open(log_dir / f"transformers-serve-cb-{dtype}.log", "wb")
     proc = subprocess.Popen(
         [str(python.parent / "transformers"), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--continuous-batching", "--dtype", "float32", "--device", "cpu", model_dir],
+         "--continuous-batching", "--dtype", dtype, "--device", "cpu", model_dir],
         stdout=log, stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"},
         start_new_session=True)
     wait_for_port(port, 300, proc)
@@ -183,6 +187,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--peer-version", default="5.24.0")
+    ap.add_argument("--peer-dtypes", nargs="+", default=["float32", "bfloat16"],
+                    help="the peer's --dtype values; its best run per level counts")
     ap.add_argument("--peer-dir", type=Path, default=Path.home() / ".cache" / "genloom" / "peers")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -193,47 +199,55 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="genloom-text-peer-"))
     result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "peer_versions": version,
                     "levels": args.levels, "threads": args.threads, "seconds": args.seconds,
+                    "peer_dtypes": args.peer_dtypes, "genloom_dtype": str(resolve_dtype(TextSettings().dtype, torch.device("cpu"))).removeprefix("torch."),
                     "max_tokens": args.max_tokens,
                     "prompt_tokens": count_tokens(PROMPT.format(topic=TOPICS[0], n="r-16-0")),
                     "load_start": os.getloadavg(), "runs": []}
     started: list[int] = []
+
+    def record(r: int, threads: int, server: str, dtype: str, rows: list[dict]) -> None:
+        result["runs"].append({"round": r + 1, "threads": threads, "server": server, "dtype": dtype,
+                               "levels": rows, "load": os.getloadavg()})
+
     for r in range(args.rounds):
         for threads in args.threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # the server started next inherits it
             os.environ["GENLOOM_WORKER_TORCH_THREADS"] = str(threads)  # genloom's engine too (not its default)
-            assert not leftovers(*started), f"a server of an earlier run still runs: {leftovers(*started)}"
-            proc, url, model_dir = start_peer(python, log_dir)
-            started.append(proc.pid)
-            try:
-                print(f"round {r + 1}, {threads} thread(s):", flush=True)
-                peer = measure(url, "unused", model_dir, args, "peer")
-            finally:
-                stop_process(proc)
+            for dtype in args.peer_dtypes:
+                assert not leftovers(*started), f"a server of an earlier run still runs: {leftovers(*started)}"
+                proc, url, model_dir = start_peer(python, log_dir, dtype)
+                started.append(proc.pid)
+                try:
+                    print(f"round {r + 1}, {threads} thread(s), peer {dtype}:", flush=True)
+                    record(r, threads, "peer", dtype, measure(url, "unused", model_dir, args, "peer"))
+                finally:
+                    stop_process(proc)
             assert not leftovers(*started), "the peer did not stop"
             up, base = start_up(Path(tempfile.mkdtemp(prefix="genloom-peer-up-")), KEY,
                                 {"GENLOOM_SEMANTIC_CACHE_ENABLED": "false"})
             started.append(up.pid)
             try:
                 asyncio.run(wait_http_ready(base, 300))
-                genloom = measure(f"{base}/v1", KEY, MODEL, args, "genloom")
+                print(f"round {r + 1}, {threads} thread(s), genloom (GENLOOM_TEXT_DTYPE=auto):", flush=True)
+                record(r, threads, "genloom", "auto", measure(f"{base}/v1", KEY, MODEL, args, "genloom"))
             finally:
                 stop_up(up)
-            result["runs"].append({"round": r + 1, "threads": threads, "peer": peer, "genloom": genloom,
-                                   "load": os.getloadavg()})
     result["load_end"] = os.getloadavg()
     summary = {}
     for i, c in enumerate(args.levels):
-        peer = best([run["peer"][i] | {"threads": run["threads"]} for run in result["runs"]])
-        ours = best([run["genloom"][i] | {"threads": run["threads"]} for run in result["runs"]])
+        peer = best([run["levels"][i] | {"threads": run["threads"], "dtype": run["dtype"]}
+                     for run in result["runs"] if run["server"] == "peer"])
+        ours = best([run["levels"][i] | {"threads": run["threads"], "dtype": run["dtype"]}
+                     for run in result["runs"] if run["server"] == "genloom"])
         s = summary[str(c)] = {
-            "peer_tokens_per_s": peer["tokens_per_s"], "peer_threads": peer["threads"],
+            "peer_tokens_per_s": peer["tokens_per_s"], "peer_threads": peer["threads"], "peer_dtype": peer["dtype"],
             "peer_ttft_p50_ms": peer["ttft_p50_ms"],
             "genloom_tokens_per_s": ours["tokens_per_s"], "genloom_threads": ours["threads"],
             "genloom_ttft_p50_ms": ours["ttft_p50_ms"],
             "ratio": round(ours["tokens_per_s"] / peer["tokens_per_s"], 3) if peer["tokens_per_s"] else None}
         print(f"c={c}: genloom {s['genloom_tokens_per_s']} tok/s ({s['genloom_threads']} threads) vs peer "
-              f"{s['peer_tokens_per_s']} ({s['peer_threads']}): {s['ratio']}x; TTFT p50 {s['genloom_ttft_p50_ms']}"
-              f" vs {s['peer_ttft_p50_ms']} ms")
+              f"{s['peer_tokens_per_s']} ({s['peer_threads']}, {s['peer_dtype']}): {s['ratio']}x; TTFT p50 "
+              f"{s['genloom_ttft_p50_ms']} vs {s['peer_ttft_p50_ms']} ms")
     result["summary"] = summary
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

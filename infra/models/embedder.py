@@ -53,10 +53,9 @@ def resolve_dtype(dtype: str, device: str) -> str:
         return dtype
     if device != "cpu":
         return "float32"
-    import torch
+    from .invariant import native_bf16
 
-    supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return "bfloat16" if supported is not None and supported() else "float32"
+    return "bfloat16" if native_bf16() else "float32"
 
 
 class Embedder:

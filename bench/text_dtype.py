@@ -1,0 +1,148 @@
+"""The text engine in float32 against bfloat16 on this CPU, from one run: decode speed, quality and
+batch invariance.
+
+For each variant (float32; bfloat16 as the loader serves it, batch-invariant; and, as a labelled extra
+row, plain bfloat16 without the invariant layers, to show what invariance costs and why it is needed):
+
+- the time of one decode step of the TextEngine at 1, 4 and 16 running rows (greedy, after warm-up)
+  and the time to prefill one prompt of about 200 tokens;
+- perplexity on the prose of scikit-learn's dataset descriptions (a held-out set that ships in a
+  package; the target of issue 15 is within 2% of float32);
+- batch invariance: 10 chat prompts decoded greedily for 32 tokens alone, then all admitted at once,
+  then admitted one per step; how many streams picked a different token anywhere.
+
+One torch thread by default (the engine's thread count in `genloom up` on 2 cores). Writes
+``bench/results/text_dtype.json``.
+
+    python bench/text_dtype.py [--threads 1] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from infra.evaluation.text import corpus_perplexity, sklearn_prose  # noqa: E402
+from infra.models import loader  # noqa: E402
+from infra.models.invariant import native_bf16  # noqa: E402
+from infra.models.loader import TextModelSpec, load_text_model  # noqa: E402
+from workers.text.engine import TextEngine  # noqa: E402
+from workers.text.sampling import SamplingParams  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "text_dtype.json"
+TOPICS = ["the sea", "a mountain village", "an old clock", "a lost cat", "the first snow", "a lighthouse",
+          "a desert road", "a market at dawn", "a broken violin", "a river journey"]
+VARIANTS = [("float32", "float32", True), ("bfloat16 (batch-invariant, served)", "bfloat16", True),
+            ("bfloat16 without the invariant layers (extra row)", "bfloat16", False)]
+
+
+def load(dtype: str, invariant: bool):
+    if invariant:
+        return load_text_model(TextModelSpec(device="cpu", dtype=dtype))
+    real = loader.make_batch_invariant
+    loader.make_batch_invariant = lambda model: model
+    try:
+        return load_text_model(TextModelSpec(device="cpu", dtype=dtype))
+    finally:
+        loader.make_batch_invariant = real
+
+
+def step_ms(lm, prompt: list[int], rows: int, steps: int) -> float:
+    engine = TextEngine(lm.model, lm.tokenizer, max_batch_size=16)
+    never_end = {t: -100.0 for t in engine.eos_token_ids}  # every row decodes all the steps
+    for i in range(rows):
+        engine.add_request(f"r{i}", prompt, SamplingParams(max_tokens=steps + 8, temperature=0.0,
+                                                           logit_bias=never_end))
+    engine.step()
+    engine.step()  # prefilled, warm
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def prefill_ms(lm, prompt: list[int], repeats: int = 3) -> float:
+    times = []
+    for i in range(repeats):
+        engine = TextEngine(lm.model, lm.tokenizer, max_batch_size=1)
+        engine.add_request(f"p{i}", prompt, SamplingParams(max_tokens=1, temperature=0.0))
+        t0 = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def diverged(lm, tokens: int = 32) -> int:
+    prompts = [lm.format_chat([{"role": "user", "content": f"Tell me about {t}." + " Be detailed." * (i % 4)}])
+               for i, t in enumerate(TOPICS)]
+
+    def run(batch: list[tuple[int, list[int]]], per_step: int) -> dict[int, list[int]]:
+        engine, out, queue = TextEngine(lm.model, lm.tokenizer), {}, list(batch)
+        while queue or engine.has_unfinished():
+            for i, ids in queue[:per_step]:
+                engine.add_request(str(i), ids, SamplingParams(max_tokens=tokens, temperature=0.0))
+            del queue[:per_step]
+            for o in engine.step():
+                out.setdefault(int(o.request_id), []).extend(o.token_ids)
+        return out
+
+    alone = {i: run([(i, ids)], 1)[i] for i, ids in enumerate(prompts)}
+    count = 0
+    for per_step in (len(prompts), 1):
+        got = run(list(enumerate(prompts)), per_step)
+        count += sum(got[i] != alone[i] for i in alone)
+    return count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    prose = sklearn_prose()
+    result = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
+              "native_bf16": native_bf16(), "cpus": os.cpu_count(), "load_start": os.getloadavg(),
+              "prose_paragraphs": len(prose), "streams_checked": 2 * len(TOPICS), "rows": []}
+    for name, dtype, invariant in VARIANTS:
+        lm = load(dtype, invariant)
+        story = lm.format_chat([{"role": "user", "content": "Write a long story about a dragon who paints the sea."}])
+        long_prompt = lm.format_chat([{"role": "user", "content": " ".join(
+            f"Day {d}: the baker opened the shop, sold bread to the village, and closed at dusk." for d in range(1, 13))}])
+        row = {"variant": name, "dtype": dtype, "invariant": invariant,
+               "step_ms": {str(r): round(step_ms(lm, story, r, args.steps), 2) for r in (1, 4, 16)},
+               "prefill_tokens": len(long_prompt), "prefill_ms": round(prefill_ms(lm, long_prompt), 1)}
+        row["tokens_per_s"] = {r: round(int(r) * 1000 / ms, 1) for r, ms in row["step_ms"].items()}
+        row["perplexity"], _ = corpus_perplexity(lm.model, lm.tokenizer, prose)
+        row["diverged"] = diverged(lm)
+        result["rows"].append(row)
+        print(f"{name}: step ms {row['step_ms']}, prefill {row['prefill_ms']} ms / {row['prefill_tokens']} tokens, "
+              f"perplexity {row['perplexity']:.3f}, streams diverged {row['diverged']}/{result['streams_checked']}",
+              flush=True)
+        del lm
+    base = result["rows"][0]
+    for row in result["rows"]:
+        row["speedup"] = {r: round(base["step_ms"][r] / ms, 2) for r, ms in row["step_ms"].items()}
+        row["perplexity_change"] = round(row["perplexity"] / base["perplexity"] - 1, 5)
+    result["load_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Reduced-precision text models on CPU that still decode batch-invariantly.
+
+bfloat16 weights halve the bytes a decode step reads and, on CPUs with native bf16 dot products
+(AVX512-BF16, AMX), run the Linear layers about twice as fast as float32 at 4 to 16 rows
+(`bench/text_dtype.py`). But a greedy stream must pick the same tokens alone and batched, and in
+bf16 every tiny difference in summation order that float32 would absorb can flip a rounding and,
+a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two places differ:
+
+- **One-row matrix products.** A Linear applied to a single row takes a matrix-vector path whose
+  sums are ordered differently from the matrix-matrix path every larger batch takes (which gives
+  bit-identical rows from 2 to 200 rows). :class:`GemmLinear` always multiplies at least two rows
+  (the row twice, the copy dropped), so one stream decodes exactly as it would in a batch.
+- **Attention over padded or packed keys.** The batch's cache is left-padded to its widest row and
+  a packed prefill attends over every prompt of the pack under a block mask, so the reductions over
+  keys are split and ordered differently than for the sequence alone. Float32 attention still
+  differs after rounding back to bf16 (13 of 24 streams diverged within 40 tokens); float64
+  accumulation (:func:`sdpa_float64`) makes those differences vanish below bf16's resolution (none
+  diverged). Attention is a small share of a decode step at these context lengths.
+
+Applied by :func:`make_batch_invariant`, which the loader calls for a reduced-precision model on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: the attention implementation name registered with transformers
+ATTENTION = "genloom_sdpa_float64"
+
+
+class GemmLinear(nn.Linear):
+    """nn.Linear whose product always takes the matrix-matrix path (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != x.shape[-1]:
+            return F.linear(x, self.weight, self.bias)
+        row = x.reshape(1, -1)
+        return F.linear(torch.cat((row, row)), self.weight, self.bias)[:1].reshape(*x.shape[:-1], -1)
+
+
+def sdpa_float64(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, accumulated in float64 and returned in the query's dtype."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    if attention_mask is not None and attention_mask.dtype.is_floating_point:
+        attention_mask = attention_mask.double()
+    out, weights = sdpa_attention_forward(module, query.double(), key.double(), value.double(), attention_mask,
+                                          **kwargs)
+    return out.to(dtype), weights
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, sdpa_float64)
+
+
+def make_batch_invariant(model: nn.Module) -> nn.Module:
+    """Make ``model`` (a transformers causal LM) decode the same tokens alone and batched in a reduced
+    precision on CPU: every Linear a :class:`GemmLinear`, attention :func:`sdpa_float64`. In place."""
+    _register()
+    for module in model.modules():
+        if type(module) is nn.Linear:
+            module.__class__ = GemmLinear
+    model.set_attn_implementation(ATTENTION)
+    return model
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles): bf16 is then the faster
+    dtype; without it torch emulates bf16 and float32 is faster."""
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
