@@ -175,15 +175,19 @@ class Doorbell:
             self._flush = asyncio.get_running_loop().create_task(self._publish())
 
     async def _publish(self) -> None:
-        await asyncio.sleep(0)
-        topics, self._pending = self._pending, set()
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for topic in topics:
-                    pipe.publish(CHANNEL, topic.encode())
-                await pipe.execute()
-        except Exception as exc:  # a missed ring costs at most the idle poll
-            log.debug("doorbell publish failed: %s", exc)
+        """Publish what is pending until nothing is: a topic rung while a PUBLISH is in flight is
+        pending again, and `ring` leaves it to this task (which is not done yet), so it must go out
+        in a next round here, or it (and every later ring of it) would wait for some other topic's ring."""
+        while self._pending:
+            await asyncio.sleep(0)
+            topics, self._pending = self._pending, set()
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for topic in topics:
+                        pipe.publish(CHANNEL, topic.encode())
+                    await pipe.execute()
+            except Exception as exc:  # a missed ring costs at most the idle poll
+                log.debug("doorbell publish failed: %s", exc)
 
     def listen(self) -> None:
         if self._pacer is not None and self._listener is None:

@@ -76,3 +76,37 @@ async def test_the_listener_keeps_one_connection_past_the_clients_socket_timeout
     finally:
         await probe.aclose()
         await bell.close()
+
+
+async def test_a_ring_made_while_a_publish_is_in_flight_still_goes_out(redis_url):
+    """Rings coalesce per topic while a PUBLISH is pending; a topic rung again while that PUBLISH is
+    in flight goes out in a next round. (It used to stay pending, and every later ring of it was
+    swallowed until some other topic rang: under load the jobs topic's consumers then waited out
+    their idle poll, about 0.5 s a job.)"""
+    bell = doorbell.Doorbell(redis_url)
+    probe = connect(redis_url)
+    heard: list[bytes] = []
+    pubsub = probe.pubsub()
+    await pubsub.subscribe(doorbell.CHANNEL)
+    topic = f"inflight-{uuid.uuid4().hex[:8]}"
+    try:
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        bell.ring(topic)
+        for _ in range(50):  # the first PUBLISH is on its way: its topic is no longer pending
+            await asyncio.sleep(0)
+            if not bell._pending:
+                break
+        assert not bell._pending and not bell._flush.done()
+        bell.ring(topic)  # while the first PUBLISH is in flight
+        await asyncio.wait_for(bell._flush, 5)
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if msg is None:
+                break
+            if msg["data"] == topic.encode():
+                heard.append(msg["data"])
+        assert len(heard) == 2 and not bell._pending
+    finally:
+        await pubsub.aclose()
+        await probe.aclose()
+        await bell.close()
