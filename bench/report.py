@@ -1105,6 +1105,42 @@ SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_pla
             ("digits_data_parallel", digits_data_parallel)]
 
 
+def digits_distill() -> list[str]:
+    """The distilled image model's record (written by `genloom train distill`), if there is one."""
+    path = ROOT / "models" / "digits-image-4step" / "distilled.json"
+    if not path.exists():
+        return []
+    d = json.loads(path.read_text())
+    rows = ["| sampler | UNet calls per image | conditional accuracy | held-out caption forms | images/s |",
+            "|---|---|---|---|---|"]
+    for name, m in d["metrics"].items():
+        calls = m["steps"] * (2 if name.startswith("teacher") else 1)
+        rows.append(f"| {name} | {calls} | {m['accuracy']:.3f} | {m['heldout_forms']:.3f} | {_f(m['images_per_s'])} |")
+    rounds = "; ".join(f"{r['steps']} steps{' (guidance)' if r.get('guidance') else ''}: loss "
+                       f"{sum(r['losses'][:20]) / 20:.4f} to {sum(r['losses'][-20:]) / 20:.4f}" for r in d["rounds"])
+    c = d["config"]
+    return [
+        "## Image model distilled to few sampling steps",
+        "",
+        f"`genloom train distill` ({d['method']}): a student of the default image model that samples in "
+        f"{d['steps']} DDIM steps with one UNet call each, its teacher's guidance {d['guidance_baked']} built in. "
+        f"{c['steps_per_round']} steps of {c['batch_size']} images per round, seed {c['seed']}, {c['threads']} threads; "
+        f"first and last 20 steps' mean loss per round: {rounds}. Judged like the teacher's card: every digit from "
+        "every caption form (seen and held out), one image each, by the classifier trained on real digits; images/s "
+        "on this machine in the same run.",
+        "",
+        *rows,
+        "",
+        f"Exported to `models/digits-image-4step`: {d.get('exported', 'student')} (the better of the two by this "
+        "measure; a test checks the committed weights against it with other seeds). The image worker serves it like "
+        "any model folder (`GENLOOM_IMAGE_MODEL=models/digits-image-4step`): asked for its 4 steps it samples on its "
+        "grid with one call a step; asked for another count, like any model.",
+        "",
+        "Reproduce: `genloom train distill` (writes `models/digits-image-4step`, its record in `distilled.json`).",
+        "",
+    ]
+
+
 def render() -> str:
     lines = [
         "# Benchmarks",
@@ -1120,6 +1156,7 @@ def render() -> str:
             lines += [f"## {name}", "", f"Not measured yet: run `bench/{name}.py`.", ""]
         else:
             lines += section(data)
+    lines += digits_distill()
     lines += idle_cost(_load("idle_cpu"), _load("idle_cpu_before"))
     return "\n".join(lines)
 

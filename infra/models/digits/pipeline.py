@@ -4,10 +4,16 @@ It takes the engine's arguments (prompts, negative prompts, size, steps, guidanc
 step callback) and always draws at the model's 16x16; another requested size is the drawing
 resized, because the model knows no other. `prompt_match` says how well a prompt matches the
 captions the model was trained on; a prompt outside them still gets an image.
+
+A distilled model (a folder with `distilled.json`, written by `genloom train distill`) samples on the
+grid it was distilled for when asked for that many steps: conditional only, one UNet call a step,
+its teacher's guidance built in (the request's guidance and negative prompt do not apply there).
+Asked for another step count, it samples like any other model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from .data import SIDE
+from .distill import DISTILLED_FILE, sample_on_grid
 from .model import CaptionMatch, TextConditioner
 
 
@@ -28,10 +35,11 @@ class DigitsPipeline(DiffusionPipeline):
     vae_scale_factor = 1
 
     def __init__(self, unet: UNet2DConditionModel, scheduler: DDIMScheduler,
-                 text: TextConditioner | None = None) -> None:
+                 text: TextConditioner | None = None, distilled: dict | None = None) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
         self.text = text or TextConditioner.default()
+        self.distilled = distilled  #: the distilled sampler's record (steps, timesteps), or None
         self._num_timesteps = 0
 
     @classmethod
@@ -39,7 +47,9 @@ class DigitsPipeline(DiffusionPipeline):
         folder = Path(folder)
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
         scheduler = DDIMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
-        return cls(unet.eval(), scheduler, text)
+        record = folder / DISTILLED_FILE
+        distilled = json.loads(record.read_text()) if record.is_file() else None
+        return cls(unet.eval(), scheduler, text, distilled)
 
     @property
     def num_timesteps(self) -> int:
@@ -54,6 +64,8 @@ class DigitsPipeline(DiffusionPipeline):
                callback_on_step_end: Any = None) -> torch.Tensor:
         """(B, C, 16, 16) in [0, 1]: C is 1 for images, the frame count for clips."""
         batch = len(prompts)
+        if self.distilled is not None and steps == self.distilled["steps"]:
+            return self._sample_distilled(prompts, generator, callback_on_step_end)
         cond = self.text.encode(prompts)
         uncond = self.text.encode(negative_prompts or [""] * batch)
         tokens = torch.cat([uncond, cond]).to(self.unet.device, self.unet.dtype)
@@ -70,6 +82,16 @@ class DigitsPipeline(DiffusionPipeline):
             x = self.scheduler.step(eps, t, x).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})
+        return ((x.clamp(-1, 1) + 1) / 2).float().cpu()
+
+    def _sample_distilled(self, prompts: list[str], generator: Any, callback: Any) -> torch.Tensor:
+        tokens = self.text.encode(prompts).to(self.unet.device, self.unet.dtype)
+        x = randn_tensor((len(prompts), self.unet.config.in_channels, SIDE, SIDE), generator=generator,
+                         device=self.unet.device, dtype=self.unet.dtype)
+        timesteps = list(self.distilled["timesteps"])
+        self._num_timesteps = len(timesteps)
+        on_step = None if callback is None else (lambda i, t: callback(self, i, t, {}))
+        x = sample_on_grid(self.unet, tokens, x, timesteps, on_step=on_step)
         return ((x.clamp(-1, 1) + 1) / 2).float().cpu()
 
     def __call__(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None,
