@@ -110,3 +110,37 @@ async def test_a_ring_made_while_a_publish_is_in_flight_still_goes_out(redis_url
         await pubsub.aclose()
         await probe.aclose()
         await bell.close()
+
+
+async def test_a_topic_rings_at_most_once_per_interval(redis_url):
+    """Within `min_interval_s` of its last ring a topic is not rung again (a consumer woken by that ring
+    is still busy); after it, it is; another topic is not held back."""
+    now = [100.0]
+    bell = doorbell.Doorbell(redis_url, min_interval_s=1.0, clock=lambda: now[0])
+    probe = connect(redis_url)
+    pubsub = probe.pubsub()
+    await pubsub.subscribe(doorbell.CHANNEL)
+    topic, other = f"often-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+
+    async def ring_and_settle(name: str) -> None:
+        bell.ring(name)
+        if bell._flush is not None:
+            await asyncio.wait_for(bell._flush, 5)
+
+    try:
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        await ring_and_settle(topic)
+        now[0] += 0.4
+        await ring_and_settle(topic)  # within the interval: not published
+        await ring_and_settle(other)  # another topic: published
+        now[0] += 0.7
+        await ring_and_settle(topic)  # 1.1 s after the first: published
+        heard = []
+        while (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is not None:
+            if msg["data"] in (topic.encode(), other.encode()):
+                heard.append(msg["data"].decode())
+        assert heard == [topic, other, topic]
+    finally:
+        await pubsub.aclose()
+        await probe.aclose()
+        await bell.close()
