@@ -1,22 +1,23 @@
-"""What genloom costs in front of an engine server: `transformers serve` called directly against the
-same server driven by genloom's text worker (`GENLOOM_TEXT_ENGINE_URL`), whole stack in between
-(HTTP → gateway → Kafka → text worker → engine server → Kafka → fan-out → Redis → SSE).
+"""What genloom costs in front of an engine server: `transformers serve --continuous-batching` called
+directly against the same server driven by genloom's text worker (`GENLOOM_TEXT_ENGINE_URL`), whole
+stack in between (HTTP → gateway → Kafka → preparation stages → Kafka → text worker → engine server →
+Kafka → moderation gate → Kafka → fan-out → Redis → SSE).
 
-One client (the official openai SDK, streaming, greedy) for both, the same prompts and model folder
-(SmolLM2-135M-Instruct). The two ways are measured in alternating rounds: direct with nothing of
-genloom running, then through a freshly started genloom stack, which is stopped before the next
-direct round, so that no idle stack sits beside the direct measurement. The stack runs with the
-default settings (preparation stages, moderation gate) except the semantic cache, which would answer
-the repeated greedy prompts without the engine. Each round measures:
+The engine is the strongest peer on this machine at its best: transformers 5.24's continuous batching
+from the virtual environment `bench/text_peer.py` makes (its transformers conflicts with genloom's pin),
+started once and left running. One client (the official openai SDK, streaming, greedy) for every way,
+the same prompts and model folder (SmolLM2-135M-Instruct). Rounds alternate: direct with nothing of
+genloom running, then through a freshly started genloom stack with its defaults (preparation stages,
+moderation gate) but the semantic cache (it would answer the repeated greedy prompts without the
+engine), then, as a labelled extra row, a stack with every stage and the gate off (the transport alone:
+what the Kafka hops and the edge cost, without the work the defaults do on every job). Each stack is
+stopped before the next way runs. Each round measures:
 
 - one stream at a time (`--requests`): time to first token p50;
 - `--concurrency` concurrent streams, `--max-tokens` each: output tokens/s (counted by re-tokenising
   the answers) and time to first token p50.
 
 The issue's targets: under 5% of throughput at 16 concurrent and under 15 ms TTFT p50 added.
-`transformers serve` runs in its default (non-batching) mode: the transformers genloom pins cannot
-run its continuous batching on CPU (see bench/text_platform.py), so it serves one stream at a time
-and the concurrent figure measures queueing through both paths alike.
 
 Writes ``bench/results/text_remote.json``.
 
@@ -39,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import openai  # noqa: E402
-from text_platform import (FAST, MODEL, PROMPTS, concurrent, one_stream, p50,  # noqa: E402
-                           start_transformers_serve, wait_ready)
+from text_peer import peer_python, peer_version, start_peer  # noqa: E402
+from text_platform import FAST, MODEL, PROMPTS, concurrent, one_stream, p50, wait_ready  # noqa: E402
 
 from infra.procs import free_port, stop_process  # noqa: E402
 from infra.stack import Stack  # noqa: E402
@@ -59,10 +60,16 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int) ->
     return {"requests": n, "ttft_p50_ms": p50(ttft) * 1000}
 
 
-def start_genloom_in_front(log_dir: Path, engine_url: str, engine_model: str, concurrency: int) -> tuple[Stack, str, str]:
+#: the stack with nothing on the job's path but the transport (the labelled extra row)
+TRANSPORT_ONLY = {"GENLOOM_ROUTE": "direct", "GENLOOM_MODERATION_CLASSIFIER": "none"}
+
+
+def start_genloom_in_front(log_dir: Path, engine_url: str, engine_model: str, concurrency: int,
+                           extra: dict[str, str]) -> tuple[Stack, str, str]:
     port, key = free_port(), "bench-key"
     stack = Stack(log_dir=log_dir, env={  # the defaults (preparation stages, moderation) but the cache:
         "GENLOOM_SEMANTIC_CACHE_ENABLED": "false",  # a repeated greedy prompt would be answered without the engine
+        **extra,
         **FAST, "GENLOOM_API_KEYS": f"{key}:{TENANT}",
         "GENLOOM_TEXT_ENGINE_URL": engine_url.removesuffix("/v1"), "GENLOOM_TEXT_ENGINE_MODEL": engine_model,
         "GENLOOM_TEXT_ENGINE_MAX_CONCURRENCY": str(concurrency), "GENLOOM_TEXT_MAX_BATCH_SIZE": str(concurrency)})
@@ -86,28 +93,36 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=12)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--engine-dtype", default="float32", help="the engine server's --dtype")
+    parser.add_argument("--peer-version", default="5.24.0")
+    parser.add_argument("--peer-dir", type=Path, default=Path.home() / ".cache" / "genloom" / "peers")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the servers below are stopped on a kill too
-    import transformers
 
+    python = peer_python(args.peer_dir, args.peer_version)
+    version = peer_version(python)
     log_dir = Path("/tmp/genloom-bench-logs")
     log_dir.mkdir(exist_ok=True)
-    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "peer": "transformers serve",
-                     "peer_version": transformers.__version__, "max_tokens": args.max_tokens,
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(),
+                     "peer": "transformers serve --continuous-batching", "peer_version": version,
+                     "engine_dtype": args.engine_dtype, "max_tokens": args.max_tokens,
                      "concurrency": args.concurrency, "load_start": os.getloadavg()[0], "rounds": []}
-    print(f"transformers serve {transformers.__version__}; load {results['load_start']:.2f}", flush=True)
-    proc, engine_url, engine_model = start_transformers_serve(log_dir)
+    print(f"transformers serve --continuous-batching ({version}); load {results['load_start']:.2f}", flush=True)
+    os.environ["OMP_NUM_THREADS"] = "1"  # the engine server: one thread, the other core for the client or the stack
+    proc, engine_url, engine_model = start_peer(python, log_dir, args.engine_dtype)
     try:
         for r in range(args.rounds):
             direct = measure(engine_url, "none", engine_model, args)
             print(f"round {r + 1} direct:  {direct}", flush=True)
-            stack, url, key = start_genloom_in_front(log_dir, engine_url, engine_model, args.concurrency)
-            try:
-                through = measure(url, key, MODEL, args)
-            finally:
-                stack.stop()
-            print(f"round {r + 1} genloom: {through}", flush=True)
-            results["rounds"].append({"direct": direct, "genloom": through})
+            row = {"direct": direct}
+            for way, extra in (("genloom", {}), ("transport", TRANSPORT_ONLY)):
+                stack, url, key = start_genloom_in_front(log_dir, engine_url, engine_model, args.concurrency, extra)
+                try:
+                    row[way] = measure(url, key, MODEL, args)
+                finally:
+                    stack.stop()
+                print(f"round {r + 1} {way}: {row[way]}", flush=True)
+            results["rounds"].append(row)
     finally:
         stop_process(proc)
     results["load_end"] = os.getloadavg()[0]
@@ -117,13 +132,18 @@ def main() -> None:
 
     summary = {way: {"ttft_p50_ms_1": median(way, "sequential", "ttft_p50_ms"),
                      "tokens_per_s": median(way, "concurrent", "tokens_per_s"),
-                     "ttft_p50_ms_n": median(way, "concurrent", "ttft_p50_ms")} for way in ("direct", "genloom")}
+                     "ttft_p50_ms_n": median(way, "concurrent", "ttft_p50_ms")}
+               for way in ("direct", "genloom", "transport")}
     d, g = summary["direct"], summary["genloom"]
     summary["throughput_ratio"] = g["tokens_per_s"] / d["tokens_per_s"]
     summary["ttft_added_ms_1"] = g["ttft_p50_ms_1"] - d["ttft_p50_ms_1"]
+    t = summary["transport"]
+    summary["transport_throughput_ratio"] = t["tokens_per_s"] / d["tokens_per_s"]
+    summary["transport_ttft_added_ms_1"] = t["ttft_p50_ms_1"] - d["ttft_p50_ms_1"]
     results["summary"] = summary
     print(f"\n{'':24} {'TTFT p50 ms (1)':>16} {f'tok/s ({args.concurrency})':>14} {f'TTFT p50 ms ({args.concurrency})':>18}")
-    for way, label in (("direct", "engine server direct"), ("genloom", "through genloom")):
+    for way, label in (("direct", "engine server direct"), ("genloom", "through genloom"),
+                       ("transport", "genloom, stages off")):
         s = summary[way]
         print(f"{label:24} {s['ttft_p50_ms_1']:16.1f} {s['tokens_per_s']:14.1f} {s['ttft_p50_ms_n']:18.1f}")
     print(f"throughput through genloom: {summary['throughput_ratio']:.3f}x direct (target > 0.95);"
