@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 #: the attention implementation name registered with transformers
 ATTENTION = "genloom_sdpa_float64"
@@ -45,8 +46,6 @@ class GemmLinear(nn.Linear):
 def sdpa_float64(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' SDPA attention, accumulated in float64 and returned in the query's dtype."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     dtype = query.dtype
     if attention_mask is not None and attention_mask.dtype.is_floating_point:
         attention_mask = attention_mask.double()

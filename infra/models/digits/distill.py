@@ -18,6 +18,7 @@ error in the predicted noise is a large error in the image, are not neglected.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -48,6 +49,12 @@ def grid(steps: int) -> list[int]:
     return [spacing * j for j in reversed(range(steps))]
 
 
+@functools.cache
+def _alphas_cumprod() -> torch.Tensor:
+    """ᾱ_t of the training schedule (built once, not a scheduler per sampling call)."""
+    return digit_scheduler().alphas_cumprod.float()
+
+
 def _alpha_sigma(ac: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """sqrt(ᾱ_t) and sqrt(1 - ᾱ_t) per sample, shaped to broadcast over images; t < 0 is the clean
     end of the chain (ᾱ = 1)."""
@@ -73,7 +80,7 @@ def sample_on_grid(unet: UNet2DConditionModel, tokens: torch.Tensor, noise: torc
                    guidance: float | None = None, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """DDIM on ``timesteps`` from ``noise``: conditional only (a distilled student), or with
     classifier-free guidance when ``guidance`` is given (tokens then hold the unconditional half first)."""
-    ac = digit_scheduler().alphas_cumprod.to(noise.dtype)
+    ac = _alphas_cumprod().to(noise.dtype)
     x = noise
     for i, t in enumerate(timesteps):
         s = timesteps[i + 1] if i + 1 < len(timesteps) else -1
@@ -114,7 +121,7 @@ class Distiller:
         self.data = data or load_digits("train")
         self.table = ImageKind.table(text)
         self.teacher = teacher.eval().requires_grad_(False)
-        self.ac = digit_scheduler().alphas_cumprod.float()
+        self.ac = _alphas_cumprod()
         self.gen = torch.Generator().manual_seed(config.seed)
         self.rounds: list[dict] = []  #: per round: steps, losses
         self.guided: UNet2DConditionModel | None = None  #: round 0's student (guidance built in, 32-step grid)
@@ -142,26 +149,21 @@ class Distiller:
         # the teacher's own steps clip their predicted image to [-1, 1], and so does the target
         return ((z2 - ratio * z) / (a_s - ratio * a_t)).clamp(-1, 1)
 
-    def run_round(self, teacher: UNet2DConditionModel, guided: bool, steps: int,
-                  on_step: Callable[[int, float], None] | None = None) -> UNet2DConditionModel:
-        """Train a ``steps``-step student of ``teacher`` (which samples in 2 x steps)."""
+    def _fit(self, teacher: UNet2DConditionModel, points: int, spacing: int, loss_of: Callable[..., torch.Tensor],
+             record: dict, on_step: Callable[[int, float], None] | None) -> UNet2DConditionModel:
+        """Train a copy of ``teacher`` on noisy samples at t = spacing * j (j < points) for a round,
+        minimising ``loss_of(student, z, t, a_t, s_t, cond)``; the round's losses go to `rounds`."""
         c = self.config
         student = copy.deepcopy(teacher).train().requires_grad_(True)
         opt = torch.optim.AdamW(student.parameters(), lr=c.lr, weight_decay=0.0)
-        spacing = BASE_SPACING * (BASE_STEPS // (2 * steps))  # the teacher's
         losses: list[float] = []
         for i in range(c.steps_per_round):
             x0, cond = self._batch()
-            j = torch.randint(0, steps, (c.batch_size,), generator=self.gen)
-            t = 2 * spacing * j
+            t = spacing * torch.randint(0, points, (c.batch_size,), generator=self.gen)
             noise = torch.randn(x0.shape, generator=self.gen)
             a_t, s_t = _alpha_sigma(self.ac, t)
             z = a_t * x0 + s_t * noise
-            with torch.no_grad():
-                target = self._target(teacher, guided, z, t, spacing, cond)
-            x_hat = (z - s_t * student(z, t, cond).sample) / a_t
-            snr = (a_t / s_t) ** 2
-            loss = (snr.clamp(min=1.0) * (x_hat - target) ** 2).mean()
+            loss = loss_of(student, z, t, a_t, s_t, cond)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -169,35 +171,34 @@ class Distiller:
             losses.append(loss.item())
             if on_step is not None:
                 on_step(i + 1, losses[-1])
-        self.rounds.append({"steps": steps, "losses": [round(v, 5) for v in losses]})
+        self.rounds.append({**record, "losses": [round(v, 5) for v in losses]})
         return student.eval().requires_grad_(False)
+
+    def run_round(self, teacher: UNet2DConditionModel, guided: bool, steps: int,
+                  on_step: Callable[[int, float], None] | None = None) -> UNet2DConditionModel:
+        """Train a ``steps``-step student of ``teacher`` (which samples in 2 x steps)."""
+        spacing = BASE_SPACING * (BASE_STEPS // (2 * steps))  # the teacher's
+
+        def loss_of(student, z, t, a_t, s_t, cond):
+            with torch.no_grad():
+                target = self._target(teacher, guided, z, t, spacing, cond)
+            x_hat = (z - s_t * student(z, t, cond).sample) / a_t
+            return ((a_t / s_t) ** 2).clamp(min=1.0).mul((x_hat - target) ** 2).mean()  # max(SNR, 1) weighting
+
+        return self._fit(teacher, steps, 2 * spacing, loss_of, {"steps": steps}, on_step)
 
     def distil_guidance(self, on_step: Callable[[int, float], None] | None = None) -> UNet2DConditionModel:
         """Round 0: a student that predicts, from the caption alone, the teacher's guided noise
         prediction (eps_u + w (eps_c - eps_u)) at every point of the teacher's 32-step grid: a plain
         regression, so that the halving rounds after it start from a model sampled with one call a step."""
-        c = self.config
-        student = copy.deepcopy(self.teacher).train().requires_grad_(True)
-        opt = torch.optim.AdamW(student.parameters(), lr=c.lr, weight_decay=0.0)
-        losses: list[float] = []
-        for i in range(c.steps_per_round):
-            x0, cond = self._batch()
-            t = BASE_SPACING * torch.randint(0, BASE_STEPS, (c.batch_size,), generator=self.gen)
-            noise = torch.randn(x0.shape, generator=self.gen)
-            a_t, s_t = _alpha_sigma(self.ac, t)
-            z = a_t * x0 + s_t * noise
+
+        def loss_of(student, z, t, _a_t, _s_t, cond):
             with torch.no_grad():
-                target = _eps(self.teacher, z, t, torch.cat([torch.zeros_like(cond), cond]), c.guidance)
-            loss = F.mse_loss(student(z, t, cond).sample, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            opt.step()
-            losses.append(loss.item())
-            if on_step is not None:
-                on_step(i + 1, losses[-1])
-        self.rounds.append({"steps": BASE_STEPS, "guidance": True, "losses": [round(v, 5) for v in losses]})
-        return student.eval().requires_grad_(False)
+                target = _eps(self.teacher, z, t, torch.cat([torch.zeros_like(cond), cond]), self.config.guidance)
+            return F.mse_loss(student(z, t, cond).sample, target)
+
+        return self._fit(self.teacher, BASE_STEPS, BASE_SPACING, loss_of, {"steps": BASE_STEPS, "guidance": True},
+                         on_step)
 
     def run(self, on_round: Callable[[int], None] | None = None,
             on_step: Callable[[int, float], None] | None = None) -> UNet2DConditionModel:
