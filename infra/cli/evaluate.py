@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-SECTIONS = ("image", "video", "text", "speech", "quant")
+from infra.evaluation.report import SECTIONS
 
 
 def _loadavg() -> list[float]:
@@ -26,6 +26,8 @@ def evaluate(
     out: Path = typer.Option(Path("docs/eval"), help="Folder of the report."),
     plots: bool = typer.Option(True, help="Write the PNG figures (needs matplotlib, the `eval` extra)."),
     threads: int = typer.Option(1, min=1, help="torch threads (1 is what the workers use per process)."),
+    keep: bool = typer.Option(True, help="Keep the sections of the report already in --out that --only leaves out "
+                                         "(each with the run that measured it)."),
 ) -> None:
     """Evaluate the default models and write report.md, report.json and the figures."""
     import torch
@@ -33,7 +35,7 @@ def evaluate(
 
     from infra.evaluation.image import evaluate_image_model
     from infra.evaluation.quant import evaluate_quantisation
-    from infra.evaluation.report import write_report
+    from infra.evaluation.report import with_earlier, write_report
     from infra.evaluation.speech import evaluate_speech
     from infra.evaluation.text import evaluate_text
     from infra.evaluation.video import evaluate_video
@@ -63,6 +65,14 @@ def evaluate(
         for name in bar:
             bar.set_postfix_str(name, refresh=True)
             results[name] = runners[name]()
+    command = f"genloom eval --only {','.join(picked)} --threads {threads}" + (" --quick" if quick else "") \
+        + ("" if plots else " --no-plots") + ("" if out == Path("docs/eval") else f" --out {out}")
+    run = {"command": command,
+           "seconds": time.perf_counter() - start, "cpus": os.cpu_count(), "threads": threads,
+           "machine": f"{platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}",
+           "loadavg_start": load_start, "loadavg_end": _loadavg()}
+    if keep:
+        results = with_earlier(results, out, run)
     written: list[str] = []
     if plots:
         from infra.evaluation import plots as charts
@@ -72,10 +82,4 @@ def evaluate(
                 written.append(path.name)
         if "quant" in results and (path := charts.quantisation_chart(results["quant"]["rows"], out)) is not None:
             written.append(path.name)
-    command = f"genloom eval --only {','.join(picked)} --threads {threads}" + (" --quick" if quick else "") \
-        + ("" if plots else " --no-plots") + ("" if out == Path("docs/eval") else f" --out {out}")
-    run = {"command": command,
-           "seconds": time.perf_counter() - start, "cpus": os.cpu_count(), "threads": threads,
-           "machine": f"{platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}",
-           "loadavg_start": load_start, "loadavg_end": _loadavg()}
     typer.echo(f"wrote {write_report(results, out, run=run, figures=written)}")

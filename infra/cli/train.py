@@ -95,7 +95,7 @@ def image(
 
 @train_app.command("video")
 def video(
-    steps: int = typer.Option(2400, help="Optimizer steps."),
+    steps: int = typer.Option(4800, help="Optimizer steps."),
     batch_size: int = typer.Option(48, help="Clips per step (split over the processes)."),
     seed: int = typer.Option(0, help="Seeds the weights and every random draw of training."),
     threads: int = typer.Option(2, help="torch threads per process."),

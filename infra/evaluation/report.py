@@ -6,9 +6,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: the report's sections, in its order (`genloom eval --only` picks among them)
+SECTIONS = ("image", "video", "text", "speech", "quant")
+
 
 def _f(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def with_earlier(results: dict[str, dict[str, Any]], out: Path, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """This run's sections, each marked with ``run``, and the sections of the report already in
+    ``out`` that this run did not measure, each with the run that measured it (so `--only video`
+    updates one section and keeps the others)."""
+    merged = {name: {**section, "run": run} for name, section in results.items()}
+    path = out / "report.json"
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        for name in SECTIONS:
+            if name not in merged and isinstance(earlier.get(name), dict):
+                merged[name] = {"run": earlier.get("run"), **earlier[name]}  # a section's own run comes first
+    return merged
 
 
 def write_report(results: dict[str, dict[str, Any]], out: Path, *, run: dict[str, Any] | None = None,
@@ -16,10 +33,21 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, *, run: dict[str
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps({**results, **({"run": run} if run else {})}, indent=2, sort_keys=True))
     lines = ["# genloom evaluation", "", "Written by `genloom eval`; figures in report.json.", ""]
-    if run:
+    runs: list[tuple[dict[str, Any], list[str]]] = []  # each run, with the sections it measured
+    for name in SECTIONS:
+        section_run = results.get(name, {}).get("run")
+        if section_run:
+            found = next((r for r in runs if r[0] == section_run), None)
+            if found is None:
+                runs.append((section_run, [name]))
+            else:
+                found[1].append(name)
+    if len(runs) > 1:
+        for section_run, names in runs:
+            lines += _run(section_run, names)
+    elif run:
         lines += _run(run)
-    for name, render in (("image", _image), ("video", _video), ("text", _text), ("speech", _speech),
-                         ("quant", _quant)):
+    for name, render in zip(SECTIONS, (_image, _video, _text, _speech, _quant)):
         if name in results:
             lines += render(results[name])
     if figures:
@@ -29,9 +57,10 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, *, run: dict[str
     return path
 
 
-def _run(run: dict[str, Any]) -> list[str]:
+def _run(run: dict[str, Any], sections: list[str] | None = None) -> list[str]:
     load = run.get("loadavg_start", []), run.get("loadavg_end", [])
-    return ["## This run", "",
+    title = "## This run" if sections is None else f"## The run of {', '.join(sections)}"
+    return [title, "",
             f"- command: `{run['command']}` ({run['seconds']:.0f} s on {run['cpus']} CPUs, "
             f"{run['threads']} torch thread(s), {run['machine']})",
             f"- machine load (1/5/15-minute load average) at start {' '.join(map(str, load[0]))}, "

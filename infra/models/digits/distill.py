@@ -127,7 +127,7 @@ class Distiller:
         self.guided: UNet2DConditionModel | None = None  #: round 0's student (guidance built in, 32-step grid)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x0, cond = ImageKind.batch(self.data, self.table, self.gen, self.config.batch_size)
+        x0, cond, _ = ImageKind.batch(self.data, self.table, self.gen, self.config.batch_size)
         return x0, cond.unsqueeze(1)
 
     def _target(self, teacher: UNet2DConditionModel, guided: bool, z: torch.Tensor, t: torch.Tensor,

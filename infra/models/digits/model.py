@@ -27,13 +27,15 @@ KNOWN_MIN_COSINE = 0.55
 AMBIGUOUS_MARGIN = 0.06
 
 
-def digit_unet(channels: int = 1, widths: tuple[int, int, int] = (16, 32, 64)) -> UNet2DConditionModel:
+def digit_unet(channels: int = 1, widths: tuple[int, int, int] = (16, 32, 64),
+               extra_inputs: int = 0) -> UNet2DConditionModel:
     """About 1.1M parameters: three resolutions (16, 8, 4), cross-attention at the two coarse ones.
     The 16x16 level is kept narrow (16 channels): it costs the most per channel on a CPU. `channels`:
-    the pixels' channels (the video model's frames), `widths`: each level's."""
+    the pixels' channels (the video model's frames), `widths`: each level's, `extra_inputs`: channels
+    of conditioning images concatenated to the noisy pixels (the video model's keyframe)."""
     return UNet2DConditionModel(
         sample_size=SIDE,
-        in_channels=channels,
+        in_channels=channels + extra_inputs,
         out_channels=channels,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),

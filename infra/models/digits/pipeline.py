@@ -61,15 +61,18 @@ class DigitsPipeline(DiffusionPipeline):
     @torch.no_grad()
     def sample(self, prompts: list[str], negative_prompts: list[str] | None = None, steps: int = 25,
                guidance: float = 2.0, generator: list[torch.Generator] | torch.Generator | None = None,
-               callback_on_step_end: Any = None) -> torch.Tensor:
-        """(B, C, 16, 16) in [0, 1]: C is 1 for images, the frame count for clips."""
+               callback_on_step_end: Any = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, 16, 16) in [0, 1]: C is 1 for images, the frame count for clips. ``context``:
+        (B, K, 16, 16) conditioning images in [-1, 1] for a model trained with them (the video
+        model's keyframe), concatenated to the noisy pixels at every step, in both guidance halves."""
         batch = len(prompts)
         if self.distilled is not None and steps == self.distilled["steps"]:
             return self._sample_distilled(prompts, generator, callback_on_step_end)
         cond = self.text.encode(prompts)
         uncond = self.text.encode(negative_prompts or [""] * batch)
         tokens = torch.cat([uncond, cond]).to(self.unet.device, self.unet.dtype)
-        x = randn_tensor((batch, self.unet.config.in_channels, SIDE, SIDE), generator=generator, device=self.unet.device, dtype=self.unet.dtype)
+        x = randn_tensor((batch, self.unet.config.out_channels, SIDE, SIDE), generator=generator, device=self.unet.device, dtype=self.unet.dtype)
+        extra = None if context is None else torch.cat([context, context]).to(self.unet.device, self.unet.dtype)
         self.scheduler.set_timesteps(steps)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
@@ -77,6 +80,8 @@ class DigitsPipeline(DiffusionPipeline):
         # Hot loop: one UNet call per step for the conditional and unconditional halves together.
         for i, t in enumerate(timesteps):
             x_in = self.scheduler.scale_model_input(torch.cat([x, x]), t)
+            if extra is not None:
+                x_in = torch.cat([x_in, extra], 1)
             eps_u, eps_c = self.unet(x_in, t, tokens).sample.chunk(2)
             eps = eps_u + guidance * (eps_c - eps_u)
             x = self.scheduler.step(eps, t, x).prev_sample
@@ -86,7 +91,7 @@ class DigitsPipeline(DiffusionPipeline):
 
     def _sample_distilled(self, prompts: list[str], generator: Any, callback: Any) -> torch.Tensor:
         tokens = self.text.encode(prompts).to(self.unet.device, self.unet.dtype)
-        x = randn_tensor((len(prompts), self.unet.config.in_channels, SIDE, SIDE), generator=generator,
+        x = randn_tensor((len(prompts), self.unet.config.out_channels, SIDE, SIDE), generator=generator,
                          device=self.unet.device, dtype=self.unet.dtype)
         timesteps = list(self.distilled["timesteps"])
         self._num_timesteps = len(timesteps)

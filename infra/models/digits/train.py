@@ -72,12 +72,19 @@ class ImageKind:
         return caption_table(text)
 
     @staticmethod
-    def batch(data: Digits, table: torch.Tensor, g: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x0, caption embedding) of ``size`` training samples, drawn from ``g``."""
+    def batch(data: Digits, table: torch.Tensor, g: torch.Generator,
+              size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x0, caption embedding, conditioning images or None) of ``size`` training samples, drawn
+        from ``g``. The conditioning images (the video model's keyframe) are concatenated to the
+        noisy pixels as extra input channels; the image model has none."""
         idx = torch.randint(0, len(data.labels), (size,), generator=g)
         x0, labels = data.images[idx], data.labels[idx]
         forms = torch.randint(0, table.shape[1], (size,), generator=g)
-        return x0, table[labels, forms].clone()
+        return x0, table[labels, forms].clone(), None
+
+    @staticmethod
+    def export_files(folder: Path) -> None:
+        """Files of the exported model beside its weights (the video model names its keyframe model)."""
 
 
 def _lr(config: TrainConfig, step: int) -> float:
@@ -133,8 +140,12 @@ class Trainer:
         if saved != mine:
             raise ValueError(f"the checkpoint in {self.out_dir} was trained with {saved}, not {mine}: "
                              "use another folder or the same settings")
-        self.unet.load_state_dict(state["unet"])
-        self.ema.load_state_dict(state["ema"])
+        try:
+            self.unet.load_state_dict(state["unet"])
+            self.ema.load_state_dict(state["ema"])
+        except RuntimeError as exc:  # the same settings, but another network (an older layout of the model)
+            raise ValueError(f"the checkpoint in {self.out_dir} holds another network than this model's "
+                             f"({str(exc).splitlines()[0]}): delete that folder or use another") from exc
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["gen"])
         self.step = int(state["step"])
@@ -145,7 +156,7 @@ class Trainer:
 
     def train_step(self) -> float:
         c, g = self.config, self.gen
-        x0, cond = self.kind.batch(self.data, self.table, g, c.batch_size)
+        x0, cond, context = self.kind.batch(self.data, self.table, g, c.batch_size)
         cond[torch.rand(c.batch_size, generator=g) < c.caption_dropout] = 0.0
         t = torch.randint(0, self.noise.config.num_train_timesteps, (c.batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
@@ -153,6 +164,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = _lr(c, self.step)
         mine = slice(self.rank, None, self.world)
+        if context is not None:
+            xt = torch.cat([xt, context], 1)
         loss = F.mse_loss(self.unet(xt[mine], t[mine], cond[mine].unsqueeze(1)).sample, eps[mine])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,6 +223,7 @@ class Trainer:
                   "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra_card or {})}
         (folder / "training.json").write_text(json.dumps(record, indent=2, sort_keys=True))
         (folder / "losses.json").write_text(json.dumps([round(v, 5) for v in self.losses]))
+        self.kind.export_files(folder)
         return folder
 
 

@@ -5,15 +5,29 @@ right, up or down by half a pixel a frame, or rotating clockwise or anticlockwis
 frame) over `FRAMES` frames of 16x16, centred so the middle of the clip is the still digit.
 Captions combine a digit, a motion phrase and a sentence form; some forms are held out.
 
-Model: the image model's `UNet2DConditionModel` with the clip's frames as its channels (8 in, 8
-out), so every convolution sees all frames at once and learns the motion; it is trained by the same
-`Trainer` (DDPM, caption dropout, EMA, checkpoints, gloo data parallelism) and sampled by the same
-`DigitsPipeline.sample` (DDIM, classifier-free guidance). A `UNet3DConditionModel` of the same width
-took about 10x longer a step on this machine's CPU, too slow to train here in minutes.
+Model: factorised like Emu Video or Stable Video Diffusion, in two stages. The image model draws
+the clip's keyframe (the still digit) from the caption; the video model draws the clip from the
+caption and that keyframe. It is the image model's `UNet2DConditionModel` with the clip's frames as
+its channels (8 out; in, the 8 noisy frames and the keyframe concatenated), so every convolution
+sees all frames at once and learns the motion, and the text (one sentence embedding) has only the
+motion left to say. Trained end to end on the caption alone, the same network followed the motion
+but drew the digit asked for no more often than chance (0.097 of frames): a caption's sentence
+embedding is dominated by its motion phrase, and the digit's share of it ("a three" against "a
+five") was too small a signal to learn on this machine. The keyframe carries the digit instead.
+
+It is trained by the same `Trainer` (DDPM, caption dropout, EMA, checkpoints, gloo data
+parallelism), on real digits as keyframes with a little noise added (so an image model's drawing is
+in the training distribution), and sampled by the same `DigitsPipeline.sample` (DDIM,
+classifier-free guidance over the caption; both halves see the keyframe). The keyframe model is
+named in the folder's `keyframes.json`: by default the guidance-distilled image model on its 4-step
+grid (models/digits-image-4step), so the first stage costs a small share of the second. A
+`UNet3DConditionModel` of the same width took about 10x longer a step on this machine's CPU, too
+slow to train here in minutes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -28,13 +42,21 @@ from diffusers import UNet2DConditionModel
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from . import VIDEO_BUILDER, VIDEO_FRAMES
+from . import MODELS_DIR, VIDEO_BUILDER, VIDEO_FRAMES
 from .data import SIDE, WORDS, Digits
 from .model import KNOWN_MIN_COSINE, TEXT_DIM, CaptionMatch, TextConditioner, digit_unet
 from .pipeline import DigitsPipeline
 
 #: frames of a clip (the model's channels)
 FRAMES = VIDEO_FRAMES
+#: the file of a video model's folder that names the image model drawing its keyframes
+KEYFRAMES_FILE = "keyframes.json"
+#: what a newly trained video model draws its keyframes with: a model folder (absolute, beside the
+#: video model's folder, or in the repository's models/), its steps and guidance
+KEYFRAME_MODEL: dict[str, Any] = {"model": "digits-image-4step", "steps": 4, "guidance": 2.0}
+#: the largest standard deviation of the noise added to a training keyframe (pixels in [-1, 1]);
+#: each keyframe draws its own level in [0, this)
+KEYFRAME_NOISE = 0.1
 #: motion name -> (x pixels, y pixels, degrees clockwise) per frame
 MOTIONS: dict[str, tuple[float, float, float]] = {
     "left": (-0.5, 0.0, 0.0),
@@ -122,8 +144,20 @@ def make_clips(images: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
 
 
 def video_unet() -> UNet2DConditionModel:
-    """About 1.7M parameters: the image UNet's layout, frames as channels, a wider 16x16 level."""
-    return digit_unet(FRAMES, (32, 64, 64))
+    """About 1.7M parameters: the image UNet's layout, frames as channels (and the keyframe as one
+    more input channel), a wider 16x16 level."""
+    return digit_unet(FRAMES, (32, 64, 64), extra_inputs=1)
+
+
+def keyframe_folder(folder: Path, name: str) -> Path:
+    """The keyframe model ``name`` of the video model in ``folder``: an absolute path, a folder
+    beside ``folder``, or one in the repository's models/."""
+    for candidate in (Path(name), folder.parent / name, MODELS_DIR / name):
+        if candidate.is_absolute() and (candidate / "unet").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"the video model in {folder} draws its keyframes with the image model {name!r}, which is neither "
+        f"beside it nor in {MODELS_DIR}: put that model folder there or name another in {folder / KEYFRAMES_FILE}")
 
 
 class VideoKind:
@@ -145,12 +179,20 @@ class VideoKind:
         return vectors.reshape(10, len(MOTION_NAMES), -1, TEXT_DIM)
 
     @staticmethod
-    def batch(data: Digits, table: torch.Tensor, g: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(data: Digits, table: torch.Tensor, g: torch.Generator,
+              size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(clips, caption embeddings, keyframes): the keyframe is the clip's still digit, noised."""
         idx = torch.randint(0, len(data.labels), (size,), generator=g)
         motions = torch.randint(0, len(MOTION_NAMES), (size,), generator=g)
         forms = torch.randint(0, table.shape[2], (size,), generator=g)
-        labels = data.labels[idx]
-        return make_clips(data.images[idx], motions), table[labels, motions, forms].clone()
+        labels, still = data.labels[idx], data.images[idx]
+        level = torch.rand(size, 1, 1, 1, generator=g) * KEYFRAME_NOISE
+        keyframes = still + level * torch.randn(still.shape, generator=g)
+        return make_clips(still, motions), table[labels, motions, forms].clone(), keyframes
+
+    @staticmethod
+    def export_files(folder: Path) -> None:
+        (folder / KEYFRAMES_FILE).write_text(json.dumps(KEYFRAME_MODEL, indent=2, sort_keys=True))
 
 
 class VideoPipelineOutput(BaseOutput):
@@ -160,14 +202,45 @@ class VideoPipelineOutput(BaseOutput):
 class DigitsVideoPipeline(DigitsPipeline):
     """The video model as a diffusers pipeline with the video engine's arguments. It always draws
     FRAMES frames of 16x16; other frame counts are its frames resampled in time, other sizes each
-    frame resized, because the model knows no other."""
+    frame resized, because the model knows no other. Each clip's keyframe is drawn first, by the
+    image model its folder names (`keyframes`), from the same prompt and generator."""
+
+    keyframes: DigitsPipeline | None = None  #: the keyframe model (None: the UNet takes no keyframe)
+    keyframe_settings: dict[str, Any] = {}
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike[str], text: TextConditioner | None = None) -> DigitsVideoPipeline:
+        folder = Path(folder)
         text = (text or TextConditioner.default()).with_captions(train_pairs())
         pipe = super().from_folder(folder, text)
         assert isinstance(pipe, DigitsVideoPipeline)
+        config = pipe.unet.config
+        if config.in_channels != config.out_channels:
+            record = folder / KEYFRAMES_FILE
+            if not record.is_file():
+                raise FileNotFoundError(f"{folder} holds a keyframe-conditioned video model without {KEYFRAMES_FILE}, "
+                                        "which names the image model that draws its keyframes: retrain or add it")
+            pipe.keyframe_settings = json.loads(record.read_text())
+            pipe.keyframes = DigitsPipeline.from_folder(keyframe_folder(folder, pipe.keyframe_settings["model"]), text)
         return pipe
+
+    def to(self, *args: Any, **kwargs: Any) -> DigitsVideoPipeline:
+        super().to(*args, **kwargs)
+        if self.keyframes is not None:
+            self.keyframes.to(*args, **kwargs)
+        return self
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], negative_prompts: list[str] | None = None, steps: int = 25,
+               guidance: float = 2.0, generator: list[torch.Generator] | torch.Generator | None = None,
+               callback_on_step_end: Any = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, FRAMES, 16, 16) in [0, 1]; ``context``: keyframes in [-1, 1] to use instead of drawing them."""
+        if context is None and self.keyframes is not None:
+            settings = self.keyframe_settings
+            still = self.keyframes.sample(prompts, negative_prompts, int(settings["steps"]),
+                                          float(settings["guidance"]), generator)
+            context = still * 2 - 1
+        return super().sample(prompts, negative_prompts, steps, guidance, generator, callback_on_step_end, context)
 
     def prompt_match(self, prompt: str) -> ClipCaptionMatch:
         return ClipCaptionMatch(**asdict(self.text.match(prompt)), named=len(digits_named(prompt)))

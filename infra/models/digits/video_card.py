@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import TextConditioner
-from .video import FRAMES, MOTION_NAMES, PHRASES, VIDEO_HELDOUT_FORMS, VIDEO_TRAIN_FORMS, evaluate_video, sample_strip
+from .video import FRAMES, KEYFRAME_NOISE, KEYFRAMES_FILE, MOTION_NAMES, PHRASES, VIDEO_HELDOUT_FORMS, VIDEO_TRAIN_FORMS, evaluate_video, sample_strip
 
 
 def write_video_card(folder: Path, text: TextConditioner | None = None, full: bool = True) -> dict[str, Any]:
@@ -23,19 +23,26 @@ def write_video_card(folder: Path, text: TextConditioner | None = None, full: bo
     (folder / "training.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     sample_strip(folder, folder / "samples.png", text)
     c, e = record["config"], result
+    keyframes = json.loads((folder / KEYFRAMES_FILE).read_text())
     per_digit = ", ".join(f"{a:.2f}" for a in e["per_digit"])
     per_motion = ", ".join(f"{m} {a:.2f}" for m, a in e["per_motion"].items())
     (folder / "README.md").write_text(f"""# digits-video: text-to-video of moving digits, trained here
 
 The default video model of genloom (`GENLOOM_VIDEO_MODEL` unset). It draws {FRAMES} frames of 16x16
 of a handwritten digit drifting left, right, up or down (half a pixel a frame) or rotating clockwise
-or anticlockwise (5 degrees a frame). A pixel-space `UNet2DConditionModel` ({e['parameters']:,}
-parameters) whose channels are the clip's {FRAMES} frames, conditioned on the all-MiniLM-L6-v2
-embedding of the caption (one cross-attention token); DDPM training (1000 steps, linear betas,
-epsilon prediction), served with DDIM, 25 steps, classifier-free guidance 2 (zero vector as the
-unconditional token, trained by {c['caption_dropout']:.0%} caption dropout). Same trainer, sampler and
-text conditioning as models/digits-image (infra/models/digits/). Other frame counts are its frames
-resampled in time; other sizes, each frame resized.
+or anticlockwise (5 degrees a frame). Two stages, like Emu Video or Stable Video Diffusion: the
+image model `{keyframes['model']}` ({keyframes['steps']} steps, guidance {keyframes['guidance']}; named in
+`keyframes.json`) draws the clip's keyframe, the still digit, from the caption; this model draws the
+clip from the caption and the keyframe. It is a pixel-space `UNet2DConditionModel`
+({e['parameters']:,} parameters) whose output channels are the clip's {FRAMES} frames and whose
+input is those frames, noised, with the keyframe as one more channel; it is conditioned on the
+all-MiniLM-L6-v2 embedding of the caption (one cross-attention token), which has the motion to say.
+DDPM training (1000 steps, linear betas, epsilon prediction) on real digits as keyframes with
+Gaussian noise of a standard deviation drawn up to {KEYFRAME_NOISE}; served with DDIM, 25 steps,
+classifier-free guidance 2 over the caption (zero vector as the unconditional token, trained by
+{c['caption_dropout']:.0%} caption dropout; both halves see the keyframe). Same trainer, sampler
+and text conditioning as models/digits-image (infra/models/digits/). Other frame counts are its
+frames resampled in time; other sizes, each frame resized.
 
 ## Training
 
@@ -72,7 +79,7 @@ Motion estimated by matching each motion's transforms of the clip's middle frame
 | per motion | {per_motion} |
 | per digit 0..9 (frames) | {per_digit} |
 
-Speed: {e['clips_per_s']:.1f} clips/s (batches of 64, one CPU thread, while the machine ran other work).
+Speed: {e['clips_per_s']:.1f} clips/s with their keyframes (batches of 64, one CPU thread).
 
 ![samples: one row per motion ({", ".join(MOTION_NAMES)}), frames left to right](samples.png)
 

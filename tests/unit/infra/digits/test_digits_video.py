@@ -140,3 +140,32 @@ def test_the_committed_video_model_reaches_its_card(text: TextConditioner) -> No
     result = evaluate_video(VIDEO_MODEL_DIR, quick=True, seed=777, text=text)  # the card's model, fresh noise
     for metric in ("frame_accuracy", "temporal_consistency", "motion_accuracy"):
         assert result[metric] >= card[metric] - CARD_TOLERANCE, (metric, result[metric], card[metric])
+
+
+def test_the_clip_is_drawn_from_the_image_models_keyframe_and_a_folder_must_name_it(tmp_path: Path,
+                                                                                   text: TextConditioner) -> None:
+    """Stage one draws the keyframe with the image model named in keyframes.json; stage two follows it:
+    given a real digit as keyframe, the clip's middle frames are that digit. A keyframe-conditioned
+    folder without keyframes.json, or naming a model that is not there, is refused with what to do."""
+    import shutil
+
+    from infra.models.digits.classifier import DigitClassifier
+    from infra.models.digits.video import KEYFRAMES_FILE, DigitsVideoPipeline
+
+    pipe = DigitsVideoPipeline.from_folder(VIDEO_MODEL_DIR, text)
+    assert pipe.keyframes is not None and pipe.keyframes.distilled is not None  # the 4-step image model
+    real = load_digits("test")
+    sevens = real.images[real.labels == 7][:4]
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    clips = pipe.sample(["a five drifting up"] * 4, generator=gens, context=sevens)  # the keyframe wins
+    judge = DigitClassifier.train()
+    assert (judge.predict(clips[:, 3:5].reshape(-1, 1, SIDE, SIDE)) == 7).mean() >= 0.75
+
+    copy = tmp_path / "video"
+    shutil.copytree(VIDEO_MODEL_DIR, copy)
+    (copy / KEYFRAMES_FILE).write_text(json.dumps({"model": "no-such-model", "steps": 4, "guidance": 2.0}))
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        DigitsVideoPipeline.from_folder(copy, text)
+    (copy / KEYFRAMES_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=KEYFRAMES_FILE):
+        DigitsVideoPipeline.from_folder(copy, text)

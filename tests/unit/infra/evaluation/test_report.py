@@ -54,3 +54,21 @@ def test_plots_are_written(tmp_path: Path) -> None:
                plots.per_digit_bars([0.5] * 10, tmp_path),
                plots.quantisation_chart(RESULTS["quant"]["rows"], tmp_path)]
     assert all(p is not None and p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_a_run_of_one_section_keeps_the_others_with_the_run_that_measured_them(tmp_path: Path) -> None:
+    from infra.evaluation.report import with_earlier
+
+    first = {"command": "genloom eval --only image,text", "seconds": 9.0, "cpus": 2, "threads": 1, "machine": "m",
+             "loadavg_start": [1.0], "loadavg_end": [1.0]}
+    write_report({"image": RESULTS["image"], "text": RESULTS["text"]}, tmp_path, run=first)
+    second = {**first, "command": "genloom eval --only text", "seconds": 3.0}
+    text = {**RESULTS["text"], "bleu": 20.0}
+    merged = with_earlier({"text": text}, tmp_path, second)
+    assert merged["image"]["run"] == first and merged["text"]["run"] == second
+    assert "video" not in merged  # nothing measured it, before or now
+    report = write_report(merged, tmp_path, run=second).read_text()
+    assert "## The run of image" in report and "## The run of text" in report and "## This run" not in report
+    assert "| BLEU (20 prompts) | 20.0 |" in report and "FID, Inception" in report
+    again = with_earlier({"text": text}, tmp_path, second)  # the merged report merges the same way
+    assert again["image"]["run"] == first
