@@ -11,10 +11,16 @@ row, plain bfloat16 without the invariant layers, to show what invariance costs 
 - batch invariance: 10 chat prompts decoded greedily for 32 tokens alone, then all admitted at once,
   then admitted one per step; how many streams picked a different token anywhere.
 
+For the served variant also the packed prefill of 4 and 16 chat prompts (different lengths, the
+chat template's head shared): attention per prompt over its own keys (`infra.models.invariant.Segments`,
+what the engine passes) against attention over the whole pack under its block mask, and that both
+give the same logits.
+
 One torch thread by default (the engine's thread count in `genloom up` on 2 cores). Writes
 ``bench/results/text_dtype.json``.
 
     python bench/text_dtype.py [--threads 1] [--steps 30]
+    python bench/text_dtype.py --packed-only   # only the packed prefill, into the same file
 """
 
 from __future__ import annotations
@@ -85,6 +91,42 @@ def prefill_ms(lm, prompt: list[int], repeats: int = 3) -> float:
     return statistics.median(times) * 1000
 
 
+def packed_prefill(lm, repeats: int = 5) -> list[dict]:
+    """Packed prefill of 4 and 16 chat prompts: per-prompt attention against the block mask."""
+    from transformers import DynamicCache
+
+    from workers.text.engine import _pack_prompts
+
+    rows = []
+    for n in (4, 16):
+        prompts = [lm.format_chat([{"role": "user", "content": f"Tell me about {TOPICS[i % len(TOPICS)]}."
+                                    + " Say why it matters." * (i % 5)}]) for i in range(n)]
+        pack = _pack_prompts(prompts, lm.device)
+
+        def run(segmented: bool) -> tuple[float, torch.Tensor]:
+            extra = {"genloom_segments": pack.segments} if segmented else {}
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                out = lm.model(input_ids=pack.input_ids, attention_mask=pack.attention_mask,
+                               position_ids=pack.position_ids, past_key_values=DynamicCache(), use_cache=True,
+                               logits_to_keep=pack.last_index, **extra)
+            return time.perf_counter() - t0, out.logits
+
+        same = torch.equal(run(True)[1], run(False)[1])
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(repeats):  # interleaved
+            for segmented in (True, False):
+                times[segmented].append(run(segmented)[0])
+        row = {"prompts": n, "packed_tokens": int(pack.input_ids.shape[1]), "shared": pack.shared,
+               "per_prompt_ms": round(statistics.median(times[True]) * 1000, 1),
+               "block_mask_ms": round(statistics.median(times[False]) * 1000, 1), "same_logits": same}
+        row["speedup"] = round(row["block_mask_ms"] / row["per_prompt_ms"], 2)
+        print(f"packed prefill of {n} prompts ({row['packed_tokens']} tokens): per prompt {row['per_prompt_ms']} ms, "
+              f"block mask {row['block_mask_ms']} ms ({row['speedup']}x), same logits {same}", flush=True)
+        rows.append(row)
+    return rows
+
+
 def diverged(lm, tokens: int = 32) -> int:
     prompts = [lm.format_chat([{"role": "user", "content": f"Tell me about {t}." + " Be detailed." * (i % 4)}])
                for i, t in enumerate(TOPICS)]
@@ -112,8 +154,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--packed-only", action="store_true", help="only the packed prefill, into --out's other figures")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.packed_only:
+        result = json.loads(args.out.read_text())
+        result["packed_prefill"] = packed_prefill(load("bfloat16", True))
+        result["packed_prefill_load"] = os.getloadavg()
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     prose = sklearn_prose()
     result = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
               "native_bf16": native_bf16(), "cpus": os.cpu_count(), "load_start": os.getloadavg(),
@@ -129,6 +179,8 @@ def main() -> None:
         row["tokens_per_s"] = {r: round(int(r) * 1000 / ms, 1) for r, ms in row["step_ms"].items()}
         row["perplexity"], _ = corpus_perplexity(lm.model, lm.tokenizer, prose)
         row["diverged"] = diverged(lm)
+        if dtype == "bfloat16" and invariant:
+            result["packed_prefill"] = packed_prefill(lm)
         result["rows"].append(row)
         print(f"{name}: step ms {row['step_ms']}, prefill {row['prefill_ms']} ms / {row['prefill_tokens']} tokens, "
               f"perplexity {row['perplexity']:.3f}, streams diverged {row['diverged']}/{result['streams_checked']}",

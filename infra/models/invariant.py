@@ -17,11 +17,19 @@ a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two 
   accumulation (:func:`sdpa_float64`) makes those differences vanish below bf16's resolution (none
   diverged). Attention is a small share of a decode step at these context lengths.
 
+A packed prefill (the engine's several prompts in one forward pass, their common prefix once) may
+also say where its prompts lie (:class:`Segments`, passed to the model as ``genloom_segments``):
+attention is then computed for the prefix and for each prompt over its own keys only (the prefix
+and itself), which is the computation of the prompt alone, instead of over the whole packed length
+under a block mask, which spends most of its work on masked-out pairs (n prompts of L tokens: about
+n·L² pairs against (n·L)²). Other attention implementations ignore it and use the mask.
+
 Applied by :func:`make_batch_invariant`, which the loader calls for a reduced-precision model on CPU.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -43,14 +51,53 @@ class GemmLinear(nn.Linear):
         return F.linear(torch.cat((row, row)), self.weight, self.bias)[:1].reshape(*x.shape[:-1], -1)
 
 
+@dataclass
+class Segments:
+    """Where the prompts of a packed prefill lie: ``shared`` tokens of common prefix first (seen by
+    every prompt), then each prompt's own tokens, ``lengths`` of them, one prompt after another."""
+
+    shared: int
+    lengths: list[int]
+    _masks: list[torch.Tensor] = field(default_factory=list, repr=False)  #: per part, built once for all layers
+
+    def parts(self) -> list[tuple[int, int]]:
+        """(start, end) of the prefix (when there is one) and of each prompt's own tokens."""
+        bounds, start = [(0, self.shared)] if self.shared else [], self.shared
+        for n in self.lengths:
+            bounds.append((start, start + n))
+            start += n
+        return bounds
+
+    def masks(self, device: torch.device) -> list[torch.Tensor]:
+        """Per part, its queries' view of its keys (the prefix, then its own tokens causally)."""
+        if not self._masks:
+            for start, end in self.parts():
+                n, prefix = end - start, (self.shared if start else 0)
+                causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+                self._masks.append(torch.cat([torch.ones(n, prefix, dtype=torch.bool, device=device), causal], 1)[None, None])
+        return self._masks
+
+
 def sdpa_float64(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """transformers' SDPA attention, accumulated in float64 and returned in the query's dtype."""
+                 attention_mask: torch.Tensor | None, genloom_segments: Segments | None = None,
+                 **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, accumulated in float64 and returned in the query's dtype; per
+    prompt when ``genloom_segments`` says where the prompts of a packed prefill lie."""
     dtype = query.dtype
+    query, key, value = query.double(), key.double(), value.double()
+    if genloom_segments is not None and query.shape[2] == key.shape[2] == sum(genloom_segments.lengths) + genloom_segments.shared:
+        shared, outs = genloom_segments.shared, []
+        for (start, end), mask in zip(genloom_segments.parts(), genloom_segments.masks(query.device)):
+            if start == 0 or not shared:  # the prefix itself, or a prompt with none
+                k, v = key[:, :, start:end], value[:, :, start:end]
+            else:
+                k = torch.cat([key[:, :, :shared], key[:, :, start:end]], 2)
+                v = torch.cat([value[:, :, :shared], value[:, :, start:end]], 2)
+            outs.append(sdpa_attention_forward(module, query[:, :, start:end], k, v, mask, **kwargs)[0])
+        return torch.cat(outs, 1).to(dtype), None
     if attention_mask is not None and attention_mask.dtype.is_floating_point:
         attention_mask = attention_mask.double()
-    out, weights = sdpa_attention_forward(module, query.double(), key.double(), value.double(), attention_mask,
-                                          **kwargs)
+    out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return out.to(dtype), weights
 
 

@@ -8,8 +8,9 @@ Each :meth:`TextEngine.step`:
    per-row attention mask and explicit position ids, then samples one token per row;
 3. admits waiting sequences in arrival order while the batch has room (``max_batch_size`` rows,
    ``max_batch_tokens`` reserved tokens), prefills them together in one packed forward pass
-   (prompts concatenated, their common prefix only once, block causal mask, so no padding),
-   samples their first token and copies their keys/values into the batch cache. A step
+   (prompts concatenated, their common prefix only once, block causal mask, so no padding; the
+   batch-invariant bf16 attention reads where each prompt lies and attends per prompt, skipping the
+   masked-out pairs), samples their first token and copies their keys/values into the batch cache. A step
    prefills at most ``max_prefill_tokens`` packed tokens (at least one prompt), so new
    arrivals delay the running sequences by at most that much work, once. On a CPU, where a
    prompt token costs about as much as a decode step's token, keep it small (a few hundred).
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from transformers import DynamicCache
 
+from infra.models.invariant import Segments
 from schemas.enums import FinishReason
 from workers.text.grammar import Grammars
 from workers.text.kv_cache import BatchKVCache
@@ -282,6 +284,7 @@ class TextEngine:
                 past_key_values=DynamicCache(),
                 use_cache=True,
                 logits_to_keep=pack.last_index,
+                genloom_segments=pack.segments,
             )
         except Exception as exc:
             logger.exception("prefill failed for %d sequences", len(batch))
@@ -367,6 +370,7 @@ class _Pack(NamedTuple):
     attention_mask: torch.Tensor  # [1, 1, total, total] bool, True = attend
     last_index: torch.Tensor  # [prompts]: where each prompt's last token sits
     shared: int  # tokens of common prefix at the front
+    segments: Segments  # the same layout, for attention that computes each prompt on its own keys
 
 
 def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
@@ -388,6 +392,7 @@ def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
         attention_mask=mask[None, None],
         last_index=shared + own.cumsum(0) - 1,
         shared=shared,
+        segments=Segments(shared, [len(p) - shared for p in prompts]),
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from schemas.enums import FinishReason
-from workers.text.engine import TextEngine
+from workers.text.engine import TextEngine, _pack_prompts
 from infra.models.loader import LoadedModel
 from workers.text.sampling import SamplingParams
 from workers.text.sequence import StepOutput
@@ -217,6 +217,45 @@ def test_greedy_streams_pick_the_same_tokens_alone_and_in_any_batch(smollm: Load
             del queue[:per_step]
             collect(engine.step(), results)
         assert [results[f"r{i}"].tokens for i in range(len(prompts))] == alone, f"admitted {per_step} per step"
+
+
+def test_a_packed_prefill_attends_per_prompt_with_the_block_masks_result(
+        smollm: LoadedModel, prompts: list[list[int]], long_prompt: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prompts of different lengths sharing the chat template's head, packed: attention computed per
+    prompt over its own keys (Segments) gives bit for bit the logits and cache of attention over the
+    whole pack under its block mask, and only the bf16 model's attention reads the segments."""
+    from transformers import DynamicCache
+
+    from infra.models import invariant
+    from infra.models.invariant import ATTENTION
+
+    pack = _pack_prompts([*prompts, long_prompt], smollm.device)
+    assert pack.shared > 0 and len(set(pack.segments.lengths)) > 1
+
+    widest: list[int] = []
+    real = invariant.sdpa_attention_forward
+
+    def spy(module, query, *args, **kwargs):
+        widest.append(query.shape[2])
+        return real(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(invariant, "sdpa_attention_forward", spy)
+
+    def prefill(**extra):
+        widest.clear()
+        with torch.no_grad():
+            out = smollm.model(input_ids=pack.input_ids, attention_mask=pack.attention_mask, position_ids=pack.position_ids,
+                               past_key_values=DynamicCache(), use_cache=True, logits_to_keep=pack.last_index, **extra)
+        return out, max(widest, default=0)
+
+    masked, masked_width = prefill()
+    split, split_width = prefill(genloom_segments=pack.segments)
+    if smollm.model.config._attn_implementation == ATTENTION:
+        assert masked_width == pack.input_ids.shape[1]  # one attention over the whole pack
+        assert split_width == max(pack.shared, *pack.segments.lengths)  # each part on its own
+    assert torch.equal(split.logits, masked.logits)
+    for a, b in zip(split.past_key_values.layers, masked.past_key_values.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
 
 
 def test_seeded_sampling_is_reproducible_alone_and_batched(smollm: LoadedModel, prompts: list[list[int]]) -> None:
