@@ -56,7 +56,7 @@ from infra.redis.server import LocalRedis  # noqa: E402
 from infra.settings.streams import PrivacySettings  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 from schemas import parse_request  # noqa: E402
-from schemas.events import Prepared, Started  # noqa: E402
+from schemas.events import Completed, Prepared, Started  # noqa: E402
 from streams.prepare.chain import run_chain  # noqa: E402
 from streams.privacy.engine import PiiAnalyzer  # noqa: E402
 from streams.privacy.stage import PrivacyStage  # noqa: E402
@@ -207,7 +207,7 @@ async def chat_ttft(url: str, tenant: str, http: httpx.AsyncClient, prompt: str)
 
 async def ttft(url: str, redis_url: str, bootstrap: str, n: int) -> dict:
     store = JobStore(connect(redis_url))
-    runs = {r: {"ttft": [], "to_started": [], "jobs": []} for r in ROUTES}
+    runs = {r: {"ttft": [], "to_started": [], "started_to_token": [], "prompt_tokens": [], "jobs": []} for r in ROUTES}
     async with httpx.AsyncClient(timeout=300) as http:
         for tenant in KEYS:  # warm-up, and wait until the worker answers ("hi" is then the answer in the scope of
             for _ in range(120):  # the QUESTIONS)
@@ -226,12 +226,21 @@ async def ttft(url: str, redis_url: str, bootstrap: str, n: int) -> dict:
             assert started is not None, f"no worker started {route}'s job (a cache hit?): pick other prompts"
             runs[route]["jobs"].append((scoped_job_id(f"bench-{tenant}", job), wall, events))
             if tenant == "stages":
-                assert any(e.type == "prepared" for e in events), "a staged job without a prepared event"
+                assert any(e.type == "prepared" for e in events), \
+                    f"a staged job without a prepared event: {route} {prompt_of(i // len(ROUTES))!r} {[e.type for e in events]}"
             runs[route]["ttft"].append(first * 1000)
             runs[route]["to_started"].append((started - wall) * 1000)
+            token = next((e.ts for e in events if e.type == "token"), None)
+            if token is not None:
+                runs[route]["started_to_token"].append((token - started) * 1000)
+            done = next((e for e in events if isinstance(e, Completed)), None)
+            if done is not None and done.usage.prompt_tokens is not None:
+                runs[route]["prompt_tokens"].append(done.usage.prompt_tokens)
     out = {r: {"requests": n, "ttft_p50_ms": round(statistics.median(v["ttft"]), 1),
                "ttft_p90_ms": round(q(v["ttft"], 0.9), 1),
-               "submit_to_started_p50_ms": round(statistics.median(v["to_started"]), 1)} for r, v in runs.items()}
+               "submit_to_started_p50_ms": round(statistics.median(v["to_started"]), 1),
+               "started_to_first_token_p50_ms": round(statistics.median(v["started_to_token"] or [0.0]), 1),
+               "prompt_tokens_p50": statistics.median(v["prompt_tokens"] or [0])} for r, v in runs.items()}
     for route, suffix in (("stages", ""), ("stages_scope_in_use", "_scope_in_use")):
         out[f"added_ttft_p50_ms{suffix}"] = round(out[route]["ttft_p50_ms"] - out["direct"]["ttft_p50_ms"], 1)
         out[f"added_submit_to_started_p50_ms{suffix}"] = round(
@@ -292,6 +301,15 @@ async def hops(bootstrap: str, jobs: dict[str, list]) -> dict:
     return table
 
 
+async def flush(redis_url: str) -> None:
+    """Empty the bench stack's own Redis (job records and cached answers of the earlier rounds)."""
+    redis = connect(redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
 def print_hops(table: dict) -> None:
     print("where the time goes (ms, p50 / p90; record timestamps have 1 ms resolution):")
     for route, spans in table.items():
@@ -305,6 +323,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=256, help="jobs per batch size (chain and live processor)")
     parser.add_argument("--requests", type=int, default=20, help="chats per route for the TTFT comparison")
     parser.add_argument("--only-ttft", action="store_true", help="only the TTFT comparison and its hop table")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the TTFT comparison this many times on the same stack (each round's figures kept)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the stack below is stopped on a kill too
     results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"],
@@ -325,14 +345,30 @@ def main() -> None:
     stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
     try:
         stack.start()
-        results["ttft"] = asyncio.run(ttft(f"http://127.0.0.1:{port}", stack.redis_url, stack.bootstrap,
-                                           args.requests))
+        rounds = []
+        for i in range(args.rounds):
+            if i:  # the same prompts again: empty the semantic cache's two tiers (Redis, the processor's memory)
+                stop_process(streams.proc, timeout=10)
+                asyncio.run(flush(stack.redis_url))
+                stack.launch(streams)
+            rounds.append(asyncio.run(ttft(f"http://127.0.0.1:{port}", stack.redis_url, stack.bootstrap, args.requests)))
+        results["ttft"] = rounds[-1]
+        if args.rounds > 1:
+            results["ttft_rounds"] = [{key: r[key] for key in ("added_ttft_p50_ms", "added_submit_to_started_p50_ms",
+                                                               "added_ttft_p50_ms_scope_in_use")}
+                                      | {f"started_to_first_token_p50_ms_{route}": r[route]["started_to_first_token_p50_ms"]
+                                         for route in ROUTES} for r in rounds]
+            for i, r in enumerate(results["ttft_rounds"]):
+                print(f"round {i + 1}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
         t = results["ttft"]
         print(f"TTFT p50: stages {t['stages']['ttft_p50_ms']} ms, direct {t['direct']['ttft_p50_ms']} ms "
               f"(added {t['added_ttft_p50_ms']} ms; submit to started added {t['added_submit_to_started_p50_ms']} ms)")
         print(f"TTFT p50, stages in a scope that holds answers: {t['stages_scope_in_use']['ttft_p50_ms']} ms (added "
               f"{t['added_ttft_p50_ms_scope_in_use']} ms; submit to started added "
               f"{t['added_submit_to_started_p50_ms_scope_in_use']} ms)")
+        for route in ROUTES:
+            print(f"  {route}: started -> first token {t[route]['started_to_first_token_p50_ms']} ms p50, "
+                  f"prompt tokens {t[route]['prompt_tokens_p50']} p50")
         print_hops(t["hops"])
         live = []
         for size in (() if args.only_ttft else BATCHES):

@@ -4,6 +4,7 @@ benchmarks wrote. `python bench/report.py` rewrites it; a test fails when it is 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -71,7 +72,26 @@ def text_dtype(d: dict) -> list[str]:
         "multiplies at least two rows always and accumulates attention in float64 (`infra/models/invariant.py`); "
         "the float64 attention is also faster here than SDPA's bf16 kernel at 16 rows, and slower on a long prefill.",
         "",
-        "Reproduce: `.venv/bin/python bench/text_dtype.py` (writes `bench/results/text_dtype.json`).",
+        *_packed_prefill(d.get("packed_prefill")),
+        "Reproduce: `.venv/bin/python bench/text_dtype.py` (writes `bench/results/text_dtype.json`; "
+        "`--packed-only` measures only the packed prefill).",
+        "",
+    ]
+
+
+def _packed_prefill(rows: list[dict] | None) -> list[str]:
+    if not rows:
+        return []
+    return [
+        "Packed prefill of the served variant: several chat prompts of different lengths in one forward pass, "
+        "the chat template's head once. The engine passes where each prompt lies, and the float64 attention "
+        "then attends per prompt over its own keys instead of over the whole pack under a block mask "
+        "(median of 5, interleaved).",
+        "",
+        "| prompts | packed tokens | per prompt (ms) | block mask (ms) | speedup | same logits |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['prompts']} | {r['packed_tokens']} | {_f(r['per_prompt_ms'])} | {_f(r['block_mask_ms'])} | "
+          f"{_f(r['speedup'], 2)}x | {'yes' if r['same_logits'] else 'no'} |" for r in rows),
         "",
     ]
 
@@ -451,7 +471,34 @@ def _prepare_repeat(r: dict | None) -> list[str]:
             f"{_f(t['added_ttft_p50_ms'])} ms; {_f(t['added_submit_to_started_p50_ms'])} ms to `started`), a scope "
             f"that holds answers {_f(t['stages_scope_in_use']['ttft_p50_ms'])} ms (added "
             f"{_f(t['added_ttft_p50_ms_scope_in_use'])} ms; {_f(t['added_submit_to_started_p50_ms_scope_in_use'])} "
-            "ms to `started`). Its hops:", "", *_hop_table(t.get("hops"), explain=False)]
+            "ms to `started`). Its hops:", "", *_hop_table(t.get("hops"), explain=False), *_ttft_rounds(r)]
+
+
+def _ttft_rounds(r: dict) -> list[str]:
+    """Every round of a repeated TTFT comparison (`--rounds`), and their median."""
+    rounds = r.get("ttft_rounds")
+    if not rounds:
+        return []
+    rows = ["| round | added to TTFT p50 (ms) | added to submit -> started p50 (ms) | started -> first token p50 (ms): "
+            "through the stages / direct / scope in use |", "|---|---|---|---|"]
+    for i, x in enumerate(rounds, 1):
+        rows.append(f"| {i} | {_f(x['added_ttft_p50_ms'])} | {_f(x['added_submit_to_started_p50_ms'])} | "
+                    f"{_f(x['started_to_first_token_p50_ms_stages'])} / {_f(x['started_to_first_token_p50_ms_direct'])}"
+                    f" / {_f(x['started_to_first_token_p50_ms_stages_scope_in_use'])} |")
+    added = statistics.median(x["added_ttft_p50_ms"] for x in rounds)
+    hops = statistics.median(x["added_submit_to_started_p50_ms"] for x in rounds)
+    n = r["ttft"]["stages"]["requests"]
+    return [f"The same comparison in {len(rounds)} rounds on one stack (`.venv/bin/python bench/prepare_stages.py "
+            f"--only-ttft --requests {n} --rounds {len(rounds)}`: between rounds the stream processor restarts and "
+            "Redis is emptied, so the same prompts miss the cache again; the paragraph and hop table above are the "
+            "last round's):", "", *rows, "",
+            f"Median over the rounds: the stages add {_f(added)} ms to TTFT p50, {_f(hops)} ms of it before the "
+            "worker's `started` (their hops). The rest is the worker's own time from `started` to the first token, "
+            "which varies from round to round by more than the hops cost. A staged chat whose scope holds nothing "
+            "has its vector computed after it is sent (it only labels the answer the cache stores), and on these "
+            "2 shared cores that computation overlaps the worker's prefill of the same job; delaying it by "
+            "400 ms in a trial moved the slowdown onto the next request's prefill instead, and a lower-priority "
+            "thread for it did not help (the cores are shared whatever the priority).", ""]
 
 
 def _hop_table(hops: dict | None, explain: bool = True) -> list[str]:
