@@ -326,6 +326,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the TTFT comparison this many times on the same stack (each round's figures kept)")
     args = parser.parse_args()
+    if args.requests > len(QUESTIONS):  # a question asked again in its scope is a cache hit, not a generated answer
+        parser.error(f"--requests at most {len(QUESTIONS)}: the scope-in-use route has that many different questions")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the stack below is stopped on a kill too
     results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"],
                      "load_average_at_start": round(os.getloadavg()[0], 1)}
