@@ -369,8 +369,12 @@ class _Pack(NamedTuple):
     position_ids: torch.Tensor  # [1, total]
     attention_mask: torch.Tensor  # [1, 1, total, total] bool, True = attend
     last_index: torch.Tensor  # [prompts]: where each prompt's last token sits
-    shared: int  # tokens of common prefix at the front
-    segments: Segments  # the same layout, for attention that computes each prompt on its own keys
+    segments: Segments  # the layout (prefix, each prompt's own tokens), for attention per prompt
+
+    @property
+    def shared(self) -> int:
+        """Tokens of common prefix at the front."""
+        return self.segments.shared
 
 
 def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
@@ -391,8 +395,7 @@ def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
         position_ids=positions[None],
         attention_mask=mask[None, None],
         last_index=shared + own.cumsum(0) - 1,
-        shared=shared,
-        segments=Segments(shared, [len(p) - shared for p in prompts]),
+        segments=Segments(shared, own.tolist()),
     )
 
 

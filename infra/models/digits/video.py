@@ -152,8 +152,10 @@ def video_unet() -> UNet2DConditionModel:
 def keyframe_folder(folder: Path, name: str) -> Path:
     """The keyframe model ``name`` of the video model in ``folder``: an absolute path, a folder
     beside ``folder``, or one in the repository's models/."""
-    for candidate in (Path(name), folder.parent / name, MODELS_DIR / name):
-        if candidate.is_absolute() and (candidate / "unet").is_dir():
+    named = Path(name)
+    candidates = [named] if named.is_absolute() else [folder.resolve().parent / named, MODELS_DIR / named]
+    for candidate in candidates:
+        if (candidate / "unet").is_dir():
             return candidate
     raise FileNotFoundError(
         f"the video model in {folder} draws its keyframes with the image model {name!r}, which is neither "
@@ -206,7 +208,7 @@ class DigitsVideoPipeline(DigitsPipeline):
     image model its folder names (`keyframes`), from the same prompt and generator."""
 
     keyframes: DigitsPipeline | None = None  #: the keyframe model (None: the UNet takes no keyframe)
-    keyframe_settings: dict[str, Any] = {}
+    keyframe_settings: dict[str, Any] | None = None  #: its keyframes.json (model, steps, guidance)
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike[str], text: TextConditioner | None = None) -> DigitsVideoPipeline:
@@ -235,7 +237,7 @@ class DigitsVideoPipeline(DigitsPipeline):
                guidance: float = 2.0, generator: list[torch.Generator] | torch.Generator | None = None,
                callback_on_step_end: Any = None, context: torch.Tensor | None = None) -> torch.Tensor:
         """(B, FRAMES, 16, 16) in [0, 1]; ``context``: keyframes in [-1, 1] to use instead of drawing them."""
-        if context is None and self.keyframes is not None:
+        if context is None and self.keyframes is not None and self.keyframe_settings is not None:
             settings = self.keyframe_settings
             still = self.keyframes.sample(prompts, negative_prompts, int(settings["steps"]),
                                           float(settings["guidance"]), generator)
