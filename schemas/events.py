@@ -290,6 +290,15 @@ def parse_event(data: bytes | str | dict) -> JobEvent:
     return EVENT_ADAPTER.validate_json(data)
 
 
+def may_be(raw: bytes | None, types: frozenset[EventType]) -> bool:
+    """Whether an event's JSON may be of one of `types`, without parsing it: its bytes hold one of
+    their names as a JSON string. A consumer of `genloom.events` that reads a few types skips the
+    rest (mostly tokens) this way. A name inside a string value is escaped (`\\"completed\\"`), so
+    only a value that is exactly a name lets an event of another type through, to be parsed and
+    then skipped: never the other way round."""
+    return bool(raw) and any(b'"%s"' % t.value.encode() in raw for t in types)
+
+
 def is_terminal(event: JobEvent) -> bool:
     return event.type in TERMINAL_TYPES
 

@@ -10,11 +10,12 @@ import faust
 from infra.redis.client import connect
 from infra.redis.semcache import Bounds, SemanticCacheStore
 from infra.settings.streams import CacheSettings
+from schemas.events import may_be
 
 from ..app import Topics
 from ..batches import natural_batches
 from ..fanout.logic import Malformed, read_event
-from .fill import CacheFiller
+from .fill import READS as FILLER_READS, CacheFiller
 from .logic import LocalTier, TenantPolicy
 from .stage import CacheStage
 from .tiers import SemanticCache
@@ -50,6 +51,8 @@ def register_fill(app: faust.App, topics: Topics, cache: SemanticCache, batch_ma
         async for batch in natural_batches(stream, batch_max):
             events = []
             for message in (e.message for e in batch):
+                if not may_be(message.value, FILLER_READS):
+                    continue  # a token (most of the topic): not worth a parse
                 event = read_event(topic=message.topic, partition=message.partition, offset=message.offset,
                                    key=message.key, value=message.value, consumer=app.conf.id)
                 if not isinstance(event, Malformed):  # the fan-out dead-letters it; nothing to store

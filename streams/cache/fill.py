@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from schemas.enums import EventSource
+from schemas.enums import EventSource, EventType
 from schemas.events import Cancelled, Completed, Failed, JobEvent, ModelInfo, Started
 
 from .logic import STORABLE, Answer
 from .tiers import SemanticCache
 
+#: the events the filler reads; the agent parses no other
+READS = frozenset({EventType.STARTED, EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
 #: started events remembered for jobs still running (one ModelInfo each; the oldest are forgotten)
 _MAX_STARTED = 20_000
 

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from infra.memory.base import Interaction
 from infra.settings.memory import MemorySettings
 from schemas import AnyRequest, ImageRequest, SpeechRequest, TextRequest, VideoRequest
-from schemas.enums import Role
+from schemas.enums import EventType, Role
+from schemas.events import may_be
 
 #: the most characters of one prompt or answer kept as an interaction (a memory is a gist, not an archive)
 MAX_KEPT_CHARS = 4000
@@ -82,7 +83,10 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_KEPT_CHARS else text[:MAX_KEPT_CHARS] + "…"
 
 
+#: the events the writer reads (the events topic is mostly tokens: it parses only what may be one)
+READS = frozenset({EventType.COMPLETED})
+
+
 def is_completed(raw: bytes | None) -> bool:
-    """Whether an event's JSON may be a `completed` event, without parsing it (the events topic is
-    mostly tokens: the writer parses only what this lets through)."""
-    return bool(raw) and b'"completed"' in raw
+    """Whether an event's JSON may be a `completed` event, without parsing it."""
+    return may_be(raw, READS)

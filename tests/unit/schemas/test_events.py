@@ -42,3 +42,21 @@ def test_failed_needs_a_known_code():
 def test_artifact_checksum_must_be_sha256_hex():
     with pytest.raises(ValidationError):
         Artifact(**COMMON, uri="u", mime_type="image/png", bytes=1, sha256="xyz")
+
+
+def test_may_be_lets_the_types_asked_for_through_and_skips_tokens_unparsed():
+    from infra.kafka.codec import encode
+    from schemas.enums import EventSource, EventType
+    from schemas.events import Completed, TokenDelta, may_be
+
+    done = encode(Completed(job_id="j", seq=3, source=EventSource.WORKER, text="hi", finish_reason="stop"))
+    token = encode(TokenDelta(job_id="j", seq=2, source=EventSource.WORKER, text="x", tokens=1))
+    wanted = frozenset({EventType.COMPLETED, EventType.STARTED})
+    assert may_be(done, wanted) and not may_be(token, wanted)
+    assert not may_be(None, wanted) and not may_be(b"", wanted)
+    # a name inside a longer text is escaped in the JSON, so it does not let a token through
+    quoted = encode(TokenDelta(job_id="j", seq=4, source=EventSource.WORKER, text='say "completed" now', tokens=3))
+    assert not may_be(quoted, wanted)
+    # a text that is exactly a name does: it is parsed and skipped then, never missed
+    exact = encode(TokenDelta(job_id="j", seq=5, source=EventSource.WORKER, text="completed", tokens=1))
+    assert may_be(exact, wanted)
