@@ -1153,8 +1153,55 @@ def text_peer(d: dict) -> list[str]:
     ]
 
 
+def text_gpu(d: dict) -> list[str]:
+    reports = d["reports"]
+    rows = [r for rep in reports for r in rep["rows"]]
+    peer = {(r["dtype"], r["concurrency"]): r for r in rows if r["side"].startswith("transformers")}
+    table = ["| side | dtype | streams | output tok/s | TTFT p50 (ms) | peak GPU MiB | against the peer |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = peer.get((r["dtype"], r["concurrency"]))
+        ratio = f"{r['output_tok_per_s'] / p['output_tok_per_s']:.2f}x" if p and p is not r else ""
+        table.append(f"| {r['side']} | {r['dtype']} | {r['concurrency']} | {_f(r['output_tok_per_s'])} | "
+                     f"{_f(r['ttft_p50_ms'])} | {r['peak_gpu_mib']} | {ratio} |")
+    first = reports[0]
+    versions = "; ".join(f"{rep['side']}: transformers {rep['transformers']}, torch {rep['torch']}" for rep in reports)
+    return [*TEXT_GPU_INTRO, f"{first['device']}. {versions}. {first['prompt_tokens']} prompt and {first['max_tokens']} "
+            f"output tokens per request, {first['rounds']} requests per stream; random weights: {first['random_weights']}.",
+            "", *table, "", *TEXT_GPU_REPRODUCE]
+
+
+TEXT_GPU_INTRO = [
+    "## Text engine on a GPU: genloom's engine against transformers' continuous batching",
+    "",
+    "Issue 15, item 6. One process per side (genloom's engine on the transformers genloom pins, the peer's "
+    "continuous batching on the newest transformers the machine has: paged attention, CUDA graphs as it chooses, "
+    "prefix sharing), SmolLM2-135M-Instruct's architecture and tokenizer, the same prompts, exactly the same number "
+    "of output tokens per request (EOS off on both sides), a closed loop at 1, 16 and 64 streams, float16 and "
+    "bfloat16. The vLLM backend is not measured: vLLM is not on the lent machine, which reaches no package index, "
+    "and its wheel (hundreds of MB, with a torch build of its own) is far past what may travel to it (64 MiB a "
+    "call).",
+    "",
+]
+TEXT_GPU_REPRODUCE = [
+    "Reproduce (on a machine with a GPU): `python bench/text_gpu.py --side genloom --model DIR --output a.json`, "
+    "then `--side peer` with the peer's transformers, then `python bench/text_gpu.py --merge a.json b.json --output "
+    "bench/results/text_gpu.json`. DIR holds the model's config and tokenizer (weights too, unless "
+    "`--random-weights`: the 98 MB model does not travel to the lent machine in one call).",
+    "",
+]
+
+
+def text_gpu_pending() -> list[str]:
+    return [*TEXT_GPU_INTRO, "Not measured yet: no GPU has been lent to a session that had the script "
+            "(`bench/text_gpu.py`; tested on CPU, both sides).", "", *TEXT_GPU_REPRODUCE]
+
+
+#: sections that say more than "not measured yet" while their results are missing
+PENDING = {"text_gpu": text_gpu_pending}
+
+
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
-            ("text_remote", text_remote),
+            ("text_remote", text_remote), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("edge_fanout", edge_fanout),
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),
@@ -1214,7 +1261,7 @@ def render() -> str:
     for name, section in SECTIONS:
         data = _load(name)
         if data is None:
-            lines += [f"## {name}", "", f"Not measured yet: run `bench/{name}.py`.", ""]
+            lines += PENDING[name]() if name in PENDING else [f"## {name}", "", f"Not measured yet: run `bench/{name}.py`.", ""]
         else:
             lines += section(data)
     lines += digits_distill()
