@@ -175,6 +175,9 @@ async def main(args: argparse.Namespace) -> dict:
     streams = gateway = server = None
     try:
         await clients.ensure_topics(broker.bootstrap, catalogue())
+        # the emitter stands for a worker, whose producer rings the topic's doorbell once a record is
+        # acknowledged (infra.kafka.doorbell): it needs the stack's Redis for that, like a worker
+        os.environ["GENLOOM_REDIS_URL"] = redis_server.url
         env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=broker.bootstrap, GENLOOM_REDIS_URL=redis_server.url,
                    GENLOOM_STREAMS_SESSION_TIMEOUT_S="2", GENLOOM_STREAMS_HEARTBEAT_S="0.5",
                    GENLOOM_STREAMS_REBALANCE_TIMEOUT_S="5", GENLOOM_STREAMS_APP_ID="genloom-bench")

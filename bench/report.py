@@ -983,9 +983,10 @@ def digits_data_parallel(d: dict) -> list[str]:
     ]
 
 
-def idle_cost(after: dict | None, before: dict | None) -> list[str]:
+def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None) -> list[str]:
     """What an idle `genloom up` burns (per process), pickup on an idle stack, CPU outside the engine per token;
-    `before` is the same bench with GENLOOM_KAFKA_IDLE_POLL_MS=0 (consumers poll without pause)."""
+    `before` is the same bench with GENLOOM_KAFKA_IDLE_POLL_MS=0 (consumers poll without pause), `busy` with
+    GENLOOM_KAFKA_BUSY_POLL_MS=0 (back to back while busy)."""
     groups = ("tansu", "redis", "gateway", "streams", "workers")
 
     def row(name: str, d: dict | None) -> str:
@@ -1009,23 +1010,27 @@ def idle_cost(after: dict | None, before: dict | None) -> list[str]:
         "load, with the CPU seconds of everything but the text worker's processes (broker, redis, gateway, "
         "streams) divided by the tokens generated.",
         "",
-        "Idle consumers back off: while a process's consumers saw data in the last `GENLOOM_KAFKA_BUSY_S`, fetches "
-        "go out back to back (10 ms broker wait); after that each fetch waits up to `GENLOOM_KAFKA_IDLE_POLL_MS` "
-        "or until a producer rings the topic's doorbell (a Redis PUBLISH once the broker acknowledged the record; "
-        "one subscriber per process, whose read waits 30 s at a time and keeps its connection). The workers' and "
-        "gate's consume loops wait 2 s per empty poll while their partitions are not paused (records end a poll at "
-        "once). `GENLOOM_KAFKA_IDLE_POLL_MS=0` polls without pause, as before. Target (issue 15): under 5% of one "
-        "core idle, with no rise in pickup p50.",
+        "Consumers fetch when there is work: a fetch that brought data is followed by the next at once; after an "
+        "empty one, the next waits until a producer rings one of its topics' doorbell (a Redis PUBLISH once the "
+        "broker acknowledged the record, coalesced per topic per loop turn; one subscriber per process, whose read "
+        "waits 30 s at a time and keeps its connection), or at most `GENLOOM_KAFKA_BUSY_POLL_MS` (50) while the "
+        "process saw data in the last `GENLOOM_KAFKA_BUSY_S`, `GENLOOM_KAFKA_IDLE_POLL_MS` (1000) after that. The "
+        "workers' and gate's consume loops wait 2 s per empty poll while their partitions are not paused (records "
+        "end a poll at once). `GENLOOM_KAFKA_BUSY_POLL_MS=0` fetches back to back while busy (10 ms broker wait, "
+        "the bundled broker holding each for all of it), as the last stop did; `GENLOOM_KAFKA_IDLE_POLL_MS=0` polls "
+        "without pause at all. Target (issue 15): under 5% of one core idle, with no rise in pickup p50.",
         "",
-        *_load_line(defaults=after, **{'without pause': before}),
+        *_load_line(defaults=after, **{'without pause': before, 'busy polling': busy}),
         "| configuration | idle CPU total (% of one core) | broker | redis | gateway | streams | workers "
         "| pickup p50 / p90 (ms) | CPU outside the engine per token (ms) |",
         "|---|---|---|---|---|---|---|---|---|",
         row("polling without pause (`GENLOOM_KAFKA_IDLE_POLL_MS=0`)", before),
-        row("back-off + doorbell (defaults)", after),
+        row("back-off, back to back while busy (`GENLOOM_KAFKA_BUSY_POLL_MS=0`)", busy),
+        row("back-off + doorbell, rings while busy too (defaults)", after),
         "",
         "Reproduce: `GENLOOM_KAFKA_IDLE_POLL_MS=0 .venv/bin/python bench/idle_cpu.py --out "
-        "bench/results/idle_cpu_before.json`, then `.venv/bin/python bench/idle_cpu.py` (writes "
+        "bench/results/idle_cpu_before.json`, `GENLOOM_KAFKA_BUSY_POLL_MS=0 .venv/bin/python bench/idle_cpu.py --out "
+        "bench/results/idle_cpu_busy_poll.json`, then `.venv/bin/python bench/idle_cpu.py` (writes "
         "`bench/results/idle_cpu.json`; `--seconds`, `--jobs`, `--gap`, `--streams`, `--load-seconds`, `--only text`).",
         "",
     ]
@@ -1265,7 +1270,7 @@ def render() -> str:
         else:
             lines += section(data)
     lines += digits_distill()
-    lines += idle_cost(_load("idle_cpu"), _load("idle_cpu_before"))
+    lines += idle_cost(_load("idle_cpu"), _load("idle_cpu_before"), _load("idle_cpu_busy_poll"))
     return "\n".join(lines)
 
 

@@ -3,13 +3,18 @@
 The bundled broker never wakes a long poll early, so consumers fetch with a 10 ms wait; idle, every
 consumer of every process then sends a hundred fetches a second and the broker answers each. Here:
 
-- `Pacer` (one per process): while a consumer of the process saw data in the last `busy_s`, fetches go
-  out back to back as before. After that, each fetch to a node first waits up to `idle_s` or until
-  one of its topics is rung, whichever is first.
+- `Pacer` (one per process): a fetch that follows one which brought data goes out at once (more may be
+  there). After an empty fetch, the next one waits until one of its topics is rung, or `busy_poll_s`
+  while a consumer of the process saw data in the last `busy_s` (`idle_s` after that), whichever is
+  first. So a busy consumer fetches once per ring instead of back to back: each of those fetches the
+  bundled broker held for the whole fetch wait, a hundred or more a second per consumer, which was
+  most of the broker's CPU and a fifth of the stream processor's under load. `busy_poll_s = 0` keeps
+  the former way (back to back while busy).
 - The doorbell: a producer, once the broker acknowledged a record, PUBLISHes the topic's name on
-  a Redis channel (`ring`, coalesced per topic, at most once per `busy_s / 2`: a consumer it woke
-  stays busy longer than that); each process has one subscriber connection
-  (`Doorbell`) that rings its `Pacer`. A missed ring (Redis down) costs at most `idle_s`.
+  a Redis channel (`ring`, coalesced per topic per loop turn; with `busy_poll_s = 0`, at most once
+  per `busy_s / 2`, since a consumer it woke then stays busy longer than that); each process has one
+  subscriber connection (`Doorbell`) that rings its `Pacer`. A missed ring (Redis down, a producer
+  that does not ring) costs at most `busy_poll_s` while busy, `idle_s` when idle.
 
 The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
 process, those of faust included, is paced the same way; nothing else of the fetcher changes.
@@ -32,11 +37,14 @@ LISTEN_S = 30.0
 
 
 class Pacer:
-    """When a consumer's next fetch may go out: at once while busy, after a ring or `idle_s` when idle."""
+    """When a consumer's next fetch may go out: after a ring, or after `busy_poll_s` while busy (at once
+    when that is 0) and `idle_s` when idle; never later than that."""
 
-    def __init__(self, idle_s: float = 0.5, busy_s: float = 2.0, clock=time.monotonic) -> None:
+    def __init__(self, idle_s: float = 0.5, busy_s: float = 2.0, busy_poll_s: float = 0.0,
+                 clock=time.monotonic) -> None:
         self.idle_s = idle_s
         self.busy_s = busy_s
+        self.busy_poll_s = busy_poll_s
         self._clock = clock
         self._last_data = clock()  # starts busy: a process that just started may have work waiting
         self._rings: dict[str, int] = {}
@@ -65,17 +73,20 @@ class Pacer:
         return {t: self._rings.get(t, 0) for t in topics}
 
     async def wait(self, topics: list[str], since: dict[str, int] | None = None) -> None:
-        """Return at once while busy, or when one of `topics` rang after `since` (per topic: a
-        consumer's fetches to one node may name different topics from one fetch to the next, as
-        partitions are paused and resumed; a topic `since` has not seen yet goes out at once too);
-        else on a ring or `idle_s`."""
-        if not self.idle or (since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics)):
+        """Return when one of `topics` rang after `since` (at once if one already has: per topic, since
+        a consumer's fetches to one node may name different topics from one fetch to the next, as
+        partitions are paused and resumed; a topic `since` has not seen yet goes out at once too),
+        else on a ring or after `busy_poll_s` while busy (at once when 0), `idle_s` when idle."""
+        if since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics):
+            return
+        timeout = self.idle_s if self.idle else self.busy_poll_s
+        if timeout <= 0:
             return
         fut = asyncio.get_running_loop().create_future()
         for t in topics:
             self._waiters.setdefault(t, set()).add(fut)
         try:
-            await asyncio.wait_for(fut, self.idle_s)
+            await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             pass
         finally:
@@ -101,13 +112,13 @@ def pacer() -> Pacer | None:
     return _pacer
 
 
-def install(idle_s: float, busy_s: float) -> Pacer:
+def install(idle_s: float, busy_s: float, busy_poll_s: float = 0.0) -> Pacer:
     """Pace every aiokafka consumer of this process (idempotent; later calls update the timings)."""
     global _pacer
     if _pacer is None:
-        _pacer = Pacer(idle_s, busy_s)
+        _pacer = Pacer(idle_s, busy_s, busy_poll_s)
     else:
-        _pacer.idle_s, _pacer.busy_s = idle_s, busy_s
+        _pacer.idle_s, _pacer.busy_s, _pacer.busy_poll_s = idle_s, busy_s, busy_poll_s
     patch_fetcher()
     return _pacer
 
@@ -132,12 +143,15 @@ def patch_fetcher() -> None:
             return await fetch(self, assignment, node_id, request)
         topics = [topic for topic, _ in request.topics]
         marks = self.__dict__.setdefault("_genloom_marks", {})
-        try:
-            await current.wait(topics, marks.get(node_id))
-        except asyncio.CancelledError:
-            return False  # unassigned or closing, as the fetch itself would report
+        brought = self.__dict__.setdefault("_genloom_brought", {})  # node -> its last fetch brought data
+        if not brought.get(node_id):  # after data, at once: more may be there
+            try:
+                await current.wait(topics, marks.get(node_id))
+            except asyncio.CancelledError:
+                return False  # unassigned or closing, as the fetch itself would report
         marks.setdefault(node_id, {}).update(current.mark(topics))
         has_data = await fetch(self, assignment, node_id, request)
+        brought[node_id] = bool(has_data)
         if has_data:
             current.saw_data()
         return has_data
@@ -261,9 +275,12 @@ def doorbell() -> Doorbell | None:
         _no_redis.append(True)  # settings are read once per process
         return None
     kafka = KafkaSettings()
-    current = install(kafka.idle_poll_ms / 1000, kafka.busy_s) if kafka.idle_poll_ms > 0 else None
+    busy_poll_s = kafka.busy_poll_ms / 1000
+    current = install(kafka.idle_poll_ms / 1000, kafka.busy_s, busy_poll_s) if kafka.idle_poll_ms > 0 else None
     global _listening
-    bell = _bells[id(loop)] = Doorbell(url, None if _listening else current, min_interval_s=kafka.busy_s / 2)
+    # a busy consumer waits for rings only when busy_poll_ms > 0: then every record must ring
+    bell = _bells[id(loop)] = Doorbell(url, None if _listening else current,
+                                       min_interval_s=0.0 if busy_poll_s > 0 else kafka.busy_s / 2)
     if current is not None and not _listening:  # one subscriber connection per process
         _listening = True
         bell.listen()

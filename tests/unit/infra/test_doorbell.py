@@ -93,3 +93,23 @@ async def test_fetches_naming_different_topics_each_time_still_park_when_idle():
     await asyncio.wait_for(first, 5)
     pacer.ring("events")
     await asyncio.wait_for(pacer.wait(["requests", "events"], since=marks), 5)
+
+
+async def test_with_a_busy_poll_a_busy_fetch_after_an_empty_one_waits_for_a_ring():
+    clock = Clock()
+    pacer = Pacer(idle_s=3600, busy_s=2.0, busy_poll_s=3600, clock=clock)
+    pacer.saw_data()
+    assert not pacer.idle
+    mark = pacer.mark(["events"])
+    waiting = asyncio.create_task(pacer.wait(["events"], since=mark))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # busy, yet parked: no fetch goes out until work rings
+    pacer.ring("events")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_busy_poll_bounds_the_wait_when_no_ring_comes():
+    # a producer that does not ring (or a lost ring) costs at most busy_poll_s while busy
+    pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.05)
+    assert not pacer.idle
+    await asyncio.wait_for(pacer.wait(["events"], since=pacer.mark(["events"])), 5)  # idle_s would not end it
