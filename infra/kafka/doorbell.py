@@ -11,9 +11,12 @@ consumer of every process then sends a hundred fetches a second and the broker a
   most of the broker's CPU and a fifth of the stream processor's under load. `busy_poll_s = 0` keeps
   the former way (back to back while busy).
 - The doorbell: a producer, once the broker acknowledged a record, PUBLISHes the topic's name on
-  a Redis channel (`ring`, coalesced per topic per loop turn; with `busy_poll_s = 0`, at most once
-  per `busy_s / 2`, since a consumer it woke then stays busy longer than that); each process has one
-  subscriber connection (`Doorbell`) that rings its `Pacer`. A missed ring (Redis down, a producer
+  Redis channel of that topic (`ring`, coalesced per topic per loop turn; with `busy_poll_s = 0`, at
+  most once per `busy_s / 2`, since a consumer it woke then stays busy longer than that); each process
+  has one subscriber connection (`Doorbell`), subscribed to the channels of the topics its consumers
+  fetch, that rings its `Pacer`. A channel per topic keeps a ring from waking the processes that do
+  not read its topic: with one channel for all, a producer sending a thousand separate records a
+  second cost every process of the stack a thousand wake-ups. A missed ring (Redis down, a producer
   that does not ring) costs at most `busy_poll_s` while busy, `idle_s` when idle.
 
 The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
@@ -29,11 +32,19 @@ from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
-CHANNEL = b"genloom:doorbell"
-#: how long the subscriber's read waits before it reads again (s). A read of the caller's own timeout
-#: returns nothing and keeps the connection; a blocking read would end at the client's socket timeout
-#: with an error, and the listener would reconnect and resubscribe every few seconds
-LISTEN_S = 30.0
+#: the doorbell channel of a topic is this prefix and the topic's name
+CHANNEL = b"genloom:doorbell:"
+#: how long the subscriber's read waits before it reads again (s): it subscribes the channels of topics
+#: its process started to fetch meanwhile (their first fetch went out at once; until then a fetch of
+#: them waits the busy or idle poll). A read of the caller's own timeout returns nothing and keeps the
+#: connection; a blocking read would end at the client's socket timeout with an error, and the listener
+#: would reconnect and resubscribe every few seconds
+LISTEN_S = 1.0
+
+
+def channel(topic: str) -> bytes:
+    """The doorbell channel of `topic`."""
+    return CHANNEL + topic.encode()
 
 
 class Pacer:
@@ -66,6 +77,10 @@ class Pacer:
         for fut in self._waiters.pop(topic, ()):  # a faust consumer waits on a loop of its own thread
             fut.get_loop().call_soon_threadsafe(_wake, fut)
 
+    def consumed(self) -> set[str]:
+        """The topics this process's consumers fetch (a copy; the set grows from other threads)."""
+        return set(self._consumed)
+
     def mark(self, topics: Iterable[str]) -> dict[str, int]:
         """The ring counts of `topics` when a fetch goes out; `wait` compares against them."""
         topics = list(topics)
@@ -77,6 +92,7 @@ class Pacer:
         a consumer's fetches to one node may name different topics from one fetch to the next, as
         partitions are paused and resumed; a topic `since` has not seen yet goes out at once too),
         else on a ring or after `busy_poll_s` while busy (at once when 0), `idle_s` when idle."""
+        self._consumed.update(topics)  # its doorbell channels get subscribed (Doorbell._listen)
         if since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics):
             return
         timeout = self.idle_s if self.idle else self.busy_poll_s
@@ -213,7 +229,7 @@ class Doorbell:
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for topic in topics:
-                        pipe.publish(CHANNEL, topic.encode())
+                        pipe.publish(channel(topic), b"")
                     await pipe.execute()
             except Exception as exc:  # a missed ring costs at most the idle poll
                 log.debug("doorbell publish failed: %s", exc)
@@ -225,12 +241,19 @@ class Doorbell:
     async def _listen(self) -> None:
         while True:
             pubsub = self._client.pubsub()
+            subscribed: set[str] = set()
             try:
-                await pubsub.subscribe(CHANNEL)
                 while True:
+                    new = self._pacer.consumed() - subscribed
+                    if new:
+                        await pubsub.subscribe(*(channel(t) for t in new))
+                        subscribed |= new
+                    if not subscribed:  # nothing fetched here yet
+                        await asyncio.sleep(self._listen_s)
+                        continue
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._listen_s)
                     if msg is not None and msg.get("type") == "message":
-                        self._pacer.ring(msg["data"].decode())
+                        self._pacer.ring(msg["channel"][len(CHANNEL):].decode())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarted: idle polls bound the delay meanwhile

@@ -14,8 +14,6 @@ async def test_an_idle_consumer_is_woken_by_the_producers_ring(kafka_bootstrap, 
     pacer = doorbell.install(idle_s=3600.0, busy_s=0.0)  # idle at once; only a ring can wake a fetch
     bell = doorbell.Doorbell(redis_url, pacer)
     probe = connect(redis_url)
-    # other processes of the session (a stack, a streams process) may listen on the same Redis
-    others = dict(await probe.pubsub_numsub(doorbell.CHANNEL)).get(doorbell.CHANNEL, 0)
     bell.listen()
     doorbell.register(bell)
     consumer = clients.consumer(kafka_bootstrap, topic, group_id=f"g-{topic}")
@@ -29,10 +27,12 @@ async def test_an_idle_consumer_is_woken_by_the_producers_ring(kafka_bootstrap, 
                 break
             await asyncio.sleep(0.05)
         assert pacer._waiters.get(topic), "the idle consumer never backed off"
-        for _ in range(200):  # this process's subscriber is listening before the ring
-            if dict(await probe.pubsub_numsub(doorbell.CHANNEL)).get(doorbell.CHANNEL, 0) > others:
+        for _ in range(200):  # this process's subscriber listens on the topic's channel before the ring
+            if dict(await probe.pubsub_numsub(doorbell.channel(topic))).get(doorbell.channel(topic), 0):
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the parked consumer's topic was never subscribed")
         await producer.send_and_wait(topic, b"job", key=b"j1")
         batches = await asyncio.wait_for(waiting, 30)
         assert [m.value for msgs in batches.values() for m in msgs] == [b"job"]
@@ -50,6 +50,7 @@ async def test_the_listener_keeps_one_connection_past_the_clients_socket_timeout
     resubscribe each socket timeout, which cost an idle process a connection every few seconds) and
     still hears a ring."""
     pacer = doorbell.Pacer(idle_s=3600.0, busy_s=0.0)
+    pacer.mark(["some.topic"])  # a consumer of this process fetches it: its channel is subscribed
     bell = doorbell.Doorbell(redis_url, pacer, socket_timeout_s=0.2, listen_s=0.1)
     probe = connect(redis_url)
     try:
@@ -67,7 +68,7 @@ async def test_the_listener_keeps_one_connection_past_the_clients_socket_timeout
         await asyncio.sleep(1.5)  # several socket timeouts of quiet
         assert first <= await subscribers()  # the same connection, still subscribed
         assert len(await subscribers() - others) == 1  # and no second one
-        await probe.publish(doorbell.CHANNEL, b"some.topic")
+        await probe.publish(doorbell.channel("some.topic"), b"")
         for _ in range(100):
             if pacer._rings.get("some.topic"):
                 break
@@ -87,8 +88,8 @@ async def test_a_ring_made_while_a_publish_is_in_flight_still_goes_out(redis_url
     probe = connect(redis_url)
     heard: list[bytes] = []
     pubsub = probe.pubsub()
-    await pubsub.subscribe(doorbell.CHANNEL)
     topic = f"inflight-{uuid.uuid4().hex[:8]}"
+    await pubsub.subscribe(doorbell.channel(topic))
     try:
         await pubsub.get_message(timeout=1)  # the subscribe confirmation
         bell.ring(topic)
@@ -103,8 +104,8 @@ async def test_a_ring_made_while_a_publish_is_in_flight_still_goes_out(redis_url
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
             if msg is None:
                 break
-            if msg["data"] == topic.encode():
-                heard.append(msg["data"])
+            if msg["channel"] == doorbell.channel(topic):
+                heard.append(msg["channel"])
         assert len(heard) == 2 and not bell._pending
     finally:
         await pubsub.aclose()
@@ -119,8 +120,8 @@ async def test_a_topic_rings_at_most_once_per_interval(redis_url):
     bell = doorbell.Doorbell(redis_url, min_interval_s=1.0, clock=lambda: now[0])
     probe = connect(redis_url)
     pubsub = probe.pubsub()
-    await pubsub.subscribe(doorbell.CHANNEL)
     topic, other = f"often-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    await pubsub.subscribe(doorbell.channel(topic), doorbell.channel(other))
 
     async def ring_and_settle(name: str) -> None:
         bell.ring(name)
@@ -128,7 +129,8 @@ async def test_a_topic_rings_at_most_once_per_interval(redis_url):
             await asyncio.wait_for(bell._flush, 5)
 
     try:
-        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        for _ in range(2):
+            await pubsub.get_message(timeout=1)  # the subscribe confirmations
         await ring_and_settle(topic)
         now[0] += 0.4
         await ring_and_settle(topic)  # within the interval: not published
@@ -137,10 +139,44 @@ async def test_a_topic_rings_at_most_once_per_interval(redis_url):
         await ring_and_settle(topic)  # 1.1 s after the first: published
         heard = []
         while (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is not None:
-            if msg["data"] in (topic.encode(), other.encode()):
-                heard.append(msg["data"].decode())
+            heard.append(msg["channel"][len(doorbell.CHANNEL):].decode())
         assert heard == [topic, other, topic]
     finally:
         await pubsub.aclose()
         await probe.aclose()
+        await bell.close()
+
+
+async def test_a_ring_wakes_only_the_processes_that_fetch_its_topic(redis_url):
+    """Each topic rings on a channel of its own, and a listener subscribes the channels of the topics its
+    process fetches: a ring of another topic never reaches it (with one channel for every topic, each
+    ring woke every process of the stack)."""
+    pacer = doorbell.Pacer(idle_s=3600.0, busy_s=0.0)
+    mine, theirs = f"mine-{uuid.uuid4().hex[:8]}", f"theirs-{uuid.uuid4().hex[:8]}"
+    bell = doorbell.Doorbell(redis_url, pacer, listen_s=0.05)
+    producer_side = doorbell.Doorbell(redis_url)
+    try:
+        bell.listen()
+        await asyncio.sleep(0.2)
+        pacer.mark([mine])  # a consumer of this process starts fetching `mine`: the listener subscribes it
+        probe = connect(redis_url)
+        try:
+            for _ in range(100):
+                if (await probe.pubsub_numsub(doorbell.channel(mine)))[0][1]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the listener never subscribed the topic's channel")
+            assert (await probe.pubsub_numsub(doorbell.channel(theirs)))[0][1] == 0
+        finally:
+            await probe.aclose()
+        producer_side.ring(theirs)
+        producer_side.ring(mine)
+        for _ in range(100):
+            if pacer._rings.get(mine):
+                break
+            await asyncio.sleep(0.05)
+        assert pacer._rings.get(mine) == 1 and theirs not in pacer._rings
+    finally:
+        await producer_side.close()
         await bell.close()
