@@ -89,14 +89,14 @@ def bench_generate(lm: LoadedModel, prompts: list[list[int]], max_tokens: int) -
     return _summary("sequential generate", 1, tokens, wall, cpu, ttfts)
 
 
-def bench_engine(lm: LoadedModel, prompts: list[list[int]], max_tokens: int, concurrency: int) -> dict[str, Any]:
-    engine = TextEngine(lm.model, lm.tokenizer, max_batch_size=max(concurrency, 1))
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+def closed_loop(engine: TextEngine, prompts: list[list[int]], params: SamplingParams,
+                concurrency: int) -> tuple[int, list[float]]:
+    """Run `prompts` through `engine`, `concurrency` at a time, each stream sending its next request when
+    its last one finished; (output tokens, seconds from each submission to its first token)."""
     queue = list(enumerate(prompts))
     sent: dict[str, float] = {}
     ttfts: list[float] = []
     tokens = 0
-    begin, cpu_begin = time.perf_counter(), time.process_time()
 
     def submit() -> None:
         i, ids = queue.pop(0)
@@ -116,6 +116,14 @@ def bench_engine(lm: LoadedModel, prompts: list[list[int]], max_tokens: int, con
                     raise RuntimeError(f"{out.request_id} failed: {out.error}")
                 if queue:
                     submit()
+    return tokens, ttfts
+
+
+def bench_engine(lm: LoadedModel, prompts: list[list[int]], max_tokens: int, concurrency: int) -> dict[str, Any]:
+    engine = TextEngine(lm.model, lm.tokenizer, max_batch_size=max(concurrency, 1))
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    begin, cpu_begin = time.perf_counter(), time.process_time()
+    tokens, ttfts = closed_loop(engine, prompts, params, concurrency)
     wall, cpu = time.perf_counter() - begin, time.process_time() - cpu_begin
     return _summary(f"engine x{concurrency}", concurrency, tokens, wall, cpu, ttfts)
 

@@ -123,6 +123,7 @@ def run_genloom(model: Any, tokenizer: Any, ids: list[list[int]], max_tokens: in
                 dtype: str) -> dict[str, Any]:
     import torch
 
+    from text_engine import closed_loop  # bench/ is on the path: this script's folder
     from workers.text.engine import TextEngine
     from workers.text.sampling import SamplingParams
 
@@ -131,26 +132,8 @@ def run_genloom(model: Any, tokenizer: Any, ids: list[list[int]], max_tokens: in
                         max_batch_tokens=max(8192, concurrency * (len(ids[0]) + max_tokens)))
     engine.eos_token_ids = frozenset()  # every request generates max_tokens
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    queue, sent, ttfts, tokens = list(enumerate(ids)), {}, [], 0
-
-    def submit() -> None:
-        i, prompt = queue.pop(0)
-        sent[f"r{i}"] = time.perf_counter()
-        engine.add_request(f"r{i}", prompt, params)
-
     begin = time.perf_counter()
-    while queue and engine.num_running() + engine.num_waiting() < concurrency:
-        submit()
-    while engine.has_unfinished():
-        for out in engine.step():
-            if out.token_ids and out.completion_tokens == len(out.token_ids):
-                ttfts.append(time.perf_counter() - sent[out.request_id])
-            tokens += len(out.token_ids)
-            if out.finished:
-                if out.error is not None:
-                    raise RuntimeError(f"{out.request_id}: {out.error}")
-                if queue:
-                    submit()
+    tokens, ttfts = closed_loop(engine, ids, params, concurrency)
     return _row("genloom engine", dtype, concurrency, tokens, time.perf_counter() - begin, ttfts)
 
 
