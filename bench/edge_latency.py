@@ -102,12 +102,10 @@ class FanoutProbe:
     def __init__(self, redis) -> None:
         self._pubsub = redis.pubsub()
         self.seen: dict[tuple[str, int], float] = {}
-        self._channels: dict[bytes, str] = {}
         self._task: asyncio.Task | None = None
 
     async def follow(self, job_ids: list[str]) -> None:
-        self._channels = {keys.replay_log(jid).encode(): jid for jid in job_ids}
-        await self._pubsub.subscribe(*self._channels)
+        await self._pubsub.subscribe(*(keys.replay_log(jid) for jid in job_ids))
         if self._task is None:
             self._task = asyncio.create_task(self._run())
 

@@ -1012,8 +1012,9 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None)
         "",
         "Consumers fetch when there is work: a fetch that brought data is followed by the next at once; after an "
         "empty one, the next waits until a producer rings one of its topics' doorbell (a Redis PUBLISH once the "
-        "broker acknowledged the record, coalesced per topic per loop turn; one subscriber per process, whose read "
-        "waits 30 s at a time and keeps its connection), or at most `GENLOOM_KAFKA_BUSY_POLL_MS` (50) while the "
+        "broker acknowledged the record, coalesced per topic per loop turn, on a channel per topic; one subscriber per "
+        "process, on the channels of the topics it fetches, whose read waits a second at a time and keeps its "
+        "connection), or at most `GENLOOM_KAFKA_BUSY_POLL_MS` (50) while the "
         "process saw data in the last `GENLOOM_KAFKA_BUSY_S`, `GENLOOM_KAFKA_IDLE_POLL_MS` (1000) after that. The "
         "workers' and gate's consume loops wait 2 s per empty poll while their partitions are not paused (records "
         "end a poll at once). `GENLOOM_KAFKA_BUSY_POLL_MS=0` fetches back to back while busy (10 ms broker wait, "
@@ -1170,9 +1171,10 @@ def text_gpu(d: dict) -> list[str]:
                      f"{_f(r['ttft_p50_ms'])} | {r['peak_gpu_mib']} | {ratio} |")
     first = reports[0]
     versions = "; ".join(f"{rep['side']}: transformers {rep['transformers']}, torch {rep['torch']}" for rep in reports)
+    errors = [f"Failed: {e}" for rep in reports for e in rep["errors"]]
     return [*TEXT_GPU_INTRO, f"{first['device']}. {versions}. {first['prompt_tokens']} prompt and {first['max_tokens']} "
             f"output tokens per request, {first['rounds']} requests per stream; random weights: {first['random_weights']}.",
-            "", *table, "", *TEXT_GPU_REPRODUCE]
+            "", *table, "", *([*errors, ""] if errors else []), *TEXT_GPU_REPRODUCE]
 
 
 TEXT_GPU_INTRO = [

@@ -56,6 +56,7 @@ FILLER = " Please answer carefully, step by step, and keep it short."
 def prompts(tokenizer: Any, n: int, length: int) -> list[list[int]]:
     """``n`` chat prompts of exactly ``length`` tokens (the question padded, the assistant turn kept)."""
     out = []
+    tail = tokenizer("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     for i in range(n):
         question = f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})"
         while True:
@@ -65,7 +66,6 @@ def prompts(tokenizer: Any, n: int, length: int) -> list[list[int]]:
             if len(ids) >= length:
                 break
             question += FILLER
-        tail = tokenizer("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
         out.append(ids[: length - len(tail)] + tail if len(ids) > length else ids)
     return out
 
@@ -228,22 +228,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def merge(paths: list[Path]) -> str:
-    reports = [json.loads(p.read_text()) for p in paths]
-    rows = [r for rep in reports for r in rep["rows"]]
-    peer = {(r["dtype"], r["concurrency"]): r for r in rows if r["side"].startswith("transformers")}
-    lines = [", ".join(f"{rep['side']}: transformers {rep['transformers']}, torch {rep['torch']}" for rep in reports),
-             f"device: {reports[0]['device']}; {reports[0]['prompt_tokens']} prompt + {reports[0]['max_tokens']} output "
-             f"tokens per request; random weights: {reports[0]['random_weights']}",
-             "| side | dtype | streams | output tok/s | TTFT p50 ms | peak GPU MiB | vs peer tok/s |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        p = peer.get((r["dtype"], r["concurrency"]))
-        ratio = f"{r['output_tok_per_s'] / p['output_tok_per_s']:.2f}x" if p and p is not r else ""
-        lines.append(f"| {r['side']} | {r['dtype']} | {r['concurrency']} | {r['output_tok_per_s']} | "
-                     f"{r['ttft_p50_ms']} | {r['peak_gpu_mib']} | {ratio} |")
-    errors = [e for rep in reports for e in rep["errors"]]
-    return "\n".join(lines + [f"error: {e}" for e in errors])
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """The sides' reports as one record, the form bench/report.py renders (bench/results/text_gpu.json)."""
+    return {"reports": [json.loads(p.read_text()) for p in paths]}
 
 
 def main() -> None:
@@ -263,10 +250,12 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+", help="print the table of these reports")
     args = parser.parse_args()
     if args.merge:
-        print(merge(args.merge))
-        if args.output:  # the combined record bench/report.py renders (bench/results/text_gpu.json)
-            reports = [json.loads(path.read_text()) for path in args.merge]
-            args.output.write_text(json.dumps({"reports": reports}, indent=2) + "\n")
+        from report import text_gpu  # bench/ is on the path: this script's folder
+
+        record = merge(args.merge)
+        print("\n".join(text_gpu(record)))
+        if args.output:
+            args.output.write_text(json.dumps(record, indent=2) + "\n")
         return
     if not (args.side and args.model):
         parser.error("--side and --model are needed to measure")

@@ -7,6 +7,7 @@ same ``source`` and ``attempt``. Delivery is at-least-once; the fan-out drops an
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Annotated, Literal, Union
 
@@ -296,7 +297,13 @@ def may_be(raw: bytes | None, types: frozenset[EventType]) -> bool:
     rest (mostly tokens) this way. A name inside a string value is escaped (`\\"completed\\"`), so
     only a value that is exactly a name lets an event of another type through, to be parsed and
     then skipped: never the other way round."""
-    return bool(raw) and any(b'"%s"' % t.value.encode() in raw for t in types)
+    return bool(raw) and any(needle in raw for needle in _names(types))
+
+
+@functools.cache
+def _names(types: frozenset[EventType]) -> tuple[bytes, ...]:
+    """The JSON strings of `types`' names (once per set: `may_be` runs on every event of a topic)."""
+    return tuple(b'"%s"' % t.value.encode() for t in types)
 
 
 def is_terminal(event: JobEvent) -> bool:

@@ -81,6 +81,10 @@ class Pacer:
         """The topics this process's consumers fetch (a copy; the set grows from other threads)."""
         return set(self._consumed)
 
+    def consumed_count(self) -> int:
+        """How many topics `consumed` holds (it only grows: a listener compares counts, not sets)."""
+        return len(self._consumed)
+
     def mark(self, topics: Iterable[str]) -> dict[str, int]:
         """The ring counts of `topics` when a fetch goes out; `wait` compares against them."""
         topics = list(topics)
@@ -244,7 +248,7 @@ class Doorbell:
             subscribed: set[str] = set()
             try:
                 while True:
-                    new = self._pacer.consumed() - subscribed
+                    new = self._pacer.consumed() - subscribed if self._pacer.consumed_count() > len(subscribed) else None
                     if new:
                         await pubsub.subscribe(*(channel(t) for t in new))
                         subscribed |= new
