@@ -7,9 +7,17 @@ bf16 every tiny difference in summation order that float32 would absorb can flip
 a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two places differ:
 
 - **One-row matrix products.** A Linear applied to a single row takes a matrix-vector path whose
-  sums are ordered differently from the matrix-matrix path every larger batch takes (which gives
-  bit-identical rows from 2 to 200 rows). :class:`GemmLinear` always multiplies at least two rows
-  (the row twice, the copy dropped), so one stream decodes exactly as it would in a batch.
+  sums are ordered differently from the matrix-matrix path every larger batch takes.
+  :class:`GemmLinear` always multiplies at least two rows (the row twice, the copy dropped), so one
+  stream decodes exactly as it would in a batch.
+- **Large matrix products on AMX CPUs.** Up to 32 rows, the bf16 kernel gives every row the same bits
+  as a two-row product, from any position. Beyond that, a CPU with AMX tiles (Sapphire Rapids and
+  later) takes tile kernels whose sums are ordered by the product's size: a prompt prefilled alone
+  (34 rows) and packed with another (47 rows) got different MLP outputs, and one of two test streams
+  diverged within 5 tokens. CPUs without AMX gave identical rows from 2 to 200. :class:`GemmLinear`
+  multiplies at most 32 rows at once (a prefill in pieces; the last piece never a single row), which
+  makes every row's bits independent of the product's size on both; a 288-row product of this model's
+  shapes took about 2.3x as long in 32-row pieces on an AMX CPU, and only prefills are that large.
 - **Attention over padded or packed keys.** The batch's cache is left-padded to its widest row and
   a packed prefill attends over every prompt of the pack under a block mask, so the reductions over
   keys are split and ordered differently than for the sequence alone. Float32 attention still
@@ -41,14 +49,30 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 ATTENTION = "genloom_sdpa_float64"
 
 
+#: the most rows one product takes: oneDNN's bf16 kernel for up to 32 rows gives every row the same
+#: bits as a two-row product, from any position; on AMX CPUs larger products take tile kernels whose
+#: sums are ordered by the product's size (see the module docstring)
+MAX_ROWS = 32
+
+
 class GemmLinear(nn.Linear):
-    """nn.Linear whose product always takes the matrix-matrix path (see the module docstring)."""
+    """nn.Linear whose every row is computed the same way however many rows come with it: never
+    alone (the matrix-vector path), never more than MAX_ROWS at once (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() != x.shape[-1]:
+        rows = x.numel() // x.shape[-1]
+        if 1 < rows <= MAX_ROWS:
             return F.linear(x, self.weight, self.bias)
-        row = x.reshape(1, -1)
-        return F.linear(torch.cat((row, row)), self.weight, self.bias)[:1].reshape(*x.shape[:-1], -1)
+        flat = x.reshape(rows, -1)
+        pieces = list(flat.split(MAX_ROWS))  # one row (a lone stream), or a prefill in pieces
+        outs = [F.linear(piece, self.weight, self.bias) for piece in pieces[:-1]]
+        if pieces[-1].shape[0] == 1:  # a last row alone goes with the row before it (itself, for a lone one)
+            pair = flat[-2:] if rows > 1 else torch.cat((flat, flat))
+            outs.append(F.linear(pair, self.weight, self.bias)[-1:])
+        else:
+            outs.append(F.linear(pieces[-1], self.weight, self.bias))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out.reshape(*x.shape[:-1], -1)
 
 
 @dataclass
