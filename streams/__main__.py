@@ -26,6 +26,7 @@ from .memory.backends import MemoryBackends
 from .prepare import agents as prepare
 from .prepare.chain import STAGE_BUILDERS, StageContext
 from .reconciler import agents as reconciler
+from . import tap
 
 
 def main() -> None:
@@ -55,13 +56,15 @@ def main() -> None:
     prepare.register(app, topics, preparing, ctx,
                      max_bytes=settings.max_message_bytes, signing_key=SigningSettings().key,
                      moderated=moderation_enabled(ModerationSettings()))
+    taps = []  # the consumers of genloom.events, each a group of its own beside faust (streams/tap.py)
     if settings.fanout:
-        fanout.register(app, topics, redis_url)
+        taps.append(fanout.spec(kafka.bootstrap, redis_url))
         reconciler.register(app, topics, redis_url)
     if semantic_cache is not None:
-        cache.register_fill(app, topics, semantic_cache)
+        taps.append(cache.fill_spec(semantic_cache))
     if backends is not None and settings.fanout and redis_url:  # the writer runs beside the fan-out
-        memory.register(app, memory.build_writer(backends, ctx, blob_store(BlobSettings())))
+        taps.append(memory.register(app, memory.build_writer(backends, ctx, blob_store(BlobSettings()))))
+    tap.register(app, [t for t in taps if t is not None], bootstrap=kafka.bootstrap, settings=settings)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:
         argv.append("--without-web")

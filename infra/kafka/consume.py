@@ -10,6 +10,7 @@ aiokafka clients. In burst mode it returns once the assigned partitions are drai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -58,11 +59,19 @@ class ConsumeLoop(Generic[T]):
 
     `on_batch(tp, records)` gets each partition's decoded records in order and calls `done(tp,
     *offsets)` for them once its effects are acknowledged (now or later, from another task).
+    `on_poll(records)` instead gets every partition's records of one poll in one call (in order
+    within each partition; each record names its partition): one round trip of the caller's for
+    what a poll brought from several partitions.
     A message that does not decode goes to `genloom.dlq` through `dead_letters`, is passed to
     `on_rejected` (if any), and counts as done; with no `dead_letters` producer it is only logged.
     `capacity()` (if given) bounds how many messages may be in flight: at 0 the assigned partitions
     are paused, so the consumer keeps polling (heartbeats, rebalances) without taking more.
-    `commit=False` is for a consumer without a group (nothing to commit).
+    `commit=False` is for a consumer without a group (nothing to commit). `commit_behind=True` takes
+    commits off the loop's path: `done` notes the position and one background commit at a time sends
+    what was noted meanwhile (commits coalesce under load, the next poll never waits for one); for
+    consumers whose effects are idempotent, where a commit lost in a crash only means a replay.
+    `commit_gap_s` spaces those commits (a crash replays at most that long's records).
+    `flush()` sends what is owed at once and waits for it (before a revocation, at stop).
     """
 
     def __init__(
@@ -72,12 +81,15 @@ class ConsumeLoop(Generic[T]):
         decode: Callable[[bytes], T],
         expected: str,
         group: str,
-        on_batch: Callable[[Hashable, list[Record[T]]], Awaitable[None]],
+        on_batch: Callable[[Hashable, list[Record[T]]], Awaitable[None]] | None = None,
+        on_poll: Callable[[list[Record[T]]], Awaitable[None]] | None = None,
         dead_letters: Any = None,
         on_rejected: Callable[[DeadLetter], Awaitable[None]] | None = None,
         describe: Describe = describe_validation_error,
         capacity: Callable[[], int] | None = None,
         commit: bool = True,
+        commit_behind: bool = False,
+        commit_gap_s: float = 0.0,
         poll_ms: int = POLL_MS,
         quiet_poll_ms: int = QUIET_POLL_MS,
         backoff_s: float = BACKOFF_S,
@@ -86,12 +98,20 @@ class ConsumeLoop(Generic[T]):
         self._decode = decode
         self._expected = expected
         self._group = group
+        if (on_batch is None) == (on_poll is None):
+            raise ValueError("give ConsumeLoop one of on_batch and on_poll")
         self._on_batch = on_batch
+        self._on_poll = on_poll
         self._dead_letters = dead_letters
         self._on_rejected = on_rejected
         self._describe = describe
         self._capacity = capacity
         self._commit = commit
+        self._commit_behind = commit_behind
+        self._owed: dict[Hashable, int] = {}  # positions noted, not yet sent (commit_behind)
+        self._committer: asyncio.Task | None = None
+        self._commit_gap_s = commit_gap_s
+        self._hurry = asyncio.Event()  # flush(): the next commit goes now, not after the gap
         self._poll_ms = poll_ms
         self._quiet_poll_ms = quiet_poll_ms
         self._backoff_s = backoff_s
@@ -122,8 +142,15 @@ class ConsumeLoop(Generic[T]):
                 log.warning("%s poll failed: %s", self._group, exc)
                 await asyncio.sleep(self._backoff_s)
                 continue
-            for tp, messages in batches.items():
-                await self._handle(tp, messages)
+            if self._on_poll is not None:
+                polled = [r for tp, messages in batches.items() for r in await self._decoded(tp, messages)]
+                if polled:
+                    await self._on_poll(polled)
+            else:
+                for tp, messages in batches.items():
+                    records = await self._decoded(tp, messages)
+                    if records:
+                        await self._on_batch(tp, records)
             if burst and not batches and await self._drained():
                 return
 
@@ -150,7 +177,8 @@ class ConsumeLoop(Generic[T]):
                 return False
         return True
 
-    async def _handle(self, tp: Hashable, messages: list) -> None:
+    async def _decoded(self, tp: Hashable, messages: list) -> list[Record[T]]:
+        """The partition's messages decoded, in order; what does not decode is dead-lettered and done."""
         records: list[Record[T]] = []
         for msg in messages:  # hot loop: one pass over the polled batch
             self._tracker.add(tp, msg.offset)
@@ -163,8 +191,7 @@ class ConsumeLoop(Generic[T]):
                 await self.done(tp, msg.offset)
             else:
                 records.append(Record(tp, msg.offset, msg.key, value, tuple(msg.headers or ())))
-        if records:
-            await self._on_batch(tp, records)
+        return records
 
     async def _reject(self, letter: DeadLetter) -> None:
         if self._dead_letters is None:
@@ -184,10 +211,38 @@ class ConsumeLoop(Generic[T]):
             position = moved if moved is not None else position
         if not self._commit or position is None or tp not in self._consumer.assignment():
             return
+        if not self._commit_behind:
+            await self._send_commit({tp: position})
+            return
+        self._owed[tp] = position
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_owed())
+
+    async def _commit_owed(self) -> None:
+        while self._owed:  # what was noted while the last commit was in flight (or the gap) goes in the next
+            owed, self._owed = self._owed, {}
+            assigned = self._consumer.assignment()
+            owed = {tp: position for tp, position in owed.items() if tp in assigned}
+            if owed:
+                await self._send_commit(owed)
+            if self._commit_gap_s > 0 and not self._hurry.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), self._commit_gap_s)
+
+    async def _send_commit(self, positions: dict[Hashable, int]) -> None:
         try:
-            await self._consumer.commit({tp: position})
+            await self._consumer.commit(positions)
         except Exception as exc:  # a lost commit only means a re-run, which is deduplicated
-            log.warning("commit of %s@%d failed: %s", tp, position, exc)
+            log.warning("commit of %s failed: %s", ", ".join(f"{tp}@{p}" for tp, p in positions.items()), exc)
+
+    async def flush(self) -> None:
+        """Wait until every position noted so far was sent (commit_behind); a no-op otherwise."""
+        self._hurry.set()
+        try:
+            while self._committer is not None and not self._committer.done():
+                await asyncio.shield(self._committer)
+        finally:
+            self._hurry.clear()
 
     def forget(self, partitions) -> None:
         """Partitions were revoked: drop what was tracked for them."""

@@ -50,6 +50,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from schemas.enums import ErrorCode, EventSource, EventType, JobStatus
 from schemas.events import Failed, JobEvent, parse_event
@@ -349,6 +350,7 @@ class JobStore:
         self._replay = replay
         self._admit = redis.register_script(_ADMIT)
         self._apply = redis.register_script(_APPLY)
+        self._apply_loaded = False  # SCRIPT LOAD done by this store (again after a NOSCRIPT reply)
         self._reconcile = redis.register_script(_RECONCILE)
         self._lead = redis.register_script(_LEAD)
         self._job_ttl = job_ttl_s
@@ -509,7 +511,7 @@ class JobStore:
         """
         updates = [record_update(event) for event, _ in items]  # hot loop: one pass over the batch
         slots = await self._slots([event.job_id for (event, _), update in zip(items, updates) if update.terminal])
-        pipe = self._redis.pipeline(transaction=False)
+        calls = []
         for (event, payload), update in zip(items, updates):
             job = event.job_id
             script_keys = [keys.job_record(job), keys.replay_log(job), keys.dedupe(job)]
@@ -525,9 +527,30 @@ class JobStore:
             ]
             for name, value in (*update.fields.items(), *update.fields_if_absent.items()):
                 args += [name, value]
-            await self._apply(keys=script_keys, args=args, client=pipe)
-        replies = await pipe.execute(raise_on_error=False)
+            calls.append((len(script_keys), *script_keys, *args))
+        replies = await self._run_apply(calls)
         return [_outcome(reply) for reply in replies]
+
+    async def _run_apply(self, calls: list[tuple]) -> list:
+        """The apply script's calls, pipelined by the script's hash: redis-py checks a pipeline's
+        registered scripts with a SCRIPT EXISTS round trip before every execute, so this store loads
+        the script once instead, and again when Redis answers NOSCRIPT (it restarted, or its scripts
+        were flushed): nothing from that call on ran, so those calls are sent again, in order."""
+        if not self._apply_loaded:
+            await self._redis.script_load(_APPLY)
+            self._apply_loaded = True
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(self._apply.sha, *call)
+        replies = await pipe.execute(raise_on_error=False)
+        lost = next((i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)), None)
+        if lost is None:
+            return replies
+        await self._redis.script_load(_APPLY)  # an error here (Redis gone again) is the caller's to retry
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls[lost:]:
+            pipe.evalsha(self._apply.sha, *call)
+        return replies[:lost] + await pipe.execute(raise_on_error=False)
 
     async def _slots(self, job_ids: list[str]) -> dict[str, str]:
         """The in-flight set each job counts in (written once at admission, so reading early is safe)."""

@@ -30,7 +30,7 @@ class StreamsSettings(BaseSettings):
     web_port: int = Field(default=0, description="Faust web port; 0 runs without the web server.")
     max_message_bytes: int = Field(default=8 * 1024 * 1024, description="Larger requests are dead-lettered.")
     fanout: bool = Field(
-        default=True, description="Run the fan-out agent in this process (off in a processor that runs one split-out"
+        default=True, description="Run the fan-out in this process (off in a processor that runs one split-out"
         " preparation stage).",
     )
 

@@ -1,20 +1,19 @@
 """Wiring of the semantic cache: the process's one `SemanticCache`, the stage over it, and the fill
-agent on `genloom.events` (thin; what it does is in fill.py)."""
+tap on `genloom.events` (thin; what it does is in fill.py)."""
 
 from __future__ import annotations
 
 import logging
 
-import faust
-
+from infra.kafka.consume import Record
+from infra.kafka.topics import EVENTS
 from infra.redis.client import connect
 from infra.redis.semcache import Bounds, SemanticCacheStore
 from infra.settings.streams import CacheSettings
 from schemas.events import may_be
 
-from ..app import Topics
-from ..batches import natural_batches
 from ..fanout.logic import Malformed, read_event
+from ..tap import TapSpec
 from .fill import READS as FILLER_READS, CacheFiller
 from .logic import LocalTier, TenantPolicy
 from .stage import CacheStage
@@ -42,19 +41,33 @@ def build_stage(cache: SemanticCache, settings: CacheSettings, embedding_model: 
     return CacheStage(cache, TenantPolicy(opt_in=settings.opt_in, off=settings.off, only=settings.only), embedding_model)
 
 
-def register_fill(app: faust.App, topics: Topics, cache: SemanticCache, batch_max: int = 256) -> None:
-    """The fill agent: answers of jobs that missed go into the cache as their `completed` events pass."""
-    filler = CacheFiller(cache)
+class FillTap:
+    """The fill tap's handler: the batch's lifecycle events (a token is skipped before any parse)."""
 
-    @app.agent(topics.events, name="genloom.cache.fill")
-    async def fill(stream):
-        async for batch in natural_batches(stream, batch_max):
-            events = []
-            for message in (e.message for e in batch):
-                if not may_be(message.value, FILLER_READS):
-                    continue  # a token (most of the topic): not worth a parse
-                event = read_event(topic=message.topic, partition=message.partition, offset=message.offset,
-                                   key=message.key, value=message.value, consumer=app.conf.id)
-                if not isinstance(event, Malformed):  # the fan-out dead-letters it; nothing to store
-                    events.append(event)
-            await filler.handle(events)
+    dead_letters = None  # the fan-out dead-letters what does not parse
+
+    def __init__(self, group: str, cache: SemanticCache) -> None:
+        self._group = group
+        self._filler = CacheFiller(cache)
+
+    async def open(self) -> None:
+        pass
+
+    async def handle(self, records: list[Record[bytes]]) -> None:
+        events = []
+        for r in records:  # hot loop: most of the topic is tokens
+            if not may_be(r.value, FILLER_READS):
+                continue  # a token (most of the topic): not worth a parse
+            event = read_event(topic=r.tp.topic, partition=r.tp.partition, offset=r.offset, key=r.key, value=r.value,
+                               consumer=self._group)
+            if not isinstance(event, Malformed):
+                events.append(event)
+        await self._filler.handle(events)
+
+    async def close(self) -> None:
+        pass
+
+
+def fill_spec(cache: SemanticCache, batch_max: int = 256) -> TapSpec:
+    """The fill tap: answers of jobs that missed go into the cache as their `completed` events pass."""
+    return TapSpec("cache-fill", [EVENTS], lambda group: FillTap(group, cache), batch_max=batch_max)

@@ -1,4 +1,4 @@
-"""The fan-out agent: thin; what it does is in handler.py and logic.py, and in Redis infra.redis.jobstore.
+"""The fan-out tap: thin; what it does is in handler.py and logic.py, and in Redis infra.redis.jobstore.
 Beside it runs the webhook deliverer (outbox.py, webhooks.py) when webhooks are enabled."""
 
 from __future__ import annotations
@@ -9,18 +9,17 @@ import logging
 import os
 import socket
 
-import faust
-
-from infra.kafka.codec import encode
-from infra.kafka.topics import DLQ
+from infra.kafka import clients
+from infra.kafka.consume import Record
+from infra.kafka.dlq import send_dead_letter
+from infra.kafka.topics import EVENTS
 from infra.redis.audit import ModerationAudit
 from infra.redis.client import connect
 from infra.redis.jobstore import event_store
 from infra.redis.outbox import WebhookOutbox
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
-from ..app import RAW, Topics
-from ..batches import natural_batches
+from ..tap import TapSpec
 from .handler import FanoutHandler, RawMessage
 from .logic import Malformed
 from .outbox import OutboxDeliverer
@@ -28,40 +27,53 @@ from .webhooks import WebhookDispatcher, WebhookSender, new_http_client
 
 log = logging.getLogger(__name__)
 
+class FanoutTap:
+    """Each batch of `genloom.events` into Redis with one pipelined round trip; poison to the DLQ."""
 
-def register(
-    app: faust.App,
-    topics: Topics,
-    redis_url: str | None,
-    settings: FanoutSettings | None = None,
-    webhooks: WebhookSettings | None = None,
-) -> None:
-    """Add the fan-out agent on `genloom.events`; without a Redis URL there is nothing to fan out to."""
+    def __init__(self, group: str, bootstrap: str, redis_url: str, settings: FanoutSettings,
+                 webhooks: WebhookSettings) -> None:
+        self._group = group
+        self._redis_url = redis_url
+        self._settings = settings
+        self._webhooks = webhooks
+        self.dead_letters = clients.producer(bootstrap, client_id=group)
+        self._redis = None
+        self._handler: FanoutHandler | None = None
+        self._deliverer: RunningDeliverer | None = None
+
+    async def open(self) -> None:
+        await self.dead_letters.start()
+        self._redis = connect(self._redis_url)
+        store = event_store(self._redis, self._settings, self._webhooks)
+        self._handler = FanoutHandler(store, consumer=self._group, audit=ModerationAudit(self._redis))
+        self._deliverer = start_deliverer(self._redis_url, self._webhooks,
+                                          consumer=f"{socket.gethostname()}:{os.getpid()}")
+
+    async def handle(self, records: list[Record[bytes]]) -> None:
+        # hot loop: one pipelined Redis round trip for what a poll brought
+        batch = [RawMessage(r.tp.topic, r.tp.partition, r.offset, r.key, r.value, r.headers) for r in records]
+        for outcome in await self._handler.handle_batch(batch):
+            if isinstance(outcome, Malformed):
+                await send_dead_letter(self.dead_letters, outcome.letter)
+
+    async def close(self) -> None:
+        if self._deliverer is not None:
+            await self._deliverer.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        await self.dead_letters.stop()
+
+
+def spec(bootstrap: str, redis_url: str | None, settings: FanoutSettings | None = None,
+         webhooks: WebhookSettings | None = None) -> TapSpec | None:
+    """The fan-out on `genloom.events`; without a Redis URL there is nothing to fan out to (None)."""
     if not redis_url:
-        log.warning("GENLOOM_REDIS_URL is not set: the fan-out agent is not started (no replay logs, no job status)")
-        return
+        log.warning("GENLOOM_REDIS_URL is not set: the fan-out is not started (no replay logs, no job status)")
+        return None
     settings = settings or FanoutSettings()
     webhooks = webhooks or WebhookSettings()
-    dlq = app.topic(DLQ, internal=False, **RAW)
-
-    @app.agent(topics.events, name="genloom.fanout")
-    async def fan_out(stream):
-        redis = connect(redis_url)
-        store = event_store(redis, settings, webhooks)
-        handler = FanoutHandler(store, consumer=app.conf.id, audit=ModerationAudit(redis))
-        deliverer = start_deliverer(redis_url, webhooks, consumer=f"{socket.gethostname()}:{os.getpid()}")
-        try:
-            # hot loop: one pipelined Redis round trip per batch of events
-            async for events in natural_batches(stream, settings.batch_max):
-                batch = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
-                         for m in (e.message for e in events)]
-                for message, outcome in zip(batch, await handler.handle_batch(batch)):
-                    if isinstance(outcome, Malformed):
-                        await dlq.send(key=message.key, value=encode(outcome.letter))
-        finally:
-            if deliverer is not None:
-                await deliverer.aclose()
-            await redis.aclose()
+    return TapSpec("fanout", [EVENTS], lambda group: FanoutTap(group, bootstrap, redis_url, settings, webhooks),
+                   batch_max=settings.batch_max)
 
 
 class RunningDeliverer:

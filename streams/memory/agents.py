@@ -1,6 +1,6 @@
-"""The memory writer: thin. One agent reads the workers' topics (jobs, already redacted), the
-released events (for `completed`) and `genloom.memory` (feedback, erasure), and does what
-streams/memory/writer.py decides, in order per message. A store that fails is retried until it
+"""The memory writer: thin. One tap (a consumer group of its own, streams/tap.py) reads the workers'
+topics (jobs, already redacted), the released events (for `completed`) and `genloom.memory`
+(feedback, erasure), and does what streams/memory/writer.py decides, in order per message. A store that fails is retried until it
 answers: the message's offset is committed only after it, so a completed interaction is never lost
 (and replays write nothing twice: every write is keyed). A timer sweeps what outlived its retention.
 """
@@ -17,6 +17,7 @@ import faust
 from pydantic import ValidationError
 
 from infra.blob.base import BlobStore
+from infra.kafka.consume import Record
 from infra.kafka.topics import EVENTS, MEMORY, jobs_topic
 from infra.memory.base import AuditRecord, Feedback
 from infra.redis import keys
@@ -26,8 +27,7 @@ from schemas.events import parse_event
 from schemas.memory import EraseUser, ErasureReport, MemoryFeedback, parse_memory_command
 from schemas.requests import parse_request
 
-from ..app import RAW
-from ..batches import natural_batches
+from ..tap import TapSpec
 from ..cache.tiers import SemanticCache
 from ..privacy.logic import redact_texts
 from .backends import MemoryBackends
@@ -42,7 +42,7 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 
 
 class MemoryWriter:
-    """What the agent does with each message (async, no Kafka): testable against real backends."""
+    """What the tap does with each message (async, no Kafka): testable against real backends."""
 
     def __init__(self, backends: MemoryBackends, *, embed: Callable, analyze: Callable | None,
                  blobs: BlobStore | None, cache: SemanticCache | None) -> None:
@@ -130,13 +130,17 @@ class MemoryWriter:
         profile = await self.backends.store.get_profile(tenant, user)
         return profile is None or profile.memory_enabled
 
+    @staticmethod
+    def wants(topic: str, value: bytes | None) -> bool:
+        """Whether a message is any of the writer's business: of the events, only `completed` (the
+        rest, tokens mostly, are passed over without a parse)."""
+        return bool(value) and (topic != EVENTS or is_completed(value))
+
     async def handle(self, topic: str, value: bytes | None) -> None:
-        """One message of any of the agent's topics."""
-        if not value:
+        """One message of any of the tap's topics."""
+        if not self.wants(topic, value):
             return
         if topic == EVENTS:
-            if not is_completed(value):
-                return
             try:
                 event = parse_event(value)
             except ValidationError:
@@ -158,7 +162,7 @@ class MemoryWriter:
 
 
 async def until_done(what: str, call: Callable) -> None:
-    """Run `call()` until it returns: a store that is down holds this agent, never loses its message."""
+    """Run `call()` until it returns: a store that is down holds this tap, never loses its message."""
     wait = RETRY_FIRST_S
     while True:
         try:
@@ -172,19 +176,28 @@ async def until_done(what: str, call: Callable) -> None:
             wait = min(wait * 2, RETRY_MAX_S)
 
 
-def register(app: faust.App, writer: MemoryWriter, *, batch_max: int = 64) -> None:
-    names = [*(jobs_topic(m) for m in Modality), EVENTS, MEMORY]
-    source = app.topic(*names, internal=False, **RAW)
+class MemoryTap:
+    """The memory tap's handler: each message in order, each retried until its store answers."""
 
-    @app.agent(source, name="genloom.memory")
-    async def write(stream):
-        try:
-            async for events in natural_batches(stream, batch_max):
-                for message in (e.message for e in events):
-                    await until_done(f"a message of {message.topic}",
-                                     lambda m=message: writer.handle(m.topic, m.value))
-        finally:
-            await writer.backends.aclose()
+    dead_letters = None  # the workers dead-letter a bad request, the fan-out a bad event; a bad command is logged
+
+    def __init__(self, writer: MemoryWriter) -> None:
+        self.writer = writer
+
+    async def open(self) -> None:
+        pass
+
+    async def handle(self, records: list[Record[bytes]]) -> None:
+        for r in records:  # hot loop: the events topic's tokens go by here
+            if self.writer.wants(r.tp.topic, r.value):
+                await until_done(f"a message of {r.tp.topic}", lambda r=r: self.writer.handle(r.tp.topic, r.value))
+
+    async def close(self) -> None:
+        await self.writer.backends.aclose()
+
+
+def register(app: faust.App, writer: MemoryWriter, *, batch_max: int = 64) -> TapSpec:
+    """The writer's tap (to run with the process's others) and its retention sweep (a timer of `app`)."""
 
     @app.timer(interval=writer.settings.sweep_interval_s)
     async def sweep():
@@ -192,6 +205,9 @@ def register(app: faust.App, writer: MemoryWriter, *, batch_max: int = 64) -> No
             await writer.sweep()
         except Exception as exc:
             log.warning("memory retention sweep failed (%s); the next one tries again", type(exc).__name__)
+
+    topics = [*(jobs_topic(m) for m in Modality), EVENTS, MEMORY]
+    return TapSpec("memory", topics, lambda group: MemoryTap(writer), batch_max=batch_max)
 
 
 def build_writer(backends: MemoryBackends, ctx, blobs: BlobStore | None) -> MemoryWriter:

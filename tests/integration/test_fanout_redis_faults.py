@@ -114,3 +114,18 @@ async def test_a_poison_message_is_still_dead_lettered_without_holding_the_other
     outcomes = await asyncio.wait_for(handler.handle_batch(a_job(poison)[:1] + a_job(fine)), 30)
     assert isinstance(outcomes[0], Malformed) and "WRONGTYPE" in outcomes[0].letter.error
     assert [type(o) for o in outcomes[1:]] == [Appended] * 3
+
+
+async def test_scripts_flushed_under_the_store_are_loaded_again_and_nothing_is_lost(redis):
+    """The store runs its apply script by hash (no SCRIPT EXISTS round trip per batch): after a flush
+    (or a restart) Redis answers NOSCRIPT; the store loads it and sends those calls again, in order."""
+    store = CountingStore(redis, job_ttl_s=60)
+    handler = FanoutHandler(store, consumer="test")
+    first, second = f"flush-{uuid.uuid4().hex[:6]}", f"flush-{uuid.uuid4().hex[:6]}"
+    assert [type(o) for o in await handler.handle_batch(a_job(first))] == [Appended] * 3
+    await redis.script_flush()
+    calls = store.calls
+    outcomes = await asyncio.wait_for(handler.handle_batch(a_job(second)), 30)
+    assert outcomes == [Appended(1, None), Appended(2, None), Appended(3, None)]
+    assert store.calls == calls + 1  # NOSCRIPT: the store loaded the script and sent the calls again itself
+    assert (await store.load(second)).status == JobStatus.COMPLETED

@@ -179,3 +179,16 @@ async def test_the_sweep_deletes_what_outlived_its_retention_and_audits_the_coun
     assert not any((await writer.sweep()).values())  # nothing more to sweep
 
 
+
+
+def test_the_tap_passes_tokens_over_and_hands_on_completions_requests_and_commands():
+    from schemas.enums import EventSource
+    from schemas.events import Completed, TokenDelta, Usage
+
+    token = TokenDelta(job_id="j", seq=1, attempt=1, source=EventSource.WORKER, text="hi", tokens=1)
+    done = Completed(job_id="j", seq=2, attempt=1, source=EventSource.WORKER, usage=Usage(completion_tokens=1), text="hi")
+    assert not MemoryWriter.wants("genloom.events", token.model_dump_json().encode())
+    assert MemoryWriter.wants("genloom.events", done.model_dump_json().encode())
+    assert MemoryWriter.wants("genloom.jobs.text", b'{"job_id": "j"}')  # parsed (or passed over) by the writer
+    assert MemoryWriter.wants("genloom.memory", b'{"type": "nope"}')
+    assert not MemoryWriter.wants("genloom.memory", b"") and not MemoryWriter.wants("genloom.events", None)

@@ -153,3 +153,87 @@ async def test_stop_ends_a_long_poll_at_once_and_a_cancel_still_cancels():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class SlowCommits(MemoryConsumer):
+    """Each commit waits until the test lets it through."""
+
+    def __init__(self, log: MemoryLog, *topics: str) -> None:
+        super().__init__(log, *topics)
+        self.gate = asyncio.Event()
+        self.in_flight = 0
+
+    async def commit(self, offsets):
+        self.in_flight += 1
+        await self.gate.wait()
+        self.in_flight -= 1
+        await super().commit(offsets)
+
+
+async def test_commit_behind_never_holds_the_loop_and_coalesces_what_was_done_meanwhile():
+    log = MemoryLog()
+    consumer = SlowCommits(log, TOPIC)
+    await consumer.start()
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g",
+                       on_batch=lambda tp, records: asyncio.sleep(0), commit_behind=True)
+    tp = TopicPartition(TOPIC, 0)
+    for offset in range(5):
+        loop._tracker.add(tp, offset)
+    await asyncio.wait_for(loop.done(tp, 0), 1)  # returns with its commit still held at the gate
+    await asyncio.sleep(0)
+    assert consumer.in_flight == 1 and consumer.commits == []
+    for offset in (1, 2, 3):  # done while the first commit is in flight: noted, not sent
+        await asyncio.wait_for(loop.done(tp, offset), 1)
+    assert consumer.in_flight == 1
+    consumer.gate.set()
+    await asyncio.wait_for(loop.flush(), 1)
+    # one commit for the first, then one for everything noted meanwhile (the last position only)
+    assert consumer.commits == [{tp: 1}, {tp: 4}]
+    assert consumer.committed == {tp: 4}
+
+
+async def test_commit_behind_skips_partitions_no_longer_assigned():
+    log = MemoryLog({TOPIC: 2})
+    consumer = await started(log, TOPIC)
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g",
+                       on_batch=lambda tp, records: asyncio.sleep(0), commit_behind=True)
+    kept, lost = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    for tp in (kept, lost):
+        loop._tracker.add(tp, 0)
+    await loop.done(kept, 0)
+    consumer.assign([kept])  # a rebalance took the other partition before its commit went out
+    await loop.done(lost, 0)
+    await loop.flush()
+    assert consumer.committed == {kept: 1}
+
+
+async def test_on_poll_gets_every_partitions_records_of_a_poll_in_one_call():
+    log = MemoryLog({TOPIC: 3})
+    for i in range(9):
+        log.append(TOPIC, str(i).encode(), partition=i % 3)
+    log.append(TOPIC, b"not a number", partition=1)
+    consumer = await started(log, TOPIC)
+    calls = []
+
+    async def on_poll(records):
+        calls.append([(r.tp.partition, r.value) for r in records])
+        for r in records:
+            await loop.done(r.tp, r.offset)
+
+    loop = ConsumeLoop(consumer, decode=decode_number, expected="number", group="g", on_poll=on_poll,
+                       dead_letters=MemoryProducer(log))
+    await loop.run(burst=True)
+    assert len(calls) == 1  # the double's poll brings everything at once: one call, not one per partition
+    got = calls[0]
+    assert sorted(v for _, v in got) == list(range(9))
+    for p in range(3):  # in order within each partition
+        assert [v for q, v in got if q == p] == [p, p + 3, p + 6]
+    assert len(log.read(DLQ)) == 1
+    assert consumer.committed == {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 4,
+                                  TopicPartition(TOPIC, 2): 3}
+
+
+def test_a_loop_takes_exactly_one_of_on_batch_and_on_poll():
+    for given in ({}, {"on_batch": lambda tp, r: None, "on_poll": lambda r: None}):
+        with pytest.raises(ValueError, match="one of on_batch and on_poll"):
+            ConsumeLoop(object(), decode=decode_number, expected="number", group="g", **given)
