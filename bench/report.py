@@ -52,11 +52,14 @@ def text_dtype(d: dict) -> list[str]:
                     f"{' / '.join(_f(up[k], 2) + 'x' for k in ('1', '4', '16'))} | {_f(r['prefill_ms'])} | "
                     f"{r['perplexity']:.3f} ({100 * r['perplexity_change']:+.2f}%) | {r['diverged']}/{d['streams_checked']} |")
     served = next(r for r in d["rows"] if r["dtype"] == "bfloat16" and r["invariant"])
+    plain = next((r for r in d["rows"] if r["dtype"] == "bfloat16" and not r["invariant"]), None)
+    prefill_cost = (f" (here {_f(served['prefill_ms'] / plain['prefill_ms'], 1)}x the plain bf16 prefill)"
+                    if plain and plain["prefill_ms"] else "")
     return [
         "## Text engine: float32 against bfloat16 weights on this CPU",
         "",
         f"The TextEngine on SmolLM2-135M-Instruct, {d['threads']} torch thread, torch {d['torch']}; this CPU "
-        f"{'has' if d['native_bf16'] else 'lacks'} native bf16 dot products (AVX512-BF16), so `GENLOOM_TEXT_DTYPE=auto` "
+        f"{'has' if d['native_bf16'] else 'lacks'} native bf16 dot products (AVX512-BF16 or AMX tiles), so `GENLOOM_TEXT_DTYPE=auto` "
         f"{'serves bfloat16' if d['native_bf16'] else 'serves float32'}. Decode step: the median of the engine's "
         "steps at that many running rows. Perplexity: scikit-learn's dataset descriptions "
         f"({d['prose_paragraphs']} paragraphs, target within 2% of float32). Streams diverged: 10 chat prompts, 32 greedy tokens, "
@@ -68,9 +71,12 @@ def text_dtype(d: dict) -> list[str]:
         f"float32 at 1 / 4 / 16 rows with perplexity {100 * served['perplexity_change']:+.2f}%, and every stream picks "
         "the same tokens alone and batched. Plain bf16 does not: a one-row product takes a matrix-vector path "
         "whose sums are ordered differently from the batched one, and attention over a padded or packed batch "
-        "reduces differently, which bf16's coarse rounding turns into different tokens. The served variant "
-        "multiplies at least two rows always and accumulates attention in float64 (`infra/models/invariant.py`); "
-        "the float64 attention is also faster here than SDPA's bf16 kernel at 16 rows, and slower on a long prefill.",
+        "reduces differently, which bf16's coarse rounding turns into different tokens; on a CPU with AMX tiles, "
+        "a product of more than 32 rows also orders its sums by its size, so a prompt prefilled alone and packed "
+        "with others differs. The served variant multiplies at least two and at most 32 rows at once (a prefill in "
+        "pieces) and accumulates attention in float64 (`infra/models/invariant.py`). What that costs shows in the "
+        f"prefill column: the pieces keep a long prefill off the tile kernels{prefill_cost}, and the float64 "
+        "attention costs a few ms per decode step at 16 rows.",
         "",
         *_packed_prefill(d.get("packed_prefill")),
         "Reproduce: `.venv/bin/python bench/text_dtype.py` (writes `bench/results/text_dtype.json`; "
@@ -237,6 +243,14 @@ def edge_latency(d: dict) -> list[str]:
                     + f" | {_f(g['p50_ms'])} / {_f(g['p99_ms'])} | {_f(g['p50_ms'] - b['p50_ms'])} / "
                     f"{_f(g['p99_ms'] - b['p99_ms'])} |")
     gateway = d.get("gateway", "inprocess")
+    verdicts = []
+    for r in d["results"]:
+        if r["streams"] < 100:
+            continue
+        b, g = r["baseline_kafka_only"], r["genloom_edge_sse"]
+        p50, p99 = g["p50_ms"] - b["p50_ms"], g["p99_ms"] - b["p99_ms"]
+        verdicts.append(f"{r.get('pattern', 'burst')}: {_f(p50)} / {_f(p99)} ms, "
+                        + ("met" if p50 < 5 and p99 < 20 else "not met"))
     return [
         "## Streaming edge: latency added per event",
         "",
@@ -253,6 +267,7 @@ def edge_latency(d: dict) -> list[str]:
         "",
         *rows,
         "",
+        *([f"At 100 streams, added p50 / p99 against the target: {'; '.join(verdicts)}.", ""] if verdicts else []),
         "Reproduce: `.venv/bin/python bench/edge_latency.py` (writes `bench/results/edge_latency.json`; "
         "`--gateway inprocess` for the gateway in the bench's process).",
         "",
@@ -1019,7 +1034,10 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None)
         "workers' and gate's consume loops wait 2 s per empty poll while their partitions are not paused (records "
         "end a poll at once). `GENLOOM_KAFKA_BUSY_POLL_MS=0` fetches back to back while busy (10 ms broker wait, "
         "the bundled broker holding each for all of it), as the last stop did; `GENLOOM_KAFKA_IDLE_POLL_MS=0` polls "
-        "without pause at all. Target (issue 15): under 5% of one core idle, with no rise in pickup p50.",
+        "without pause at all. Target (issue 15): under 5% of one core idle, with no rise in pickup p50. The rows "
+        "come from different stops: the defaults row was measured after the consumers of `genloom.events` in the "
+        "streams process (fan-out, cache filler, memory writer) became taps, each a consumer group of its own "
+        "(`streams/tap.py`): three more consumers idle, and far less work per event under load.",
         "",
         *_load_line(defaults=after, **{'without pause': before, 'busy polling': busy}),
         "| configuration | idle CPU total (% of one core) | broker | redis | gateway | streams | workers "
@@ -1154,7 +1172,10 @@ def text_peer(d: dict) -> list[str]:
         *runs,
         "",
         "Reproduce: `.venv/bin/python bench/text_peer.py` (makes the peer's environment under "
-        "~/.cache/genloom/peers on first use; writes `bench/results/text_peer.json`).",
+        "~/.cache/genloom/peers on first use; writes `bench/results/text_peer.json`). `--servers genloom` (or "
+        "`peer`) runs one server alone, for an A/B of a setting given in the environment (for example "
+        "`GENLOOM_KAFKA_BUSY_POLL_MS=5`); its runs and `GENLOOM_*` environment go to "
+        "`bench/results/text_peer_<server>.json`, not into this table.",
         "",
     ]
 

@@ -190,19 +190,29 @@ def main() -> None:
     ap.add_argument("--peer-dtypes", nargs="+", default=["float32", "bfloat16"],
                     help="the peer's --dtype values; its best run per level counts")
     ap.add_argument("--peer-dir", type=Path, default=Path.home() / ".cache" / "genloom" / "peers")
+    ap.add_argument("--servers", nargs="+", choices=["peer", "genloom"], default=["peer", "genloom"],
+                    help="which servers run (both for the comparison; one alone for an A/B of a setting, e.g. "
+                         "GENLOOM_KAFKA_BUSY_POLL_MS, given in the environment)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
-    python = peer_python(args.peer_dir, args.peer_version)
-    version = peer_version(python)
-    print(f"peer: transformers serve --continuous-batching (transformers, torch: {version})", flush=True)
+    both = set(args.servers) == {"peer", "genloom"}
+    if not both and args.out == OUT:  # one server's runs are not the comparison: kept beside it
+        args.out = OUT.with_name(f"text_peer_{args.servers[0]}.json")
+    python = version = None
+    if "peer" in args.servers:
+        python = peer_python(args.peer_dir, args.peer_version)
+        version = peer_version(python)
+        print(f"peer: transformers serve --continuous-batching (transformers, torch: {version})", flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="genloom-text-peer-"))
     result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "peer_versions": version,
                     "levels": args.levels, "threads": args.threads, "seconds": args.seconds,
                     "peer_dtypes": args.peer_dtypes, "genloom_dtype": str(resolve_dtype(TextSettings().dtype, torch.device("cpu"))).removeprefix("torch."),
                     "max_tokens": args.max_tokens,
                     "prompt_tokens": count_tokens(PROMPT.format(topic=TOPICS[0], n="r-16-0")),
-                    "load_start": os.getloadavg(), "runs": []}
+                    "load_start": os.getloadavg(), "runs": [],
+                    "servers": args.servers,  # the settings the run was given (an A/B names its own here)
+                    "env": {k: v for k, v in os.environ.items() if k.startswith("GENLOOM_")}}
     started: list[int] = []
 
     def record(r: int, threads: int, server: str, dtype: str, rows: list[dict]) -> None:
@@ -213,7 +223,7 @@ def main() -> None:
         for threads in args.threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # the server started next inherits it
             os.environ["GENLOOM_WORKER_TORCH_THREADS"] = str(threads)  # genloom's engine too (not its default)
-            for dtype in args.peer_dtypes:
+            for dtype in args.peer_dtypes if "peer" in args.servers else []:
                 assert not leftovers(*started), f"a server of an earlier run still runs: {leftovers(*started)}"
                 proc, url, model_dir = start_peer(python, log_dir, dtype)
                 started.append(proc.pid)
@@ -223,6 +233,8 @@ def main() -> None:
                 finally:
                     stop_process(proc)
             assert not leftovers(*started), "the peer did not stop"
+            if "genloom" not in args.servers:
+                continue
             up, base = start_up(Path(tempfile.mkdtemp(prefix="genloom-peer-up-")), KEY,
                                 {"GENLOOM_SEMANTIC_CACHE_ENABLED": "false"})
             started.append(up.pid)
@@ -234,7 +246,7 @@ def main() -> None:
                 stop_up(up)
     result["load_end"] = os.getloadavg()
     summary = {}
-    for i, c in enumerate(args.levels):
+    for i, c in enumerate(args.levels if both else []):
         peer = best([run["levels"][i] | {"threads": run["threads"], "dtype": run["dtype"]}
                      for run in result["runs"] if run["server"] == "peer"])
         ours = best([run["levels"][i] | {"threads": run["threads"], "dtype": run["dtype"]}
