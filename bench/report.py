@@ -206,6 +206,18 @@ def text_remote(d: dict) -> list[str]:
                      f"keeps {_f(s['transport_throughput_ratio'], 3)}x of the throughput: the rest of the defaults' figure "
                      "is the work they do on each job (redaction, embedding, the gate's check of each token) and "
                      "their two extra Kafka hops.")
+    split = []
+    for way, label in (("genloom", "defaults"), ("transport", "stages and gate off")):
+        seqs = [r[way]["sequential"] for r in d["rounds"] if way in r and "submit_to_started_p50_ms" in r[way]["sequential"]]
+        if seqs:
+            m = {k: statistics.median(q[k] for q in seqs) for k in
+                 ("submit_to_started_p50_ms", "started_to_first_token_p50_ms", "token_to_client_p50_ms")}
+            split.append(f"{label}: submit → worker `started` {_f(m['submit_to_started_p50_ms'])} ms, `started` → the "
+                         f"worker's first token {_f(m['started_to_first_token_p50_ms'])} ms, that token → the client "
+                         f"{_f(m['token_to_client_p50_ms'])} ms")
+    split_line = ([f"Where genloom's time to first token goes at one stream (the job's own event timestamps, p50, "
+                   f"medians over the rounds; the engine server's own time to first token, called directly, is "
+                   f"{_f(s['direct']['ttft_p50_ms_1'])} ms): " + "; ".join(split) + ".", ""] if split else [])
     return [
         "## An engine server behind genloom: what genloom adds",
         "",
@@ -226,6 +238,7 @@ def text_remote(d: dict) -> list[str]:
          "moderation gate, worker, broker, Redis) share the same two cores here, unlike a deployment where the "
          "engine has a machine of its own."),
         "",
+        *split_line,
         "Reproduce: `.venv/bin/python bench/text_remote.py` (uses the peer environment of `bench/text_peer.py`; "
         "writes `bench/results/text_remote.json`).",
         "",

@@ -34,6 +34,7 @@ import platform
 import signal
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,23 +42,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import openai  # noqa: E402
 from text_peer import peer_python, peer_version, start_peer  # noqa: E402
-from text_platform import FAST, MODEL, PROMPTS, concurrent, one_stream, p50, wait_ready  # noqa: E402
+from text_platform import FAST, MODEL, PROMPTS, _sdk_stream, concurrent, p50, wait_ready  # noqa: E402
 
 from infra.procs import free_port, stop_process  # noqa: E402
+from infra.redis.client import connect  # noqa: E402
+from infra.redis.jobstore import JobStore  # noqa: E402
+from schemas.events import Started, TokenDelta  # noqa: E402
+from schemas.requests import scoped_job_id  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "text_remote.json"
 TENANT = "bench"
 
 
-async def sequential(url: str, key: str, model: str, n: int, max_tokens: int) -> dict:
+async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, redis_url: str | None = None) -> dict:
+    """One request at a time. Through genloom (`redis_url` given), the job's own event timestamps split
+    each time to first token: submit to the worker's `started`, `started` to the worker's first token
+    (the upstream call: the engine server's own time to first token and the worker's client), and that
+    token to the client (fan-out, Redis, gateway, SSE)."""
     client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
-    ttft = []
+    redis = connect(redis_url) if redis_url else None
+    store = JobStore(redis) if redis is not None else None
+    ttft, before, upstream, after = [], [], [], []
     for i in range(n):
-        first, _, _ = await one_stream(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
-        ttft.append(first)
+        wall, start = time.time(), time.perf_counter()
+        first, last, _, job_id = await _sdk_stream(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+        first = first or last or time.perf_counter()  # no content at all: the stream's end
+        ttft.append(first - start)
+        if store is not None:
+            events = [entry.event for entry in await store.entries(scoped_job_id(TENANT, job_id))]
+            started = next(e.ts for e in events if isinstance(e, Started))
+            token = next(e.ts for e in events if isinstance(e, TokenDelta))
+            before.append(started - wall)
+            upstream.append(token - started)
+            after.append(wall + (first - start) - token)
     await client.close()
-    return {"requests": n, "ttft_p50_ms": p50(ttft) * 1000}
+    out = {"requests": n, "ttft_p50_ms": p50(ttft) * 1000}
+    if store is not None:
+        await redis.aclose()
+        out |= {"submit_to_started_p50_ms": p50(before) * 1000, "started_to_first_token_p50_ms": p50(upstream) * 1000,
+                "token_to_client_p50_ms": p50(after) * 1000}
+    return out
 
 
 #: the stack with nothing on the job's path but the transport (the labelled extra row)
@@ -81,9 +106,9 @@ def start_genloom_in_front(log_dir: Path, engine_url: str, engine_model: str, co
     return stack, f"http://127.0.0.1:{port}/v1", key
 
 
-def measure(url: str, key: str, model: str, args: argparse.Namespace) -> dict:
+def measure(url: str, key: str, model: str, args: argparse.Namespace, redis_url: str | None = None) -> dict:
     asyncio.run(wait_ready(url, key, model))
-    return {"sequential": asyncio.run(sequential(url, key, model, args.requests, args.max_tokens)),
+    return {"sequential": asyncio.run(sequential(url, key, model, args.requests, args.max_tokens, redis_url)),
             "concurrent": asyncio.run(concurrent(url, key, model, args.concurrency, args.max_tokens))}
 
 
@@ -118,7 +143,7 @@ def main() -> None:
             for way, extra in (("genloom", {}), ("transport", TRANSPORT_ONLY)):
                 stack, url, key = start_genloom_in_front(log_dir, engine_url, engine_model, args.concurrency, extra)
                 try:
-                    row[way] = measure(url, key, MODEL, args)
+                    row[way] = measure(url, key, MODEL, args, stack.redis_url)
                 finally:
                     stack.stop()
                 print(f"round {r + 1} {way}: {row[way]}", flush=True)

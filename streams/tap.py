@@ -115,8 +115,8 @@ class Tap:
 
     async def run(self) -> None:
         """Join the group and consume until cancelled; then commit what was applied and leave."""
-        await self._handler.open()
         try:
+            await self._handler.open()
             self._consumer.subscribe(self._topics, listener=_Listener(self.loop))
             await clients.start_client(self._consumer, self._bootstrap)
             try:
@@ -124,8 +124,8 @@ class Tap:
             finally:
                 self.loop.stop()
                 await self.loop.flush()
-                await self._consumer.stop()
         finally:
+            await self._consumer.stop()  # idempotent; also when the handler never opened
             await self._handler.close()
 
     async def _start_of(self, tp) -> int | None:
