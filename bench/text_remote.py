@@ -86,7 +86,7 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, re
 
 
 #: the stack with nothing on the job's path but the transport (the labelled extra row)
-TRANSPORT_ONLY = {"GENLOOM_ROUTE": "direct", "GENLOOM_MODERATION_CLASSIFIER": "none"}
+TRANSPORT_ONLY = {"GENLOOM_GATEWAY_ROUTE": "direct", "GENLOOM_MODERATION_CLASSIFIER": "none"}
 
 
 def start_genloom_in_front(log_dir: Path, engine_url: str, engine_model: str, concurrency: int,
