@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
@@ -35,19 +35,22 @@ log = logging.getLogger(__name__)
 COMMIT_GAP_S = 1.0
 
 
-class TapHandler(Protocol):
-    """What a tap feeds. Built and opened inside the running loop (its clients need one)."""
+class TapHandler:
+    """What a tap feeds (subclass it). Built and opened inside the running loop (its clients need one)."""
 
     #: a started producer for dead letters (an empty message; whatever the handler finds malformed), or None
-    dead_letters: Any
+    dead_letters: Any = None
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        pass
 
     async def handle(self, records: list[Record[bytes]]) -> None:
         """What one poll brought, every partition's records in order (each names its partition); they
         are done (committed behind) when this returns."""
+        raise NotImplementedError
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,9 @@ class Tap:
                                 dead_letters=handler.dead_letters, commit_behind=True, commit_gap_s=COMMIT_GAP_S)
 
     async def _poll(self, records: list[Record[bytes]]) -> None:
-        for tp in {r.tp for r in records} - self._floor.keys():
-            self._floor[tp] = await self._start_of(tp)
+        if {r.tp for r in records} - self._floor.keys():  # placed once, every assigned partition together
+            new = ({r.tp for r in records} | set(self._consumer.assignment())) - self._floor.keys()
+            self._floor.update(await self._starts(new))
         floors = self._floor
         mine = [r for r in records if (floors[r.tp] or 0) <= r.offset]
         if mine:
@@ -128,26 +132,32 @@ class Tap:
             await self._consumer.stop()  # idempotent; also when the handler never opened
             await self._handler.close()
 
-    async def _start_of(self, tp) -> int | None:
-        """The faust group's position on `tp` when this group has no commit there (and seek to it)."""
-        if self._legacy_group is None or await self._consumer.committed(tp) is not None:
-            return None
+    async def _starts(self, tps: set) -> dict[Hashable, int | None]:
+        """Per partition, the faust group's position where this group has no commit (and seek there);
+        None elsewhere. One admin client for all of them."""
+        starts: dict[Hashable, int | None] = dict.fromkeys(tps)
+        if self._legacy_group is None:
+            return starts
+        fresh = [tp for tp in tps if await self._consumer.committed(tp) is None]
+        if not fresh:
+            return starts
         try:
             admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **clients.security_args())
             await clients.start_client(admin, self._bootstrap)
             try:
-                theirs = (await admin.list_consumer_group_offsets(self._legacy_group, partitions=[tp])).get(tp)
+                theirs = await admin.list_consumer_group_offsets(self._legacy_group, partitions=fresh)
             finally:
                 await admin.close()
         except Exception as exc:  # the reset policy applies: the topic's start, replayed without effect
-            log.warning("%s: the faust group's offset of %s could not be read (%s); reading from the topic's start",
-                        self.group, tp, exc)
-            return None
-        if theirs is None or theirs.offset < 0:
-            return None
-        self._consumer.seek(tp, theirs.offset)
-        log.info("%s: %s starts at %d, where %s stood", self.group, tp, theirs.offset, self._legacy_group)
-        return theirs.offset
+            log.warning("%s: the faust group's offsets could not be read (%s); reading from the topic's start",
+                        self.group, exc)
+            return starts
+        for tp, meta in theirs.items():
+            if meta is not None and meta.offset >= 0:
+                starts[tp] = meta.offset
+                self._consumer.seek(tp, meta.offset)
+                log.info("%s: %s starts at %d, where %s stood", self.group, tp, meta.offset, self._legacy_group)
+        return starts
 
 
 def register(app, specs: list[TapSpec], *, bootstrap: str, settings: StreamsSettings) -> None:

@@ -536,21 +536,21 @@ class JobStore:
         registered scripts with a SCRIPT EXISTS round trip before every execute, so this store loads
         the script once instead, and again when Redis answers NOSCRIPT (it restarted, or its scripts
         were flushed): nothing from that call on ran, so those calls are sent again, in order."""
+        async def pipelined(batch: list[tuple]) -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for call in batch:
+                pipe.evalsha(self._apply.sha, *call)
+            return await pipe.execute(raise_on_error=False)
+
         if not self._apply_loaded:
             await self._redis.script_load(_APPLY)
             self._apply_loaded = True
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            pipe.evalsha(self._apply.sha, *call)
-        replies = await pipe.execute(raise_on_error=False)
+        replies = await pipelined(calls)
         lost = next((i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)), None)
         if lost is None:
             return replies
         await self._redis.script_load(_APPLY)  # an error here (Redis gone again) is the caller's to retry
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls[lost:]:
-            pipe.evalsha(self._apply.sha, *call)
-        return replies[:lost] + await pipe.execute(raise_on_error=False)
+        return replies[:lost] + await pipelined(calls[lost:])
 
     async def _slots(self, job_ids: list[str]) -> dict[str, str]:
         """The in-flight set each job counts in (written once at admission, so reading early is safe)."""

@@ -13,7 +13,7 @@ from infra.settings.streams import CacheSettings
 from schemas.events import may_be
 
 from ..fanout.logic import Malformed, read_event
-from ..tap import TapSpec
+from ..tap import TapHandler, TapSpec
 from .fill import READS as FILLER_READS, CacheFiller
 from .logic import LocalTier, TenantPolicy
 from .stage import CacheStage
@@ -41,17 +41,13 @@ def build_stage(cache: SemanticCache, settings: CacheSettings, embedding_model: 
     return CacheStage(cache, TenantPolicy(opt_in=settings.opt_in, off=settings.off, only=settings.only), embedding_model)
 
 
-class FillTap:
-    """The fill tap's handler: the batch's lifecycle events (a token is skipped before any parse)."""
-
-    dead_letters = None  # the fan-out dead-letters what does not parse
+class FillTap(TapHandler):
+    """The fill tap's handler: the batch's lifecycle events (a token is skipped before any parse);
+    what does not parse is the fan-out's to dead-letter."""
 
     def __init__(self, group: str, cache: SemanticCache) -> None:
         self._group = group
         self._filler = CacheFiller(cache)
-
-    async def open(self) -> None:
-        pass
 
     async def handle(self, records: list[Record[bytes]]) -> None:
         events = []
@@ -63,9 +59,6 @@ class FillTap:
             if not isinstance(event, Malformed):
                 events.append(event)
         await self._filler.handle(events)
-
-    async def close(self) -> None:
-        pass
 
 
 def fill_spec(cache: SemanticCache, batch_max: int = 256) -> TapSpec:

@@ -19,7 +19,7 @@ from infra.redis.jobstore import event_store
 from infra.redis.outbox import WebhookOutbox
 from infra.settings.streams import FanoutSettings, WebhookSettings
 
-from ..tap import TapSpec
+from ..tap import TapHandler, TapSpec
 from .handler import FanoutHandler, RawMessage
 from .logic import Malformed
 from .outbox import OutboxDeliverer
@@ -27,7 +27,7 @@ from .webhooks import WebhookDispatcher, WebhookSender, new_http_client
 
 log = logging.getLogger(__name__)
 
-class FanoutTap:
+class FanoutTap(TapHandler):
     """Each batch of `genloom.events` into Redis with one pipelined round trip; poison to the DLQ."""
 
     def __init__(self, group: str, bootstrap: str, redis_url: str, settings: FanoutSettings,

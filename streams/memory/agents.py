@@ -1,8 +1,9 @@
 """The memory writer: thin. One tap (a consumer group of its own, streams/tap.py) reads the workers'
 topics (jobs, already redacted), the released events (for `completed`) and `genloom.memory`
-(feedback, erasure), and does what streams/memory/writer.py decides, in order per message. A store that fails is retried until it
-answers: the message's offset is committed only after it, so a completed interaction is never lost
-(and replays write nothing twice: every write is keyed). A timer sweeps what outlived its retention.
+(feedback, erasure), and does what streams/memory/writer.py decides, in order per message. A store
+that fails is retried until it answers: the message's offset is committed only after it, so a
+completed interaction is never lost (and replays write nothing twice: every write is keyed). A timer
+sweeps what outlived its retention.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from schemas.events import parse_event
 from schemas.memory import EraseUser, ErasureReport, MemoryFeedback, parse_memory_command
 from schemas.requests import parse_request
 
-from ..tap import TapSpec
+from ..tap import TapHandler, TapSpec
 from ..cache.tiers import SemanticCache
 from ..privacy.logic import redact_texts
 from .backends import MemoryBackends
@@ -176,16 +177,12 @@ async def until_done(what: str, call: Callable) -> None:
             wait = min(wait * 2, RETRY_MAX_S)
 
 
-class MemoryTap:
-    """The memory tap's handler: each message in order, each retried until its store answers."""
-
-    dead_letters = None  # the workers dead-letter a bad request, the fan-out a bad event; a bad command is logged
+class MemoryTap(TapHandler):
+    """The memory tap's handler: each message in order, each retried until its store answers (the
+    workers dead-letter a bad request, the fan-out a bad event; a bad command is logged)."""
 
     def __init__(self, writer: MemoryWriter) -> None:
         self.writer = writer
-
-    async def open(self) -> None:
-        pass
 
     async def handle(self, records: list[Record[bytes]]) -> None:
         for r in records:  # hot loop: the events topic's tokens go by here
