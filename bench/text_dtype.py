@@ -1,8 +1,9 @@
 """The text engine in float32 against bfloat16 on this CPU, from one run: decode speed, quality and
 batch invariance.
 
-For each variant (float32; bfloat16 as the loader serves it, batch-invariant; and, as a labelled extra
-row, plain bfloat16 without the invariant layers, to show what invariance costs and why it is needed):
+For each variant (float32; bfloat16 as the loader serves it, batch-invariant with packed weights; and,
+as labelled extra rows, the same with its weights left plain, to show what packing gains, and plain
+bfloat16 without the invariant layers, to show what invariance costs and why it is needed):
 
 - the time of one decode step of the TextEngine at 1, 4 and 16 running rows (greedy, after warm-up)
   and the time to prefill one prompt of about 200 tokens;
@@ -40,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from infra.evaluation.text import corpus_perplexity, sklearn_prose  # noqa: E402
-from infra.models import loader  # noqa: E402
+from infra.models import invariant, loader  # noqa: E402
 from infra.models.invariant import native_bf16  # noqa: E402
 from infra.models.loader import TextModelSpec, load_text_model  # noqa: E402
 from workers.text.engine import TextEngine  # noqa: E402
@@ -49,19 +50,30 @@ from workers.text.sampling import SamplingParams  # noqa: E402
 OUT = Path(__file__).resolve().parent / "results" / "text_dtype.json"
 TOPICS = ["the sea", "a mountain village", "an old clock", "a lost cat", "the first snow", "a lighthouse",
           "a desert road", "a market at dawn", "a broken violin", "a river journey"]
-VARIANTS = [("float32", "float32", True), ("bfloat16 (batch-invariant, served)", "bfloat16", True),
-            ("bfloat16 without the invariant layers (extra row)", "bfloat16", False)]
+#: (name, dtype, how it is loaded): "served" as the loader serves it; "unpacked" batch-invariant with
+#: the bf16 weights left plain (what packing them gains); "plain" without the invariant layers
+VARIANTS = [("float32", "float32", "served"), ("bfloat16 (batch-invariant, served)", "bfloat16", "served"),
+            ("bfloat16 batch-invariant, weights not packed (extra row)", "bfloat16", "unpacked"),
+            ("bfloat16 without the invariant layers (extra row)", "bfloat16", "plain")]
 
 
-def load(dtype: str, invariant: bool):
-    if invariant:
+def load(dtype: str, mode: str = "served"):
+    patched = {"served": None, "unpacked": (invariant, "pack_weights", lambda model: 0),
+               "plain": (loader, "make_batch_invariant", lambda model: model)}[mode]
+    if patched is None:
         return load_text_model(TextModelSpec(device="cpu", dtype=dtype))
-    real = loader.make_batch_invariant
-    loader.make_batch_invariant = lambda model: model
+    owner, name, stand_in = patched
+    real = getattr(owner, name)
+    setattr(owner, name, stand_in)
     try:
         return load_text_model(TextModelSpec(device="cpu", dtype=dtype))
     finally:
-        loader.make_batch_invariant = real
+        setattr(owner, name, real)
+
+
+def packed(model) -> bool:
+    """Whether the model's Linear weights are packed (`infra.models.invariant.pack_weights`)."""
+    return any(getattr(m, "packed", None) is not None for m in model.modules())
 
 
 def step_ms(lm, prompt: list[int], rows: int, steps: int) -> float:
@@ -159,7 +171,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.packed_only:
         result = json.loads(args.out.read_text())
-        result["packed_prefill"] = packed_prefill(load("bfloat16", True))
+        result["packed_prefill"] = packed_prefill(load("bfloat16"))
         result["packed_prefill_load"] = os.getloadavg()
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
@@ -168,18 +180,18 @@ def main() -> None:
     result = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
               "native_bf16": native_bf16(), "cpus": os.cpu_count(), "load_start": os.getloadavg(),
               "prose_paragraphs": len(prose), "streams_checked": 2 * len(TOPICS), "rows": []}
-    for name, dtype, invariant in VARIANTS:
-        lm = load(dtype, invariant)
+    for name, dtype, mode in VARIANTS:
+        lm = load(dtype, mode)
         story = lm.format_chat([{"role": "user", "content": "Write a long story about a dragon who paints the sea."}])
         long_prompt = lm.format_chat([{"role": "user", "content": " ".join(
             f"Day {d}: the baker opened the shop, sold bread to the village, and closed at dusk." for d in range(1, 13))}])
-        row = {"variant": name, "dtype": dtype, "invariant": invariant,
+        row = {"variant": name, "dtype": dtype, "invariant": mode != "plain", "packed": packed(lm.model),
                "step_ms": {str(r): round(step_ms(lm, story, r, args.steps), 2) for r in (1, 4, 16)},
                "prefill_tokens": len(long_prompt), "prefill_ms": round(prefill_ms(lm, long_prompt), 1)}
         row["tokens_per_s"] = {r: round(int(r) * 1000 / ms, 1) for r, ms in row["step_ms"].items()}
         row["perplexity"], _ = corpus_perplexity(lm.model, lm.tokenizer, prose)
         row["diverged"] = diverged(lm)
-        if dtype == "bfloat16" and invariant:
+        if dtype == "bfloat16" and mode == "served":
             result["packed_prefill"] = packed_prefill(lm)
         result["rows"].append(row)
         print(f"{name}: step ms {row['step_ms']}, prefill {row['prefill_ms']} ms / {row['prefill_tokens']} tokens, "

@@ -7,21 +7,35 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from infra.models.invariant import MAX_ROWS, GemmLinear
+from infra.models import invariant
+from infra.models.invariant import MAX_ROWS, GemmLinear, pack_weights
+
+PACKS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-@pytest.fixture
-def layer() -> GemmLinear:
+def up_projection() -> torch.nn.Linear:
     torch.manual_seed(0)
-    linear = torch.nn.Linear(576, 1536, bias=True).to(torch.bfloat16)  # an MLP's up projection
+    return torch.nn.Linear(576, 1536, bias=True).to(torch.bfloat16)  # an MLP's up projection
+
+
+@pytest.fixture(params=["plain", "packed"])
+def layer(request) -> GemmLinear:
+    linear = up_projection()
+    linear.reference = (linear.weight.detach().clone(), linear.bias.detach().clone())
     linear.__class__ = GemmLinear
+    if request.param == "packed":
+        if not PACKS:
+            pytest.skip("this CPU or torch build has no oneDNN bf16 product to pack for (the plain case runs)")
+        assert pack_weights(linear) == 1
+        assert linear.weight.numel() == 0  # released: the packed copy is the only one
     return linear
 
 
 def pairwise(layer: GemmLinear, x: torch.Tensor) -> torch.Tensor:
-    """Each row as the second of a two-row product (the reference every product size must match)."""
-    return torch.cat([F.linear(torch.cat((row, row))[None].reshape(2, -1), layer.weight, layer.bias)[1:]
-                      for row in x])
+    """Each row as the second of a two-row plain ``F.linear`` product (the reference every product size,
+    packed or not, must match)."""
+    weight, bias = layer.reference
+    return torch.cat([F.linear(torch.cat((row, row))[None].reshape(2, -1), weight, bias)[1:] for row in x])
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, MAX_ROWS, MAX_ROWS + 1, 47, 2 * MAX_ROWS + 1, 130])
@@ -43,4 +57,26 @@ def test_a_prefix_prefilled_alone_and_packed_gets_the_same_bits(layer):
     packed = (torch.randn(47, 576) * 0.5).to(torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(layer(packed[:20]), layer(packed)[:20])
-        assert torch.allclose(layer(packed).float(), F.linear(packed, layer.weight, layer.bias).float(), atol=0.05)
+        assert torch.allclose(layer(packed).float(), F.linear(packed, *layer.reference).float(), atol=0.05)
+
+
+@pytest.mark.skipif(not PACKS, reason="needs oneDNN's bf16 product (AVX512-BF16 or AMX); the plain path is tested above")
+def test_packing_keeps_a_shared_weight_and_refuses_where_the_bits_would_differ(monkeypatch):
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(64, 576).to(torch.bfloat16)
+    head = torch.nn.Linear(576, 64, bias=False).to(torch.bfloat16)
+    head.weight = embedding.weight  # a tied output head: the embedding still reads the plain weight
+    model = torch.nn.ModuleList([embedding, head, up_projection()])
+    for module in model[1:]:
+        module.__class__ = GemmLinear
+    with monkeypatch.context() as patch:  # a CPU whose packed product would differ: nothing is packed
+        patch.setattr(invariant, "_packed_matches", lambda *_: False)
+        assert pack_weights(model) == 0
+        assert model[1].packed is None and model[2].weight.shape == (1536, 576)
+    assert pack_weights(model) == 2
+    assert model[1].weight is embedding.weight and embedding.weight.shape == (64, 576)
+    assert model[2].weight.numel() == 0
+    assert pack_weights(model) == 0  # packed once
+    x = (torch.randn(5, 576) * 0.5).to(torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(model[1](x), F.linear(x, embedding.weight))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infra.models.invariant import ATTENTION, native_bf16
+from infra.models.invariant import ATTENTION, GemmLinear, native_bf16
 from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
 
 
@@ -17,6 +17,12 @@ def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> 
     if smollm.dtype == torch.bfloat16:
         assert smollm.model.config._attn_implementation == ATTENTION
         assert all(type(m) is not torch.nn.Linear for m in smollm.model.modules())
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # every weight packed once; the plain copies released
+            linears = [m for m in smollm.model.modules() if isinstance(m, GemmLinear)]
+            assert all(m.packed is not None for m in linears)
+            head, embedding = smollm.model.lm_head, smollm.model.get_input_embeddings()
+            assert head.weight is embedding.weight and head.weight.shape == (49152, 576)  # tied: kept for the lookup
+            assert all(m.weight.numel() == 0 for m in linears if m is not head)
     assert smollm.context_length == 8192
     ids = smollm.format_chat([{"role": "user", "content": "hi"}])
     text = smollm.tokenizer.decode(ids)
