@@ -2,11 +2,14 @@
 batch invariance.
 
 For each variant (float32; bfloat16 as the loader serves it, batch-invariant with packed weights; and,
-as labelled extra rows, the same with its weights left plain, to show what packing gains, and plain
-bfloat16 without the invariant layers, to show what invariance costs and why it is needed):
+as labelled extra rows, the same with its weights left plain, to show what packing gains, the same
+with a decode step's attention in float64 over the padded window (what attending row by row gains),
+and plain bfloat16 without the invariant layers, to show what invariance costs and why it is needed):
 
-- the time of one decode step of the TextEngine at 1, 4 and 16 running rows (greedy, after warm-up)
-  and the time to prefill one prompt of about 200 tokens;
+- the time of one decode step of the TextEngine at 1, 4 and 16 running rows (greedy, after warm-up),
+  the same at 16 rows over the 64 steps after 16 different prompts of the serving benchmarks (wider,
+  left-padded windows, where attention weighs more), and the time to prefill one prompt of about 200
+  tokens;
 - perplexity on the prose of scikit-learn's dataset descriptions (a held-out set that ships in a
   package; the target of issue 15 is within 2% of float32);
 - batch invariance: 10 chat prompts decoded greedily for 32 tokens alone, then all admitted at once,
@@ -39,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from transformers import AttentionInterface  # noqa: E402
 
 from infra.evaluation.text import corpus_perplexity, sklearn_prose  # noqa: E402
 from infra.models import invariant, loader  # noqa: E402
@@ -51,13 +55,22 @@ OUT = Path(__file__).resolve().parent / "results" / "text_dtype.json"
 TOPICS = ["the sea", "a mountain village", "an old clock", "a lost cat", "the first snow", "a lighthouse",
           "a desert road", "a market at dawn", "a broken violin", "a river journey"]
 #: (name, dtype, how it is loaded): "served" as the loader serves it; "unpacked" batch-invariant with
-#: the bf16 weights left plain (what packing them gains); "plain" without the invariant layers
+#: the bf16 weights left plain (what packing them gains); "padded" with a decode step's attention in
+#: float64 over the whole padded window instead of row by row (what that gains); "plain" without the
+#: invariant layers
 VARIANTS = [("float32", "float32", "served"), ("bfloat16 (batch-invariant, served)", "bfloat16", "served"),
             ("bfloat16 batch-invariant, weights not packed (extra row)", "bfloat16", "unpacked"),
+            ("bfloat16 batch-invariant, decode attention in float64 over the padded window (extra row)",
+             "bfloat16", "padded"),
             ("bfloat16 without the invariant layers (extra row)", "bfloat16", "plain")]
 
 
 def load(dtype: str, mode: str = "served"):
+    if mode == "padded":  # as served, but a decode step's attention ignores which keys each row owns
+        lm = load(dtype)
+        AttentionInterface.register(invariant.ATTENTION, lambda *args, genloom_rows=None, **kwargs:
+                                    invariant.invariant_attention(*args, **kwargs))
+        return lm  # the next load registers the served attention again
     patched = {"served": None, "unpacked": (invariant, "pack_weights", lambda model: 0),
                "plain": (loader, "make_batch_invariant", lambda model: model)}[mode]
     if patched is None:
@@ -71,16 +84,25 @@ def load(dtype: str, mode: str = "served"):
         setattr(owner, name, real)
 
 
+#: the serving benchmarks' prompt (`bench/text_peer.py`): 16 of them, of different lengths, decoding 64
+#: tokens attend over left-padded windows of about 80 to 160 columns, where attention weighs more
+SERVING_PROMPT = ("You are a careful storyteller who writes plain, vivid English prose for readers of every age. "
+                  "Write a long story about {topic} (story number {n}). Begin at once with the first sentence, "
+                  "describe the place, the weather and the people in detail, and do not stop early.")
+
+
 def packed(model) -> bool:
     """Whether the model's Linear weights are packed (`infra.models.invariant.pack_weights`)."""
     return any(getattr(m, "packed", None) is not None for m in model.modules())
 
 
-def step_ms(lm, prompt: list[int], rows: int, steps: int) -> float:
+def step_ms(lm, prompt: list[int] | list[list[int]], rows: int, steps: int) -> float:
+    """The median decode step at ``rows`` rows: every row the same prompt, or row i ``prompt[i % len]``."""
+    prompts = prompt if prompt and isinstance(prompt[0], list) else [prompt]
     engine = TextEngine(lm.model, lm.tokenizer, max_batch_size=16)
     never_end = {t: -100.0 for t in engine.eos_token_ids}  # every row decodes all the steps
     for i in range(rows):
-        engine.add_request(f"r{i}", prompt, SamplingParams(max_tokens=steps + 8, temperature=0.0,
+        engine.add_request(f"r{i}", prompts[i % len(prompts)], SamplingParams(max_tokens=steps + 8, temperature=0.0,
                                                            logit_bias=never_end))
     engine.step()
     engine.step()  # prefilled, warm
@@ -188,13 +210,18 @@ def main() -> None:
         row = {"variant": name, "dtype": dtype, "invariant": mode != "plain", "packed": packed(lm.model),
                "step_ms": {str(r): round(step_ms(lm, story, r, args.steps), 2) for r in (1, 4, 16)},
                "prefill_tokens": len(long_prompt), "prefill_ms": round(prefill_ms(lm, long_prompt), 1)}
+        serving = [lm.format_chat([{"role": "user", "content": SERVING_PROMPT.format(topic=TOPICS[i % len(TOPICS)], n=i * 37)}])
+                   for i in range(16)]
+        row["serving_prompt_tokens"] = round(statistics.mean(map(len, serving)), 1)
+        row["serving_step_ms_16"] = round(step_ms(lm, serving, 16, 64), 2)
         row["tokens_per_s"] = {r: round(int(r) * 1000 / ms, 1) for r, ms in row["step_ms"].items()}
         row["perplexity"], _ = corpus_perplexity(lm.model, lm.tokenizer, prose)
         row["diverged"] = diverged(lm)
         if dtype == "bfloat16" and mode == "served":
             result["packed_prefill"] = packed_prefill(lm)
         result["rows"].append(row)
-        print(f"{name}: step ms {row['step_ms']}, prefill {row['prefill_ms']} ms / {row['prefill_tokens']} tokens, "
+        print(f"{name}: step ms {row['step_ms']}, 16 rows after prompts of {row['serving_prompt_tokens']} tokens "
+              f"{row['serving_step_ms_16']} ms, prefill {row['prefill_ms']} ms / {row['prefill_tokens']} tokens, "
               f"perplexity {row['perplexity']:.3f}, streams diverged {row['diverged']}/{result['streams_checked']}",
               flush=True)
         del lm

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from transformers import DynamicCache
 
-from infra.models.invariant import Segments
+from infra.models.invariant import DecodeRows, Segments
 from schemas.enums import FinishReason
 from workers.text.grammar import Grammars
 from workers.text.kv_cache import BatchKVCache
@@ -191,6 +191,7 @@ class TextEngine:
                 past_key_values=self._cache,
                 cache_position=torch.tensor([width], device=self.device),
                 use_cache=True,
+                genloom_rows=DecodeRows([seq.num_cached + 1 for seq in rows]),
             ).logits[:, -1, :]
         except Exception as exc:  # a failed forward pass takes the whole batch with it
             logger.exception("decode step failed for %d sequences", len(rows))
