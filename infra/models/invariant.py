@@ -14,10 +14,13 @@ a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two 
   as a two-row product, from any position. Beyond that, a CPU with AMX tiles (Sapphire Rapids and
   later) takes tile kernels whose sums are ordered by the product's size: a prompt prefilled alone
   (34 rows) and packed with another (47 rows) got different MLP outputs, and one of two test streams
-  diverged within 5 tokens. CPUs without AMX gave identical rows from 2 to 200. :class:`GemmLinear`
-  multiplies at most 32 rows at once (a prefill in pieces; the last piece never a single row), which
-  makes every row's bits independent of the product's size on both; a 288-row product of this model's
-  shapes took about 2.3x as long in 32-row pieces on an AMX CPU, and only prefills are that large.
+  diverged within 5 tokens. CPUs without AMX gave identical rows from 2 to 200 (an AMD EPYC with
+  AVX512-BF16: 2 to 300, packed). :class:`GemmLinear` multiplies at most 32 rows at once (a prefill in
+  pieces; the last piece never a single row), which makes every row's bits independent of the
+  product's size on both; a 288-row product of this model's shapes took about 2.3x as long in 32-row
+  pieces on an AMX CPU, and only prefills are that large. A packed layer takes up to 256 rows at once
+  where a check at load finds products of 33 to 256 rows exact (CPUs without AMX): an 88-token
+  prompt's Linear layers took 0.81x the time of 32-row pieces on that EPYC.
 - **Attention over padded or packed keys.** The batch's cache is left-padded to its widest row and
   a packed prefill attends over every prompt of the pack under a block mask, so the reductions over
   keys are split and ordered differently than for the sequence alone. Float32 attention still
@@ -67,15 +70,21 @@ ATTENTION = "genloom_invariant_sdpa"
 #: bits as a two-row product, from any position; on AMX CPUs larger products take tile kernels whose
 #: sums are ordered by the product's size (see the module docstring)
 MAX_ROWS = 32
+#: the most rows a packed layer's product takes where the load-time check finds that products of up
+#: to this many rows give every row a two-row product's bits (CPUs without AMX tiles): a prefill in
+#: fewer, larger pieces
+WIDE_ROWS = 256
 
 
 class GemmLinear(nn.Linear):
     """nn.Linear whose every row is computed the same way however many rows come with it: never
-    alone (the matrix-vector path), never more than MAX_ROWS at once (see the module docstring);
+    alone (the matrix-vector path), never more than ``max_rows`` at once (see the module docstring);
     with its weight packed once (:func:`pack_weights`) where that gives the same bits."""
 
     #: the weight in oneDNN's blocked layout, set by :func:`pack_weights`; None multiplies ``weight``
     packed: torch.Tensor | None = None
+    #: the most rows one product takes (:data:`WIDE_ROWS` where :func:`pack_weights` found that exact)
+    max_rows: int = MAX_ROWS
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None:
@@ -84,10 +93,10 @@ class GemmLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if 1 < rows <= MAX_ROWS:
+        if 1 < rows <= self.max_rows:
             return self._product(x)
         flat = x.reshape(rows, -1)
-        pieces = list(flat.split(MAX_ROWS))  # one row (a lone stream), or a prefill in pieces
+        pieces = list(flat.split(self.max_rows))  # one row (a lone stream), or a prefill in pieces
         outs = [self._product(piece) for piece in pieces[:-1]]
         if pieces[-1].shape[0] == 1:  # a last row alone goes with the row before it (itself, for a lone one)
             pair = flat[-2:] if rows > 1 else torch.cat((flat, flat))
@@ -98,21 +107,35 @@ class GemmLinear(nn.Linear):
         return out.reshape(*x.shape[:-1], -1)
 
 
-def _packed_matches(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> bool:
-    """Whether the packed product gives ``F.linear``'s bits at the row counts a GemmLinear multiplies."""
+def _packed_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> int:
+    """How many rows a packed product may take: 0 where it does not give ``F.linear``'s bits at the row
+    counts a GemmLinear multiplies (then it is not used), :data:`WIDE_ROWS` where products of 33 to that
+    many rows, from any position, also give every row checked a two-row product's bits, else
+    :data:`MAX_ROWS`."""
     generator = torch.Generator().manual_seed(0)
+
+    def product(x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
     for rows in (2, 7, MAX_ROWS):
         x = (torch.randn(rows, weight.shape[1], generator=generator) * 0.5).to(weight.dtype)
-        got = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-        if not torch.equal(got, F.linear(x, weight, bias)):
-            return False
-    return True
+        if not torch.equal(product(x), F.linear(x, weight, bias)):
+            return 0
+    x = (torch.randn(WIDE_ROWS + 7, weight.shape[1], generator=generator) * 0.5).to(weight.dtype)
+    checked = list(range(0, len(x), 11))  # a sample of rows, each against itself in a two-row product
+    alone = {row: product(torch.stack((x[row], x[row])))[1] for row in checked}
+    for start, rows in ((0, MAX_ROWS + 1), (7, 64), (3, 127), (7, WIDE_ROWS)):
+        out = product(x[start : start + rows])
+        if any(not torch.equal(out[row - start], alone[row]) for row in checked if start <= row < start + rows):
+            return MAX_ROWS
+    return WIDE_ROWS
 
 
 def pack_weights(model: nn.Module) -> int:
     """Pack the weight of every bf16 :class:`GemmLinear` of ``model`` on CPU into oneDNN's layout, where
-    this CPU and build give the packed product ``F.linear``'s bits (checked once per weight shape), and
-    release each plain weight no other module shares. Returns how many were packed."""
+    this CPU and build give the packed product ``F.linear``'s bits (checked once per weight shape, which
+    also decides how many rows one product may take), and release each plain weight no other module
+    shares. Returns how many were packed."""
     mkldnn = torch.backends.mkldnn
     if not (mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return 0
@@ -122,7 +145,7 @@ def pack_weights(model: nn.Module) -> int:
     for module in model.modules():
         for param in module.parameters(recurse=False):
             owners[id(param)] = owners.get(id(param), 0) + 1
-    verdicts: dict[tuple, bool] = {}
+    verdicts: dict[tuple, int] = {}
     packed = 0
     with torch.no_grad():
         for layer in layers:
@@ -130,10 +153,10 @@ def pack_weights(model: nn.Module) -> int:
             candidate = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), MAX_ROWS)
             shape = (tuple(weight.shape), layer.bias is not None)
             if shape not in verdicts:
-                verdicts[shape] = _packed_matches(weight, layer.bias, candidate)
+                verdicts[shape] = _packed_rows(weight, layer.bias, candidate)
             if not verdicts[shape]:
                 continue
-            layer.packed = candidate
+            layer.packed, layer.max_rows = candidate, verdicts[shape]
             packed += 1
             if owners[id(weight)] == 1:  # only this layer reads it: the packed copy replaces it
                 layer.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)

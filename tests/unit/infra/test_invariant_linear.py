@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from infra.models import invariant
-from infra.models.invariant import MAX_ROWS, GemmLinear, pack_weights
+from infra.models.invariant import MAX_ROWS, WIDE_ROWS, GemmLinear, pack_weights
 
 PACKS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -38,7 +38,7 @@ def pairwise(layer: GemmLinear, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.linear(torch.cat((row, row))[None].reshape(2, -1), weight, bias)[1:] for row in x])
 
 
-@pytest.mark.parametrize("rows", [1, 2, 7, MAX_ROWS, MAX_ROWS + 1, 47, 2 * MAX_ROWS + 1, 130])
+@pytest.mark.parametrize("rows", [1, 2, 7, MAX_ROWS, MAX_ROWS + 1, 47, 2 * MAX_ROWS + 1, 130, WIDE_ROWS + 1, 2 * WIDE_ROWS + 45])
 def test_rows_are_bit_identical_whatever_the_product_size(layer, rows):
     torch.set_num_threads(1)
     x = (torch.randn(rows, 576) * 0.5).to(torch.bfloat16)
@@ -70,7 +70,7 @@ def test_packing_keeps_a_shared_weight_and_refuses_where_the_bits_would_differ(m
     for module in model[1:]:
         module.__class__ = GemmLinear
     with monkeypatch.context() as patch:  # a CPU whose packed product would differ: nothing is packed
-        patch.setattr(invariant, "_packed_matches", lambda *_: False)
+        patch.setattr(invariant, "_packed_rows", lambda *_: 0)
         assert pack_weights(model) == 0
         assert model[1].packed is None and model[2].weight.shape == (1536, 576)
     assert pack_weights(model) == 2
@@ -80,3 +80,29 @@ def test_packing_keeps_a_shared_weight_and_refuses_where_the_bits_would_differ(m
     x = (torch.randn(5, 576) * 0.5).to(torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(model[1](x), F.linear(x, embedding.weight))
+
+
+@pytest.mark.skipif(not PACKS, reason="needs oneDNN's bf16 product (AVX512-BF16 or AMX); the plain path is tested above")
+def test_a_packed_layer_takes_wide_products_only_where_they_are_exact(monkeypatch):
+    """Where products of more than 32 rows order their sums by their size (AMX tile kernels), the load-time
+    check keeps 32-row pieces; where they do not, a prefill runs in pieces of up to WIDE_ROWS."""
+    real = torch.ops.mkldnn._linear_pointwise
+
+    def size_ordered(x, *args):  # stands in for a tile kernel: a product of more than 32 rows sums differently
+        out = real(x, *args)
+        return out + out.abs() * 2.0**-7 if x.shape[0] > MAX_ROWS else out
+
+    layer = up_projection()
+    layer.__class__ = GemmLinear
+    with monkeypatch.context() as patch:
+        patch.setattr(invariant.torch.ops.mkldnn, "_linear_pointwise", size_ordered)
+        assert pack_weights(layer) == 1
+    assert layer.max_rows == MAX_ROWS
+    wide = up_projection()
+    wide.__class__ = GemmLinear
+    assert pack_weights(wide) == 1
+    # what this CPU does: the check decides, and the layer is exact at whatever it decided (tested above)
+    assert wide.max_rows in (MAX_ROWS, WIDE_ROWS)
+    unpacked = up_projection()
+    unpacked.__class__ = GemmLinear
+    assert unpacked.max_rows == MAX_ROWS  # F.linear is never trusted beyond 32 rows
