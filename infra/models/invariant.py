@@ -150,8 +150,10 @@ def pack_weights(model: nn.Module) -> int:
     with torch.no_grad():
         for layer in layers:
             weight = layer.weight
-            candidate = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), MAX_ROWS)
             shape = (tuple(weight.shape), layer.bias is not None)
+            if verdicts.get(shape) == 0:
+                continue  # refused for this shape already: no copy to lay out and drop
+            candidate = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), MAX_ROWS)
             if shape not in verdicts:
                 verdicts[shape] = _packed_rows(weight, layer.bias, candidate)
             if not verdicts[shape]:
@@ -207,7 +209,7 @@ def _attend_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ro
     matrix products over its key heads: on this model about a third of the time of
     ``F.scaled_dot_product_attention`` for one query, and several times less than the float64 pass
     over the padded window it replaces."""
-    batch, heads, _, dim = query.shape
+    heads, dim = query.shape[1], query.shape[3]
     kv_heads = key.shape[1]
     scale = scaling if scaling is not None else dim**-0.5
     outs = []
