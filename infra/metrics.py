@@ -51,6 +51,10 @@ KV_CACHE_USAGE = Gauge("genloom:kv_cache_usage_perc", "Share of the text engine'
                        " running sequences' tokens, 0 to 1 (the rest is padding and headroom; the cache grows on"
                        " demand, so 1 means it will grow at the next step, not that requests wait).",
                        ("model_name",))
+PREFIX_CACHE_QUERIES = Counter("genloom:prefix_cache_queries", "Prompt tokens the text engine looked up in its"
+                               " prefix cache.", ("model_name",))
+PREFIX_CACHE_HITS = Counter("genloom:prefix_cache_hits", "Of them, tokens whose keys and values the prefix cache held"
+                            " (not computed again); hits / queries is the hit rate.", ("model_name",))
 PROMPT_TOKENS = Counter("genloom:prompt_tokens", "Prompt tokens of completed text jobs.", _JOB)
 GENERATION_TOKENS = Counter("genloom:generation_tokens", "Output tokens of completed text jobs.", _JOB)
 REQUEST_SUCCESS = Counter("genloom:request_success", "Completed jobs by finish reason.",

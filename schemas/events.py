@@ -56,6 +56,9 @@ class Usage(Contract):
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
     total_tokens: int | None = Field(default=None, ge=0)
+    cached_tokens: int | None = Field(
+        default=None, ge=0, description="Of the prompt tokens, how many the text engine's prefix cache supplied"
+        " (null where the engine does not say: an engine server).")
     images: int | None = Field(default=None, ge=0, description="Images generated.")
     frames: int | None = Field(default=None, ge=0, description="Video frames generated.")
     audio_seconds: float | None = Field(default=None, ge=0, description="Seconds of speech.")

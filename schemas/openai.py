@@ -152,10 +152,15 @@ class Choice(Contract):
     logprobs: ChoiceLogprobs | None = None
 
 
+class PromptTokensDetails(Contract):
+    cached_tokens: int = Field(ge=0, description="Of the prompt tokens, how many the engine's prefix cache supplied.")
+
+
 class CompletionUsage(Contract):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ChatCompletion(Contract):

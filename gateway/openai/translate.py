@@ -27,6 +27,7 @@ from schemas.openai import (
     CompletionChoice,
     CompletionRequest,
     CompletionUsage,
+    PromptTokensDetails,
     TextCompletion,
     ToolCallOut,
 )
@@ -168,14 +169,16 @@ def merge_choices(answers: list[ChatCompletion] | list[TextCompletion]) -> ChatC
     choices = [a.choices[0].model_copy(update={"index": i}) for i, a in enumerate(answers)]
     prompt = first.usage.prompt_tokens if first.usage else 0
     generated = sum(a.usage.completion_tokens for a in answers if a.usage)
-    usage = CompletionUsage(prompt_tokens=prompt, completion_tokens=generated, total_tokens=prompt + generated)
+    usage = CompletionUsage(prompt_tokens=prompt, completion_tokens=generated, total_tokens=prompt + generated,
+                            prompt_tokens_details=first.usage.prompt_tokens_details if first.usage else None)
     return first.model_copy(update={"choices": choices, "usage": usage})
 
 
 def merged_usage(usages: list[Usage]) -> Usage:
     """The usage of an `n`-choice stream: the prompt once, every choice's generated tokens."""
     prompt, generated = usages[0].prompt_tokens or 0, sum(u.completion_tokens or 0 for u in usages)
-    return Usage(prompt_tokens=prompt, completion_tokens=generated, total_tokens=prompt + generated)
+    return Usage(prompt_tokens=prompt, completion_tokens=generated, total_tokens=prompt + generated,
+                 cached_tokens=usages[0].cached_tokens)
 
 
 def prompt_text(body: CompletionRequest) -> str:
@@ -345,7 +348,9 @@ class TextCompletionWriter(ChunkWriter):
 def completion_usage(usage: Usage) -> CompletionUsage:
     prompt = usage.prompt_tokens or 0
     completion = usage.completion_tokens or 0
-    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    details = None if usage.cached_tokens is None else PromptTokensDetails(cached_tokens=usage.cached_tokens)
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                           prompt_tokens_details=details)
 
 
 def completion(completion_id: str, model: str, text: str, finish_reason: FinishReason, usage: Usage,

@@ -168,27 +168,35 @@ def pack_weights(model: nn.Module) -> int:
 @dataclass
 class Segments:
     """Where the prompts of a packed prefill lie: ``shared`` tokens of common prefix first (seen by
-    every prompt), then each prompt's own tokens, ``lengths`` of them, one prompt after another."""
+    every prompt), then each prompt's own tokens, ``lengths`` of them, one prompt after another. The
+    keys also hold, before them all, ``cached`` tokens of that prefix that an earlier pass computed
+    (a prefix cache's head): their keys come from the past, they have no queries here."""
 
     shared: int
     lengths: list[int]
+    cached: int = 0
     _masks: list[torch.Tensor] = field(default_factory=list, repr=False)  #: per part, built once for all layers
 
     def parts(self) -> list[tuple[int, int]]:
-        """(start, end) of the prefix (when there is one) and of each prompt's own tokens."""
+        """(start, end) among the queries of the prefix (when there is one) and of each prompt's own tokens."""
         bounds, start = [(0, self.shared)] if self.shared else [], self.shared
         for n in self.lengths:
             bounds.append((start, start + n))
             start += n
         return bounds
 
+    def heads(self) -> list[int]:
+        """Per part, how many leading keys it sees besides its own: the cached ones for the prefix,
+        the cached and the prefix for a prompt."""
+        return [self.cached if start == 0 and self.shared else self.cached + self.shared for start, _ in self.parts()]
+
     def masks(self, device: torch.device) -> list[torch.Tensor]:
-        """Per part, its queries' view of its keys (the prefix, then its own tokens causally)."""
+        """Per part, its queries' view of its keys (the head it sees, then its own tokens causally)."""
         if not self._masks:
-            for start, end in self.parts():
-                n, prefix = end - start, (self.shared if start else 0)
+            for (start, end), head in zip(self.parts(), self.heads()):
+                n = end - start
                 causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
-                self._masks.append(torch.cat([torch.ones(n, prefix, dtype=torch.bool, device=device), causal], 1)[None, None])
+                self._masks.append(torch.cat([torch.ones(n, head, dtype=torch.bool, device=device), causal], 1)[None, None])
         return self._masks
 
 
@@ -231,14 +239,16 @@ def invariant_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
         return _attend_rows(query, key, value, genloom_rows, kwargs.get("scaling")), None
     dtype = query.dtype
     query, key, value = query.double(), key.double(), value.double()
-    if genloom_segments is not None and query.shape[2] == key.shape[2] == sum(genloom_segments.lengths) + genloom_segments.shared:
-        shared, outs = genloom_segments.shared, []
-        for (start, end), mask in zip(genloom_segments.parts(), genloom_segments.masks(query.device)):
-            if start == 0 or not shared:  # the prefix itself, or a prompt with none
-                k, v = key[:, :, start:end], value[:, :, start:end]
+    segments = genloom_segments
+    if segments is not None and query.shape[2] == key.shape[2] - segments.cached == sum(segments.lengths) + segments.shared:
+        outs = []
+        for (start, end), head, mask in zip(segments.parts(), segments.heads(), segments.masks(query.device)):
+            own = slice(segments.cached + start, segments.cached + end)
+            if head == segments.cached + start:  # the head and its own keys are adjacent: no copy
+                k, v = key[:, :, :own.stop], value[:, :, :own.stop]
             else:
-                k = torch.cat([key[:, :, :shared], key[:, :, start:end]], 2)
-                v = torch.cat([value[:, :, :shared], value[:, :, start:end]], 2)
+                k = torch.cat([key[:, :, :head], key[:, :, own]], 2)
+                v = torch.cat([value[:, :, :head], value[:, :, own]], 2)
             outs.append(sdpa_attention_forward(module, query[:, :, start:end], k, v, mask, **kwargs)[0])
         return torch.cat(outs, 1).to(dtype), None
     if attention_mask is not None and attention_mask.dtype.is_floating_point:

@@ -37,6 +37,12 @@ class TextSettings(BaseSettings):
     max_prefill_tokens: int = Field(
         default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
     )
+    prefix_cache_tokens: int = Field(
+        default=2048, ge=0,
+        description="Prompt-head tokens whose keys and values the built-in engine keeps for later prompts that"
+        " start the same way (the chat template's system turn, fixed instructions), shared only within a tenant;"
+        " 0 turns the prefix cache off.",
+    )
     engine_url: str | None = Field(
         default=None,
         description="Base URL of an OpenAI-compatible engine server (vLLM, SGLang, TGI, llama.cpp, transformers"

@@ -147,6 +147,21 @@ async def test_non_streamed_completion_matches_streamed_greedy_text(sdk, text_pi
     assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
 
 
+async def test_usage_reports_the_prompt_tokens_the_prefix_cache_supplied(sdk, text_pipeline):
+    """Two different questions share the chat template's head: after the first, the second's head
+    (whole 16-token blocks) comes from the engine's prefix cache, and usage says how many tokens, in
+    OpenAI's `prompt_tokens_details.cached_tokens`, whole and streamed."""
+    ask = dict(model=MODEL, max_tokens=4, temperature=0.7, seed=3)  # sampled: the semantic cache stays out
+    await sdk.chat.completions.create(messages=[{"role": "user", "content": "Name a colour."}], **ask)
+    whole = await sdk.chat.completions.create(messages=[{"role": "user", "content": "Name a fruit."}], **ask)
+    cached = whole.usage.prompt_tokens_details.cached_tokens
+    assert 16 <= cached < whole.usage.prompt_tokens and cached % 16 == 0
+    stream = await sdk.chat.completions.create(messages=[{"role": "user", "content": "Name a tree."}], **ask,
+                                               stream=True, stream_options={"include_usage": True})
+    usage = [c.usage async for c in stream if c.usage is not None][-1]
+    assert usage.prompt_tokens_details.cached_tokens >= cached
+
+
 @pytest.mark.parametrize("kwargs,code", [
     ({"model": MODEL, "messages": []}, "invalid_parameter"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 100_000},

@@ -30,8 +30,8 @@ async def text_worker(kafka_bootstrap):
         yield runner
 
 
-def chat(job_id: str, content: str, **params):
-    return parse_request({"job_id": job_id, "modality": "text",
+def chat(job_id: str, content: str, tenant: str = "default", **params):
+    return parse_request({"job_id": job_id, "modality": "text", "tenant": tenant,
                           "params": {"messages": [{"role": "user", "content": content}], **params}})
 
 
@@ -64,6 +64,23 @@ async def test_concurrent_jobs_share_decode_steps_and_match_solo_output(kafka_bo
     assert all(r[-1].type == "completed" for r in results)
     assert text_worker.handler.max_running >= 2
     assert results[0][-1].text == solo[-1].text  # batching does not change greedy output
+
+
+async def test_a_tenants_repeated_prompt_head_comes_from_the_prefix_cache_and_no_other_tenants(
+        kafka_bootstrap, text_worker, producer):
+    """The same prompt twice from one tenant: the second reports its chat-template head as cached
+    tokens (whole 16-token blocks, the last token computed); from another tenant nothing is cached.
+    The greedy answers are the same all three times."""
+    prompt = "List four rivers of Europe, one per line."
+    done = []
+    for job_id, tenant in (("tx-pc-a1", "t-pca"), ("tx-pc-a2", "t-pca"), ("tx-pc-b1", "t-pcb")):
+        await submit(producer, chat(job_id, prompt, tenant=tenant, max_tokens=8, temperature=0))
+        done.append((await job_events(kafka_bootstrap, EVENTS_RAW, job_id, timeout=120))[-1])
+    assert all(d.type == "completed" for d in done)
+    first, again, other = (d.usage for d in done)
+    assert first.cached_tokens == 0 and other.cached_tokens == 0
+    assert again.cached_tokens == (again.prompt_tokens - 1) // 16 * 16 > 0
+    assert done[0].text == done[1].text == done[2].text
 
 
 async def test_cancel_mid_stream_ends_with_one_cancelled(kafka_bootstrap, text_worker, producer):

@@ -14,6 +14,9 @@ Each :meth:`TextEngine.step`:
    prefills at most ``max_prefill_tokens`` packed tokens (at least one prompt), so new
    arrivals delay the running sequences by at most that much work, once. On a CPU, where a
    prompt token costs about as much as a decode step's token, keep it small (a few hundred).
+   A head the prompts share that an earlier prefill computed (the chat template's system turn, an
+   application's fixed instructions) comes from the :class:`~workers.text.prefix_cache.PrefixCache`
+   instead (``prefix_cache_tokens``; only between requests with the same ``cache_salt``).
 
 Token budget: a sequence reserves ``len(prompt) + max_tokens`` when admitted, so the running
 batch never exceeds ``max_batch_tokens`` and nothing ever has to be preempted.
@@ -34,6 +37,7 @@ from infra.models.invariant import DecodeRows, Segments
 from schemas.enums import FinishReason
 from workers.text.grammar import Grammars
 from workers.text.kv_cache import BatchKVCache
+from workers.text.prefix_cache import PrefixCache
 from workers.text.sampling import SamplingParams, TokenLogprob, adjust_logits, token_logprobs
 from workers.text.sequence import Sequence, StepOutput
 
@@ -54,10 +58,12 @@ class TextEngine:
         max_batch_size: int = 16,
         max_batch_tokens: int = 8192,
         max_prefill_tokens: int = 2048,
+        prefix_cache_tokens: int = 2048,
         device: torch.device | str | None = None,
     ) -> None:
-        if max_batch_size < 1 or max_batch_tokens < 2 or max_prefill_tokens < 1:
-            raise ValueError("max_batch_size and max_prefill_tokens must be >= 1, max_batch_tokens >= 2")
+        if max_batch_size < 1 or max_batch_tokens < 2 or max_prefill_tokens < 1 or prefix_cache_tokens < 0:
+            raise ValueError("max_batch_size and max_prefill_tokens must be >= 1, max_batch_tokens >= 2, "
+                             "prefix_cache_tokens >= 0")
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -76,6 +82,8 @@ class TextEngine:
             dtype=next(model.parameters()).dtype,
             device=self.device,
         )
+        #: prompt heads already prefilled (0 tokens: off)
+        self.prefix_cache = PrefixCache(prefix_cache_tokens)
         self._requests: dict[str, Sequence] = {}  # every unfinished request
         self._waiting: deque[Sequence] = deque()
         self._running: list[Sequence] = []  # index = row in self._cache
@@ -274,15 +282,23 @@ class TextEngine:
         Prompts are concatenated without padding. Their longest common prefix (typically the
         chat template's system turn) is packed once, first: every prompt's own tokens attend to
         it and, causally, to themselves through a block mask; their position ids continue from
-        the prefix as if each prompt were alone.
+        the prefix as if each prompt were alone. The part of that prefix (or of a lone prompt,
+        all but its last token) the prefix cache holds is not computed again: the pass starts
+        after it, with its keys and values as the past.
         """
-        pack = _pack_prompts([seq.prompt_ids for seq in batch], self.device)
+        prompts = [seq.prompt_ids for seq in batch]
+        cached, past = self._cached_head(batch, prompts)
+        pack = _pack_prompts(prompts, self.device, cached)
+        cache = DynamicCache()
+        if past is not None:
+            for index, kv in enumerate(past):
+                cache.update(kv[0][None], kv[1][None], index)
         try:
             out = self.model(
                 input_ids=pack.input_ids,
                 attention_mask=pack.attention_mask,
                 position_ids=pack.position_ids,
-                past_key_values=DynamicCache(),
+                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=pack.last_index,
                 genloom_segments=pack.segments,
@@ -297,17 +313,30 @@ class TextEngine:
         shared, offset = pack.shared, pack.shared
         for seq in batch:
             seq.num_cached = len(seq.prompt_ids)
+            seq.num_prefix_cached = cached
+            self.prefix_cache.count(len(seq.prompt_ids), cached)
         self._sample(batch, out.logits[0], outputs)
         # Hot loop: once over the newly admitted sequences.
         for seq in batch:
             start, offset = offset, offset + seq.num_cached - shared
             try:
+                kv = [_own_kv(layer, shared, start, offset) for layer in layers]
+                self.prefix_cache.insert(seq.params.cache_salt, seq.prompt_ids, kv)
                 if not seq.finished:
-                    self._cache.add_row([_own_kv(layer, shared, start, offset) for layer in layers])
+                    self._cache.add_row(kv)
                     self._running.append(seq)
             except Exception as exc:
                 self._fail(seq, exc, outputs)
         self._release([seq for seq in batch if seq.finished])
+
+    def _cached_head(self, batch: list[Sequence], prompts: list[list[int]]) -> tuple[int, torch.Tensor | None]:
+        """How many leading tokens of the pack the prefix cache holds (whole blocks of the prompts'
+        common prefix, or of a lone prompt all but its last token, when all share one salt), and
+        their keys and values ``[layers, 2, kv_heads, n, head_dim]``."""
+        if not self.prefix_cache.enabled or len({seq.params.cache_salt for seq in batch}) != 1:
+            return 0, None
+        limit = _common_prefix_len(prompts) if len(prompts) > 1 else len(prompts[0]) - 1
+        return self.prefix_cache.match(batch[0].params.cache_salt, prompts[0], limit)
 
     # -- per-sequence bookkeeping ----------------------------------------------------------
 
@@ -364,23 +393,27 @@ class TextEngine:
 
 
 class _Pack(NamedTuple):
-    """Model inputs for a packed prefill of several prompts."""
+    """Model inputs for a packed prefill of several prompts (after the tokens already cached, if any)."""
 
-    input_ids: torch.Tensor  # [1, total]
-    position_ids: torch.Tensor  # [1, total]
-    attention_mask: torch.Tensor  # [1, 1, total, total] bool, True = attend
-    last_index: torch.Tensor  # [prompts]: where each prompt's last token sits
+    input_ids: torch.Tensor  # [1, total - cached]
+    position_ids: torch.Tensor  # [1, total - cached]
+    attention_mask: torch.Tensor  # [1, 1, total - cached, total] bool, True = attend
+    last_index: torch.Tensor  # [prompts]: where each prompt's last token sits among the computed ones
     segments: Segments  # the layout (prefix, each prompt's own tokens), for attention per prompt
 
     @property
     def shared(self) -> int:
-        """Tokens of common prefix at the front."""
-        return self.segments.shared
+        """Tokens of common prefix at the front, cached or computed."""
+        return self.segments.cached + self.segments.shared
 
 
-def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
-    """Lay out ``prompts`` as: common prefix once, then each prompt's remaining tokens."""
-    shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+def _pack_prompts(prompts: list[list[int]], device: torch.device, cached: int = 0) -> _Pack:
+    """Lay out ``prompts`` as: common prefix once, then each prompt's remaining tokens; the first
+    ``cached`` tokens (a head of that prefix, or of a lone prompt) are the past, not computed."""
+    common = _common_prefix_len(prompts) if len(prompts) > 1 else 0
+    if cached > (common if len(prompts) > 1 else len(prompts[0]) - 1):
+        raise ValueError(f"{cached} cached tokens exceed the head the prompts share")
+    shared = max(common, cached)
     own = torch.tensor([len(p) - shared for p in prompts], device=device)
     ids = prompts[0][:shared] + [t for p in prompts for t in p[shared:]]
     segment = torch.cat([
@@ -389,14 +422,14 @@ def _pack_prompts(prompts: list[list[int]], device: torch.device) -> _Pack:
     ])
     positions = torch.cat([torch.arange(shared, device=device)] + [torch.arange(shared, len(p), device=device) for p in prompts])
     index = torch.arange(len(ids), device=device)
-    visible = (segment[:, None] == segment[None, :]) | (segment[None, :] == -1)
-    mask = visible & (index[None, :] <= index[:, None])
+    visible = (segment[cached:, None] == segment[None, :]) | (segment[None, :] == -1)
+    mask = visible & (index[None, :] <= index[cached:, None])
     return _Pack(
-        input_ids=torch.tensor([ids], device=device),
-        position_ids=positions[None],
+        input_ids=torch.tensor([ids[cached:]], device=device),
+        position_ids=positions[None, cached:],
         attention_mask=mask[None, None],
-        last_index=shared + own.cumsum(0) - 1,
-        segments=Segments(shared, own.tolist()),
+        last_index=shared - cached + own.cumsum(0) - 1,
+        segments=Segments(shared - cached, own.tolist(), cached),
     )
 
 

@@ -15,7 +15,7 @@ import json
 from infra.models.context import ContextLengthExceeded, check_context
 from infra.models.loader import TextModelSpec
 from infra.models.settings import TextSettings
-from infra.metrics import KV_CACHE_USAGE
+from infra.metrics import KV_CACHE_USAGE, PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from infra.models.tool_prompt import chat_messages
 from infra.settings.worker import WorkerSettings
 from schemas import TextRequest
@@ -38,13 +38,13 @@ class TextHandler:
     modality = Modality.TEXT
 
     def __init__(self, spec: TextModelSpec | None, *, served_name: str, max_batch_size: int = 16,
-                 max_batch_tokens: int = 8192, max_prefill_tokens: int = 2048, engine_process: bool = False,
-                 torch_threads: int = 0, remote: dict | None = None) -> None:
+                 max_batch_tokens: int = 8192, max_prefill_tokens: int = 2048, prefix_cache_tokens: int = 2048,
+                 engine_process: bool = False, torch_threads: int = 0, remote: dict | None = None) -> None:
         """`remote`: RemoteEngine's arguments (url, model, ...) to generate with an engine server instead."""
         self.served_name = served_name
         self.max_concurrency = max_batch_size * 2  # a batch running and one waiting to join
         engine_args = dict(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-                           max_prefill_tokens=max_prefill_tokens)
+                           max_prefill_tokens=max_prefill_tokens, prefix_cache_tokens=prefix_cache_tokens)
         if remote is not None:
             self.max_concurrency = remote.get("max_concurrency", 64)
             self.engine: EngineClient = RemoteEngine(on_outputs=self._route, **remote)
@@ -99,7 +99,8 @@ class TextHandler:
                                     stop=tuple(p.stop), seed=p.seed, presence_penalty=p.presence_penalty,
                                     frequency_penalty=p.frequency_penalty, logit_bias=p.logit_bias,
                                     logprobs=p.logprobs, top_logprobs=p.top_logprobs,
-                                    grammar=None if isinstance(self.engine, RemoteEngine) else grammar_for(p))
+                                    grammar=None if isinstance(self.engine, RemoteEngine) else grammar_for(p),
+                                    cache_salt=ctx.request.tenant)
         except ValueError as exc:
             raise JobError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
         request_id = f"{ctx.job_id}#{ctx.attempt}"
@@ -152,7 +153,8 @@ class TextHandler:
                 raise JobError(ErrorCode.INVALID_PARAMETER, f"the output constraint cannot be followed: {out.error}")
             raise JobError(ErrorCode.GENERATION_ERROR, f"generation failed: {out.error}", retryable=True)
         usage = Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                      total_tokens=out.prompt_tokens + out.completion_tokens)
+                      total_tokens=out.prompt_tokens + out.completion_tokens,
+                      cached_tokens=None if isinstance(self.engine, RemoteEngine) else out.cached_tokens)
         tool_calls = out.tool_calls or (calls.parse(text, ctx.job_id) if out.finish_reason is FinishReason.STOP
                                         else None)
         if tool_calls:
@@ -167,8 +169,12 @@ class TextHandler:
         """One step's outputs to their jobs' queues (outputs of jobs that went away are dropped)."""
         self.steps += 1
         self.max_running = max(self.max_running, running)
-        if kv_usage is not None:
+        if kv_usage is not None:  # the built-in engine's: its KV cache, and its prefix cache per prefilled prompt
             KV_CACHE_USAGE.labels(self.served_name).set(kv_usage)
+            for out in outputs:
+                if out.finished and out.completion_tokens:
+                    PREFIX_CACHE_QUERIES.labels(self.served_name).inc(out.prompt_tokens)
+                    PREFIX_CACHE_HITS.labels(self.served_name).inc(out.cached_tokens)
         for out in outputs:  # hot loop: route each sequence's output once
             queue = self._queues.get(out.request_id)
             if queue is None:
@@ -265,4 +271,5 @@ def create_handler() -> TextHandler:
                       api_key=s.engine_api_key.get_secret_value() if s.engine_api_key else None, tokenizer=tokenizer)
     return TextHandler(spec, served_name=s.served_name, max_batch_size=s.max_batch_size,
                        max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens,
-                       engine_process=s.engine_process, torch_threads=WorkerSettings().torch_threads, remote=remote)
+                       prefix_cache_tokens=s.prefix_cache_tokens, engine_process=s.engine_process,
+                       torch_threads=WorkerSettings().torch_threads, remote=remote)

@@ -45,6 +45,9 @@ class SamplingParams:
     top_logprobs: int = 0
     #: the grammar the output must match (grammar-constrained decoding), or None
     grammar: GrammarSpec | None = None
+    #: requests share cached prompt heads (the engine's prefix cache) only when their salts are equal:
+    #: the handler gives the tenant, so one tenant's timings never tell what another's prompts began with
+    cache_salt: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

@@ -29,6 +29,8 @@ class StepOutput:
     finish_reason: FinishReason | None
     prompt_tokens: int
     completion_tokens: int
+    #: of the prompt's tokens, how many the prefix cache supplied (not computed again)
+    cached_tokens: int = 0
     aborted: bool = False
     error: str | None = None
     #: ``time.monotonic()`` when the request was added.
@@ -54,6 +56,8 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     #: Tokens whose keys/values are in the cache; the last sampled token is not yet among them.
     num_cached: int = 0
+    #: of the prompt's tokens, how many the prefix cache supplied (set when it is prefilled)
+    num_prefix_cached: int = 0
     #: STOP or LENGTH once it completed
     finish_reason: FinishReason | None = None
     #: set once it ended by an abort
@@ -97,6 +101,7 @@ class Sequence:
             finish_reason=self.finish_reason,
             prompt_tokens=len(self.prompt_ids),
             completion_tokens=len(self.output_ids),
+            cached_tokens=self.num_prefix_cached,
             aborted=self.aborted,
             error=self.error,
             arrival_time=self.arrival_time,

@@ -401,3 +401,102 @@ def test_the_worker_exports_the_engines_kv_cache_usage() -> None:
     assert REGISTRY.get_sample_value("genloom:kv_cache_usage_perc", {"model_name": "kv-test"}) == 0.25
     handler._route([], 0)  # an engine without a KV cache of its own (a remote server) reports none
     assert REGISTRY.get_sample_value("genloom:kv_cache_usage_perc", {"model_name": "kv-test"}) == 0.25
+
+
+def test_a_cached_prompt_head_is_not_computed_again_and_changes_no_token(
+        smollm: LoadedModel, prompts: list[list[int]], solo: list[Result]) -> None:
+    """The chat template's head of a prompt the engine prefilled before comes from the prefix cache
+    (whole blocks, at least the last token computed): alone, packed with other prompts, and never
+    for another salt (tenant); the greedy tokens are those of each prompt alone in a fresh engine."""
+    engine = new_engine(smollm)
+    block = engine.prefix_cache.block
+    engine.add_request("a0", prompts[0], greedy())
+    first = drain(engine)
+    assert first["a0"].tokens == solo[0].tokens and first["a0"].final.cached_tokens == 0
+
+    engine.add_request("a1", prompts[0], greedy())
+    again = drain(engine)["a1"]
+    assert again.tokens == solo[0].tokens
+    assert again.final.cached_tokens == (len(prompts[0]) - 1) // block * block > 0
+
+    engine.add_request("b", prompts[1], greedy())
+    engine.add_request("c", prompts[2], greedy())
+    packed = drain(engine)
+    head = min(len(p) for p in prompts) - 1
+    while any(p[:head] != prompts[0][:head] for p in prompts):
+        head -= 1
+    for name, i in (("b", 1), ("c", 2)):
+        assert packed[name].tokens == solo[i].tokens
+        assert packed[name].final.cached_tokens == head // block * block > 0
+
+    engine.add_request("other", prompts[0], greedy(cache_salt="another-tenant"))
+    other = drain(engine)["other"]
+    assert other.tokens == solo[0].tokens and other.final.cached_tokens == 0
+    cached = again.final.cached_tokens + packed["b"].final.cached_tokens + packed["c"].final.cached_tokens
+    assert engine.prefix_cache.hits == cached
+    assert engine.prefix_cache.queries == len(prompts[0]) * 3 + len(prompts[1]) + len(prompts[2])
+
+    off = new_engine(smollm, prefix_cache_tokens=0)
+    for name in ("x", "y"):
+        off.add_request(name, prompts[0], greedy())
+        result = drain(off)[name]
+        assert result.tokens == solo[0].tokens and result.final.cached_tokens == 0
+    assert len(off.prefix_cache) == 0
+
+
+def test_a_prefill_after_a_cached_head_gives_the_whole_prefills_result(
+        smollm: LoadedModel, prompts: list[list[int]], long_prompt: list[int]) -> None:
+    """Prompts packed after the first 16 or 48 tokens of their common head, those tokens' keys and
+    values given as the past: the last tokens' logits and every key and value are those of the
+    prefill that computes the head too (one prompt, and four packed), bit for bit where the model is
+    batch-invariant (bf16 on CPU); in float32, whose matrix products order their sums by the number of
+    rows, to float32's rounding, and the same greedy token."""
+    from transformers import DynamicCache
+
+    from infra.models.invariant import ATTENTION
+
+    exact = smollm.model.config._attn_implementation == ATTENTION
+
+    def prefill(pack, past=None):
+        cache = DynamicCache()
+        for index, (k, v) in enumerate(past or []):
+            cache.update(k, v, index)
+        with torch.no_grad():
+            return smollm.model(input_ids=pack.input_ids, attention_mask=pack.attention_mask,
+                                position_ids=pack.position_ids, past_key_values=cache, use_cache=True,
+                                logits_to_keep=pack.last_index, genloom_segments=pack.segments)
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return torch.equal(a, b) if exact else torch.allclose(a, b, rtol=0, atol=2e-4)
+
+    for batch, heads in (([long_prompt], (16, 48)), ([*prompts, long_prompt], (16,))):
+        whole = prefill(_pack_prompts(batch, smollm.device))
+        for cached in heads:
+            pack = _pack_prompts(batch, smollm.device, cached=cached)
+            assert pack.input_ids.shape[1] == whole.past_key_values.layers[0].keys.shape[2] - cached
+            head = [(layer.keys[:, :, :cached], layer.values[:, :, :cached]) for layer in whole.past_key_values.layers]
+            after = prefill(pack, head)
+            assert same(after.logits, whole.logits), f"{len(batch)} prompts after {cached} cached tokens"
+            assert torch.equal(after.logits.argmax(-1), whole.logits.argmax(-1))
+            for a, b in zip(after.past_key_values.layers, whole.past_key_values.layers):
+                assert same(a.keys, b.keys) and same(a.values, b.values)
+
+
+def test_the_worker_counts_the_prefix_caches_queries_and_hits() -> None:
+    from prometheus_client import REGISTRY
+
+    from workers.text.handler import TextHandler
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(f"genloom:prefix_cache_{name}_total", {"model_name": "prefix-test"}) or 0.0
+
+    def out(request_id: str, finished: bool, completion: int, cached: int) -> StepOutput:
+        return StepOutput(request_id=request_id, text_delta="", token_ids=[], finished=finished,
+                          finish_reason=FinishReason.STOP if finished else None, prompt_tokens=90,
+                          completion_tokens=completion, cached_tokens=cached)
+
+    handler = TextHandler(None, served_name="prefix-test")
+    handler._route([out("a", False, 1, 48), out("b", True, 3, 48), out("c", True, 0, 0)], 1, 0.5)
+    assert (sample("queries"), sample("hits")) == (90, 48)  # once per prefilled request, when it ends
+    handler._route([out("d", True, 2, 0)], 0)  # an engine server's outputs: no prefix cache of ours
+    assert (sample("queries"), sample("hits")) == (90, 48)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from workers.text.engine import _pack_prompts, _packed_len
@@ -35,3 +36,32 @@ def test_single_prompt_is_plain_causal() -> None:
 def test_packed_length_counts_the_common_prefix_once() -> None:
     assert _packed_len([[1, 2, 3, 4], [1, 2, 5]]) == 5
     assert _packed_len([[1, 2, 3]]) == 3
+
+
+def test_a_cached_head_is_the_past_and_the_rest_is_laid_out_after_it() -> None:
+    pack = _pack_prompts([[1, 2, 3, 4], [1, 2, 3, 5, 6]], torch.device("cpu"), cached=2)
+    assert pack.shared == 3 and pack.segments.cached == 2 and pack.segments.shared == 1
+    assert pack.input_ids.tolist() == [[3, 4, 5, 6]]
+    assert pack.position_ids.tolist() == [[2, 3, 3, 4]]
+    assert pack.last_index.tolist() == [1, 3]
+    mask = pack.attention_mask[0, 0].int().tolist()  # rows: the computed tokens; columns: every token
+    assert mask == [[1, 1, 1, 0, 0, 0],   # the rest of the prefix: the cached head, then causal
+                    [1, 1, 1, 1, 0, 0],   # first prompt's own token
+                    [1, 1, 1, 0, 1, 0],   # second prompt: the prefix and itself, never the first
+                    [1, 1, 1, 0, 1, 1]]
+    assert pack.segments.heads() == [2, 3, 3]
+
+
+def test_a_lone_prompt_after_its_cached_head() -> None:
+    pack = _pack_prompts([[4, 5, 6, 7]], torch.device("cpu"), cached=2)
+    assert pack.shared == 2 and pack.segments.shared == 0 and pack.segments.lengths == [2]
+    assert pack.input_ids.tolist() == [[6, 7]] and pack.position_ids.tolist() == [[2, 3]]
+    assert pack.last_index.tolist() == [1]
+    assert pack.attention_mask[0, 0].int().tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+
+
+def test_a_cached_head_longer_than_the_shared_one_is_refused() -> None:
+    with pytest.raises(ValueError):
+        _pack_prompts([[1, 2, 3, 4], [1, 2, 5]], torch.device("cpu"), cached=3)
+    with pytest.raises(ValueError):
+        _pack_prompts([[1, 2, 3]], torch.device("cpu"), cached=3)  # a lone prompt computes its last token
