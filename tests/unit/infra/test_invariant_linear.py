@@ -107,3 +107,38 @@ def test_a_packed_layer_takes_wide_products_only_where_they_are_exact(monkeypatc
     unpacked = up_projection()
     unpacked.__class__ = GemmLinear
     assert unpacked.max_rows == MAX_ROWS  # F.linear is never trusted beyond 32 rows
+
+
+def test_a_float32_output_head_is_packed_once_and_multiplies_as_before() -> None:
+    """pack_float32: the output head (and nothing else) on oneDNN's packed weight, its products
+    equal to F.linear's to float32's rounding at 1 to 300 rows; a head tied to the input embedding
+    keeps the shared weight, an untied one's plain copy is released."""
+    from infra.models.invariant import PackedLinear, pack_float32
+
+    class Tiny(torch.nn.Module):
+        def __init__(self, tied: bool) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(300, 64)
+            self.proj = torch.nn.Linear(64, 64)
+            self.head = torch.nn.Linear(64, 300, bias=False)
+            if tied:
+                self.head.weight = self.embed.weight
+
+        def get_output_embeddings(self) -> torch.nn.Module:
+            return self.head
+
+    torch.manual_seed(5)
+    if not torch.backends.mkldnn.is_available():
+        assert pack_float32(Tiny(False)) == 0
+        return
+    for tied in (True, False):
+        model = Tiny(tied)
+        weight = model.head.weight.detach().clone()
+        assert pack_float32(model) == 1
+        assert type(model.head) is PackedLinear and model.head.packed is not None
+        assert type(model.proj) is torch.nn.Linear  # only the head
+        assert (model.head.weight is model.embed.weight) if tied else model.head.weight.numel() == 0
+        for rows in (1, 16, 300):
+            x = torch.randn(rows, 64)
+            assert torch.allclose(model.head(x), F.linear(x, weight), rtol=1e-4, atol=1e-4)
+        assert pack_float32(model) == 0  # packed once

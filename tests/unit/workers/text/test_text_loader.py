@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infra.models.invariant import ATTENTION, GemmLinear, native_bf16
+from infra.models.invariant import ATTENTION, LAYOUT_ATTENTION, GemmLinear, PackedLinear, native_bf16
 from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
 
 
@@ -23,6 +23,12 @@ def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> 
             head, embedding = smollm.model.lm_head, smollm.model.get_input_embeddings()
             assert head.weight is embedding.weight and head.weight.shape == (49152, 576)  # tied: kept for the lookup
             assert all(m.weight.numel() == 0 for m in linears if m is not head)
+    else:  # float32: the same attention layout in float32, the output head's weight packed
+        assert smollm.model.config._attn_implementation == LAYOUT_ATTENTION
+        if torch.backends.mkldnn.is_available():
+            head = smollm.model.get_output_embeddings()
+            assert type(head) is PackedLinear and head.packed is not None
+            assert head.weight is smollm.model.get_input_embeddings().weight  # tied: kept for the lookup
     assert smollm.context_length == 8192
     ids = smollm.format_chat([{"role": "user", "content": "hi"}])
     text = smollm.tokenizer.decode(ids)
