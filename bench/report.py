@@ -1180,7 +1180,10 @@ def text_peer(d: dict) -> list[str]:
         "",
         f"The peer at its best configuration: `transformers serve --continuous-batching` (transformers and torch "
         f"{' and '.join(d['peer_versions'].split())}), in a virtual environment of its own (its transformers conflicts with genloom's "
-        f"pin), at --dtype {' and '.join(d.get('peer_dtypes', ['float32']))}, the same SmolLM2-135M-Instruct folder. genloom: the "
+        f"pin), at --dtype {' and '.join(d.get('peer_dtypes', ['float32']))}"
+        + (" (only: this CPU has no native bf16, which torch then emulates, slower than float32)"
+           if d.get("peer_dtypes") == ["float32"] and "bf16" not in d.get("cpu", "") else "")
+        + ", the same SmolLM2-135M-Instruct folder. genloom: the "
         f"whole `genloom up` stack with its defaults ({d.get('genloom_dtype', 'float32')} weights on this CPU, "
         "`GENLOOM_TEXT_DTYPE=auto`; preparation stages, moderation gate, every worker) except the semantic cache, which would "
         f"answer repeated greedy prompts without the engine. One client for both (the official openai SDK, "
@@ -1194,8 +1197,8 @@ def text_peer(d: dict) -> list[str]:
         *rows,
         "",
         *verdict,
-        "Every run, in the order measured (1-minute load average at the start: "
-        f"{d['load_start'][0]:.1f}; 2 cores):",
+        f"Every run, in the order measured (CPU: {d.get('cpu', 'not recorded')}; 1-minute load average at the start: "
+        f"{d['load_start'][0]:.1f}; {d['cpus']} cores):",
         "",
         *runs,
         "",

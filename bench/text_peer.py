@@ -62,6 +62,24 @@ PROMPT = ("You are a careful storyteller who writes plain, vivid English prose f
           "describe the place, the weather and the people in detail, and do not stop early.")
 
 
+def cpu_model() -> str:
+    """This machine's CPU and which of the instructions that decide the text engine's dtype it has: the
+    machines these benches run on change between sessions, and the figures with them."""
+    name, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    has = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(has) or 'none of avx2, avx512f, avx512_bf16, amx_bf16'})"
+
+
 def peer_python(peer_dir: Path, version: str) -> Path:
     """The peer's interpreter, its environment made once (minutes, from PyPI and the torch file on disk)."""
     venv = peer_dir / f"transformers-{version}"
@@ -205,7 +223,8 @@ def main() -> None:
         version = peer_version(python)
         print(f"peer: transformers serve --continuous-batching (transformers, torch: {version})", flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="genloom-text-peer-"))
-    result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "peer_versions": version,
+    result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu_model(),
+                    "peer_versions": version,
                     "levels": args.levels, "threads": args.threads, "seconds": args.seconds,
                     "peer_dtypes": args.peer_dtypes, "genloom_dtype": str(resolve_dtype(TextSettings().dtype, torch.device("cpu"))).removeprefix("torch."),
                     "max_tokens": args.max_tokens,
