@@ -19,8 +19,14 @@ a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two 
   pieces; the last piece never a single row), which makes every row's bits independent of the
   product's size on both; a 288-row product of this model's shapes took about 2.3x as long in 32-row
   pieces on an AMX CPU, and only prefills are that large. A packed layer takes up to 256 rows at once
-  where a check at load finds products of 33 to 256 rows exact (CPUs without AMX): an 88-token
-  prompt's Linear layers took 0.81x the time of 32-row pieces on that EPYC.
+  where a check at load finds products of 33 to 256 rows exact, every row of them (that EPYC): an
+  88-token prompt's Linear layers took 0.81x the time of 32-row pieces there. The differences can be
+  sparse: on another AMX CPU (an Intel Xeon whose oneDNN 3.12 runs ``brg_matmul:avx10_1_512_amx``),
+  products of more than 32 rows gave only some rows other bits (5 of 33 rows, 23 of 256 of an MLP
+  projection, at inputs of scale 2), so a check of every 11th row let four of the five weight shapes
+  take 256 rows, a prompt's head cached from a prefill of 31 tokens differed from the same head
+  prefilled in a 37-token prompt, and a greedy stream served from the prefix cache diverged. The
+  check now compares every row.
 - **Attention over padded or packed keys.** The batch's cache is left-padded to its widest row and
   a packed prefill attends over every prompt of the pack under a block mask, so the reductions over
   keys are split and ordered differently than for the sequence alone. Float32 attention still
@@ -130,8 +136,11 @@ class GemmLinear(PackedLinear):
 def _packed_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> int:
     """How many rows a packed product may take: 0 where it does not give ``F.linear``'s bits at the row
     counts a GemmLinear multiplies (then it is not used), :data:`WIDE_ROWS` where products of 33 to that
-    many rows, from any position, also give every row checked a two-row product's bits, else
-    :data:`MAX_ROWS`."""
+    many rows, from any position, also give every row a two-row product's bits, else :data:`MAX_ROWS`.
+
+    Where wide products order their sums differently, perhaps only some rows come out different (about
+    one in eight at scale 2, fewer at smaller scales, on an Intel Xeon with AMX): every row of every
+    product is compared, over inputs at two scales."""
     generator = torch.Generator().manual_seed(0)
 
     def product(x: torch.Tensor) -> torch.Tensor:
@@ -141,13 +150,13 @@ def _packed_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.
         x = (torch.randn(rows, weight.shape[1], generator=generator) * 0.5).to(weight.dtype)
         if not torch.equal(product(x), F.linear(x, weight, bias)):
             return 0
-    x = (torch.randn(WIDE_ROWS + 7, weight.shape[1], generator=generator) * 0.5).to(weight.dtype)
-    checked = list(range(0, len(x), 11))  # a sample of rows, each against itself in a two-row product
-    alone = {row: product(torch.stack((x[row], x[row])))[1] for row in checked}
-    for start, rows in ((0, MAX_ROWS + 1), (7, 64), (3, 127), (7, WIDE_ROWS)):
-        out = product(x[start : start + rows])
-        if any(not torch.equal(out[row - start], alone[row]) for row in checked if start <= row < start + rows):
-            return MAX_ROWS
+    for scale in (0.5, 2.0):
+        x = (torch.randn(WIDE_ROWS + 7, weight.shape[1], generator=generator) * scale).to(weight.dtype)
+        alone: list[torch.Tensor] = []  # row i against itself in a two-row product, made as far as needed
+        for start, rows in ((0, MAX_ROWS + 1), (7, 64), (3, 127), (7, WIDE_ROWS)):
+            alone += [product(x[row : row + 1].expand(2, -1))[1] for row in range(len(alone), start + rows)]
+            if not torch.equal(product(x[start : start + rows]), torch.stack(alone[start : start + rows])):
+                return MAX_ROWS
     return WIDE_ROWS
 
 
