@@ -30,6 +30,11 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
 #: vLLM's edges for whole-request and queue times
 REQUEST_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
                    480.0, 960.0, 1920.0, 7680.0)
+#: vLLM's edges for the tokens one engine step runs through the model
+ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+#: edges for one phase of an engine step (a decode of the batch, a prefill of new prompts)
+STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+                30.0)
 #: edges for the platform's own short hops (HTTP handling, preparation stages, fan-out)
 HOP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -55,6 +60,12 @@ PREFIX_CACHE_QUERIES = Counter("genloom:prefix_cache_queries", "Prompt tokens th
                                " prefix cache.", ("model_name",))
 PREFIX_CACHE_HITS = Counter("genloom:prefix_cache_hits", "Of them, tokens whose keys and values the prefix cache held"
                             " (not computed again); hits / queries is the hit rate.", ("model_name",))
+ITERATION_TOKENS = Histogram("genloom:iteration_tokens_total", "Tokens one step of the text engine ran through the"
+                             " model: a token per decoded row plus the prompt tokens it prefilled.", ("model_name",),
+                             buckets=ITERATION_TOKEN_BUCKETS)
+ENGINE_STEP = Histogram("genloom:engine_step_seconds", "Time of one phase of a text engine step: decode (one token"
+                        " for every running row) or prefill (newly admitted prompts).", ("model_name", "phase"),
+                        buckets=STEP_BUCKETS)
 PROMPT_TOKENS = Counter("genloom:prompt_tokens", "Prompt tokens of completed text jobs.", _JOB)
 GENERATION_TOKENS = Counter("genloom:generation_tokens", "Output tokens of completed text jobs.", _JOB)
 REQUEST_SUCCESS = Counter("genloom:request_success", "Completed jobs by finish reason.",

@@ -39,7 +39,7 @@ from workers.text.grammar import Grammars
 from workers.text.kv_cache import BatchKVCache
 from workers.text.prefix_cache import PrefixCache
 from workers.text.sampling import SamplingParams, TokenLogprob, adjust_logits, token_logprobs
-from workers.text.sequence import Sequence, StepOutput
+from workers.text.sequence import Sequence, StepOutput, StepStats
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class TextEngine:
         self._pending: list[StepOutput] = []  # outputs to hand out with the next step
         self._grammars: Grammars | None = None  # built with the first constrained request
         self._bitmask: torch.Tensor | None = None  # [max_batch_size, vocab/32] allowed-token bits
+        #: what the last step computed and how long each part took
+        self.last_step = StepStats()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -166,11 +168,15 @@ class TextEngine:
             outputs.append(seq.output("", []))
         if aborted:
             self._drop_finished_rows()
+        decoded, start = len(self._running), time.perf_counter()
         if self._running:
             self._decode(outputs)
         elif self._waiting:
             self._await_grammars()
-        self._admit(outputs)
+        admitting = time.perf_counter()
+        prefilled = self._admit(outputs)
+        self.last_step = StepStats(decoded, admitting - start if decoded else 0.0,
+                                   prefilled, time.perf_counter() - admitting if prefilled else 0.0)
         return outputs
 
     def _await_grammars(self, timeout: float = GRAMMAR_WAIT_S) -> None:
@@ -242,7 +248,8 @@ class TextEngine:
             except Exception as exc:
                 self._fail(seq, exc, outputs)
 
-    def _admit(self, outputs: list[StepOutput]) -> None:
+    def _admit(self, outputs: list[StepOutput]) -> int:
+        """Prefill the waiting sequences that fit; returns the prompt tokens computed."""
         batch: list[Sequence] = []
         for seq in list(self._waiting):
             if len(self._running) + len(batch) >= self.max_batch_size:
@@ -256,8 +263,7 @@ class TextEngine:
             self._waiting.remove(seq)
             batch.append(seq)
             self._reserved_tokens += seq.reserved_tokens
-        if batch:
-            self._prefill(batch, outputs)
+        return self._prefill(batch, outputs) if batch else 0
 
     def _grammar_ready(self, seq: Sequence, outputs: list[StepOutput]) -> bool:
         """Whether ``seq`` may start: it has no grammar, or its grammar is compiled (then it gets its
@@ -276,8 +282,9 @@ class TextEngine:
             return False
         return True
 
-    def _prefill(self, batch: list[Sequence], outputs: list[StepOutput]) -> None:
-        """Run the prompts of ``batch`` as one packed sequence and move survivors into the batch cache.
+    def _prefill(self, batch: list[Sequence], outputs: list[StepOutput]) -> int:
+        """Run the prompts of ``batch`` as one packed sequence and move survivors into the batch cache;
+        returns the tokens the pass computed.
 
         Prompts are concatenated without padding. Their longest common prefix (typically the
         chat template's system turn) is packed once, first: every prompt's own tokens attend to
@@ -308,7 +315,7 @@ class TextEngine:
             for seq in batch:
                 self._fail(seq, exc, outputs)
             self._release(batch)
-            return
+            return pack.input_ids.shape[1]
         layers = out.past_key_values.layers
         shared, offset = pack.shared, pack.shared
         for seq in batch:
@@ -328,6 +335,7 @@ class TextEngine:
             except Exception as exc:
                 self._fail(seq, exc, outputs)
         self._release([seq for seq in batch if seq.finished])
+        return pack.input_ids.shape[1]
 
     def _cached_head(self, batch: list[Sequence], prompts: list[list[int]]) -> tuple[int, torch.Tensor | None]:
         """How many leading tokens of the pack the prefix cache holds (whole blocks of the prompts'

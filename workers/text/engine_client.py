@@ -20,8 +20,8 @@ from .sequence import StepOutput
 
 log = logging.getLogger(__name__)
 
-#: receives one step's outputs and the size of the running batch, on the event loop
-#: (a step's outputs, the running batch's size, the KV cache's usage 0..1 when the engine has one)
+#: receives one step's outputs and the size of the running batch, on the event loop; the built-in
+#: engine adds its KV cache's usage (0..1) and the step's StepStats
 OnOutputs = Callable[..., None]
 
 

@@ -94,7 +94,7 @@ def _engine_main(conn, spec, engine_args: dict[str, Any], torch_threads: int) ->
             outputs += engine_client.step(engine, active)
         if outputs:
             try:
-                conn.send((_OUTPUTS, outputs, engine.num_running(), engine.kv_cache_usage()))
+                conn.send((_OUTPUTS, outputs, engine.num_running(), engine.kv_cache_usage(), engine.last_step))
             except OSError:
                 return  # the worker went away
 
@@ -200,11 +200,11 @@ class EngineProcess:
                 message = self._conn.recv()
                 kind = message[0]
                 if kind == _OUTPUTS:
-                    _, outputs, running, kv_usage = message
+                    _, outputs, running, kv_usage, stats = message
                     for out in outputs:
                         if out.finished:
                             self._held.pop(out.request_id, None)
-                    self._on_outputs(outputs, running, kv_usage)
+                    self._on_outputs(outputs, running, kv_usage, stats)
                 elif kind == _READY and not self._ready.done():
                     self._ready.set_result(message[1])
                 elif kind == _FATAL and not self._ready.done():

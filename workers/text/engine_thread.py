@@ -73,7 +73,7 @@ class InProcessEngine:
                     await self._wake.wait()
                 continue
             outputs = await asyncio.to_thread(engine_client.step, engine, self._active)
-            self._on_outputs(outputs, engine.num_running(), engine.kv_cache_usage())
+            self._on_outputs(outputs, engine.num_running(), engine.kv_cache_usage(), engine.last_step)
             # let the jobs hand this step's tokens to the producer, and the producer write them,
             # before the next step's thread competes with them for the GIL
             for _ in range(_FLUSH_TURNS):

@@ -15,7 +15,7 @@ import json
 from infra.models.context import ContextLengthExceeded, check_context
 from infra.models.loader import TextModelSpec
 from infra.models.settings import TextSettings
-from infra.metrics import KV_CACHE_USAGE, PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
+from infra.metrics import ENGINE_STEP, ITERATION_TOKENS, KV_CACHE_USAGE, PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from infra.models.tool_prompt import chat_messages
 from infra.settings.worker import WorkerSettings
 from schemas import TextRequest
@@ -31,7 +31,7 @@ from .engine_remote import RemoteEngine
 from .engine_thread import InProcessEngine
 from .grammar import grammar_for
 from .sampling import SamplingParams
-from .sequence import StepOutput
+from .sequence import StepOutput, StepStats
 
 
 class TextHandler:
@@ -165,10 +165,17 @@ class TextHandler:
     def _token_text(self, token_id: int) -> str:
         return self.loaded.token_text(token_id)
 
-    def _route(self, outputs: list[StepOutput], running: int, kv_usage: float | None = None) -> None:
+    def _route(self, outputs: list[StepOutput], running: int, kv_usage: float | None = None,
+               stats: StepStats | None = None) -> None:
         """One step's outputs to their jobs' queues (outputs of jobs that went away are dropped)."""
         self.steps += 1
         self.max_running = max(self.max_running, running)
+        if stats is not None and stats.tokens:  # the built-in engine's step: what it ran, and each phase's time
+            ITERATION_TOKENS.labels(self.served_name).observe(stats.tokens)
+            if stats.decode_tokens:
+                ENGINE_STEP.labels(self.served_name, "decode").observe(stats.decode_s)
+            if stats.prefill_tokens:
+                ENGINE_STEP.labels(self.served_name, "prefill").observe(stats.prefill_s)
         if kv_usage is not None:  # the built-in engine's: its KV cache, and its prefix cache per prefilled prompt
             KV_CACHE_USAGE.labels(self.served_name).set(kv_usage)
             for out in outputs:
@@ -268,7 +275,8 @@ def create_handler() -> TextHandler:
 
             tokenizer = AutoTokenizer.from_pretrained(s.engine_tokenizer, local_files_only=True)
         remote = dict(url=s.engine_url, model=s.engine_model or s.served_name, max_concurrency=s.engine_max_concurrency,
-                      api_key=s.engine_api_key.get_secret_value() if s.engine_api_key else None, tokenizer=tokenizer)
+                      api_key=s.engine_api_key.get_secret_value() if s.engine_api_key else None, tokenizer=tokenizer,
+                      cache_salt=s.engine_cache_salt)
     return TextHandler(spec, served_name=s.served_name, max_batch_size=s.max_batch_size,
                        max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens,
                        prefix_cache_tokens=s.prefix_cache_tokens, engine_process=s.engine_process,

@@ -13,6 +13,23 @@ from workers.text.sampling import Sampler, SamplingParams, TokenLogprob
 from workers.text.stop import StopStringMatcher
 
 
+@dataclass(frozen=True)
+class StepStats:
+    """What one engine step computed and how long each part took: a decode of ``decode_tokens``
+    rows (one token each), and a prefill of ``prefill_tokens`` prompt tokens (those the prefix
+    cache supplied are not counted: they were not computed)."""
+
+    decode_tokens: int = 0
+    decode_s: float = 0.0
+    prefill_tokens: int = 0
+    prefill_s: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the step ran through the model (vLLM's iteration tokens)."""
+        return self.decode_tokens + self.prefill_tokens
+
+
 @dataclass
 class StepOutput:
     """What one engine step produced for one request.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -486,6 +488,50 @@ def test_a_prefill_after_a_cached_head_gives_the_whole_prefills_result(
             assert torch.equal(after.logits.argmax(-1), whole.logits.argmax(-1))
             for a, b in zip(after.past_key_values.layers, whole.past_key_values.layers):
                 assert same(a.keys, b.keys) and same(a.values, b.values)
+
+
+def test_each_step_reports_what_it_computed(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    """A step's StepStats: the prompt tokens a prefill computed (not those the prefix cache supplied),
+    one token per decoded row, and a time for each phase that ran."""
+    engine = new_engine(smollm)
+    engine.add_request("a", prompts[0], greedy(4))
+    engine.add_request("b", prompts[1], greedy(4))
+    engine.step()  # both prompts in one pack: their common head once
+    first = engine.last_step
+    shared = len(os.path.commonprefix([prompts[0], prompts[1]]))
+    assert first.prefill_tokens == len(prompts[0]) + len(prompts[1]) - shared and first.prefill_s > 0
+    assert (first.decode_tokens, first.decode_s) == (0, 0.0) and first.tokens == first.prefill_tokens
+    engine.step()
+    assert (engine.last_step.decode_tokens, engine.last_step.prefill_tokens) == (2, 0)
+    assert engine.last_step.decode_s > 0 and engine.last_step.prefill_s == 0.0
+    drain(engine)
+    engine.add_request("c", prompts[0], greedy(4))  # its head is in the prefix cache now
+    engine.step()
+    cached = engine.prefix_cache.block * ((len(prompts[0]) - 1) // engine.prefix_cache.block)
+    assert cached and engine.last_step.prefill_tokens == len(prompts[0]) - cached
+    drain(engine)
+
+
+def test_the_worker_exports_each_engine_steps_tokens_and_phase_times() -> None:
+    from prometheus_client import REGISTRY
+
+    from workers.text.handler import TextHandler
+    from workers.text.sequence import StepStats
+
+    def sample(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, {"model_name": "step-test", **labels}) or 0.0
+
+    handler = TextHandler(None, served_name="step-test")
+    handler._route([], 3, 0.5, StepStats(decode_tokens=3, decode_s=0.02, prefill_tokens=90, prefill_s=0.4))
+    handler._route([], 3, 0.5, StepStats(decode_tokens=3, decode_s=0.03))
+    assert sample("genloom:iteration_tokens_total_count") == 2
+    assert sample("genloom:iteration_tokens_total_sum") == 96
+    assert sample("genloom:iteration_tokens_total_bucket", le="8.0") == 1  # the decode-only step
+    assert sample("genloom:engine_step_seconds_count", phase="decode") == 2
+    assert sample("genloom:engine_step_seconds_sum", phase="decode") == pytest.approx(0.05)
+    assert sample("genloom:engine_step_seconds_count", phase="prefill") == 1
+    handler._route([], 0)  # an engine server reports no steps of ours
+    assert sample("genloom:iteration_tokens_total_count") == 2
 
 
 def test_the_worker_counts_the_prefix_caches_queries_and_hits() -> None:

@@ -15,7 +15,7 @@ from workers.text.engine import TextEngine
 from workers.text.engine_process import EngineProcess, EngineUnavailable
 from infra.models.loader import LoadedModel, TextModelSpec
 from workers.text.sampling import SamplingParams
-from workers.text.sequence import StepOutput
+from workers.text.sequence import StepOutput, StepStats
 
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Tell me a long story about the sea."]
 
@@ -28,10 +28,14 @@ class Collector:
         self.finished: dict[str, asyncio.Future] = {}
         self.running_seen = 0
         self.kv_usage_seen = 0.0
+        self.steps: list[StepStats] = []
 
-    def __call__(self, outputs: list[StepOutput], running: int, kv_usage: float | None = None) -> None:
+    def __call__(self, outputs: list[StepOutput], running: int, kv_usage: float | None = None,
+                 stats: StepStats | None = None) -> None:
         self.running_seen = max(self.running_seen, running)
         self.kv_usage_seen = max(self.kv_usage_seen, kv_usage or 0.0)
+        if stats is not None:
+            self.steps.append(stats)
         for out in outputs:
             self.outputs[out.request_id].append(out)
             if out.finished:
@@ -82,6 +86,10 @@ async def test_child_engine_serves_aborts_and_survives_its_own_death(smollm: Loa
             assert seen.text(f"r{i}") and seen.done(f"r{i}").result().finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
         assert seen.running_seen >= 2
         assert 0 < seen.kv_usage_seen <= 1  # the child reports its KV cache with each step
+        # and what each step computed (the engine's own test checks the figures): prefills, then
+        # decodes of two or three rows at once
+        assert 0 < max(s.prefill_tokens for s in seen.steps) <= sum(map(len, prompts))
+        assert max(s.decode_tokens for s in seen.steps) >= 2 and all(s.decode_s >= 0 for s in seen.steps)
 
         # an abort ends the long one early, with the abort reason
         engine.abort("long")
