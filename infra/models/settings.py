@@ -5,6 +5,7 @@ learn from them what this deployment serves."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,12 @@ class TextSettings(BaseSettings):
         default=None,
         description="A local tokenizer folder of the served model, for exact context checks before a job starts;"
         " unset: the engine server enforces its context and its refusal ends the job.",
+    )
+    engine_cache_salt: Literal["auto", "tenant", "off"] = Field(
+        default="auto",
+        description="Salt each upstream request's prefix cache by tenant (vLLM's cache_salt), so prompt heads are"
+        " reused only within a tenant: auto when the server's model card says vLLM, tenant always (for a server"
+        " that takes the field), off never (servers that refuse unknown fields, as transformers serve does).",
     )
 
 

@@ -43,7 +43,7 @@ fi
 # headless Chromium and its driver: the browser test of the page at / (tests/integration/test_ui_browser.py)
 if ! command -v chromedriver >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q chromium chromium-driver >/dev/null || echo "chromium not installed (the browser test skips, or fails in CI)"
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q chromium chromium-driver >/dev/null || echo "chromium not installed (the browser test skips, or fails in CI)"
   else
     echo "chromedriver not found: the browser test needs apt-get install chromium chromium-driver"
   fi

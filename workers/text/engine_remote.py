@@ -11,6 +11,12 @@ and the upstream stream is closed at the first match. Usage comes from the serve
 it sends one (`stream_options.include_usage`), else the prompt is counted with the local tokenizer
 and each content chunk as a token.
 
+Requests are salted by tenant where the server keeps a prefix cache that takes a salt (vLLM's
+`cache_salt`): prompt heads are then reused only within a tenant, as in the built-in engine, since
+how soon a first token comes would otherwise tell one tenant how another's prompts begin. `auto`
+salts when the server's model card says vLLM (others refuse or ignore the field; `transformers serve`
+refuses unknown fields), `tenant` always, `off` never.
+
 Connections are bounded (`max_concurrency` streams, one pooled client), every read has a deadline,
 and an upstream error ends the job with a retryable `generation_error` that says what the server
 answered (a refusal of the prompt's length is `context_length_exceeded`).
@@ -19,6 +25,7 @@ answered (a refusal of the prompt's length is `context_length_exceeded`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -40,6 +47,14 @@ log = logging.getLogger(__name__)
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "eos": FinishReason.STOP,
            "stop_sequence": FinishReason.STOP, "content_filter": FinishReason.CONTENT_FILTER,
            "tool_calls": FinishReason.TOOL_CALLS}
+CACHE_SALT_MODES = ("auto", "tenant", "off")
+_SALTING_SERVERS = {"vllm"}  # model cards' owned_by of servers whose requests take a cache_salt
+
+
+def salt_of(tenant: str) -> str:
+    """The cache_salt sent for a tenant: a digest, so tenant names do not travel into the server's logs."""
+    return hashlib.blake2b(tenant.encode(), digest_size=16, person=b"genloom-salt").hexdigest()
+
 
 
 class UpstreamUnavailable(RuntimeError):
@@ -89,7 +104,9 @@ class RemoteEngine:
 
     def __init__(self, url: str, model: str, *, on_outputs: OnOutputs, api_key: str | None = None,
                  max_concurrency: int = 64, read_timeout_s: float = 120.0, start_timeout_s: float = 120.0,
-                 tokenizer: Any | None = None, context_length: int | None = None) -> None:
+                 tokenizer: Any | None = None, context_length: int | None = None, cache_salt: str = "auto") -> None:
+        if cache_salt not in CACHE_SALT_MODES:
+            raise ValueError(f"cache_salt must be one of {', '.join(CACHE_SALT_MODES)}, not {cache_salt!r}")
         self.url = url.rstrip("/")
         self.model = model
         self._on_outputs = on_outputs
@@ -99,6 +116,8 @@ class RemoteEngine:
         self._start_timeout_s = start_timeout_s
         self._tokenizer = tokenizer
         self._context = context_length
+        self._salt_mode = cache_salt
+        self.salted = cache_salt == "tenant"  # auto: decided by the server's model card at start
         self._http: httpx.AsyncClient | None = None
         self._tasks: dict[str, asyncio.Task] = {}
 
@@ -120,8 +139,12 @@ class RemoteEngine:
             await asyncio.sleep(0.5)
         context = self._context
         for card in answer.json().get("data", []):
-            if card.get("id") == self.model and context is None:
+            if card.get("id") != self.model:
+                continue
+            if context is None:
                 context = card.get("max_model_len")  # vLLM and SGLang say it
+            if self._salt_mode == "auto":
+                self.salted = str(card.get("owned_by", "")).lower() in _SALTING_SERVERS
         return RemoteModel(self.model, self.url, self._tokenizer, context)
 
     def add(self, request_id: str, prompt: list[int], params: SamplingParams, *,
@@ -156,6 +179,8 @@ class RemoteEngine:
                 body[name] = getattr(params, name)
         if params.logit_bias:
             body["logit_bias"] = {str(token): bias for token, bias in params.logit_bias.items()}
+        if self.salted and params.cache_salt:
+            body["cache_salt"] = salt_of(params.cache_salt)
         if raw is not None:
             return "/v1/completions", {**body, "prompt": raw}
         return "/v1/chat/completions", {**body, "messages": messages or []}
