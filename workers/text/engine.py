@@ -230,7 +230,7 @@ class TextEngine:
             for row in constrained:
                 self._bitmask[row] = seqs[row].matcher.mask
             self._grammars.apply(logits, self._bitmask, constrained)
-        greedy = torch.argmax(logits, dim=-1).tolist()
+        greedy = torch.max(logits, dim=-1).indices.tolist()  # argmax's index (the first of equal maxima); on bf16 CPU logits about 4x faster
         tokens: list[int | None] = []
         # Hot loop: once over the rows, per-row sampling.
         for row, seq in enumerate(seqs):
