@@ -111,6 +111,13 @@ def producer(
     )
 
 
+#: how often an aiokafka consumer's fetch routine wakes when nothing else wakes it (its default 200 ms: five
+#: turns of an idle process's event loop a second per consumer). A fetch's answer, records consumed, a
+#: partition resumed or unassigned and a doorbell ring all wake it at once; the timeout only bounds how
+#: soon it sees what changed otherwise (new partitions' metadata, a backoff that ended)
+CONSUMER_TIMEOUT_MS = 1000
+
+
 def consumer(
     bootstrap: str,
     *topics: str,
@@ -136,6 +143,7 @@ def consumer(
         heartbeat_interval_ms=heartbeat_interval_ms,
         rebalance_timeout_ms=max(session_timeout_ms * 2, 5000),
         max_poll_records=max_poll_records,
+        consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
         max_partition_fetch_bytes=max_message_bytes + 1024,
         fetch_max_bytes=max(max_message_bytes + 1024, 52_428_800),
         **security_args(),
