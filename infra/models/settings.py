@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.enums import ImageScheduler
 
 
+#: how an engine server's requests are salted by tenant (GENLOOM_TEXT_ENGINE_CACHE_SALT)
+CacheSaltMode = Literal["auto", "tenant", "off"]
+
+
 class TextSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLOOM_TEXT_", extra="ignore", frozen=True)
 
@@ -59,7 +63,7 @@ class TextSettings(BaseSettings):
         description="A local tokenizer folder of the served model, for exact context checks before a job starts;"
         " unset: the engine server enforces its context and its refusal ends the job.",
     )
-    engine_cache_salt: Literal["auto", "tenant", "off"] = Field(
+    engine_cache_salt: CacheSaltMode = Field(
         default="auto",
         description="Salt each upstream request's prefix cache by tenant (vLLM's cache_salt), so prompt heads are"
         " reused only within a tenant: auto when the server's model card says vLLM, tenant always (for a server"

@@ -30,10 +30,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 
+from infra.models.settings import CacheSaltMode
 from schemas.enums import FinishReason
 from schemas.requests import ToolCall
 
@@ -47,14 +48,13 @@ log = logging.getLogger(__name__)
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "eos": FinishReason.STOP,
            "stop_sequence": FinishReason.STOP, "content_filter": FinishReason.CONTENT_FILTER,
            "tool_calls": FinishReason.TOOL_CALLS}
-CACHE_SALT_MODES = ("auto", "tenant", "off")
+CACHE_SALT_MODES = get_args(CacheSaltMode)
 _SALTING_SERVERS = {"vllm"}  # model cards' owned_by of servers whose requests take a cache_salt
 
 
 def salt_of(tenant: str) -> str:
     """The cache_salt sent for a tenant: a digest, so tenant names do not travel into the server's logs."""
     return hashlib.blake2b(tenant.encode(), digest_size=16, person=b"genloom-salt").hexdigest()
-
 
 
 class UpstreamUnavailable(RuntimeError):
@@ -104,7 +104,7 @@ class RemoteEngine:
 
     def __init__(self, url: str, model: str, *, on_outputs: OnOutputs, api_key: str | None = None,
                  max_concurrency: int = 64, read_timeout_s: float = 120.0, start_timeout_s: float = 120.0,
-                 tokenizer: Any | None = None, context_length: int | None = None, cache_salt: str = "auto") -> None:
+                 tokenizer: Any | None = None, context_length: int | None = None, cache_salt: CacheSaltMode = "auto") -> None:
         if cache_salt not in CACHE_SALT_MODES:
             raise ValueError(f"cache_salt must be one of {', '.join(CACHE_SALT_MODES)}, not {cache_salt!r}")
         self.url = url.rstrip("/")
