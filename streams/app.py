@@ -6,6 +6,7 @@ import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
 from infra.kafka.clients import security_args
+from infra.kafka.compat import harden
 from infra.kafka.topics import CONTROL, EVENTS, REQUESTS, jobs_topic
 from infra.settings import KafkaSettings
 from infra.settings.streams import StreamsSettings
@@ -30,6 +31,7 @@ class GenloomApp(faust.App):
     """faust.App with genloom's low-latency consumer transport."""
 
     def __init__(self, *args, fetch_max_wait_ms: int = 10, **kwargs) -> None:
+        harden()  # faust's aiokafka clients too must survive a broker restart (infra.kafka.compat)
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
 

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from infra.settings import KafkaSettings
 
+from .compat import harden
 from .doorbell import patch_fetcher, ring_after
 from .topics import TopicSpec
 
@@ -99,6 +100,7 @@ def producer(
     max_message_bytes: int = 8 * 1024 * 1024,
     linger_ms: int = 0,
 ) -> AIOKafkaProducer:
+    harden()  # a broker restart must not wedge the producer (infra.kafka.compat)
     return RingingProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
@@ -130,6 +132,7 @@ def consumer(
     max_message_bytes: int = 8 * 1024 * 1024,
     auto_offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
+    harden()  # a broker restart must not wedge the consumer (infra.kafka.compat)
     patch_fetcher()  # idle, fetches back off and wake on a ring (infra.kafka.doorbell), when Redis is set
     return AIOKafkaConsumer(
         *topics,
@@ -152,6 +155,7 @@ def consumer(
 
 async def start_client(client, bootstrap: str, timeout: float = 15.0) -> None:
     """Start a producer, consumer or admin client, turning connection failures into one clear error."""
+    harden()
     try:
         await asyncio.wait_for(client.start(), timeout)
     except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:

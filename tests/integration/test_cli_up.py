@@ -137,9 +137,24 @@ def test_up_starts_the_stack_and_sigterm_leaves_nothing_running(tmp_path):
         assert not [p for p in pids if _alive(p)]
         assert _processes_with_env(f"GENLOOM_HOME={tmp_path}") == [], "a process of the stack outlived `up`"
     finally:
-        if proc.poll() is None:
+        _stop_whatever_is_left(proc, f"GENLOOM_HOME={tmp_path}")
+
+
+def _stop_whatever_is_left(proc: subprocess.Popen, marker: str) -> None:
+    """After a failure mid-test: `up` stops its stack on SIGTERM (each component leads a process group of
+    its own, so killing `up`'s group alone would leave them running); whatever still runs then is killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    for pid in _processes_with_env(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_up_with_an_unreachable_broker_is_one_clear_error(tmp_path):
