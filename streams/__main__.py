@@ -8,6 +8,7 @@ same command with its own GENLOOM_PREPARE_* (stages, input, output), app id, and
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from infra.blob.config import BlobSettings, blob_store
 from infra.metrics import serve_metrics
@@ -60,10 +61,12 @@ def main() -> None:
     if settings.fanout:
         taps.append(fanout.spec(kafka.bootstrap, redis_url))
         reconciler.register(app, topics, redis_url)
+    background = settings.background_fetch_gap_ms / 1000  # only the fan-out streams tokens to clients
     if semantic_cache is not None:
-        taps.append(cache.fill_spec(semantic_cache))
+        taps.append(replace(cache.fill_spec(semantic_cache), fetch_gap_s=background))
     if backends is not None and settings.fanout and redis_url:  # the writer runs beside the fan-out
-        taps.append(memory.register(app, memory.build_writer(backends, ctx, blob_store(BlobSettings()))))
+        writer = memory.build_writer(backends, ctx, blob_store(BlobSettings()))
+        taps.append(replace(memory.register(app, writer), fetch_gap_s=background))
     tap.register(app, [t for t in taps if t is not None], bootstrap=kafka.bootstrap, settings=settings)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:

@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.kafka import clients
 from infra.kafka.consume import ConsumeLoop, Record
+from infra.kafka.doorbell import space_fetches
 from infra.settings.streams import StreamsSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class TapSpec:
     topics: list[str]
     handler: Callable[[str], TapHandler]
     batch_max: int = 256
+    #: a background tap fetches at most once per this interval (infra.kafka.doorbell.space_fetches); 0: eagerly
+    fetch_gap_s: float = 0.0
 
 
 def raw(value: bytes) -> bytes:
@@ -85,8 +88,10 @@ class Tap:
     """One consumer group on `topics`: batches to `handle`, commits behind (see ConsumeLoop)."""
 
     def __init__(self, group: str, topics: list[str], handler: TapHandler, *, bootstrap: str,
-                 settings: StreamsSettings, batch_max: int = 256, legacy_group: str | None = None) -> None:
+                 settings: StreamsSettings, batch_max: int = 256, legacy_group: str | None = None,
+                 fetch_gap_s: float = 0.0) -> None:
         self.group = group
+        self._fetch_gap_s = fetch_gap_s
         self._topics = topics
         self._handler = handler
         self._bootstrap = bootstrap
@@ -123,6 +128,8 @@ class Tap:
             await self._handler.open()
             self._consumer.subscribe(self._topics, listener=_Listener(self.loop))
             await clients.start_client(self._consumer, self._bootstrap)
+            if self._fetch_gap_s:
+                space_fetches(self._consumer, self._fetch_gap_s)
             try:
                 await self.loop.run()
             finally:
@@ -170,7 +177,8 @@ def register(app, specs: list[TapSpec], *, bootstrap: str, settings: StreamsSett
     async def taps() -> None:
         groups = [f"{settings.app_id}-{s.name}" for s in specs]
         running = [Tap(group, s.topics, s.handler(group), bootstrap=bootstrap, settings=settings,
-                       batch_max=s.batch_max, legacy_group=settings.app_id) for group, s in zip(groups, specs)]
+                       batch_max=s.batch_max, legacy_group=settings.app_id, fetch_gap_s=s.fetch_gap_s)
+                   for group, s in zip(groups, specs)]
         try:
             await asyncio.gather(*(tap.run() for tap in running))
         except asyncio.CancelledError:

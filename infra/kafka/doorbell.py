@@ -158,8 +158,18 @@ def patch_fetcher() -> None:
         if not self.__dict__.get("_genloom_bell"):
             self._genloom_bell = True
             doorbell()
+        gap = self.__dict__.get("_genloom_gap_s")
+        began = self.__dict__.setdefault("_genloom_began", {})  # node -> when its last fetch went out
+        if gap:  # a spaced consumer: not before `gap` after its last fetch, data or not
+            wait = began.get(node_id, -gap) + gap - time.monotonic()
+            try:
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                return False  # unassigned or closing, as the fetch itself would report
         current = _pacer
         if current is None:
+            began[node_id] = time.monotonic()
             return await fetch(self, assignment, node_id, request)
         topics = [topic for topic, _ in request.topics]
         marks = self.__dict__.setdefault("_genloom_marks", {})
@@ -168,8 +178,9 @@ def patch_fetcher() -> None:
             try:
                 await current.wait(topics, marks.get(node_id))
             except asyncio.CancelledError:
-                return False  # unassigned or closing, as the fetch itself would report
+                return False
         marks.setdefault(node_id, {}).update(current.mark(topics))
+        began[node_id] = time.monotonic()
         has_data = await fetch(self, assignment, node_id, request)
         brought[node_id] = bool(has_data)
         if has_data:
@@ -178,6 +189,14 @@ def patch_fetcher() -> None:
 
     Fetcher._proc_fetch_request = paced
     _installed = True
+
+
+def space_fetches(consumer, gap_s: float) -> None:
+    """Let a started consumer fetch at most once per `gap_s` per broker, whatever rings and data say:
+    for a consumer that needs no token-level latency (the cache filler, the memory writer), so that
+    the broker and its process answer far fewer fetches while tokens stream. Each fetch then brings
+    what queued up meanwhile. 0 undoes it."""
+    consumer._fetcher._genloom_gap_s = gap_s
 
 
 def uninstall() -> None:

@@ -180,3 +180,39 @@ async def test_a_ring_wakes_only_the_processes_that_fetch_its_topic(redis_url):
     finally:
         await producer_side.close()
         await bell.close()
+
+
+async def test_a_spaced_consumer_takes_what_queued_up_in_few_fetches(kafka_bootstrap):
+    """A background tap's consumer (the cache filler's, the memory writer's) fetches at most once per its
+    gap, however often records come: records sent one by one every 20 ms for about a second reach it
+    whole and in order, in a handful of fetches instead of one per record."""
+    topic = f"spaced-{uuid.uuid4().hex[:8]}"
+    await clients.ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1, "job_id", "bytes", "test")])
+    consumer = clients.consumer(kafka_bootstrap, topic, group_id=f"g-{topic}")
+    producer = clients.producer(kafka_bootstrap)
+    await clients.start_client(consumer, kafka_bootstrap)
+    await clients.start_client(producer, kafka_bootstrap)
+    doorbell.space_fetches(consumer, 0.4)
+    try:
+        while not consumer.assignment():  # joined: what is sent from now on is read from the start
+            await consumer.getmany(timeout_ms=100)
+        received: list[list[bytes]] = []
+
+        async def read() -> None:
+            while sum(map(len, received)) < 50:
+                batches = await consumer.getmany(timeout_ms=100)
+                got = [m.value for msgs in batches.values() for m in msgs]
+                if got:
+                    received.append(got)
+
+        reader = asyncio.create_task(read())
+        for i in range(50):
+            await producer.send_and_wait(topic, b"%d" % i, key=b"j")
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(reader, 30)
+        assert [v for batch in received for v in batch] == [b"%d" % i for i in range(50)]
+        # about 1.5 s of sending at one fetch per 0.4 s: 5 fetches, 6 if the first fell just before a send
+        assert len(received) <= 7, [len(b) for b in received]
+    finally:
+        await consumer.stop()
+        await producer.stop()
