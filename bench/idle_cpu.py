@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
+from bench.common import cpu_model  # noqa: E402
 from infra.client import GenloomClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +233,7 @@ def main() -> None:
     args = ap.parse_args()
 
     up, base = start_up(Path(tempfile.mkdtemp(prefix="genloom-idle-cpu-")), KEY, {}, args.only)
-    result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(),
+    result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                     "settings": {k: v for k, v in os.environ.items() if k.startswith("GENLOOM_KAFKA_")},
                     "load_start": os.getloadavg()}
     try:

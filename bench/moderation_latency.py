@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import pct  # noqa: E402
 from infra.kafka import clients  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.clients import ensure_topics  # noqa: E402
@@ -58,11 +59,6 @@ def tokens(text: str) -> list[str]:
     """Word pieces with their leading space, as a BPE detokenizer streams them."""
     words = text.split(" ")
     return [words[0]] + [" " + w for w in words[1:]]
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 class Side:

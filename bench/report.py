@@ -262,25 +262,29 @@ def text_remote(d: dict) -> list[str]:
     ]
 
 def edge_latency(d: dict) -> list[str]:
-    rows = ["| concurrent streams | emitted | events | Kafka alone p50 / p99 (ms) | into Redis (fan-out) p50 / p99 (ms) "
+    rows = ["| run | concurrent streams | emitted | events | Kafka alone p50 / p99 (ms) | into Redis (fan-out) p50 / p99 (ms) "
             "| through the edge p50 / p99 (ms) | added by the edge p50 / p99 (ms) |",
-            "|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|"]
     for r in d["results"]:
         b, g = r["baseline_kafka_only"], r["genloom_edge_sse"]
         f = r.get("fanout_to_redis")
-        rows.append(f"| {r['streams']} | {r.get('pattern', 'burst')} | {r['events']} | {_f(b['p50_ms'])} / {_f(b['p99_ms'])} | "
+        rows.append(f"| {r.get('run', 1)} | {r['streams']} | {r.get('pattern', 'burst')} | {r['events']} | "
+                    f"{_f(b['p50_ms'])} / {_f(b['p99_ms'])} | "
                     + (f"{_f(f['p50_ms'])} / {_f(f['p99_ms'])}" if f else "–")
                     + f" | {_f(g['p50_ms'])} / {_f(g['p99_ms'])} | {_f(g['p50_ms'] - b['p50_ms'])} / "
                     f"{_f(g['p99_ms'] - b['p99_ms'])} |")
     gateway = d.get("gateway", "inprocess")
-    verdicts = []
+    added: dict[str, list[tuple[float, float]]] = {}
     for r in d["results"]:
         if r["streams"] < 100:
             continue
         b, g = r["baseline_kafka_only"], r["genloom_edge_sse"]
-        p50, p99 = g["p50_ms"] - b["p50_ms"], g["p99_ms"] - b["p99_ms"]
-        verdicts.append(f"{r.get('pattern', 'burst')}: {_f(p50)} / {_f(p99)} ms, "
-                        + ("met" if p50 < 5 and p99 < 20 else "not met"))
+        added.setdefault(r.get("pattern", "burst"), []).append((g["p50_ms"] - b["p50_ms"], g["p99_ms"] - b["p99_ms"]))
+    verdicts = []
+    for pattern, runs in added.items():  # the median run's figures, where the bench ran more than once
+        p50, p99 = statistics.median(a for a, _ in runs), statistics.median(a for _, a in runs)
+        verdicts.append(f"{pattern}: {_f(p50)} / {_f(p99)} ms" + (f" (median of {len(runs)} runs)" if len(runs) > 1 else "")
+                        + ", " + ("met" if p50 < 5 and p99 < 20 else "not met"))
     return [
         "## Streaming edge: latency added per event",
         "",
@@ -293,13 +297,52 @@ def edge_latency(d: dict) -> list[str]:
         + ("The gateway runs in its own process, as deployed; the clients, the plain consumer and the emitter share "
            "the bench's process. " if gateway == "process" else
            "The gateway ran in the bench's process, beside its 100 SSE clients. ")
+        + ("The SSE clients are bare HTTP/1.1 readers (`--client raw`), a few microseconds of parsing an event, so "
+           "that the figures are the edge's and not a client library's. " if d.get("client") == "raw" else
+           "The SSE clients are genloom's httpx client, whose own per-event CPU, 100 clients in one process, "
+           "is part of these figures. ")
+        + (f"CPU: {d['machine']['cpu']}. " if d.get("machine", {}).get("cpu") else "")
         + d.get("note", "") + " Target (issue 15): under 5 ms p50 and 20 ms p99 added at 100 streams.",
         "",
         *rows,
         "",
         *([f"At 100 streams, added p50 / p99 against the target: {'; '.join(verdicts)}.", ""] if verdicts else []),
         "Reproduce: `.venv/bin/python bench/edge_latency.py` (writes `bench/results/edge_latency.json`; "
+        "`--repeat N` for N interleaved runs, 3 by default; `--client httpx` for genloom's own client; "
         "`--gateway inprocess` for the gateway in the bench's process).",
+        "",
+    ]
+
+
+def broker_batches(d: dict) -> list[str]:
+    rows = ["| records per batch | phase | records stored | records/s | broker CPU (% of one core) |", "|---|---|---|---|---|"]
+    for per_batch in ("100", "1"):
+        for r in d["results"][per_batch]:
+            rows.append(f"| {per_batch} | {r['phase']} | {r['records_stored']} | {r['records_per_s']} | "
+                        f"{_f(r['broker_cpu_pct'])} |")
+    batched, single = d["results"]["100"][-1], d["results"]["1"][-1]
+    return [
+        "## The bundled broker as its topics fill",
+        "",
+        f"One bundled broker per side, run one after the other: a topic of {d['partitions']} partitions read by "
+        f"{d['consumer_groups']} consumer groups (as the fan-out, the cache filler and the memory writer read "
+        f"`genloom.events`), {d['target_records_per_s']} records of {d['record_bytes']} bytes a second asked for, in "
+        f"phases of {d['phase_s']:g} s. Baseline: the records sent 100 at a time (few, large record batches); "
+        "against it, each record sent alone, one batch each, as a worker emitting one token event at a time does. "
+        f"CPU: {d['machine']['cpu']}.",
+        "",
+        *rows,
+        "",
+        f"Batched, the broker's CPU stays flat as the topic fills ({_f(batched['broker_cpu_pct'])}% at "
+        f"{batched['records_stored']} records). One record per batch, its CPU grows with the batches it holds "
+        f"({_f(single['broker_cpu_pct'])}% at {single['records_stored']} records) and the rate it keeps up with falls "
+        f"to {single['records_per_s']} records/s: a thousand produce requests a second cost more than ten, and its work "
+        "per request grows with the batches its partitions store (which of produce and fetch grows was not "
+        "isolated); its memory storage never deletes a batch (retention is not enforced). A long-running `genloom up` therefore gets "
+        "slower as its event topic grows: restart it, or use a Kafka cluster (\"Going to production\"). This is why "
+        "the later runs of the edge benchmark above have a slower Kafka baseline than the first.",
+        "",
+        "Reproduce: `.venv/bin/python bench/broker_batches.py` (writes `bench/results/broker_batches.json`).",
         "",
     ]
 
@@ -1268,7 +1311,7 @@ PENDING = {"text_gpu": text_gpu_pending}
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
             ("text_remote", text_remote), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
-            ("edge_fanout", edge_fanout),
+            ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),
             ("prepare_stages", prepare_stages), ("cache_quality", cache_quality),
             ("embedding_cache", embedding_cache), ("cache_hit", cache_hit),

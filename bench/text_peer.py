@@ -46,6 +46,7 @@ import openai  # noqa: E402
 from idle_cpu import start_up, stop_up, wait_ready as wait_http_ready  # noqa: E402
 import torch  # noqa: E402
 
+from bench.common import cpu_model  # noqa: E402
 from infra.models.loader import resolve_dtype  # noqa: E402
 from infra.models.settings import TextSettings  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
@@ -60,24 +61,6 @@ TOPICS = ["the sea", "a mountain village", "an old clock", "a lost cat", "the fi
 PROMPT = ("You are a careful storyteller who writes plain, vivid English prose for readers of every age. "
           "Write a long story about {topic} (story number {n}). Begin at once with the first sentence, "
           "describe the place, the weather and the people in detail, and do not stop early.")
-
-
-def cpu_model() -> str:
-    """This machine's CPU and which of the instructions that decide the text engine's dtype it has: the
-    machines these benches run on change between sessions, and the figures with them."""
-    name, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    has = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name} ({', '.join(has) or 'none of avx2, avx512f, avx512_bf16, amx_bf16'})"
 
 
 def peer_python(peer_dir: Path, version: str) -> Path:

@@ -44,6 +44,7 @@ import openai  # noqa: E402
 from text_peer import peer_python, peer_version, start_peer  # noqa: E402
 from text_platform import FAST, MODEL, PROMPTS, _sdk_stream, concurrent, p50, wait_ready  # noqa: E402
 
+from bench.common import cpu_model  # noqa: E402
 from infra.procs import free_port, stop_process  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
 from infra.redis.jobstore import JobStore  # noqa: E402
@@ -128,7 +129,7 @@ def main() -> None:
     version = peer_version(python)
     log_dir = Path("/tmp/genloom-bench-logs")
     log_dir.mkdir(exist_ok=True)
-    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(),
+    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                      "peer": "transformers serve --continuous-batching", "peer_version": version,
                      "engine_dtype": args.engine_dtype, "max_tokens": args.max_tokens,
                      "concurrency": args.concurrency, "load_start": os.getloadavg()[0], "rounds": []}
