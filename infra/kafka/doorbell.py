@@ -193,7 +193,7 @@ def patch_fetcher() -> None:
 
 def space_fetches(consumer, gap_s: float) -> None:
     """Let a started consumer fetch at most once per `gap_s` per broker, whatever rings and data say:
-    for a consumer that needs no token-level latency (the cache filler, the memory writer), so that
+    for a consumer that needs no token-level latency (the cache filler), so that
     the broker and its process answer far fewer fetches while tokens stream. Each fetch then brings
     what queued up meanwhile. 0 undoes it."""
     consumer._fetcher._genloom_gap_s = gap_s

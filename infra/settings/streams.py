@@ -29,11 +29,10 @@ class StreamsSettings(BaseSettings):
     )
     background_fetch_gap_ms: int = Field(
         default=200, ge=0,
-        description="The cache filler and the memory writer (genloom.events; the writer also the job and memory"
-        " topics) fetch at most once per this interval, each fetch taking what queued up meanwhile: neither needs"
-        " token-level latency, and while tokens stream their fetches cost the broker and this process CPU the"
-        " fan-out needs (at 100 streams, 2 of about 14 ms the edge added per event here). 0: as eagerly as the"
-        " fan-out.",
+        description="The cache filler fetches genloom.events at most once per this interval, each fetch taking"
+        " what queued up meanwhile: it needs no token-level latency, and while tokens stream its fetches cost the"
+        " broker and this process CPU the fan-out needs. 0: as eagerly as the fan-out. (The memory writer stays"
+        " eager: a job's request must reach it before the job's `completed`.)",
     )
     web_port: int = Field(default=0, description="Faust web port; 0 runs without the web server.")
     max_message_bytes: int = Field(default=8 * 1024 * 1024, description="Larger requests are dead-lettered.")

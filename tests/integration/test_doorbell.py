@@ -183,7 +183,7 @@ async def test_a_ring_wakes_only_the_processes_that_fetch_its_topic(redis_url):
 
 
 async def test_a_spaced_consumer_takes_what_queued_up_in_few_fetches(kafka_bootstrap):
-    """A background tap's consumer (the cache filler's, the memory writer's) fetches at most once per its
+    """A background tap's consumer (the cache filler's) fetches at most once per its
     gap, however often records come: records sent one by one every 20 ms for about a second reach it
     whole and in order, in a handful of fetches instead of one per record."""
     topic = f"spaced-{uuid.uuid4().hex[:8]}"
