@@ -28,15 +28,20 @@ async def _bootstrapped(bootstrap: str) -> AIOKafkaClient:
     return client
 
 
+async def _open_connection(client: AIOKafkaClient):
+    """A broker's node id and the client's live connection to it."""
+    node = client.get_random_node()
+    assert await client.ready(node)
+    return node, next(c for (n, _), c in client._conns.items() if n == node)
+
+
 def test_a_send_on_a_connection_the_broker_closed_is_a_connection_error(kafka_bootstrap):
     harden()
 
     async def scenario():
         client = await _bootstrapped(kafka_bootstrap)
         try:
-            node = client.get_random_node()
-            assert await client.ready(node)
-            conn = next(c for (n, _), c in client._conns.items() if n == node)
+            node, conn = await _open_connection(client)
             # the broker went away: uvloop closes the handle at once, aiokafka's reader notices a turn later;
             # a send in that turn met uvloop's RuntimeError, which aiokafka let through
             conn._writer.transport.close()
@@ -84,9 +89,7 @@ def test_other_runtime_errors_of_send_pass_through(kafka_bootstrap):
     async def scenario():
         client = await _bootstrapped(kafka_bootstrap)
         try:
-            node = client.get_random_node()
-            assert await client.ready(node)
-            conn = next(c for (n, _), c in client._conns.items() if n == node)
+            _, conn = await _open_connection(client)
 
             class Unbuildable:
                 def prepare(self, versions):
