@@ -220,6 +220,7 @@ class Row:
     recover_s: float | None
     not_accepted: int
     rerun: int  # jobs whose client saw more than one `started` (run again after the fault)
+    fault_at: float = 0.0  # monotonic: when the fault was injected
     problems: list[dict] = field(default_factory=list)  # what the clients of jobs with a finding saw
 
     def as_dict(self) -> dict:
@@ -243,6 +244,7 @@ def report(scenario: str, traces: list[Trace], fault_at: float, kinds: tuple[str
         recover_s=round(min(after) - fault_at, 2) if after else None,
         not_accepted=len(traces) - len(accepted),
         rerun=sum(sum(kind == "started" for _, kind, _ in t.events) > 1 for t in accepted),
+        fault_at=fault_at,
         problems=[t.summary() for t in accepted if t.terminal is None or t.duplicates or t.missing
                   or t.output_problems() or t.error],
     )

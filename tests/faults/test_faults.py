@@ -110,7 +110,9 @@ async def test_redis_killed_and_restarted(fault_stack, fault_report):
 
 async def test_broker_killed_and_replaced(fault_stack, fault_report):
     """The bundled broker keeps everything in memory: a new one on the same port has empty topics. Every
-    accepted job whose client keeps listening ends: completed, or failed with retryable=true.
+    accepted job whose client keeps listening ends: completed, or failed with retryable=true. Nothing is
+    seen twice; events the dead broker acknowledged and nobody had read yet may be missing (the CI of
+    4470acc saw one chat's started and first six tokens gone), never the terminal event.
 
     The video worker is frozen meanwhile, so its job is still queued on the broker when the broker dies
     (the other workers read ahead: what they fetched survives in their memory)."""
@@ -126,7 +128,15 @@ async def test_broker_killed_and_replaced(fault_stack, fault_report):
     finally:
         fault_stack.signal("worker-video", signal.SIGCONT)
     assert row.lost == 0 and row.clear_errors == 0, [(t.job_id, t.kind, t.error) for t in accepted if not t.terminal]
-    assert row.duplicates == 0 and row.missing == 0
+    assert row.duplicates == 0
     for t in accepted:
         assert len(t.terminals) == 1
         assert t.terminal["type"] == "completed" or (t.terminal["type"] == "failed" and t.terminal["retryable"])
+    # The one fault where acknowledged events may be gone: a worker's events that the dead broker had
+    # acknowledged but nobody had read yet died with its memory (a replicated cluster keeps them). A
+    # client with such a gap still got its terminal event, and a completed chat's event carries its whole text.
+    for t in accepted:
+        if t.missing:
+            assert t.accepted_at < row.fault_at, t.summary()  # only what was under way when the broker died
+            if t.kind == "text" and t.terminal["type"] == "completed":
+                assert t.terminal.get("text"), t.summary()

@@ -84,7 +84,10 @@ def _drive(url: str, key: str, tools: tuple[str, str], shots: Path) -> dict:
         find(By.CSS_SELECTOR, "#chat-form button").click()
         _wait(lambda: "text · completed" in find(By.ID, "job-list").text, what="the chat job in the job list")
         seen["chat_states"] = driver.execute_script("return window.__chatStates")
-        seen["reply"] = find(By.CSS_SELECTOR, ".msg.assistant").text
+        # the DOM's text, as the observer records it: Selenium's .text is the rendered text, which drops
+        # the trailing newlines a reply may end with
+        seen["reply"] = driver.execute_script(
+            "return document.querySelector('#chat-log .msg.assistant:last-child').textContent")
         driver.save_screenshot(str(shots / "2-chat.png"))
 
         find(By.ID, "image-prompt").send_keys("a hand-written seven")
