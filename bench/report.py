@@ -1304,12 +1304,59 @@ def text_gpu_pending() -> list[str]:
             "(`bench/text_gpu.py`; tested on CPU, both sides).", "", *TEXT_GPU_REPRODUCE]
 
 
+def text_peer_ab(d: dict) -> list[str]:
+    """genloom alone, each round without then with one setting (`text_peer.py --ab`)."""
+    name = d["ab"].split("=", 1)[0]
+    levels = d["levels"]
+
+    def runs_of(setting: str | None) -> list[dict]:
+        return [run for run in d["runs"] if run.get("setting") == setting]
+
+    def median(setting: str | None, i: int, key: str) -> float:
+        return statistics.median(run["levels"][i][key] for run in runs_of(setting))
+
+    rows = ["| streams | tok/s without | tok/s with | TTFT p50 without (ms) | TTFT p50 with (ms) | TTFT change |",
+            "|---|---|---|---|---|---|"]
+    shorter, longer = [], []
+    for i, c in enumerate(levels):
+        off, on = median(None, i, "ttft_p50_ms"), median(d["ab"], i, "ttft_p50_ms")
+        (shorter if on < off else longer).append(str(c))
+        rows.append(f"| {c} | {_f(median(None, i, 'tokens_per_s'))} | {_f(median(d['ab'], i, 'tokens_per_s'))} | "
+                    f"{_f(off)} | {_f(on)} | {on - off:+.1f} ms ({(on - off) / off:+.0%}) |")
+    runs = ["| round | setting | " + " | ".join(f"c={c} tok/s (TTFT p50 ms)" for c in levels) + " |",
+            "|---|---|" + "---|" * len(levels)]
+    for run in d["runs"]:
+        cells = " | ".join(f"{_f(x['tokens_per_s'])} ({_f(x['ttft_p50_ms'], 0)})" for x in run["levels"])
+        runs.append(f"| {run['round']} | {run.get('setting') or 'default'} | {cells} |")
+    return [
+        f"## Text serving: an A/B of `{name}`",
+        "",
+        f"The whole `genloom up` stack as in the comparison above (genloom alone, {d['threads'][0]} torch thread(s), "
+        f"the semantic cache off), each round started once without `{name}` and once with `{d['ab']}`, one stack at a "
+        f"time; {_f(d['seconds'], 0)} s per level, medians over {max(r['round'] for r in d['runs'])} rounds "
+        f"(CPU: {d.get('cpu', 'not recorded')}; {d['cpus']} cores).",
+        "",
+        *rows,
+        "",
+        *runs,
+        "",
+        f"With the setting, TTFT p50 is shorter at {' and '.join(shorter) or 'no level'} and longer at "
+        f"{' and '.join(longer) or 'no level'} stream(s).",
+        "",
+        f"Reproduce: `.venv/bin/python bench/text_peer.py --ab {d['ab']} --threads {d['threads'][0]} --levels "
+        f"{' '.join(map(str, levels))} --seconds {_f(d['seconds'], 0)} --rounds {max(r['round'] for r in d['runs'])}` "
+        "(writes `bench/results/text_peer_ab.json`).",
+        "",
+    ]
+
+
 #: sections that say more than "not measured yet" while their results are missing
-PENDING = {"text_gpu": text_gpu_pending}
+PENDING = {"text_gpu": text_gpu_pending,
+           "text_peer_ab": lambda: []}  # an A/B is kept only while its setting is in question
 
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
-            ("text_remote", text_remote), ("text_gpu", text_gpu),
+            ("text_peer_ab", text_peer_ab), ("text_remote", text_remote), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),

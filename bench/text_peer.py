@@ -194,8 +194,17 @@ def main() -> None:
     ap.add_argument("--servers", nargs="+", choices=["peer", "genloom"], default=["peer", "genloom"],
                     help="which servers run (both for the comparison; one alone for an A/B of a setting, e.g. "
                          "GENLOOM_KAFKA_BUSY_POLL_MS, given in the environment)")
+    ap.add_argument("--ab", metavar="NAME=VALUE",
+                    help="genloom alone, each round run without then with this setting (for example "
+                         "GENLOOM_KAFKA_BUSY_POLL_MS=5); writes bench/results/text_peer_ab.json")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.ab:
+        if "=" not in args.ab:
+            ap.error("--ab takes NAME=VALUE")
+        args.servers = ["genloom"]
+        if args.out == OUT:
+            args.out = OUT.with_name("text_peer_ab.json")
 
     both = set(args.servers) == {"peer", "genloom"}
     if not both and args.out == OUT:  # one server's runs are not the comparison: kept beside it
@@ -214,12 +223,13 @@ def main() -> None:
                     "prompt_tokens": count_tokens(PROMPT.format(topic=TOPICS[0], n="r-16-0")),
                     "load_start": os.getloadavg(), "runs": [],
                     "servers": args.servers,  # the settings the run was given (an A/B names its own here)
+                    "ab": args.ab,
                     "env": {k: v for k, v in os.environ.items() if k.startswith("GENLOOM_")}}
     started: list[int] = []
 
-    def record(r: int, threads: int, server: str, dtype: str, rows: list[dict]) -> None:
+    def record(r: int, threads: int, server: str, dtype: str, rows: list[dict], setting: str | None = None) -> None:
         result["runs"].append({"round": r + 1, "threads": threads, "server": server, "dtype": dtype,
-                               "levels": rows, "load": os.getloadavg()})
+                               "levels": rows, "load": os.getloadavg(), "setting": setting})
 
     for r in range(args.rounds):
         for threads in args.threads:
@@ -237,15 +247,21 @@ def main() -> None:
             assert not leftovers(*started), "the peer did not stop"
             if "genloom" not in args.servers:
                 continue
-            up, base = start_up(Path(tempfile.mkdtemp(prefix="genloom-peer-up-")), KEY,
-                                {"GENLOOM_SEMANTIC_CACHE_ENABLED": "false"})
-            started.append(up.pid)
-            try:
-                asyncio.run(wait_http_ready(base, 300))
-                print(f"round {r + 1}, {threads} thread(s), genloom (GENLOOM_TEXT_DTYPE=auto):", flush=True)
-                record(r, threads, "genloom", "auto", measure(f"{base}/v1", KEY, MODEL, args, "genloom"))
-            finally:
-                stop_up(up)
+            for setting in (None, args.ab) if args.ab else (None,):
+                env = {"GENLOOM_SEMANTIC_CACHE_ENABLED": "false"}
+                if setting:
+                    name, value = setting.split("=", 1)
+                    env[name] = value
+                assert not leftovers(*started), f"a server of an earlier run still runs: {leftovers(*started)}"
+                up, base = start_up(Path(tempfile.mkdtemp(prefix="genloom-peer-up-")), KEY, env)
+                started.append(up.pid)
+                try:
+                    asyncio.run(wait_http_ready(base, 300))
+                    print(f"round {r + 1}, {threads} thread(s), genloom (GENLOOM_TEXT_DTYPE=auto"
+                          f"{', ' + setting if setting else ''}):", flush=True)
+                    record(r, threads, "genloom", "auto", measure(f"{base}/v1", KEY, MODEL, args, "genloom"), setting)
+                finally:
+                    stop_up(up)
     result["load_end"] = os.getloadavg()
     summary = {}
     for i, c in enumerate(args.levels if both else []):

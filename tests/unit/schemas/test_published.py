@@ -52,3 +52,18 @@ def test_cache_hit_section_names_the_chain_the_hit_went_through():
     assert "| 40.0 | 50.0 |" in measured and "predate" not in measured
     older = "\n".join(cache_hit(result))  # a results file written before the bench ran the real processor
     assert "predate" in older and "privacy→embedding→cache" not in older
+
+
+def test_an_ab_section_gives_medians_per_level_and_which_way_each_moved():
+    def run(r: int, setting: str | None, ttfts: tuple[float, float]) -> dict:
+        return {"round": r, "setting": setting, "levels": [{"tokens_per_s": 20.0 + r, "ttft_p50_ms": t} for t in ttfts]}
+
+    ab = "GENLOOM_KAFKA_BUSY_POLL_MS=5"
+    d = {"ab": ab, "levels": [1, 4], "threads": [1], "seconds": 40.0, "cpus": 2, "cpu": "test cpu",
+         "runs": [run(1, None, (150, 400)), run(1, ab, (140, 450)), run(2, None, (160, 420)),
+                  run(2, ab, (130, 480)), run(3, None, (155, 410)), run(3, ab, (135, 470))]}
+    text = "\n".join(_bench_report().text_peer_ab(d))
+    assert "| 1 | 22.0 | 22.0 | 155.0 | 135.0 | -20.0 ms (-13%) |" in text  # medians over the three rounds
+    assert "| 4 | 22.0 | 22.0 | 410.0 | 470.0 | +60.0 ms (+15%) |" in text
+    assert "shorter at 1 and longer at 4 stream(s)" in text
+    assert f"--ab {ab} --threads 1 --levels 1 4 --seconds 40 --rounds 3" in text
