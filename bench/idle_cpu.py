@@ -10,11 +10,15 @@ waits for /readyz and one job end to end (the models loaded and warm), then:
 2. pickup: `--jobs` small text jobs, each submitted after `--gap` s of quiet so it meets an idle
    stack; the time from submit to the client receiving `started` (p50, p90);
 3. load: `--streams` concurrent chats of `--max-tokens` for `--load-seconds`; the CPU seconds of
-   everything but the text worker's processes (broker, redis, gateway, streams) per generated token.
+   everything but the text worker's processes (broker, redis, gateway, streams) per generated token;
+4. first token: `--first-token-jobs` chats one at a time, and for each, every process's CPU time
+   (/proc/<pid>/task/*/schedstat, nanoseconds, all threads) from submit to the client receiving
+   `started` and from there to its first token: what holds the machine while the engine prefills.
 
 Stops every process by PID and writes ``bench/results/idle_cpu.json``.
 
     python bench/idle_cpu.py [--seconds 60] [--jobs 20] [--gap 3] [--streams 4] [--load-seconds 30]
+                             [--first-token-jobs 30]
 """
 
 from __future__ import annotations
@@ -91,6 +95,31 @@ def label(pid: int) -> str:
     elif len(argv) > 1 and name.startswith("python"):
         name = " ".join(Path(a).name for a in argv[1:3])
     return f"{name} [{pid}]"
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid` so far (ns; 0 once it is gone): exact, unlike clock ticks."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+#: what `first_token` groups the stack's processes into (by label, first match)
+GROUPS = (("engine", "mp child of workers text"), ("text worker", "workers text"), ("gate", "workers moderation"),
+          ("other workers", "workers"), ("streams", "streams"), ("broker", "tansu"), ("gateway", "gateway"),
+          ("redis", "redis"))
+
+
+def group(name: str) -> str:
+    return next((g for g, part in GROUPS if part in name), "other")
 
 
 def snapshot(root: int) -> dict[int, tuple[str, float]]:
@@ -181,6 +210,43 @@ async def load(base: str, streams: int, seconds: float, max_tokens: int) -> int:
     return tokens
 
 
+async def first_token(base: str, root: int, jobs: int, gap: float, max_tokens: int = 8) -> dict:
+    """`jobs` chats one at a time; per process group, the mean CPU ms from submit to `started` (the
+    request's own stages and hops) and from `started` to the first token (the engine's prefill, and what
+    else runs meanwhile), and each window's wall-clock p50."""
+    pids = [pid for pid in descendants(root) if pid != os.getpid()]
+    names = [group(label(pid)) for pid in pids] + ["client"]
+    me = os.getpid()
+
+    def read() -> list[int]:
+        return [cpu_ns(pid) for pid in pids] + [cpu_ns(me)]
+
+    windows: dict[str, list[float]] = {"stages": [], "prefill": []}
+    cpu: dict[str, dict[str, float]] = {}
+    done = 0
+    async with GenloomClient(base, KEY) as client:
+        for i in range(jobs):
+            await asyncio.sleep(gap)
+            marks = [(time.perf_counter(), read())]
+            job = await client.submit(chat(f"Write a short story about a fox called number {i} who lives in a"
+                                           " forest, and give it a twist at the end.", max_tokens))
+            async for event in client.events(job["id"]):
+                if (event.type == "started" and len(marks) == 1) or (event.type == "token" and len(marks) == 2):
+                    marks.append((time.perf_counter(), read()))
+            if len(marks) < 3:
+                continue
+            done += 1
+            for window, (t0, a), (t1, b) in (("stages", marks[0], marks[1]), ("prefill", marks[1], marks[2])):
+                windows[window].append((t1 - t0) * 1000)
+                for name, x, y in zip(names, a, b):
+                    slot = cpu.setdefault(name, {"stages": 0.0, "prefill": 0.0})
+                    slot[window] += (y - x) / 1e6
+    return {"jobs": done, "max_tokens": max_tokens,
+            "wall_ms_p50": {w: round(statistics.median(v), 1) for w, v in windows.items() if v},
+            "cpu_ms_mean": {name: {w: round(v / done, 2) for w, v in slots.items()} for name, slots in cpu.items()}
+            if done else {}}
+
+
 def start_up(home: Path, key: str, env: dict[str, str], only: list[str] | None = None
              ) -> tuple[subprocess.Popen, str]:
     """`genloom up` in a session of its own with its own GENLOOM_HOME, broker and redis-server (any
@@ -227,6 +293,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=4, help="concurrent chats of the load part (0 skips)")
     ap.add_argument("--load-seconds", type=float, default=30.0)
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--first-token-jobs", type=int, default=30, help="chats of part 4, one at a time (0 skips)")
     ap.add_argument("--only", action="append", default=None, help="genloom up --only (repeatable)")
     ap.add_argument("--ready-timeout", type=float, default=300.0)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -271,6 +338,13 @@ def main() -> None:
                               "processes": rows}
             print(f"load: {tokens} tokens in {wall:.0f} s; CPU outside the engine (broker, redis, gateway,"
                   f" streams): {outside:.2f} s = {result['load']['ms_cpu_outside_engine_per_token']} ms per token")
+
+        if args.first_token_jobs:
+            ft = result["first_token"] = asyncio.run(first_token(base, up.pid, args.first_token_jobs, 0.5))
+            print(f"first token, {ft['jobs']} jobs one at a time: wall p50 {ft['wall_ms_p50']} ms; mean CPU ms"
+                  " per job (submit -> started, started -> first token):")
+            for name, slots in sorted(ft["cpu_ms_mean"].items(), key=lambda kv: -kv[1]["prefill"]):
+                print(f"  {name:14s} {slots['stages']:8.2f} {slots['prefill']:8.2f}")
     finally:
         stop_up(up)
     result["load_end"] = os.getloadavg()

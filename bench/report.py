@@ -1071,19 +1071,22 @@ def digits_data_parallel(d: dict) -> list[str]:
     ]
 
 
-def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None) -> list[str]:
+def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
+              heard_poll: dict | None = None) -> list[str]:
     """What an idle `genloom up` burns (per process), pickup on an idle stack, CPU outside the engine per token;
     `before` is the same bench with GENLOOM_KAFKA_IDLE_POLL_MS=0 (consumers poll without pause), `busy` with
-    GENLOOM_KAFKA_BUSY_POLL_MS=0 (back to back while busy)."""
+    GENLOOM_KAFKA_BUSY_POLL_MS=0 (back to back while busy), `heard_poll` the same bench on 45ebd71 (busy
+    consumers polled every 50 ms even while every ring was heard)."""
     groups = ("tansu", "redis", "gateway", "streams", "workers")
 
     def row(name: str, d: dict | None) -> str:
         if d is None:
-            return f"| {name} |" + " |" * 8
+            return f"| {name} |" + " |" * 9
         idle = d.get("idle", {})
         per = {g: sum(p["pct_core"] for p in idle.get("processes", []) if g in p["process"]) for g in groups}
         pick, load = d.get("pickup", {}), d.get("load", {})
-        return (f"| {name} | {_f(idle.get('total_pct_core'))} | " + " | ".join(_f(per[g]) for g in groups)
+        return (f"| {name} | {d.get('cpu') or 'not recorded'} | {_f(idle.get('total_pct_core'))} | "
+                + " | ".join(_f(per[g]) for g in groups)
                 + f" | {_f(pick.get('p50_ms'))} / {_f(pick.get('p90_ms'))} | "
                 f"{_f(load.get('ms_cpu_outside_engine_per_token'), 2)} |")
 
@@ -1102,8 +1105,10 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None)
         "empty one, the next waits until a producer rings one of its topics' doorbell (a Redis PUBLISH once the "
         "broker acknowledged the record, coalesced per topic per loop turn, on a channel per topic; one subscriber per "
         "process, on the channels of the topics it fetches, whose read waits a second at a time and keeps its "
-        "connection), or at most `GENLOOM_KAFKA_BUSY_POLL_MS` (50) while the "
-        "process saw data in the last `GENLOOM_KAFKA_BUSY_S`, `GENLOOM_KAFKA_IDLE_POLL_MS` (1000) after that. The "
+        "connection), or at most `GENLOOM_KAFKA_IDLE_POLL_MS` (1000); at most `GENLOOM_KAFKA_BUSY_POLL_MS` (50) "
+        "instead while the process saw data in the last `GENLOOM_KAFKA_BUSY_S` and its subscriber is not yet "
+        "hearing every topic it fetches (Redis has not confirmed the subscription, or the connection dropped), "
+        "when a ring may be missed (up to 45ebd71 it polled so whenever the process was busy: the second table below). The "
         "workers' and gate's consume loops wait 2 s per empty poll while their partitions are not paused (records "
         "end a poll at once). `GENLOOM_KAFKA_BUSY_POLL_MS=0` fetches back to back while busy (10 ms broker wait, "
         "the bundled broker holding each for all of it), as the last stop did; `GENLOOM_KAFKA_IDLE_POLL_MS=0` polls "
@@ -1114,20 +1119,88 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None)
         "each of genloom's aiokafka consumers waking its fetch routine once a second when nothing else wakes it "
         "(`infra.kafka.clients.CONSUMER_TIMEOUT_MS`; aiokafka's default, 200 ms, woke an idle worker's event loop "
         "about 40 times a second): on an Intel Xeon (2 cores), the same command before that change gave 5.74% idle "
-        "(workers 2.5%) and pickup p50 39.5 ms, after it 4.08% (workers 1.3%) and 39.3 ms (the row below).",
+        "(workers 2.5%) and pickup p50 39.5 ms, after it 4.08% (workers 1.3%) and 39.3 ms. The last two rows ran one after the other on the "
+        "machine their CPU column names, with nothing else running; an AVX2-only EPYC is several times slower than "
+        "that Xeon for the same work, so compare rows of one CPU only.",
         "",
-        *_load_line(defaults=after, **{'without pause': before, 'busy polling': busy}),
-        "| configuration | idle CPU total (% of one core) | broker | redis | gateway | streams | workers "
+        *_load_line(defaults=after, **{'45ebd71': heard_poll, 'without pause': before, 'busy polling': busy}),
+        "| configuration | CPU | idle CPU total (% of one core) | broker | redis | gateway | streams | workers "
         "| pickup p50 / p90 (ms) | CPU outside the engine per token (ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
         row("polling without pause (`GENLOOM_KAFKA_IDLE_POLL_MS=0`)", before),
         row("back-off, back to back while busy (`GENLOOM_KAFKA_BUSY_POLL_MS=0`)", busy),
-        row("back-off + doorbell, rings while busy too (defaults)", after),
+        row("back-off + doorbell, busy consumers poll every 50 ms too (45ebd71)", heard_poll),
+        row("back-off + doorbell, busy consumers wait for rings while every topic is heard (defaults)", after),
         "",
         "Reproduce: `GENLOOM_KAFKA_IDLE_POLL_MS=0 .venv/bin/python bench/idle_cpu.py --out "
         "bench/results/idle_cpu_before.json`, `GENLOOM_KAFKA_BUSY_POLL_MS=0 .venv/bin/python bench/idle_cpu.py --out "
         "bench/results/idle_cpu_busy_poll.json`, then `.venv/bin/python bench/idle_cpu.py` (writes "
         "`bench/results/idle_cpu.json`; `--seconds`, `--jobs`, `--gap`, `--streams`, `--load-seconds`, `--only text`).",
+        "",
+    ]
+
+
+def first_token_cpu(runs: dict[str, dict | None], pairs: dict | None = None) -> list[str]:
+    """Per configuration, the stack's CPU by process group in each job's two windows before its first token
+    (bench/idle_cpu.py's part 4)."""
+    runs = {name: d["first_token"] for name, d in runs.items() if d and d.get("first_token")}
+    if not runs:
+        return []
+    order = ("engine", "text worker", "gate", "other workers", "streams", "broker", "gateway", "redis", "client")
+    head = "| configuration | window | wall p50 (ms) | " + " | ".join(order) + " | all but the engine |"
+    rows = [head, "|" + "---|" * (4 + len(order))]
+    for name, ft in runs.items():
+        for window, title in (("stages", "submit → `started`"), ("prefill", "`started` → first token")):
+            cpu = {g: ft["cpu_ms_mean"].get(g, {}).get(window, 0.0) for g in order}
+            rest = sum(v for g, v in cpu.items() if g != "engine")
+            rows.append(f"| {name} | {title} | {_f(ft['wall_ms_p50'].get(window))} | "
+                        + " | ".join(_f(cpu[g]) for g in order) + f" | {_f(rest)} |")
+    first = next(iter(runs.values()))
+    return [
+        "### While a job waits for its first token",
+        "",
+        f"Part 4 of the same bench: {first['jobs']} chats one at a time (max_tokens {first['max_tokens']}, half a "
+        "second apart, so the consumers are still busy), and for each, every process's CPU time from "
+        "`/proc/<pid>/task/*/schedstat` (nanoseconds, all threads) at submit, when the client received `started`, "
+        "and at its first token. The second window is mostly the engine's prefill; whatever else runs then takes "
+        "the core the engine's prompt pass could have used. Mean CPU ms per job by process group; wall-clock "
+        "p50 per window.",
+        "",
+        *rows,
+        "",
+        *_interleaved(pairs),
+        "Reproduce: part 4 of `.venv/bin/python bench/idle_cpu.py` (`--first-token-jobs`); the before row ran the "
+        "same script on a checkout of 45ebd71 (`--out bench/results/idle_cpu_poll_heard.json`).",
+        "",
+    ]
+
+
+def _interleaved(d: dict | None) -> list[str]:
+    """Short runs of bench/idle_cpu.py alternating between two checkouts (`bench/results/idle_cpu_pairs.json`)."""
+    if not d:
+        return []
+    rows = ["| run | checkout | pickup p50 (ms) | `started` → first token p50 (ms) | engine CPU in it (ms) "
+            "| everything else's CPU in it (ms) | else / engine |", "|---|---|---|---|---|---|---|"]
+    ratio: dict[str, list[float]] = {}
+    pickup: dict[str, list[float]] = {}
+    for i, run in enumerate(d["runs"], 1):
+        cpu = run["first_token"]["cpu_ms_mean"]
+        engine = cpu.get("engine", {}).get("prefill", 0.0)
+        rest = sum(v.get("prefill", 0.0) for g, v in cpu.items() if g != "engine")
+        ratio.setdefault(run["checkout"], []).append(rest / engine if engine else 0.0)
+        pickup.setdefault(run["checkout"], []).append(run["pickup"]["p50_ms"])
+        rows.append(f"| {i} | {run['checkout']} | {_f(run['pickup']['p50_ms'])} | "
+                    f"{_f(run['first_token']['wall_ms_p50'].get('prefill'))} | {_f(engine)} | {_f(rest)} | "
+                    f"{rest / engine if engine else 0:.2f} |")
+    summary = "; ".join(f"{name}: pickup p50 {_f(statistics.median(pickup[name]))} ms, else / engine "
+                        f"{statistics.median(ratio[name]):.2f}" for name in ratio)
+    return [
+        f"The same, in {len(d['runs'])} shorter runs alternating between the two checkouts ({d['note']}). Medians "
+        f"over the runs: {summary}. The machine's speed drifts between runs by more than the change moves the "
+        "wall-clock figures (the engine's own CPU time for the same prompt pass varies with it); the CPU ratio "
+        "is what the change moves.",
+        "",
+        *rows,
         "",
     ]
 
@@ -1336,6 +1409,7 @@ def text_peer_ab(d: dict) -> list[str]:
         f"time; {_f(d['seconds'], 0)} s per level, medians over {max(r['round'] for r in d['runs'])} rounds "
         f"(CPU: {d.get('cpu', 'not recorded')}; {d['cpus']} cores).",
         "",
+        *([d["note"], ""] if d.get("note") else []),
         *rows,
         "",
         *runs,
@@ -1420,7 +1494,12 @@ def render() -> str:
         else:
             lines += section(data)
     lines += digits_distill()
-    lines += idle_cost(_load("idle_cpu"), _load("idle_cpu_before"), _load("idle_cpu_busy_poll"))
+    lines += idle_cost(_load("idle_cpu"), _load("idle_cpu_before"), _load("idle_cpu_busy_poll"),
+                       _load("idle_cpu_poll_heard"))
+    lines += first_token_cpu({"defaults: a busy consumer waits for rings while its process hears every topic":
+                              _load("idle_cpu"),
+                              "before (45ebd71): a busy consumer polled every 50 ms even then":
+                              _load("idle_cpu_poll_heard")}, _load("idle_cpu_pairs"))
     return "\n".join(lines)
 
 

@@ -4,20 +4,23 @@ The bundled broker never wakes a long poll early, so consumers fetch with a 10 m
 consumer of every process then sends a hundred fetches a second and the broker answers each. Here:
 
 - `Pacer` (one per process): a fetch that follows one which brought data goes out at once (more may be
-  there). After an empty fetch, the next one waits until one of its topics is rung, or `busy_poll_s`
-  while a consumer of the process saw data in the last `busy_s` (`idle_s` after that), whichever is
-  first. So a busy consumer fetches once per ring instead of back to back: each of those fetches the
-  bundled broker held for the whole fetch wait, a hundred or more a second per consumer, which was
-  most of the broker's CPU and a fifth of the stream processor's under load. `busy_poll_s = 0` keeps
-  the former way (back to back while busy).
+  there). After an empty fetch, the next one waits until one of its topics is rung, or `idle_s` at most.
+  While the process's doorbell listener is not yet hearing every topic it fetches (starting, a topic
+  fetched for the first time, Redis reconnecting), a busy process (a consumer saw data in the last
+  `busy_s`) waits `busy_poll_s` at most instead, since a ring may be missed then. Polling every
+  `busy_poll_s` whenever busy, rings heard or not, was most of what ran beside the engine while it
+  prefilled a lone prompt on 2 cores: about 0.45 ms of the stack's CPU per ms of the engine's, against
+  about 0.15 this way (bench/idle_cpu.py, part 4). `busy_poll_s = 0` fetches back to back while busy.
 - The doorbell: a producer, once the broker acknowledged a record, PUBLISHes the topic's name on
   Redis channel of that topic (`ring`, coalesced per topic per loop turn; with `busy_poll_s = 0`, at
   most once per `busy_s / 2`, since a consumer it woke then stays busy longer than that); each process
   has one subscriber connection (`Doorbell`), subscribed to the channels of the topics its consumers
-  fetch, that rings its `Pacer`. A channel per topic keeps a ring from waking the processes that do
-  not read its topic: with one channel for all, a producer sending a thousand separate records a
-  second cost every process of the stack a thousand wake-ups. A missed ring (Redis down, a producer
-  that does not ring) costs at most `busy_poll_s` while busy, `idle_s` when idle.
+  fetch, that rings its `Pacer`. Once Redis confirms a subscription the listener rings those topics
+  itself, so a record whose ring went out before the subscription took effect is fetched then. A
+  channel per topic keeps a ring from waking the processes that do not read its topic: with one
+  channel for all, a producer sending a thousand separate records a second cost every process of the
+  stack a thousand wake-ups. A lost ring (a PUBLISH that failed, a producer that does not ring) costs
+  at most `idle_s`; one missed while the listener was not hearing, at most `busy_poll_s` while busy.
 
 The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
 process, those of faust included, is paced the same way; nothing else of the fetcher changes.
@@ -40,6 +43,9 @@ CHANNEL = b"genloom:doorbell:"
 #: connection; a blocking read would end at the client's socket timeout with an error, and the listener
 #: would reconnect and resubscribe every few seconds
 LISTEN_S = 1.0
+#: how long the listener waits before it connects again after its connection failed (busy consumers poll
+#: every `busy_poll_s` while it does not hear them)
+RECONNECT_S = 0.5
 
 
 def channel(topic: str) -> bytes:
@@ -48,8 +54,8 @@ def channel(topic: str) -> bytes:
 
 
 class Pacer:
-    """When a consumer's next fetch may go out: after a ring, or after `busy_poll_s` while busy (at once
-    when that is 0) and `idle_s` when idle; never later than that."""
+    """When a consumer's next fetch may go out: after a ring, or after `idle_s`, or `busy_poll_s` while
+    busy and not `hearing` every topic (at once while busy when that is 0); never later than that."""
 
     def __init__(self, idle_s: float = 0.5, busy_s: float = 2.0, busy_poll_s: float = 0.0,
                  clock=time.monotonic) -> None:
@@ -61,6 +67,18 @@ class Pacer:
         self._rings: dict[str, int] = {}
         self._consumed: set[str] = set()
         self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._heard = -1  # how many of the consumed topics the doorbell listener hears; -1: none listens
+
+    @property
+    def hearing(self) -> bool:
+        """Whether the doorbell listener hears the rings of every topic this process fetches (then a busy
+        consumer can wait for a ring as an idle one does)."""
+        return self._heard == len(self._consumed)
+
+    def heard(self, topics: int | None) -> None:
+        """The listener's subscriptions: how many consumed topics Redis confirmed (a subset of `consumed`,
+        which only grows, so equal counts mean every one), or None when it is not connected."""
+        self._heard = -1 if topics is None else topics
 
     @property
     def idle(self) -> bool:
@@ -95,11 +113,13 @@ class Pacer:
         """Return when one of `topics` rang after `since` (at once if one already has: per topic, since
         a consumer's fetches to one node may name different topics from one fetch to the next, as
         partitions are paused and resumed; a topic `since` has not seen yet goes out at once too),
-        else on a ring or after `busy_poll_s` while busy (at once when 0), `idle_s` when idle."""
+        else on a ring or after `idle_s`, or `busy_poll_s` while busy and not hearing every topic (at once
+        when that is 0)."""
         self._consumed.update(topics)  # its doorbell channels get subscribed (Doorbell._listen)
         if since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics):
             return
-        timeout = self.idle_s if self.idle else self.busy_poll_s
+        trust = self.busy_poll_s > 0 and self.hearing  # busy or idle, every ring is heard: wait for one
+        timeout = self.idle_s if self.idle or trust else self.busy_poll_s
         if timeout <= 0:
             return
         fut = asyncio.get_running_loop().create_future()
@@ -262,27 +282,40 @@ class Doorbell:
             self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
+        pacer = self._pacer
         while True:
             pubsub = self._client.pubsub()
             subscribed: set[str] = set()
+            confirmed = 0
             try:
                 while True:
-                    new = self._pacer.consumed() - subscribed if self._pacer.consumed_count() > len(subscribed) else None
+                    new = pacer.consumed() - subscribed if pacer.consumed_count() > len(subscribed) else None
                     if new:
                         await pubsub.subscribe(*(channel(t) for t in new))
                         subscribed |= new
                     if not subscribed:  # nothing fetched here yet
                         await asyncio.sleep(self._listen_s)
                         continue
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._listen_s)
-                    if msg is not None and msg.get("type") == "message":
-                        self._pacer.ring(msg["channel"][len(CHANNEL):].decode())
+                    msg = await pubsub.get_message(timeout=self._listen_s)
+                    if msg is None:
+                        continue
+                    topic = msg["channel"][len(CHANNEL):].decode()
+                    if msg.get("type") == "message":
+                        pacer.ring(topic)
+                    elif msg.get("type") == "subscribe":
+                        # heard from now on; a ring sent before is rung here, and the fetch it wakes
+                        # (after the record was acknowledged, which was before that ring) finds the record
+                        confirmed += 1
+                        pacer.heard(confirmed)
+                        pacer.ring(topic)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis restarted: idle polls bound the delay meanwhile
+            except Exception as exc:  # Redis restarted: busy and idle polls bound the delay meanwhile
                 log.debug("doorbell listener: %s", exc)
-                await asyncio.sleep(self._pacer.idle_s or 0.5)
+                pacer.heard(None)
+                await asyncio.sleep(RECONNECT_S)
             finally:
+                pacer.heard(None)
                 try:
                     await pubsub.aclose()
                 except Exception:

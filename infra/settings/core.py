@@ -30,16 +30,20 @@ class KafkaSettings(BaseSettings):
     )
     idle_poll_ms: int = Field(
         default=1000, ge=0,
-        description="Once a process's consumers saw no data for `busy_s`, each waits up to this long between"
-        " fetches, or until a producer rings the topic's Redis doorbell; 0 polls without pause (needs Redis).",
+        description="After a fetch that brought nothing, a consumer waits up to this long between fetches, or until a"
+        " producer rings the topic's Redis doorbell (busy or idle, once its process hears every topic it fetches; see"
+        " `busy_poll_ms`): a record from a producer that does not ring (not genloom's) waits this long at most;"
+        " 0 polls without pause (needs Redis).",
     )
-    busy_s: float = Field(default=2.0, ge=0, description="Quiet time after which consumers slow to `idle_poll_ms`.")
+    busy_s: float = Field(default=2.0, ge=0, description="Quiet time after which a process's consumers count as idle"
+                          " (`busy_poll_ms` no longer applies).")
     busy_poll_ms: int = Field(
         default=50, ge=0,
-        description="While busy, after a fetch that brought nothing, a consumer waits up to this long for the topic's"
-        " doorbell before it fetches again (a fetch after data goes at once); a producer that does not ring costs this"
-        " much latency at most. 0 fetches back to back while busy, as before (more CPU: the bundled broker holds every"
-        " fetch for the whole fetch wait).",
+        description="While busy and before the process's doorbell listener hears every topic it fetches (starting,"
+        " a new topic, Redis reconnecting), after a fetch that brought nothing a consumer waits up to this long for"
+        " the topic's doorbell before it fetches again, since a ring may be missed then (a fetch after data goes at"
+        " once; once every topic is heard, the wait is `idle_poll_ms`). 0 fetches back to back while busy (more"
+        " CPU: the bundled broker holds every fetch for the whole fetch wait).",
     )
     session_timeout_ms: int = Field(default=6000, ge=1000, description="Consumer group session.")
     heartbeat_interval_ms: int = Field(default=1000, ge=100)

@@ -68,12 +68,14 @@ async def test_the_listener_keeps_one_connection_past_the_clients_socket_timeout
         await asyncio.sleep(1.5)  # several socket timeouts of quiet
         assert first <= await subscribers()  # the same connection, still subscribed
         assert len(await subscribers() - others) == 1  # and no second one
+        assert pacer.hearing
+        before = pacer._rings.get("some.topic", 0)  # the listener rang it once, when Redis confirmed it
         await probe.publish(doorbell.channel("some.topic"), b"")
         for _ in range(100):
-            if pacer._rings.get("some.topic"):
+            if pacer._rings.get("some.topic", 0) > before:
                 break
             await asyncio.sleep(0.05)
-        assert pacer._rings.get("some.topic") == 1
+        assert pacer._rings.get("some.topic", 0) == before + 1
     finally:
         await probe.aclose()
         await bell.close()
@@ -216,3 +218,50 @@ async def test_a_spaced_consumer_takes_what_queued_up_in_few_fetches(kafka_boots
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def test_the_listener_hears_every_topic_only_while_subscribed_and_rings_what_it_may_have_missed(redis_url):
+    """A busy consumer waits for rings as long as the idle poll only while the listener hears each of its
+    topics: once Redis confirms a subscription (first, or again after a reconnect) the listener rings the
+    topic itself, so a record whose ring went out before that is fetched at once; while the connection is
+    down, the busy poll bounds a wait again."""
+    topic = f"heard-{uuid.uuid4().hex[:8]}"
+    pacer = doorbell.Pacer(idle_s=3600.0, busy_s=3600.0, busy_poll_s=0.05)
+    pacer.mark([topic])
+    bell = doorbell.Doorbell(redis_url, pacer, listen_s=0.1)
+    probe = connect(redis_url)
+
+    async def until(check, what: str) -> None:
+        for _ in range(200):
+            if check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(what)
+
+    async def subscribers() -> set[str]:
+        return {c["id"] for c in await probe.client_list() if int(c.get("sub", 0))}
+
+    try:
+        others = await subscribers()  # other listeners on the same Redis are left alone
+        assert not pacer.hearing
+        await asyncio.wait_for(pacer.wait([topic], since=pacer.mark([topic])), 5)  # not heard: the busy poll ends it
+        bell.listen()
+        await until(lambda: pacer.hearing, "the listener never heard the topic")
+        assert pacer._rings.get(topic) == 1  # rung on the confirmation: whatever came before it is fetched
+        waiting = asyncio.create_task(pacer.wait([topic], since=pacer.mark([topic])))
+        await asyncio.sleep(0.3)  # six busy polls
+        assert not waiting.done()  # heard: it waits for the ring, not the busy poll
+        await probe.publish(doorbell.channel(topic), b"")
+        await asyncio.wait_for(waiting, 5)
+
+        ours = await subscribers() - others
+        assert len(ours) == 1
+        rings = pacer._rings.get(topic, 0)
+        await probe.execute_command("CLIENT", "KILL", "ID", ours.pop())  # the subscriber's connection drops
+        await until(lambda: not pacer.hearing, "a dropped connection still counted as heard")
+        await asyncio.wait_for(pacer.wait([topic], since=pacer.mark([topic])), 5)  # the busy poll bounds it again
+        await until(lambda: pacer.hearing, "the listener did not hear the topic again after reconnecting")
+        assert pacer._rings.get(topic, 0) > rings  # rung again on the new confirmation
+    finally:
+        await probe.aclose()
+        await bell.close()

@@ -113,3 +113,34 @@ async def test_a_busy_poll_bounds_the_wait_when_no_ring_comes():
     pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.05)
     assert not pacer.idle
     await asyncio.wait_for(pacer.wait(["events"], since=pacer.mark(["events"])), 5)  # idle_s would not end it
+
+
+async def test_while_every_topic_is_heard_a_busy_fetch_waits_for_a_ring_past_the_busy_poll():
+    pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.05)
+    assert not pacer.idle and not pacer.hearing
+    mark = pacer.mark(["events"])
+    pacer.heard(1)  # the listener's subscription to the one topic fetched here is confirmed
+    assert pacer.hearing
+    waiting = asyncio.create_task(pacer.wait(["events"], since=mark))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # no poll every 50 ms: a ring will come
+    pacer.ring("events")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_topic_not_heard_yet_or_a_lost_listener_brings_the_busy_poll_back():
+    pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.05)
+    pacer.heard(len(pacer.mark(["events"])))
+    assert pacer.hearing
+    await asyncio.wait_for(pacer.wait(["jobs"]), 5)  # a second topic, not subscribed yet: the busy poll ends it
+    assert not pacer.hearing
+    pacer.heard(2)
+    assert pacer.hearing
+    pacer.heard(None)  # the listener's connection dropped
+    await asyncio.wait_for(pacer.wait(["events"], since=pacer.mark(["events"])), 5)
+
+
+async def test_with_busy_poll_zero_a_busy_fetch_goes_out_at_once_even_when_heard():
+    pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.0)
+    pacer.heard(len(pacer.mark(["events"])))
+    await asyncio.wait_for(pacer.wait(["events"], since=pacer.mark(["events"])), 1)

@@ -67,3 +67,26 @@ def test_an_ab_section_gives_medians_per_level_and_which_way_each_moved():
     assert "| 4 | 22.0 | 22.0 | 410.0 | 470.0 | +60.0 ms (+15%) |" in text
     assert "shorter at 1 and longer at 4 stream(s)" in text
     assert f"--ab {ab} --threads 1 --levels 1 4 --seconds 40 --rounds 3" in text
+
+
+def test_the_first_token_section_sums_what_runs_beside_the_engine_and_compares_interleaved_runs():
+    def first_token(engine: float, broker: float, streams: float) -> dict:
+        return {"jobs": 10, "max_tokens": 8, "wall_ms_p50": {"stages": 90.0, "prefill": 500.0},
+                "cpu_ms_mean": {"engine": {"stages": 20.0, "prefill": engine},
+                                "broker": {"stages": 30.0, "prefill": broker},
+                                "streams": {"stages": 40.0, "prefill": streams}}}
+
+    pairs = {"note": "test machine", "runs": [
+        {"checkout": "before", "pickup": {"p50_ms": 90.0}, "first_token": first_token(400.0, 100.0, 100.0)},
+        {"checkout": "after", "pickup": {"p50_ms": 95.0}, "first_token": first_token(500.0, 25.0, 25.0)},
+        {"checkout": "before", "pickup": {"p50_ms": 80.0}, "first_token": first_token(500.0, 100.0, 50.0)},
+        {"checkout": "after", "pickup": {"p50_ms": 85.0}, "first_token": first_token(400.0, 20.0, 20.0)}]}
+    report = _bench_report()
+    text = "\n".join(report.first_token_cpu({"after": {"first_token": first_token(500.0, 25.0, 25.0)},
+                                             "missing": None}, pairs))
+    assert "| after | submit → `started` | 90.0 | 20.0 |" in text
+    assert text.count("\n| after |") == 2 and "missing" not in text  # its two windows
+    assert "| 50.0 |" in text  # everything but the engine in the prompt pass's window: 25 + 25
+    assert "before: pickup p50 85.0 ms, else / engine 0.40" in text  # medians of 0.50 and 0.30
+    assert "after: pickup p50 90.0 ms, else / engine 0.10" in text
+    assert report.first_token_cpu({"none": None}) == []
