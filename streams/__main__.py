@@ -64,9 +64,10 @@ def main() -> None:
     if semantic_cache is not None:  # no token-level latency needed: it fetches what queued up, now and then
         taps.append(replace(cache.fill_spec(semantic_cache), fetch_gap_s=settings.background_fetch_gap_ms / 1000))
     if backends is not None and settings.fanout and redis_url:  # the writer runs beside the fan-out
-        # not spaced: a job's request (on its job topic) must reach the writer before the job's `completed`
-        # (on genloom.events), and one spaced fetch often brought both, the event's partition first
-        taps.append(memory.register(app, memory.build_writer(backends, ctx, blob_store(BlobSettings()))))
+        # spaced too: a job's request and its `completed` may then come in either order, which the writer
+        # reconciles in Redis (streams/memory/agents.py)
+        writer = memory.register(app, memory.build_writer(backends, ctx, blob_store(BlobSettings())))
+        taps.append(replace(writer, fetch_gap_s=settings.background_fetch_gap_ms / 1000))
     tap.register(app, [t for t in taps if t is not None], bootstrap=kafka.bootstrap, settings=settings)
     argv = ["worker", "-l", "info"]
     if settings.web_port == 0:

@@ -50,7 +50,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from schemas.enums import ErrorCode, EventSource, EventType, JobStatus
 from schemas.events import Failed, JobEvent, parse_event
@@ -134,81 +134,123 @@ return 0
 """
 
 _APPLY = r"""
-local rec, log, dd = KEYS[1], KEYS[2], KEYS[3]
-local source, attempt, seq = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local terminal, status, rank = ARGV[4] == '1', ARGV[5], tonumber(ARGV[6])
-local etype, payload = ARGV[7], ARGV[8]
-local maxlen, ttl, now = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-local nset, nnx = tonumber(ARGV[12]), tonumber(ARGV[13])
-local outbox, outbox_maxlen, progress_ms, job = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+-- A batch of events, in order, in one call. ARGV[1..7]: the number of events, then what all of them
+-- share (replay bound, expiry, time, webhook outbox and its bounds). Then per event: its key count, its
+-- argument count, and its arguments (A below); KEYS holds each event's keys (K below), one event after
+-- another. An event whose writes fail (a key of the wrong type) gives {-1, error} in its place and the
+-- others still apply, as separate script calls would.
+local maxlen, ttl, now = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local outbox, outbox_maxlen, progress_ms = ARGV[5], ARGV[6], ARGV[7]
 
-local function drop(reason)
-  redis.call('HINCRBY', dd, 'dropped', 1)
-  redis.call('HINCRBY', dd, 'dropped:' .. reason, 1)
-  redis.call('EXPIRE', dd, ttl)
-  return {0, reason}
-end
+local function apply(K, A)
+  local rec, log, dd = K[1], K[2], K[3]
+  local source, attempt, seq = A[1], tonumber(A[2]), tonumber(A[3])
+  local terminal, status, rank = A[4] == '1', A[5], tonumber(A[6])
+  local etype, payload = A[7], A[8]
+  local nset, nnx, job = tonumber(A[9]), tonumber(A[10]), A[11]
 
-if redis.call('HEXISTS', rec, 'terminal_id') == 1 then return drop('after_terminal') end
-if redis.call('HEXISTS', dd, 'gone:' .. ARGV[2]) == 1 then return drop('stale_attempt') end
-local seqf = 'seq:' .. source .. ':' .. attempt
-local last = tonumber(redis.call('HGET', dd, seqf) or '-1')
-if seq <= last then return drop('duplicate') end
+  local function drop(reason)
+    redis.call('HINCRBY', dd, 'dropped', 1)
+    redis.call('HINCRBY', dd, 'dropped:' .. reason, 1)
+    redis.call('EXPIRE', dd, ttl)
+    return {0, reason}
+  end
 
-redis.call('HSET', dd, seqf, seq)
-if etype == 'started' then
-  local current = redis.call('HGET', dd, 'current')
-  if current and current ~= ARGV[2] then redis.call('HSET', dd, 'gone:' .. current, 1) end
-  redis.call('HSET', dd, 'current', ARGV[2])
-end
-local n = redis.call('HINCRBY', dd, 'n', 1)
-redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
-redis.call('PUBLISH', log, n .. ' ' .. etype .. ' ' .. payload)  -- to the gateways following it (replay.py)
+  -- what the record and the dedupe hash hold, two reads; then one write to each (a token costs 9 calls)
+  local i = 12 + 2 * nset
+  local want = {'terminal_id', 'status', 'webhook'}
+  for j = 1, nnx do want[3 + j] = A[i + 2 * j - 2] end
+  local r = redis.call('HMGET', rec, unpack(want))
+  if r[1] then return drop('after_terminal') end
+  local seqf = 'seq:' .. source .. ':' .. attempt
+  local d = redis.call('HMGET', dd, 'gone:' .. A[2], seqf, 'current', 'n')
+  if d[1] then return drop('stale_attempt') end
+  if seq <= tonumber(d[2] or '-1') then return drop('duplicate') end
 
-local i = 18
-for _ = 1, nset do
-  redis.call('HSET', rec, ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-for _ = 1, nnx do
-  redis.call('HSETNX', rec, ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', rec, 'last_event_id', n, 'updated_at', now)
-if rank >= 0 then
-  local ranks = {queued = 0, running = 1, completed = 2, failed = 2, cancelled = 2}
-  local current = ranks[redis.call('HGET', rec, 'status') or ''] or -1
-  if rank > current then redis.call('HSET', rec, 'status', status) end
-end
-if terminal then
-  redis.call('HSET', rec, 'terminal_id', n, 'terminal_type', etype)
-  redis.call('HDEL', rec, 'slot_held')
-  -- a record admitted before in-flight sets named an integer counter: left to its own expiry
-  if #KEYS >= 4 and redis.call('TYPE', KEYS[4])['ok'] == 'zset' then redis.call('ZREM', KEYS[4], job) end
-end
-redis.call('EXPIRE', rec, ttl)
-redis.call('EXPIRE', log, ttl)
-redis.call('EXPIRE', dd, ttl)
-local hook = redis.call('HGET', rec, 'webhook') or ''
-if hook ~= '' and outbox ~= '' and (terminal or etype == 'progress') then
-  local ok, spec = pcall(cjson.decode, hook)
-  local wanted = false
-  if ok and type(spec) == 'table' and type(spec['url']) == 'string' and type(spec['events']) == 'table' then
-    for _, e in ipairs(spec['events']) do
-      if e == etype then wanted = true end
+  local n = tonumber(d[4] or '0') + 1
+  if etype == 'started' and d[3] and d[3] ~= A[2] then
+    redis.call('HSET', dd, seqf, seq, 'n', n, 'current', A[2], 'gone:' .. d[3], 1)
+  elseif etype == 'started' then
+    redis.call('HSET', dd, seqf, seq, 'n', n, 'current', A[2])
+  else
+    redis.call('HSET', dd, seqf, seq, 'n', n)
+  end
+  redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
+  redis.call('PUBLISH', log, n .. ' ' .. etype .. ' ' .. payload)  -- to the gateways following it (replay.py)
+
+  local put, given = {}, {}
+  for j = 12, i - 1, 2 do
+    put[#put + 1], put[#put + 2] = A[j], A[j + 1]
+    given[A[j]] = true
+  end
+  for j = 1, nnx do  -- set only where the record has none (and the event does not set it)
+    local name = A[i + 2 * j - 2]
+    if not r[3 + j] and not given[name] then
+      put[#put + 1], put[#put + 2] = name, A[i + 2 * j - 1]
+      given[name] = true
     end
   end
-  if wanted and etype == 'progress' and tonumber(progress_ms) > 0 then
-    wanted = redis.call('SET', rec .. ':hook:progress', '1', 'NX', 'PX', progress_ms) ~= false
+  put[#put + 1], put[#put + 2], put[#put + 3], put[#put + 4] = 'last_event_id', n, 'updated_at', now
+  if rank >= 0 then
+    local ranks = {queued = 0, running = 1, completed = 2, failed = 2, cancelled = 2}
+    if rank > (ranks[r[2] or ''] or -1) then put[#put + 1], put[#put + 2] = 'status', status end
   end
-  if wanted then
-    redis.call('XADD', outbox, 'MAXLEN', '~', outbox_maxlen, '*', 'job', job, 'entry', n, 'type', etype,
-      'tenant', redis.call('HGET', rec, 'tenant') or '', 'client', redis.call('HGET', rec, 'client_id') or job,
-      'url', spec['url'], 'data', payload)
+  if terminal then
+    put[#put + 1], put[#put + 2], put[#put + 3], put[#put + 4] = 'terminal_id', n, 'terminal_type', etype
+  end
+  redis.call('HSET', rec, unpack(put))
+  if terminal then
+    redis.call('HDEL', rec, 'slot_held')
+    -- a record admitted before in-flight sets named an integer counter: left to its own expiry
+    if #K >= 4 and redis.call('TYPE', K[4])['ok'] == 'zset' then redis.call('ZREM', K[4], job) end
+  end
+  redis.call('EXPIRE', rec, ttl)
+  redis.call('EXPIRE', log, ttl)
+  redis.call('EXPIRE', dd, ttl)
+  local hook = r[3] or ''
+  if hook ~= '' and outbox ~= '' and (terminal or etype == 'progress') then
+    local ok, spec = pcall(cjson.decode, hook)
+    local wanted = false
+    if ok and type(spec) == 'table' and type(spec['url']) == 'string' and type(spec['events']) == 'table' then
+      for _, e in ipairs(spec['events']) do
+        if e == etype then wanted = true end
+      end
+    end
+    if wanted and etype == 'progress' and tonumber(progress_ms) > 0 then
+      wanted = redis.call('SET', rec .. ':hook:progress', '1', 'NX', 'PX', progress_ms) ~= false
+    end
+    if wanted then
+      redis.call('XADD', outbox, 'MAXLEN', '~', outbox_maxlen, '*', 'job', job, 'entry', n, 'type', etype,
+        'tenant', redis.call('HGET', rec, 'tenant') or '', 'client', redis.call('HGET', rec, 'client_id') or job,
+        'url', spec['url'], 'data', payload)
+    end
+  end
+  return {n, hook}
+end
+
+local out, ki, ai = {}, 1, 8
+for e = 1, tonumber(ARGV[1]) do
+  local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
+  local k, a = {}, {}
+  for j = 1, nk do k[j] = KEYS[ki + j - 1] end
+  for j = 1, na do a[j] = ARGV[ai + 1 + j] end
+  ki, ai = ki + nk, ai + 2 + na
+  local ok, reply = pcall(apply, k, a)
+  if ok then
+    out[e] = reply
+  elseif type(reply) == 'table' and reply.err then
+    out[e] = {-1, reply.err}
+  else
+    out[e] = {-1, tostring(reply)}
   end
 end
-return {n, hook}
+return out
 """
+
+
+#: events per call of the apply script: a call runs alone in Redis (about 20 us an event here), so a
+#: larger batch is applied in several calls rather than holding every other client for one long one
+APPLY_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -504,53 +546,45 @@ class JobStore:
         return outcome
 
     async def apply_batch(self, items: list[tuple[JobEvent, bytes]], now: float) -> list[Appended | Dropped | Exception]:
-        """Events in order, pipelined: one round trip per batch, plus one when it holds terminals.
-
-        Redis runs the script calls one after another in this order, so the outcome is exactly
-        that of applying them one by one. A failing call gives its exception in its place.
-        """
+        """Events in order, in one script call per `APPLY_CHUNK` events (plus one round trip when the
+        batch holds terminals): the outcome is exactly that of applying them one by one. An event whose
+        writes fail gives its exception in its place; the others still apply."""
         updates = [record_update(event) for event, _ in items]  # hot loop: one pass over the batch
         slots = await self._slots([event.job_id for (event, _), update in zip(items, updates) if update.terminal])
-        calls = []
-        for (event, payload), update in zip(items, updates):
-            job = event.job_id
-            script_keys = [keys.job_record(job), keys.replay_log(job), keys.dedupe(job)]
-            if update.terminal and slots.get(job):
-                script_keys.append(slots[job])
-            args: list[str | bytes | int] = [
-                event.source.value, event.attempt, event.seq,
-                "1" if update.terminal else "0",
-                update.status.value if update.status else "", update.rank,
-                event.type.value, payload, self._maxlen, self._job_ttl, repr(now),
-                len(update.fields), len(update.fields_if_absent),
-                *self._outbox_args, job,
-            ]
-            for name, value in (*update.fields.items(), *update.fields_if_absent.items()):
-                args += [name, value]
-            calls.append((len(script_keys), *script_keys, *args))
-        replies = await self._run_apply(calls)
+        replies: list = []
+        for first in range(0, len(items), APPLY_CHUNK):
+            script_keys: list[str] = []
+            args: list[str | bytes | int] = [0, self._maxlen, self._job_ttl, repr(now), *self._outbox_args]
+            count = 0
+            for (event, payload), update in zip(items[first:first + APPLY_CHUNK], updates[first:first + APPLY_CHUNK]):
+                job = event.job_id
+                script_keys += (keys.job_record(job), keys.replay_log(job), keys.dedupe(job))
+                slot = slots.get(job) if update.terminal else None
+                if slot:
+                    script_keys.append(slot)
+                fields = (*update.fields.items(), *update.fields_if_absent.items())
+                args += (4 if slot else 3, 11 + 2 * len(fields), event.source.value, event.attempt, event.seq,
+                         "1" if update.terminal else "0", update.status.value if update.status else "", update.rank,
+                         event.type.value, payload, len(update.fields), len(update.fields_if_absent), job)
+                for name, value in fields:
+                    args += (name, value)
+                count += 1
+            args[0] = count
+            replies += await self._run_apply(script_keys, args)
         return [_outcome(reply) for reply in replies]
 
-    async def _run_apply(self, calls: list[tuple]) -> list:
-        """The apply script's calls, pipelined by the script's hash: redis-py checks a pipeline's
-        registered scripts with a SCRIPT EXISTS round trip before every execute, so this store loads
-        the script once instead, and again when Redis answers NOSCRIPT (it restarted, or its scripts
-        were flushed): nothing from that call on ran, so those calls are sent again, in order."""
-        async def pipelined(batch: list[tuple]) -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for call in batch:
-                pipe.evalsha(self._apply.sha, *call)
-            return await pipe.execute(raise_on_error=False)
-
+    async def _run_apply(self, script_keys: list[str], args: list) -> list:
+        """One call of the apply script by its hash: redis-py's Script checks a pipeline's scripts with a
+        SCRIPT EXISTS round trip first, so this store loads the script once instead, and again when Redis
+        answers NOSCRIPT (it restarted, or its scripts were flushed: nothing of the call ran)."""
         if not self._apply_loaded:
             await self._redis.script_load(_APPLY)
             self._apply_loaded = True
-        replies = await pipelined(calls)
-        lost = next((i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)), None)
-        if lost is None:
-            return replies
-        await self._redis.script_load(_APPLY)  # an error here (Redis gone again) is the caller's to retry
-        return replies[:lost] + await pipelined(calls[lost:])
+        try:
+            return await self._redis.evalsha(self._apply.sha, len(script_keys), *script_keys, *args)
+        except NoScriptError:
+            await self._redis.script_load(_APPLY)  # an error here (Redis gone again) is the caller's to retry
+            return await self._redis.evalsha(self._apply.sha, len(script_keys), *script_keys, *args)
 
     async def _slots(self, job_ids: list[str]) -> dict[str, str]:
         """The in-flight set each job counts in (written once at admission, so reading early is safe)."""
@@ -662,9 +696,9 @@ def event_store(redis: aioredis.Redis, fanout: FanoutSettings, webhooks: Webhook
 
 
 def _outcome(reply) -> Appended | Dropped | Exception:
-    if isinstance(reply, Exception):
-        return reply
     first, second = reply
+    if first == -1:  # the event's writes failed (the script's own pcall): as a call of its own would
+        return ResponseError(second.decode())
     if first == 0:
         return Dropped(second.decode())
     return Appended(int(first), second.decode() or None)

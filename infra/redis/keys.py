@@ -233,6 +233,17 @@ def memory_pending(job_id: str) -> str:
     return f"{PREFIX}:memory:pending:{job_id}"
 
 
+#: how long a completion the memory writer read before its job's request waits for that request (10 min):
+#: its tap fetches the events and the job topics together, so the request trails by a fetch or two; the
+#: answer it holds is the one the job's replay log keeps for JOB_TTL_S anyway
+MEMORY_EARLY_TTL_S = 600
+
+
+def memory_early(job_id: str) -> str:
+    """String: a job's completion (JSON, its text) that reached the memory writer before the job's request."""
+    return f"{PREFIX}:memory:early:{job_id}"
+
+
 def erasure(erase_id: str) -> str:
     """String: the JSON report of an erasure (counts only), written when it is done."""
     return f"{PREFIX}:memory:erasure:{erase_id}"

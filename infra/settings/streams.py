@@ -29,10 +29,9 @@ class StreamsSettings(BaseSettings):
     )
     background_fetch_gap_ms: int = Field(
         default=200, ge=0,
-        description="The cache filler fetches genloom.events at most once per this interval, each fetch taking"
-        " what queued up meanwhile: it needs no token-level latency, and while tokens stream its fetches cost the"
-        " broker and this process CPU the fan-out needs. 0: as eagerly as the fan-out. (The memory writer stays"
-        " eager: a job's request must reach it before the job's `completed`.)",
+        description="The cache filler and the memory writer fetch genloom.events at most once per this interval,"
+        " each fetch taking what queued up meanwhile: they need no token-level latency, and while tokens stream"
+        " their fetches cost the broker and this process CPU the fan-out needs. 0: as eagerly as the fan-out.",
     )
     web_port: int = Field(default=0, description="Faust web port; 0 runs without the web server.")
     max_message_bytes: int = Field(default=8 * 1024 * 1024, description="Larger requests are dead-lettered.")
@@ -51,7 +50,7 @@ class FanoutSettings(BaseSettings):
     job_ttl_s: int = Field(
         default=keys.JOB_TTL_S, ge=1, description="Expiry of a job's record and replay log after its last event."
     )
-    batch_max: int = Field(default=256, ge=1, description="Most events applied to Redis in one pipelined round trip (a batch is what queued up meanwhile).")
+    batch_max: int = Field(default=256, ge=1, description="Most events applied to Redis in one script call (a batch is what queued up meanwhile).")
 
 
 class WebhookSettings(BaseSettings):

@@ -9,6 +9,7 @@ sweeps what outlived its retention.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -41,6 +42,23 @@ log = logging.getLogger(__name__)
 #: first and longest wait between retries of a failing store (the writer never skips a message)
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 
+# A job's request and its `completed` reach the writer on different topics of one spaced fetch (or of
+# two processes of the group), so either may come first. Each side runs one of these scripts, atomic in
+# Redis: the completion takes the request's note, or leaves itself for the request to find; exactly one
+# of the two then remembers the job.
+_CLAIM = """
+local note = redis.call('GET', KEYS[1])
+if note then return note end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+_NOTE = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local early = redis.call('GET', KEYS[2])
+if early then redis.call('DEL', KEYS[2]) end
+return early
+"""
+
 
 class MemoryWriter:
     """What the tap does with each message (async, no Kafka): testable against real backends."""
@@ -64,15 +82,21 @@ class MemoryWriter:
         if note is None or not await self._consents(note.tenant, note.user):
             return
         # only a note until the job completes: a job that fails or is cancelled leaves nothing in memory
-        await self.backends.redis.set(keys.memory_pending(request.job_id), note.dumps(), ex=keys.MEMORY_PENDING_TTL_S)
+        job_id = request.job_id
+        early = await self._script(_NOTE)(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
+                                          args=[note.dumps(), keys.MEMORY_PENDING_TTL_S])
         if note.session and self.backends.sessions is not None:
             await self.backends.sessions.append(note.tenant, note.user, note.session,
-                                                Turn("user", note.prompt, request.job_id, now))
+                                                Turn("user", note.prompt, job_id, now))
+        if early:  # the job's completion came first and left itself for this request
+            await self.on_completed(job_id, json.loads(early)["text"])
 
     async def on_completed(self, job_id: str, text: str | None) -> bool:
-        """Remember a completed job of a remembered user; False when it is none of those."""
+        """Remember a completed job of a remembered user; False when it is none of those (or when its
+        request has not been read yet: the request remembers it then, see on_job)."""
         redis = self.backends.redis
-        raw = await redis.get(keys.memory_pending(job_id))
+        raw = await self._script(_CLAIM)(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
+                                         args=[json.dumps({"text": text}), keys.MEMORY_EARLY_TTL_S])
         note = PendingJob.loads(raw) if raw else None
         if note is None:
             return False
@@ -86,6 +110,12 @@ class MemoryWriter:
                                                 Turn("assistant", interaction.answer or "", job_id, time.time()))
         await redis.delete(keys.memory_pending(job_id))
         return True
+
+    def _script(self, source: str):
+        scripts = self.__dict__.setdefault("_scripts", {})
+        if source not in scripts:
+            scripts[source] = self.backends.redis.register_script(source)
+        return scripts[source]
 
     async def on_feedback(self, cmd: MemoryFeedback) -> None:
         texts = [cmd.correction or "", cmd.preference or ""]

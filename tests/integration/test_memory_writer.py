@@ -89,6 +89,29 @@ async def test_a_completed_job_is_remembered_once_with_its_facts_and_session_tur
         await writer.handle(topic, value)
 
 
+async def test_a_completion_read_before_its_request_is_remembered_when_the_request_comes(writer):
+    """The writer's tap fetches the events and the job topics together, once per fetch gap: a job's
+    `completed` may be handled first. It waits in Redis for its request, which then remembers the job."""
+    user = scoped_user_id(T, "cy")
+    redis = writer.backends.redis
+    assert not await writer.on_completed("j-cy-1", "Noted, cy.")  # nothing to remember yet: left for the request
+    assert 0 < await redis.ttl(keys.memory_early("j-cy-1")) <= keys.MEMORY_EARLY_TTL_S
+    await writer.handle("genloom.jobs.text", _job("j-cy-1", user, "I live in Lisbon."))
+    store = writer.backends.store
+    [kept] = await store.get_interactions(T, user, ["j-cy-1"])
+    assert (kept.prompt, kept.answer) == ("I live in Lisbon.", "Noted, cy.")
+    turns = await writer.backends.sessions.recent(T, user, "s1")
+    assert [(t.role, t.text) for t in turns] == [("user", "I live in Lisbon."), ("assistant", "Noted, cy.")]
+    assert not await redis.exists(keys.memory_early("j-cy-1"), keys.memory_pending("j-cy-1"))
+    # a completion whose request never asks for memory leaves only its expiring wait behind
+    await writer.handle("genloom.events", _completed("j-none", "Hello."))
+    anonymous = json.dumps({"job_id": "j-none", "modality": "text", "tenant": T,
+                            "params": {"messages": [{"role": "user", "content": "hi"}]}}).encode()
+    await writer.handle("genloom.jobs.text", anonymous)
+    assert await redis.ttl(keys.memory_early("j-none")) > 0
+    assert await store.get_interactions(T, user, ["j-none"]) == []
+
+
 async def test_a_failing_store_is_retried_until_it_answers_and_nothing_is_lost(writer, monkeypatch):
     user = scoped_user_id(T, "bo")
     await writer.backends.start()
