@@ -348,6 +348,9 @@ def _edge_before_after(after: dict) -> list[str]:
         "unmet: the 100 events of one step cross the fan-out, Redis, the gateway and the 100 clients one after "
         "another on 2 shared cores, and the bench's own emitter and clients take about a quarter of a burst's CPU.",
         "",
+        "Reproduce the before row: on a checkout of cef760a, `.venv/bin/python bench/edge_latency.py --out "
+        "bench/results/edge_latency_before.json`; then the after row on this one, as above.",
+        "",
     ]
 
 

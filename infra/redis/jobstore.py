@@ -50,7 +50,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from schemas.enums import ErrorCode, EventSource, EventType, JobStatus
 from schemas.events import Failed, JobEvent, parse_event
@@ -392,7 +392,6 @@ class JobStore:
         self._replay = replay
         self._admit = redis.register_script(_ADMIT)
         self._apply = redis.register_script(_APPLY)
-        self._apply_loaded = False  # SCRIPT LOAD done by this store (again after a NOSCRIPT reply)
         self._reconcile = redis.register_script(_RECONCILE)
         self._lead = redis.register_script(_LEAD)
         self._job_ttl = job_ttl_s
@@ -553,10 +552,10 @@ class JobStore:
         slots = await self._slots([event.job_id for (event, _), update in zip(items, updates) if update.terminal])
         replies: list = []
         for first in range(0, len(items), APPLY_CHUNK):
+            chunk = list(zip(items[first:first + APPLY_CHUNK], updates[first:first + APPLY_CHUNK]))
             script_keys: list[str] = []
-            args: list[str | bytes | int] = [0, self._maxlen, self._job_ttl, repr(now), *self._outbox_args]
-            count = 0
-            for (event, payload), update in zip(items[first:first + APPLY_CHUNK], updates[first:first + APPLY_CHUNK]):
+            args: list[str | bytes | int] = [len(chunk), self._maxlen, self._job_ttl, repr(now), *self._outbox_args]
+            for (event, payload), update in chunk:
                 job = event.job_id
                 script_keys += (keys.job_record(job), keys.replay_log(job), keys.dedupe(job))
                 slot = slots.get(job) if update.terminal else None
@@ -568,23 +567,9 @@ class JobStore:
                          event.type.value, payload, len(update.fields), len(update.fields_if_absent), job)
                 for name, value in fields:
                     args += (name, value)
-                count += 1
-            args[0] = count
-            replies += await self._run_apply(script_keys, args)
+            # by hash; redis-py's Script loads it again and retries when Redis answers NOSCRIPT (a restart, a flush)
+            replies += await self._apply(keys=script_keys, args=args)
         return [_outcome(reply) for reply in replies]
-
-    async def _run_apply(self, script_keys: list[str], args: list) -> list:
-        """One call of the apply script by its hash: redis-py's Script checks a pipeline's scripts with a
-        SCRIPT EXISTS round trip first, so this store loads the script once instead, and again when Redis
-        answers NOSCRIPT (it restarted, or its scripts were flushed: nothing of the call ran)."""
-        if not self._apply_loaded:
-            await self._redis.script_load(_APPLY)
-            self._apply_loaded = True
-        try:
-            return await self._redis.evalsha(self._apply.sha, len(script_keys), *script_keys, *args)
-        except NoScriptError:
-            await self._redis.script_load(_APPLY)  # an error here (Redis gone again) is the caller's to retry
-            return await self._redis.evalsha(self._apply.sha, len(script_keys), *script_keys, *args)
 
     async def _slots(self, job_ids: list[str]) -> dict[str, str]:
         """The in-flight set each job counts in (written once at admission, so reading early is safe)."""

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from functools import cached_property
 
 import faust
 from pydantic import ValidationError
@@ -83,7 +84,7 @@ class MemoryWriter:
             return
         # only a note until the job completes: a job that fails or is cancelled leaves nothing in memory
         job_id = request.job_id
-        early = await self._script(_NOTE)(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
+        early = await self._note(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
                                           args=[note.dumps(), keys.MEMORY_PENDING_TTL_S])
         if note.session and self.backends.sessions is not None:
             await self.backends.sessions.append(note.tenant, note.user, note.session,
@@ -95,7 +96,7 @@ class MemoryWriter:
         """Remember a completed job of a remembered user; False when it is none of those (or when its
         request has not been read yet: the request remembers it then, see on_job)."""
         redis = self.backends.redis
-        raw = await self._script(_CLAIM)(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
+        raw = await self._claim(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
                                          args=[json.dumps({"text": text}), keys.MEMORY_EARLY_TTL_S])
         note = PendingJob.loads(raw) if raw else None
         if note is None:
@@ -111,11 +112,13 @@ class MemoryWriter:
         await redis.delete(keys.memory_pending(job_id))
         return True
 
-    def _script(self, source: str):
-        scripts = self.__dict__.setdefault("_scripts", {})
-        if source not in scripts:
-            scripts[source] = self.backends.redis.register_script(source)
-        return scripts[source]
+    @cached_property
+    def _claim(self):
+        return self.backends.redis.register_script(_CLAIM)
+
+    @cached_property
+    def _note(self):
+        return self.backends.redis.register_script(_NOTE)
 
     async def on_feedback(self, cmd: MemoryFeedback) -> None:
         texts = [cmd.correction or "", cmd.preference or ""]
