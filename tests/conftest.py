@@ -73,6 +73,28 @@ def redis_url():
         yield server.url
 
 
+@pytest.fixture(scope="session")
+async def _doorbell(redis_url):
+    """This process rings the doorbell of every topic it produces to, as each process of `genloom up` does
+    (there every one has GENLOOM_REDIS_URL): the stack processes a test starts wait for rings, so a record
+    from an in-process worker or a test-played producer would otherwise wait their idle poll (a second).
+    Ringing only: this process's own consumers stay unpaced."""
+    from infra.kafka import doorbell
+
+    bell = doorbell.Doorbell(redis_url)
+    previous = doorbell.register(bell)
+    yield bell
+    doorbell.register(previous)
+    await bell.close()
+
+
+@pytest.fixture(autouse=True)
+def _rings_when_producing(request):
+    """A test on the session's broker produces with the doorbell of `_doorbell`."""
+    if "kafka_bootstrap" in request.fixturenames:
+        request.getfixturevalue("_doorbell")
+
+
 def service_unavailable(reason: str) -> NoReturn:
     """A CI run (CI=true) without a service its tests need is misconfigured: fail. A workstation may
     simply lack it: skip, with the reason."""
@@ -115,11 +137,12 @@ def blob_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def moderation_gate(kafka_bootstrap, tmp_path_factory, blob_dir):
+def moderation_gate(kafka_bootstrap, redis_url, tmp_path_factory, blob_dir):
     """`python -m workers moderation` with the default settings, as `genloom up` runs it: moderation is
     on by default, so workers publish to genloom.events.raw and only this gate releases their output
     (artifacts too: it reads them from `blob_dir`)."""
-    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_BLOB_DIR=str(blob_dir), **FAST_STREAMS_ENV)
+    env = dict(os.environ, GENLOOM_KAFKA_BOOTSTRAP=kafka_bootstrap, GENLOOM_REDIS_URL=redis_url,
+               GENLOOM_BLOB_DIR=str(blob_dir), **FAST_STREAMS_ENV)
     yield from _process(["workers", "moderation"], env, tmp_path_factory.mktemp("moderation") / "gate.log")
 
 

@@ -366,13 +366,15 @@ def doorbell() -> Doorbell | None:
     return bell
 
 
-def register(bell: Doorbell | None) -> None:
-    """Use `bell` as the running loop's doorbell (tests and embedders that build their own); None forgets it."""
+def register(bell: Doorbell | None) -> Doorbell | None:
+    """Use `bell` as the running loop's doorbell (tests and embedders that build their own); None forgets it.
+    Returns the one it replaces, for the caller to put back."""
     loop_id = id(asyncio.get_running_loop())
     if bell is None:
-        _bells.pop(loop_id, None)
-    else:
-        _bells[loop_id] = bell
+        return _bells.pop(loop_id, None)
+    previous = _bells.get(loop_id)
+    _bells[loop_id] = bell
+    return previous
 
 
 def ring_after(future: asyncio.Future, topic: str) -> None:

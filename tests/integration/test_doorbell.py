@@ -15,7 +15,7 @@ async def test_an_idle_consumer_is_woken_by_the_producers_ring(kafka_bootstrap, 
     bell = doorbell.Doorbell(redis_url, pacer)
     probe = connect(redis_url)
     bell.listen()
-    doorbell.register(bell)
+    previous = doorbell.register(bell)
     consumer = clients.consumer(kafka_bootstrap, topic, group_id=f"g-{topic}")
     producer = clients.producer(kafka_bootstrap)
     try:
@@ -39,7 +39,7 @@ async def test_an_idle_consumer_is_woken_by_the_producers_ring(kafka_bootstrap, 
     finally:
         await probe.aclose()
         doorbell.uninstall()
-        doorbell.register(None)
+        doorbell.register(previous)
         await consumer.stop()
         await producer.stop()
         await bell.close()
