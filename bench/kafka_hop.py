@@ -19,7 +19,7 @@ Modes alternate over `--rounds`, each on a topic of its own, one broker and Redi
 
 Writes ``bench/results/kafka_hop.json``.
 
-    python bench/kafka_hop.py [--records 150] [--gap-ms 50] [--rounds 2]
+    python bench/kafka_hop.py [--records 150] [--gap-ms 50] [--rounds 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=150)
     parser.add_argument("--gap-ms", type=float, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT, help="results file (an A/B of a setting: not the report's)")
     parser.add_argument("--role", choices=("consumer", "producer"), help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -173,9 +174,9 @@ def main() -> None:
                                                              for k, v in row[mode].items()), flush=True)
             results["rounds"].append(row)
     results["load_end"] = os.getloadavg()[0]
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {OUT} (p50/p90 ms)")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out} (p50/p90 ms)")
 
 
 if __name__ == "__main__":

@@ -1496,6 +1496,7 @@ def kafka_hop(d: dict) -> list[str]:
     def p90(mode: str) -> float:
         return statistics.median(r[mode]["send_consumer"]["p90_ms"] for r in d["rounds"])
     hop = median("doorbell", "send_consumer")
+    wait1 = _load("kafka_hop_fetch_wait_1")
     return [
         "## One Kafka hop on the bundled broker, and where its time goes",
         "",
@@ -1513,11 +1514,15 @@ def kafka_hop(d: dict) -> list[str]:
         "crosses four before the gateway has it (gateway -> preparation -> worker, worker -> moderation gate -> "
         f"fan-out), about {4 * hop:.0f} ms of the time genloom adds in front of an engine server on this broker before "
         "any stage does its work, and two with the stages and the gate off. The 15 ms target for what genloom adds to "
-        "the time to first token there needs fewer hops on a job's path, or a broker that answers faster; no "
-        "setting of these parts comes near it (a 1 ms fetch wait instead of 10 ms moved none of them in a trial). "
-        f"Load average {d['load_start']:.1f} at the start, {d['load_end']:.1f} at the end.",
+        "the time to first token there needs fewer hops on a job's path, or a broker that answers faster."
+        + (f" A shorter fetch wait is no such setting: with `GENLOOM_KAFKA_FETCH_MAX_WAIT_MS=1` instead of 10 a hop took "
+           f"{statistics.median(r['doorbell']['send_consumer']['p50_ms'] for r in wait1['rounds']):.1f} ms p50 "
+           f"({len(wait1['rounds'])} rounds, `bench/results/kafka_hop_fetch_wait_1.json`)." if wait1 else "")
+        + f" Load average {d['load_start']:.1f} at the start, {d['load_end']:.1f} at the end.",
         "",
-        "Reproduce: `.venv/bin/python bench/kafka_hop.py --rounds 3` (writes `bench/results/kafka_hop.json`).",
+        "Reproduce: `.venv/bin/python bench/kafka_hop.py --rounds 3` (writes `bench/results/kafka_hop.json`); the "
+        "fetch-wait row: `GENLOOM_KAFKA_FETCH_MAX_WAIT_MS=1 .venv/bin/python bench/kafka_hop.py --rounds 3 --out "
+        "bench/results/kafka_hop_fetch_wait_1.json`.",
         "",
     ]
 

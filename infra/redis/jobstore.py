@@ -168,13 +168,12 @@ local function apply(K, A)
   if seq <= tonumber(d[2] or '-1') then return drop('duplicate') end
 
   local n = tonumber(d[4] or '0') + 1
-  if etype == 'started' and d[3] and d[3] ~= A[2] then
-    redis.call('HSET', dd, seqf, seq, 'n', n, 'current', A[2], 'gone:' .. d[3], 1)
-  elseif etype == 'started' then
-    redis.call('HSET', dd, seqf, seq, 'n', n, 'current', A[2])
-  else
-    redis.call('HSET', dd, seqf, seq, 'n', n)
+  local seen = {seqf, seq, 'n', n}
+  if etype == 'started' then  -- this attempt is the current one; the one it supersedes is gone
+    seen[5], seen[6] = 'current', A[2]
+    if d[3] and d[3] ~= A[2] then seen[7], seen[8] = 'gone:' .. d[3], 1 end
   end
+  redis.call('HSET', dd, unpack(seen))
   redis.call('XADD', log, 'MAXLEN', maxlen, n .. '-0', 'type', etype, 'data', payload)
   redis.call('PUBLISH', log, n .. ' ' .. etype .. ' ' .. payload)  -- to the gateways following it (replay.py)
 

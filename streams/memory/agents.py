@@ -85,7 +85,7 @@ class MemoryWriter:
         # only a note until the job completes: a job that fails or is cancelled leaves nothing in memory
         job_id = request.job_id
         early = await self._note(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
-                                          args=[note.dumps(), keys.MEMORY_PENDING_TTL_S])
+                                 args=[note.dumps(), keys.MEMORY_PENDING_TTL_S])
         if note.session and self.backends.sessions is not None:
             await self.backends.sessions.append(note.tenant, note.user, note.session,
                                                 Turn("user", note.prompt, job_id, now))
@@ -97,7 +97,7 @@ class MemoryWriter:
         request has not been read yet: the request remembers it then, see on_job)."""
         redis = self.backends.redis
         raw = await self._claim(keys=[keys.memory_pending(job_id), keys.memory_early(job_id)],
-                                         args=[json.dumps({"text": text}), keys.MEMORY_EARLY_TTL_S])
+                                args=[json.dumps({"text": text}), keys.MEMORY_EARLY_TTL_S])
         note = PendingJob.loads(raw) if raw else None
         if note is None:
             return False
