@@ -1114,11 +1114,12 @@ def digits_data_parallel(d: dict) -> list[str]:
 
 
 def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
-              heard_poll: dict | None = None) -> list[str]:
+              heard_poll: dict | None = None, heard_1s: dict | None = None) -> list[str]:
     """What an idle `genloom up` burns (per process), pickup on an idle stack, CPU outside the engine per token;
     `before` is the same bench with GENLOOM_KAFKA_IDLE_POLL_MS=0 (consumers poll without pause), `busy` with
     GENLOOM_KAFKA_BUSY_POLL_MS=0 (back to back while busy), `heard_poll` the same bench on 45ebd71 (busy
-    consumers polled every 50 ms even while every ring was heard)."""
+    consumers polled every 50 ms even while every ring was heard), `heard_1s` with
+    GENLOOM_KAFKA_HEARD_POLL_MS=1000 (a consumer that hears its rings fetched at least once a second)."""
     groups = ("tansu", "redis", "gateway", "streams", "workers")
 
     def row(name: str, d: dict | None) -> str:
@@ -1147,7 +1148,8 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
         "empty one, the next waits until a producer rings one of its topics' doorbell (a Redis PUBLISH once the "
         "broker acknowledged the record, coalesced per topic per loop turn, on a channel per topic; one subscriber per "
         "process, on the channels of the topics it fetches, whose read waits a second at a time and keeps its "
-        "connection), or at most `GENLOOM_KAFKA_IDLE_POLL_MS` (1000); at most `GENLOOM_KAFKA_BUSY_POLL_MS` (50) "
+        "connection), or at most `GENLOOM_KAFKA_HEARD_POLL_MS` (5000) while that subscriber hears every topic the "
+        "process fetches; until it does, at most `GENLOOM_KAFKA_IDLE_POLL_MS` (1000), and `GENLOOM_KAFKA_BUSY_POLL_MS` (50) "
         "instead while the process saw data in the last `GENLOOM_KAFKA_BUSY_S` and its subscriber is not yet "
         "hearing every topic it fetches (Redis has not confirmed the subscription, or the connection dropped), "
         "when a ring may be missed (up to 45ebd71 it polled so whenever the process was busy: the second table below). The "
@@ -1161,23 +1163,30 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
         "each of genloom's aiokafka consumers waking its fetch routine once a second when nothing else wakes it "
         "(`infra.kafka.clients.CONSUMER_TIMEOUT_MS`; aiokafka's default, 200 ms, woke an idle worker's event loop "
         "about 40 times a second): on an Intel Xeon (2 cores), the same command before that change gave 5.74% idle "
-        "(workers 2.5%) and pickup p50 39.5 ms, after it 4.08% (workers 1.3%) and 39.3 ms. The last two rows ran one after the other on the "
-        "machine their CPU column names, with nothing else running; an AVX2-only EPYC is several times slower than "
+        "(workers 2.5%) and pickup p50 39.5 ms, after it 4.08% (workers 1.3%) and 39.3 ms. The last two rows ran one "
+        "after the other on the machine their CPU column names, with nothing else running (the 45ebd71 row on the "
+        "same kind of machine, at an earlier stop); an AVX2-only EPYC is several times slower than "
         "that Xeon for the same work, so compare rows of one CPU only.",
         "",
-        *_load_line(defaults=after, **{'45ebd71': heard_poll, 'without pause': before, 'busy polling': busy}),
+        *_load_line(defaults=after, **{'heard poll 1 s': heard_1s, '45ebd71': heard_poll, 'without pause': before,
+                                       'busy polling': busy}),
         "| configuration | CPU | idle CPU total (% of one core) | broker | redis | gateway | streams | workers "
         "| pickup p50 / p90 (ms) | CPU outside the engine per token (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|",
         row("polling without pause (`GENLOOM_KAFKA_IDLE_POLL_MS=0`)", before),
         row("back-off, back to back while busy (`GENLOOM_KAFKA_BUSY_POLL_MS=0`)", busy),
         row("back-off + doorbell, busy consumers poll every 50 ms too (45ebd71)", heard_poll),
-        row("back-off + doorbell, busy consumers wait for rings while every topic is heard (defaults)", after),
+        row("back-off + doorbell, busy consumers wait for rings while every topic is heard, and fetch at least once"
+            " a second (`GENLOOM_KAFKA_HEARD_POLL_MS=1000`: the defaults until the bound had a setting of its own)",
+            heard_1s),
+        row("the same, at least once in 5 s (defaults)", after),
         "",
         "Reproduce: `GENLOOM_KAFKA_IDLE_POLL_MS=0 .venv/bin/python bench/idle_cpu.py --out "
         "bench/results/idle_cpu_before.json`, `GENLOOM_KAFKA_BUSY_POLL_MS=0 .venv/bin/python bench/idle_cpu.py --out "
         "bench/results/idle_cpu_busy_poll.json`, then `.venv/bin/python bench/idle_cpu.py` (writes "
-        "`bench/results/idle_cpu.json`; `--seconds`, `--jobs`, `--gap`, `--streams`, `--load-seconds`, `--only text`).",
+        "`bench/results/idle_cpu.json`; `--seconds`, `--jobs`, `--gap`, `--streams`, `--load-seconds`, `--only text`); "
+        "the 1 s row: `GENLOOM_KAFKA_HEARD_POLL_MS=1000 .venv/bin/python bench/idle_cpu.py --out "
+        "bench/results/idle_cpu_heard_1000.json`.",
         "",
     ]
 
@@ -1598,7 +1607,7 @@ def render() -> str:
             lines += section(data)
     lines += digits_distill()
     lines += idle_cost(_load("idle_cpu"), _load("idle_cpu_before"), _load("idle_cpu_busy_poll"),
-                       _load("idle_cpu_poll_heard"))
+                       _load("idle_cpu_poll_heard"), _load("idle_cpu_heard_1000"))
     lines += first_token_cpu({"defaults: a busy consumer waits for rings while its process hears every topic":
                               _load("idle_cpu"),
                               "before (45ebd71): a busy consumer polled every 50 ms even then":

@@ -4,10 +4,15 @@ The bundled broker never wakes a long poll early, so consumers fetch with a 10 m
 consumer of every process then sends a hundred fetches a second and the broker answers each. Here:
 
 - `Pacer` (one per process): a fetch that follows one which brought data goes out at once (more may be
-  there). After an empty fetch, the next one waits until one of its topics is rung, or `idle_s` at most.
-  While the process's doorbell listener is not yet hearing every topic it fetches (starting, a topic
-  fetched for the first time, Redis reconnecting), a busy process (a consumer saw data in the last
-  `busy_s`) waits `busy_poll_s` at most instead, since a ring may be missed then. Polling every
+  there). After an empty fetch, the next one waits until one of its topics is rung, or `heard_s` at most
+  while the process's doorbell listener hears every topic it fetches: then every genloom record rings,
+  and that bound only catches a producer that does not ring (or a PUBLISH that failed). While the
+  listener is not yet hearing every topic (starting, a topic fetched for the first time, Redis
+  reconnecting), an idle process waits `idle_s` at most, and a busy one (a consumer saw data in the last
+  `busy_s`) `busy_poll_s`, since a ring may be missed then. With a listener hearing, idle consumers
+  that fetched once a second (`idle_s`) were most of an idle stack's CPU, the broker's included: every
+  fetch, however empty, is a request it answers; fetching once in 5 s took an idle `genloom up` from
+  5.2% to 3.1% of one core, pickup p50 63.5 and 64.5 ms (AMD EPYC, AVX2; bench/idle_cpu.py). Polling every
   `busy_poll_s` whenever busy, rings heard or not, was most of what ran beside the engine while it
   prefilled a lone prompt on 2 cores: about 0.45 ms of the stack's CPU per ms of the engine's, against
   about 0.15 this way (bench/idle_cpu.py, part 4). `busy_poll_s = 0` fetches back to back while busy.
@@ -20,7 +25,8 @@ consumer of every process then sends a hundred fetches a second and the broker a
   channel per topic keeps a ring from waking the processes that do not read its topic: with one
   channel for all, a producer sending a thousand separate records a second cost every process of the
   stack a thousand wake-ups. A lost ring (a PUBLISH that failed, a producer that does not ring) costs
-  at most `idle_s`; one missed while the listener was not hearing, at most `busy_poll_s` while busy.
+  at most `heard_s`; one missed while the listener was not hearing, at most `idle_s` (`busy_poll_s`
+  while busy).
 
 The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
 process, those of faust included, is paced the same way; nothing else of the fetcher changes.
@@ -54,12 +60,14 @@ def channel(topic: str) -> bytes:
 
 
 class Pacer:
-    """When a consumer's next fetch may go out: after a ring, or after `idle_s`, or `busy_poll_s` while
-    busy and not `hearing` every topic (at once while busy when that is 0); never later than that."""
+    """When a consumer's next fetch may go out: after a ring, or after `heard_s` while `hearing` every
+    topic, else after `idle_s`, or `busy_poll_s` while busy (at once while busy when that is 0); never
+    later than that. `heard_s` None is `idle_s`."""
 
     def __init__(self, idle_s: float = 0.5, busy_s: float = 2.0, busy_poll_s: float = 0.0,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, heard_s: float | None = None) -> None:
         self.idle_s = idle_s
+        self.heard_s = idle_s if heard_s is None else heard_s
         self.busy_s = busy_s
         self.busy_poll_s = busy_poll_s
         self._clock = clock
@@ -113,13 +121,16 @@ class Pacer:
         """Return when one of `topics` rang after `since` (at once if one already has: per topic, since
         a consumer's fetches to one node may name different topics from one fetch to the next, as
         partitions are paused and resumed; a topic `since` has not seen yet goes out at once too),
-        else on a ring or after `idle_s`, or `busy_poll_s` while busy and not hearing every topic (at once
-        when that is 0)."""
+        else on a ring or after `heard_s` while the listener hears every topic, else after `idle_s`, or
+        `busy_poll_s` while busy (at once when that is 0)."""
         self._consumed.update(topics)  # its doorbell channels get subscribed (Doorbell._listen)
         if since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics):
             return
-        trust = self.busy_poll_s > 0 and self.hearing  # busy or idle, every ring is heard: wait for one
-        timeout = self.idle_s if self.idle or trust else self.busy_poll_s
+        idle = self.idle
+        if self.hearing and (idle or self.busy_poll_s > 0):  # every ring is heard: wait for one
+            timeout = self.heard_s  # (busy with busy_poll_s 0, rings are spaced and may not come: at once)
+        else:
+            timeout = self.idle_s if idle else self.busy_poll_s
         if timeout <= 0:
             return
         fut = asyncio.get_running_loop().create_future()
@@ -152,13 +163,14 @@ def pacer() -> Pacer | None:
     return _pacer
 
 
-def install(idle_s: float, busy_s: float, busy_poll_s: float = 0.0) -> Pacer:
+def install(idle_s: float, busy_s: float, busy_poll_s: float = 0.0, heard_s: float | None = None) -> Pacer:
     """Pace every aiokafka consumer of this process (idempotent; later calls update the timings)."""
     global _pacer
     if _pacer is None:
-        _pacer = Pacer(idle_s, busy_s, busy_poll_s)
+        _pacer = Pacer(idle_s, busy_s, busy_poll_s, heard_s=heard_s)
     else:
         _pacer.idle_s, _pacer.busy_s, _pacer.busy_poll_s = idle_s, busy_s, busy_poll_s
+        _pacer.heard_s = idle_s if heard_s is None else heard_s
     patch_fetcher()
     return _pacer
 
@@ -355,7 +367,8 @@ def doorbell() -> Doorbell | None:
         return None
     kafka = KafkaSettings()
     busy_poll_s = kafka.busy_poll_ms / 1000
-    current = install(kafka.idle_poll_ms / 1000, kafka.busy_s, busy_poll_s) if kafka.idle_poll_ms > 0 else None
+    current = (install(kafka.idle_poll_ms / 1000, kafka.busy_s, busy_poll_s, kafka.heard_poll_ms / 1000)
+               if kafka.idle_poll_ms > 0 else None)
     global _listening
     # a busy consumer waits for rings only when busy_poll_ms > 0: then every record must ring
     bell = _bells[id(loop)] = Doorbell(url, None if _listening else current,

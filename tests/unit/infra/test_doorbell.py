@@ -144,3 +144,32 @@ async def test_with_busy_poll_zero_a_busy_fetch_goes_out_at_once_even_when_heard
     pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.0)
     pacer.heard(len(pacer.mark(["events"])))
     await asyncio.wait_for(pacer.wait(["events"], since=pacer.mark(["events"])), 1)
+
+
+async def test_while_every_topic_is_heard_an_idle_fetch_waits_the_heard_bound_not_the_idle_poll():
+    # every genloom record rings: an idle consumer need not fetch once per idle_s to find one
+    pacer = Pacer(idle_s=0.05, busy_s=0.0, busy_poll_s=0.05, heard_s=3600)
+    mark = pacer.mark(["jobs"])
+    pacer.heard(1)
+    waiting = asyncio.create_task(pacer.wait(["jobs"], since=mark))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # past idle_s and busy_poll_s: parked until a ring
+    pacer.ring("jobs")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_lost_ring_while_heard_costs_at_most_the_heard_bound():
+    pacer = Pacer(idle_s=3600, busy_s=0.0, busy_poll_s=3600, heard_s=0.05)
+    pacer.heard(len(pacer.mark(["jobs"])))
+    await asyncio.wait_for(pacer.wait(["jobs"], since=pacer.mark(["jobs"])), 5)  # no ring: heard_s ends it
+
+
+async def test_when_the_listener_drops_an_idle_fetch_falls_back_to_the_idle_poll():
+    pacer = Pacer(idle_s=0.05, busy_s=0.0, busy_poll_s=0.05, heard_s=3600)
+    pacer.heard(len(pacer.mark(["jobs"])))
+    pacer.heard(None)  # Redis reconnecting: a ring may be missed, so the shorter bound applies
+    await asyncio.wait_for(pacer.wait(["jobs"], since=pacer.mark(["jobs"])), 5)
+
+
+def test_the_heard_bound_defaults_to_the_idle_poll():
+    assert Pacer(idle_s=0.7).heard_s == 0.7
