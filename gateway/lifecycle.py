@@ -141,14 +141,31 @@ class JobService:
         await self._publish_job(request)
 
     async def _publish_job(self, request: AnyRequest) -> None:
-        """Publish an admitted request, then its `accepted` event.
+        """Record the job's `accepted` in its replay log, then publish the request and `accepted`.
+
+        `accepted` goes into the replay log (through the fan-out's own script, `JobStore.apply`) before the
+        request is on any topic, so it is the job's first entry whatever acts on the request first: a stream
+        processor that refuses the prompt or answers it from the cache, a worker that starts it at once
+        could otherwise get its event applied before the `accepted` published after the request, and a
+        terminal event that wins drops it (nothing is applied after it). The copy on `genloom.events`, the
+        durable record, is a duplicate to the fan-out. This costs one Redis round trip before the publish
+        (publishing `accepted` first and the request once the broker acknowledged it would order them too,
+        at the cost of an acknowledgement).
 
         A publish that fails or times out may still land later (the producer keeps the message
         queued), so the record is kept, marked `unacked`: its owner sees the job, a copy that
         lands runs under its tenant, and the advised retry with the same job_id publishes it again.
-        Only once the broker acknowledged the request is the mark cleared.
+        Only once the broker acknowledged the request is the mark cleared. A job whose request never
+        lands holds its slot and never starts: the reconciler ends it (`job_lost`).
         """
         topic, headers = self.destination(request)
+        accepted = Accepted(
+            job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
+            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
+            model=request.model,
+        )
+        payload = encode(accepted)
+        await self.store.apply(accepted, payload, time.time())
 
         async def landed_late() -> None:
             log.info("job %s: its request was acknowledged after the submit timed out", request.job_id)
@@ -160,15 +177,10 @@ class JobService:
             log.warning("job %s: its request was not acknowledged; the record is kept for a retry", request.job_id)
             raise
         await self.store.acknowledged(request.job_id)
-        accepted = Accepted(
-            job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
-            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
-            model=request.model,
-        )
         try:
-            await self._publish((EVENTS, request.job_id, encode(accepted), None))
+            await self._publish((EVENTS, request.job_id, payload, None))
         except ApiError:
-            # the job is durable and will run; only its `accepted` event is missing from the stream
+            # the job is durable and will run, and its replay log holds `accepted`: only the log's copy is missing
             log.error("job %s is queued but its accepted event could not be published", request.job_id)
 
     async def get(self, job_id: str, tenant: str) -> JobView:
