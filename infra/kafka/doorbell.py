@@ -12,7 +12,7 @@ consumer of every process then sends a hundred fetches a second and the broker a
   `busy_s`) `busy_poll_s`, since a ring may be missed then. With a listener hearing, idle consumers
   that fetched once a second (`idle_s`) were most of an idle stack's CPU, the broker's included: every
   fetch, however empty, is a request it answers; fetching once in 5 s took an idle `genloom up` from
-  5.2% to 3.1% of one core, pickup p50 63.5 and 64.5 ms (AMD EPYC, AVX2; bench/idle_cpu.py). Polling every
+  5.9% to 3.2% of one core, pickup p50 69.9 and 63.7 ms (AMD EPYC, AVX2; bench/idle_cpu.py). Polling every
   `busy_poll_s` whenever busy, rings heard or not, was most of what ran beside the engine while it
   prefilled a lone prompt on 2 cores: about 0.45 ms of the stack's CPU per ms of the engine's, against
   about 0.15 this way (bench/idle_cpu.py, part 4). `busy_poll_s = 0` fetches back to back while busy.
