@@ -1463,8 +1463,9 @@ def text_gpu_pending() -> list[str]:
             "(`bench/text_gpu.py`; tested on CPU, both sides).", "", *TEXT_GPU_REPRODUCE]
 
 
-def text_peer_ab(d: dict) -> list[str]:
-    """genloom alone, each round without then with one setting (`text_peer.py --ab`)."""
+def text_peer_ab(d: dict, name_of_results: str = "text_peer_ab") -> list[str]:
+    """genloom alone, each round without then with one setting (`text_peer.py --ab`), from
+    `bench/results/<name_of_results>.json`."""
     name = d["ab"].split("=", 1)[0]
     levels = d["levels"]
 
@@ -1486,7 +1487,7 @@ def text_peer_ab(d: dict) -> list[str]:
             "|---|---|" + "---|" * len(levels)]
     for run in d["runs"]:
         cells = " | ".join(f"{_f(x['tokens_per_s'])} ({_f(x['ttft_p50_ms'], 0)})" for x in run["levels"])
-        runs.append(f"| {run['round']} | {run.get('setting') or 'default'} | {cells} |")
+        runs.append(f"| {run['round']} | {run.get('setting') or d.get('without_label', 'default')} | {cells} |")
     return [
         f"## Text serving: an A/B of `{name}`",
         "",
@@ -1504,8 +1505,9 @@ def text_peer_ab(d: dict) -> list[str]:
         f"{' and '.join(longer) or 'no level'} stream(s).",
         "",
         f"Reproduce: `.venv/bin/python bench/text_peer.py --ab {d['ab']} --threads {d['threads'][0]} --levels "
-        f"{' '.join(map(str, levels))} --seconds {_f(d['seconds'], 0)} --rounds {max(r['round'] for r in d['runs'])}` "
-        "(writes `bench/results/text_peer_ab.json`).",
+        f"{' '.join(map(str, levels))} --seconds {_f(d['seconds'], 0)} --rounds {max(r['round'] for r in d['runs'])}"
+        + ("" if name_of_results == "text_peer_ab" else f" --out bench/results/{name_of_results}.json")
+        + f"` (writes `bench/results/{name_of_results}.json`).",
         "",
     ]
 
@@ -1564,12 +1566,14 @@ def kafka_hop(d: dict) -> list[str]:
 
 
 #: sections that say more than "not measured yet" while their results are missing
-PENDING = {"text_gpu": text_gpu_pending,
-           "text_peer_ab": lambda: []}  # an A/B is kept only while its setting is in question
+PENDING = {"text_gpu": text_gpu_pending,  # an A/B is kept only while its setting is in question
+           "text_peer_ab": lambda: [], "text_peer_ab_prefill_threads": lambda: []}
 
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
-            ("text_peer_ab", text_peer_ab), ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
+            ("text_peer_ab", text_peer_ab),
+            ("text_peer_ab_prefill_threads", lambda d: text_peer_ab(d, "text_peer_ab_prefill_threads")),
+            ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),

@@ -42,6 +42,14 @@ class TextSettings(BaseSettings):
     max_prefill_tokens: int = Field(
         default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
     )
+    prefill_threads: int = Field(
+        default=0, ge=0,
+        description="torch threads for a prompt the built-in engine prefills while no sequence is decoding (the"
+        " first token of a request at a quiet engine), like llama.cpp's --threads-batch; 0: the engine's own"
+        " count (GENLOOM_WORKER_TORCH_THREADS). Used only where a check at start finds it gives the tokens of a"
+        " prefill on the engine's own count. Under the whole `genloom up` stack on 2 cores, 2 for 1 took 12 ms off"
+        " the time to first token at one stream but added 50 ms at four (docs/benchmarks.md), so it is off there.",
+    )
     prefix_cache_tokens: int = Field(
         default=2048, ge=0,
         description="Prompt-head tokens whose keys and values the built-in engine keeps for later prompts that"

@@ -39,12 +39,14 @@ class TextHandler:
 
     def __init__(self, spec: TextModelSpec | None, *, served_name: str, max_batch_size: int = 16,
                  max_batch_tokens: int = 8192, max_prefill_tokens: int = 2048, prefix_cache_tokens: int = 2048,
-                 engine_process: bool = False, torch_threads: int = 0, remote: dict | None = None) -> None:
+                 prefill_threads: int | None = None, engine_process: bool = False, torch_threads: int = 0,
+                 remote: dict | None = None) -> None:
         """`remote`: RemoteEngine's arguments (url, model, ...) to generate with an engine server instead."""
         self.served_name = served_name
         self.max_concurrency = max_batch_size * 2  # a batch running and one waiting to join
         engine_args = dict(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-                           max_prefill_tokens=max_prefill_tokens, prefix_cache_tokens=prefix_cache_tokens)
+                           max_prefill_tokens=max_prefill_tokens, prefix_cache_tokens=prefix_cache_tokens,
+                           prefill_threads=prefill_threads)
         if remote is not None:
             self.max_concurrency = remote.get("max_concurrency", 64)
             self.engine: EngineClient = RemoteEngine(on_outputs=self._route, **remote)
@@ -279,5 +281,6 @@ def create_handler() -> TextHandler:
                       cache_salt=s.engine_cache_salt)
     return TextHandler(spec, served_name=s.served_name, max_batch_size=s.max_batch_size,
                        max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens,
-                       prefix_cache_tokens=s.prefix_cache_tokens, engine_process=s.engine_process,
-                       torch_threads=WorkerSettings().torch_threads, remote=remote)
+                       prefix_cache_tokens=s.prefix_cache_tokens,
+                       prefill_threads=s.prefill_threads or None,
+                       engine_process=s.engine_process, torch_threads=WorkerSettings().torch_threads, remote=remote)
