@@ -21,11 +21,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.kafka import clients
-from infra.kafka.consume import ConsumeLoop, Record
+from infra.kafka.consume import ConsumeLoop, FlushOnRevoke, Record
 from infra.kafka.doorbell import space_fetches
 from infra.settings.streams import StreamsSettings
 
@@ -72,18 +71,6 @@ def raw(value: bytes) -> bytes:
     return value
 
 
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, loop: ConsumeLoop) -> None:
-        self._loop = loop
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self._loop.flush()  # the new owner starts after what this one applied
-        self._loop.forget(revoked)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        pass
-
-
 class Tap:
     """One consumer group on `topics`: batches to `handle`, commits behind (see ConsumeLoop)."""
 
@@ -126,7 +113,7 @@ class Tap:
         """Join the group and consume until cancelled; then commit what was applied and leave."""
         try:
             await self._handler.open()
-            self._consumer.subscribe(self._topics, listener=_Listener(self.loop))
+            self._consumer.subscribe(self._topics, listener=FlushOnRevoke(self.loop))
             await clients.start_client(self._consumer, self._bootstrap)
             if self._fetch_gap_s:
                 space_fetches(self._consumer, self._fetch_gap_s)

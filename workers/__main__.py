@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.role == "moderation":
         moderation = ModerationSettings()
         build = partial(gate_runner, build_gate(moderation), group=moderation.group,
-                        blobs=blob_store(BlobSettings()), **common)
+                        blobs=blob_store(BlobSettings()), commit_gap_s=moderation.commit_gap_ms / 1000, **common)
     else:
         settings = WorkerSettings()
         if settings.torch_threads:

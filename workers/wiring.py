@@ -62,11 +62,12 @@ def gate_runner(
     group: str = GATE_GROUP,
     blobs: BlobStore | None = None,
     source: str = EVENTS_RAW,
+    commit_gap_s: float = 1.0,
 ) -> GateRunner:
     """A `GateRunner` for `gate` in consumer `group` on the broker at `bootstrap` (clients not started yet),
     reading the workers' output from `source`."""
-    consumer = clients.consumer(bootstrap, source, group_id=group, client_id="genloom-moderation",
+    consumer = clients.consumer(bootstrap, group_id=group, client_id="genloom-moderation",
                                 max_poll_records=500, fetch_max_wait_ms=fetch_max_wait_ms,
                                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
     return GateRunner(gate, consumer=consumer, producer=clients.producer(bootstrap, client_id="genloom-moderation"),
-                      group=group, blobs=blobs)
+                      group=group, blobs=blobs, source=source, commit_gap_s=commit_gap_s)

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from aiokafka import ConsumerRebalanceListener
+
 from schemas.dlq import DeadLetter
 from schemas.errors import describe_validation_error
 
@@ -248,3 +250,18 @@ class ConsumeLoop(Generic[T]):
         """Partitions were revoked: drop what was tracked for them."""
         for tp in partitions:
             self._tracker.forget(tp)
+
+
+class FlushOnRevoke(ConsumerRebalanceListener):
+    """For a `commit_behind` loop: before its partitions go to another member, send the positions noted
+    for them, so the new owner starts after what this one finished; then forget them."""
+
+    def __init__(self, loop: ConsumeLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self._loop.flush()
+        self._loop.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        pass

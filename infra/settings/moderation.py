@@ -58,6 +58,12 @@ class ModerationSettings(BaseSettings):
         description="Consumer group of the output gate on genloom.events.raw (gates of one deployment share it).",
     )
     window_tokens: int = Field(default=16, ge=1, description="Most tokens the gate holds back in one window.")
+    commit_gap_ms: int = Field(
+        default=1000, ge=0,
+        description="The output gate commits what it released at most this often, off its loop's path (a gate that"
+        " dies replays at most about this long's events, which the fan-out drops as duplicates); 0 commits each"
+        " batch before the next poll.",
+    )
     window_idle_s: float = Field(
         default=60.0, gt=0,
         description="A job that sends nothing for this long has its held text checked and released (or blocked):"

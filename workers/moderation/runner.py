@@ -10,9 +10,9 @@ from typing import Any
 
 from infra.blob.base import BlobStore, artifact_key_of
 from infra.kafka.codec import decode_event, encode
-from infra.kafka.consume import ConsumeLoop, Record
+from infra.kafka.consume import ConsumeLoop, FlushOnRevoke, Record
 from infra.kafka.dlq import describe_event_error
-from infra.kafka.topics import CONTROL, EVENTS
+from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW
 from infra.moderation.image import BadImage
 from infra.moderation.policy import Decision
 from infra.tracing import TRACEPARENT
@@ -29,11 +29,18 @@ log = logging.getLogger(__name__)
 
 
 class GateRunner:
-    """Runs `ModerationGate` on `genloom.events.raw`. `consumer` (subscribed to the raw events in
-    GROUP) and `producer` are built at the edge (`workers.wiring`) and started here."""
+    """Runs `ModerationGate` on `genloom.events.raw`. `consumer` (in GROUP, subscribed here to `source`)
+    and `producer` are built at the edge (`workers.wiring`) and started here.
+
+    What the gate settled (published, or dropped for good) is committed off the loop's path, at most
+    every `commit_gap_s` (0: each batch, before the next poll). A commit per batch was a broker round trip
+    between one decode step's tokens and the next's; a gate that dies now replays at most about the
+    gap's events, which it releases again with the same (source, attempt, seq) and the fan-out drops as
+    duplicates. Positions noted are sent before its partitions go to another gate, and at stop."""
 
     def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP,
-                 blobs: BlobStore | None = None, video_frames: int = 8) -> None:
+                 blobs: BlobStore | None = None, video_frames: int = 8, source: str = EVENTS_RAW,
+                 commit_gap_s: float = 1.0) -> None:
         self._gate = gate
         self._blobs = blobs
         self._video_frames = video_frames
@@ -41,25 +48,31 @@ class GateRunner:
         self._producer = producer
         #: each gated job's trace context, from its raw events' headers, passed on with what is released
         self._traces: OrderedDict[str, bytes] = OrderedDict()
+        self._source = source
         self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=group,
-                                 on_batch=self._pass, dead_letters=producer, describe=describe_event_error)
+                                 on_batch=self._pass, dead_letters=producer, describe=describe_event_error,
+                                 commit_behind=commit_gap_s > 0, commit_gap_s=commit_gap_s)
 
     async def start(self) -> None:
         if self._blobs is not None:
             await self._blobs.start()
         await self._producer.start()
+        self._consumer.subscribe([self._source], listener=FlushOnRevoke(self._loop))
         await self._consumer.start()
 
     async def stop(self) -> None:
         self._loop.stop()
+        await self._loop.flush()
         await self._consumer.stop()
         await self._producer.stop()
         if self._blobs is not None:
             await self._blobs.stop()
 
     async def run(self, *, burst: bool = False) -> None:
-        """Serve until stop() is called; with `burst`, return once the raw events are drained."""
+        """Serve until stop() is called; with `burst`, return once the raw events are drained (and what
+        they settled is committed)."""
         await self._loop.run(burst=burst)
+        await self._loop.flush()
 
     async def _pass(self, tp: Hashable, records: list[Record[JobEvent]]) -> None:
         pending: list = []

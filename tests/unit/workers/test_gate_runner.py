@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiokafka import TopicPartition
@@ -134,3 +135,67 @@ async def test_the_windows_of_one_polled_batch_are_scored_in_one_classifier_call
     by_job = {j: [e.type for e in released if e.job_id == j] for j in ("a", "b", "c")}
     assert by_job["a"] == by_job["c"] == ["token", "token", "token", "completed"]
     assert by_job["b"] == ["token", "token", "moderation", "completed"]
+
+
+async def _until(condition) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(wait(), 5)
+
+
+async def _serve_batches(log: MemoryLog, commit_gap_s: float) -> tuple[MemoryConsumer, list[list[dict]]]:
+    """A serving gate given three batches of tokens, one after another, each released before the next;
+    the commits seen after each batch, then after stop."""
+    consumer = MemoryConsumer(log, EVENTS_RAW)
+    runner = GateRunner(ModerationGate(None), consumer=consumer, producer=MemoryProducer(log),
+                        commit_gap_s=commit_gap_s)
+    await runner.start()
+    serving = asyncio.create_task(runner.run())
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    seen = []
+    for batch in range(3):
+        await worker.emit(TokenDelta, "j", 1, text=f"t{batch}", tokens=1)
+        await _until(lambda: len(log.read(EVENTS)) == batch + 1)
+        await asyncio.sleep(0.01)  # a commit on the loop's path would be sent by now
+        seen.append(list(consumer.commits))
+    await runner.stop()
+    await serving
+    seen.append(list(consumer.commits))
+    return consumer, seen
+
+
+async def test_commits_go_behind_the_loop_at_most_once_a_gap_and_the_last_at_stop():
+    """The first batch's position is sent at once; the next two wait out the gap (no commit between one
+    step's tokens and the next's); stop sends the last. With a gap of 0, each batch commits before the
+    next poll, as the gate did before."""
+    tp = TopicPartition(EVENTS_RAW, 0)
+    consumer, seen = await _serve_batches(MemoryLog(), commit_gap_s=60)
+    assert seen[:3] == [[{tp: 1}]] * 3
+    assert seen[3] == [{tp: 1}, {tp: 3}] and consumer.committed == {tp: 3}
+
+    consumer, seen = await _serve_batches(MemoryLog(), commit_gap_s=0)
+    assert seen[:3] == [[{tp: 1}], [{tp: 1}, {tp: 2}], [{tp: 1}, {tp: 2}, {tp: 3}]]
+
+
+async def test_a_revocation_sends_the_positions_owed_before_the_partitions_go():
+    from infra.kafka.consume import FlushOnRevoke
+
+    log = MemoryLog()
+    consumer = MemoryConsumer(log, EVENTS_RAW)
+    runner = GateRunner(ModerationGate(None), consumer=consumer, producer=MemoryProducer(log), commit_gap_s=60)
+    await runner.start()
+    worker = EventEmitter(MemoryProducer(log), EVENTS_RAW, EventSource.WORKER)
+    serving = asyncio.create_task(runner.run())
+    for count, text in enumerate(["a", "b"], 1):
+        await worker.emit(TokenDelta, "j", 1, text=text, tokens=1)
+        await _until(lambda: len(log.read(EVENTS)) == count)  # noqa: B023 (awaited at once)
+    await asyncio.sleep(0.01)
+    tp = TopicPartition(EVENTS_RAW, 0)
+    assert consumer.committed == {tp: 1}  # "b" is owed, waiting out the gap
+    assert isinstance(consumer._listener, FlushOnRevoke)
+    await consumer._listener.on_partitions_revoked({tp})
+    assert consumer.committed == {tp: 2}
+    await runner.stop()
+    await serving
