@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,20 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from bench.common import machine  # noqa: E402
+from bench.common import cpu_s, machine  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.clients import ensure_topics  # noqa: E402
 from infra.kafka.topics import TopicSpec  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "broker_batches.json"
-TICK = os.sysconf("SC_CLK_TCK")
 RATE = 1000  # records a second, both sides
 PARTITIONS, CONSUMERS, RECORD = 8, 3, b"x" * 200
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 async def side(broker: LocalBroker, per_batch: int, phases: int, phase_s: float) -> list[dict]:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench.common import machine, summary  # noqa: E402
+from bench.common import cpu_s, machine, summary  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
 from infra.redis.jobrecord import JobRecord  # noqa: E402
@@ -76,12 +76,6 @@ def serve(redis_url: str, port: int) -> None:
                      text_models=TextModelCatalog([]))
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning",
                 lifespan="off")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_gateway(redis_url: str, mode: str, streams: int) -> tuple[subprocess.Popen, str]:

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import pct  # noqa: E402
+from bench.common import cpu_s, pct  # noqa: E402
 from infra.kafka import clients  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.clients import ensure_topics  # noqa: E402
@@ -64,9 +64,10 @@ def tokens(text: str) -> list[str]:
 class Side:
     """One broker, its gate, and a reader timing releases."""
 
-    def __init__(self, name: str, gate: ModerationGate) -> None:
+    def __init__(self, name: str, gate: ModerationGate, commit_gap_s: float = 1.0) -> None:
         self.name = name
         self.gate = gate
+        self.commit_gap_s = commit_gap_s
         self.broker = LocalBroker()
         self.sent: dict[tuple[str, int], float] = {}
         self.released: dict[tuple[str, int], float] = {}
@@ -76,7 +77,8 @@ class Side:
         await ensure_topics(self.broker.bootstrap, catalogue(2, 2))
         self.producer = clients.producer(self.broker.bootstrap)
         await clients.start_client(self.producer, self.broker.bootstrap)
-        self.runner = gate_runner(self.gate, bootstrap=self.broker.bootstrap, group=f"bench-{self.name}", **FAST)
+        self.runner = gate_runner(self.gate, bootstrap=self.broker.bootstrap, group=f"bench-{self.name}",
+                                  commit_gap_s=self.commit_gap_s, **FAST)
         await self.runner.start()
         self.run_task = asyncio.create_task(self.runner.run())
         self.reader = clients.consumer(self.broker.bootstrap, EVENTS, group_id=None, auto_offset_reset="earliest",
@@ -133,19 +135,28 @@ async def stream(sides: list[Side], job: str, pieces: list[str], tpot_s: float) 
 MODES = {"checked": ModerationSettings(window_mode="checked"), "windowed": ModerationSettings(window_mode="windowed")}
 
 
+#: an extra side: the ungated gate committing each batch before its next poll, as every gate did before
+#: GENLOOM_MODERATION_COMMIT_GAP_MS (commits off the loop's path, at most once a second)
+COMMIT_EACH = "ungated, a commit per batch"
+
+
 async def measure(args) -> dict:
-    sides = [Side("ungated", ModerationGate(None))] + [Side(name, build_gate(s)) for name, s in MODES.items()]
+    sides = [Side("ungated", ModerationGate(None)), Side(COMMIT_EACH, ModerationGate(None), commit_gap_s=0)]
+    sides += [Side(name, build_gate(s)) for name, s in MODES.items()]
+    broker_cpu: dict[str, float] = {}
     try:
         for side in sides:
             await side.start()
         await asyncio.sleep(4)  # both groups joined
         pieces = tokens(ANSWER)
         jobs = []
+        broker_cpu = {side.name: cpu_s(side.broker.pid) for side in sides}
         for r in range(args.rounds):
             batch = [f"bench-{r}-{i}" for i in range(args.jobs)]
             jobs += batch
             await asyncio.gather(*(stream(sides, job, pieces, args.tpot_ms / 1000) for job in batch))
         await asyncio.sleep(3)  # the last windows released
+        broker_cpu = {side.name: cpu_s(side.broker.pid) - broker_cpu[side.name] for side in sides}
     finally:
         for side in sides:
             await side.stop()
@@ -163,7 +174,10 @@ async def measure(args) -> dict:
                           "first_token_ms_p90": 1000 * pct(first, 0.9),
                           "token_ms_p50": 1000 * statistics.median(every), "token_ms_p90": 1000 * pct(every, 0.9),
                           "window_close_ms_p50": 1000 * statistics.median(closing), "windows": len(closing),
-                          "tokens_released": len(every), "tokens_sent": len(side.sent)}
+                          "tokens_released": len(every), "tokens_sent": len(side.sent),
+                          # the side's broker over the streaming (same events on every side: the gate's own
+                          # fetches, produces and commits make the difference)
+                          "broker_cpu_s": broker_cpu.get(side.name)}
     return out
 
 

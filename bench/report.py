@@ -1038,17 +1038,38 @@ def _moderation_latency_windowed(d: dict) -> list[str]:
     ]
 
 
+_COUNT = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
 def moderation_latency(d: dict) -> list[str]:
     if "added" not in d:  # a run from before the checked mode: the windowed gate alone
         return _moderation_latency_windowed(d)
     names = [n for n in ("checked", "windowed") if n in d["sides"]]
-    sides = {"ungated": d["sides"]["ungated"], **{n: d["sides"][n] for n in names}}
+    each = "ungated, a commit per batch"  # an extra side: the gate as it committed before commit_gap_ms
+    sides = {"ungated": d["sides"]["ungated"], **{n: d["sides"][n] for n in names},
+             **({f"extra: {each}": d["sides"][each]} if each in d["sides"] else {})}
     rows = ["| | " + " | ".join(sides) + " |", "|---" * (len(sides) + 1) + "|"]
     for label, key in (("first token, send to release, p50", "first_token_ms_p50"),
                        ("every token, p50", "token_ms_p50"), ("every token, p90", "token_ms_p90"),
                        ("last token released together (check and hop only), p50", "window_close_ms_p50")):
         rows.append(f"| {label} | " + " | ".join(f"{_f(v[key])} ms" for v in sides.values()) + " |")
     rows.append("| checks released | " + " | ".join(str(v["windows"]) for v in sides.values()) + " |")
+    if all(v.get("broker_cpu_s") is not None for v in sides.values()):
+        rows.append("| its broker's CPU while streaming | " + " | ".join(f"{_f(v['broker_cpu_s'], 2)} s"
+                                                                     for v in sides.values()) + " |")
+    commits = []
+    if each in d["sides"]:
+        was, now = d["sides"][each], d["sides"]["ungated"]
+        commits = [
+            f"The extra column is the ungated gate committing each polled batch before its next poll, as every gate"
+            f" did before `GENLOOM_MODERATION_COMMIT_GAP_MS` (default 1000: commits off the loop's path, at most once"
+            f" a second; a gate that dies replays at most about that long's events, which the fan-out drops as"
+            f" duplicates). Against it, the default gate released each token {_f(was['token_ms_p50'] - now['token_ms_p50'])}"
+            f" ms sooner at p50 ({_f(was['token_ms_p90'] - now['token_ms_p90'])} ms at p90)"
+            + (f", and its broker spent {_f(now['broker_cpu_s'], 2)} s of CPU instead of {_f(was['broker_cpu_s'], 2)} s"
+               if now.get("broker_cpu_s") is not None else "") + ".",
+            "",
+        ]
     added = ["| mode | added to TTFT | share of TTFT | added per token p50 | added per token p90 |", "|---|---|---|---|---|"]
     for n in names:
         a = d["added"][n]
@@ -1065,17 +1086,19 @@ def moderation_latency(d: dict) -> list[str]:
         "## Moderation cost on a token stream",
         "",
         f"{d['jobs']} concurrent streams x {d['rounds']} rounds of a {d['tokens_per_job']}-token chat answer, played at"
-        f" {_f(d['tpot_ms'], 0)} ms per token (SmolLM2's TPOT here) into three bundled brokers at once: one with the"
+        f" {_f(d['tpot_ms'], 0)} ms per token (SmolLM2's TPOT here) into {_COUNT[len(d['sides'])]} bundled brokers at once:"
+        " one with the"
         " gate passing everything (the hop moderation-off deployments skip), one with the default gate in `checked`"
         " mode (each token released once its sentence so far passes, held only while its trailing word could grow"
         f" into a blocked term, at most {s['hold_tokens']} tokens), one in `windowed` mode (windows close at a"
         f" sentence end, {s['window_tokens']} tokens or {s['window_chars']} characters; the first after"
-        f" {s['first_window_tokens']} token). Same run, same streams. The prompt stage's check adds"
+        f" {s['first_window_tokens']} token). Same run, same streams, the gates in this one process. The prompt stage's check adds"
         f" {_f(d['prompt_stage_ms_p50'], 2)} ms p50 to TTFT in every mode (counted below); genloom's TTFT p50 is"
         f" {_f(d['platform_ttft_p50_ms'])} ms (text platform bench). Targets: under 10% of TTFT, under 2 ms per token.",
         "",
         *rows,
         "",
+        *commits,
         *added,
         "",
         "Quality on the token-stream path: every text of the labelled set (bench/data/moderation_texts.tsv) streamed"
@@ -1567,12 +1590,14 @@ def kafka_hop(d: dict) -> list[str]:
 
 #: sections that say more than "not measured yet" while their results are missing
 PENDING = {"text_gpu": text_gpu_pending,  # an A/B is kept only while its setting is in question
-           "text_peer_ab": lambda: [], "text_peer_ab_prefill_threads": lambda: []}
+           "text_peer_ab": lambda: [], "text_peer_ab_prefill_threads": lambda: [],
+           "text_peer_ab_gate_commits": lambda: []}
 
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
             ("text_peer_ab", text_peer_ab),
             ("text_peer_ab_prefill_threads", lambda d: text_peer_ab(d, "text_peer_ab_prefill_threads")),
+            ("text_peer_ab_gate_commits", lambda d: text_peer_ab(d, "text_peer_ab_gate_commits")),
             ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
