@@ -29,6 +29,34 @@ async def wait_until(condition, *, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
+@contextlib.asynccontextmanager
+async def tail(bootstrap: str, topic: str):
+    """A reader of what `topic` receives from now on (no group), positioned at its end before the block
+    runs; `await reader(until, timeout)` returns what came since, once `until(messages)` holds. Started
+    before the action it watches, it sees that action's records within a poll, however long the topic
+    already is (a read from the beginning can take longer than a short job runs)."""
+    consumer = clients.consumer(bootstrap, topic, group_id=None, auto_offset_reset="latest")
+    await clients.start_client(consumer, bootstrap)
+    try:
+        await wait_until(lambda: bool(consumer.assignment()), timeout=30)
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # "latest" resolved now, before the watched action
+        seen: list = []
+
+        async def read(until, timeout: float = 60.0) -> list:
+            deadline = time.monotonic() + timeout
+            while not until(seen):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out after {timeout}s tailing {topic}: {len(seen)} messages seen")
+                for messages in (await consumer.getmany(timeout_ms=100)).values():
+                    seen.extend(messages)
+            return seen
+
+        yield read
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(bootstrap: str, topic: str, *, until, timeout: float = 60.0) -> list:
     """Read `topic` from the beginning (no group) until `until(messages)` is true."""
     consumer = clients.consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")

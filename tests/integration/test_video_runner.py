@@ -16,7 +16,7 @@ import pytest
 
 from infra.blob.local import LocalBlobStore
 from infra.kafka.codec import decode_event, encode
-from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW, jobs_topic
+from infra.kafka.topics import CONTROL, EVENTS_RAW, jobs_topic
 from infra.models.settings import VideoSettings
 from infra.models.tiny import build_tiny_video_pipeline
 from infra.procs import stop_process
@@ -26,7 +26,7 @@ from schemas import CancelJob, VideoRequest, parse_request
 from schemas.enums import Modality
 from schemas.events import TERMINAL_TYPES
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import job_events, read_topic, serving, wait_committed
+from tests.kafka_helpers import job_events, read_topic, serving, tail, wait_committed
 from workers.runner import jobs_group
 from workers.video.encode import probe_mp4
 from workers.video.handler import VideoHandler
@@ -190,23 +190,27 @@ async def test_killed_worker_job_is_taken_over_and_completed_by_the_other(
             procs[proc.pid], logs[proc.pid] = proc, log_path
         await _wait_for_group(procs, logs, timeout=90)
 
-        sent = await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
-        seen = await read_topic(kafka_bootstrap, EVENTS, until=progressed(job_id), timeout=60)
-        first = [decode_event(m.value) for m in seen if m.key == job_id.encode()]
-        started = [e for e in first if e.type == "started"][-1]
-        victim = int(started.worker.rsplit("-", 1)[1])
-        assert victim in procs, f"{started.worker} is not one of the workers {sorted(procs)}"
-        os.kill(victim, signal.SIGKILL)
+        # what the workers publish (genloom.events.raw, moderation being on), not what a gate the session may
+        # or may not run forwards; tailed from before the submit, so the kill follows the first progress
+        # within a poll (read from the beginning of a session's topic, a fast CPU finished the job first)
+        async with tail(kafka_bootstrap, EVENTS_RAW) as events_since:
+            sent = await submit(producer, video(job_id, seed=3))  # size, frames and steps: the workers' defaults
+            seen = await events_since(progressed(job_id), timeout=60)
+            first = [decode_event(m.value) for m in seen if m.key == job_id.encode()]
+            started = [e for e in first if e.type == "started"][-1]
+            victim = int(started.worker.rsplit("-", 1)[1])
+            assert victim in procs, f"{started.worker} is not one of the workers {sorted(procs)}"
+            os.kill(victim, signal.SIGKILL)
         procs[victim].wait(10)
 
         def ended(messages) -> bool:
             return any(m.key == job_id.encode() and json.loads(m.value)["type"] in TERMINAL_TYPES
                        for m in messages)
 
-        await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=90)
+        await read_topic(kafka_bootstrap, EVENTS_RAW, until=ended, timeout=90)
         # the survivor commits the job only once all its events are acknowledged; the victim is dead
         await wait_committed(kafka_bootstrap, jobs_group(Modality.VIDEO), sent)
-        messages = await read_topic(kafka_bootstrap, EVENTS, until=ended, timeout=30)
+        messages = await read_topic(kafka_bootstrap, EVENTS_RAW, until=ended, timeout=30)
         mine = [m for m in messages if m.key == job_id.encode()]
         events = [decode_event(m.value) for m in mine]
 
