@@ -35,6 +35,7 @@ from bench.common import cpu_s, pct  # noqa: E402
 from infra.kafka import clients  # noqa: E402
 from infra.kafka.broker import LocalBroker  # noqa: E402
 from infra.kafka.clients import ensure_topics  # noqa: E402
+from infra.kafka.consume import COMMIT_GAP_S  # noqa: E402
 from infra.kafka.codec import decode_event, encode  # noqa: E402
 from infra.kafka.emitter import EventEmitter  # noqa: E402
 from infra.kafka.topics import EVENTS, EVENTS_RAW, catalogue  # noqa: E402
@@ -64,7 +65,7 @@ def tokens(text: str) -> list[str]:
 class Side:
     """One broker, its gate, and a reader timing releases."""
 
-    def __init__(self, name: str, gate: ModerationGate, commit_gap_s: float = 1.0) -> None:
+    def __init__(self, name: str, gate: ModerationGate, commit_gap_s: float = COMMIT_GAP_S) -> None:
         self.name = name
         self.gate = gate
         self.commit_gap_s = commit_gap_s

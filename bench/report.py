@@ -3,6 +3,7 @@ benchmarks wrote. `python bench/report.py` rewrites it; a test fails when it is 
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -1589,15 +1590,14 @@ def kafka_hop(d: dict) -> list[str]:
 
 
 #: sections that say more than "not measured yet" while their results are missing
-PENDING = {"text_gpu": text_gpu_pending,  # an A/B is kept only while its setting is in question
-           "text_peer_ab": lambda: [], "text_peer_ab_prefill_threads": lambda: [],
-           "text_peer_ab_gate_commits": lambda: []}
+#: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
+AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_gate_commits")
+PENDING = {"text_gpu": text_gpu_pending,
+           **{name: lambda: [] for name in AB_RESULTS}}  # an A/B is kept only while its setting is in question
 
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
-            ("text_peer_ab", text_peer_ab),
-            ("text_peer_ab_prefill_threads", lambda d: text_peer_ab(d, "text_peer_ab_prefill_threads")),
-            ("text_peer_ab_gate_commits", lambda d: text_peer_ab(d, "text_peer_ab_gate_commits")),
+            *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
             ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),

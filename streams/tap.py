@@ -24,16 +24,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.kafka import clients
-from infra.kafka.consume import ConsumeLoop, FlushOnRevoke, Record
+from infra.kafka.consume import COMMIT_GAP_S, ConsumeLoop, FlushOnRevoke, Record
 from infra.kafka.doorbell import space_fetches
 from infra.settings.streams import StreamsSettings
 
 log = logging.getLogger(__name__)
-
-#: a tap commits at most this often (a process that dies replays at most about this long's events, which
-#: its idempotent handler passes over); every commit costs a round trip to the broker
-COMMIT_GAP_S = 1.0
-
 
 class TapHandler:
     """What a tap feeds (subclass it). Built and opened inside the running loop (its clients need one)."""

@@ -44,13 +44,7 @@ async def tail(bootstrap: str, topic: str):
         seen: list = []
 
         async def read(until, timeout: float = 60.0) -> list:
-            deadline = time.monotonic() + timeout
-            while not until(seen):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"timed out after {timeout}s tailing {topic}: {len(seen)} messages seen")
-                for messages in (await consumer.getmany(timeout_ms=100)).values():
-                    seen.extend(messages)
-            return seen
+            return await _read_until(consumer, topic, seen, until, timeout)
 
         yield read
     finally:
@@ -61,18 +55,21 @@ async def read_topic(bootstrap: str, topic: str, *, until, timeout: float = 60.0
     """Read `topic` from the beginning (no group) until `until(messages)` is true."""
     consumer = clients.consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")
     await clients.start_client(consumer, bootstrap)
-    seen: list = []
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=100)
-            for messages in batches.values():
-                seen.extend(messages)
-            if until(seen):
-                return seen
-        raise AssertionError(f"timed out after {timeout}s reading {topic}: {len(seen)} messages seen")
+        return await _read_until(consumer, topic, [], until, timeout)
     finally:
         await consumer.stop()
+
+
+async def _read_until(consumer, topic: str, seen: list, until, timeout: float) -> list:
+    """Poll `consumer` into `seen` until `until(seen)` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not until(seen):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s reading {topic}: {len(seen)} messages seen")
+        for messages in (await consumer.getmany(timeout_ms=100)).values():
+            seen.extend(messages)
+    return seen
 
 
 async def job_events(bootstrap: str, topic: str, job_id: str, *, timeout: float = 60.0,

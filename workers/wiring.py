@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from infra.blob.base import BlobStore
 from infra.kafka import clients
+from infra.kafka.consume import COMMIT_GAP_S
 from infra.kafka.topics import EVENTS_RAW
 
 from .handler import Handler
@@ -62,7 +63,7 @@ def gate_runner(
     group: str = GATE_GROUP,
     blobs: BlobStore | None = None,
     source: str = EVENTS_RAW,
-    commit_gap_s: float = 1.0,
+    commit_gap_s: float = COMMIT_GAP_S,
 ) -> GateRunner:
     """A `GateRunner` for `gate` in consumer `group` on the broker at `bootstrap` (clients not started yet),
     reading the workers' output from `source`."""

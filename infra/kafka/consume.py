@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: how often a `commit_behind` consumer of genloom's commits at most (the taps, the moderation gate): a
+#: process that dies replays at most about this long's records, which its idempotent handler passes over;
+#: every commit costs a round trip to the broker
+COMMIT_GAP_S = 1.0
+
 #: how long one poll waits while the partitions are paused or a burst drains (ms): the loop must come
 #: round soon to resume them, or to see that the topic is drained
 POLL_MS = 100

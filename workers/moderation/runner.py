@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.blob.base import BlobStore, artifact_key_of
 from infra.kafka.codec import decode_event, encode
-from infra.kafka.consume import ConsumeLoop, FlushOnRevoke, Record
+from infra.kafka.consume import COMMIT_GAP_S, ConsumeLoop, FlushOnRevoke, Record
 from infra.kafka.dlq import describe_event_error
 from infra.kafka.topics import CONTROL, EVENTS, EVENTS_RAW
 from infra.moderation.image import BadImage
@@ -40,7 +40,7 @@ class GateRunner:
 
     def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP,
                  blobs: BlobStore | None = None, video_frames: int = 8, source: str = EVENTS_RAW,
-                 commit_gap_s: float = 1.0) -> None:
+                 commit_gap_s: float = COMMIT_GAP_S) -> None:
         self._gate = gate
         self._blobs = blobs
         self._video_frames = video_frames
