@@ -1590,6 +1590,31 @@ def kafka_hop(d: dict) -> list[str]:
 
 
 #: sections that say more than "not measured yet" while their results are missing
+def prefill_threads(d: dict) -> list[str]:
+    """The engine alone: a lone prompt's prefill on 1 thread against more (`bench/prefill_threads.py`)."""
+    one, more = d["prefill_ms"]["1"], d["prefill_ms"][str(d["threads"])]
+    return [
+        f"## Text engine alone: a lone prompt's prefill on 1 and {d['threads']} torch threads",
+        "",
+        f"What the A/B of `GENLOOM_TEXT_PREFILL_THREADS` above starts from, without the platform around the engine:"
+        f" chat prompts of about"
+        f" {_f(d['prompt_tokens'], 0)} tokens, each prefilled whole (prefix cache off) by the TextEngine in this process,"
+        f" the thread counts alternating prompt by prompt ({d['dtype']}; CPU: {d['cpu']}; {d['cpus']} cores).",
+        "",
+        "| torch threads | prefill p50 (ms) | min / max (ms) |",
+        "|---|---|---|",
+        f"| 1 | {_f(one['p50'])} | {_f(one['min'])} / {_f(one['max'])} |",
+        f"| {d['threads']} | {_f(more['p50'])} | {_f(more['min'])} / {_f(more['max'])} |",
+        "",
+        f"{d['threads']} threads take {more['p50'] / one['p50']:.2f}x the time of one. The engine's start-up check"
+        f" {'accepts' if d['check_accepts'] else 'refuses'} {d['threads']} threads on this CPU"
+        f" ({'same bits' if d['dtype'] != 'float32' else 'float32 rounding'} as one thread).",
+        "",
+        "Reproduce: `.venv/bin/python bench/prefill_threads.py` (writes `bench/results/prefill_threads.json`).",
+        "",
+    ]
+
+
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
 AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_gate_commits")
 PENDING = {"text_gpu": text_gpu_pending,
@@ -1598,6 +1623,7 @@ PENDING = {"text_gpu": text_gpu_pending,
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
             *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
+            ("prefill_threads", prefill_threads),
             ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),

@@ -21,8 +21,9 @@ Each :meth:`TextEngine.step`:
 A prefill the engine runs while no sequence is decoding (a request arriving at a quiet engine: the
 time to first token of a lone stream) may take more CPU threads than the decode steps
 (``prefill_threads``, as llama.cpp's ``--threads-batch``): a prompt's pass is a matrix product of many
-rows, which a second core nearly halves (a 62-token prompt, bf16, AMD EPYC: about 120 ms on one
-thread, 80 on two), while decode steps run best on fewer beside the platform's other busy processes.
+rows, which a second core shortens by a third (a chat prompt of about 55 tokens, bf16, AMD EPYC: 105 ms
+on one thread, 70 on two; bench/prefill_threads.py), while decode steps run best on fewer beside the
+platform's other busy processes.
 Where those processes share the cores, the extra thread also waits for them: under the whole stack on
 2 cores it took 12 ms off a lone stream's first token but added 50 ms at four streams, so it is off
 unless asked for. The switch is made only where a prefill at that many threads gives the bits of one at
