@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from infra.models import invariant
-from infra.models.invariant import MAX_ROWS, WIDE_ROWS, GemmLinear, pack_weights
+from infra.models.invariant import MAX_ROWS, MIN_ROWS, WIDE_ROWS, GemmLinear, pack_weights
 
 PACKS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -39,7 +39,7 @@ def pairwise(layer: GemmLinear, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.linear(torch.cat((row, row))[None].reshape(2, -1), weight, bias)[1:] for row in x])
 
 
-@pytest.mark.parametrize("rows", [1, 2, 7, MAX_ROWS, MAX_ROWS + 1, 47, 2 * MAX_ROWS + 1, 130, WIDE_ROWS + 1, 2 * WIDE_ROWS + 45])
+@pytest.mark.parametrize("rows", [1, 2, 3, MIN_ROWS, 7, MAX_ROWS, MAX_ROWS + 1, 47, 2 * MAX_ROWS + 1, 130, WIDE_ROWS + 1, 2 * WIDE_ROWS + 45])
 def test_rows_are_bit_identical_whatever_the_product_size(layer, rows):
     torch.set_num_threads(1)
     x = (torch.randn(rows, 576) * 0.5).to(torch.bfloat16)
@@ -49,6 +49,19 @@ def test_rows_are_bit_identical_whatever_the_product_size(layer, rows):
         assert torch.equal(got, pairwise(layer, x))
         # batched (a leading dimension) the same as flat
         assert torch.equal(layer(x[None])[0], got)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_a_decode_step_of_few_rows_multiplies_min_rows(layer, rows):
+    """One to three streams decode as one product of MIN_ROWS rows, which oneDNN runs faster than two."""
+    sizes = []
+    product = layer._product
+    layer._product = lambda x: sizes.append(x.shape[0]) or product(x)
+    x = (torch.randn(rows, 1, 576) * 0.5).to(torch.bfloat16)
+    with torch.no_grad():
+        got = layer(x)
+    assert sizes == [MIN_ROWS] and got.shape == (rows, 1, 1536)
+    assert torch.equal(got[:, 0], pairwise(layer, x[:, 0]))
 
 
 def test_a_prefix_prefilled_alone_and_packed_gets_the_same_bits(layer):
