@@ -8,11 +8,12 @@ a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two 
 
 - **One-row matrix products.** A Linear applied to a single row takes a matrix-vector path whose
   sums are ordered differently from the matrix-matrix path every larger batch takes.
-  :class:`GemmLinear` always multiplies at least four rows (one to three rows padded with copies of
-  the first, the copies dropped), so one stream decodes exactly as it would in a batch. Four, not two:
+  :class:`GemmLinear` never multiplies fewer than three rows: one or two are padded to four with copies
+  of the first, the copies dropped, so one stream decodes exactly as it would in a batch. Four, not two:
   every row of a product of 2 to 32 rows has the same bits, and oneDNN streams the weights faster for
   four rows than for two (this model's Linear layers: 14.6 against 19.1 ms a step, the output head 2.6
-  against 3.2 ms; a lone stream's decode step 32 ms instead of 39, AMD EPYC with AVX512-BF16).
+  against 3.2 ms; a decode step of one stream 34 ms instead of 39, of two 36 instead of 38, AMD EPYC
+  with AVX512-BF16, `bench/decode_rows.py`).
 - **Large matrix products on AMX CPUs.** Up to 32 rows, the bf16 kernel gives every row the same bits
   as a two-row product, from any position. Beyond that, a CPU with AMX tiles (Sapphire Rapids and
   later) takes tile kernels whose sums are ordered by the product's size: a prompt prefilled alone
@@ -90,10 +91,13 @@ LAYOUT_ATTENTION = "genloom_layout_sdpa"
 #: bits as a two-row product, from any position; on AMX CPUs larger products take tile kernels whose
 #: sums are ordered by the product's size (see the module docstring)
 MAX_ROWS = 32
-#: the fewest rows one product takes: every row of a product of 2 to :data:`MAX_ROWS` rows has a two-row
-#: product's bits, so padding changes none, and oneDNN's bf16 kernel streams the weights more slowly for 1 to
-#: 3 rows than for 4 (see the module docstring)
+#: the rows a product of fewer than :data:`PAD_BELOW` rows is padded to: every row of a product of 2 to
+#: :data:`MAX_ROWS` rows has a two-row product's bits, so padding changes none, and oneDNN's bf16 kernel
+#: streams the weights faster for 4 rows than for 1 or 2 (see the module docstring)
 MIN_ROWS = 4
+#: products of fewer rows than this are padded: a product of 3 rows runs as it is (padding it to 4 copies
+#: more than the kernel saves: a decode step of 3 streams took 36 ms padded, 34 ms not)
+PAD_BELOW = 3
 #: the most rows a packed layer's product takes where the load-time check finds that products of up
 #: to this many rows give every row a two-row product's bits (CPUs without AMX tiles): a prefill in
 #: fewer, larger pieces
@@ -126,9 +130,9 @@ class GemmLinear(PackedLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if MIN_ROWS <= rows <= self.max_rows:
+        if PAD_BELOW <= rows <= self.max_rows:
             return self._product(x)
-        if rows < MIN_ROWS:  # a decode step of one to three streams: padded with copies of the first row
+        if rows < PAD_BELOW:  # a decode step of one or two streams: padded with copies of the first row
             flat = x.reshape(rows, -1)
             padded = flat.expand(MIN_ROWS, -1) if rows == 1 else torch.cat((flat, flat[:1].expand(MIN_ROWS - rows, -1)))
             return self._product(padded)[:rows].reshape(*x.shape[:-1], -1)
