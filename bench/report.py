@@ -1615,6 +1615,38 @@ def prefill_threads(d: dict) -> list[str]:
     ]
 
 
+def decode_rows(d: dict) -> list[str]:
+    """The engine alone: a decode step of one to three streams, products padded to 4 rows against 2
+    (`bench/decode_rows.py`)."""
+    head = [
+        "## Text engine alone: a decode step of one to three streams, small products padded to 4 rows",
+        "",
+        "A bf16 model on CPU never multiplies a single row (its matrix-vector path orders its sums otherwise):"
+        " a decode step of one or two streams pads each Linear layer's product with copies of the first row to"
+        " `infra.models.invariant.MIN_ROWS` rows (before: a lone row to two; three streams are not padded"
+        " either way, a control). Every row of a product of 2 to 32 rows has the same bits, so the"
+        " padding's size changes no token; it changes how fast oneDNN streams the weights. The TextEngine alone"
+        f" in this process, greedy chat streams, {d['steps']} decode steps each, the two sizes alternating, over"
+        f" {d['rounds']} rounds (median of the rounds' step p50; {d['dtype']}; CPU: {d['cpu']}; {d['cpus']} cores).",
+        "",
+    ]
+    if not d["pads"]:
+        return head + [f"{d['dtype']} on this CPU: nothing is padded, nothing to compare.", ""]
+    default, other = (str(r) for r in d["min_rows"])
+    rows = [f"| {n} | {_f(by[default]['p50_ms'])} | {_f(by[other]['p50_ms'])} |"
+            f" {by[default]['p50_ms'] / by[other]['p50_ms']:.2f}x |" for n, by in d["streams"].items()]
+    return head + [
+        f"| streams | step p50, {default} rows (ms) | step p50, {other} rows (ms) | ratio |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Greedy tokens {'the same' if d['same_tokens'] else 'DIFFERENT'} with either size.",
+        "",
+        "Reproduce: `.venv/bin/python bench/decode_rows.py` (writes `bench/results/decode_rows.json`).",
+        "",
+    ]
+
+
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
 AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_gate_commits")
 PENDING = {"text_gpu": text_gpu_pending,
@@ -1623,7 +1655,7 @@ PENDING = {"text_gpu": text_gpu_pending,
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
             *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
-            ("prefill_threads", prefill_threads),
+            ("prefill_threads", prefill_threads), ("decode_rows", decode_rows),
             ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
