@@ -1187,10 +1187,12 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
         "each of genloom's aiokafka consumers waking its fetch routine once a second when nothing else wakes it "
         "(`infra.kafka.clients.CONSUMER_TIMEOUT_MS`; aiokafka's default, 200 ms, woke an idle worker's event loop "
         "about 40 times a second): on an Intel Xeon (2 cores), the same command before that change gave 5.74% idle "
-        "(workers 2.5%) and pickup p50 39.5 ms, after it 4.08% (workers 1.3%) and 39.3 ms. The last two rows ran one "
-        "after the other on the machine their CPU column names, with nothing else running (the 45ebd71 row on the "
-        "same kind of machine, at an earlier stop); an AVX2-only EPYC is several times slower than "
-        "that Xeon for the same work, so compare rows of one CPU only.",
+        "(workers 2.5%) and pickup p50 39.5 ms, after it 4.08% (workers 1.3%) and 39.3 ms. Each row ran with "
+        "nothing else running, on the machine its CPU column names: the defaults row on an AMD EPYC with "
+        "AVX512-BF16 (bf16 weights in the engine), the heard-poll rows on an AVX2-only EPYC at an earlier stop "
+        "(float32 weights; there the defaults gave 3.2% idle, pickup p50 63.7 ms and 10.48 ms of CPU outside the "
+        "engine per token). An AVX2-only EPYC is several times slower than that Xeon for the same work, so "
+        "compare rows of one CPU only.",
         "",
         *_load_line(defaults=after, **{'heard poll 1 s': heard_1s, '45ebd71': heard_poll, 'without pause': before,
                                        'busy polling': busy}),
@@ -1218,6 +1220,7 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
 def first_token_cpu(runs: dict[str, dict | None], pairs: dict | None = None) -> list[str]:
     """Per configuration, the stack's CPU by process group in each job's two windows before its first token
     (bench/idle_cpu.py's part 4)."""
+    cpus = {name: d.get("cpu") for name, d in runs.items() if d}
     runs = {name: d["first_token"] for name, d in runs.items() if d and d.get("first_token")}
     if not runs:
         return []
@@ -1228,7 +1231,8 @@ def first_token_cpu(runs: dict[str, dict | None], pairs: dict | None = None) -> 
         for window, title in (("stages", "submit → `started`"), ("prefill", "`started` → first token")):
             cpu = {g: ft["cpu_ms_mean"].get(g, {}).get(window, 0.0) for g in order}
             rest = sum(v for g, v in cpu.items() if g != "engine")
-            rows.append(f"| {name} | {title} | {_f(ft['wall_ms_p50'].get(window))} | "
+            on = f" ({cpus[name]})" if cpus.get(name) else ""
+            rows.append(f"| {name}{on} | {title} | {_f(ft['wall_ms_p50'].get(window))} | "
                         + " | ".join(_f(cpu[g]) for g in order) + f" | {_f(rest)} |")
     first = next(iter(runs.values()))
     return [
