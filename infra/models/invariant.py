@@ -302,12 +302,12 @@ def _attend_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ro
     batch, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     scale = scaling if scaling is not None else dim**-0.5
-    q = query.float().view(batch, kv_heads, heads // kv_heads, dim)
-    out = torch.empty_like(q)
+    q = query.float().reshape(batch, kv_heads, heads // kv_heads, dim)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     for r, n in enumerate(rows.lengths):
         k, v = key[r, :, -n:].float(), value[r, :, -n:].float()
         torch.bmm(torch.softmax(torch.bmm(q[r], k.transpose(1, 2)).mul_(scale), -1), v, out=out[r])
-    return out.view(batch, 1, heads, dim).to(query.dtype)
+    return out.reshape(batch, 1, heads, dim).to(query.dtype)
 
 
 def _attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
