@@ -30,6 +30,7 @@ from infra.settings.streams import StreamsSettings
 
 log = logging.getLogger(__name__)
 
+
 class TapHandler:
     """What a tap feeds (subclass it). Built and opened inside the running loop (its clients need one)."""
 

@@ -132,11 +132,10 @@ class GemmLinear(PackedLinear):
         rows = x.numel() // x.shape[-1]
         if PAD_BELOW <= rows <= self.max_rows:
             return self._product(x)
+        flat = x.reshape(rows, -1)
         if rows < PAD_BELOW:  # a decode step of one or two streams: padded with copies of the first row
-            flat = x.reshape(rows, -1)
             padded = flat.expand(MIN_ROWS, -1) if rows == 1 else torch.cat((flat, flat[:1].expand(MIN_ROWS - rows, -1)))
             return self._product(padded)[:rows].reshape(*x.shape[:-1], -1)
-        flat = x.reshape(rows, -1)
         pieces = list(flat.split(self.max_rows))  # a prefill in pieces
         outs = [self._product(piece) for piece in pieces[:-1]]
         if pieces[-1].shape[0] == 1:  # a last row alone goes with the row before it
