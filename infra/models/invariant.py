@@ -11,9 +11,8 @@ a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two 
   :class:`GemmLinear` never multiplies fewer than three rows: one or two are padded to four with copies
   of the first, the copies dropped, so one stream decodes exactly as it would in a batch. Four, not two:
   every row of a product of 2 to 32 rows has the same bits, and oneDNN streams the weights faster for
-  four rows than for two (this model's Linear layers: 14.6 against 19.1 ms a step, the output head 2.6
-  against 3.2 ms; a decode step of one stream 34 ms instead of 39, of two 36 instead of 38, AMD EPYC
-  with AVX512-BF16, `bench/decode_rows.py`).
+  four rows than for two (a decode step of one stream 34 ms instead of 39, of two 35 instead of 38, AMD
+  EPYC with AVX512-BF16, `bench/decode_rows.py`).
 - **Large matrix products on AMX CPUs.** Up to 32 rows, the bf16 kernel gives every row the same bits
   as a two-row product, from any position. Beyond that, a CPU with AMX tiles (Sapphire Rapids and
   later) takes tile kernels whose sums are ordered by the product's size: a prompt prefilled alone
@@ -96,7 +95,7 @@ MAX_ROWS = 32
 #: streams the weights faster for 4 rows than for 1 or 2 (see the module docstring)
 MIN_ROWS = 4
 #: products of fewer rows than this are padded: a product of 3 rows runs as it is (padding it to 4 copies
-#: more than the kernel saves: a decode step of 3 streams took 36 ms padded, 34 ms not)
+#: more than the kernel saves: a decode step of 3 streams was about 2 ms slower padded, AMD EPYC)
 PAD_BELOW = 3
 #: the most rows a packed layer's product takes where the load-time check finds that products of up
 #: to this many rows give every row a two-row product's bits (CPUs without AMX tiles): a prefill in
