@@ -1651,6 +1651,42 @@ def decode_rows(d: dict) -> list[str]:
     ]
 
 
+def prefill_tiles(d: dict) -> list[str]:
+    """The engine alone: a prefill in tiles of TILE_ROWS rows against pieces of up to 32 (`bench/prefill_tiles.py`)."""
+    head = [
+        f"## Text engine alone: a prefill in tiles of {d['tile_rows']} rows against pieces of up to 32",
+        "",
+        "On a CPU whose bf16 products of more than 32 rows order their sums by their size (AMX tile kernels),"
+        " a batch-invariant prefill used to multiply in pieces of up to 32 rows. Where the load-time check finds"
+        f" that products of exactly {d['tile_rows']} rows give each row the same bits wherever it sits, every"
+        f" product of a prefill is now {d['tile_rows']} rows, the last padded (`infra/models/invariant.py`)."
+        " The TextEngine alone in this process, one torch thread, each prompt prefilled both ways, the ways"
+        f" alternating prompt by prompt, {d['prompts']} prompts of each kind, each way and kind in an engine of its"
+        " own: a prompt of `bench/text_peer.py` after its head is in the prefix cache (what a lone stream's first"
+        " token waits for there), the same prompt with the prefix cache off, and a one-line question after a"
+        f" cached head ({d['dtype']}; CPU: {d['cpu']}; {d['cpus']} cores;"
+        f" {d['tiled_layers']} of {d['layers']} Linear layers tiled).",
+        "",
+    ]
+    if not d["kinds"]:
+        return head + ["No layer multiplies a prefill in tiles on this CPU (its wider products are exact, or it has"
+                       " no native bf16): nothing to compare.", ""]
+    rows = [f"| {kind} | {k['computed_tokens']} | {_f(k['tiles_p50_ms'])} | {_f(k['pieces_p50_ms'])} |"
+            f" {k['tiles_p50_ms'] / k['pieces_p50_ms']:.2f}x |" for kind, k in d["kinds"].items()]
+    return head + [
+        f"| prompt | tokens computed | prefill p50, tiles of {d['tile_rows']} (ms) | prefill p50, pieces of up to 32 (ms)"
+        " | ratio |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "Within each way a prompt's rows get the same bits alone, packed, in pieces and after a cached head (the"
+        " engine's tests run on whichever way the CPU takes); between the two ways they differ, so the tokens may.",
+        "",
+        "Reproduce: `.venv/bin/python bench/prefill_tiles.py` (writes `bench/results/prefill_tiles.json`).",
+        "",
+    ]
+
+
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
 AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_gate_commits")
 PENDING = {"text_gpu": text_gpu_pending,
@@ -1659,7 +1695,7 @@ PENDING = {"text_gpu": text_gpu_pending,
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
             *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
-            ("prefill_threads", prefill_threads), ("decode_rows", decode_rows),
+            ("prefill_threads", prefill_threads), ("decode_rows", decode_rows), ("prefill_tiles", prefill_tiles),
             ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),

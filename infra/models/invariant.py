@@ -30,6 +30,19 @@ a few tokens later, a token. Measured on this CPU (torch 2.13, oneDNN 3.12) two 
   take 256 rows, a prompt's head cached from a prefill of 31 tokens differed from the same head
   prefilled in a 37-token prompt, and a greedy stream served from the prefix cache diverged. The
   check now compares every row.
+
+  On that Xeon the rows of a product of one fixed size above 32 keep their bits wherever they sit and
+  whatever rows come with them (every weight shape of this model, 33 to 128 rows, at three input scales);
+  only products of different sizes differ. So a prefill there multiplies in tiles: every product of a
+  prefill exactly :data:`TILE_ROWS` (48) rows, the last padded, where the load-time check finds products
+  of that size exact from any position while wider ones are not. A prompt's rows then meet the tile
+  kernel at one size whether prefilled alone, packed, in pieces or after a cached head; decode steps keep
+  products of up to 32 rows (a decode row is never a prompt row, so the two need not agree). The model's
+  forward call says which it is (:func:`mark_prefills`). Measured there (``bench/prefill_tiles.py``, the
+  engine alone, one thread): a chat prompt of the serving benchmark after its cached head (42 rows)
+  prefilled in 0.83-0.86x the time of 32-row pieces, the whole prompt (90 rows) in 0.83-0.94x, and a
+  one-line question after a cached head (9 rows, padded to 48) in 1.18-1.22x. Tiles of 33, 40 or 64 rows
+  did worse on the first two.
 - **Attention over padded or packed keys.** The batch's cache is left-padded to its widest row and
   a packed prefill attends over every prompt of the pack under a block mask, so the reductions over
   keys are split and ordered differently than for the sequence alone. Float32 attention still
@@ -72,6 +85,7 @@ identical to SDPA's).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +115,15 @@ PAD_BELOW = 3
 #: to this many rows give every row a two-row product's bits (CPUs without AMX tiles): a prefill in
 #: fewer, larger pieces
 WIDE_ROWS = 256
+#: the rows of every product of a prefill on a layer whose wider products order their sums by their size
+#: (AMX tile kernels) but whose products of exactly this many rows give each row the same bits wherever it
+#: sits and whatever its neighbours (checked at load): the last piece is padded to it. A prompt's rows then
+#: always meet the tile kernels at one size, alone, packed, in pieces or after a cached head; decode steps
+#: keep the products of up to :data:`MAX_ROWS` rows
+TILE_ROWS = 48
+
+#: whether the model forward running on this thread is a prefill (see :func:`mark_prefills`)
+_PHASE = threading.local()
 
 
 class PackedLinear(nn.Linear):
@@ -121,14 +144,21 @@ class PackedLinear(nn.Linear):
 
 class GemmLinear(PackedLinear):
     """nn.Linear whose every row is computed the same way however many rows come with it: never
-    alone (the matrix-vector path), never more than ``max_rows`` at once (see the module docstring);
-    with its weight packed once (:func:`pack_weights`) where that gives the same bits."""
+    alone (the matrix-vector path), never more than ``max_rows`` at once, and in a prefill, where it has
+    ``tile_rows``, always exactly that many (see the module docstring); with its weight packed once
+    (:func:`pack_weights`) where that gives the same bits."""
 
     #: the most rows one product takes (:data:`WIDE_ROWS` where :func:`pack_weights` found that exact)
     max_rows: int = MAX_ROWS
 
+    #: the rows of every product of a prefill (:data:`TILE_ROWS` where :func:`pack_weights` found products of
+    #: that size exact from any position while wider ones are not); 0: a prefill in pieces of ``max_rows``
+    tile_rows: int = 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
+        if self.tile_rows and getattr(_PHASE, "prefill", False):
+            return self._tiles(x, rows)
         if PAD_BELOW <= rows <= self.max_rows:
             return self._product(x)
         flat = x.reshape(rows, -1)
@@ -143,6 +173,19 @@ class GemmLinear(PackedLinear):
             outs.append(self._product(pieces[-1]))
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return out.reshape(*x.shape[:-1], -1)
+
+    def _tiles(self, x: torch.Tensor, rows: int) -> torch.Tensor:
+        """A prefill's product in products of exactly ``tile_rows`` rows, the last padded with copies of
+        its first row (dropped)."""
+        tile, flat = self.tile_rows, x.reshape(rows, -1)
+        outs = []
+        for start in range(0, rows, tile):
+            piece = flat[start : start + tile]
+            if piece.shape[0] < tile:
+                piece = torch.cat((piece, piece[:1].expand(tile - piece.shape[0], -1)))
+            outs.append(self._product(piece))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out[:rows].reshape(*x.shape[:-1], -1)
 
 
 def _packed_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> int:
@@ -172,6 +215,23 @@ def _packed_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.
     return WIDE_ROWS
 
 
+def _tile_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> int:
+    """:data:`TILE_ROWS` where a packed product of exactly that many rows gives each row the same bits
+    wherever it sits and whatever rows come with it (rows moved down by 1 to ``TILE_ROWS - 1`` places,
+    new rows above them, at two input scales), else 0."""
+    generator = torch.Generator().manual_seed(1)
+    tile = TILE_ROWS
+    for scale in (0.5, 2.0):
+        x = (torch.randn(2 * tile, weight.shape[1], generator=generator) * scale).to(weight.dtype)
+        want = torch.ops.mkldnn._linear_pointwise(x[:tile], packed, bias, "none", [], "")
+        for shift in (1, 7, tile // 2, tile - 1):
+            moved = torch.cat((x[tile : tile + shift], x[: tile - shift]))
+            got = torch.ops.mkldnn._linear_pointwise(moved, packed, bias, "none", [], "")
+            if not torch.equal(got[shift:], want[: tile - shift]):
+                return 0
+    return tile
+
+
 def _close_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> int:
     """1 where a float32 packed product agrees with ``F.linear`` to float32's rounding at 1, 7, 32 and
     300 rows (its sums are ordered otherwise, as any other kernel's), else 0."""
@@ -185,14 +245,17 @@ def _close_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.T
     return 1
 
 
-def _pack(model: nn.Module, layers: list[PackedLinear], verdict) -> int:
+def _pack(model: nn.Module, layers: list[PackedLinear], verdict, tiles=None) -> int:
     """Pack each of ``layers``' weights where ``verdict(weight, bias, packed)`` (once per weight shape)
-    is not 0, and release each plain weight no other module of ``model`` shares."""
+    is not 0, and release each plain weight no other module of ``model`` shares. A :class:`GemmLinear`
+    takes the verdict as its ``max_rows`` and, where that is :data:`MAX_ROWS`, ``tiles(weight, bias,
+    packed)`` as its ``tile_rows``."""
     owners: dict[int, int] = {}  # how many modules hold each parameter (a tied head shares the embedding's)
     for module in model.modules():
         for param in module.parameters(recurse=False):
             owners[id(param)] = owners.get(id(param), 0) + 1
     verdicts: dict[tuple, int] = {}
+    tile_rows: dict[tuple, int] = {}
     packed = 0
     with torch.no_grad():
         for layer in layers:
@@ -203,11 +266,13 @@ def _pack(model: nn.Module, layers: list[PackedLinear], verdict) -> int:
             candidate = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), MAX_ROWS)
             if shape not in verdicts:
                 verdicts[shape] = verdict(weight, layer.bias, candidate)
+                wide = tiles is not None and verdicts[shape] == MAX_ROWS
+                tile_rows[shape] = tiles(weight, layer.bias, candidate) if wide else 0
             if not verdicts[shape]:
                 continue
             layer.packed = candidate
             if isinstance(layer, GemmLinear):
-                layer.max_rows = verdicts[shape]
+                layer.max_rows, layer.tile_rows = verdicts[shape], tile_rows[shape]
             packed += 1
             if owners[id(weight)] == 1:  # only this layer reads it: the packed copy replaces it
                 layer.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
@@ -224,7 +289,7 @@ def pack_weights(model: nn.Module) -> int:
         return 0
     layers = [m for m in model.modules() if isinstance(m, GemmLinear) and m.packed is None
               and m.weight.dtype == torch.bfloat16 and m.weight.device.type == "cpu"]
-    return _pack(model, layers, _packed_rows)
+    return _pack(model, layers, _packed_rows, _tile_rows)
 
 
 def pack_float32(model: nn.Module) -> int:
@@ -371,6 +436,39 @@ def optimize_float32(model: nn.Module) -> nn.Module:
     return model
 
 
+def _prefill_call(args: tuple, kwargs: dict[str, Any]) -> bool:
+    """Whether a causal LM's forward call is a prefill: it says where its prompts lie
+    (``genloom_segments``, the engine's prefill, even of one token after a cached head), or it
+    computes more than one token per row and does not say its decode rows (``genloom_rows``)."""
+    if kwargs.get("genloom_rows") is not None:
+        return False
+    if kwargs.get("genloom_segments") is not None:
+        return True
+    tokens = kwargs.get("input_ids", args[0] if args else None)
+    if tokens is None:
+        tokens = kwargs.get("inputs_embeds")
+    return tokens is not None and tokens.dim() >= 2 and tokens.shape[1] > 1
+
+
+def _mark_phase(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    _PHASE.prefill = _prefill_call(args, kwargs)
+
+
+def _end_phase(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
+    _PHASE.prefill = False
+
+
+def mark_prefills(model: nn.Module) -> None:
+    """Tell ``model``'s :class:`GemmLinear` layers, for each forward call on this thread, whether it is a
+    prefill (:func:`_prefill_call`), which multiplies in products of ``tile_rows`` rows where they have
+    it. Once per model; the mark is cleared when the call ends, however it ends."""
+    if getattr(model, "_genloom_marks_prefills", False):
+        return
+    model.register_forward_pre_hook(_mark_phase, with_kwargs=True)
+    model.register_forward_hook(_end_phase, with_kwargs=True, always_call=True)
+    model._genloom_marks_prefills = True
+
+
 def make_batch_invariant(model: nn.Module) -> nn.Module:
     """Make ``model`` (a transformers causal LM) decode the same tokens alone and batched in a reduced
     precision on CPU: every Linear a :class:`GemmLinear` (its weight packed where that is exact),
@@ -380,6 +478,7 @@ def make_batch_invariant(model: nn.Module) -> nn.Module:
         if type(module) is nn.Linear:
             module.__class__ = GemmLinear
     pack_weights(model)
+    mark_prefills(model)
     model.set_attn_implementation(ATTENTION)
     return model
 

@@ -8,7 +8,16 @@ import torch
 from torch.nn import functional as F
 
 from infra.models import invariant
-from infra.models.invariant import MAX_ROWS, MIN_ROWS, PAD_BELOW, WIDE_ROWS, GemmLinear, pack_weights
+from infra.models.invariant import (
+    MAX_ROWS,
+    MIN_ROWS,
+    PAD_BELOW,
+    TILE_ROWS,
+    WIDE_ROWS,
+    GemmLinear,
+    mark_prefills,
+    pack_weights,
+)
 
 PACKS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -114,21 +123,101 @@ def test_a_packed_layer_takes_wide_products_only_where_they_are_exact(monkeypatc
         out[5] += out[5].abs() * 2.0**-7  # but one, which a check of every 11th row never looks at
         return out
 
-    for kernel in (size_ordered, one_row_off):
+    # a tile kernel whose rows keep their bits at one size takes a prefill in tiles of that size; one whose
+    # rows depend on where they sit does not
+    for kernel, tiles in ((size_ordered, TILE_ROWS), (one_row_off, 0)):
         layer = up_projection()
         layer.__class__ = GemmLinear
         with monkeypatch.context() as patch:
             patch.setattr(invariant.torch.ops.mkldnn, "_linear_pointwise", kernel)
             assert pack_weights(layer) == 1
         assert layer.max_rows == MAX_ROWS, kernel.__name__
+        assert layer.tile_rows == tiles, kernel.__name__
     wide = up_projection()
     wide.__class__ = GemmLinear
     assert pack_weights(wide) == 1
     # what this CPU does: the check decides, and the layer is exact at whatever it decided (tested above)
     assert wide.max_rows in (MAX_ROWS, WIDE_ROWS)
+    assert wide.tile_rows == 0 if wide.max_rows == WIDE_ROWS else wide.tile_rows in (0, TILE_ROWS)
     unpacked = up_projection()
     unpacked.__class__ = GemmLinear
     assert unpacked.max_rows == MAX_ROWS  # F.linear is never trusted beyond 32 rows
+
+
+class Prompted(torch.nn.Module):
+    """A stand-in causal LM: called as the engine calls the model, it applies one layer to its input."""
+
+    def __init__(self, layer: GemmLinear) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, inputs_embeds: torch.Tensor, genloom_segments=None, genloom_rows=None) -> torch.Tensor:
+        if genloom_segments == "fail":
+            raise RuntimeError("a failed pass")
+        return self.layer(inputs_embeds)
+
+
+def tiled(layer: GemmLinear) -> tuple[Prompted, list[int]]:
+    """``layer`` with a prefill's products in tiles of TILE_ROWS, in a model that marks its prefills, and
+    the sizes of the products it multiplies."""
+    layer.tile_rows = TILE_ROWS
+    sizes: list[int] = []
+    product = layer._product
+    layer._product = lambda x: sizes.append(x.shape[0]) or product(x)
+    model = Prompted(layer)
+    mark_prefills(model)
+    mark_prefills(model)  # once per model, however often asked
+    return model, sizes
+
+
+@pytest.mark.parametrize("rows", [1, 20, TILE_ROWS, TILE_ROWS + 1, 130])
+def test_a_prefill_multiplies_in_tiles_and_a_decode_step_as_before(rows):
+    """In a prefill (more than one token per row, or the engine's segments) every product of a tiled layer
+    has TILE_ROWS rows, the last padded and the padding dropped; a decode step (one token per row, or the
+    engine's rows) and a call outside a model multiply as before; a pass that fails clears the mark."""
+    torch.manual_seed(rows)
+    linear = up_projection()
+    linear.__class__ = GemmLinear
+    model, sizes = tiled(linear)
+    x = (torch.randn(1, rows, 576) * 0.5).to(torch.bfloat16)
+    with torch.no_grad():
+        got = model(inputs_embeds=x) if rows > 1 else model(inputs_embeds=x, genloom_segments=object())
+        assert got.shape == (1, rows, 1536)
+        assert sizes == [TILE_ROWS] * -(-rows // TILE_ROWS)
+        sizes.clear()
+        assert torch.allclose(got[0].float(), F.linear(x[0], linear.weight, linear.bias).float(), atol=0.05)
+        step = (torch.randn(3, 1, 576) * 0.5).to(torch.bfloat16)
+        decoded = model(inputs_embeds=step)  # three rows of one token: a decode step
+        assert sizes == [3] and torch.equal(decoded[:, 0], linear(step[:, 0]))
+        sizes.clear()
+        model(inputs_embeds=step[:2], genloom_rows=object())  # the engine's decode rows: padded to MIN_ROWS
+        assert sizes[0] == MIN_ROWS
+        with pytest.raises(RuntimeError):
+            model(inputs_embeds=x, genloom_segments="fail")
+        sizes.clear()
+        linear(x[0, :2])  # outside a model's pass: not a prefill
+        assert sizes == [MIN_ROWS]
+
+
+@pytest.mark.skipif(not PACKS, reason="needs oneDNN's bf16 product (AVX512-BF16 or AMX); the tiles' mechanism is tested above")
+def test_a_tiled_prefill_gives_a_prompt_the_same_bits_alone_packed_and_shifted():
+    """The load-time check's tiles, on this CPU's kernel: a prompt's 20 rows prefilled alone, first in a
+    pack of 47 and after 29 other rows get the same bits (on AMX CPUs a wider product orders its sums by
+    its size, which tiles of one size avoid)."""
+    torch.set_num_threads(1)
+    linear = up_projection()
+    linear.__class__ = GemmLinear
+    assert pack_weights(linear) == 1
+    shape = torch.empty(1536, 576, dtype=torch.bfloat16)  # the check reads only the weight's shape and dtype
+    if invariant._tile_rows(shape, linear.bias, linear.packed) == 0:  # no CPU seen so far; say so if one does
+        pytest.fail("products of exactly TILE_ROWS rows depend on where a row sits on this CPU")
+    model, sizes = tiled(linear)
+    rows = (torch.randn(49, 576) * 0.5).to(torch.bfloat16)
+    with torch.no_grad():
+        alone = model(inputs_embeds=rows[None, :20])[0]
+        assert torch.equal(model(inputs_embeds=rows[None, :47])[0, :20], alone)
+        assert torch.equal(model(inputs_embeds=rows[None, 29:49])[0], model(inputs_embeds=rows[None])[0, 29:])
+    assert set(sizes) == {TILE_ROWS}
 
 
 def test_a_float32_output_head_is_packed_once_and_multiplies_as_before() -> None:
