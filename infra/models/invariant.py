@@ -279,17 +279,18 @@ def _pack(model: nn.Module, layers: list[PackedLinear], verdict, tiles=None) -> 
     return packed
 
 
-def pack_weights(model: nn.Module) -> int:
+def pack_weights(model: nn.Module, *, tiles: bool = True) -> int:
     """Pack the weight of every bf16 :class:`GemmLinear` of ``model`` on CPU into oneDNN's layout, where
     this CPU and build give the packed product ``F.linear``'s bits (checked once per weight shape, which
     also decides how many rows one product may take), and release each plain weight no other module
-    shares. Returns how many were packed."""
+    shares. Returns how many were packed. ``tiles``: where wider products are not exact, also check
+    whether products of :data:`TILE_ROWS` rows are, for a prefill in tiles (else in pieces of up to 32)."""
     mkldnn = torch.backends.mkldnn
     if not (mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return 0
     layers = [m for m in model.modules() if isinstance(m, GemmLinear) and m.packed is None
               and m.weight.dtype == torch.bfloat16 and m.weight.device.type == "cpu"]
-    return _pack(model, layers, _packed_rows, _tile_rows)
+    return _pack(model, layers, _packed_rows, _tile_rows if tiles else None)
 
 
 def pack_float32(model: nn.Module) -> int:
@@ -469,15 +470,15 @@ def mark_prefills(model: nn.Module) -> None:
     model._genloom_marks_prefills = True
 
 
-def make_batch_invariant(model: nn.Module) -> nn.Module:
+def make_batch_invariant(model: nn.Module, *, tiles: bool = True) -> nn.Module:
     """Make ``model`` (a transformers causal LM) decode the same tokens alone and batched in a reduced
-    precision on CPU: every Linear a :class:`GemmLinear` (its weight packed where that is exact),
-    attention :func:`invariant_attention`. In place."""
+    precision on CPU: every Linear a :class:`GemmLinear` (its weight packed where that is exact, a
+    prefill in tiles where ``tiles`` and that is exact), attention :func:`invariant_attention`. In place."""
     _register()
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = GemmLinear
-    pack_weights(model)
+    pack_weights(model, tiles=tiles)
     mark_prefills(model)
     model.set_attn_implementation(ATTENTION)
     return model

@@ -50,6 +50,13 @@ class TextSettings(BaseSettings):
         " prefill on the engine's own count. Under the whole `genloom up` stack on 2 cores, 2 for 1 took 12 ms off"
         " the time to first token at one stream but added 50 ms at four (docs/benchmarks.md), so it is off there.",
     )
+    prefill_tiles: bool = Field(
+        default=True,
+        description="On a CPU whose bf16 products of more than 32 rows order their sums by their size (AMX), multiply"
+        " a prefill in products of exactly 48 rows, the last padded, where a check at load finds them exact: a"
+        " 42-token prompt prefilled in 0.85x the time, a 9-token one in 1.23x (docs/benchmarks.md); false: pieces"
+        " of up to 32 rows. No effect elsewhere.",
+    )
     prefix_cache_tokens: int = Field(
         default=2048, ge=0,
         description="Prompt-head tokens whose keys and values the built-in engine keeps for later prompts that"

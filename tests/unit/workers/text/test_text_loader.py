@@ -47,3 +47,19 @@ def test_missing_model_raises_model_load_error(tmp_path) -> None:
 def test_spec_rejects_unknown_dtype() -> None:
     with pytest.raises(ValueError, match="dtype"):
         TextModelSpec(dtype="int3")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_bf16_prefill_takes_tiles_only_where_asked_and_where_they_are_exact() -> None:
+    """GENLOOM_TEXT_PREFILL_TILES reaches every layer: off, no layer tiles a prefill; on (the default), a layer
+    tiles one only where its packed product of more than 32 rows was found inexact, the wide ones never
+    (on this AMX Xeon every layer of the default model tiles; on an AVX512-BF16 EPYC none needs to)."""
+    from infra.models.invariant import MAX_ROWS, TILE_ROWS, WIDE_ROWS
+
+    off = load_text_model(TextModelSpec(dtype="bfloat16", prefill_tiles=False))
+    assert all(m.tile_rows == 0 for m in off.model.modules() if isinstance(m, GemmLinear))
+    on = load_text_model(TextModelSpec(dtype="bfloat16"))
+    layers = [m for m in on.model.modules() if isinstance(m, GemmLinear)]
+    assert layers and all(m.tile_rows in (0, TILE_ROWS) for m in layers)
+    assert all(m.max_rows == MAX_ROWS and m.packed is not None for m in layers if m.tile_rows)
+    assert all(m.tile_rows == 0 for m in layers if m.max_rows == WIDE_ROWS)
