@@ -126,6 +126,19 @@ TILE_ROWS = 48
 _PHASE = threading.local()
 
 
+def _packed_product(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x`` times a weight packed into oneDNN's blocked layout (:func:`_pack`), plus ``bias``."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def _padded(flat: torch.Tensor, rows: int) -> torch.Tensor:
+    """``flat`` padded to ``rows`` rows with copies of its first row (a view when it is a single row)."""
+    have = flat.shape[0]
+    if have == rows:
+        return flat
+    return flat.expand(rows, -1) if have == 1 else torch.cat((flat, flat[:1].expand(rows - have, -1)))
+
+
 class PackedLinear(nn.Linear):
     """nn.Linear whose weight is packed once into oneDNN's blocked layout where that was found to
     give ``F.linear``'s result (:func:`pack_weights`, :func:`pack_float32`)."""
@@ -135,7 +148,7 @@ class PackedLinear(nn.Linear):
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            return _packed_product(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,8 +176,7 @@ class GemmLinear(PackedLinear):
             return self._product(x)
         flat = x.reshape(rows, -1)
         if rows < PAD_BELOW:  # a decode step of one or two streams: padded with copies of the first row
-            padded = flat.expand(MIN_ROWS, -1) if rows == 1 else torch.cat((flat, flat[:1].expand(MIN_ROWS - rows, -1)))
-            return self._product(padded)[:rows].reshape(*x.shape[:-1], -1)
+            return self._product(_padded(flat, MIN_ROWS))[:rows].reshape(*x.shape[:-1], -1)
         pieces = list(flat.split(self.max_rows))  # a prefill in pieces
         outs = [self._product(piece) for piece in pieces[:-1]]
         if pieces[-1].shape[0] == 1:  # a last row alone goes with the row before it
@@ -178,12 +190,7 @@ class GemmLinear(PackedLinear):
         """A prefill's product in products of exactly ``tile_rows`` rows, the last padded with copies of
         its first row (dropped)."""
         tile, flat = self.tile_rows, x.reshape(rows, -1)
-        outs = []
-        for start in range(0, rows, tile):
-            piece = flat[start : start + tile]
-            if piece.shape[0] < tile:
-                piece = torch.cat((piece, piece[:1].expand(tile - piece.shape[0], -1)))
-            outs.append(self._product(piece))
+        outs = [self._product(_padded(flat[start : start + tile], tile)) for start in range(0, rows, tile)]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return out[:rows].reshape(*x.shape[:-1], -1)
 
@@ -199,7 +206,7 @@ def _packed_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.
     generator = torch.Generator().manual_seed(0)
 
     def product(x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        return _packed_product(x, packed, bias)
 
     for rows in (2, MIN_ROWS, 7, MAX_ROWS):
         x = (torch.randn(rows, weight.shape[1], generator=generator) * 0.5).to(weight.dtype)
@@ -223,10 +230,10 @@ def _tile_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Te
     tile = TILE_ROWS
     for scale in (0.5, 2.0):
         x = (torch.randn(2 * tile, weight.shape[1], generator=generator) * scale).to(weight.dtype)
-        want = torch.ops.mkldnn._linear_pointwise(x[:tile], packed, bias, "none", [], "")
+        want = _packed_product(x[:tile], packed, bias)
         for shift in (1, 7, tile // 2, tile - 1):
             moved = torch.cat((x[tile : tile + shift], x[: tile - shift]))
-            got = torch.ops.mkldnn._linear_pointwise(moved, packed, bias, "none", [], "")
+            got = _packed_product(moved, packed, bias)
             if not torch.equal(got[shift:], want[: tile - shift]):
                 return 0
     return tile
@@ -238,7 +245,7 @@ def _close_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.T
     generator = torch.Generator().manual_seed(0)
     for rows in (1, 7, MAX_ROWS, 300):
         x = torch.randn(rows, weight.shape[1], generator=generator)
-        got = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        got = _packed_product(x, packed, bias)
         want = F.linear(x, weight, bias)
         if not torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())):
             return 0
