@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,33 +25,16 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.common import machine  # noqa: E402
+from bench.decode_step import run  # noqa: E402
 from infra.models import invariant  # noqa: E402
 from infra.models.loader import TextModelSpec, load_text_model  # noqa: E402
-from workers.text.engine import TextEngine  # noqa: E402
-from workers.text.sampling import SamplingParams  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "decode_rows.json"
-QUESTION = "Write a long story about {topic}, and describe the place, the weather and the people in detail."
-TOPICS = ["a lighthouse", "a night train", "a paper boat"]
 
 
 def decode(lm, streams: int, steps: int) -> tuple[list[float], dict[str, list[int]]]:
     """Step times (ms) of ``steps`` decode steps of ``streams`` greedy streams, and their tokens."""
-    engine = TextEngine(lm.model, lm.tokenizer, max_batch_size=4, prefix_cache_tokens=0)
-    for i in range(streams):
-        prompt = lm.format_chat([{"role": "user", "content": QUESTION.format(topic=TOPICS[i])}])
-        engine.add_request(f"s{i}", prompt, SamplingParams(max_tokens=steps + 2, temperature=0.0))
-    tokens: dict[str, list[int]] = {}
-    while engine.num_waiting():  # the prefills
-        for out in engine.step():
-            tokens.setdefault(out.request_id, []).extend(out.token_ids)
-    times = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        outputs = engine.step()
-        times.append(1000 * (time.perf_counter() - began))
-        for out in outputs:
-            tokens.setdefault(out.request_id, []).extend(out.token_ids)
+    _, times, tokens = run(lm, streams, steps)
     return times, tokens
 
 

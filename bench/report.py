@@ -1369,8 +1369,9 @@ def _vector_store_minilm() -> list[str]:
             f"--n {m['n']} --queries {m['queries']} --users {m['users']} --out bench/results/vector_store_minilm.json`.", ""]
 
 
-def text_peer(d: dict) -> list[str]:
-    """genloom up against transformers serve --continuous-batching (own venv), one server at a time."""
+def text_peer(d: dict, *, suffix: str = "", out: str = "text_peer") -> list[str]:
+    """genloom up against transformers serve --continuous-batching (own venv), one server at a time; ``suffix``
+    after the heading and ``out`` the results file, for another CPU's run kept beside the main one."""
     rows = ["| concurrent streams | genloom output tok/s | peer output tok/s | ratio | genloom TTFT p50 (ms) "
             "| peer TTFT p50 (ms) |", "|---|---|---|---|---|---|"]
     for c, s in d["summary"].items():
@@ -1412,7 +1413,7 @@ def text_peer(d: dict) -> list[str]:
         "",
     ]
     return [
-        "## Text serving: genloom against `transformers serve --continuous-batching`, each at its best",
+        "## Text serving: genloom against `transformers serve --continuous-batching`, each at its best" + suffix,
         "",
         f"The peer at its best configuration: `transformers serve --continuous-batching` (transformers and torch "
         f"{' and '.join(d['peer_versions'].split())}), in a virtual environment of its own (its transformers conflicts with genloom's "
@@ -1439,7 +1440,8 @@ def text_peer(d: dict) -> list[str]:
         *runs,
         "",
         "Reproduce: `.venv/bin/python bench/text_peer.py` (makes the peer's environment under "
-        "~/.cache/genloom/peers on first use; writes `bench/results/text_peer.json`). `--servers genloom` (or "
+        "~/.cache/genloom/peers on first use; writes `bench/results/text_peer.json`"
+        + (f"; this run: `--out bench/results/{out}.json`" if out != "text_peer" else "") + "). `--servers genloom` (or "
         "`peer`) runs one server alone, for an A/B of a setting given in the environment (for example "
         "`GENLOOM_KAFKA_BUSY_POLL_MS=5`); its runs and `GENLOOM_*` environment go to "
         "`bench/results/text_peer_<server>.json`, not into this table.",
@@ -1687,6 +1689,39 @@ def prefill_tiles(d: dict) -> list[str]:
     ]
 
 
+def decode_step(d: dict) -> list[str]:
+    """The engine alone: a float32 decode step straight through the layers with every Linear packed, against
+    the step through model(...) and against only the head packed (`bench/decode_step.py`)."""
+    rows = []
+    for n, by in d["streams"].items():
+        base, call, head = (by[a]["decode_p50_ms"] for a in ("default", "model call", "head packed"))
+        rows.append(f"| {n} | {_f(base)} | {_f(call)} | {base / call:.2f}x | {_f(head)} | {base / head:.2f}x |"
+                    f" {_f(by['default']['prefill_ms'], 0)} | {_f(by['head packed']['prefill_ms'], 0)} |")
+    return [
+        "## Text engine alone: a float32 decode step straight through the layers, its Linear weights packed",
+        "",
+        "Two changes to a decode step, each against the default in the same run. **Direct:** the engine runs a"
+        " Llama model's decode step straight through its layers' weights (infra/models/llama_decode.py), the same"
+        " operations as `model(...)` without transformers' module machinery (the engine's tests check the logits"
+        " are bit for bit the same). **Packed:** a float32 model keeps every Linear's weight also packed into"
+        " oneDNN's layout and multiplies 2 to 32 rows on it (`GENLOOM_TEXT_FLOAT32_PACKED`, default true; one row"
+        " and prefills stay on the BLAS). The TextEngine alone in this process, one thread, float32, greedy chat"
+        f" streams, {d['steps']} decode steps each, the three arms alternating, over {d['rounds']} rounds (median"
+        f" of the rounds' step p50; CPU: {d['cpu']}; {d['cpus']} cores). The prefill column times the step that"
+        " prefills all the streams' prompts together.",
+        "",
+        "| streams | decode step p50, default (ms) | through model(...) (ms) | ratio | only the head packed (ms) | ratio |"
+        " prefill, default (ms) | prefill, only the head packed (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Greedy tokens {'the same' if d['same_tokens'] else 'DIFFERENT'} in every arm.",
+        "",
+        "Reproduce: `.venv/bin/python bench/decode_step.py` (writes `bench/results/decode_step.json`).",
+        "",
+    ]
+
+
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
 AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_gate_commits",
               "text_peer_ab_prefill_tiles", "text_peer_ab_prefill_tiles_one")
@@ -1694,9 +1729,18 @@ PENDING = {"text_gpu": text_gpu_pending,
            **{name: lambda: [] for name in AB_RESULTS}}  # an A/B is kept only while its setting is in question
 
 
+#: text_peer runs on other CPUs than the main one's, each with its heading's suffix
+PEER_RUNS = {"text_peer_avx2": ": an AMD EPYC with AVX2 only (float32 on both sides)",
+             "text_peer_avx2_before": ": the same AVX2 EPYC before the direct decode step and the packed float32"
+                                      " Linears (fec5c25)"}
+
+PENDING.update({name: lambda: [] for name in PEER_RUNS})  # another CPU's run, kept while it is the latest there
+
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
+            *((name, functools.partial(text_peer, suffix=suffix, out=name)) for name, suffix in PEER_RUNS.items()),
             *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
             ("prefill_threads", prefill_threads), ("decode_rows", decode_rows), ("prefill_tiles", prefill_tiles),
+            ("decode_step", decode_step),
             ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),

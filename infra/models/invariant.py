@@ -76,11 +76,12 @@ Applied by :func:`make_batch_invariant`, which the loader calls for a reduced-pr
 A float32 model on CPU (the loader's choice on a CPU without native bf16) needs none of this to keep
 greedy streams alike: float32 absorbs the differences in summation order. It still gets the same
 attention layout in its own dtype (:func:`layout_attention`: a decode step row by row, a packed
-prefill per prompt, so nothing is spent on masked-out keys) and its output head's weight packed
-(:func:`pack_float32`), by :func:`optimize_float32`: a 16-row decode step of the default model over
-serving-length prompts took 0.80-0.87x the time (0.87x from the head alone), a prefill of 16 prompts
-0.72-0.81x, a one-row step the same (AMD EPYC with AVX2, no AVX512, one thread; 16 of 16 greedy streams
-identical to SDPA's).
+prefill per prompt, so nothing is spent on masked-out keys) and its weights packed (:func:`pack_float32`),
+by :func:`optimize_float32`: a 16-row decode step of the default model over serving-length prompts took
+0.80-0.87x the time with the layout and the output head packed (0.87x from the head alone), a prefill of 16
+prompts 0.72-0.81x, a one-row step the same (AMD EPYC with AVX2, no AVX512, one thread; 16 of 16 greedy
+streams identical to SDPA's). Every other Linear keeps its plain weight for one row and prefills and
+multiplies 2 to :data:`FLOAT32_PACKED_ROWS` rows on a packed copy (:class:`Float32Linear`).
 """
 
 from __future__ import annotations
@@ -122,6 +123,12 @@ WIDE_ROWS = 256
 #: keep the products of up to :data:`MAX_ROWS` rows
 TILE_ROWS = 48
 
+#: the most rows a float32 :class:`Float32Linear` multiplies on its packed weight: in a scratch measurement of
+#: the default model's Linear weights streamed from memory, oneDNN's packed product was faster than the BLAS up
+#: to 24 rows, as fast at 32 and slower from 48 (a prefill's products were 1.07-1.16x slower packed in
+#: `bench/decode_step.py` before this bound; AMD EPYC with AVX2, one thread)
+FLOAT32_PACKED_ROWS = 32
+
 #: whether the model forward running on this thread is a prefill (see :func:`mark_prefills`)
 _PHASE = threading.local()
 
@@ -153,6 +160,19 @@ class PackedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._product(x)
+
+
+class Float32Linear(PackedLinear):
+    """A float32 nn.Linear that multiplies 2 to :data:`FLOAT32_PACKED_ROWS` rows (the decode steps of
+    several streams) on a copy of its weight packed into oneDNN's layout, which streams the weight faster
+    there than the BLAS's matrix-matrix path, and a single row (one stream's decode step: the BLAS's
+    matrix-vector path streams it fastest) or more rows (prefills, where the BLAS is faster) on its plain
+    weight (see :func:`pack_float32`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None and 2 <= x.numel() // x.shape[-1] <= FLOAT32_PACKED_ROWS:
+            return _packed_product(x, self.packed, self.bias)
+        return F.linear(x, self.weight, self.bias)
 
 
 class GemmLinear(PackedLinear):
@@ -254,7 +274,8 @@ def _close_rows(weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.T
 
 def _pack(model: nn.Module, layers: list[PackedLinear], verdict, tiles=None) -> int:
     """Pack each of ``layers``' weights where ``verdict(weight, bias, packed)`` (once per weight shape)
-    is not 0, and release each plain weight no other module of ``model`` shares. A :class:`GemmLinear`
+    is not 0, and release each plain weight no other module of ``model`` shares (a
+    :class:`Float32Linear` keeps its own for single rows). A :class:`GemmLinear`
     takes the verdict as its ``max_rows`` and, where that is :data:`MAX_ROWS`, ``tiles(weight, bias,
     packed)`` as its ``tile_rows``."""
     owners: dict[int, int] = {}  # how many modules hold each parameter (a tied head shares the embedding's)
@@ -281,7 +302,7 @@ def _pack(model: nn.Module, layers: list[PackedLinear], verdict, tiles=None) -> 
             if isinstance(layer, GemmLinear):
                 layer.max_rows, layer.tile_rows = verdicts[shape], tile_rows[shape]
             packed += 1
-            if owners[id(weight)] == 1:  # only this layer reads it: the packed copy replaces it
+            if owners[id(weight)] == 1 and not isinstance(layer, Float32Linear):  # the packed copy replaces it
                 layer.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
     return packed
 
@@ -300,22 +321,37 @@ def pack_weights(model: nn.Module, *, tiles: bool = True) -> int:
     return _pack(model, layers, _packed_rows, _tile_rows if tiles else None)
 
 
-def pack_float32(model: nn.Module) -> int:
-    """Make the float32 output head of ``model`` (a causal LM) on CPU a :class:`PackedLinear` on a weight
-    packed once into oneDNN's layout, where its products agree with ``F.linear`` to float32's rounding.
-    ``F.linear`` hands the plain weight to the BLAS on every call, which lays it out again for its kernel:
-    the head (the vocabulary by the hidden size, on the default model a fifth of the weights) is the
-    one product of a step where that costs most. Measured on an AMD EPYC with AVX2 (no AVX512), one
-    thread: with the head packed a 16-row decode step took 0.87x the time and a one-row step the same;
-    packing every Linear too made a 16-row step 0.83x but a one-row step 1.27x (oneDNN's packed product
-    of one row is slower than the BLAS's matrix-vector path on the small weights). Returns how many
-    were packed (0 or 1)."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if not (torch.backends.mkldnn.is_available() and type(head) is nn.Linear
-            and head.weight.dtype == torch.float32 and head.weight.device.type == "cpu"):
+def pack_float32(model: nn.Module, *, linears: bool = True) -> int:
+    """Pack the float32 weights of ``model`` (a causal LM) on CPU into oneDNN's layout, once, where its
+    products agree with ``F.linear`` to float32's rounding. ``F.linear`` hands the plain weight to the BLAS
+    on every call, whose matrix-matrix path streams it slower than oneDNN's packed product does.
+
+    - The output head (the vocabulary by the hidden size, on the default model a fifth of the weights)
+      becomes a :class:`PackedLinear`: its packed copy replaces the plain weight unless the input
+      embedding shares it.
+    - With ``linears``, every other Linear becomes a :class:`Float32Linear` that keeps its plain weight
+      for a single row and for prefills and multiplies 2 to :data:`FLOAT32_PACKED_ROWS` rows on the packed
+      copy: one stream's decode step streams its weights fastest through the BLAS's matrix-vector path,
+      several streams' through the packed product. This costs a second copy of those weights (427 MB on
+      the default model).
+
+    Measured on an AMD EPYC with AVX2 (no AVX512, one thread), the engine alone (`bench/decode_step.py`): a
+    decode step of 2, 4 and 8 streams took 0.81x, 0.92x and 0.95x the time, of 1 and 16 streams the same.
+    Returns how many were packed."""
+    if not torch.backends.mkldnn.is_available():
         return 0
-    head.__class__ = PackedLinear
-    return _pack(model, [head], _close_rows)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    layers: list[PackedLinear] = []
+    if type(head) is nn.Linear and head.weight.dtype == torch.float32 and head.weight.device.type == "cpu":
+        head.__class__ = PackedLinear
+        layers.append(head)
+    if linears:
+        for module in model.modules():
+            if (type(module) is nn.Linear and module is not head and module.weight.dtype == torch.float32
+                    and module.weight.device.type == "cpu"):
+                module.__class__ = Float32Linear
+                layers.append(module)
+    return _pack(model, layers, _close_rows)
 
 
 @dataclass
@@ -435,12 +471,13 @@ def _register() -> None:
     AttentionInterface.register(LAYOUT_ATTENTION, layout_attention)
 
 
-def optimize_float32(model: nn.Module) -> nn.Module:
-    """A float32 ``model`` on CPU: :func:`layout_attention`, its output head's weight packed
-    (:func:`pack_float32`). In place."""
+def optimize_float32(model: nn.Module, *, packed: bool = True) -> nn.Module:
+    """A float32 ``model`` on CPU: :func:`layout_attention`, its output head's weight packed and, with
+    ``packed``, every other Linear's weight too for products of two rows or more (:func:`pack_float32`).
+    In place."""
     _register()
     model.set_attn_implementation(LAYOUT_ATTENTION)
-    pack_float32(model)
+    pack_float32(model, linears=packed)
     return model
 
 

@@ -65,6 +65,8 @@ class TextModelSpec:
     cache_dir: Path = field(default_factory=default_cache_dir)
     #: a bf16 prefill on CPU in tiles of one size where that is exact (infra.models.invariant.TILE_ROWS)
     prefill_tiles: bool = True
+    #: a float32 model on CPU keeps a packed copy of every Linear's weight for products of two rows or more
+    float32_packed: bool = True
 
     def __post_init__(self) -> None:
         if self.dtype != "auto" and self.dtype not in _DTYPES:
@@ -273,7 +275,7 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     if device.type == "cpu" and dtype != torch.float32:
         make_batch_invariant(model, tiles=spec.prefill_tiles)  # greedy streams: the same tokens alone and batched
     elif device.type == "cpu":
-        optimize_float32(model)  # attention without masked-out work, the output head's weight packed
+        optimize_float32(model, packed=spec.float32_packed)  # attention without masked-out work, weights packed
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)
 
 

@@ -57,6 +57,14 @@ class TextSettings(BaseSettings):
         " 42-token prompt prefilled in 0.85x the time, a 9-token one in 1.23x (docs/benchmarks.md); false: pieces"
         " of up to 32 rows. No effect elsewhere.",
     )
+    float32_packed: bool = Field(
+        default=True,
+        description="A float32 model on CPU (one without native bf16) keeps, besides each Linear's plain weight (one"
+        " stream's decode step and prefills, where the BLAS is fastest), a copy packed into oneDNN's layout for"
+        " products of 2 to 32 rows (decode steps of several streams): a decode step of 2, 4 and 8 streams took"
+        " 0.81x, 0.92x and 0.95x the time on an AVX2 EPYC, 16 about the same (docs/benchmarks.md), for a second"
+        " copy of those weights (427 MB on the default model); false packs only the output head.",
+    )
     prefix_cache_tokens: int = Field(
         default=2048, ge=0,
         description="Prompt-head tokens whose keys and values the built-in engine keeps for later prompts that"

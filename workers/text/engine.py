@@ -47,6 +47,7 @@ import torch
 from transformers import DynamicCache
 
 from infra.models.invariant import DecodeRows, Segments
+from infra.models.llama_decode import llama_decode_step
 from schemas.enums import FinishReason
 from workers.text.grammar import Grammars
 from workers.text.kv_cache import BatchKVCache
@@ -74,6 +75,7 @@ class TextEngine:
         prefix_cache_tokens: int = 2048,
         prefill_threads: int | None = None,
         device: torch.device | str | None = None,
+        direct_decode: bool = True,
     ) -> None:
         if max_batch_size < 1 or max_batch_tokens < 2 or max_prefill_tokens < 1 or prefix_cache_tokens < 0:
             raise ValueError("max_batch_size and max_prefill_tokens must be >= 1, max_batch_tokens >= 2, "
@@ -105,6 +107,9 @@ class TextEngine:
         self._pending: list[StepOutput] = []  # outputs to hand out with the next step
         self._grammars: Grammars | None = None  # built with the first constrained request
         self._bitmask: torch.Tensor | None = None  # [max_batch_size, vocab/32] allowed-token bits
+        #: a decode step straight through the layers where the model allows it (infra.models.llama_decode:
+        #: the same bits as model(...), without its module machinery); None: through model(...)
+        self._decode_step = llama_decode_step(model) if direct_decode else None
         #: what the last step computed and how long each part took
         self.last_step = StepStats()
         #: torch threads for a prefill while nothing decodes (None: the engine's own count throughout)
@@ -236,24 +241,8 @@ class TextEngine:
         rows = self._running
         width = self._cache.width
         self._cache.reserve(len(rows), width)
-        cached = torch.tensor([seq.num_cached for seq in rows], device=self.device)
-        input_ids = torch.tensor([[seq.output_ids[-1]] for seq in rows], device=self.device)
-        # Row r owns the last cached[r] columns of the window plus the new column at `width`.
-        # Without padding (every row spans the window, as when decoding alone) no mask is needed.
-        mask = None
-        if any(seq.num_cached != width for seq in rows):
-            columns = torch.arange(width + 1, device=self.device)
-            mask = (columns[None, :] >= (width - cached)[:, None])[:, None, None, :]
         try:
-            logits = self.model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=cached[:, None],
-                past_key_values=self._cache,
-                cache_position=torch.tensor([width], device=self.device),
-                use_cache=True,
-                genloom_rows=DecodeRows([seq.num_cached + 1 for seq in rows]),
-            ).logits[:, -1, :]
+            logits = self._decode_logits(rows, width)
         except Exception as exc:  # a failed forward pass takes the whole batch with it
             logger.exception("decode step failed for %d sequences", len(rows))
             for seq in rows:
@@ -265,6 +254,31 @@ class TextEngine:
             seq.num_cached += 1
         self._sample(rows, logits, outputs)
         self._drop_finished_rows()
+
+    def _decode_logits(self, rows: list[Sequence], width: int, *, direct: bool = True) -> torch.Tensor:
+        """The next-token logits ``[rows, vocab]`` of a decode step of ``rows`` over a window of ``width``
+        cached columns, their new keys and values written at column ``width`` (committed by the caller).
+        ``direct``: through :attr:`_decode_step` where there is one (same bits), else ``model(...)``."""
+        cached = torch.tensor([seq.num_cached for seq in rows], device=self.device)
+        input_ids = torch.tensor([[seq.output_ids[-1]] for seq in rows], device=self.device)
+        own = DecodeRows([seq.num_cached + 1 for seq in rows])
+        if direct and self._decode_step is not None:
+            return self._decode_step(input_ids, cached[:, None], self._cache, own)[:, -1, :]
+        # Row r owns the last cached[r] columns of the window plus the new column at `width`.
+        # Without padding (every row spans the window, as when decoding alone) no mask is needed.
+        mask = None
+        if any(seq.num_cached != width for seq in rows):
+            columns = torch.arange(width + 1, device=self.device)
+            mask = (columns[None, :] >= (width - cached)[:, None])[:, None, None, :]
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=cached[:, None],
+            past_key_values=self._cache,
+            cache_position=torch.tensor([width], device=self.device),
+            use_cache=True,
+            genloom_rows=own,
+        ).logits[:, -1, :]
 
     def _sample(self, seqs: list[Sequence], logits: torch.Tensor, outputs: list[StepOutput]) -> None:
         """One token per row of ``logits`` for ``seqs``: penalties and biases applied batched, greedy

@@ -268,7 +268,8 @@ def _openai_constraints(p: TextParams) -> dict:
 def create_handler() -> TextHandler:
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, dtype=s.dtype, device=s.device,
-                         cache_dir=s.cache_dir, prefill_tiles=s.prefill_tiles)
+                         cache_dir=s.cache_dir, prefill_tiles=s.prefill_tiles,
+                         float32_packed=s.float32_packed)
     remote = None
     if s.engine_url:
         tokenizer = None

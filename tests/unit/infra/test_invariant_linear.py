@@ -221,9 +221,9 @@ def test_a_tiled_prefill_gives_a_prompt_the_same_bits_alone_packed_and_shifted()
 
 
 def test_a_float32_output_head_is_packed_once_and_multiplies_as_before() -> None:
-    """pack_float32: the output head (and nothing else) on oneDNN's packed weight, its products
-    equal to F.linear's to float32's rounding at 1 to 300 rows; a head tied to the input embedding
-    keeps the shared weight, an untied one's plain copy is released."""
+    """pack_float32: the output head on oneDNN's packed weight, its products equal to F.linear's to
+    float32's rounding at 1 to 300 rows; a head tied to the input embedding keeps the shared weight, an
+    untied one's plain copy is released. With linears=False nothing else is packed."""
     from infra.models.invariant import PackedLinear, pack_float32
 
     class Tiny(torch.nn.Module):
@@ -245,11 +245,39 @@ def test_a_float32_output_head_is_packed_once_and_multiplies_as_before() -> None
     for tied in (True, False):
         model = Tiny(tied)
         weight = model.head.weight.detach().clone()
-        assert pack_float32(model) == 1
+        assert pack_float32(model, linears=False) == 1
         assert type(model.head) is PackedLinear and model.head.packed is not None
         assert type(model.proj) is torch.nn.Linear  # only the head
         assert (model.head.weight is model.embed.weight) if tied else model.head.weight.numel() == 0
         for rows in (1, 16, 300):
             x = torch.randn(rows, 64)
             assert torch.allclose(model.head(x), F.linear(x, weight), rtol=1e-4, atol=1e-4)
-        assert pack_float32(model) == 0  # packed once
+        assert pack_float32(model, linears=False) == 0  # packed once
+
+
+def test_float32_linears_multiply_2_to_32_rows_packed_and_keep_their_plain_weight_for_the_rest() -> None:
+    """pack_float32 (linears=True, the default): every other float32 Linear becomes a Float32Linear
+    that keeps its plain weight (one row, prefills) beside a packed copy (2 to FLOAT32_PACKED_ROWS rows),
+    both giving F.linear's products to float32's rounding."""
+    from infra.models.invariant import FLOAT32_PACKED_ROWS, Float32Linear, pack_float32
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.Linear(96, 64, bias=False))
+    torch.manual_seed(6)
+    if not torch.backends.mkldnn.is_available():
+        assert pack_float32(model) == 0
+        return
+    weights = [m.weight.detach().clone() for m in model]
+    assert pack_float32(model) == 2
+    assert all(type(m) is Float32Linear and m.packed is not None for m in model)
+    assert all(torch.equal(m.weight, w) for m, w in zip(model, weights))  # the plain weight stays
+    for rows in (1, 2, 7, FLOAT32_PACKED_ROWS, FLOAT32_PACKED_ROWS + 1, 300):
+        x = torch.randn(rows, 64)
+        want = F.linear(F.linear(x, weights[0], model[0].bias), weights[1])
+        assert torch.allclose(model(x), want, rtol=1e-4, atol=1e-4), rows
+    # which copy multiplies: with the plain weight zeroed, only the packed rows keep their product
+    with torch.no_grad():
+        model[1].weight.zero_()
+    for rows, packed in ((1, False), (2, True), (FLOAT32_PACKED_ROWS, True), (FLOAT32_PACKED_ROWS + 1, False)):
+        x = torch.randn(1, rows, 96)  # the leading dimensions count as rows too
+        assert bool(model[1](x).abs().sum() > 0) is packed, rows
+    assert pack_float32(model) == 0  # packed once

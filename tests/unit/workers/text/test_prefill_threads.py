@@ -56,7 +56,8 @@ def test_a_prefill_at_a_quiet_engine_takes_the_prefill_threads_and_joining_ones_
     model: LoadedModel, one_thread
 ) -> None:
     smollm = model
-    engine = TextEngine(smollm.model, smollm.tokenizer, max_batch_size=4, prefill_threads=2)
+    # through model(...), where the hook sees decode steps too
+    engine = TextEngine(smollm.model, smollm.tokenizer, max_batch_size=4, prefill_threads=2, direct_decode=False)
     assert engine.prefill_threads == 2  # this CPU's check passed (it holds on the CPUs we run on)
     first, second = _prompts(smollm)[:2]
     seen, handle = _watch_threads(smollm.model)

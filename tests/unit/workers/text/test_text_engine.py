@@ -221,6 +221,44 @@ def test_greedy_streams_pick_the_same_tokens_alone_and_in_any_batch(smollm: Load
         assert [results[f"r{i}"].tokens for i in range(len(prompts))] == alone, f"admitted {per_step} per step"
 
 
+def test_a_direct_decode_step_gives_the_model_calls_bits(smollm: LoadedModel, prompts: list[list[int]]) -> None:
+    """The engine decodes through infra.models.llama_decode (the layers' weights without transformers'
+    module machinery) where the model allows it: its logits have exactly the bits of model(...) for one
+    row and for rows of different lengths (a padded window), and it writes the same keys and values."""
+    from infra.models.llama_decode import llama_decode_step
+
+    engine = new_engine(smollm)
+    assert engine._decode_step is not None  # the default model is a plain Llama on genloom's attention
+    assert new_engine(smollm, direct_decode=False)._decode_step is None
+    for count in (1, len(prompts)):
+        for i, ids in enumerate(prompts[:count]):
+            engine.add_request(f"{count}-{i}", ids, greedy(8))
+        for _ in range(3):  # the prefill, then two decode steps: the rows' lengths differ
+            engine.step()
+        rows, width, cache = engine._running, engine._cache.width, engine._cache
+        with torch.inference_mode():  # as the engine's step runs
+            direct = engine._decode_logits(rows, width)
+            keys = [layer.keys[: len(rows), :, cache.start : cache.end + 1].clone() for layer in cache.layers]
+            through_model = engine._decode_logits(rows, width, direct=False)
+        assert torch.equal(direct, through_model), f"{count} row(s)"
+        assert all(torch.equal(k, layer.keys[: len(rows), :, cache.start : cache.end + 1])
+                   for k, layer in zip(keys, cache.layers))
+        drain(engine)
+    # not a plain Llama on genloom's attention: decodes through model(...)
+    sdpa = type(smollm.model.config)(**{**smollm.model.config.to_dict(), "num_hidden_layers": 1})
+    sdpa._attn_implementation = "sdpa"
+    from transformers import LlamaForCausalLM
+
+    assert llama_decode_step(LlamaForCausalLM(sdpa).eval()) is None
+    assert llama_decode_step(LlamaForCausalLM(sdpa).train()) is None
+    handle = smollm.model.model.layers[0].mlp.register_forward_hook(lambda *_: None)
+    try:  # a hook on a layer would be skipped: decodes through model(...)
+        assert llama_decode_step(smollm.model) is None
+    finally:
+        handle.remove()
+    assert llama_decode_step(smollm.model) is not None
+
+
 def test_a_packed_prefill_attends_per_prompt_with_the_block_masks_result(
         smollm: LoadedModel, prompts: list[list[int]], long_prompt: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """Prompts of different lengths sharing the chat template's head, packed: attention computed per

@@ -63,3 +63,23 @@ def test_a_bf16_prefill_takes_tiles_only_where_asked_and_where_they_are_exact() 
     assert layers and all(m.tile_rows in (0, TILE_ROWS) for m in layers)
     assert all(m.max_rows == MAX_ROWS and m.packed is not None for m in layers if m.tile_rows)
     assert all(m.tile_rows == 0 for m in layers if m.max_rows == WIDE_ROWS)
+
+
+@pytest.mark.slow
+def test_a_float32_model_packs_its_linears_unless_told_not_to() -> None:
+    """GENLOOM_TEXT_FLOAT32_PACKED reaches the loader: on (the default), every Linear of a float32 model on CPU
+    but the head keeps its plain weight and gets a packed copy; off, only the output head is packed."""
+    from infra.models.invariant import Float32Linear
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("needs oneDNN (torch's CPU build ships it)")
+    on = load_text_model(TextModelSpec(dtype="float32"))
+    layers = [m for m in on.model.modules() if isinstance(m, torch.nn.Linear) and m is not on.model.lm_head]
+    assert layers and all(type(m) is Float32Linear and m.packed is not None and m.weight.numel() for m in layers)
+    off = load_text_model(TextModelSpec(dtype="float32", float32_packed=False))
+    assert not any(isinstance(m, Float32Linear) for m in off.model.modules())
+    assert type(off.model.lm_head) is PackedLinear and off.model.lm_head.packed is not None
+    ids = on.format_chat([{"role": "user", "content": "hi"}])
+    with torch.no_grad():
+        assert torch.allclose(on.model(torch.tensor([ids] * 2)).logits, off.model(torch.tensor([ids] * 2)).logits,
+                              rtol=1e-3, atol=1e-3)
