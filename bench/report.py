@@ -1730,7 +1730,8 @@ PENDING = {"text_gpu": text_gpu_pending,
 
 
 #: text_peer runs on other CPUs than the main one's, each with its heading's suffix
-PEER_RUNS = {"text_peer_avx2": ": an AMD EPYC with AVX2 only (float32 on both sides)",
+PEER_RUNS = {"text_peer_avx2": ": an AMD EPYC with AVX2 only (genloom float32)",
+             "text_peer_avx2_one": ": the same AVX2 EPYC, one stream, 60 s per run",
              "text_peer_avx2_before": ": the same AVX2 EPYC before the direct decode step and the packed float32"
                                       " Linears (fec5c25)"}
 
