@@ -92,6 +92,6 @@ def llama_decode_step(model: nn.Module) -> LlamaDecodeStep | None:
         for layer in inner.layers)
     if not layers_ok or type(inner.norm) is not llama.LlamaRMSNorm:
         return None
-    if any(m._forward_hooks or m._forward_pre_hooks for m in inner.modules()) or model.lm_head._forward_hooks:
+    if any(m._forward_hooks or m._forward_pre_hooks for m in (*inner.modules(), model.lm_head)):
         return None  # a submodule's hook would be skipped: someone is watching or changing its output
     return LlamaDecodeStep(model)
