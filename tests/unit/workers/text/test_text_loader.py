@@ -71,8 +71,7 @@ def test_a_float32_model_packs_its_linears_unless_told_not_to() -> None:
     but the head keeps its plain weight and gets a packed copy; off, only the output head is packed."""
     from infra.models.invariant import Float32Linear
 
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("needs oneDNN (torch's CPU build ships it)")
+    assert torch.backends.mkldnn.is_available()  # torch's CPU build ships oneDNN
     on = load_text_model(TextModelSpec(dtype="float32"))
     layers = [m for m in on.model.modules() if isinstance(m, torch.nn.Linear) and m is not on.model.lm_head]
     assert layers and all(type(m) is Float32Linear and m.packed is not None and m.weight.numel() for m in layers)
