@@ -17,6 +17,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something holds ``port`` on ``host`` (a bind there fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
     """Block until 127.0.0.1:port accepts connections; raise if the process dies or time runs out."""
     deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from pathlib import Path
 from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
-from infra.procs import free_port, log_file, stop_process, wait_for_port
+from infra.procs import free_port, log_file, port_taken, stop_process, wait_for_port
 from infra.redis.client import connect
 from infra.redis.jobstore import Appended, event_store
 from infra.redis.server import LocalRedis
@@ -98,6 +98,8 @@ class Stack:
     components: list[Component] = field(default_factory=list)
     #: when the bundled broker was found exited, until its restart is complete
     broker_lost_at: float | None = None
+    #: the ports handed to this stack's processes, so that no two get the same one
+    ports: set[int] = field(default_factory=set)
 
     def start_backends(self) -> None:
         """Start the bundled broker and a redis-server unless external ones are configured."""
@@ -142,10 +144,34 @@ class Stack:
         return env
 
     def add(self, name: str, module_argv: list[str], port: int | None = None) -> Component:
+        if port is not None:
+            self.ports.add(port)
         component = Component(name, [sys.executable, "-m", *module_argv], port,
-                              metrics_port=None if port is not None else free_port())
+                              metrics_port=None if port is not None else self._free_port())
         self.components.append(component)
         return component
+
+    def _free_port(self) -> int:
+        """A free loopback port that no process of this stack was given: the ports are picked before the
+        processes bind them, and two picks in a row may get the same one (a worker and the moderation gate
+        once did, and the gate, unable to serve its /metrics, exited at every restart)."""
+        while True:
+            port = free_port()
+            if port not in self.ports:
+                self.ports.add(port)
+                return port
+
+    def relaunch(self, component: Component) -> str | None:
+        """Start an exited component again, its /metrics on a new port if another process holds its own
+        now; a line saying so, if it moved."""
+        component.restarts += 1
+        moved = None
+        if component.metrics_port is not None and port_taken(component.metrics_port):
+            old, component.metrics_port = component.metrics_port, self._free_port()
+            moved = (f"{component.name}'s port {old} is taken: its metrics move to "
+                     f"http://127.0.0.1:{component.metrics_port}/metrics")
+        self.launch(component)
+        return moved
 
     def moderated(self) -> bool:
         """Whether moderation is on for this stack's processes (their environment, `env` included)."""

@@ -117,8 +117,9 @@ def up(
                     continue
                 err.print(f"[yellow]{component.name} exited with {component.proc.returncode};"
                           f" restarting (log: {log})[/yellow]")
-                component.restarts += 1
-                stack.launch(component)
+                moved = stack.relaunch(component)
+                if moved:
+                    err.print(f"[yellow]{moved}[/yellow]")
             if exit_after and time.monotonic() - started > exit_after:
                 break
     except Exception as exc:

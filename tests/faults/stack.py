@@ -105,8 +105,7 @@ class FaultStack:
         """Start the component again, as `genloom up` does with one that exited."""
         component = self.component(name)
         offset = self.log(name).stat().st_size if self.log(name).exists() else 0
-        component.restarts += 1
-        self.stack.launch(component)
+        self.stack.relaunch(component)
         if wait:
             self.wait_joined(component, offset, timeout)
 
