@@ -50,7 +50,7 @@ from bench.common import cpu_model  # noqa: E402
 from infra.models.loader import resolve_dtype  # noqa: E402
 from infra.models.settings import TextSettings  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
-from text_platform import MODEL, count_tokens, p50  # noqa: E402
+from text_platform import MODEL, count_tokens, model_folder, p50  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "text_peer.json"
 KEY = "gl-bench-peer"
@@ -82,7 +82,7 @@ def peer_version(python: Path) -> str:
 
 
 def start_peer(python: Path, log_dir: Path, dtype: str) -> tuple[subprocess.Popen, str, str]:
-    model_dir = str(TextSettings().cache_dir / "smollm2-135m-instruct")
+    model_dir = model_folder()
     port = free_port()
     log = open(log_dir / f"transformers-serve-cb-{dtype}.log", "wb")
     proc = subprocess.Popen(

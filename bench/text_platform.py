@@ -102,13 +102,20 @@ def engine_baseline(n: int, max_tokens: int) -> dict:
 _TOKENIZER = None
 
 
+def model_folder() -> str:
+    """The default model's dequantised folder, built first on a fresh machine (as `genloom up` does)."""
+    from infra.models.loader import TextModelSpec, prepare_text_model  # heavy; only where a bench needs it
+
+    return prepare_text_model(TextModelSpec(cache_dir=TextSettings().cache_dir))
+
+
 def count_tokens(text: str) -> int:
     """Output tokens, counted the same way for both servers (their chunking differs)."""
     global _TOKENIZER
     if _TOKENIZER is None:
         from transformers import AutoTokenizer  # heavy; loaded on the first count
 
-        _TOKENIZER = AutoTokenizer.from_pretrained(str(TextSettings().cache_dir / "smollm2-135m-instruct"))
+        _TOKENIZER = AutoTokenizer.from_pretrained(model_folder())
     return len(_TOKENIZER.encode(text, add_special_tokens=False))
 
 
