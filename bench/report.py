@@ -1519,7 +1519,8 @@ def text_peer_ab(d: dict, name_of_results: str = "text_peer_ab") -> list[str]:
         cells = " | ".join(f"{_f(x['tokens_per_s'])} ({_f(x['ttft_p50_ms'], 0)})" for x in run["levels"])
         runs.append(f"| {run['round']} | {run.get('setting') or d.get('without_label', 'default')} | {cells} |")
     return [
-        f"## Text serving: an A/B of `{name}`" + (f" at {levels[0]} stream(s) alone" if len(levels) == 1 else ""),
+        f"## Text serving: an A/B of `{name}`" + (f" at {levels[0]} stream(s) alone" if len(levels) == 1 else "")
+        + (f": {d['title']}" if d.get("title") else ""),
         "",
         f"The whole `genloom up` stack as in the comparison above (genloom alone, {d['threads'][0]} torch thread(s), "
         f"the semantic cache off), each round started once without `{name}` and once with `{d['ab']}`, one stack at a "
@@ -1723,14 +1724,16 @@ def decode_step(d: dict) -> list[str]:
 
 
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
-AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_gate_commits",
+AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_prefill_lone", "text_peer_ab_gate_commits",
               "text_peer_ab_prefill_tiles", "text_peer_ab_prefill_tiles_one")
 PENDING = {"text_gpu": text_gpu_pending,
            **{name: lambda: [] for name in AB_RESULTS}}  # an A/B is kept only while its setting is in question
 
 
 #: text_peer runs on other CPUs than the main one's, each with its heading's suffix
-PEER_RUNS = {"text_peer_avx2": ": an AMD EPYC with AVX2 only (genloom float32)",
+PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AMX (genloom bfloat16)",
+             "text_peer_zen4_one": ": the same Zen 4 EPYC, one stream, 60 s per run, the peer in bfloat16",
+             "text_peer_avx2": ": an AMD EPYC with AVX2 only (genloom float32)",
              "text_peer_avx2_one": ": the same AVX2 EPYC, one stream, 60 s per run",
              "text_peer_avx2_before": ": the same AVX2 EPYC before the direct decode step and the packed float32"
                                       " Linears (fec5c25)"}

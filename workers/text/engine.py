@@ -18,17 +18,22 @@ Each :meth:`TextEngine.step`:
    application's fixed instructions) comes from the :class:`~workers.text.prefix_cache.PrefixCache`
    instead (``prefix_cache_tokens``; only between requests with the same ``cache_salt``).
 
-A prefill the engine runs while no sequence is decoding (a request arriving at a quiet engine: the
-time to first token of a lone stream) may take more CPU threads than the decode steps
+A prefill the engine runs for a lone stream may take more CPU threads than the decode steps
 (``prefill_threads``, as llama.cpp's ``--threads-batch``): a prompt's pass is a matrix product of many
 rows, which a second core shortens by a third (a chat prompt of about 55 tokens, bf16, AMD EPYC: 105 ms
 on one thread, 70 on two; bench/prefill_threads.py), while decode steps run best on fewer beside the
-platform's other busy processes.
-Where those processes share the cores, the extra thread also waits for them: under the whole stack on
-2 cores it took 12 ms off a lone stream's first token but added 50 ms at four streams, so it is off
-unless asked for. The switch is made only where a prefill at that many threads gives the bits of one at
-the engine's own count (or, in float32, agrees to float32's rounding), checked when the engine is
-built, so a stream's tokens do not depend on whether it arrived alone.
+platform's other busy processes. "Lone" means nothing is decoding, one prompt is waiting, and for the
+last ``lone_s`` seconds the engine has held no more than one request at a time. Where the platform's
+processes share the cores, the extra thread also waits for them: under the whole stack on 2 cores,
+switching whenever nothing was decoding took 12 ms off a lone stream's first token but added 50 ms at
+four streams, where the first of each wave of arrivals prefilled on both cores while the stack handled
+the others; a lone stream's own traffic leaves the second core mostly free. Switching for a lone stream
+only took about 10 ms off its first token there and changed nothing at four and sixteen streams (AMD EPYC
+with AVX512-BF16, docs/benchmarks.md), so the worker asks for every core (``GENLOOM_TEXT_PREFILL_THREADS=auto``);
+an engine built without ``prefill_threads`` never switches. The switch is made only
+where a prefill at that many threads gives the bits of one at the engine's own count (or, in float32,
+agrees to float32's rounding), checked when the engine is built, so a stream's tokens do not depend on
+whether it arrived alone.
 
 Token budget: a sequence reserves ``len(prompt) + max_tokens`` when admitted, so the running
 batch never exceeds ``max_batch_tokens`` and nothing ever has to be preempted.
@@ -59,6 +64,9 @@ logger = logging.getLogger(__name__)
 
 #: longest an idle step waits for a grammar to compile (the caller's loop gets control back after it)
 GRAMMAR_WAIT_S = 0.05
+#: a prefill takes ``prefill_threads`` only after the engine has held at most one request at a time for this
+#: long (a closed loop of several streams never has: their waves of arrivals stay on the engine's own count)
+LONE_S = 2.0
 
 
 class TextEngine:
@@ -74,6 +82,7 @@ class TextEngine:
         max_prefill_tokens: int = 2048,
         prefix_cache_tokens: int = 2048,
         prefill_threads: int | None = None,
+        lone_s: float = LONE_S,
         device: torch.device | str | None = None,
         direct_decode: bool = True,
     ) -> None:
@@ -112,8 +121,11 @@ class TextEngine:
         self._decode_step = llama_decode_step(model) if direct_decode else None
         #: what the last step computed and how long each part took
         self.last_step = StepStats()
-        #: torch threads for a prefill while nothing decodes (None: the engine's own count throughout)
+        #: torch threads for a lone stream's prefill (None: the engine's own count throughout)
         self.prefill_threads = self._usable_prefill_threads(prefill_threads)
+        #: how long the engine must have held one request at a time before a prefill takes ``prefill_threads``
+        self.lone_s = lone_s
+        self._crowded_at = -float("inf")  # time.monotonic() of the last step that held more than one request
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -190,6 +202,8 @@ class TextEngine:
         if aborted:
             self._drop_finished_rows()
         decoded, start = len(self._running), time.perf_counter()
+        if decoded + len(self._waiting) > 1:
+            self._crowded_at = time.monotonic()
         if self._running:
             self._decode(outputs)
         elif self._waiting:
@@ -203,10 +217,12 @@ class TextEngine:
 
     @contextlib.contextmanager
     def _prefill_threading(self):
-        """Run the block with ``prefill_threads`` torch threads when no sequence is decoding."""
+        """Run the block with ``prefill_threads`` torch threads for a lone stream: nothing decoding, and no
+        more than one request at a time for ``lone_s``."""
         own = torch.get_num_threads()
         threads = self.prefill_threads
-        if threads is None or threads == own or self._running:
+        if (threads is None or threads == own or self._running or len(self._waiting) != 1
+                or time.monotonic() - self._crowded_at < self.lone_s):
             yield
             return
         torch.set_num_threads(threads)

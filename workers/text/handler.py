@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 
 from infra.models.context import ContextLengthExceeded, check_context
 from infra.models.loader import TextModelSpec
@@ -265,6 +266,14 @@ def _openai_constraints(p: TextParams) -> dict:
     return {"extra_body": body} if body else {}
 
 
+def _prefill_threads(setting: int | str) -> int | None:
+    """The engine's ``prefill_threads`` for GENLOOM_TEXT_PREFILL_THREADS: auto is every core this process may
+    run on, 0 none (the engine's own count)."""
+    if setting == "auto":
+        return len(os.sched_getaffinity(0))
+    return int(setting) or None
+
+
 def create_handler() -> TextHandler:
     s = TextSettings()
     spec = TextModelSpec(model=s.model, revision=s.revision, dtype=s.dtype, device=s.device,
@@ -283,5 +292,5 @@ def create_handler() -> TextHandler:
     return TextHandler(spec, served_name=s.served_name, max_batch_size=s.max_batch_size,
                        max_batch_tokens=s.max_batch_tokens, max_prefill_tokens=s.max_prefill_tokens,
                        prefix_cache_tokens=s.prefix_cache_tokens,
-                       prefill_threads=s.prefill_threads or None,
+                       prefill_threads=_prefill_threads(s.prefill_threads),
                        engine_process=s.engine_process, torch_threads=WorkerSettings().torch_threads, remote=remote)

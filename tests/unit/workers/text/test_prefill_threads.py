@@ -5,6 +5,8 @@ keeps one count. The one place in the tests that runs torch on two threads, for 
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 import pytest
 import torch
@@ -76,6 +78,34 @@ def test_a_prefill_at_a_quiet_engine_takes_the_prefill_threads_and_joining_ones_
     assert torch.get_num_threads() == 1
 
 
+def test_a_quiet_engine_that_held_several_requests_keeps_its_own_count_until_it_has_been_lone(
+    model: LoadedModel, one_thread
+) -> None:
+    """Streams that overlap (a closed loop of several clients) keep the engine's own count even when each
+    wave's first prompt meets a quiet engine; a stream that has been alone for ``lone_s`` switches."""
+    smollm = model
+    engine = TextEngine(smollm.model, smollm.tokenizer, max_batch_size=4, prefill_threads=2, lone_s=1.0,
+                        direct_decode=False)
+    first, second, third = _prompts(smollm)[:3]
+    seen, handle = _watch_threads(smollm.model)
+    try:
+        engine.add_request("a", first, SamplingParams(max_tokens=2, temperature=0.0))
+        engine.add_request("b", second, SamplingParams(max_tokens=2, temperature=0.0))
+        drain(engine)  # two at once: prefilled together on 1 thread
+        engine.add_request("c", third, SamplingParams(max_tokens=2, temperature=0.0))
+        engine.step()  # a quiet engine, but it held two requests within lone_s: 1 thread
+        drain(engine)
+        time.sleep(1.05)  # alone for lone_s since
+        engine.add_request("d", first, SamplingParams(max_tokens=2, temperature=0.0))
+        engine.step()  # lone: 2 threads
+        drain(engine)
+    finally:
+        handle.remove()
+    assert [threads for kind, threads in seen if kind == "prefill"] == [1, 1, 2]
+    assert {threads for kind, threads in seen if kind == "decode"} == {1}
+    assert torch.get_num_threads() == 1
+
+
 def test_greedy_tokens_are_the_same_with_and_without_prefill_threads(model: LoadedModel, one_thread) -> None:
     """Each prompt arrives at a quiet engine (a 2-thread prefill with the setting) and the last joins a
     running batch (1 thread either way): every stream's tokens match an engine that never switches."""
@@ -134,10 +164,18 @@ def test_the_check_refuses_a_thread_count_that_changes_results(
         TextEngine(smollm.model, smollm.tokenizer, prefill_threads=-1)
 
 
-def test_the_worker_setting_is_off_unless_set(monkeypatch) -> None:
+def test_the_worker_setting_is_every_core_unless_set(monkeypatch) -> None:
+    """GENLOOM_TEXT_PREFILL_THREADS reaches the engine: auto (the default) asks for every core of the worker's
+    affinity, 0 for none (the engine's own count), a number for that many; anything else is refused."""
+    from infra.models.settings import TextSettings
     from workers.text.handler import create_handler
 
+    cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("GENLOOM_TEXT_PREFILL_THREADS", raising=False)
-    assert create_handler().engine._engine_args["prefill_threads"] is None
-    monkeypatch.setenv("GENLOOM_TEXT_PREFILL_THREADS", "2")
-    assert create_handler().engine._engine_args["prefill_threads"] == 2
+    assert create_handler().engine._engine_args["prefill_threads"] == cores
+    for value, want in (("0", None), ("3", 3), ("auto", cores)):
+        monkeypatch.setenv("GENLOOM_TEXT_PREFILL_THREADS", value)
+        assert create_handler().engine._engine_args["prefill_threads"] == want
+    monkeypatch.setenv("GENLOOM_TEXT_PREFILL_THREADS", "many")
+    with pytest.raises(ValueError, match="prefill_threads"):
+        TextSettings()
