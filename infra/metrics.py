@@ -66,6 +66,9 @@ ITERATION_TOKENS = Histogram("genloom:iteration_tokens_total", "Tokens one step 
 ENGINE_STEP = Histogram("genloom:engine_step_seconds", "Time of one phase of a text engine step: decode (one token"
                         " for every running row) or prefill (newly admitted prompts).", ("model_name", "phase"),
                         buckets=STEP_BUCKETS)
+ENGINE_PREFILLS = Counter("genloom:engine_prefills", "Prefill passes of the text engine by the torch threads they ran"
+                          " on: more than the engine's own count for a lone stream's prompt (GENLOOM_TEXT_PREFILL_THREADS).",
+                          ("model_name", "threads"))
 PROMPT_TOKENS = Counter("genloom:prompt_tokens", "Prompt tokens of completed text jobs.", _JOB)
 GENERATION_TOKENS = Counter("genloom:generation_tokens", "Output tokens of completed text jobs.", _JOB)
 REQUEST_SUCCESS = Counter("genloom:request_success", "Completed jobs by finish reason.",

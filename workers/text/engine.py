@@ -209,25 +209,26 @@ class TextEngine:
         elif self._waiting:
             self._await_grammars()
         admitting = time.perf_counter()
-        with self._prefill_threading():
+        with self._prefill_threading() as threads:
             prefilled = self._admit(outputs)
         self.last_step = StepStats(decoded, admitting - start if decoded else 0.0,
-                                   prefilled, time.perf_counter() - admitting if prefilled else 0.0)
+                                   prefilled, time.perf_counter() - admitting if prefilled else 0.0,
+                                   threads if prefilled else 0)
         return outputs
 
     @contextlib.contextmanager
     def _prefill_threading(self):
         """Run the block with ``prefill_threads`` torch threads for a lone stream: nothing decoding, and no
-        more than one request at a time for ``lone_s``."""
+        more than one request at a time for ``lone_s``. Yields the thread count the block runs on."""
         own = torch.get_num_threads()
         threads = self.prefill_threads
         if (threads is None or threads == own or self._running or len(self._waiting) != 1
                 or time.monotonic() - self._crowded_at < self.lone_s):
-            yield
+            yield own
             return
         torch.set_num_threads(threads)
         try:
-            yield
+            yield threads
         finally:
             torch.set_num_threads(own)
 

@@ -16,7 +16,7 @@ import os
 from infra.models.context import ContextLengthExceeded, check_context
 from infra.models.loader import TextModelSpec
 from infra.models.settings import TextSettings
-from infra.metrics import ENGINE_STEP, ITERATION_TOKENS, KV_CACHE_USAGE, PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
+from infra.metrics import ENGINE_PREFILLS, ENGINE_STEP, ITERATION_TOKENS, KV_CACHE_USAGE, PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES
 from infra.models.tool_prompt import chat_messages
 from infra.settings.worker import WorkerSettings
 from schemas import TextRequest
@@ -179,6 +179,7 @@ class TextHandler:
                 ENGINE_STEP.labels(self.served_name, "decode").observe(stats.decode_s)
             if stats.prefill_tokens:
                 ENGINE_STEP.labels(self.served_name, "prefill").observe(stats.prefill_s)
+                ENGINE_PREFILLS.labels(self.served_name, str(stats.prefill_threads)).inc()
         if kv_usage is not None:  # the built-in engine's: its KV cache, and its prefix cache per prefilled prompt
             KV_CACHE_USAGE.labels(self.served_name).set(kv_usage)
             for out in outputs:

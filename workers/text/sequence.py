@@ -17,12 +17,14 @@ from workers.text.stop import StopStringMatcher
 class StepStats:
     """What one engine step computed and how long each part took: a decode of ``decode_tokens``
     rows (one token each), and a prefill of ``prefill_tokens`` prompt tokens (those the prefix
-    cache supplied are not counted: they were not computed)."""
+    cache supplied are not counted: they were not computed) on ``prefill_threads`` torch threads."""
 
     decode_tokens: int = 0
     decode_s: float = 0.0
     prefill_tokens: int = 0
     prefill_s: float = 0.0
+    #: the torch threads the prefill ran on (0: no prefill this step)
+    prefill_threads: int = 0
 
     @property
     def tokens(self) -> int:

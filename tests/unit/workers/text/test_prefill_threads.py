@@ -66,10 +66,11 @@ def test_a_prefill_at_a_quiet_engine_takes_the_prefill_threads_and_joining_ones_
     try:
         engine.add_request("alone", first, SamplingParams(max_tokens=6, temperature=0.0))
         engine.step()  # nothing decoding: prefilled on 2 threads
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1 and engine.last_step.prefill_threads == 2
         engine.step()  # one decode step on the engine's own thread
         engine.add_request("joins", second, SamplingParams(max_tokens=3, temperature=0.0))
         engine.step()  # decodes "alone", then prefills "joins" beside a running sequence: 1 thread
+        assert engine.last_step.prefill_threads == 1
         drain(engine)
     finally:
         handle.remove()
@@ -102,6 +103,7 @@ def test_a_quiet_engine_that_held_several_requests_keeps_its_own_count_until_it_
     finally:
         handle.remove()
     assert [threads for kind, threads in seen if kind == "prefill"] == [1, 1, 2]
+    assert engine.last_step.prefill_threads == 0  # the last step decoded only
     assert {threads for kind, threads in seen if kind == "decode"} == {1}
     assert torch.get_num_threads() == 1
 

@@ -560,7 +560,8 @@ def test_the_worker_exports_each_engine_steps_tokens_and_phase_times() -> None:
         return REGISTRY.get_sample_value(name, {"model_name": "step-test", **labels}) or 0.0
 
     handler = TextHandler(None, served_name="step-test")
-    handler._route([], 3, 0.5, StepStats(decode_tokens=3, decode_s=0.02, prefill_tokens=90, prefill_s=0.4))
+    handler._route([], 3, 0.5, StepStats(decode_tokens=3, decode_s=0.02, prefill_tokens=90, prefill_s=0.4,
+                                         prefill_threads=2))
     handler._route([], 3, 0.5, StepStats(decode_tokens=3, decode_s=0.03))
     assert sample("genloom:iteration_tokens_total_count") == 2
     assert sample("genloom:iteration_tokens_total_sum") == 96
@@ -568,6 +569,7 @@ def test_the_worker_exports_each_engine_steps_tokens_and_phase_times() -> None:
     assert sample("genloom:engine_step_seconds_count", phase="decode") == 2
     assert sample("genloom:engine_step_seconds_sum", phase="decode") == pytest.approx(0.05)
     assert sample("genloom:engine_step_seconds_count", phase="prefill") == 1
+    assert sample("genloom:engine_prefills_total", threads="2") == 1  # a lone stream's prompt on 2 threads
     handler._route([], 0)  # an engine server reports no steps of ours
     assert sample("genloom:iteration_tokens_total_count") == 2
 
