@@ -5,7 +5,7 @@ learn from them what this deployment serves."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,13 +42,13 @@ class TextSettings(BaseSettings):
     max_prefill_tokens: int = Field(
         default=512, ge=1, description="Prompt tokens prefilled per step; bounds how long new arrivals stall running ones."
     )
-    prefill_threads: int | Literal["auto"] = Field(
+    prefill_threads: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         default="auto",
         description="torch threads for a lone stream's prompt in the built-in engine (nothing decoding, one prompt"
         " waiting, and no more than one request at a time for the last 2 s: the first token of a request at a quiet"
         " engine), like llama.cpp's --threads-batch; auto: every core the worker may run on; 0: the engine's own"
         " count (GENLOOM_WORKER_TORCH_THREADS). Used only where a check at start finds it gives the tokens of a"
-        " prefill on the engine's own count. Under the whole `genloom up` stack on 2 cores it took about 13 ms off"
+        " prefill on the engine's own count. Under the whole `genloom up` stack on 2 cores it took about 10 ms off"
         " the time to first token at one stream; several streams keep the engine's own count, since switching"
         " for the first of each wave of arrivals added 50 ms at four (docs/benchmarks.md).",
     )

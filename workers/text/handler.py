@@ -271,7 +271,7 @@ def _prefill_threads(setting: int | str) -> int | None:
     """The engine's ``prefill_threads`` for GENLOOM_TEXT_PREFILL_THREADS: auto is every core this process may
     run on, 0 none (the engine's own count)."""
     if setting == "auto":
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or None
     return int(setting) or None
 
 

@@ -178,6 +178,7 @@ def test_the_worker_setting_is_every_core_unless_set(monkeypatch) -> None:
     for value, want in (("0", None), ("3", 3), ("auto", cores)):
         monkeypatch.setenv("GENLOOM_TEXT_PREFILL_THREADS", value)
         assert create_handler().engine._engine_args["prefill_threads"] == want
-    monkeypatch.setenv("GENLOOM_TEXT_PREFILL_THREADS", "many")
-    with pytest.raises(ValueError, match="prefill_threads"):
-        TextSettings()
+    for bad in ("many", "-1"):
+        monkeypatch.setenv("GENLOOM_TEXT_PREFILL_THREADS", bad)
+        with pytest.raises(ValueError, match="prefill_threads"):
+            TextSettings()
