@@ -1441,12 +1441,22 @@ def text_peer(d: dict, *, suffix: str = "", out: str = "text_peer") -> list[str]
         "",
         "Reproduce: `.venv/bin/python bench/text_peer.py` (makes the peer's environment under "
         "~/.cache/genloom/peers on first use; writes `bench/results/text_peer.json`"
-        + (f"; this run: `--out bench/results/{out}.json`" if out != "text_peer" else "") + "). `--servers genloom` (or "
+        + (f"; this run: `{_peer_flags(d)}--out bench/results/{out}.json`" if out != "text_peer" else "")
+        + "). `--servers genloom` (or "
         "`peer`) runs one server alone, for an A/B of a setting given in the environment (for example "
         "`GENLOOM_KAFKA_BUSY_POLL_MS=5`); its runs and `GENLOOM_*` environment go to "
         "`bench/results/text_peer_<server>.json`, not into this table.",
         "",
     ]
+
+
+def _peer_flags(d: dict) -> str:
+    """The flags of a text_peer run that differ from the script's defaults, to reproduce it."""
+    flags = [("--rounds", [max(r["round"] for r in d["runs"])], [1]), ("--levels", d["levels"], [1, 4, 16]),
+             ("--threads", d["threads"], [1, 2]), ("--seconds", [d["seconds"]], [30]),
+             ("--peer-dtypes", d["peer_dtypes"], ["float32", "bfloat16"])]
+    return "".join(f"{flag} {' '.join(_f(v, 0) if isinstance(v, float) else str(v) for v in got)} "
+                   for flag, got, default in flags if list(got) != default)
 
 
 def text_gpu(d: dict) -> list[str]:
