@@ -98,8 +98,6 @@ class Stack:
     components: list[Component] = field(default_factory=list)
     #: when the bundled broker was found exited, until its restart is complete
     broker_lost_at: float | None = None
-    #: the ports handed to this stack's processes, so that no two get the same one
-    ports: set[int] = field(default_factory=set)
 
     def start_backends(self) -> None:
         """Start the bundled broker and a redis-server unless external ones are configured."""
@@ -144,8 +142,6 @@ class Stack:
         return env
 
     def add(self, name: str, module_argv: list[str], port: int | None = None) -> Component:
-        if port is not None:
-            self.ports.add(port)
         component = Component(name, [sys.executable, "-m", *module_argv], port,
                               metrics_port=None if port is not None else self._free_port())
         self.components.append(component)
@@ -155,11 +151,10 @@ class Stack:
         """A free loopback port that no process of this stack was given: the ports are picked before the
         processes bind them, and two picks in a row may get the same one (a worker and the moderation gate
         once did, and the gate, unable to serve its /metrics, exited at every restart)."""
-        while True:
-            port = free_port()
-            if port not in self.ports:
-                self.ports.add(port)
-                return port
+        given = {p for c in self.components for p in (c.port, c.metrics_port) if p is not None}
+        while (port := free_port()) in given:
+            pass
+        return port
 
     def relaunch(self, component: Component) -> str | None:
         """Start an exited component again, its /metrics on a new port if another process holds its own
