@@ -50,7 +50,13 @@ class FanoutSettings(BaseSettings):
     job_ttl_s: int = Field(
         default=keys.JOB_TTL_S, ge=1, description="Expiry of a job's record and replay log after its last event."
     )
-    batch_max: int = Field(default=256, ge=1, description="Most events applied to Redis in one script call (a batch is what queued up meanwhile).")
+    batch_max: int = Field(default=256, ge=1, description="Most events the fan-out takes in one poll (what queued up meanwhile).")
+    apply_chunk: int = Field(
+        default=32, ge=1,
+        description="Events per Redis script call: a poll's events are applied this many at a time, in order, so"
+        " the first of a burst (one decode step of a wide batch) reach their streams while the rest are applied."
+        " Smaller: earlier first events, a round trip more per slice.",
+    )
 
 
 class WebhookSettings(BaseSettings):

@@ -45,7 +45,8 @@ class FanoutTap(TapHandler):
         await self.dead_letters.start()
         self._redis = connect(self._redis_url)
         store = event_store(self._redis, self._settings, self._webhooks)
-        self._handler = FanoutHandler(store, consumer=self._group, audit=ModerationAudit(self._redis))
+        self._handler = FanoutHandler(store, consumer=self._group, audit=ModerationAudit(self._redis),
+                                      chunk=self._settings.apply_chunk)
         self._deliverer = start_deliverer(self._redis_url, self._webhooks,
                                           consumer=f"{socket.gethostname()}:{os.getpid()}")
 

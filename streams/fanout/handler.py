@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from infra.metrics import EVENTS_FANNED_OUT, moderation_decided
 from infra.tracing import start_span
 from infra.kafka.dlq import dead_letter_for
 from infra.redis.audit import AuditEntry, ModerationAudit
-from infra.redis.jobstore import Appended, Dropped, JobStore
+from infra.redis.jobstore import APPLY_CHUNK, Appended, Dropped, JobStore
 from schemas.enums import ErrorCode, EventType
 from schemas.events import JobEvent, ModerationVerdict
 
@@ -42,14 +43,27 @@ _TRACED = frozenset({EventType.STARTED, EventType.COMPLETED, EventType.FAILED, E
 
 
 class FanoutHandler:
-    def __init__(self, store: JobStore, consumer: str, audit: ModerationAudit | None = None) -> None:
+    def __init__(self, store: JobStore, consumer: str, audit: ModerationAudit | None = None, *,
+                 chunk: int = APPLY_CHUNK) -> None:
         self._store = store
         self._consumer = consumer
         self._audit = audit
+        self._chunk = chunk
 
     async def handle_batch(self, messages: list[RawMessage]) -> list[Outcome]:
         """Outcomes in message order; malformed messages (and failed script calls) come back as
-        dead letters for the agent to publish."""
+        dead letters for the agent to publish.
+
+        The batch is applied `chunk` messages at a time, in order, each slice decoded and written
+        before the next is read: what a poll brought at once (a decode step of a wide batch) reaches
+        its streams slice by slice, the first while the rest are still being applied, instead of all
+        of it after the last. A slice that Redis refuses holds the ones after it (`_apply`)."""
+        outcomes: list[Outcome] = []
+        for first in range(0, len(messages), self._chunk):
+            outcomes += await self._handle_slice(messages[first:first + self._chunk])
+        return outcomes
+
+    async def _handle_slice(self, messages: list[RawMessage]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(messages)
         valid: list[tuple[int, JobEvent, bytes]] = []
         for i, m in enumerate(messages):  # hot loop: decode each message once
@@ -65,13 +79,16 @@ class FanoutHandler:
             began = time.time()
             results = await self._apply([(event, payload) for _, event, payload in valid])
             _trace(messages, valid, results, began)
+            fanned: Counter[EventType] = Counter()
             for (i, event, payload), result in zip(valid, results):
                 if isinstance(result, Exception):
                     outcomes[i] = self._failed(messages[i], result)
                     continue
                 outcomes[i] = result
                 if isinstance(result, Appended):
-                    EVENTS_FANNED_OUT.labels(event.type).inc()
+                    fanned[event.type] += 1
+            for etype, count in fanned.items():  # one update per type, not per event
+                EVENTS_FANNED_OUT.labels(etype).inc(count)
             verdicts = [e for (_, e, _), r in zip(valid, results) if isinstance(e, ModerationVerdict)
                         and isinstance(r, Appended)]
             for v in verdicts:
