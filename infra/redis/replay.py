@@ -7,7 +7,8 @@ streams themselves, and added latency (bench/edge_fanout.py measures both).
 
 Now the fan-out publishes each entry it appends, whole (`replay_dispatch.push_payload`), on a
 channel named as the log's key, in the same Lua call as the XADD. A `ReplayReader` holds one
-Pub/Sub connection per process, subscribed to the logs followed here, and hands each pushed entry
+Pub/Sub connection per process (`push.PushConnection`: each socket read's messages parsed at once),
+subscribed to the logs followed here, and hands each pushed entry
 to its followers' bounded queues (`replay_dispatch.Dispatcher`): one small message per event,
 whatever the number of streams. A follower registers with `open` (its channel is subscribed at
 once: nothing waits for the reader's current wait to end) and leaves with `Subscription.close`
@@ -43,6 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import keys
+from .push import PushConnection
 from .replay_dispatch import Dispatcher, Follower, RawEntry
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,11 @@ _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 class StoreReset(Exception):
     """Redis lost its data while this follower waited: its log may have been renumbered."""
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Subscription:
@@ -98,12 +105,14 @@ class Subscription:
             if left <= 0:
                 follower.behind = True  # idle: read the log once at the next get, in case a push was lost
                 return None
-            self._waiter = loop.create_future()
+            # a timer on the waiter rather than asyncio.wait_for, which adds a future, callbacks and (3.12+)
+            # a timeout context to each call: this wait is made once per event per stream
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(left, _expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, left)
-            except asyncio.TimeoutError:
-                pass
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
 
     def close(self) -> None:
@@ -204,7 +213,7 @@ class ReplayReader:
         return (await pipe.execute())[1]
 
     async def _connect(self) -> None:
-        pubsub = self._redis.pubsub()
+        pubsub = PushConnection(self._redis)
         try:
             await pubsub.connect()
             epoch = await self._read_epoch()
@@ -243,16 +252,18 @@ class ReplayReader:
         elif await self._redis.get(keys.store_epoch()) != self._epoch:
             self._lost()
 
-    def _handle(self, message: dict) -> None:
-        kind, channel = message["type"], message["channel"]
-        if kind == "message":
-            for follower in self._dispatch.push(channel, message["data"]):
+    def _handle(self, message: list | bytes) -> None:
+        if not isinstance(message, list):  # b'PONG': pinged while nothing was subscribed
+            return
+        kind, channel = message[0], message[1]
+        if kind == b"message":
+            for follower in self._dispatch.push(channel, message[2]):
                 self._subs[follower].wake()
-        elif kind == "subscribe" and channel in self._requested:
+        elif kind == b"subscribe" and channel in self._requested:
             self._confirmed.add(channel)
             for follower in self._dispatch.of(channel):
                 self._subs[follower].wake()
-        elif kind == "unsubscribe":
+        elif kind == b"unsubscribe":
             self._confirmed.discard(channel)
 
     async def _run(self) -> None:
@@ -269,9 +280,11 @@ class ReplayReader:
                 if loop.time() >= self._next_check:
                     await self._check_epoch(loop)
                     await self._sync()
-                message = await self._pubsub.get_message(timeout=self._block_s)  # hot loop: one per event
-                if message is not None:
+                messages = await self._pubsub.read(self._block_s)  # hot loop: what one socket read brought
+                for message in messages:
                     self._handle(message)
+                if not messages:  # idle: ask for a pong, which the next wait must see (PushConnection.ping)
+                    await self._pubsub.ping()
             except (RedisError, OSError, ValueError) as exc:
                 delay = _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)]
                 failures += 1
