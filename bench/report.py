@@ -314,21 +314,55 @@ def edge_latency(d: dict) -> list[str]:
         "`--repeat N` for N interleaved runs, 3 by default; `--client httpx` for genloom's own client; "
         "`--gateway inprocess` for the gateway in the bench's process).",
         "",
-        *_edge_before_after(d),
+        *_edge_slices(_load("edge_latency_ab_slices")),
+        *_edge_before_after(_load("edge_latency_onecall")),
     ]
 
 
-def _edge_before_after(after: dict) -> list[str]:
+def _edge_added(results: list[dict], pattern: str) -> str:
+    """Added p50 / p99 of each run at 100 streams in `pattern`, run by run."""
+    runs = [r for r in results if r["streams"] == 100 and r["pattern"] == pattern]
+    return ", ".join(f"{r['genloom_edge_sse']['p50_ms'] - r['baseline_kafka_only']['p50_ms']:.1f} / "
+                     f"{r['genloom_edge_sse']['p99_ms'] - r['baseline_kafka_only']['p99_ms']:.1f}" for r in runs)
+
+
+def _edge_slices(ab: dict | None) -> list[str]:
+    """The fan-out in slices and the replay reader reading in bulk, against the commit before them,
+    alternating (bench/results/edge_latency_ab_slices.json)."""
+    if not ab:
+        return []
+    rows = [f"| {arm['label']} | {_edge_added(arm['results'], 'burst')} | {_edge_added(arm['results'], 'spread')} |"
+            for arm in ab["arms"]]
+    medians = []
+    for arm in ab["arms"]:
+        burst = [r["genloom_edge_sse"]["p50_ms"] - r["baseline_kafka_only"]["p50_ms"] for r in arm["results"]
+                 if r["streams"] == 100 and r["pattern"] == "burst"]
+        medians.append(f"{arm['label']} {_f(statistics.median(burst))} ms")
+    return [
+        "### Before and after: the fan-out in slices, the replay reader in bulk",
+        "",
+        ab["what"] + f" CPU: {ab['machine']['cpu']}.",
+        "",
+        "| | burst, 100 streams: added p50 / p99 (ms), run by run | spread, 100 streams: added p50 / p99 (ms), run by run |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Median burst p50 added: {'; '.join(medians)}. " + ab["note"],
+        "",
+        "Reproduce: " + ab["reproduce"],
+        "",
+    ]
+
+
+def _edge_before_after(after: dict | None) -> list[str]:
     """The same bench on the checkout before the one-call fan-out and the spaced memory writer
-    (bench/results/edge_latency_before.json), beside this one, run for run."""
+    (bench/results/edge_latency_before.json), beside the run after it (edge_latency_onecall.json), run for run."""
     before = _load("edge_latency_before")
-    if not before:
+    if not before or not after:
         return []
 
     def cells(d: dict, pattern: str) -> str:
-        runs = [r for r in d["results"] if r["streams"] == 100 and r["pattern"] == pattern]
-        return ", ".join(f"{r['genloom_edge_sse']['p50_ms'] - r['baseline_kafka_only']['p50_ms']:.1f} / "
-                         f"{r['genloom_edge_sse']['p99_ms'] - r['baseline_kafka_only']['p99_ms']:.1f}" for r in runs)
+        return _edge_added(d["results"], pattern)
 
     return [
         "### Before and after: the fan-out in one script call, the memory writer spaced",
@@ -343,7 +377,7 @@ def _edge_before_after(after: dict) -> list[str]:
         "| | burst, 100 streams: added p50 / p99 (ms), run by run | spread, 100 streams: added p50 / p99 (ms), run by run |",
         "|---|---|---|",
         f"| before (`bench/results/edge_latency_before.json`) | {cells(before, 'burst')} | {cells(before, 'spread')} |",
-        f"| after (`bench/results/edge_latency.json`) | {cells(after, 'burst')} | {cells(after, 'spread')} |",
+        f"| after (`bench/results/edge_latency_onecall.json`) | {cells(after, 'burst')} | {cells(after, 'spread')} |",
         "",
         "Recorded while measuring (one run each, schedstat of every process during the 100-stream bursts, µs of "
         "CPU per event): broker 111 -> 80, stream processor 136 -> 115, gateway 68 -> 66, Redis 41 -> 37. The "
@@ -351,8 +385,9 @@ def _edge_before_after(after: dict) -> list[str]:
         "unmet: the 100 events of one step cross the fan-out, Redis, the gateway and the 100 clients one after "
         "another on 2 shared cores, and the bench's own emitter and clients take about a quarter of a burst's CPU.",
         "",
-        "Reproduce the before row: on a checkout of cef760a, `.venv/bin/python bench/edge_latency.py --out "
-        "bench/results/edge_latency_before.json`; then the after row on this one, as above.",
+        f"Both rows ran on: {after['machine']['cpu']}. Reproduce the before row: on a checkout of cef760a, "
+        "`.venv/bin/python bench/edge_latency.py --out bench/results/edge_latency_before.json`; then the after row on "
+        "a checkout of 57e74ea, with `--out bench/results/edge_latency_onecall.json`.",
         "",
     ]
 
