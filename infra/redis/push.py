@@ -8,9 +8,11 @@ socket and returns every complete message in what arrived, parsed by hiredis in 
 
 The connection is one of the client's pool (so the pool's bound counts it, and it is made as the
 pool makes every connection: TCP, TLS or a Unix socket, credentials, timeouts, client name), taken
-for as long as the reader runs, read and written directly, and closed before it goes back. Liveness: `read` returns [] after an idle wait; the caller sends `ping` then, and a
-connection that answers nothing within the next wait is dead (`ConnectionError`): a half-open
-socket is noticed within two waits, as redis-py's health check would.
+for as long as the reader runs, read and written directly, and closed before it goes back.
+
+Liveness: `read` returns [] after an idle wait; the caller sends `ping` then, and a connection that
+answers nothing within the next wait is dead (`ConnectionError`): a half-open socket is noticed
+within two waits, as redis-py's health check would.
 """
 
 from __future__ import annotations
