@@ -84,8 +84,8 @@ HTTP_LATENCY = Histogram("genloom:http_request_duration_seconds", "Gateway time 
                          ("route", "method"), buckets=HOP_BUCKETS)
 CONSUMER_LAG = Gauge("genloom:consumer_lag", "Messages of a topic its consumer group has not committed yet.",
                      ("topic", "group"))
-EVENTS_FANNED_OUT = Counter("genloom:events_fanned_out", "Job events the fan-out recorded for clients.",
-                            ("type",))
+EVENTS_FANNED_OUT = Counter("genloom:events_fanned_out", "Job events recorded for clients in their replay logs"
+                            " (by the fan-out, or by the moderation gate that released them).", ("type",))
 DEAD_LETTERS = Counter("genloom:dead_letters", "Messages sent to genloom.dlq, by the reason's code.",
                        ("source", "code"))
 WEBHOOK_DELIVERIES = Counter("genloom:webhook_deliveries", "Webhook delivery attempts by outcome.", ("outcome",))

@@ -18,7 +18,7 @@ from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
 from infra.metrics import serve_metrics
 from infra.tracing import setup_tracing
-from infra.settings import KafkaSettings, MetricsSettings, SigningSettings
+from infra.settings import KafkaSettings, MetricsSettings, RedisSettings, SigningSettings
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.worker import WorkerSettings
 from schemas.enums import Modality
@@ -49,6 +49,17 @@ async def _serve(build: Callable[[], Any], bootstrap: str) -> None:
         raise task.exception()
 
 
+def _replay_writer(moderation: ModerationSettings):
+    """The gate's own write into the replay logs (`GENLOOM_MODERATION_REPLAY_DIRECT`), where Redis is set; its
+    client connects on first use, inside the running loop."""
+    url = RedisSettings().url
+    if not moderation.replay_direct or not url:
+        return None
+    from streams.fanout.agents import ReplayWriter  # the fan-out's own write, so both apply events alike
+
+    return ReplayWriter(url, consumer=moderation.group)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workers")
     parser.add_argument("role", choices=[m.value for m in Modality] + ["moderation"])
@@ -66,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.role == "moderation":
         moderation = ModerationSettings()
         build = partial(gate_runner, build_gate(moderation), group=moderation.group,
-                        blobs=blob_store(BlobSettings()), commit_gap_s=moderation.commit_gap_ms / 1000, **common)
+                        blobs=blob_store(BlobSettings()), commit_gap_s=moderation.commit_gap_ms / 1000,
+                        replay=_replay_writer(moderation), **common)
     else:
         settings = WorkerSettings()
         if settings.torch_threads:

@@ -64,11 +64,13 @@ def gate_runner(
     blobs: BlobStore | None = None,
     source: str = EVENTS_RAW,
     commit_gap_s: float = COMMIT_GAP_S,
+    replay=None,
 ) -> GateRunner:
     """A `GateRunner` for `gate` in consumer `group` on the broker at `bootstrap` (clients not started yet),
-    reading the workers' output from `source`."""
+    reading the workers' output from `source`; with `replay` (a `ReplayWriter`) it writes what it releases
+    into the jobs' replay logs itself."""
     consumer = clients.consumer(bootstrap, group_id=group, client_id="genloom-moderation",
                                 max_poll_records=500, fetch_max_wait_ms=fetch_max_wait_ms,
                                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms)
     return GateRunner(gate, consumer=consumer, producer=clients.producer(bootstrap, client_id="genloom-moderation"),
-                      group=group, blobs=blobs, source=source, commit_gap_s=commit_gap_s)
+                      group=group, blobs=blobs, source=source, commit_gap_s=commit_gap_s, replay=replay)

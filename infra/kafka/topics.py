@@ -20,6 +20,9 @@ DLQ = "genloom.dlq"
 #: header on a request in `genloom.requests` whose `accepted` event the gateway published itself,
 #: so the routing agent does not publish a second one
 ACCEPTED_HEADER = "genloom-accepted"
+#: header on an event in `genloom.events` that its producer (the moderation gate) wrote into the job's
+#: replay log itself, before it settled the input it came from: the fan-out passes it by
+APPLIED_HEADER = "genloom-applied"
 
 
 #: how long `genloom.requests` keeps a message (1 h): requests there still hold the personal data the

@@ -58,12 +58,21 @@ class FanoutHandler:
         before the next is read: what a poll brought at once (a decode step of a wide batch) reaches
         its streams slice by slice, the first while the rest are still being applied, instead of all
         of it after the last. A slice that Redis refuses holds the ones after it (`_apply`)."""
+        return await self._sliced(messages, self._decoded)
+
+    async def handle_events(self, released: list[tuple[RawMessage, JobEvent]]) -> list[Outcome]:
+        """`handle_batch` for messages whose events the caller has already (the moderation gate, which
+        built them): each event, with the message it went out as, applied without decoding it again."""
+        return await self._sliced(released, lambda part: (
+            [m for m, _ in part], [None] * len(part), [(i, e, m.value or b"") for i, (m, e) in enumerate(part)]))
+
+    async def _sliced(self, batch: list, read) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for first in range(0, len(messages), self._chunk):
-            outcomes += await self._handle_slice(messages[first:first + self._chunk])
+        for first in range(0, len(batch), self._chunk):
+            outcomes += await self._handle_slice(*read(batch[first:first + self._chunk]))
         return outcomes
 
-    async def _handle_slice(self, messages: list[RawMessage]) -> list[Outcome]:
+    def _decoded(self, messages: list[RawMessage]):
         outcomes: list[Outcome | None] = [None] * len(messages)
         valid: list[tuple[int, JobEvent, bytes]] = []
         for i, m in enumerate(messages):  # hot loop: decode each message once
@@ -75,6 +84,10 @@ class FanoutHandler:
                 outcomes[i] = item
             else:
                 valid.append((i, item, m.value or b""))
+        return messages, outcomes, valid
+
+    async def _handle_slice(self, messages: list[RawMessage], outcomes: list[Outcome | None],
+                            valid: list[tuple[int, JobEvent, bytes]]) -> list[Outcome]:
         if valid:
             began = time.time()
             results = await self._apply([(event, payload) for _, event, payload in valid])

@@ -229,7 +229,8 @@ def _sample(text: str, name: str, **labels: str) -> float:
 async def test_a_streamed_chat_shows_in_the_metrics_of_every_process_on_its_path(sdk, text_pipeline, gateway_url,
                                                                                 streams_process, moderation_gate):
     """vLLM's names under `genloom:` for the worker's view of the request; the gateway's HTTP counts by
-    route template; the fan-out's events and the gate's process metrics from their own /metrics."""
+    route template; the events the gate recorded for clients (the fan-out passes them by) and the gate's
+    process metrics from their own /metrics."""
     async with httpx.AsyncClient(timeout=30) as http:
         async def page(url: str) -> str:
             response = await http.get(url)
@@ -237,7 +238,9 @@ async def test_a_streamed_chat_shows_in_the_metrics_of_every_process_on_its_path
             return response.text
 
         streams_url = f"http://127.0.0.1:{streams_process.metrics_port}/metrics"
+        gate_url = f"http://127.0.0.1:{moderation_gate.metrics_port}/metrics"
         before_gw, before_streams = await page(f"{gateway_url}/metrics"), await page(streams_url)
+        before_gate = await page(gate_url)
         stream = await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count to 3."}],
                                                    max_tokens=6, temperature=0, stream=True)
         chunks = [c async for c in stream]
@@ -258,22 +261,25 @@ async def test_a_streamed_chat_shows_in_the_metrics_of_every_process_on_its_path
             before_gw, "genloom:http_requests_total", **route) + 1
         assert chunks[0].id.removeprefix("chatcmpl-") not in after_gw  # never a job id as a label value
         deadline = time.monotonic() + 30
-        while True:  # the fan-out records the job's events a moment after the client has them
-            after_streams = await page(streams_url)
-            added = _sample(after_streams, "genloom:events_fanned_out_total", type="completed") - _sample(
-                before_streams, "genloom:events_fanned_out_total", type="completed")
+        while True:  # the gate records the events it released a moment after the client has them
+            after_gate = await page(gate_url)
+            added = _sample(after_gate, "genloom:events_fanned_out_total", type="completed") - _sample(
+                before_gate, "genloom:events_fanned_out_total", type="completed")
             if added >= 1 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
         assert added >= 1
-        gate = await page(f"http://127.0.0.1:{moderation_gate.metrics_port}/metrics")
-        assert _sample(gate, "process_cpu_seconds_total") > 0
+        # the fan-out passed the gate's records by: they are not recorded twice
+        after_streams = await page(streams_url)
+        assert _sample(after_streams, "genloom:events_fanned_out_total", type="completed") == _sample(
+            before_streams, "genloom:events_fanned_out_total", type="completed")
+        assert _sample(after_gate, "process_cpu_seconds_total") > 0
 
 
 async def test_one_job_through_the_stages_is_one_connected_trace(text_pipeline, gateway_url_b, edge_keys):
     """Gateway (this process) -> genloom.requests -> preparation (streams process) -> worker (this
-    process) -> events.raw -> gate (its process, passing the context on) -> fan-out (streams process):
-    every span of the job shares one trace id and hangs from the HTTP request's span."""
+    process) -> events.raw -> gate (its process, passing the context on, and writing what it released into the
+    replay log: the `fanout` spans): every span of the job shares one trace id and hangs from the HTTP request's span."""
     setup_tracing("genloom-tests", TracingSettings(exporter="file", file=TRACE_FILE))
     client = openai.AsyncOpenAI(base_url=f"{gateway_url_b}/v1", api_key=edge_keys["t-flow"], max_retries=0,
                                 timeout=120)
