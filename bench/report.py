@@ -210,6 +210,8 @@ def text_remote(d: dict) -> list[str]:
             ("genloom", "the same server through genloom, defaults (`GENLOOM_TEXT_ENGINE_URL`)")]
     if "transport" in s:
         ways.append(("transport", "extra row: through genloom with every stage and the gate off (transport alone)"))
+    if "ab" in s:
+        ways.append(("ab", "extra row: the defaults with " + ", ".join(f"`{k}={v}`" for k, v in d["ab"].items())))
     for way, label in ways:
         w = s[way]
         rows.append(f"| {label} | {_f(w['ttft_p50_ms_1'])} | {_f(w['tokens_per_s'])} | {_f(w['ttft_p50_ms_n'])} |")
@@ -222,9 +224,11 @@ def text_remote(d: dict) -> list[str]:
         transport = (f" With every stage and the gate off, genloom adds {_f(s['transport_ttft_added_ms_1'])} ms to TTFT and "
                      f"keeps {_f(s['transport_throughput_ratio'], 3)}x of the throughput: the rest of the defaults' figure "
                      "is the work they do on each job (redaction, embedding, the gate's check of each token) and "
-                     "their two extra Kafka hops.")
+                     "their extra Kafka hop (the preparation's; the gate writes what it releases into the replay logs "
+                     "itself, so its own output takes none on the way to the client).")
     split = []
-    for way, label in (("genloom", "defaults"), ("transport", "stages and gate off")):
+    for way, label in (("genloom", "defaults"), ("transport", "stages and gate off"),
+                       ("ab", " ".join(f"{k}={v}" for k, v in d.get("ab", {}).items()))):
         seqs = [r[way]["sequential"] for r in d["rounds"] if way in r and "submit_to_started_p50_ms" in r[way]["sequential"]]
         if seqs:
             m = {k: statistics.median(q[k] for q in seqs) for k in
@@ -259,8 +263,9 @@ def text_remote(d: dict) -> list[str]:
         *split_line,
         "What one Kafka hop costs on this broker, and so how many of them a job's path can afford: the next section.",
         "",
-        "Reproduce: `.venv/bin/python bench/text_remote.py` (uses the peer environment of `bench/text_peer.py`; "
-        "writes `bench/results/text_remote.json`).",
+        f"Reproduce: `.venv/bin/python bench/text_remote.py --rounds {len(d['rounds'])}"
+        + "".join(f" --ab {k}={v}" for k, v in d.get("ab", {}).items())
+        + "` (uses the peer environment of `bench/text_peer.py`; writes `bench/results/text_remote.json`).",
         "",
     ]
 
@@ -1625,10 +1630,11 @@ def kafka_hop(d: dict) -> list[str]:
         "",
         f"A hop costs {hop:.1f} ms p50 (median over the rounds; the baseline {median('unpaced', 'send_consumer'):.1f} ms, "
         f"its p90 {p90('unpaced') - p90('doorbell'):.1f} ms worse). Each stage boundary of a job is one: with the defaults, a chat's first token "
-        "crosses four before the gateway has it (gateway -> preparation -> worker, worker -> moderation gate -> "
-        f"fan-out), about {4 * hop:.0f} ms of the time genloom adds in front of an engine server on this broker before "
-        "any stage does its work, and two with the stages and the gate off. The 15 ms target for what genloom adds to "
-        "the time to first token there needs fewer hops on a job's path, or a broker that answers faster."
+        "crosses three before the gateway has it (gateway -> preparation -> worker -> moderation gate, which writes "
+        f"what it releases into the replay logs itself; four before it did), about {3 * hop:.0f} ms of the time genloom "
+        "adds in front of an engine server on this broker before any stage does its work, and two with the stages and "
+        "the gate off (worker -> fan-out). The 15 ms target for what genloom adds to the time to first token there "
+        "needs fewer hops on a job's path, or a broker that answers faster."
         + (f" A shorter fetch wait is no such setting: with `GENLOOM_KAFKA_FETCH_MAX_WAIT_MS=1` instead of 10 a hop took "
            f"{statistics.median(r['doorbell']['send_consumer']['p50_ms'] for r in wait1['rounds']):.1f} ms p50 "
            f"({len(wait1['rounds'])} rounds, `bench/results/kafka_hop_fetch_wait_1.json`)." if wait1 else "")

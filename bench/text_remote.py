@@ -1,7 +1,7 @@
 """What genloom costs in front of an engine server: `transformers serve --continuous-batching` called
 directly against the same server driven by genloom's text worker (`GENLOOM_TEXT_ENGINE_URL`), whole
 stack in between (HTTP → gateway → Kafka → preparation stages → Kafka → text worker → engine server →
-Kafka → moderation gate → Kafka → fan-out → Redis → SSE).
+Kafka → moderation gate → Redis → SSE; the gate writes what it releases into the replay logs itself).
 
 The engine is the strongest peer on this machine at its best: transformers 5.24's continuous batching
 from the virtual environment `bench/text_peer.py` makes (its transformers conflicts with genloom's pin),
@@ -22,6 +22,10 @@ The issue's targets: under 5% of throughput at 16 concurrent and under 15 ms TTF
 Writes ``bench/results/text_remote.json``.
 
     python bench/text_remote.py [--rounds 2] [--requests 12] [--concurrency 16] [--max-tokens 32]
+                                [--ab VAR=VALUE ...]
+
+`--ab` adds a way to every round, as a labelled extra row: the defaults with those settings (the change a
+commit makes, turned off, measured beside it in the same run).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ async def sequential(url: str, key: str, model: str, n: int, max_tokens: int, re
     """One request at a time. Through genloom (`redis_url` given), the job's own event timestamps split
     each time to first token: submit to the worker's `started`, `started` to the worker's first token
     (the upstream call: the engine server's own time to first token and the worker's client), and that
-    token to the client (fan-out, Redis, gateway, SSE)."""
+    token to the client (the moderation gate, Redis, gateway, SSE)."""
     client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
     redis = connect(redis_url) if redis_url else None
     store = JobStore(redis) if redis is not None else None
@@ -122,7 +126,10 @@ def main() -> None:
     parser.add_argument("--engine-dtype", default="float32", help="the engine server's --dtype")
     parser.add_argument("--peer-version", default="5.24.0")
     parser.add_argument("--peer-dir", type=Path, default=Path.home() / ".cache" / "genloom" / "peers")
+    parser.add_argument("--ab", action="append", default=[], metavar="VAR=VALUE",
+                        help="also run, each round, the defaults with these settings (a labelled extra row)")
     args = parser.parse_args()
+    ab = dict(a.split("=", 1) for a in args.ab)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the servers below are stopped on a kill too
 
     python = peer_python(args.peer_dir, args.peer_version)
@@ -133,6 +140,8 @@ def main() -> None:
                      "peer": "transformers serve --continuous-batching", "peer_version": version,
                      "engine_dtype": args.engine_dtype, "max_tokens": args.max_tokens,
                      "concurrency": args.concurrency, "load_start": os.getloadavg()[0], "rounds": []}
+    if ab:
+        results["ab"] = ab
     print(f"transformers serve --continuous-batching ({version}); load {results['load_start']:.2f}", flush=True)
     os.environ["OMP_NUM_THREADS"] = "1"  # the engine server: one thread, the other core for the client or the stack
     proc, engine_url, engine_model = start_peer(python, log_dir, args.engine_dtype)
@@ -141,7 +150,7 @@ def main() -> None:
             direct = measure(engine_url, "none", engine_model, args)
             print(f"round {r + 1} direct:  {direct}", flush=True)
             row = {"direct": direct}
-            for way, extra in (("genloom", {}), ("transport", TRANSPORT_ONLY)):
+            for way, extra in (("genloom", {}), ("transport", TRANSPORT_ONLY)) + ((("ab", ab),) if ab else ()):
                 stack, url, key = start_genloom_in_front(log_dir, engine_url, engine_model, args.concurrency, extra)
                 try:
                     row[way] = measure(url, key, MODEL, args, stack.redis_url)
@@ -159,7 +168,7 @@ def main() -> None:
     summary = {way: {"ttft_p50_ms_1": median(way, "sequential", "ttft_p50_ms"),
                      "tokens_per_s": median(way, "concurrent", "tokens_per_s"),
                      "ttft_p50_ms_n": median(way, "concurrent", "ttft_p50_ms")}
-               for way in ("direct", "genloom", "transport")}
+               for way in ("direct", "genloom", "transport") + (("ab",) if ab else ())}
     d, g = summary["direct"], summary["genloom"]
     summary["throughput_ratio"] = g["tokens_per_s"] / d["tokens_per_s"]
     summary["ttft_added_ms_1"] = g["ttft_p50_ms_1"] - d["ttft_p50_ms_1"]
@@ -169,7 +178,7 @@ def main() -> None:
     results["summary"] = summary
     print(f"\n{'':24} {'TTFT p50 ms (1)':>16} {f'tok/s ({args.concurrency})':>14} {f'TTFT p50 ms ({args.concurrency})':>18}")
     for way, label in (("direct", "engine server direct"), ("genloom", "through genloom"),
-                       ("transport", "genloom, stages off")):
+                       ("transport", "genloom, stages off")) + ((("ab", "genloom, --ab"),) if ab else ()):
         s = summary[way]
         print(f"{label:24} {s['ttft_p50_ms_1']:16.1f} {s['tokens_per_s']:14.1f} {s['ttft_p50_ms_n']:18.1f}")
     print(f"throughput through genloom: {summary['throughput_ratio']:.3f}x direct (target > 0.95);"
