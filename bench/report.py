@@ -1776,7 +1776,7 @@ def decode_step(d: dict) -> list[str]:
 
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
 AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_prefill_lone", "text_peer_ab_gate_commits",
-              "text_peer_ab_prefill_tiles", "text_peer_ab_prefill_tiles_one")
+              "text_peer_ab_prefill_tiles", "text_peer_ab_prefill_tiles_one", "text_peer_ab_replay_direct")
 PENDING = {"text_gpu": text_gpu_pending,
            **{name: lambda: [] for name in AB_RESULTS}}  # an A/B is kept only while its setting is in question
 

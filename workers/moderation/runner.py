@@ -38,7 +38,7 @@ class GateRunner:
     gap's events, which it releases again with the same (source, attempt, seq) and the fan-out drops as
     duplicates. Positions noted are sent before its partitions go to another gate, and at stop.
 
-    With `replay` (a `streams.fanout.agents.ReplayWriter`), what a batch released is also written into the
+    With `replay` (a `streams.fanout.agents.ReplayWriter`), what a poll released is also written into the
     jobs' replay logs here, once the broker acknowledged it and before its positions are settled, and goes
     out marked so the fan-out passes it by: the client has it a Kafka hop sooner."""
 
@@ -55,7 +55,7 @@ class GateRunner:
         self._traces: OrderedDict[str, bytes] = OrderedDict()
         self._source = source
         self._loop = ConsumeLoop(consumer, decode=decode_event, expected="JobEvent", group=group,
-                                 on_batch=self._pass, dead_letters=producer, describe=describe_event_error,
+                                 on_poll=self._pass, dead_letters=producer, describe=describe_event_error,
                                  commit_behind=commit_gap_s > 0, commit_gap_s=commit_gap_s)
 
     async def start(self) -> None:
@@ -81,7 +81,9 @@ class GateRunner:
         await self._loop.run(burst=burst)
         await self._loop.flush()
 
-    async def _pass(self, tp: Hashable, records: list[Record[JobEvent]]) -> None:
+    async def _pass(self, records: list[Record[JobEvent]]) -> None:
+        """What one poll brought, from every partition (each in order): one classifier call for its windows, its
+        releases' acknowledgements awaited together, one write into the replay logs, then its positions settled."""
         pending: list = []
         released: list = []  # with `replay`: (send future, event, key, value, headers) per record released
         settled: dict[Hashable, list[int]] = {}

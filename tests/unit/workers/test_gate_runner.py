@@ -7,7 +7,7 @@ import json
 
 from aiokafka import TopicPartition
 
-from infra.kafka.codec import decode_event
+from infra.kafka.codec import decode_event, encode
 from infra.kafka.emitter import EventEmitter
 from infra.moderation.moderator import blocklist_moderator
 from infra.kafka.topics import CONTROL, DLQ, EVENTS, EVENTS_RAW
@@ -199,3 +199,42 @@ async def test_a_revocation_sends_the_positions_owed_before_the_partitions_go():
     assert consumer.committed == {tp: 2}
     await runner.stop()
     await serving
+
+
+class RecordingWriter:
+    """A replay writer that notes each write and what the consumer had committed when it came."""
+
+    HEADER = ("genloom-applied", b"1")
+
+    def __init__(self, consumer: MemoryConsumer) -> None:
+        self.consumer = consumer
+        self.writes: list[tuple[list[tuple[str, int, int]], dict]] = []
+
+    async def write(self, released):
+        self.writes.append(([(event.job_id, partition, offset) for (_, partition, offset, *_), event in released],
+                            dict(self.consumer.committed)))
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_poll_across_partitions_is_written_to_the_replay_logs_once_before_its_positions_settle():
+    log = MemoryLog({EVENTS_RAW: 2, EVENTS: 2})
+    for partition, job in ((0, "a"), (1, "b")):
+        for seq, text in enumerate(["one ", "two"]):
+            event = TokenDelta(job_id=job, seq=seq, attempt=1, source=EventSource.WORKER, text=text, tokens=1)
+            log.append(EVENTS_RAW, encode(event), key=job.encode(), partition=partition)
+    consumer = MemoryConsumer(log, EVENTS_RAW)
+    writer = RecordingWriter(consumer)
+    runner = GateRunner(ModerationGate(None), consumer=consumer, producer=MemoryProducer(log), replay=writer,
+                        commit_gap_s=0)
+    await runner.start()
+    await runner.run(burst=True)
+    (written, committed_then), = writer.writes  # one write for the whole poll, both partitions
+    assert sorted(job for job, _, _ in written) == ["a", "a", "b", "b"]
+    assert [(p, o) for _, p, o in written] == [(m.partition, m.offset) for m in log.read(EVENTS)]
+    assert committed_then == {}  # nothing settled before the write
+    assert consumer.committed == {TopicPartition(EVENTS_RAW, 0): 2, TopicPartition(EVENTS_RAW, 1): 2}
+    assert all(("genloom-applied", b"1") in m.headers for m in log.read(EVENTS))
+    await runner.stop()
