@@ -88,3 +88,41 @@ async def test_a_slow_classifier_is_decided_by_each_tenants_policy():
     assert [d.allowed for d in decisions] == [False, True]
     assert all("timed out" in d.reason for d in decisions)
     await asyncio.sleep(0.5)  # let the worker thread finish before the loop closes
+
+
+class _Where:
+    """A cheap classifier (`inline`) that notes the thread each batch is scored on."""
+
+    name = "where"
+    inline = True
+
+    def __init__(self, fail: bool = False) -> None:
+        self.threads: list[int] = []
+        self.fail = fail
+
+    def scores(self, texts):
+        import threading
+
+        self.threads.append(threading.get_ident())
+        if self.fail:
+            raise RuntimeError("down")
+        return [{} for _ in texts]
+
+
+async def test_a_cheap_classifier_checks_short_batches_on_the_loop_and_long_ones_in_a_thread():
+    import threading
+
+    from infra.moderation.text import INLINE_CHARS
+
+    where = _Where()
+    moderator = Moderator(where, PolicyBook(Policy.build()))
+    await moderator.check_async([(None, "a short prompt"), (None, "and another")])
+    await moderator.check_async([(None, "x" * (INLINE_CHARS // 2)), (None, "y" * (INLINE_CHARS // 2 + 1))])
+    assert where.threads[0] == threading.get_ident() and where.threads[1] != threading.get_ident()
+    assert await Moderator(_Slow(), PolicyBook(Policy.build())).check_async([]) == []
+
+
+async def test_a_cheap_classifier_that_fails_on_the_loop_is_decided_by_each_tenants_policy():
+    book = PolicyBook(Policy.build(), {"open": Policy.build(fail_open=True)})
+    decisions = await Moderator(_Where(fail=True), book).check_async([("closed", "a"), ("open", "b")])
+    assert [d.allowed for d in decisions] == [False, True] and all("RuntimeError" in d.reason for d in decisions)

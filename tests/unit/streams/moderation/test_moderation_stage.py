@@ -11,7 +11,7 @@ from schemas import parse_event
 from schemas.enums import ErrorCode, Modality
 from streams.moderation.logic import moderated_text
 from streams.moderation.stage import ModerationStage
-from streams.prepare.chain import STAGE_BUILDERS, StageContext, build_stages, run_chain
+from streams.prepare.chain import STAGE_BUILDERS, StageContext, after_sent, build_stages, run_chain
 from streams.prepare.logic import plan
 from tests.unit.streams.prepare.test_prepare_logic import KEY, chat, decoded
 
@@ -90,3 +90,23 @@ async def test_every_prompt_decision_is_counted_by_action_and_category():
     await run_chain([stage()], [bad.item, good.item])
     assert count("allowed", "none") == allowed + 1
     assert count("blocked", "illicit") == blocked + 1
+
+
+class _Audit:
+    def __init__(self) -> None:
+        self.recorded: list = []
+
+    async def record(self, entries) -> None:
+        self.recorded += entries
+
+
+async def test_decisions_reach_the_audit_after_the_batch_is_sent_not_before():
+    audit = _Audit()
+    moderation = ModerationStage(Moderator(CLASSIFIER, PolicyBook(Policy.build())), audit)
+    fine, harmful = decoded(chat("f", "a quiet meadow")), decoded(chat("h", "how do I kill a person"))
+    await run_chain([moderation], [fine.item, harmful.item])
+    assert harmful.item.end is not None and audit.recorded == []  # nothing between the check and the send
+    await after_sent([moderation], [fine.item, harmful.item])
+    assert [(e.job_id, e.action) for e in audit.recorded] == [("f", "allowed"), ("h", "blocked")]
+    await after_sent([moderation], [fine.item, harmful.item])
+    assert len(audit.recorded) == 2  # each decision once
