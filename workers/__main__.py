@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError
 
 from infra.blob.config import BlobSettings, blob_store
+from infra.fanout.writer import ReplayWriter
 from infra.kafka.clients import BrokerUnavailable
 from infra.kafka.topics import EVENTS, EVENTS_RAW
 from infra.metrics import serve_metrics
@@ -50,13 +51,11 @@ async def _serve(build: Callable[[], Any], bootstrap: str) -> None:
 
 
 def _replay_writer(moderation: ModerationSettings):
-    """The gate's own write into the replay logs (`GENLOOM_MODERATION_REPLAY_DIRECT`), where Redis is set; its
-    client connects on first use, inside the running loop."""
+    """The gate's own write into the replay logs (`GENLOOM_MODERATION_REPLAY_DIRECT`), where Redis is set: the
+    fan-out's own handler, so both apply events alike. Its client connects on first use, inside the running loop."""
     url = RedisSettings().url
     if not moderation.replay_direct or not url:
         return None
-    from streams.fanout.agents import ReplayWriter  # the fan-out's own write, so both apply events alike
-
     return ReplayWriter(url, consumer=moderation.group)
 
 

@@ -12,7 +12,7 @@ from infra.redis.semcache import Bounds, SemanticCacheStore
 from infra.settings.streams import CacheSettings
 from schemas.events import may_be
 
-from ..fanout.logic import Malformed, read_event
+from infra.fanout.logic import Malformed, read_event
 from ..tap import TapHandler, TapSpec
 from .fill import READS as FILLER_READS, CacheFiller
 from .logic import LocalTier, TenantPolicy

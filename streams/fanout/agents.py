@@ -1,4 +1,5 @@
-"""The fan-out tap: thin; what it does is in handler.py and logic.py, and in Redis infra.redis.jobstore.
+"""The fan-out tap: thin; what it does is in infra/fanout (handler.py and logic.py, shared with the moderation
+gate's own write, writer.py), and in Redis infra.redis.jobstore.
 Beside it runs the webhook deliverer (outbox.py, webhooks.py) when webhooks are enabled."""
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ import socket
 from infra.kafka import clients
 from infra.kafka.consume import Record
 from infra.kafka.dlq import send_dead_letter
-from infra.kafka.topics import APPLIED_HEADER as APPLIED
+from infra.fanout.handler import FanoutHandler, RawMessage
+from infra.fanout.logic import Malformed
+from infra.fanout.writer import APPLIED, handler_over
 from infra.kafka.topics import EVENTS
-from infra.redis.audit import ModerationAudit
 from infra.redis.client import connect
-from infra.redis.jobstore import event_store
 from infra.redis.outbox import WebhookOutbox
 from infra.settings.streams import FanoutSettings, WebhookSettings
-from schemas.events import JobEvent
 
 from ..tap import TapHandler, TapSpec
-from .handler import FanoutHandler, RawMessage
-from .logic import Malformed
 from .outbox import OutboxDeliverer
 from .webhooks import WebhookDispatcher, WebhookSender, new_http_client
 
@@ -53,7 +51,7 @@ class FanoutTap(TapHandler):
     async def handle(self, records: list[Record[bytes]]) -> None:
         # hot loop: one pipelined Redis round trip for what a poll brought
         batch = [RawMessage(r.tp.topic, r.tp.partition, r.offset, r.key, r.value, r.headers) for r in records
-                 if (APPLIED, b"1") not in r.headers]  # the gate wrote these itself (ReplayWriter)
+                 if APPLIED not in r.headers]  # the gate wrote these itself (infra.fanout.writer.ReplayWriter)
         for outcome in await self._handler.handle_batch(batch):
             if isinstance(outcome, Malformed):
                 await send_dead_letter(self.dead_letters, outcome.letter)
@@ -64,42 +62,6 @@ class FanoutTap(TapHandler):
         if self._redis is not None:
             await self._redis.aclose()
         await self.dead_letters.stop()
-
-
-def handler_over(redis, consumer: str, settings: FanoutSettings, webhooks: WebhookSettings) -> FanoutHandler:
-    """The fan-out's handler over a Redis client: the tap's, and a `ReplayWriter`'s."""
-    return FanoutHandler(event_store(redis, settings, webhooks), consumer=consumer, audit=ModerationAudit(redis),
-                         chunk=settings.apply_chunk)
-
-
-class ReplayWriter:
-    """The fan-out's write for a process that publishes events on `genloom.events` itself (the moderation
-    gate): once the broker has acknowledged them, `write` applies them to their jobs' replay logs as the
-    fan-out would, and the records carry `APPLIED` (`HEADER`) so the fan-out passes them by. A client then
-    reads each released token a Kafka hop sooner (the fan-out's consume) and the event is decoded once.
-
-    Nothing is lost if the writer's process dies between the acknowledgement and the write: it settles
-    (commits) its input only after `write` returned, so its successor releases the same events again, with
-    the same (source, attempt, seq), and writes them. A Redis that refuses holds the writer, as it holds the
-    fan-out (`FanoutHandler._apply`)."""
-
-    #: the header its records carry
-    HEADER = (APPLIED, b"1")
-
-    def __init__(self, redis_url: str, consumer: str, settings: FanoutSettings | None = None,
-                 webhooks: WebhookSettings | None = None) -> None:
-        self._redis = connect(redis_url)
-        self._handler = handler_over(self._redis, consumer, settings or FanoutSettings(), webhooks or WebhookSettings())
-
-    async def write(self, released: list[tuple[tuple, JobEvent]]) -> list[Malformed]:
-        """Apply `released`, in order: each event with the record it went out as (topic, partition, offset,
-        key, value, headers). The dead letters of those Redis would not take (a key of the wrong type), for
-        the caller to publish."""
-        batch = [(RawMessage(*record), event) for record, event in released]
-        return [o for o in await self._handler.handle_events(batch) if isinstance(o, Malformed)]
-
-    async def aclose(self) -> None:
-        await self._redis.aclose()
 
 
 def spec(bootstrap: str, redis_url: str | None, settings: FanoutSettings | None = None,

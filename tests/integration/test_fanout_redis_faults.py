@@ -15,8 +15,8 @@ from infra.redis.jobstore import Appended, JobStore
 from infra.redis.server import LocalRedis
 from schemas.enums import EventSource, JobStatus
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
-from streams.fanout.handler import FanoutHandler, RawMessage
-from streams.fanout.logic import Malformed
+from infra.fanout.handler import FanoutHandler, RawMessage
+from infra.fanout.logic import Malformed
 from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.integration

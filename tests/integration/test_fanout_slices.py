@@ -11,8 +11,8 @@ from infra.redis import keys
 from infra.redis.jobstore import Appended, JobStore
 from schemas.enums import EventSource
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
-from streams.fanout.handler import FanoutHandler, RawMessage
-from streams.fanout.logic import Malformed
+from infra.fanout.handler import FanoutHandler, RawMessage
+from infra.fanout.logic import Malformed
 
 pytestmark = pytest.mark.integration
 

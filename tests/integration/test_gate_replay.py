@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from aiokafka import TopicPartition
 
 from infra.kafka.codec import encode
 from infra.kafka.clients import ensure_topics
@@ -19,9 +20,10 @@ from infra.redis import keys
 from infra.settings.streams import FanoutSettings, WebhookSettings
 from schemas import EventSource
 from schemas.events import Completed, ModelInfo, Started, TokenDelta, Usage
-from streams.fanout.agents import FanoutTap, ReplayWriter
+from infra.fanout.writer import ReplayWriter
+from streams.fanout.agents import FanoutTap
 from tests.conftest import FAST_GROUP
-from tests.kafka_helpers import tail, wait_committed
+from tests.kafka_helpers import wait_committed
 from workers.moderation.gate import ModerationGate
 from workers.wiring import gate_runner
 
@@ -64,26 +66,28 @@ async def test_released_events_reach_the_replay_log_from_the_gate_and_the_fan_ou
     job, group = f"replay-{uuid.uuid4().hex[:8]}", f"replay-gate-{uuid.uuid4().hex[:6]}"
     last = await _work(producer, job)
     expected = ["started"] + ["token"] * len(PIECES) + ["completed"]
-    runner = _gate(kafka_bootstrap, group, ReplayWriter(redis_url, consumer=group))
-    async with tail(kafka_bootstrap, EVENTS) as read:
-        await runner.start()
-        try:
-            await runner.run(burst=True)
-        finally:
-            await runner.stop()
-        published = [m for m in await read(lambda ms: sum(m.key == job.encode() for m in ms) >= len(expected))
-                     if m.key == job.encode()]
+    writer = Noting(redis_url, consumer=group)
+    runner = _gate(kafka_bootstrap, group, writer)
+    await runner.start()
+    try:
+        await runner.run(burst=True)
+    finally:
+        await runner.stop()
     await wait_committed(kafka_bootstrap, group, last)
     assert [t for _, t in await _log(edge_redis, job)] == expected
     assert [i for i, _ in await _log(edge_redis, job)] == [f"{n}-0" for n in range(1, len(expected) + 1)]
 
-    # what it published carries the mark; the fan-out's tap passes those records by, and applies the same
-    # event without the mark (dropped there: the job has ended, the script saw it)
-    assert len(published) == len(expected) and all((APPLIED_HEADER, b"1") in m.headers for m in published)
+    # what it published (the records as the broker acknowledged them: topic, partition, offset, key, value,
+    # headers) carries the mark; the fan-out's tap passes those records by, and applies the same event
+    # without the mark (dropped there: the job has ended, the script saw it)
+    published = [record for record in writer.records if record[3] == job.encode()]
+    assert len(published) == len(expected) and all((APPLIED_HEADER, b"1") in r[5] for r in published)
+    assert all(r[0] == EVENTS for r in published)
     tap = FanoutTap("replay-test-fanout", kafka_bootstrap, redis_url, FanoutSettings(), WebhookSettings())
     await tap.open()
     try:
-        records = [Record(_tp(m), m.offset, m.key, m.value, tuple(m.headers)) for m in published]
+        records = [Record(TopicPartition(topic, partition), offset, key, value, headers)
+                   for topic, partition, offset, key, value, headers in published]
         await tap.handle(records)
         assert await edge_redis.hget(keys.dedupe(job), "dropped") is None
         unmarked = records[-1]
@@ -92,6 +96,16 @@ async def test_released_events_reach_the_replay_log_from_the_gate_and_the_fan_ou
     finally:
         await tap.close()
     assert len(await _log(edge_redis, job)) == len(expected)
+
+
+class Noting(ReplayWriter):
+    """The real writer, noting the records it wrote for."""
+
+    records: list[tuple] = []
+
+    async def write(self, released):
+        self.records = self.records + [record for record, _ in released]
+        return await super().write(released)
 
 
 class DiesBeforeWriting(ReplayWriter):
@@ -122,9 +136,3 @@ async def test_a_gate_that_dies_before_its_write_loses_nothing(kafka_bootstrap, 
     assert [t for _, t in await _log(edge_redis, job)] == ["started"] + ["token"] * len(PIECES) + ["completed"]
     texts = [f[b"data"] for _, f in await edge_redis.xrange(keys.replay_log(job))]
     assert b"".join(t for t in texts if b'"token"' in t).count(b"today?") == 1
-
-
-def _tp(message):
-    from aiokafka import TopicPartition
-
-    return TopicPartition(message.topic, message.partition)

@@ -10,7 +10,7 @@ from infra.redis.client import connect
 from infra.redis.jobstore import Appended, JobStore
 from schemas.enums import EventSource, FinishReason, Modality
 from schemas.events import Accepted, Completed, ModerationVerdict, Usage
-from streams.fanout.handler import FanoutHandler, RawMessage
+from infra.fanout.handler import FanoutHandler, RawMessage
 
 pytestmark = pytest.mark.integration
 DIGEST = "ab" * 32

@@ -38,7 +38,7 @@ class GateRunner:
     gap's events, which it releases again with the same (source, attempt, seq) and the fan-out drops as
     duplicates. Positions noted are sent before its partitions go to another gate, and at stop.
 
-    With `replay` (a `streams.fanout.agents.ReplayWriter`), what a poll released is also written into the
+    With `replay` (an `infra.fanout.writer.ReplayWriter`), what a poll released is also written into the
     jobs' replay logs here, once the broker acknowledged it and before its positions are settled, and goes
     out marked so the fan-out passes it by: the client has it a Kafka hop sooner."""
 

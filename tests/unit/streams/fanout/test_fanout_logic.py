@@ -8,7 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.enums import EventSource
 from schemas.events import TokenDelta
-from streams.fanout.logic import Malformed, read_event, transient
+from infra.fanout.logic import Malformed, read_event, transient
 from streams.fanout.webhooks import backoff, event_id, should_retry
 
 W = EventSource.WORKER

@@ -1,0 +1,52 @@
+"""`ReplayWriter`: the fan-out's write for a process that publishes events on `genloom.events` itself."""
+
+from __future__ import annotations
+
+from infra.kafka.topics import APPLIED_HEADER
+from infra.redis.audit import ModerationAudit
+from infra.redis.client import connect
+from infra.redis.jobstore import event_store
+from infra.settings.streams import FanoutSettings, WebhookSettings
+from schemas.events import JobEvent
+
+from .handler import FanoutHandler, RawMessage
+from .logic import Malformed
+
+#: the header (name, value) on a record in `genloom.events` whose event its producer wrote itself
+APPLIED = (APPLIED_HEADER, b"1")
+
+
+def handler_over(redis, consumer: str, settings: FanoutSettings, webhooks: WebhookSettings) -> FanoutHandler:
+    """The fan-out's handler over a Redis client: the tap's, and a `ReplayWriter`'s."""
+    return FanoutHandler(event_store(redis, settings, webhooks), consumer=consumer, audit=ModerationAudit(redis),
+                         chunk=settings.apply_chunk)
+
+
+class ReplayWriter:
+    """The fan-out's write for a process that publishes events on `genloom.events` itself (the moderation
+    gate): once the broker has acknowledged them, `write` applies them to their jobs' replay logs as the
+    fan-out would, and the records carry `APPLIED` (`HEADER`), so the fan-out passes them by. A client then
+    reads each released token a Kafka hop sooner (the fan-out's consume) and the event is decoded once.
+
+    Nothing is lost if the writer's process dies between the acknowledgement and the write: it settles
+    (commits) its input only after `write` returned, so its successor releases the same events again, with
+    the same (source, attempt, seq), and writes them. A Redis that refuses holds the writer, as it holds the
+    fan-out (`FanoutHandler._apply`)."""
+
+    #: the header its records carry
+    HEADER = APPLIED
+
+    def __init__(self, redis_url: str, consumer: str, settings: FanoutSettings | None = None,
+                 webhooks: WebhookSettings | None = None) -> None:
+        self._redis = connect(redis_url)
+        self._handler = handler_over(self._redis, consumer, settings or FanoutSettings(), webhooks or WebhookSettings())
+
+    async def write(self, released: list[tuple[tuple, JobEvent]]) -> list[Malformed]:
+        """Apply `released`, in order: each event with the record it went out as (topic, partition, offset,
+        key, value, headers). The dead letters of those Redis would not take (a key of the wrong type), for
+        the caller to publish."""
+        batch = [(RawMessage(*record), event) for record, event in released]
+        return [o for o in await self._handler.handle_events(batch) if isinstance(o, Malformed)]
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
