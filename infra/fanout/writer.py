@@ -41,12 +41,10 @@ class ReplayWriter:
         self._redis = connect(redis_url)
         self._handler = handler_over(self._redis, consumer, settings or FanoutSettings(), webhooks or WebhookSettings())
 
-    async def write(self, released: list[tuple[tuple, JobEvent]]) -> list[Malformed]:
-        """Apply `released`, in order: each event with the record it went out as (topic, partition, offset,
-        key, value, headers). The dead letters of those Redis would not take (a key of the wrong type), for
-        the caller to publish."""
-        batch = [(RawMessage(*record), event) for record, event in released]
-        return [o for o in await self._handler.handle_events(batch) if isinstance(o, Malformed)]
+    async def write(self, released: list[tuple[RawMessage, JobEvent]]) -> list[Malformed]:
+        """Apply `released`, in order: each event with the record it went out as. The dead letters of those
+        Redis would not take (a key of the wrong type), for the caller to publish."""
+        return [o for o in await self._handler.handle_events(released) if isinstance(o, Malformed)]
 
     async def aclose(self) -> None:
         await self._redis.aclose()

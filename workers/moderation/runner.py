@@ -9,6 +9,8 @@ from collections.abc import Hashable
 from typing import Any
 
 from infra.blob.base import BlobStore, artifact_key_of
+from infra.fanout.handler import RawMessage
+from infra.fanout.writer import ReplayWriter
 from infra.kafka.codec import decode_event, encode
 from infra.kafka.consume import COMMIT_GAP_S, ConsumeLoop, FlushOnRevoke, Record
 from infra.kafka.dlq import describe_event_error, send_dead_letter
@@ -44,7 +46,7 @@ class GateRunner:
 
     def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP,
                  blobs: BlobStore | None = None, video_frames: int = 8, source: str = EVENTS_RAW,
-                 commit_gap_s: float = COMMIT_GAP_S, replay: Any = None) -> None:
+                 commit_gap_s: float = COMMIT_GAP_S, replay: ReplayWriter | None = None) -> None:
         self._gate = gate
         self._replay = replay
         self._blobs = blobs
@@ -135,7 +137,7 @@ class GateRunner:
         batch = []
         for sent, event, key, value, headers in released:
             meta = sent.result()
-            batch.append(((EVENTS, meta.partition, meta.offset, key, value, tuple(headers)), event))
+            batch.append((RawMessage(EVENTS, meta.partition, meta.offset, key, value, tuple(headers)), event))
         for letter in await self._replay.write(batch):
             await send_dead_letter(self._producer, letter.letter)
 

@@ -211,7 +211,7 @@ class RecordingWriter:
         self.writes: list[tuple[list[tuple[str, int, int]], dict]] = []
 
     async def write(self, released):
-        self.writes.append(([(event.job_id, partition, offset) for (_, partition, offset, *_), event in released],
+        self.writes.append(([(event.job_id, m.partition, m.offset) for m, event in released],
                             dict(self.consumer.committed)))
         return []
 
