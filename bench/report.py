@@ -1644,6 +1644,36 @@ def kafka_hop(d: dict) -> list[str]:
         "fetch-wait row: `GENLOOM_KAFKA_FETCH_MAX_WAIT_MS=1 .venv/bin/python bench/kafka_hop.py --rounds 3 --out "
         "bench/results/kafka_hop_fetch_wait_1.json`.",
         "",
+        *_kafka_hop_ab(_load("kafka_hop_ab_doorbell")),
+    ]
+
+
+def _kafka_hop_ab(ab: dict | None) -> list[str]:
+    """The doorbell's before and after, run by run (`kafka_hop_ab_doorbell.json`)."""
+    if not ab:
+        return []
+    parts = [("send_ack", "send -> ack"), ("ack_ring", "ack -> ring heard"), ("ring_fetch", "ring -> fetch out"),
+             ("fetch", "fetch out -> back"), ("send_consumer", "**send -> record in the consumer's hands**")]
+    rows = ["| part (ms, p50 per run) | before | after | median before / after |", "|---|---|---|---|"]
+    for key, label in parts:
+        before = [r["before"][key]["p50_ms"] for r in ab["runs"]]
+        after = [r["after"][key]["p50_ms"] for r in ab["runs"]]
+        rows.append(f"| {label} | {', '.join(f'{v:.2f}' for v in before)} | {', '.join(f'{v:.2f}' for v in after)} | "
+                    f"{statistics.median(before):.2f} / {statistics.median(after):.2f} |")
+    return [
+        "### Before and after: the doorbell on raw connections",
+        "",
+        f"On {ab['cpu']}, {len(ab['runs'])} runs of one round each, alternating between a checkout of "
+        f"{ab['before_commit']} (before: {ab['before']}) and this code (after: {ab['after']}); {ab['records']} records "
+        f"{ab['gap_ms']:g} ms apart per run, the paced consumer only. Load average {ab['load_start']:.1f} at the start, "
+        f"{ab['load_end']:.1f} at the end.",
+        "",
+        *rows,
+        "",
+        "Reproduce: `.venv/bin/python bench/kafka_hop.py --rounds 1 --out FILE`, alternately in a checkout of "
+        f"{ab['before_commit']} and of this code; `bench/results/kafka_hop_ab_doorbell.json` holds each run's "
+        "`doorbell` figures.",
+        "",
     ]
 
 

@@ -31,7 +31,8 @@ READ_SIZE = 1 << 16
 class PushConnection:
     """SUBSCRIBE / UNSUBSCRIBE / PING out; messages in, as lists: [b'message', channel, data],
     [b'subscribe', channel, count], [b'unsubscribe', channel, count], [b'pong', b''] (a pong while
-    nothing is subscribed is the plain reply b'PONG')."""
+    nothing is subscribed is the plain reply b'PONG'). On a connection that subscribes nothing, any
+    commands (`command`) and their plain replies (the doorbell's PUBLISHes)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pool = redis.connection_pool
@@ -53,6 +54,13 @@ class PushConnection:
         if self._writer is None:
             raise RedisConnectionError("the Pub/Sub connection is closed")
         self._writer.write(hiredis.pack_command(args))
+
+    async def command(self, *commands: tuple) -> None:
+        """Send commands (each a tuple of arguments) in one write; their replies come back through `read`."""
+        if self._writer is None:
+            raise RedisConnectionError("the connection is closed")
+        self._writer.write(b"".join(hiredis.pack_command(c) for c in commands))
+        await self._writer.drain()
 
     async def subscribe(self, *channels: bytes) -> None:
         self._send("SUBSCRIBE", *channels)

@@ -265,3 +265,50 @@ async def test_the_listener_hears_every_topic_only_while_subscribed_and_rings_wh
     finally:
         await probe.aclose()
         await bell.close()
+
+
+async def test_rings_go_out_on_one_held_connection_and_a_dropped_one_is_replaced(redis_url):
+    """The doorbell publishes on a connection of its own, held across rings (one write of packed
+    PUBLISHes per round, not a pooled client's pipeline). Redis dropping it loses at most the ring in
+    flight: the next ring connects again and is heard."""
+    bell = doorbell.Doorbell(redis_url)
+    probe = connect(redis_url)
+    pubsub = probe.pubsub()
+    topics = [f"held-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    await pubsub.subscribe(*(doorbell.channel(t) for t in topics))
+
+    async def heard() -> list[str]:
+        got = []
+        while (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)) is not None:
+            got.append(msg["channel"][len(doorbell.CHANNEL):].decode())
+        return got
+
+    async def publishers() -> set[str]:
+        return {c["id"] for c in await probe.client_list() if c.get("cmd") == "publish"}
+
+    try:
+        others = await publishers()  # the session's own doorbell may publish on the same Redis
+        for _ in range(3):
+            await pubsub.get_message(timeout=1)  # the subscribe confirmations
+        for topic in topics:  # three rounds, one topic each
+            bell.ring(topic)
+            await asyncio.wait_for(bell._flush, 5)
+        bell.ring(topics[0])
+        bell.ring(topics[1])  # one round, both topics
+        await asyncio.wait_for(bell._flush, 5)
+        assert sorted(await heard()) == sorted([*topics, topics[0], topics[1]])
+        held = await publishers() - others
+        assert len(held) == 1  # every round on the same connection
+
+        await probe.execute_command("CLIENT", "KILL", "ID", held.pop())
+        bell.ring(topics[2])  # written to the dead connection, or found dead on its reply: dropped
+        await asyncio.wait_for(bell._flush, 5)
+        await heard()
+        bell.ring(topics[2])
+        await asyncio.wait_for(bell._flush, 5)
+        assert await heard() == [topics[2]]
+        assert len(await publishers() - others) == 1
+    finally:
+        await pubsub.aclose()
+        await probe.aclose()
+        await bell.close()
