@@ -24,14 +24,16 @@ def handler_over(redis, consumer: str, settings: FanoutSettings, webhooks: Webho
 
 class ReplayWriter:
     """The fan-out's write for a process that publishes events on `genloom.events` itself (the moderation
-    gate): once the broker has acknowledged them, `write` applies them to their jobs' replay logs as the
-    fan-out would, and the records carry `APPLIED` (`HEADER`), so the fan-out passes them by. A client then
-    reads each released token a Kafka hop sooner (the fan-out's consume) and the event is decoded once.
+    gate): `write` applies them to their jobs' replay logs as the fan-out would, while the broker
+    acknowledges them, and the records carry `APPLIED` (`HEADER`), so the fan-out passes them by. A client
+    then reads each released token a Kafka hop sooner (the fan-out's consume), and a produce round trip
+    sooner than if the write waited for the acknowledgement; the event is decoded once.
 
-    Nothing is lost if the writer's process dies between the acknowledgement and the write: it settles
-    (commits) its input only after `write` returned, so its successor releases the same events again, with
-    the same (source, attempt, seq), and writes them. A Redis that refuses holds the writer, as it holds the
-    fan-out (`FanoutHandler._apply`)."""
+    Nothing is lost if the writer's process dies before both are done: it settles (commits) its input only
+    after `write` returned and the broker acknowledged, so its successor releases the same events again,
+    with the same (source, attempt, seq), publishes and writes them, and the log drops what it already has.
+    A client may so read an event before the broker holds it; it holds it once the successor ran. A Redis
+    that refuses holds the writer, as it holds the fan-out (`FanoutHandler._apply`)."""
 
     #: the header its records carry
     HEADER = APPLIED
@@ -41,10 +43,11 @@ class ReplayWriter:
         self._redis = connect(redis_url)
         self._handler = handler_over(self._redis, consumer, settings or FanoutSettings(), webhooks or WebhookSettings())
 
-    async def write(self, released: list[tuple[RawMessage, JobEvent]]) -> list[Malformed]:
-        """Apply `released`, in order: each event with the record it went out as. The dead letters of those
-        Redis would not take (a key of the wrong type), for the caller to publish."""
-        return [o for o in await self._handler.handle_events(released) if isinstance(o, Malformed)]
+    async def write(self, released: list[tuple[RawMessage, JobEvent]]) -> list[tuple[int, Malformed]]:
+        """Apply `released`, in order: each event with the record it goes out as. The dead letters of those
+        Redis would not take (a key of the wrong type), each with its index in `released`, for the caller
+        to publish (with the record's position, when it did not have it yet)."""
+        return [(i, o) for i, o in enumerate(await self._handler.handle_events(released)) if isinstance(o, Malformed)]
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -60,9 +60,10 @@ class ModerationSettings(BaseSettings):
     window_tokens: int = Field(default=16, ge=1, description="Most tokens the gate holds back in one window.")
     replay_direct: bool = Field(
         default=True,
-        description="The output gate writes what it releases into the jobs' replay logs in Redis itself, once the"
-        " broker has it, and marks those records so the fan-out passes them by: a client has each token a Kafka"
-        " hop sooner. Off: the fan-out writes them from genloom.events. Needs GENLOOM_REDIS_URL.",
+        description="The output gate writes what it releases into the jobs' replay logs in Redis itself, while the"
+        " broker acknowledges it (its input is committed once both are done), and marks those records so the fan-out"
+        " passes them by: a client has each token a Kafka hop sooner. Off: the fan-out writes them from"
+        " genloom.events. Needs GENLOOM_REDIS_URL.",
     )
     commit_gap_ms: int = Field(
         default=1000, ge=0,

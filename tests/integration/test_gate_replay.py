@@ -1,7 +1,7 @@
 """The moderation gate writes what it releases into the jobs' replay logs itself (`ReplayWriter`), on the
 real broker and a real Redis: the log holds every released event once, in order, the records it published
-carry the mark the fan-out passes them by, and a gate that dies between the broker's acknowledgement and
-its write loses nothing (its successor writes them)."""
+carry the mark the fan-out passes them by, and a gate that dies before its write loses nothing (its
+successor writes them)."""
 
 from __future__ import annotations
 
@@ -116,10 +116,10 @@ class Noting(ReplayWriter):
 
 
 class DiesBeforeWriting(ReplayWriter):
-    """The gate's process dying after the broker acknowledged what it released, before the write."""
+    """The gate's process dying once it sent what it released, before the write."""
 
     async def write(self, released):
-        raise RuntimeError("killed between the acknowledgement and the write")
+        raise RuntimeError("killed before the write")
 
 
 async def test_a_gate_that_dies_before_its_write_loses_nothing(kafka_bootstrap, raw_topic, producer, redis_url,

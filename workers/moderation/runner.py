@@ -10,6 +10,7 @@ from typing import Any
 
 from infra.blob.base import BlobStore, artifact_key_of
 from infra.fanout.handler import RawMessage
+from infra.fanout.logic import Malformed
 from infra.fanout.writer import ReplayWriter
 from infra.kafka.codec import decode_event, encode
 from infra.kafka.consume import COMMIT_GAP_S, ConsumeLoop, FlushOnRevoke, Record
@@ -41,8 +42,8 @@ class GateRunner:
     duplicates. Positions noted are sent before its partitions go to another gate, and at stop.
 
     With `replay` (an `infra.fanout.writer.ReplayWriter`), what a poll released is also written into the
-    jobs' replay logs here, once the broker acknowledged it and before its positions are settled, and goes
-    out marked so the fan-out passes it by: the client has it a Kafka hop sooner."""
+    jobs' replay logs here, while the broker acknowledges it (its positions settle once both are done),
+    and goes out marked so the fan-out passes it by: the client has it a Kafka hop sooner."""
 
     def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP,
                  blobs: BlobStore | None = None, video_frames: int = 8, source: str = EVENTS_RAW,
@@ -85,7 +86,7 @@ class GateRunner:
 
     async def _pass(self, records: list[Record[JobEvent]]) -> None:
         """What one poll brought, from every partition (each in order): one classifier call for its windows, its
-        releases' acknowledgements awaited together, one write into the replay logs, then its positions settled."""
+        releases sent, one write into the replay logs while their acknowledgements come, then its positions settled."""
         pending: list = []
         released: list = []  # with `replay`: (send future, event, key, value, headers) per record released
         settled: dict[Hashable, list[int]] = {}
@@ -100,10 +101,16 @@ class GateRunner:
             else:
                 out = self._gate.on_event(event, position)
             await self._send(out, pending, settled, released)
+        # the replay logs are written while the broker acknowledges what they get (a client reads each token
+        # that much sooner); the positions settle only once both are done, so a gate that dies in between
+        # leaves its successor to release and write the same events again (the log drops what it has)
+        letters = await self._write_replay(released) if released else []
         if pending:
             await asyncio.gather(*pending)
-        if released:
-            await self._write_replay(released)
+        for i, bad in letters:  # what Redis would not take, to the DLQ with its record's position, now known
+            meta = released[i][0].result()
+            await send_dead_letter(self._producer, bad.letter.model_copy(
+                update={"partition": meta.partition, "offset": meta.offset}))
         # only what was published or dropped for good: a token held in a window keeps its offset (and
         # every later one of its partition) uncommitted, so a gate that dies loses none of it
         for where, offsets in settled.items():
@@ -131,15 +138,12 @@ class GateRunner:
         for where, offset in out.settled:
             settled.setdefault(where, []).append(offset)
 
-    async def _write_replay(self, released: list) -> None:
-        """What the batch released (every record acknowledged) into the jobs' replay logs, in order, as
-        the records the fan-out would have read; what Redis would not take goes to the DLQ, as from it."""
-        batch = []
-        for sent, event, key, value, headers in released:
-            meta = sent.result()
-            batch.append((RawMessage(EVENTS, meta.partition, meta.offset, key, value, tuple(headers)), event))
-        for letter in await self._replay.write(batch):
-            await send_dead_letter(self._producer, letter.letter)
+    async def _write_replay(self, released: list) -> list[tuple[int, Malformed]]:
+        """What the batch released into the jobs' replay logs, in order, as the records the fan-out would
+        have read, before the broker has acknowledged them (their positions are not known yet: 0 until
+        then); what Redis would not take comes back as (index, dead letter), to be sent once acknowledged."""
+        return await self._replay.write([(RawMessage(EVENTS, 0, 0, key, value, tuple(headers)), event)
+                                         for _, event, key, value, headers in released])
 
     def _keep_trace(self, job_id: str, headers) -> None:
         value = next((v for k, v in headers if k == TRACEPARENT), None)

@@ -7,7 +7,9 @@ import json
 
 from aiokafka import TopicPartition
 
+from infra.fanout.logic import Malformed
 from infra.kafka.codec import decode_event, encode
+from infra.kafka.dlq import dead_letter_for
 from infra.kafka.emitter import EventEmitter
 from infra.moderation.moderator import blocklist_moderator
 from infra.kafka.topics import CONTROL, DLQ, EVENTS, EVENTS_RAW
@@ -202,18 +204,22 @@ async def test_a_revocation_sends_the_positions_owed_before_the_partitions_go():
 
 
 class RecordingWriter:
-    """A replay writer that notes each write and what the consumer had committed when it came."""
+    """A replay writer that notes each write and what the consumer had committed when it came; it refuses
+    the records at the indexes in `refuse`, as Redis refuses a key of the wrong type."""
 
     HEADER = ("genloom-applied", b"1")
 
-    def __init__(self, consumer: MemoryConsumer) -> None:
+    def __init__(self, consumer: MemoryConsumer, refuse: tuple[int, ...] = ()) -> None:
         self.consumer = consumer
-        self.writes: list[tuple[list[tuple[str, int, int]], dict]] = []
+        self.refuse = refuse
+        self.writes: list[tuple[list[tuple[str, bytes]], dict]] = []
 
     async def write(self, released):
-        self.writes.append(([(event.job_id, m.partition, m.offset) for m, event in released],
-                            dict(self.consumer.committed)))
-        return []
+        self.writes.append(([(event.job_id, m.value) for m, event in released], dict(self.consumer.committed)))
+        return [(i, Malformed(dead_letter_for(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key,
+                                              value=m.value, consumer="gate", code=ErrorCode.INTERNAL_ERROR,
+                                              error="WRONGTYPE")))
+                for i, (m, _) in enumerate(released) if i in self.refuse]
 
     async def aclose(self) -> None:
         pass
@@ -232,9 +238,73 @@ async def test_a_poll_across_partitions_is_written_to_the_replay_logs_once_befor
     await runner.start()
     await runner.run(burst=True)
     (written, committed_then), = writer.writes  # one write for the whole poll, both partitions
-    assert sorted(job for job, _, _ in written) == ["a", "a", "b", "b"]
-    assert [(p, o) for _, p, o in written] == [(m.partition, m.offset) for m in log.read(EVENTS)]
+    assert sorted(job for job, _ in written) == ["a", "a", "b", "b"]
+    assert [value for _, value in written] == [m.value for m in log.read(EVENTS)]  # as published, in order
     assert committed_then == {}  # nothing settled before the write
     assert consumer.committed == {TopicPartition(EVENTS_RAW, 0): 2, TopicPartition(EVENTS_RAW, 1): 2}
     assert all(("genloom-applied", b"1") in m.headers for m in log.read(EVENTS))
+    await runner.stop()
+
+
+class HeldAcks(MemoryProducer):
+    """A producer whose records are appended at once but acknowledged only when the test says so."""
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__(log)
+        self.held: list[tuple[asyncio.Future, object]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.held.append((fut, self._log.append(topic, value, key, headers=headers)))
+        return fut
+
+    def acknowledge(self) -> None:
+        for fut, meta in self.held:
+            if not fut.done():
+                fut.set_result(meta)
+
+
+async def test_the_replay_logs_are_written_while_the_broker_acknowledges_and_positions_settle_after_both():
+    """A client reads a released token without waiting for the broker's round trip: the write goes out
+    with the sends, and nothing settles until every send is acknowledged."""
+    log = MemoryLog({EVENTS_RAW: 1, EVENTS: 1})
+    for seq, text in enumerate(["one ", "two"]):
+        event = TokenDelta(job_id="a", seq=seq, attempt=1, source=EventSource.WORKER, text=text, tokens=1)
+        log.append(EVENTS_RAW, encode(event), key=b"a")
+    consumer = MemoryConsumer(log, EVENTS_RAW)
+    producer = HeldAcks(log)
+    writer = RecordingWriter(consumer)
+    runner = GateRunner(ModerationGate(None), consumer=consumer, producer=producer, replay=writer, commit_gap_s=0)
+    await runner.start()
+    serving = asyncio.create_task(runner.run(burst=True))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if writer.writes:
+            break
+    assert [job for job, _ in writer.writes[0][0]] == ["a", "a"]  # written...
+    assert producer.held and not any(fut.done() for fut, _ in producer.held)  # ...before any acknowledgement
+    await asyncio.sleep(0.05)
+    assert consumer.committed == {} and not serving.done()  # held until the broker answers
+    producer.acknowledge()
+    await asyncio.wait_for(serving, 5)
+    assert consumer.committed == {TopicPartition(EVENTS_RAW, 0): 2}
+    await runner.stop()
+
+
+async def test_a_record_redis_refused_goes_to_the_dlq_with_its_acknowledged_position():
+    log = MemoryLog({EVENTS_RAW: 1, EVENTS: 1})
+    for n in range(5):  # the events topic holds records already: the refused one's offset is not 0
+        log.append(EVENTS, b"{}", key=b"other")
+    for seq, text in enumerate(["one ", "two"]):
+        event = TokenDelta(job_id="a", seq=seq, attempt=1, source=EventSource.WORKER, text=text, tokens=1)
+        log.append(EVENTS_RAW, encode(event), key=b"a")
+    consumer = MemoryConsumer(log, EVENTS_RAW)
+    runner = GateRunner(ModerationGate(None), consumer=consumer, producer=MemoryProducer(log),
+                        replay=RecordingWriter(consumer, refuse=(1,)), commit_gap_s=0)
+    await runner.start()
+    await runner.run(burst=True)
+    letter, = [DeadLetter.model_validate_json(m.value) for m in log.read(DLQ)]
+    refused = log.read(EVENTS)[6]  # the second released record
+    assert (letter.topic, letter.partition, letter.offset) == (EVENTS, refused.partition, 6)
+    assert letter.payload == refused.value.decode()
     await runner.stop()
