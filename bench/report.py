@@ -1321,6 +1321,42 @@ def accepted_order(d: dict | None) -> list[str]:
     ]
 
 
+def token_rings(d: dict | None) -> list[str]:
+    """Part 3 of bench/idle_cpu.py alternating between two checkouts (`idle_cpu_ab_token_rings.json`)."""
+    if not d:
+        return []
+    groups = {"gate": "workers moderation", "broker": "tansu", "streams": "streams", "text worker": "workers text [",
+              "gateway": "gateway", "redis": "redis-server"}
+    rows = ["| run | checkout | tokens in 30 s | " + " | ".join(groups) + " | CPU outside the engine per token |",
+            "|---|---|---|" + "---|" * len(groups) + "---|"]
+    per: dict[str, list[float]] = {}
+    for i, run in enumerate(d["runs"], 1):
+        load = run["load"]
+        cells = []
+        for prefix in groups.values():
+            cpu = sum(p["cpu_s"] for p in load["processes"] if p["process"].startswith(prefix))
+            cells.append(f"{1000 * cpu / load['tokens']:.2f}")
+        per.setdefault(run["checkout"], []).append(load["ms_cpu_outside_engine_per_token"])
+        rows.append(f"| {(i + 1) // 2} | {run['label']} | {load['tokens']} | " + " | ".join(cells)
+                    + f" | {load['ms_cpu_outside_engine_per_token']:.2f} |")
+    return [
+        "### The gate's tokens on genloom.events without a doorbell ring",
+        "",
+        f"Part 3 of the bench above (4 concurrent chats for 30 s, the built-in engine) on {d['cpu']}, alternating "
+        f"between a checkout of {d['before_commit']} and this code, one stack at a time, nothing else running. CPU "
+        "milliseconds per generated token, by process, from `/proc`. The streams process's three consumers of "
+        "genloom.events (the fan-out, the memory writer, the cache filler) were woken by every decode step's ring "
+        "and fetched tokens they pass by; now they fetch them with the job's end. Medians of CPU outside the engine "
+        "per token (broker, Redis, gateway, streams, as part 3 counts it): "
+        + ", ".join(f"{name} {statistics.median(v):.2f} ms" for name, v in per.items()) + ".",
+        "",
+        *rows,
+        "",
+        f"Reproduce: `{d['command']}`, alternately in a checkout of {d['before_commit']} and of this code.",
+        "",
+    ]
+
+
 def _interleaved(d: dict | None) -> list[str]:
     """Short runs of bench/idle_cpu.py alternating between two checkouts (`bench/results/idle_cpu_pairs.json`)."""
     if not d:
@@ -1896,6 +1932,7 @@ def render() -> str:
                               _load("idle_cpu"),
                               "before (45ebd71): a busy consumer polled every 50 ms even then":
                               _load("idle_cpu_poll_heard")}, _load("idle_cpu_pairs"))
+    lines += token_rings(_load("idle_cpu_ab_token_rings"))
     lines += accepted_order(_load("accepted_order"))
     return "\n".join(lines)
 

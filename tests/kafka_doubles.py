@@ -47,6 +47,8 @@ class MemoryProducer:
     def __init__(self, log: MemoryLog) -> None:
         self._log = log
         self.started = False
+        #: what was sent without ringing its topic's doorbell (`RingingProducer.send(ring=False)`)
+        self.unrung: list[Message] = []
 
     async def start(self) -> None:
         self.started = True
@@ -54,9 +56,12 @@ class MemoryProducer:
     async def stop(self) -> None:
         self.started = False
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> asyncio.Future:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None,
+                   ring: bool = True) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(self._log.append(topic, value, key, headers=headers))
+        if not ring:
+            self.unrung.append(fut.result())
         return fut
 
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> Message:

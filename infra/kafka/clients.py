@@ -85,11 +85,13 @@ def security_args(settings: KafkaSettings | None = None) -> dict[str, Any]:
 
 class RingingProducer(AIOKafkaProducer):
     """A producer that rings the topic's doorbell (`infra.kafka.doorbell`) once a record is acknowledged,
-    so idle consumers of it fetch at once."""
+    so idle consumers of it fetch at once. `ring=False` sends a record that no genloom consumer needs at
+    once: it is fetched with the next record that rings (or after the consumers' `heard_poll_ms`)."""
 
-    async def send(self, topic, *args, **kwargs):
+    async def send(self, topic, *args, ring: bool = True, **kwargs):
         delivery = await super().send(topic, *args, **kwargs)
-        ring_after(delivery, topic)
+        if ring:
+            ring_after(delivery, topic)
         return delivery
 
 

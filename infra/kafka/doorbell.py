@@ -26,7 +26,8 @@ consumer of every process then sends a hundred fetches a second and the broker a
   channel for all, a producer sending a thousand separate records a second cost every process of the
   stack a thousand wake-ups. A lost ring (a PUBLISH that failed, a producer that does not ring) costs
   at most `heard_s`; one missed while the listener was not hearing, at most `idle_s` (`busy_poll_s`
-  while busy).
+  while busy). A record no consumer needs at once is sent without a ring (`RingingProducer.send(ring=False)`:
+  the gate's tokens on genloom.events) and is fetched with the next one that rings.
 
 The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
 process, those of faust included, is paced the same way; nothing else of the fetcher changes.

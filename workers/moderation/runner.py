@@ -43,7 +43,10 @@ class GateRunner:
 
     With `replay` (an `infra.fanout.writer.ReplayWriter`), what a poll released is also written into the
     jobs' replay logs here, while the broker acknowledges it (its positions settle once both are done),
-    and goes out marked so the fan-out passes it by: the client has it a Kafka hop sooner."""
+    and goes out marked so the fan-out passes it by: the client has it a Kafka hop sooner. Only a job's end
+    among those records rings genloom.events' doorbell: the consumers of that topic in the streams process
+    (the fan-out, which passes them by; the memory writer and the cache filler, which want the end) fetch
+    the tokens with it, instead of being woken by every decode step."""
 
     def __init__(self, gate: ModerationGate, *, consumer: Any, producer: Any, group: str = GROUP,
                  blobs: BlobStore | None = None, video_frames: int = 8, source: str = EVENTS_RAW,
@@ -128,7 +131,10 @@ class GateRunner:
             if self._replay is not None:
                 headers.append(self._replay.HEADER)
             value, key = encode(released), released.job_id.encode()
-            sent = await self._producer.send(EVENTS, value, key=key, headers=headers or None)
+            if self._replay is not None and not released.type.terminal:  # nobody waits for it on genloom.events
+                sent = await self._producer.send(EVENTS, value, key=key, headers=headers or None, ring=False)
+            else:
+                sent = await self._producer.send(EVENTS, value, key=key, headers=headers or None)
             pending.append(sent)
             if self._replay is not None:
                 written.append((sent, released, key, value, headers))

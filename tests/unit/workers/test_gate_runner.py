@@ -253,7 +253,8 @@ class HeldAcks(MemoryProducer):
         super().__init__(log)
         self.held: list[tuple[asyncio.Future, object]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> asyncio.Future:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None,
+                   ring: bool = True) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         self.held.append((fut, self._log.append(topic, value, key, headers=headers)))
         return fut
@@ -308,3 +309,33 @@ async def test_a_record_redis_refused_goes_to_the_dlq_with_its_acknowledged_posi
     assert (letter.topic, letter.partition, letter.offset) == (EVENTS, refused.partition, 6)
     assert letter.payload == refused.value.decode()
     await runner.stop()
+
+
+async def test_with_its_own_replay_write_only_a_jobs_end_rings_the_events_topic():
+    """Tokens the gate wrote into the replay logs itself go out on genloom.events without a doorbell
+    ring: no genloom consumer of that topic waits for them (the fan-out passes them by; the memory writer
+    and the cache filler want a job's end), so a decode step no longer wakes the streams process's three
+    consumers. A job's end rings, and they fetch the tokens with it. Without the write, everything rings."""
+    for replay in (True, False):
+        log = MemoryLog({EVENTS_RAW: 1, EVENTS: 1})
+        for event in _job("a"):
+            log.append(EVENTS_RAW, encode(event), key=b"a")
+        consumer = MemoryConsumer(log, EVENTS_RAW)
+        producer = MemoryProducer(log)
+        runner = GateRunner(ModerationGate(None), consumer=consumer, producer=producer, commit_gap_s=0,
+                            replay=RecordingWriter(consumer) if replay else None)
+        await runner.start()
+        await runner.run(burst=True)
+        types = [json.loads(m.value)["type"] for m in log.read(EVENTS)]
+        assert types == ["started", "token", "token", "completed"]
+        unrung = [json.loads(m.value)["type"] for m in producer.unrung]
+        assert unrung == (["started", "token", "token"] if replay else [])
+        await runner.stop()
+
+
+def _job(job: str) -> list:
+    return [Started(job_id=job, seq=0, attempt=1, source=EventSource.WORKER, worker="w", model=MODEL),
+            *(TokenDelta(job_id=job, seq=seq, attempt=1, source=EventSource.WORKER, text=text, tokens=1)
+              for seq, text in ((1, "one "), (2, "two"))),
+            Completed(job_id=job, seq=3, attempt=1, source=EventSource.WORKER, text="one two",
+                      usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3), finish_reason="stop")]
