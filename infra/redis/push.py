@@ -50,11 +50,6 @@ class PushConnection:
             raise RedisConnectionError("this redis-py does not expose its connection's streams: install redis>=6,<7")
         self._conn, self._stream, self._writer = conn, stream, writer
 
-    def _send(self, *args: bytes | str) -> None:
-        if self._writer is None:
-            raise RedisConnectionError("the Pub/Sub connection is closed")
-        self._writer.write(hiredis.pack_command(args))
-
     async def command(self, *commands: tuple) -> None:
         """Send commands (each a tuple of arguments) in one write; their replies come back through `read`."""
         if self._writer is None:
@@ -63,20 +58,17 @@ class PushConnection:
         await self._writer.drain()
 
     async def subscribe(self, *channels: bytes) -> None:
-        self._send("SUBSCRIBE", *channels)
-        await self._writer.drain()
+        await self.command(("SUBSCRIBE", *channels))
 
     async def unsubscribe(self, *channels: bytes) -> None:
-        self._send("UNSUBSCRIBE", *channels)
-        await self._writer.drain()
+        await self.command(("UNSUBSCRIBE", *channels))
 
     async def ping(self) -> None:
         """Ask for a pong; the next `read` that stays empty after it means the connection is dead."""
         if self._pinged:
             raise RedisConnectionError("Redis did not answer a PING on the Pub/Sub connection")
         self._pinged = True
-        self._send("PING")
-        await self._writer.drain()
+        await self.command(("PING",))
 
     async def read(self, timeout_s: float) -> list[list]:
         """The messages that came within `timeout_s`: all of one socket read; [] when none came."""

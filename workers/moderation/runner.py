@@ -131,10 +131,9 @@ class GateRunner:
             if self._replay is not None:
                 headers.append(self._replay.HEADER)
             value, key = encode(released), released.job_id.encode()
-            if self._replay is not None and not released.type.terminal:  # nobody waits for it on genloom.events
-                sent = await self._producer.send(EVENTS, value, key=key, headers=headers or None, ring=False)
-            else:
-                sent = await self._producer.send(EVENTS, value, key=key, headers=headers or None)
+            # written here, only a job's end is awaited on genloom.events: nothing else rings it
+            sent = await self._producer.send(EVENTS, value, key=key, headers=headers or None,
+                                             ring=self._replay is None or released.type.terminal)
             pending.append(sent)
             if self._replay is not None:
                 written.append((sent, released, key, value, headers))
