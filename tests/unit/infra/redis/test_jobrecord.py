@@ -85,6 +85,15 @@ def test_record_fields_per_event():
     assert failed.status == JobStatus.FAILED
 
 
+def test_a_token_sets_the_running_status_and_the_creation_time_only():
+    update = record_update(TokenDelta(job_id="j", seq=4, source=W, text="a", tokens=1, ts=7.25))
+    assert update.status == JobStatus.RUNNING and update.rank == 1 and not update.terminal
+    assert update.fields == {} and update.fields_if_absent == {"created_at": "7.25"}
+    # the same as the general path gives an event of the running kind that sets nothing of its own
+    progress = record_update(Progress(job_id="j", seq=4, source=W, step=1, total=2, ts=7.25))
+    assert (update.status, update.fields_if_absent) == (progress.status, progress.fields_if_absent)
+
+
 def test_the_tenants_job_id_is_kept_for_display():
     record = JobRecord(tenant="t", client_id="order-1", modality=Modality.TEXT)
     assert JobRecord.from_fields(record.to_fields()).client_id == "order-1"
