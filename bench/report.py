@@ -1864,7 +1864,9 @@ PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AM
              "text_peer_avx2": ": an AMD EPYC with AVX2 only (genloom float32)",
              "text_peer_avx2_one": ": the same AVX2 EPYC, one stream, 60 s per run",
              "text_peer_avx2_before": ": the same AVX2 EPYC before the direct decode step and the packed float32"
-                                      " Linears (fec5c25)"}
+                                      " Linears (fec5c25)",
+             "text_peer_xeon_avx512": ": an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX (genloom"
+                                      " float32)"}
 
 PENDING.update({name: lambda: [] for name in PEER_RUNS})  # another CPU's run, kept while it is the latest there
 
