@@ -1,12 +1,13 @@
 """Latency the streaming edge adds per event: emitter send on `genloom.events` → client receipt.
 
 Each run (`--repeat`, 3 by default, each in a process of its own) starts a bundled broker, a
-redis-server, `python -m streams` (routing + fan-out) and the gateway (`python -m gateway`, a process of its own as deployed; `--gateway inprocess` runs it in
-this process beside its clients instead, a weaker setup whose 100 SSE clients share the gateway's
-event loop), then emits token events for 1 and for 100 concurrent jobs, 10 a second each. The 100
-jobs' events go out twice: in bursts, one per job at once, as one decode step of a batch holding all
-100 streams would emit them; then spread evenly over each round, as streams of several workers (or of
-steps that do not line up) interleave. Each event is timed three times from the same send:
+redis-server, `python -m streams` (routing + fan-out) and the gateway (`python -m gateway`, a process
+of its own as deployed; `--gateway inprocess` runs it in this process beside its clients instead, a
+weaker setup whose 100 SSE clients share the gateway's event loop), then emits token events for 1
+and for 100 concurrent jobs, 10 a second each. The 100 jobs' events go out twice: in bursts, one per
+job at once, as one decode step of a batch holding all 100 streams would emit them; then spread
+evenly over each round, as streams of several workers (or of steps that do not line up) interleave.
+Each event is timed three times from the same send:
 
 - baseline: a raw aiokafka consumer on `genloom.events` (Kafka alone, fetch_max_wait_ms=10);
 - fan-out: a Redis Pub/Sub subscriber on the jobs' replay-log channels (Kafka → fan-out → Redis);
@@ -229,9 +230,9 @@ async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: Kafka
     jobs = [(await client.submit({"modality": "text", "params": {"messages": [{"role": "user", "content": "b"}]}}))["id"]
             for _ in range(streams)]
     edge: list[float] = []
-    spread = ClientProcs(raw_url, client_procs) if raw_url and client_procs else None
-    if spread is not None:
-        await spread.start(jobs)
+    apart = ClientProcs(raw_url, client_procs) if raw_url and client_procs else None
+    if apart is not None:
+        await apart.start(jobs)
         readers = []
     else:
         readers = [asyncio.create_task(follow_raw(raw_url, jid, edge) if raw_url else follow(client, jid, edge))
@@ -256,8 +257,8 @@ async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: Kafka
         await emitter.emit(Completed, jid)
     await asyncio.wait_for(asyncio.gather(*readers), 120)
     cpu = {name: round((cpu_ns(pid) - cpu_before[name]) / 1000 / sent, 1) for name, pid in processes.items()}
-    if spread is not None:
-        latencies, spent = await asyncio.wait_for(spread.results(), 120)
+    if apart is not None:
+        latencies, spent = await asyncio.wait_for(apart.results(), 120)
         edge += latencies
         cpu["clients"] = round(spent / 1000 / sent, 1)
     kafka = [baseline.seen[(jid, seq)] for jid in jobs for seq in range(rounds) if (jid, seq) in baseline.seen]
@@ -272,6 +273,7 @@ async def scenario(client: GenloomClient, emitter: EventEmitter, baseline: Kafka
 
 
 def report(args: argparse.Namespace, runs: list[list[dict]]) -> dict:
+    """The results file: what was measured, on what, and every run's scenarios numbered by run."""
     return {
         "benchmark": "edge_latency",
         "what": "ms from EventEmitter send on genloom.events to receipt; baseline = raw aiokafka consumer "
