@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from infra.settings import KafkaSettings
 
@@ -95,6 +96,27 @@ class RingingProducer(AIOKafkaProducer):
         return delivery
 
 
+class KeyedPartitioner:
+    """aiokafka's default partitioner (the Java client's murmur2 of the key, so a key lands where any Kafka
+    client puts it) with each key's hash kept: a worker and the moderation gate send every token of a job
+    under the job's id, and aiokafka's murmur2 is pure Python (6.8 us a key here, 0.3 us kept).
+    At most `size` keys are kept; past that the store starts over."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)
+        digest = self._hashes.get(key)
+        if digest is None:
+            if len(self._hashes) >= self._size:
+                self._hashes.clear()
+            digest = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[digest % len(all_partitions)]
+
+
 def producer(
     bootstrap: str,
     *,
@@ -111,6 +133,7 @@ def producer(
         linger_ms=linger_ms,
         max_request_size=max_message_bytes,
         request_timeout_ms=15_000,
+        partitioner=KeyedPartitioner(),
         **security_args(),
     )
 
