@@ -242,7 +242,7 @@ _TOKEN_STATUS = _STATUS_OF_TYPE[EventType.TOKEN]
 def record_update(event: JobEvent) -> RecordUpdate:
     """The record fields an event sets (pure)."""
     ts = event.ts
-    if event.type is EventType.TOKEN:  # most events: none of the cases below, 0.8 us instead of 5
+    if event.type is EventType.TOKEN:  # most events: none of the cases below (1.75 us instead of 3.1)
         return RecordUpdate(_TOKEN_STATUS, False, {}, {"created_at": repr(float(ts))})
     sets: dict[str, Any] = {}
     if_absent: dict[str, Any] = {"created_at": ts}
