@@ -87,7 +87,7 @@ class JobService:
             fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
             created_at=time.time(), unacked=True,
         )
-        outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight)
+        outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight, now=record.created_at)
         if isinstance(outcome, Existing):
             if outcome.fingerprint != fp or outcome.tenant != request.tenant:
                 raise ApiError(
@@ -106,9 +106,6 @@ class JobService:
                 f" {self._retry_after}s or when one finishes",
                 headers={"Retry-After": str(self._retry_after)},
             )
-        if request.user is not None:
-            await self.store.index_user_job(request.tenant, request.user, request.job_id)
-        await self.store.index_tenant_job(request.tenant, request.job_id, record.created_at)
         await self._publish_job(request)
         return record.view(client_id), True
 

@@ -89,8 +89,19 @@ local held = redis.call('ZCARD', held_set)
 if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
 redis.call('ZADD', held_set, ARGV[3], ARGV[4])
 redis.call('SADD', index, held_set)
-redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 7))
+redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 8))
 redis.call('EXPIRE', rec, ARGV[2])
+-- the indexes the new job is listed in: its tenant's recent jobs (newest kept), its user's jobs
+local recent, user = KEYS[6], KEYS[7]
+if recent and recent ~= '' then
+  redis.call('ZADD', recent, ARGV[3], ARGV[4])
+  redis.call('ZREMRANGEBYRANK', recent, 0, -tonumber(ARGV[7]) - 1)
+  redis.call('EXPIRE', recent, ARGV[2])
+end
+if user and user ~= '' then
+  redis.call('SADD', user, ARGV[4])
+  redis.call('EXPIRE', user, ARGV[2])
+end
 return {1, '', ''}
 """
 
@@ -405,17 +416,20 @@ class JobStore:
 
     async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int,
                     now: float | None = None) -> Admitted | Existing | Full:
-        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically.
+        """Create the record once (idempotency) and take a slot of its tenant and modality, atomically,
+        in one round trip; a new job is also listed among its tenant's recent jobs (`recent_jobs`) and,
+        when it names a user, that user's (`user_job_ids`, for erasure).
 
         The one exception to "once": the same request (tenant and fingerprint) of a job that ended
         `job_lost` is admitted again as a new run under the same id, as that error advises."""
         args: list[str | int] = [max_inflight, self._job_ttl, repr(time.time() if now is None else now), job_id,
-                                 record.fingerprint or "", record.tenant or ""]
+                                 record.fingerprint or "", record.tenant or "", self.RECENT_KEPT]
         for name, value in record.to_fields().items():
             args += [name, value]
         held = keys.inflight(record.tenant, record.modality)
         script_keys = [keys.job_record(job_id), held, keys.inflight_index(), keys.replay_log(job_id),
-                       keys.dedupe(job_id)]
+                       keys.dedupe(job_id), keys.tenant_jobs(record.tenant) if record.tenant else "",
+                       keys.user_jobs(record.tenant, record.user) if record.tenant and record.user else ""]
         kind, a, b, *unacked = await self._admit(keys=script_keys, args=args)
         if kind == 1:
             return Admitted()
@@ -423,25 +437,8 @@ class JobStore:
             return Existing(a.decode(), b.decode(), unacked == [b"1"])
         return Full(int(a))
 
-    async def index_user_job(self, tenant: str, user: str, job_id: str) -> None:
-        """Note the job under its user (for erasure); the index lives as long as the newest job's record."""
-        key = keys.user_jobs(tenant, user)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(key, job_id)
-            pipe.expire(key, self._job_ttl)
-            await pipe.execute()
-
     #: most jobs the tenant's recent-jobs index keeps (GET /v1/jobs lists from it)
     RECENT_KEPT = 1000
-
-    async def index_tenant_job(self, tenant: str, job_id: str, now: float | None = None) -> None:
-        """Note the job among its tenant's recent ones, keeping the newest `RECENT_KEPT`."""
-        key = keys.tenant_jobs(tenant)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {job_id: time.time() if now is None else now})
-            pipe.zremrangebyrank(key, 0, -self.RECENT_KEPT - 1)
-            pipe.expire(key, self._job_ttl)
-            await pipe.execute()
 
     async def recent_jobs(self, tenant: str, limit: int) -> list[tuple[str, JobRecord]]:
         """The tenant's newest jobs whose records still exist, newest first, at most `limit`."""

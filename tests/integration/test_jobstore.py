@@ -63,6 +63,29 @@ async def test_admission_is_idempotent_and_bounded(store, redis):
     assert 0 < await redis.ttl(keys.job_record(first)) <= 60
 
 
+async def test_admission_lists_only_new_jobs_in_the_tenant_and_user_indexes(store, redis, monkeypatch):
+    """The indexes are written by the admission's own script call: a repeat or a refusal lists nothing, the
+    tenant's list keeps the newest RECENT_KEPT, and both expire with the records."""
+    monkeypatch.setattr(JobStore, "RECENT_KEPT", 2)
+    tenant = _id("t")
+    jobs = [_id(name) for name in "abc"]
+    user_record = JobRecord(status=JobStatus.QUEUED, tenant=tenant, user="u1", modality=Modality.TEXT,
+                            fingerprint="f1", created_at=1.5)
+    assert await store.admit(jobs[0], user_record, max_inflight=5, now=10.0) == Admitted()
+    assert await store.admit(jobs[1], _record(tenant), max_inflight=5, now=11.0) == Admitted()
+    assert await store.admit(jobs[0], user_record, max_inflight=5, now=12.0) == Existing("f1", tenant)
+    assert [job for job, _ in await store.recent_jobs(tenant, 10)] == [jobs[1], jobs[0]]
+    assert await redis.zscore(keys.tenant_jobs(tenant), jobs[0]) == 10.0  # the repeat did not touch it
+    assert await store.user_job_ids(tenant, "u1") == [jobs[0]]
+    assert await redis.exists(keys.user_jobs(tenant, "")) == 0
+    assert await store.admit(jobs[2], _record(tenant), max_inflight=5, now=13.0) == Admitted()
+    assert [job for job, _ in await store.recent_jobs(tenant, 10)] == [jobs[2], jobs[1]]  # trimmed to 2
+    assert await store.admit(_id("full"), _record(tenant), max_inflight=3, now=14.0) == Full(3)
+    assert [job for job, _ in await store.recent_jobs(tenant, 10)] == [jobs[2], jobs[1]]
+    assert 0 < await redis.ttl(keys.tenant_jobs(tenant)) <= 60
+    assert 0 < await redis.ttl(keys.user_jobs(tenant, "u1")) <= 60
+
+
 async def test_a_record_stays_unacknowledged_until_its_publish_is_acknowledged(store):
     tenant, job = _id("t"), _id("ack")
     record = JobRecord(status=JobStatus.QUEUED, tenant=tenant, modality=Modality.TEXT, fingerprint="f1",
