@@ -12,7 +12,9 @@ letters joined), as the classifiers see them. A trailing word that is itself a c
 word ("in", "to", "come": a stop word, or a word of four letters or more the profanity model scores
 clean) is not held for the
 longer terms it begins: if the next token completes one, that token's check blocks it, and all that
-was released is the everyday word.
+was released is the everyday word. Where folding makes an everyday word look like a term ("as" and
+"ass", "but" and "butt"), only the word as written is exempt, so an answer that begins "As" or "But"
+is not held a token, and "A$$" still is.
 """
 
 from __future__ import annotations
@@ -28,15 +30,22 @@ TAIL_CHARS = 48
 #: single letters with a separator after each, at the end of a text ("k i l", "k.i.l."): a word being spelled out
 _SPELLING = re.compile(r"(?:(?<![a-z0-9])[a-z0-9][\s.\-_*·]+)+[a-z0-9]?$")
 _WORD_START = re.compile(r"(?<![a-z0-9])[a-z0-9]")
+#: the text's last word as written (letters only: a l33t character makes it another word)
+_LAST_WORD = re.compile(r"(?<![\w@$|!+€¡])[^\W\d_]+$")
 
 
 class HoldTerms:
     """The prefixes of a set of terms (folded), and whether a text ends with one of them."""
 
     def __init__(self, terms: Iterable[str], words: Iterable[str] = ()) -> None:
-        folded = {fold(t).strip() for t in terms}
-        #: complete everyday words: not held as the start of a longer term
+        terms = [t.strip().lower() for t in terms]
+        folded = {fold(t) for t in terms}
+        words = {w.strip().lower() for w in words} - set(terms)
+        #: complete everyday words (folded): not held as the start of a longer term
         self._words = frozenset(fold(w) for w in words) - folded
+        #: everyday words whose folded form is also a term's ("as" and "ass", "but" and "butt": folding
+        #: shortens repeats), exempt only as written: "As" is released, "A$$" and "Ass" are still held
+        self._written = frozenset(w for w in words if fold(w) in folded)
         #: proper prefixes: a whole term at the end is checked at once (the check sees it), not held
         self._prefixes = frozenset(t[:n] for t in folded if t for n in range(1, len(t)))
 
@@ -49,7 +58,11 @@ class HoldTerms:
         spelled = _SPELLING.search(tail)
         if spelled and re.sub(r"[^a-z0-9]", "", spelled.group(0)) in self._prefixes:
             return True
-        return any((end := tail[m.start():]) in self._prefixes and end not in self._words
+        if self._written and (last := _LAST_WORD.search(text)) and last.group(0).lower() in self._written:
+            written = fold(last.group(0))
+        else:
+            written = None
+        return any((end := tail[m.start():]) in self._prefixes and end not in self._words and end != written
                    for m in _WORD_START.finditer(tail))
 
 
