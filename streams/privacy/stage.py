@@ -5,6 +5,7 @@ in the vault for the gateway to restore from."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from schemas.enums import ErrorCode
 from schemas.requests import parse_request
 
 from ..stages import Failure, Item
-from .engine import PiiAnalyzer
+from .engine import AnalyzerBusy, PiiAnalyzer
 from .logic import Redacted, overflow_message, prompt_texts, redact_batch
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,16 @@ class PrivacyStage:
 
         A batch of short texts with no name cue, digits or @ (a short chat turn) is analysed here on
         the loop: that takes microseconds, less than the thread hand-off, which on a busy machine
-        waits for the scheduler twice."""
+        waits for the scheduler twice. It goes to a thread all the same while another thread (the memory
+        writer's, whose batch of answers may take hundreds of milliseconds) holds the analyzer: the loop
+        never waits for it."""
         try:
             requests = [i.request for i in todo]
             if self._analyzer.cheap([t for r in requests for t in prompt_texts(r)]):
-                return redact_batch(requests, self._analyzer.analyze)
+                try:
+                    return redact_batch(requests, functools.partial(self._analyzer.analyze, wait=False))
+                except AnalyzerBusy:
+                    pass
             return await asyncio.to_thread(redact_batch, requests, self._analyzer.analyze)
         except Exception as exc:  # no traceback in the log: its frames would hold the prompts
             log.error("redacting a batch of %d failed (%s); redacting its jobs one by one", len(todo),

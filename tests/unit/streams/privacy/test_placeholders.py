@@ -146,9 +146,9 @@ async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thre
     class Recording(PiiAnalyzer):
         threads: list[str] = []
 
-        def analyze(self, texts):
+        def analyze(self, texts, *, wait=True):
             self.threads.append(threading.current_thread().name)
-            return super().analyze(texts)
+            return super().analyze(texts, wait=wait)
 
     analyzer = Recording(presidio=False)
     stage = PrivacyStage(analyzer, None, PrivacySettings())
@@ -162,6 +162,35 @@ async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thre
     assert analyzer.threads[1] != threading.current_thread().name
     assert named.request.params.messages[0].content == "Say hello to <PERSON_1>."
     assert not analyzer.cheap(["a" * 2_001]) and not analyzer.cheap(["mail a@b.co"]) and analyzer.cheap(["ok", "fine"])
+
+
+async def test_a_short_turn_goes_to_a_thread_while_another_thread_holds_the_analyzer():
+    """The memory writer analyses its batches in a thread of its own: the loop never waits for one."""
+    import asyncio
+    import threading
+
+    from infra.settings.streams import PrivacySettings
+    from streams.privacy.engine import PiiAnalyzer
+    from streams.privacy.stage import PrivacyStage
+    from streams.stages import Item
+
+    class Recording(PiiAnalyzer):
+        threads: list[str] = []
+
+        def analyze(self, texts, *, wait=True):
+            self.threads.append(threading.current_thread().name)
+            return super().analyze(texts, wait=wait)
+
+    analyzer = Recording(presidio=False)
+    stage = PrivacyStage(analyzer, None, PrivacySettings())
+    short = Item(parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": "Say hi."}]}}),
+                 b"k")
+    with analyzer._lock:  # held by another thread's analysis
+        task = asyncio.ensure_future(stage.run([short]))
+        await asyncio.sleep(0.05)  # the loop runs meanwhile: the stage handed the batch to a thread, which waits
+        assert not task.done() and len(analyzer.threads) == 2 and analyzer.threads[0] == threading.current_thread().name
+    await task
+    assert analyzer.threads[1] != threading.current_thread().name and short.request.params.messages[0].content == "Say hi."
 
 
 def test_a_text_known_clean_is_cheap_however_it_looks():
