@@ -258,7 +258,11 @@ def start_genloom(log_dir: Path) -> tuple[Stack, str, str]:
     stack.add("streams", ["streams"])
     stack.add("worker-text", ["workers", "text"])
     stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
-    stack.start()
+    try:
+        stack.start()
+    except BaseException:  # a component that did not come up: stop what did, backends included
+        stack.stop()
+        raise
     return stack, f"http://127.0.0.1:{port}/v1", key
 
 
