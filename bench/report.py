@@ -202,7 +202,9 @@ def text_platform(d: dict) -> list[str]:
     return lines
 
 
-def text_remote(d: dict) -> list[str]:
+def text_remote(d: dict, *, suffix: str = "", out: str = "text_remote") -> list[str]:
+    """The text worker in front of an engine server against that server called directly; ``suffix`` after the
+    heading and ``out`` the results file, for another CPU's run kept beside the main one."""
     s, n = d["summary"], d["concurrency"]
     rows = [f"| | TTFT p50, one stream (ms) | output tok/s, {n} concurrent | TTFT p50, {n} concurrent (ms) |",
             "|---|---|---|---|"]
@@ -240,7 +242,7 @@ def text_remote(d: dict) -> list[str]:
                    f"medians over the rounds; the engine server's own time to first token, called directly, is "
                    f"{_f(s['direct']['ttft_p50_ms_1'])} ms): " + "; ".join(split) + ".", ""] if split else [])
     return [
-        "## An engine server behind genloom: what genloom adds",
+        "## An engine server behind genloom: what genloom adds" + suffix,
         "",
         (f"On {d['cpu']}. " if d.get("cpu") else "") + f"The text worker driving `{d['peer']}` ({d['peer_version']}, --dtype {d.get('engine_dtype', 'float32')}, one "
         "torch thread, from the peer's own environment) against the official `openai` SDK calling that server "
@@ -261,11 +263,13 @@ def text_remote(d: dict) -> list[str]:
          "engine has a machine of its own."),
         "",
         *split_line,
-        "What one Kafka hop costs on this broker, and so how many of them a job's path can afford: the next section.",
+        "What one Kafka hop costs on this broker, and so how many of them a job's path can afford: the section \"One "
+        "Kafka hop on the bundled broker\".",
         "",
         f"Reproduce: `.venv/bin/python bench/text_remote.py --rounds {len(d['rounds'])}"
         + "".join(f" --ab {k}={v}" for k, v in d.get("ab", {}).items())
-        + "` (uses the peer environment of `bench/text_peer.py`; writes `bench/results/text_remote.json`).",
+        + (f" --out bench/results/{out}.json" if out != "text_remote" else "")
+        + f"` (uses the peer environment of `bench/text_peer.py`; writes `bench/results/{out}.json`).",
         "",
     ]
 
@@ -1868,14 +1872,19 @@ PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AM
              "text_peer_xeon_avx512": ": an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX (genloom"
                                       " float32)"}
 
-PENDING.update({name: lambda: [] for name in PEER_RUNS})  # another CPU's run, kept while it is the latest there
+#: text_remote runs on other CPUs than the main one's, each with its heading's suffix
+REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, before af07bb8 (admission in one round trip)"}
+
+PENDING.update({name: lambda: [] for name in (*PEER_RUNS, *REMOTE_RUNS)})  # another CPU's run, kept while it is the latest there
 
 SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
             *((name, functools.partial(text_peer, suffix=suffix, out=name)) for name, suffix in PEER_RUNS.items()),
             *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
             ("prefill_threads", prefill_threads), ("decode_rows", decode_rows), ("prefill_tiles", prefill_tiles),
             ("decode_step", decode_step),
-            ("text_remote", text_remote), ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
+            ("text_remote", text_remote),
+            *((name, functools.partial(text_remote, suffix=suffix, out=name)) for name, suffix in REMOTE_RUNS.items()),
+            ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),

@@ -19,10 +19,10 @@ stopped before the next way runs. Each round measures:
 
 The issue's targets: under 5% of throughput at 16 concurrent and under 15 ms TTFT p50 added.
 
-Writes ``bench/results/text_remote.json``.
+Writes ``bench/results/text_remote.json`` (or ``--out``).
 
     python bench/text_remote.py [--rounds 2] [--requests 12] [--concurrency 16] [--max-tokens 32]
-                                [--ab VAR=VALUE ...]
+                                [--ab VAR=VALUE ...] [--out FILE]
 
 `--ab` adds a way to every round, as a labelled extra row: the defaults with those settings (the change a
 commit makes, turned off, measured beside it in the same run).
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--engine-dtype", default="float32", help="the engine server's --dtype")
     parser.add_argument("--peer-version", default="5.24.0")
     parser.add_argument("--peer-dir", type=Path, default=Path.home() / ".cache" / "genloom" / "peers")
+    parser.add_argument("--out", type=Path, default=OUT, help="the results file (another CPU's run kept beside the main one)")
     parser.add_argument("--ab", action="append", default=[], metavar="VAR=VALUE",
                         help="also run, each round, the defaults with these settings (a labelled extra row)")
     args = parser.parse_args()
@@ -187,9 +188,9 @@ def main() -> None:
         print(f"{label:24} {s['ttft_p50_ms_1']:16.1f} {s['tokens_per_s']:14.1f} {s['ttft_p50_ms_n']:18.1f}")
     print(f"throughput through genloom: {summary['throughput_ratio']:.3f}x direct (target > 0.95);"
           f" TTFT added at one stream: {summary['ttft_added_ms_1']:.1f} ms (target < 15)")
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
