@@ -1856,6 +1856,35 @@ def decode_step(d: dict) -> list[str]:
 
 
 #: the results of `text_peer.py --ab` runs, each rendered by text_peer_ab
+def consume_cost(d: dict) -> list[str]:
+    """Per-message costs of every producer and consumer, beside the code each replaced (`bench/consume_cost.py`)."""
+    labels = {"partition": "a keyed send's partition: `KeyedPartitioner` (each key's murmur2 kept) against aiokafka's"
+                           " `DefaultPartitioner` (murmur2 in pure Python on every send, before 3a1c679)"}
+    for name in d["costs"]:
+        if name.startswith("offsets_"):
+            labels[name] = (f"a record of a poll of {name.split('_')[1]} through `OffsetTracker` (an ordered queue) against"
+                            " the pending-set scan on every `done` (before 7e7000f)")
+    rows = ["| per message | genloom (µs) | the code it replaced (µs) | ratio |", "|---|---|---|---|"]
+    for name, c in d["costs"].items():
+        ours, theirs = c["genloom"]["median_us"], c["baseline"]["median_us"]
+        rows.append(f"| {labels[name]} | {_f(ours, 2)} | {_f(theirs, 2)} | {theirs / ours:.1f}x |")
+    return [
+        "## Per message: a keyed send's partition, a poll's offsets",
+        "",
+        f"In one process (CPU: {d['cpu']}; Python {d['python']}), each beside the code it replaced, the two sides"
+        f" alternating, {d['rounds']} rounds (the median). A keyed send: {d['jobs']} job ids over {d['partitions']}"
+        f" partitions, {d['sends']} sends a round, each job's first send left out (its hash is made then); a worker and"
+        " the moderation gate send every token under its job's id. A poll: each record added, then each marked done in"
+        " order, as a tap does. Both sides gave the same partitions and the same commit positions (the bench stops"
+        " otherwise).",
+        "",
+        *rows,
+        "",
+        "Reproduce: `.venv/bin/python bench/consume_cost.py` (writes `bench/results/consume_cost.json`).",
+        "",
+    ]
+
+
 AB_RESULTS = ("text_peer_ab", "text_peer_ab_prefill_threads", "text_peer_ab_prefill_lone", "text_peer_ab_gate_commits",
               "text_peer_ab_prefill_tiles", "text_peer_ab_prefill_tiles_one", "text_peer_ab_replay_direct")
 PENDING = {"text_gpu": text_gpu_pending,
@@ -1884,7 +1913,7 @@ SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_pla
             ("decode_step", decode_step),
             ("text_remote", text_remote),
             *((name, functools.partial(text_remote, suffix=suffix, out=name)) for name, suffix in REMOTE_RUNS.items()),
-            ("kafka_hop", kafka_hop), ("text_gpu", text_gpu),
+            ("kafka_hop", kafka_hop), ("consume_cost", consume_cost), ("text_gpu", text_gpu),
             ("structured_output", structured_output), ("edge_latency", edge_latency),
             ("broker_batches", broker_batches), ("edge_fanout", edge_fanout),
             ("image_batching", image_batching), ("speech", speech), ("privacy_quality", privacy_quality),
