@@ -107,11 +107,7 @@ def start_genloom_in_front(log_dir: Path, engine_url: str, engine_model: str, co
     stack.add_core()
     stack.add("worker-text", ["workers", "text"])
     stack.add("gateway", ["gateway", "--host", "127.0.0.1", "--port", str(port)], port=port)
-    try:
-        stack.start()
-    except BaseException:  # a component that did not come up: stop what did, backends included
-        stack.stop()
-        raise
+    stack.start()
     return stack, f"http://127.0.0.1:{port}/v1", key
 
 

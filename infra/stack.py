@@ -198,12 +198,18 @@ class Stack:
         )
 
     def start(self, ready_timeout: float = 120.0) -> None:
-        for component in self.components:
-            self.launch(component)
-        deadline = time.monotonic() + ready_timeout
-        for component in self.components:
-            if component.port is not None:
-                wait_for_port(component.port, max(1.0, deadline - time.monotonic()), component.proc)
+        """Launch every component and wait for those that listen; when one does not come up, everything
+        started (the backends included) is stopped before the error is raised."""
+        try:
+            for component in self.components:
+                self.launch(component)
+            deadline = time.monotonic() + ready_timeout
+            for component in self.components:
+                if component.port is not None:
+                    wait_for_port(component.port, max(1.0, deadline - time.monotonic()), component.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for component in reversed(self.components):

@@ -50,3 +50,19 @@ def test_a_restart_moves_the_metrics_off_a_port_another_process_took(tmp_path) -
     component.proc.wait(30)
     assert component.metrics_port not in (None, first) and component.restarts == 2
     assert line is not None and str(component.metrics_port) in line and str(first) in line
+
+
+def test_a_component_that_does_not_come_up_stops_what_was_started(tmp_path) -> None:
+    """`Stack.start` leaves nothing running when it fails: a bench or `genloom up` that gives up owns no process."""
+    import pytest
+
+    from infra.procs import free_port
+
+    stack = Stack(log_dir=tmp_path)
+    stack.bootstrap, stack.redis_url = "127.0.0.1:9", "redis://127.0.0.1:9"  # external backends: none to start
+    up, broken = free_port(), free_port()
+    listening = stack.add("listening", ["http.server", "--bind", "127.0.0.1", str(up)], port=up)
+    failing = stack.add("failing", ["json.tool", str(tmp_path / "missing.json")], port=broken)
+    with pytest.raises(RuntimeError, match="exited with"):
+        stack.start(ready_timeout=30)
+    assert listening.proc.poll() is not None and failing.proc.poll() is not None

@@ -135,13 +135,13 @@ async def test_a_prompt_pushed_over_its_limit_by_placeholders_fails_saying_which
     assert "a@b.co" not in over.end.message + label.end.message and "shorten it" in over.end.message
 
 
-async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thread_hand_off():
+def _recording_stage():
+    """A privacy stage over an analyzer (our recognizers only) that notes the thread each analysis ran on."""
     import threading
 
     from infra.settings.streams import PrivacySettings
     from streams.privacy.engine import PiiAnalyzer
     from streams.privacy.stage import PrivacyStage
-    from streams.stages import Item
 
     class Recording(PiiAnalyzer):
         threads: list[str] = []
@@ -151,11 +151,20 @@ async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thre
             return super().analyze(texts, wait=wait)
 
     analyzer = Recording(presidio=False)
-    stage = PrivacyStage(analyzer, None, PrivacySettings())
-    short = Item(parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": "Say hello."}]}}),
-                 b"k")
-    named = Item(parse_request({"modality": "text", "params": {"messages": [
-        {"role": "user", "content": "Say hello to Margaret Thornbury."}]}}), b"k")
+    return analyzer, PrivacyStage(analyzer, None, PrivacySettings())
+
+
+def _chat_item(text: str):
+    from streams.stages import Item
+
+    return Item(parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": text}]}}), b"k")
+
+
+async def test_short_turns_without_name_digits_or_at_are_redacted_without_a_thread_hand_off():
+    import threading
+
+    analyzer, stage = _recording_stage()
+    short, named = _chat_item("Say hello."), _chat_item("Say hello to Margaret Thornbury.")
     await stage.run([short])
     await stage.run([named])
     assert analyzer.threads == [threading.current_thread().name, analyzer.threads[1]]
@@ -169,22 +178,8 @@ async def test_a_short_turn_goes_to_a_thread_while_another_thread_holds_the_anal
     import asyncio
     import threading
 
-    from infra.settings.streams import PrivacySettings
-    from streams.privacy.engine import PiiAnalyzer
-    from streams.privacy.stage import PrivacyStage
-    from streams.stages import Item
-
-    class Recording(PiiAnalyzer):
-        threads: list[str] = []
-
-        def analyze(self, texts, *, wait=True):
-            self.threads.append(threading.current_thread().name)
-            return super().analyze(texts, wait=wait)
-
-    analyzer = Recording(presidio=False)
-    stage = PrivacyStage(analyzer, None, PrivacySettings())
-    short = Item(parse_request({"modality": "text", "params": {"messages": [{"role": "user", "content": "Say hi."}]}}),
-                 b"k")
+    analyzer, stage = _recording_stage()
+    short = _chat_item("Say hi.")
     with analyzer._lock:  # held by another thread's analysis
         task = asyncio.ensure_future(stage.run([short]))
         await asyncio.sleep(0.05)  # the loop runs meanwhile: the stage handed the batch to a thread, which waits
