@@ -87,7 +87,9 @@ class JobService:
             fingerprint=fp, webhook=request.webhook.model_dump_json() if request.webhook else None,
             created_at=time.time(), unacked=True,
         )
-        outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight, now=record.created_at)
+        accepted = self._accepted(request)
+        outcome = await self.store.admit(request.job_id, record, max_inflight=self._max_inflight, now=record.created_at,
+                                         first=accepted)
         if isinstance(outcome, Existing):
             if outcome.fingerprint != fp or outcome.tenant != request.tenant:
                 raise ApiError(
@@ -106,7 +108,7 @@ class JobService:
                 f" {self._retry_after}s or when one finishes",
                 headers={"Retry-After": str(self._retry_after)},
             )
-        await self._publish_job(request)
+        await self._publish_job(request, accepted)
         return record.view(client_id), True
 
     async def submit_all(self, requests: list[AnyRequest], reason: str) -> list[tuple[JobView, bool]]:
@@ -135,19 +137,30 @@ class JobService:
         if record is not None and record.status != JobStatus.QUEUED:
             await self.store.acknowledged(request.job_id)
             return
-        await self._publish_job(request)
+        accepted = self._accepted(request)
+        await self.store.apply(*accepted, time.time())  # a duplicate (dropped) unless admitted without it
+        await self._publish_job(request, accepted)
 
-    async def _publish_job(self, request: AnyRequest) -> None:
-        """Record the job's `accepted` in its replay log, then publish the request and `accepted`.
+    @staticmethod
+    def _accepted(request: AnyRequest) -> tuple[Accepted, bytes]:
+        accepted = Accepted(
+            job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
+            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
+            model=request.model,
+        )
+        return accepted, encode(accepted)
 
-        `accepted` goes into the replay log (through the fan-out's own script, `JobStore.apply`) before the
-        request is on any topic, so it is the job's first entry whatever acts on the request first: a stream
-        processor that refuses the prompt or answers it from the cache, a worker that starts it at once
-        could otherwise get its event applied before the `accepted` published after the request, and a
-        terminal event that wins drops it (nothing is applied after it). The copy on `genloom.events`, the
-        durable record, is a duplicate to the fan-out. This costs one Redis round trip before the publish
-        (publishing `accepted` first and the request once the broker acknowledged it would order them too,
-        at the cost of an acknowledgement).
+    async def _publish_job(self, request: AnyRequest, accepted: tuple[Accepted, bytes]) -> None:
+        """Publish the request, then its `accepted` (which its replay log holds already).
+
+        `accepted` goes into the replay log before the request is on any topic (admission applies it with
+        the fan-out's own logic, `JobStore.admit(first=...)`, in the same script call), so it is the job's
+        first entry whatever acts on the request first: a stream processor that refuses the prompt or
+        answers it from the cache, a worker that starts it at once could otherwise get its event applied
+        before the `accepted` published after the request, and a terminal event that wins drops it (nothing
+        is applied after it). The copy on `genloom.events`, the durable record, is a duplicate to the
+        fan-out. (Publishing `accepted` first and the request once the broker acknowledged it would order
+        them too, at the cost of an acknowledgement.)
 
         A publish that fails or times out may still land later (the producer keeps the message
         queued), so the record is kept, marked `unacked`: its owner sees the job, a copy that
@@ -156,13 +169,7 @@ class JobService:
         lands holds its slot and never starts: the reconciler ends it (`job_lost`).
         """
         topic, headers = self.destination(request)
-        accepted = Accepted(
-            job_id=request.job_id, seq=_ACCEPTED_SEQ, source=EventSource.GATEWAY,
-            tenant=request.tenant, client_job_id=request.client_job_id, modality=request.modality,
-            model=request.model,
-        )
-        payload = encode(accepted)
-        await self.store.apply(accepted, payload, time.time())
+        payload = accepted[1]
 
         async def landed_late() -> None:
             log.info("job %s: its request was acknowledged after the submit timed out", request.job_id)

@@ -56,7 +56,7 @@ from schemas.enums import ErrorCode, EventSource, EventType, JobStatus
 from schemas.events import Failed, JobEvent, parse_event
 
 from . import keys
-from .jobrecord import JobRecord, record_update, video_meta_field
+from .jobrecord import JobRecord, RecordUpdate, record_update, video_meta_field
 from .replay import RawEntry, ReplayReader, StoreReset
 
 if TYPE_CHECKING:  # settings are read at each process's edge and handed in
@@ -66,44 +66,6 @@ if TYPE_CHECKING:  # settings are read at each process's edge and handed in
 _BATCH = 256
 #: longest one XREAD of a follower without a shared reader blocks (below the gateway's socket timeouts)
 _OWN_BLOCK_MS = 1000
-
-_ADMIT = r"""
-local rec, held_set, index, log, dd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if redis.call('EXISTS', rec) == 1 and redis.call('HGET', rec, 'error_code') == 'job_lost'
-    and redis.call('HGET', rec, 'fingerprint') == ARGV[5] and redis.call('HGET', rec, 'tenant') == ARGV[6] then
-  -- the same request again after the job was lost: a new run under the same id. Its log and
-  -- numbering start over; which attempt is current (and which were superseded) is kept, so a
-  -- worker of the lost run that wakes up is superseded by the new run's start.
-  local stale = {}
-  for _, f in ipairs(redis.call('HKEYS', dd)) do
-    if f == 'n' or string.sub(f, 1, 4) == 'seq:' or string.sub(f, 1, 7) == 'dropped' then table.insert(stale, f) end
-  end
-  if #stale > 0 then redis.call('HDEL', dd, unpack(stale)) end
-  redis.call('DEL', rec, log)
-end
-if redis.call('EXISTS', rec) == 1 then
-  return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or '',
-          redis.call('HGET', rec, 'unacked') or ''}
-end
-local held = redis.call('ZCARD', held_set)
-if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
-redis.call('ZADD', held_set, ARGV[3], ARGV[4])
-redis.call('SADD', index, held_set)
-redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 8))
-redis.call('EXPIRE', rec, ARGV[2])
--- the indexes the new job is listed in: its tenant's recent jobs (newest kept), its user's jobs
-local recent, user = KEYS[6], KEYS[7]
-if recent and recent ~= '' then
-  redis.call('ZADD', recent, ARGV[3], ARGV[4])
-  redis.call('ZREMRANGEBYRANK', recent, 0, -tonumber(ARGV[7]) - 1)
-  redis.call('EXPIRE', recent, ARGV[2])
-end
-if user and user ~= '' then
-  redis.call('SADD', user, ARGV[4])
-  redis.call('EXPIRE', user, ARGV[2])
-end
-return {1, '', ''}
-"""
 
 _RECONCILE = r"""
 local held_set, index = KEYS[1], KEYS[2]
@@ -144,15 +106,10 @@ end
 return 0
 """
 
-_APPLY = r"""
--- A batch of events, in order, in one call. ARGV[1..7]: the number of events, then what all of them
--- share (replay bound, expiry, time, webhook outbox and its bounds). Then per event: its key count, its
--- argument count, and its arguments (A below); KEYS holds each event's keys (K below), one event after
--- another. An event whose writes fail (a key of the wrong type) gives {-1, error} in its place and the
--- others still apply, as separate script calls would.
-local maxlen, ttl, now = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local outbox, outbox_maxlen, progress_ms = ARGV[5], ARGV[6], ARGV[7]
-
+#: one event into a job's record, dedupe hash and replay log (K: its keys, A: its arguments, built by
+#: `_event_args`), with what every event of a call shares as upvalues (`maxlen`, `ttl`, `now`, `outbox`,
+#: `outbox_maxlen`, `progress_ms`): the body of `_APPLY`, and of `_ADMIT` for a new job's first event
+_APPLY_ONE = r"""
 local function apply(K, A)
   local rec, log, dd = K[1], K[2], K[3]
   local source, attempt, seq = A[1], tonumber(A[2]), tonumber(A[3])
@@ -237,7 +194,66 @@ local function apply(K, A)
   end
   return {n, hook}
 end
+"""
 
+#: admission. ARGV: max in flight, expiry, time, job id, fingerprint, tenant, recent jobs kept; what
+#: `apply` shares (replay bound, webhook outbox and its bounds); the record's field count and fields; the
+#: first event's argument count (0: none) and arguments, applied only when the job is admitted
+_ADMIT = r"""
+local rec, held_set, index, log, dd = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ttl, now = tonumber(ARGV[2]), ARGV[3]
+local maxlen, outbox, outbox_maxlen, progress_ms = tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11]
+local nf = tonumber(ARGV[12])
+""" + _APPLY_ONE + r"""
+if redis.call('EXISTS', rec) == 1 and redis.call('HGET', rec, 'error_code') == 'job_lost'
+    and redis.call('HGET', rec, 'fingerprint') == ARGV[5] and redis.call('HGET', rec, 'tenant') == ARGV[6] then
+  -- the same request again after the job was lost: a new run under the same id. Its log and
+  -- numbering start over; which attempt is current (and which were superseded) is kept, so a
+  -- worker of the lost run that wakes up is superseded by the new run's start.
+  local stale = {}
+  for _, f in ipairs(redis.call('HKEYS', dd)) do
+    if f == 'n' or string.sub(f, 1, 4) == 'seq:' or string.sub(f, 1, 7) == 'dropped' then table.insert(stale, f) end
+  end
+  if #stale > 0 then redis.call('HDEL', dd, unpack(stale)) end
+  redis.call('DEL', rec, log)
+end
+if redis.call('EXISTS', rec) == 1 then
+  return {0, redis.call('HGET', rec, 'fingerprint') or '', redis.call('HGET', rec, 'tenant') or '',
+          redis.call('HGET', rec, 'unacked') or ''}
+end
+local held = redis.call('ZCARD', held_set)
+if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
+redis.call('ZADD', held_set, ARGV[3], ARGV[4])
+redis.call('SADD', index, held_set)
+redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 13, 12 + nf))
+redis.call('EXPIRE', rec, ARGV[2])
+-- the indexes the new job is listed in: its tenant's recent jobs (newest kept), its user's jobs
+local recent, user = KEYS[6], KEYS[7]
+if recent and recent ~= '' then
+  redis.call('ZADD', recent, ARGV[3], ARGV[4])
+  redis.call('ZREMRANGEBYRANK', recent, 0, -tonumber(ARGV[7]) - 1)
+  redis.call('EXPIRE', recent, ARGV[2])
+end
+if user and user ~= '' then
+  redis.call('SADD', user, ARGV[4])
+  redis.call('EXPIRE', user, ARGV[2])
+end
+-- its first event (the gateway's `accepted`): the first entry of its replay log, before anything is published
+local na = tonumber(ARGV[13 + nf])
+if na > 0 then apply({rec, log, dd}, {unpack(ARGV, 14 + nf, 13 + nf + na)}) end
+return {1, '', ''}
+"""
+
+
+_APPLY = r"""
+-- A batch of events, in order, in one call. ARGV[1..7]: the number of events, then what all of them
+-- share (replay bound, expiry, time, webhook outbox and its bounds). Then per event: its key count, its
+-- argument count, and its arguments (A below); KEYS holds each event's keys (K below), one event after
+-- another. An event whose writes fail (a key of the wrong type) gives {-1, error} in its place and the
+-- others still apply, as separate script calls would.
+local maxlen, ttl, now = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local outbox, outbox_maxlen, progress_ms = ARGV[5], ARGV[6], ARGV[7]
+""" + _APPLY_ONE + r"""
 local out, ki, ai = {}, 1, 8
 for e = 1, tonumber(ARGV[1]) do
   local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
@@ -414,18 +430,31 @@ class JobStore:
 
     # -- admission (the gateway) --
 
-    async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int,
-                    now: float | None = None) -> Admitted | Existing | Full:
+    async def admit(self, job_id: str, record: JobRecord, *, max_inflight: int, now: float | None = None,
+                    first: tuple[JobEvent, bytes] | None = None) -> Admitted | Existing | Full:
         """Create the record once (idempotency) and take a slot of its tenant and modality, atomically,
         in one round trip; a new job is also listed among its tenant's recent jobs (`recent_jobs`) and,
         when it names a user, that user's (`user_job_ids`, for erasure).
 
+        `first` (an event and its payload, not a terminal one): applied as by `apply`, in the same call,
+        when and only when the job is admitted: the gateway's `accepted`, the first entry of the replay log,
+        without a round trip of its own before the request is published.
+
         The one exception to "once": the same request (tenant and fingerprint) of a job that ended
         `job_lost` is admitted again as a new run under the same id, as that error advises."""
-        args: list[str | int] = [max_inflight, self._job_ttl, repr(time.time() if now is None else now), job_id,
-                                 record.fingerprint or "", record.tenant or "", self.RECENT_KEPT]
+        fields: list[str | bytes | int] = []
         for name, value in record.to_fields().items():
-            args += [name, value]
+            fields += [name, value]
+        event_args: list[str | bytes | int] = []
+        if first is not None:
+            update = record_update(first[0])
+            if update.terminal:
+                raise ValueError("admission applies a first event, never a terminal one")
+            event_args = _event_args(*first, update)
+        args: list[str | bytes | int] = [
+            max_inflight, self._job_ttl, repr(time.time() if now is None else now), job_id, record.fingerprint or "",
+            record.tenant or "", self.RECENT_KEPT, self._maxlen, *self._outbox_args, len(fields), *fields,
+            len(event_args), *event_args]
         held = keys.inflight(record.tenant, record.modality)
         script_keys = [keys.job_record(job_id), held, keys.inflight_index(), keys.replay_log(job_id),
                        keys.dedupe(job_id), keys.tenant_jobs(record.tenant) if record.tenant else "",
@@ -557,12 +586,8 @@ class JobStore:
                 slot = slots.get(job) if update.terminal else None
                 if slot:
                     script_keys.append(slot)
-                fields = (*update.fields.items(), *update.fields_if_absent.items())
-                args += (4 if slot else 3, 11 + 2 * len(fields), event.source.value, event.attempt, event.seq,
-                         "1" if update.terminal else "0", update.status.value if update.status else "", update.rank,
-                         event.type.value, payload, len(update.fields), len(update.fields_if_absent), job)
-                for name, value in fields:
-                    args += (name, value)
+                event_args = _event_args(event, payload, update)
+                args += (4 if slot else 3, len(event_args), *event_args)
             # by hash; redis-py's Script loads it again and retries when Redis answers NOSCRIPT (a restart, a flush)
             replies += await self._apply(keys=script_keys, args=args)
         return [_outcome(reply) for reply in replies]
@@ -674,6 +699,18 @@ def event_store(redis: aioredis.Redis, fanout: FanoutSettings, webhooks: Webhook
     webhooks are on, the outbox): the fan-out's, the reconciler's and the local stack's."""
     bounds = WebhookOutboxBounds(webhooks.outbox_maxlen, webhooks.progress_interval_s) if webhooks.master() else None
     return JobStore(redis, replay_maxlen=fanout.replay_maxlen, job_ttl_s=fanout.job_ttl_s, webhook_outbox=bounds)
+
+
+def _event_args(event: JobEvent, payload: bytes, update: RecordUpdate) -> list[str | bytes | int]:
+    """The arguments of the Lua `apply` for one event (A in `_APPLY_ONE`)."""
+    fields = (*update.fields.items(), *update.fields_if_absent.items())
+    args: list[str | bytes | int] = [
+        event.source.value, event.attempt, event.seq, "1" if update.terminal else "0",
+        update.status.value if update.status else "", update.rank, event.type.value, payload, len(update.fields),
+        len(update.fields_if_absent), event.job_id]
+    for name, value in fields:
+        args += (name, value)
+    return args
 
 
 def _outcome(reply) -> Appended | Dropped | Exception:

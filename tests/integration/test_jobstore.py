@@ -10,7 +10,7 @@ from infra.redis import keys
 from infra.redis.client import connect
 from infra.redis.jobrecord import JobRecord
 from infra.redis.jobstore import Admitted, Appended, Dropped, Existing, Full, JobStore, ReplayExpired
-from schemas.enums import EventSource, EventType, JobStatus, Modality
+from schemas.enums import ErrorCode, EventSource, EventType, JobStatus, Modality
 from schemas.events import Accepted, Completed, Failed, ModelInfo, Started, TokenDelta
 
 pytestmark = pytest.mark.integration
@@ -322,3 +322,49 @@ async def test_opened_names_the_jobs_whose_replay_log_has_an_entry(store):
     await _apply(store, _ev(Accepted, applied, 0, tenant=tenant, modality=Modality.TEXT))
     assert await store.opened([admitted, applied, unknown]) == {applied}
     assert await store.opened([]) == set()
+
+
+def _accepted(job: str, tenant: str) -> tuple[Accepted, bytes]:
+    event = Accepted(job_id=job, seq=0, source=EventSource.GATEWAY, tenant=tenant, modality=Modality.TEXT)
+    return event, event.model_dump_json().encode()
+
+
+async def test_admission_applies_the_first_event_only_when_it_admits(store, redis):
+    """`accepted` in the admission's own call: the log's first entry of a new job, exactly as `apply` writes
+    it (a later apply of it is a duplicate); a refusal or a repeat writes nothing."""
+    tenant, job, other = _id("t"), _id("first"), _id("full")
+    assert await store.admit(job, _record(tenant), max_inflight=1, now=20.0, first=_accepted(job, tenant)) == Admitted()
+    [entry] = await store.entries(job)
+    assert (entry.id, entry.type) == (1, EventType.ACCEPTED)
+    record = await store.load(job)
+    assert record.last_event_id == 1 and record.status == JobStatus.QUEUED and record.slot_held
+    assert record.updated_at == 20.0
+    assert await store.opened([job]) == {job}
+    assert await _apply(store, _accepted(job, tenant)[0]) == Dropped("duplicate")
+    assert await _apply(store, _ev(Started, job, 0, worker="w", model=MODEL)) == Appended(2, None)
+
+    assert await store.admit(other, _record(tenant), max_inflight=1, first=_accepted(other, tenant)) == Full(1)
+    assert await store.load(other) is None
+    assert await redis.exists(keys.replay_log(other), keys.dedupe(other)) == 0
+
+    again = _accepted(job, tenant)
+    assert await store.admit(job, _record(tenant, "other"), max_inflight=5, first=again) == Existing("f1", tenant)
+    assert [e.type for e in await store.entries(job)] == [EventType.ACCEPTED, EventType.STARTED]
+    assert 0 < await redis.ttl(keys.replay_log(job)) <= 60 and 0 < await redis.ttl(keys.dedupe(job)) <= 60
+
+
+async def test_a_lost_jobs_new_run_starts_its_log_with_the_first_event(store):
+    tenant, job = _id("t"), _id("rerun-first")
+    assert await store.admit(job, _record(tenant), max_inflight=5, first=_accepted(job, tenant)) == Admitted()
+    await _apply(store, _ev(Started, job, 0, attempt=1, worker="w", model=MODEL))
+    await store.end_lost(job, "lost", now=9.0)
+    assert await store.admit(job, _record(tenant), max_inflight=5, first=_accepted(job, tenant)) == Admitted()
+    assert [(e.id, e.type) for e in await store.entries(job)] == [(1, EventType.ACCEPTED)]
+
+
+async def test_admission_refuses_a_terminal_first_event(store):
+    tenant, job = _id("t"), _id("terminal-first")
+    failed = Failed(job_id=job, seq=0, source=EventSource.GATEWAY, code=ErrorCode.JOB_LOST, message="no")
+    with pytest.raises(ValueError):
+        await store.admit(job, _record(tenant), max_inflight=5, first=(failed, failed.model_dump_json().encode()))
+    assert await store.load(job) is None
