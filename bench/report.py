@@ -1926,7 +1926,7 @@ PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AM
                                       " float32)"}
 
 #: text_remote runs on other CPUs than the main one's, each with its heading's suffix
-REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, before af07bb8 (admission in one round trip)"}
+REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, at 26f8615 (after_sent behind the acknowledgements, accepted applied by admission)"}
 
 PENDING.update({name: lambda: [] for name in (*PEER_RUNS, *REMOTE_RUNS)})  # another CPU's run, kept while it is the latest there
 
