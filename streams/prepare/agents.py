@@ -99,9 +99,9 @@ async def delivered(deliveries: list[asyncio.Future], timeout_s: float = 1.0) ->
 
     The stages' `after_sent` work waits for this. Begun as soon as the sends were queued, that work (a
     vector that only labels the answer the cache will store: milliseconds of CPU) ran while the job's
-    produce, acknowledgement and ring were due, and on 2 cores it took 2 to 3 ms off no one but the job:
-    submit to the worker's `started` p50, 4 runs alternating on a Zen 4 EPYC (bench/prepare_stages.py
-    --only-ttft), 5.7 ms above the direct route against 8.5 before."""
+    produce, acknowledgement and ring were due, and on 2 cores it delayed the job's own hop by 2 to 3 ms:
+    submit to the worker's `started` p50 was 5.7 ms above the direct route with this wait against 8.5 ms
+    without (4 alternating runs of bench/prepare_stages.py --only-ttft on a Zen 4 EPYC)."""
     if deliveries:
         await asyncio.wait(deliveries, timeout=timeout_s)
         await asyncio.sleep(0)
