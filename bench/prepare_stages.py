@@ -42,6 +42,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import httpx  # noqa: E402
 
+from bench.common import cpu_model  # noqa: E402
 from bench.privacy_quality import load  # noqa: E402
 from infra.kafka import clients  # noqa: E402
 from schemas.requests import qualified, scoped_job_id  # noqa: E402
@@ -329,7 +330,7 @@ def main() -> None:
     if args.requests > len(QUESTIONS):  # a question asked again in its scope is a cache hit, not a generated answer
         parser.error(f"--requests at most {len(QUESTIONS)}: the scope-in-use route has that many different questions")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the stack below is stopped on a kill too
-    results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "stages": ["privacy"],
+    results: dict = {"machine": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "stages": ["privacy"],
                      "load_average_at_start": round(os.getloadavg()[0], 1)}
     if not args.only_ttft:
         results["chain_direct"] = asyncio.run(chain_direct(args.jobs))

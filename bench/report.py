@@ -663,7 +663,8 @@ def _prepare_repeat(r: dict | None) -> list[str]:
     if not r or "stages_scope_in_use" not in r.get("ttft", {}):
         return []
     t = r["ttft"]
-    return [f"The TTFT comparison alone, run again (`--only-ttft`, {t['stages']['requests']} requests per route, "
+    cpu = f"CPU: {r['cpu']}; " if r.get("cpu") else ""  # runs before the field was recorded do not name it
+    return [f"The TTFT comparison alone, run again (`--only-ttft`, {cpu}{t['stages']['requests']} requests per route, "
             f"load average {r['load_average_at_start']} at the start and {r['load_average_at_end']} at the end; "
             "`bench/results/prepare_stages_ttft.json`): direct "
             f"{_f(t['direct']['ttft_p50_ms'])} ms p50, through the stages {_f(t['stages']['ttft_p50_ms'])} ms (added "
