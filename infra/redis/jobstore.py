@@ -223,20 +223,20 @@ if redis.call('EXISTS', rec) == 1 then
 end
 local held = redis.call('ZCARD', held_set)
 if held >= tonumber(ARGV[1]) then return {-1, tostring(held), ''} end
-redis.call('ZADD', held_set, ARGV[3], ARGV[4])
+redis.call('ZADD', held_set, now, ARGV[4])
 redis.call('SADD', index, held_set)
 redis.call('HSET', rec, 'slot', held_set, 'slot_held', '1', unpack(ARGV, 13, 12 + nf))
-redis.call('EXPIRE', rec, ARGV[2])
+redis.call('EXPIRE', rec, ttl)
 -- the indexes the new job is listed in: its tenant's recent jobs (newest kept), its user's jobs
 local recent, user = KEYS[6], KEYS[7]
 if recent and recent ~= '' then
-  redis.call('ZADD', recent, ARGV[3], ARGV[4])
+  redis.call('ZADD', recent, now, ARGV[4])
   redis.call('ZREMRANGEBYRANK', recent, 0, -tonumber(ARGV[7]) - 1)
-  redis.call('EXPIRE', recent, ARGV[2])
+  redis.call('EXPIRE', recent, ttl)
 end
 if user and user ~= '' then
   redis.call('SADD', user, ARGV[4])
-  redis.call('EXPIRE', user, ARGV[2])
+  redis.call('EXPIRE', user, ttl)
 end
 -- its first event (the gateway's `accepted`): the first entry of its replay log, before anything is published
 local na = tonumber(ARGV[13 + nf])
