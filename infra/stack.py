@@ -9,6 +9,14 @@ request is gone from the log, and genloom keeps no copy of requests in Redis (th
 personal data), so it cannot be re-published; its owner resubmits the same request under the same
 job_id. After a redis-server restart, job records, replay logs and in-flight slots are gone: a
 client following a job gets an error instead of waiting (docs/architecture.md).
+
+The bundled broker also reads a partition from its first record batch at every fetch (about 0.5 us a
+batch here), and a fetch whose read outlasts the fetch's wait comes back empty: the broker's CPU grows
+with every batch a partition holds (a worker sends each token event alone, so a batch each;
+bench/broker_batches.py), and past about 10,000 at the streams process's 5 ms wait (fewer on a busy
+CPU) the end of the partition is never served: its consumers fetch in a loop and its jobs hang
+(tests/integration/test_bundled_broker.py). `recycle_full_broker` restarts it, emptied, well before
+that while nothing is in flight, or at `recycle_force_batches` whatever is.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.kafka.admin import fullest_partition, lagging_groups
 from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
 from infra.procs import free_port, log_file, port_taken, stop_process, wait_for_port
 from infra.redis.client import connect
-from infra.redis.jobstore import Appended, event_store
+from infra.redis.jobstore import Appended, JobStore, event_store
 from infra.redis.server import LocalRedis
 from infra.settings.moderation import ModerationSettings, moderation_enabled
 from infra.settings.streams import FanoutSettings, WebhookSettings
@@ -36,6 +45,18 @@ BROKER_LOST = (
     "the bundled event log restarted and lost this job's request (it keeps everything in memory):"
     " resubmit the same request with the same job_id to run it again"
 )
+
+
+#: why a full partition of the bundled broker matters, for the user
+_FILLS = "it slows with every batch and stops serving a partition's end at about 10,000, fewer on a busy CPU"
+
+
+async def jobs_in_flight(redis_url: str) -> int:
+    redis = connect(redis_url)
+    try:
+        return await JobStore(redis).inflight_total()
+    finally:
+        await redis.aclose()
 
 
 async def end_jobs_lost_by_the_broker(redis_url: str, before: float) -> list[str]:
@@ -96,8 +117,16 @@ class Stack:
     broker: LocalBroker | None = None
     redis: LocalRedis | None = None
     components: list[Component] = field(default_factory=list)
-    #: when the bundled broker was found exited, until its restart is complete
+    #: when the bundled broker was found exited (or restarted full), until its restart is complete
     broker_lost_at: float | None = None
+    #: restart the bundled broker once a partition of its topics holds this many record batches and no job
+    #: is in flight (0: never; `recycle_full_broker`), and at `recycle_force_batches` whatever is in flight
+    recycle_batches: int = 0
+    recycle_force_batches: int = 0
+    #: how often `recycle_full_broker` looks (seconds)
+    fill_check_s: float = 10.0
+    _next_fill_check: float = field(default=0.0, repr=False)
+    _fill_told: bool = field(default=False, repr=False)
 
     def start_backends(self) -> None:
         """Start the bundled broker and a redis-server unless external ones are configured."""
@@ -124,14 +153,67 @@ class Stack:
                 self.broker_lost_at = time.time()
             self.broker.start()
         if self.broker_lost_at is not None:  # until topics are back and the lost jobs ended, however many calls
-            # a component that reconnected first may have auto-created a topic with the broker's default count
-            asyncio.run(ensure_topics(self.bootstrap, catalogue(self.partitions, self.job_partitions),
-                                      recreate_mismatched=True))
-            ended = asyncio.run(end_jobs_lost_by_the_broker(self.redis_url, self.broker_lost_at)) if self.redis_url else []
-            self.broker_lost_at = None
+            ended = self._restore_topics()
             said.append(f"the bundled broker exited; restarted on {self.bootstrap} with its topics; {len(ended)}"
                         " job(s) it held ended with a retryable failed event (job_lost)")
         return said
+
+    def _restore_topics(self) -> list[str]:
+        """After the bundled broker restarted empty: its topics again, and every job admitted before it
+        ended (`end_jobs_lost_by_the_broker`); the ids ended."""
+        # a component that reconnected first may have auto-created a topic with the broker's default count
+        asyncio.run(ensure_topics(self.bootstrap, catalogue(self.partitions, self.job_partitions),
+                                  recreate_mismatched=True))
+        ended = asyncio.run(end_jobs_lost_by_the_broker(self.redis_url, self.broker_lost_at)) if self.redis_url else []
+        self.broker_lost_at = None
+        return ended
+
+    def recycle_full_broker(self) -> list[str]:
+        """Restart the bundled broker, emptied, long before one of its partitions holds so many record
+        batches that its end is no longer served (the module docstring); a line for the user when it does,
+        or will.
+
+        At most once per `fill_check_s`, the fullest partition of the stack's topics is read (its end
+        offset bounds its batches from above). From `recycle_batches` on, the broker is restarted as soon as
+        no job is in flight and no consumer group has records of it left to read (the memory writer, say,
+        reads a job's end after the job ended): genloom's state of record (job records, replay logs, memory)
+        is in Redis and the stores then, so nothing a client can ask for is lost. Until then the user is
+        told once. From `recycle_force_batches` on it is restarted even so: the jobs in flight end with a
+        retryable `failed` (job_lost), as after a crash, instead of hanging on a partition nobody can read.
+        Nothing happens with an external Kafka, or when `recycle_batches` is 0."""
+        if (self.broker is None or not self.recycle_batches or self.broker_lost_at is not None
+                or self.broker.crashed):
+            return []
+        now = time.monotonic()
+        if now < self._next_fill_check:
+            return []
+        self._next_fill_check = now + self.fill_check_s
+        partitions = {spec.name: spec.partitions for spec in catalogue(self.partitions, self.job_partitions)}
+        tp, batches = asyncio.run(fullest_partition(self.bootstrap, partitions))
+        if batches < self.recycle_batches:
+            self._fill_told = False
+            return []
+        where = f"{tp.topic}[{tp.partition}] holds {batches} record batches"
+        forced = bool(self.recycle_force_batches) and batches >= self.recycle_force_batches
+        if not forced:
+            held = asyncio.run(jobs_in_flight(self.redis_url)) if self.redis_url else 0
+            behind = [] if held else asyncio.run(lagging_groups(self.bootstrap, partitions))
+            if held or behind:
+                if self._fill_told:
+                    return []
+                self._fill_told = True
+                waiting = f"{held} job(s) are in flight" if held else f"{', '.join(behind)} still read"
+                return [f"the bundled broker's {where} ({_FILLS}): it restarts,"
+                        f" emptied, once no job is in flight and every consumer has read what it holds ({waiting});"
+                        " for long runs use a Kafka cluster (GENLOOM_KAFKA_BOOTSTRAP)"]
+        self._fill_told = False
+        self.broker_lost_at = time.time()
+        self.broker.stop()
+        self.broker.start()
+        ended = self._restore_topics()
+        return [f"the bundled broker's {where} ({_FILLS}): restarted it, emptied,"
+                f" on {self.bootstrap}" + (f"; {len(ended)} job(s) in flight ended with a retryable failed event"
+                                           " (job_lost)" if ended else ", with no job in flight")]
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -59,7 +59,10 @@ def up(
     if not os.environ.get("GENLOOM_PRIVACY_KEY"):  # streams encrypts placeholder mappings; the gateway decrypts
         env["GENLOOM_PRIVACY_KEY"] = secrets.token_urlsafe(32)
     stack = Stack(bootstrap=kafka.bootstrap, redis_url=redis.url, log_dir=storage.home / "logs",
-                  env=env, partitions=topics.partitions, job_partitions=topics.job_partitions)
+                  env=env, partitions=topics.partitions, job_partitions=topics.job_partitions,
+                  recycle_batches=kafka.bundled_recycle_batches,
+                  recycle_force_batches=kafka.bundled_recycle_force_batches,
+                  fill_check_s=kafka.bundled_fill_check_s)
     try:
         with console.status("starting the event log and Redis..."):
             stack.start_backends()
@@ -103,7 +106,7 @@ def up(
         while not stopping:
             time.sleep(0.5)
             try:
-                for line in stack.revive_backends():
+                for line in stack.revive_backends() + stack.recycle_full_broker():
                     err.print(f"[yellow]{line}[/yellow]")
             except Exception as exc:  # tried again next round; the components reconnect meanwhile
                 err.print(f"[red]restarting a backend failed:[/red] {exc}")

@@ -1,4 +1,5 @@
-"""Read-only views of the cluster for the CLI: partitions per topic and consumer lag."""
+"""Read-only views of the cluster for the CLI and the local stack: partitions per topic, consumer lag, and the
+partition holding the most records."""
 
 from __future__ import annotations
 
@@ -66,6 +67,43 @@ async def topic_report(bootstrap: str, settings: TopicSettings) -> list[TopicRow
                           for tp in tps)
             rows.append(TopicRow(spec.name, count, spec.partitions, group, lag, spec.purpose))
         return rows
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+async def fullest_partition(bootstrap: str, partitions: dict[str, int]) -> tuple[TopicPartition | None, int]:
+    """The partition of `partitions` (topic -> partition count) whose end offset is the highest, and that
+    offset (None, 0 when none holds a record). On the bundled broker the end offset it reports is where
+    its last record batch starts, plus one: as many as the batches the partition holds when each record
+    went alone (a token event at a time), more otherwise, so never fewer than the batches."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security_args())
+    await start_client(probe, bootstrap)
+    try:
+        ends = await probe.end_offsets([TopicPartition(t, p) for t, count in partitions.items() for p in range(count)])
+    finally:
+        await probe.stop()
+    tp, end = max(ends.items(), key=lambda item: item[1], default=(None, 0))
+    return (tp, end) if end > 0 else (None, 0)
+
+
+async def lagging_groups(bootstrap: str, partitions: dict[str, int]) -> list[str]:
+    """The consumer groups that have committed an offset below the end of one of `partitions` (topic ->
+    partition count): what they still have to read. A group that committed nothing on a partition (it
+    does not read it) does not count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security_args())
+    await start_client(admin, bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security_args())
+    await start_client(probe, bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t, count in partitions.items() for p in range(count)]
+        ends = await probe.end_offsets(tps)
+        behind = []
+        for group, *_ in await admin.list_consumer_groups():
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            if any(0 <= meta.offset < ends.get(tp, 0) for tp, meta in committed.items() if meta is not None):
+                behind.append(group)
+        return sorted(behind)
     finally:
         await probe.stop()
         await admin.close()

@@ -490,6 +490,16 @@ class JobStore:
         """The tenant's admitted jobs of the modality that are not terminal yet."""
         return int(await self._redis.zcard(keys.inflight(tenant, modality)))
 
+    async def inflight_total(self) -> int:
+        """Every tenant's admitted jobs of every modality that are not terminal yet (two round trips)."""
+        held_sets = [raw.decode() for raw in await self._redis.smembers(keys.inflight_index())]
+        if not held_sets:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for name in held_sets:
+            pipe.zcard(name)
+        return sum(int(n) for n in await pipe.execute())
+
     # -- reconciling in-flight slots with job records (the streams process's reconciler) --
 
     async def lead(self, holder: str, ttl_s: float) -> bool:

@@ -60,6 +60,21 @@ class KafkaSettings(BaseSettings):
         default=8 * 1024 * 1024, description="Largest message genloom produces or accepts."
     )
     broker_port: int = Field(default=0, description="Port of the bundled broker; 0 picks one.")
+    bundled_recycle_batches: int = Field(
+        default=1000, ge=0,
+        description="`genloom up` restarts the bundled broker, emptied, once a partition holds this many record batches,"
+        " no job is in flight and every consumer group has read it all (the state clients ask for is in Redis and the"
+        " stores by then). The broker reads a partition from its first batch at every fetch, so its CPU grows with"
+        " each one, and past about 10,000 (fewer on a busy CPU) a partition's end is no longer served; a worker sends"
+        " each token event alone, a batch each. 0: never.",
+    )
+    bundled_recycle_force_batches: int = Field(
+        default=4000, ge=0,
+        description="From this many record batches in a partition the bundled broker is restarted even with jobs in"
+        " flight: they end with a retryable failed event (job_lost) instead of hanging. 0: never.",
+    )
+    bundled_fill_check_s: float = Field(
+        default=5.0, gt=0, description="How often `genloom up` reads how full the bundled broker's partitions are.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How clients connect: TLS (SSL), SASL, both (SASL_SSL) or neither."
     )

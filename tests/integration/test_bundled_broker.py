@@ -1,0 +1,75 @@
+"""What the bundled broker can hold: why `genloom up` restarts it before a partition fills (Stack.recycle_full_broker).
+
+The broker reads a partition from its first record batch at every fetch, and a fetch whose read outlasts the
+fetch's wait comes back empty, however long the consumer goes on fetching. Should a later build of the broker
+serve the end of a partition however full, the last test fails: the restart limits
+(`GENLOOM_KAFKA_BUNDLED_RECYCLE_*`) can then rise or go."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra.kafka.broker import LocalBroker
+from infra.kafka.clients import ensure_topics
+from infra.kafka.topics import TopicSpec
+from infra.settings import KafkaSettings
+from infra.settings.streams import StreamsSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker():
+    with LocalBroker() as running:
+        yield running
+
+
+async def _fill(bootstrap: str, batches: int) -> str:
+    """A fresh partition holding `batches` records of 100 bytes, each sent alone (a record batch each, as a
+    worker's token events go); its topic."""
+    topic = f"fill-{batches}"
+    await ensure_topics(bootstrap, [TopicSpec(topic, 1, "job_id", "bytes", "test")])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        for i in range(batches):
+            await producer.send_and_wait(topic, b"%100d" % i, partition=0)
+    finally:
+        await producer.stop()
+    return topic
+
+
+async def _read_the_end(bootstrap: str, topic: str, batches: int, fetch_wait_ms: int, timeout_s: float):
+    """Read the partition's last record with fetches of `fetch_wait_ms`: how many came back, and how soon."""
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms)
+    await reader.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        reader.assign([tp])
+        reader.seek(tp, batches - 1)
+        began = time.monotonic()
+        got = await reader.getmany(tp, timeout_ms=int(timeout_s * 1000))
+        return sum(len(records) for records in got.values()), time.monotonic() - began
+    finally:
+        await reader.stop()
+
+
+async def test_a_partition_at_the_forced_restart_limit_serves_its_end_at_the_shortest_fetch_wait_genloom_uses(broker):
+    limit = KafkaSettings().bundled_recycle_force_batches
+    assert StreamsSettings().fetch_max_wait_ms <= KafkaSettings().fetch_max_wait_ms  # the streams process's is shortest
+    topic = await _fill(broker.bootstrap, limit)
+    got, _ = await _read_the_end(broker.bootstrap, topic, limit, StreamsSettings().fetch_max_wait_ms, timeout_s=5.0)
+    assert got == 1
+
+
+async def test_a_fetch_whose_read_of_the_partition_outlasts_its_wait_never_brings_the_end(broker):
+    """5,000 batches take the broker a few ms to read (about 0.5 us each on an AMD EPYC): fetches that wait
+    20 ms bring the end, fetches that wait 1 ms never do."""
+    topic = await _fill(broker.bootstrap, 5000)
+    got, _ = await _read_the_end(broker.bootstrap, topic, 5000, fetch_wait_ms=20, timeout_s=5.0)
+    assert got == 1
+    got, took = await _read_the_end(broker.bootstrap, topic, 5000, fetch_wait_ms=1, timeout_s=3.0)
+    assert got == 0 and took >= 2.9  # fetching all along, each fetch answered empty
