@@ -434,12 +434,49 @@ def broker_batches(d: dict) -> list[str]:
         f"{batched['records_stored']} records). One record per batch, its CPU grows with the batches it holds "
         f"({_f(single['broker_cpu_pct'])}% at {single['records_stored']} records) and the rate it keeps up with falls "
         f"to {single['records_per_s']} records/s: a thousand produce requests a second cost more than ten, and its work "
-        "per request grows with the batches its partitions store (which of produce and fetch grows was not "
-        "isolated); its memory storage never deletes a batch (retention is not enforced). A long-running `genloom up` therefore gets "
-        "slower as its event topic grows: restart it, or use a Kafka cluster (\"Going to production\"). This is why "
-        "the later runs of the edge benchmark above have a slower Kafka baseline than the first.",
+        "per request grows with the batches its partitions store; its memory storage never deletes a batch (retention "
+        "is not enforced). This is why the later runs of the edge benchmark above have a slower Kafka baseline than "
+        "the first.",
         "",
+        *_broker_tail(d),
         "Reproduce: `.venv/bin/python bench/broker_batches.py` (writes `bench/results/broker_batches.json`).",
+        "",
+    ]
+
+
+def _broker_tail(d: dict) -> list[str]:
+    """The second part of broker_batches: which of produce and fetch grows, and where a partition's end stops."""
+    tail = d.get("tail")
+    if not tail:
+        return []
+    wait = tail["fetch_wait_ms"]
+    rows = [f"| batches in the partition | produce p50 (ms) | read at the end p50 (ms), {wait} ms fetches | broker CPU "
+            f"per produce and read (us) | the end, {wait} ms fetches | the end, 1 ms fetches |", "|---|---|---|---|---|---|"]
+    for r in tail["rows"]:
+        read = "-" if r["read_p50_ms"] is None else _f(r["read_p50_ms"])
+        rows.append(f"| {r['batches']} | {_f(r['produce_p50_ms'])} | {read} | {r['broker_cpu_us_per_round']} | "
+                    f"{r[f'read_{wait}ms_fetches']} | {r['read_1ms_fetches']} |")
+    first_gone = next((r["batches"] for r in tail["rows"] if r[f"read_{wait}ms_fetches"] != "served"), None)
+    return [
+        f"Which grows: one partition of a fresh broker filled with records sent one at a time; at each fill, {tail['rounds']} "
+        f"rounds of one record produced alone, then read back at the partition's end by a consumer fetching with the "
+        f"streams process's wait ({wait} ms); then one read of the end with 1 ms fetches, for {tail['late_s']:g} s at most.",
+        "",
+        *rows,
+        "",
+        "The produce stays flat; the read, and the broker's CPU with it, grow with the batches the partition holds: the "
+        "broker reads a partition from its first batch at every fetch. A fetch whose read outlasts the fetch's wait is "
+        "answered with nothing, and the next one fares no better: the consumer fetches in a loop, the broker spends a core "
+        "on it, and the record never comes"
+        + (f" (at {first_gone} batches with {wait} ms fetches above" if first_gone else " (with 1 ms fetches above")
+        + "; fewer on a busy CPU; tests/integration/test_bundled_broker.py). A worker sends each token event alone, "
+        "so one answer of that many tokens, or some fifty of 200 tokens on one partition, fill one that far. `genloom up` "
+        "therefore "
+        "restarts the bundled broker, emptied, once a partition holds `GENLOOM_KAFKA_BUNDLED_RECYCLE_BATCHES` (1000) "
+        "batches, no job is in flight and every consumer group has read what it holds (the state clients ask for is in "
+        "Redis by then), and at `GENLOOM_KAFKA_BUNDLED_RECYCLE_FORCE_BATCHES` (4000) even with jobs in flight, which "
+        "end with a retryable `failed` (job_lost) instead of hanging (`infra/stack.py`, "
+        "tests/integration/test_broker_recycle.py). A Kafka cluster needs none of this (\"Going to production\").",
         "",
     ]
 
