@@ -207,8 +207,10 @@ class Stack:
                         f" emptied, once no job is in flight and every consumer has read what it holds ({waiting});"
                         " for long runs use a Kafka cluster (GENLOOM_KAFKA_BOOTSTRAP)"]
         self._fill_told = False
-        self.broker_lost_at = time.time()
         self.broker.stop()
+        # a job admitted until now may have been published to the broker just stopped (it ends as lost);
+        # one admitted from now on is published to the restarted broker (the gateway's producer retries)
+        self.broker_lost_at = time.time()
         self.broker.start()
         ended = self._restore_topics()
         return [f"the bundled broker's {where} ({_FILLS}): restarted it, emptied,"
