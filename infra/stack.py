@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.kafka.admin import fullest_partition, lagging_groups
+from infra.kafka.admin import end_offsets, fullest_partition, lagging_groups
 from infra.kafka.broker import LocalBroker
 from infra.kafka.clients import ensure_topics
 from infra.kafka.topics import catalogue
@@ -189,7 +189,8 @@ class Stack:
             return []
         self._next_fill_check = now + self.fill_check_s
         partitions = {spec.name: spec.partitions for spec in catalogue(self.partitions, self.job_partitions)}
-        tp, batches = asyncio.run(fullest_partition(self.bootstrap, partitions))
+        ends = asyncio.run(end_offsets(self.bootstrap, partitions))
+        tp, batches = fullest_partition(ends)
         if batches < self.recycle_batches:
             self._fill_told = False
             return []
@@ -197,7 +198,7 @@ class Stack:
         forced = bool(self.recycle_force_batches) and batches >= self.recycle_force_batches
         if not forced:
             held = asyncio.run(jobs_in_flight(self.redis_url)) if self.redis_url else 0
-            behind = [] if held else asyncio.run(lagging_groups(self.bootstrap, partitions))
+            behind = [] if held else asyncio.run(lagging_groups(self.bootstrap, ends))
             if held or behind:
                 if self._fill_told:
                     return []

@@ -72,38 +72,36 @@ async def topic_report(bootstrap: str, settings: TopicSettings) -> list[TopicRow
         await admin.close()
 
 
-async def fullest_partition(bootstrap: str, partitions: dict[str, int]) -> tuple[TopicPartition | None, int]:
-    """The partition of `partitions` (topic -> partition count) whose end offset is the highest, and that
-    offset (None, 0 when none holds a record). On the bundled broker the end offset it reports is where
-    its last record batch starts, plus one: as many as the batches the partition holds when each record
-    went alone (a token event at a time), more otherwise, so never fewer than the batches."""
+async def end_offsets(bootstrap: str, partitions: dict[str, int]) -> dict[TopicPartition, int]:
+    """Where each partition of `partitions` (topic -> partition count) ends. On the bundled broker that is
+    where its last record batch starts, plus one: as many as the batches the partition holds when each
+    record went alone (a token event at a time), more otherwise, so never fewer than the batches."""
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security_args())
     await start_client(probe, bootstrap)
     try:
-        ends = await probe.end_offsets([TopicPartition(t, p) for t, count in partitions.items() for p in range(count)])
+        return await probe.end_offsets([TopicPartition(t, p) for t, count in partitions.items() for p in range(count)])
     finally:
         await probe.stop()
+
+
+def fullest_partition(ends: dict[TopicPartition, int]) -> tuple[TopicPartition | None, int]:
+    """The partition of `ends` (`end_offsets`) that ends furthest, and where (None, 0 when none holds a record)."""
     tp, end = max(ends.items(), key=lambda item: item[1], default=(None, 0))
     return (tp, end) if end > 0 else (None, 0)
 
 
-async def lagging_groups(bootstrap: str, partitions: dict[str, int]) -> list[str]:
-    """The consumer groups that have committed an offset below the end of one of `partitions` (topic ->
-    partition count): what they still have to read. A group that committed nothing on a partition (it
-    does not read it) does not count."""
+async def lagging_groups(bootstrap: str, ends: dict[TopicPartition, int]) -> list[str]:
+    """The consumer groups that have committed an offset below the end of one of the partitions of `ends`
+    (`end_offsets`): what they still have to read. A group that committed nothing on a partition (it does
+    not read it) does not count."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security_args())
     await start_client(admin, bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security_args())
-    await start_client(probe, bootstrap)
     try:
-        tps = [TopicPartition(t, p) for t, count in partitions.items() for p in range(count)]
-        ends = await probe.end_offsets(tps)
         behind = []
         for group, *_ in await admin.list_consumer_groups():
-            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
             if any(0 <= meta.offset < ends.get(tp, 0) for tp, meta in committed.items() if meta is not None):
                 behind.append(group)
         return sorted(behind)
     finally:
-        await probe.stop()
         await admin.close()
