@@ -20,6 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
+from .int8 import Int8Unavailable, quantize_model
 from .invariant import make_batch_invariant, native_bf16, optimize_float32
 from .prompt import chat_ids, text_ids
 
@@ -32,7 +33,7 @@ SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 #: Written last into a cache folder; a folder without it is incomplete and is rebuilt.
 _CACHE_COMPLETE_MARKER = ".complete"
 
-DType = Literal["auto", "float32", "bfloat16", "float16"]
+DType = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -69,8 +70,8 @@ class TextModelSpec:
     float32_packed: bool = True
 
     def __post_init__(self) -> None:
-        if self.dtype != "auto" and self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got {self.dtype!r}")
+        if self.dtype not in ("auto", "int8") and self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of auto, {', '.join(_DTYPES)}, int8; got {self.dtype!r}")
 
 
 @dataclass
@@ -83,6 +84,13 @@ class LoadedModel:
     revision: str | None
     device: torch.device
     dtype: torch.dtype
+    #: "int8" where the Linear layers hold int8 weights (infra.models.int8) beside float32 activations
+    weights: str | None = None
+
+    @property
+    def dtype_name(self) -> str:
+        """What the served model computes in, as reported: ``float32``, ``bfloat16``, ... or ``int8``."""
+        return self.weights or str(self.dtype).removeprefix("torch.")
 
     @property
     def context_length(self) -> int:
@@ -130,6 +138,8 @@ def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
     else float32 (a CPU without those instructions emulates bf16, slower than float32)."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" or native_bf16() else torch.float32
+    if dtype == "int8":  # int8 weights, float32 activations
+        return torch.float32
     return _DTYPES[dtype]
 
 
@@ -264,6 +274,8 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     spec = spec or TextModelSpec()
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
+    if spec.dtype == "int8" and device.type != "cpu":
+        raise ModelLoadError("int8 weights run on CPU only; on a GPU set GENLOOM_TEXT_DTYPE=auto (bfloat16)")
 
     def both(source: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="sdpa", **kwargs)
@@ -272,11 +284,19 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     (tokenizer, model), model_id, revision = _offline(spec, both)
     model.to(device)
     model.eval()
+    weights = None
+    if spec.dtype == "int8":
+        try:
+            quantize_model(model)  # before optimize_float32, which then packs nothing
+        except Int8Unavailable as exc:
+            raise ModelLoadError(str(exc)) from exc
+        weights = "int8"
     if device.type == "cpu" and dtype != torch.float32:
         make_batch_invariant(model, tiles=spec.prefill_tiles)  # greedy streams: the same tokens alone and batched
     elif device.type == "cpu":
         optimize_float32(model, packed=spec.float32_packed)  # attention without masked-out work, weights packed
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype,
+                       weights=weights)
 
 
 def load_text_tokenizer(spec: TextModelSpec, *, device: str, dtype: str, context_length: int) -> ServedTokenizer:

@@ -78,7 +78,7 @@ def _engine_main(conn, spec, engine_args: dict[str, Any], torch_threads: int) ->
         conn.send((_FATAL, f"{type(exc).__name__}: {exc}"))
         return
     conn.send((_READY, EngineInfo(loaded.model_id, loaded.revision, str(loaded.device),
-                                  str(loaded.dtype).removeprefix("torch."), loaded.context_length, os.getpid())))
+                                  loaded.dtype_name, loaded.context_length, os.getpid())))
     active: set[str] = set()
     while True:
         outputs: list[StepOutput] = []

@@ -67,7 +67,7 @@ class TextHandler:
         if self.loaded is None:
             return ModelInfo(id=self.served_name, device="unloaded", dtype="unknown")
         return ModelInfo(id=self.loaded.model_id, revision=self.loaded.revision,
-                         device=str(self.loaded.device), dtype=str(self.loaded.dtype).removeprefix("torch."))
+                         device=str(self.loaded.device), dtype=self.loaded.dtype_name)
 
     async def start(self) -> None:
         self.loaded = await self.engine.start()
