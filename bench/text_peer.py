@@ -47,7 +47,7 @@ from idle_cpu import start_up, stop_up, wait_ready as wait_http_ready  # noqa: E
 import torch  # noqa: E402
 
 from bench.common import cpu_model  # noqa: E402
-from infra.models.loader import resolve_dtype  # noqa: E402
+from infra.models.loader import resolve_weights  # noqa: E402
 from infra.models.settings import TextSettings  # noqa: E402
 from infra.procs import free_port, stop_process, wait_for_port  # noqa: E402
 from text_platform import MODEL, count_tokens, model_folder, p50  # noqa: E402
@@ -218,7 +218,7 @@ def main() -> None:
     result: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu_model(),
                     "peer_versions": version,
                     "levels": args.levels, "threads": args.threads, "seconds": args.seconds,
-                    "peer_dtypes": args.peer_dtypes, "genloom_dtype": str(resolve_dtype(TextSettings().dtype, torch.device("cpu"))).removeprefix("torch."),
+                    "peer_dtypes": args.peer_dtypes, "genloom_dtype": resolve_weights(TextSettings().dtype, torch.device("cpu")),
                     "max_tokens": args.max_tokens,
                     "prompt_tokens": count_tokens(PROMPT.format(topic=TOPICS[0], n="r-16-0")),
                     "load_start": os.getloadavg(), "runs": [],

@@ -20,7 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-from .int8 import Int8Unavailable, quantize_model
+from . import int8
 from .invariant import make_batch_invariant, native_bf16, optimize_float32
 from .prompt import chat_ids, text_ids
 
@@ -133,14 +133,26 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def resolve_weights(dtype: DType, device: torch.device) -> str:
+    """What ``dtype`` serves on ``device``: ``float32``, ``bfloat16``, ``float16`` or ``int8``. ``auto`` is
+    bfloat16 on CUDA and on a CPU that multiplies bf16 natively (AVX512-BF16, AMX); on another CPU with
+    AVX512F, int8 weights (float32 activations, :mod:`infra.models.int8`) where the kernel builds: a quarter
+    of float32's bytes per decode step at perplexity within 2% (docs/benchmarks.md); else float32 (bf16
+    would be emulated, slower than float32; int8 on an AVX2-only CPU is not measured yet, so not chosen)."""
+    if dtype != "auto":
+        return dtype
+    if device.type == "cuda" or native_bf16():
+        return "bfloat16"
+    if device.type == "cpu" and int8.available() and int8.lanes() == 16:
+        return "int8"
+    return "float32"
+
+
 def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
-    """``auto`` is bfloat16 on CUDA and on a CPU that multiplies bf16 natively (AVX512-BF16, AMX),
-    else float32 (a CPU without those instructions emulates bf16, slower than float32)."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" or native_bf16() else torch.float32
-    if dtype == "int8":  # int8 weights, float32 activations
-        return torch.float32
-    return _DTYPES[dtype]
+    """The torch dtype of what ``dtype`` computes in on ``device`` (:func:`resolve_weights`): int8 weights
+    compute in float32."""
+    name = resolve_weights(dtype, device)
+    return torch.float32 if name == "int8" else _DTYPES[name]
 
 
 def smollm2_package_dir() -> Path:
@@ -273,8 +285,9 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     """Load ``spec``'s model and tokenizer, offline, in eval mode on the chosen device."""
     spec = spec or TextModelSpec()
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
-    if spec.dtype == "int8" and device.type != "cpu":
+    weights = resolve_weights(spec.dtype, device)
+    dtype = resolve_dtype(weights, device)
+    if weights == "int8" and device.type != "cpu":
         raise ModelLoadError("int8 weights run on CPU only; on a GPU set GENLOOM_TEXT_DTYPE=auto (bfloat16)")
 
     def both(source: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -284,19 +297,17 @@ def load_text_model(spec: TextModelSpec | None = None) -> LoadedModel:
     (tokenizer, model), model_id, revision = _offline(spec, both)
     model.to(device)
     model.eval()
-    weights = None
-    if spec.dtype == "int8":
+    if weights == "int8":
         try:
-            quantize_model(model)  # before optimize_float32, which then packs nothing
-        except Int8Unavailable as exc:
+            int8.quantize_model(model)  # before optimize_float32, which then packs nothing
+        except int8.Int8Unavailable as exc:
             raise ModelLoadError(str(exc)) from exc
-        weights = "int8"
     if device.type == "cpu" and dtype != torch.float32:
         make_batch_invariant(model, tiles=spec.prefill_tiles)  # greedy streams: the same tokens alone and batched
     elif device.type == "cpu":
         optimize_float32(model, packed=spec.float32_packed)  # attention without masked-out work, weights packed
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=revision, device=device, dtype=dtype,
-                       weights=weights)
+                       weights="int8" if weights == "int8" else None)
 
 
 def load_text_tokenizer(spec: TextModelSpec, *, device: str, dtype: str, context_length: int) -> ServedTokenizer:

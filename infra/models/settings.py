@@ -24,7 +24,7 @@ class TextSettings(BaseSettings):
         default=None, description="HF model id or folder; unset serves SmolLM2-135M-Instruct from its wheel."
     )
     revision: str | None = Field(default=None, description="Model revision (branch, tag or commit).")
-    dtype: str = Field(default="auto", description="auto (bfloat16 on a GPU and on a CPU with native bf16, AVX512-BF16 or AMX; float32 on other CPUs), float32, bfloat16, float16, int8 (CPU: int8 weights with a float32 scale per output row, float32 activations, a C kernel built once with the machine's AVX512F or AVX2; a quarter of float32's weight bytes per decode step). On CPU a reduced precision decodes batch-invariantly (bf16 Linear layers on packed weights, a prefill's products in tiles of one size on AMX CPUs, decode attention row by row, prefill attention accumulated in float64).")
+    dtype: str = Field(default="auto", description="auto (bfloat16 on a GPU and on a CPU with native bf16, AVX512-BF16 or AMX; int8 on other CPUs with AVX512F where a C compiler builds its kernel; else float32), float32, bfloat16, float16, int8 (CPU: int8 weights with a float32 scale per output row, float32 activations, a C kernel built once with the machine's AVX512F or AVX2; a quarter of float32's weight bytes per decode step). On CPU a reduced precision decodes batch-invariantly (bf16 Linear layers on packed weights, a prefill's products in tiles of one size on AMX CPUs, decode attention row by row, prefill attention accumulated in float64).")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")
     cache_dir: Path = Field(
         default=Path.home() / ".cache" / "genloom" / "models", description="Dequantised model cache."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from infra.models import int8
 from infra.models.invariant import ATTENTION, LAYOUT_ATTENTION, GemmLinear, PackedLinear, native_bf16
 from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load_text_model
 
@@ -12,9 +13,16 @@ from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load
 @pytest.mark.slow
 def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> None:
     assert smollm.model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    # auto: bf16 where the CPU multiplies it natively, made batch-invariant (GemmLinear, float64 attention)
+    # auto: bf16 where the CPU multiplies it natively, made batch-invariant (GemmLinear, float64 attention);
+    # elsewhere int8 weights where the kernel builds with AVX512F, else float32
     assert smollm.dtype == (torch.bfloat16 if native_bf16() else torch.float32) and smollm.device.type == "cpu"
-    if smollm.dtype == torch.bfloat16:
+    int8_expected = not native_bf16() and int8.available() and int8.lanes() == 16
+    assert smollm.dtype_name == ("int8" if int8_expected else str(smollm.dtype).removeprefix("torch."))
+    if int8_expected:  # every Linear int8, the float32 attention layout
+        assert smollm.model.config._attn_implementation == LAYOUT_ATTENTION
+        assert not [m for m in smollm.model.modules() if isinstance(m, torch.nn.Linear)]
+        assert type(smollm.model.get_output_embeddings()) is int8.Int8Linear
+    elif smollm.dtype == torch.bfloat16:
         assert smollm.model.config._attn_implementation == ATTENTION
         assert all(type(m) is not torch.nn.Linear for m in smollm.model.modules())
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # every weight packed once; the plain copies released
