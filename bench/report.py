@@ -42,7 +42,7 @@ def text_engine(d: dict) -> list[str]:
     ]
 
 
-def text_dtype(d: dict) -> list[str]:
+def text_dtype(d: dict, suffix: str = "", out: str = "text_dtype") -> list[str]:
     wide = "serving_step_ms_16" in d["rows"][0]
     rows = ["| variant | decode step ms at 1 / 4 / 16 rows | output tok/s at 1 / 4 / 16 | step speed vs float32 | "
             + ("16 rows after a serving prompt (ms) | " if wide else "")
@@ -55,7 +55,25 @@ def text_dtype(d: dict) -> list[str]:
                     f"{' / '.join(_f(up[k], 2) + 'x' for k in ('1', '4', '16'))} | "
                     + (f"{_f(r['serving_step_ms_16'])} | " if wide else "") + f"{_f(r['prefill_ms'])} | "
                     f"{r['perplexity']:.3f} ({100 * r['perplexity_change']:+.2f}%) | {r['diverged']}/{d['streams_checked']} |")
-    served = next(r for r in d["rows"] if r["dtype"] == "bfloat16" and r["invariant"] and r.get("packed", True))
+    served = next((r for r in d["rows"] if r["dtype"] == "bfloat16" and r["invariant"] and r.get("packed", True)), None)
+    int8_row = next((r for r in d["rows"] if r["dtype"] == "int8"), None)
+    int8_text = ([
+        f"int8 weights (`GENLOOM_TEXT_DTYPE=int8`, what `auto` serves on a CPU with AVX512F and no native bf16) decode "
+        f"{' / '.join(_f(int8_row['speedup'][k], 2) + 'x' for k in ('1', '4', '16'))} as fast as float32 at 1 / 4 / 16 rows, "
+        f"prefill in {_f(int8_row['prefill_ms'] / d['rows'][0]['prefill_ms'], 2)}x float32's time, with perplexity "
+        f"{100 * int8_row['perplexity_change']:+.2f}%; {int8_row['diverged']} of {d['streams_checked']} streams changed a token "
+        "batched. Each Linear's weight is int8 with one float32 scale per output row; a C kernel built on the machine "
+        "widens it to float32 in registers, so a decode step reads a quarter of float32's bytes and activations keep "
+        "float32 (`infra/models/int8.py`).", ""] if int8_row else [])
+    if served is None:  # a CPU where only float32 and int8 were run
+        return [f"## Text engine: float32 against int8 weights{suffix}", "",
+                f"The TextEngine on SmolLM2-135M-Instruct, {d['threads']} torch thread(s), torch {d['torch']}, "
+                f"{d.get('cpu', 'this CPU')}. Decode step: the median of the engine's steps at that many running rows. "
+                f"Perplexity: scikit-learn's dataset descriptions ({d['prose_paragraphs']} paragraphs, target within 2% of "
+                "float32). Streams diverged: 10 chat prompts, 32 greedy tokens, alone against all admitted at once and "
+                "against one admitted per step.", "", *rows, "", *int8_text,
+                f"Reproduce: `.venv/bin/python bench/text_dtype.py --dtypes float32 int8 --threads {d['threads']} "
+                f"--out bench/results/{out}.json`.", ""]
     plain = next((r for r in d["rows"] if r["dtype"] == "bfloat16" and not r["invariant"]), None)
     unpacked = next((r for r in d["rows"] if r["dtype"] == "bfloat16" and r["invariant"] and not r.get("packed", True)), None)
     packing = ([
@@ -94,6 +112,7 @@ def text_dtype(d: dict) -> list[str]:
         "short windows of the first columns.",
         "",
         *packing,
+        *int8_text,
         *_packed_prefill(d.get("packed_prefill")),
         "Reproduce: `.venv/bin/python bench/text_dtype.py` (writes `bench/results/text_dtype.json`; "
         "`--packed-only` measures only the packed prefill).",
@@ -1961,14 +1980,20 @@ PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AM
              "text_peer_avx2_before": ": the same AVX2 EPYC before the direct decode step and the packed float32"
                                       " Linears (fec5c25)",
              "text_peer_xeon_avx512": ": an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX (genloom"
-                                      " float32)"}
+                                      " int8 weights)",
+             "text_peer_xeon_avx512_float32": ": the same Xeon before int8 weights (stop 45, genloom float32)"}
+
+#: text_dtype runs on other CPUs than the main one's, each with its heading's suffix
+DTYPE_RUNS = {"text_dtype_xeon_avx512": " on an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX"}
 
 #: text_remote runs on other CPUs than the main one's, each with its heading's suffix
 REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, at 26f8615 (after_sent behind the acknowledgements, accepted applied by admission)"}
 
-PENDING.update({name: lambda: [] for name in (*PEER_RUNS, *REMOTE_RUNS)})  # another CPU's run, kept while it is the latest there
+PENDING.update({name: lambda: [] for name in (*PEER_RUNS, *REMOTE_RUNS, *DTYPE_RUNS)})  # another CPU's run, kept while it is the latest there
 
-SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype), ("text_platform", text_platform), ("text_peer", text_peer),
+SECTIONS = [("text_engine", text_engine), ("text_dtype", text_dtype),
+            *((name, functools.partial(text_dtype, suffix=suffix, out=name)) for name, suffix in DTYPE_RUNS.items()),
+            ("text_platform", text_platform), ("text_peer", text_peer),
             *((name, functools.partial(text_peer, suffix=suffix, out=name)) for name, suffix in PEER_RUNS.items()),
             *((name, functools.partial(text_peer_ab, name_of_results=name)) for name in AB_RESULTS),
             ("prefill_threads", prefill_threads), ("decode_rows", decode_rows), ("prefill_tiles", prefill_tiles),

@@ -1,7 +1,8 @@
 """The text engine in float32 against bfloat16 on this CPU, from one run: decode speed, quality and
 batch invariance.
 
-For each variant (float32; bfloat16 as the loader serves it, batch-invariant with packed weights; and,
+For each variant (float32; bfloat16 as the loader serves it, batch-invariant with packed weights; int8
+weights with float32 activations, as `auto` serves them on a CPU with AVX512F and no native bf16; and,
 as labelled extra rows, the same with its weights left plain, to show what packing gains, the same
 with a decode step's attention in float64 over the padded window (what attending row by row gains),
 and plain bfloat16 without the invariant layers, to show what invariance costs and why it is needed):
@@ -23,7 +24,7 @@ give the same logits.
 One torch thread by default (the engine's thread count in `genloom up` on 2 cores). Writes
 ``bench/results/text_dtype.json``.
 
-    python bench/text_dtype.py [--threads 1] [--steps 30]
+    python bench/text_dtype.py [--threads 1] [--steps 30] [--dtypes float32 bfloat16 int8] [--out FILE]
     python bench/text_dtype.py --packed-only   # only the packed prefill, into the same file
 """
 
@@ -44,6 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import AttentionInterface  # noqa: E402
 
+from bench.common import cpu_model  # noqa: E402
 from infra.evaluation.text import corpus_perplexity, sklearn_prose  # noqa: E402
 from infra.models import invariant, loader  # noqa: E402
 from infra.models.invariant import native_bf16  # noqa: E402
@@ -59,6 +61,7 @@ TOPICS = ["the sea", "a mountain village", "an old clock", "a lost cat", "the fi
 #: float64 over the whole padded window instead of row by row (what that gains); "plain" without the
 #: invariant layers
 VARIANTS = [("float32", "float32", "served"), ("bfloat16 (batch-invariant, served)", "bfloat16", "served"),
+            ("int8 weights, float32 activations (infra/models/int8.py)", "int8", "served"),
             ("bfloat16 batch-invariant, weights not packed (extra row)", "bfloat16", "unpacked"),
             ("bfloat16 batch-invariant, decode attention in float64 over the padded window (extra row)",
              "bfloat16", "padded"),
@@ -188,6 +191,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"],
+                    help="the variants of these dtypes only (float32 first: the others are compared with it)")
     ap.add_argument("--packed-only", action="store_true", help="only the packed prefill, into --out's other figures")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -199,10 +204,12 @@ def main() -> None:
         print(f"wrote {args.out}")
         return
     prose = sklearn_prose()
-    result = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
+    result = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads, "cpu": cpu_model(),
               "native_bf16": native_bf16(), "cpus": os.cpu_count(), "load_start": os.getloadavg(),
               "prose_paragraphs": len(prose), "streams_checked": 2 * len(TOPICS), "rows": []}
     for name, dtype, mode in VARIANTS:
+        if dtype not in args.dtypes:
+            continue
         lm = load(dtype, mode)
         story = lm.format_chat([{"role": "user", "content": "Write a long story about a dragon who paints the sea."}])
         long_prompt = lm.format_chat([{"role": "user", "content": " ".join(

@@ -36,7 +36,7 @@ from schemas import AnyRequest
 from schemas.control import CancelJob
 from schemas.dlq import DeadLetter
 from schemas.enums import ErrorCode, EventSource, Modality
-from schemas.events import Failed
+from schemas.events import Failed, ModelInfo
 
 from .context import TERMINAL_RETRY_S, JobContext, TerminalNotAcknowledged
 from .errors import JobCancelled, JobError
@@ -251,7 +251,7 @@ class JobRunner:
         try:
             while True:
                 ctx = JobContext(request, self.emitter, attempt=self._new_attempt(), worker_id=self.worker_id,
-                                 model=self.handler.model_info, terminal_retry_s=self._terminal_retry_s,
+                                 model=self._model_info(), terminal_retry_s=self._terminal_retry_s,
                                  headers=record.headers)
                 self._inflight[request.job_id] = (ctx, task, record.tp)
                 if await self._attempt(ctx, refused):
@@ -263,6 +263,15 @@ class JobRunner:
             if self._inflight.get(request.job_id, (None, None))[1] is task:
                 del self._inflight[request.job_id]
         await self._job_loop.done(record.tp, record.offset)
+
+    def _model_info(self) -> ModelInfo:
+        """The handler's model info, or one that says it is unknown where reading it fails: a job is never
+        lost over how its model is described (it would end with no terminal event)."""
+        try:
+            return self.handler.model_info
+        except Exception:
+            log.exception("the handler's model info could not be read; the job goes on without it")
+            return ModelInfo(id="unknown", device="unknown", dtype="unknown")
 
     async def _attempt(self, ctx: JobContext, refused: str | None = None) -> bool:
         """Run the job once; True when it ended (its terminal event acknowledged)."""

@@ -96,7 +96,7 @@ def quantisation_chart(rows: list[dict[str, Any]], out: Path) -> Path | None:
         ax.bar(np.arange(3) + i * 0.38, ratios, width=0.36, label=f["model"])
     ax.axhline(1.0, color="black", linewidth=0.6)
     ax.set(xticks=np.arange(3) + 0.19, xticklabels=labels, ylabel="int8 / float32",
-           title="int8 dynamic quantisation (quality: perplexity for text, accuracy for the UNet)")
+           title="int8 against float32 (quality: perplexity for text, accuracy for the UNet)")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     fig.tight_layout()

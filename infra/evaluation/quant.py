@@ -75,17 +75,27 @@ def linear_flop_share(model: nn.Module, run: Callable[[], Any]) -> float:
     return macs["linear"] / max(1, macs["linear"] + macs["conv"])
 
 
+#: genloom's own int8 weights (infra/models/int8.py): what the text worker serves with GENLOOM_TEXT_DTYPE=int8
+INT8_WEIGHTS = "int8 weights, float32 activations (served)"
+
+
 def quantise_text(*, quick: bool = False, note: Callable[[str], None] = _quiet) -> list[dict[str, Any]]:
     """Rows of the table for the text model: float32 and int8."""
     from infra.evaluation.text import answer, corpus_perplexity, load_references, sklearn_prose
+    from infra.models import int8
     from infra.models.loader import TextModelSpec, load_text_model
 
     loaded = load_text_model(TextModelSpec(device="cpu", dtype="float32"))
     prose = sklearn_prose()[: 6 if quick else None]
     prompts = [r.prompt for r in load_references()][: 3 if quick else 8]
     rows = []
-    for name, model in (("float32", loaded.model), ("int8 dynamic (Linear)", None)):
-        if model is None:
+    for name, model in (("float32", loaded.model), (INT8_WEIGHTS, None), ("int8 dynamic (Linear)", None)):
+        if model is None and name == INT8_WEIGHTS:
+            if not int8.available():
+                continue
+            note("quant: loading the text model with int8 weights")
+            model = load_text_model(TextModelSpec(device="cpu", dtype="int8")).model
+        elif model is None:
             note("quant: quantising the text model")
             model = quantise_linear(loaded.model)
         note(f"quant: text {name}")

@@ -149,7 +149,7 @@ def _speech(speech: dict[str, Any]) -> list[str]:
 
 
 def _quant(quant: dict[str, Any]) -> list[str]:
-    lines = [f"## int8 dynamic quantisation (CPU, {quant['engine']} kernels, {quant['threads']} thread(s))", "",
+    lines = [f"## int8 quantisation (CPU, {quant['engine']} kernels for the dynamic one, {quant['threads']} thread(s))", "",
              "| model | variant | weights (MB) | speed | quality | Linear share (weights / compute) |",
              "|---|---|---|---|---|---|"]
     for r in quant["rows"]:
@@ -163,6 +163,8 @@ def _quant(quant: dict[str, Any]) -> list[str]:
                     "them), so the UNet gains little or nothing (quantising the activations of its small Linear layers "
                     "at every call can cost more than the int8 products save). Per-tensor activation quantisation costs SmolLM2 much "
                     "perplexity (its activations have outliers); excluding the output head or quantising weights "
-                    "per channel did not help in a trial (about 130 vs 142 on six paragraphs); weight-only int8 "
-                    "(torchao) is the next thing to try. Distillation of the image model to fewer steps is not "
+                    "per channel did not help in a trial (about 130 vs 142 on six paragraphs). Weight-only int8 "
+                    "keeps the activations in float32: genloom's own (`infra/models/int8.py`, one scale per output row, "
+                    "a C kernel that widens the weights in registers) is what the text worker serves with "
+                    "`GENLOOM_TEXT_DTYPE=int8`, and `auto` on a CPU with AVX512F but no native bf16. Distillation of the image model to fewer steps is not "
                     "done.", ""]

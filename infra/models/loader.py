@@ -247,8 +247,12 @@ class ServedTokenizer:
     model_id: str
     revision: str | None
     device: str
-    dtype: str
+    dtype: str  #: as the process holding the weights reports it (its LoadedModel.dtype_name)
     context_length: int
+
+    @property
+    def dtype_name(self) -> str:
+        return self.dtype
 
     def format_chat(self, messages: list[dict[str, str]]) -> list[int]:
         return format_chat(self.tokenizer, messages)

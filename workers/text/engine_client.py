@@ -34,6 +34,11 @@ class ServedModel(Protocol):
     dtype: Any  #: their dtype (a torch.dtype, or its name)
 
     @property
+    def dtype_name(self) -> str:
+        """What the model computes in, as reported: ``float32``, ``bfloat16``, ``int8`` (weights), ..."""
+        ...
+
+    @property
     def context_length(self) -> int: ...
 
     def format_chat(self, messages: list[dict[str, str]]) -> list[int]: ...

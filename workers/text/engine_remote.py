@@ -74,6 +74,10 @@ class RemoteModel:
     dtype: str = "remote"
 
     @property
+    def dtype_name(self) -> str:
+        return self.dtype
+
+    @property
     def device(self) -> str:
         return f"remote:{self.url}"
 

@@ -250,3 +250,24 @@ async def test_queued_jobs_of_a_revoked_partition_are_dropped_uncommitted():
         assert runner.queued == 0 and runner.in_flight == 0
         assert handler.ran == ["running"] and events(log, "queued") == []
         assert jobs.committed.get(TP, 0) == 0
+
+
+async def test_a_handler_whose_model_info_raises_still_ends_every_job():
+    """A bug in how a handler describes its model (an engine process's tokenizer lacking a field, once)
+    crashed the job's task before its first event: no terminal event, the client waited forever."""
+
+    class Broken(EchoHandler):
+        @property
+        def model_info(self) -> ModelInfo:
+            raise AttributeError("no such field")
+
+    log = MemoryLog()
+    log.append(TOPIC, job("j", "hello"), key=b"j")
+    runner, jobs = make_runner(log, Broken())
+    await runner.start()
+    await runner.run(burst=True)
+    got = events(log, "j")
+    assert [e.type for e in got] == ["started", "token", "completed"] and got[-1].text == "hello"
+    assert got[0].model.id == "unknown"  # the started event says the model is unknown
+    assert jobs.committed == {TP: 1}
+    await runner.stop()

@@ -59,3 +59,17 @@ def test_an_int8_request_on_a_gpu_says_what_to_do() -> None:
 
     with pytest.raises(ModelLoadError, match="CPU only"):
         load_text_model(TextModelSpec(dtype="int8", device="cuda"))
+
+
+def test_the_worker_reports_int8_from_the_engine_process(smollm: LoadedModel) -> None:
+    """The text worker's side of an engine in another process (ServedTokenizer) reports what the engine
+    process loaded: int8, as the worker's model info (every job's record carries it)."""
+    from infra.models.loader import load_text_tokenizer
+    from workers.text.handler import TextHandler
+
+    served = load_text_tokenizer(TextModelSpec(dtype="int8"), device="cpu", dtype=smollm.dtype_name,
+                                 context_length=smollm.context_length)
+    assert served.dtype_name == "int8"
+    handler = TextHandler(TextModelSpec(dtype="int8"), served_name="smollm", engine_process=True)
+    handler.loaded = served
+    assert handler.model_info.dtype == "int8" and handler.model_info.device == "cpu"
