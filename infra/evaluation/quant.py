@@ -37,6 +37,19 @@ def quantise_linear(model: nn.Module) -> nn.Module:
         return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
 
 
+def _plain(model: nn.Module) -> nn.Module:
+    """``model`` (a float32 text model as the loader serves it) with plain ``nn.Linear`` layers again: its
+    weights packed into oneDNN's layout (`infra.models.invariant.pack_float32`) are opaque tensors, which
+    ``quantize_dynamic``'s copy cannot take. Every packed float32 layer kept its plain weight. In place."""
+    from infra.models.invariant import PackedLinear
+
+    for module in model.modules():
+        if isinstance(module, PackedLinear) and module.weight.numel():
+            module.packed = None
+            module.__class__ = nn.Linear
+    return model
+
+
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the serialised state dict: what the weights take in memory, packed int8 included."""
     buffer = io.BytesIO()
@@ -97,7 +110,7 @@ def quantise_text(*, quick: bool = False, note: Callable[[str], None] = _quiet) 
             model = load_text_model(TextModelSpec(device="cpu", dtype="int8")).model
         elif model is None:
             note("quant: quantising the text model")
-            model = quantise_linear(loaded.model)
+            model = quantise_linear(_plain(loaded.model))
         note(f"quant: text {name}")
         ppl, _ = corpus_perplexity(model, loaded.tokenizer, prose)
         _, tokens, seconds = answer(model, loaded.tokenizer, prompts)
