@@ -3,15 +3,15 @@
 On a CPU without native bf16 products the served model runs in float32, and a decode step of a
 small model is bound by reading its weights: SmolLM2-135M's Linear layers are 538 MB in float32, read
 once per step whatever the batch. Stored as int8 with one float32 scale per output row (symmetric,
-``scale = max|w| / 127``) they are a quarter of that, and :mod:`infra.models.kernels.int8_linear`
-multiplies float32 activations by them directly, widening each weight to float32 in registers, so
-activations keep full precision (unlike ``torch.ao`` dynamic quantisation, whose per-tensor int8
-activations cost this model much perplexity, docs/eval). The kernel is plain C with AVX512F or AVX2
-intrinsics, built once per machine with the machine's own instructions (``cc -O3 -march=native``) into
-``~/.cache/genloom/kernels`` and loaded with ctypes (which releases the GIL during the call). A large product
-(a prefill, the output head) is split by output rows over :func:`torch.get_num_threads` threads of OpenMP:
-torch's own runtime (its ``libgomp.so.1`` is loaded first, so the kernel's reference resolves to it), whose
-threads a second pool would fight for the cores.
+``scale = max|w| / 127``) they are a quarter of that, and ``kernels/int8_linear.c`` multiplies float32
+activations by them directly, widening each weight to float32 in registers, so activations keep full
+precision (unlike ``torch.ao`` dynamic quantisation, whose per-tensor int8 activations cost this model
+much perplexity, docs/eval). The kernel is plain C with AVX512F or AVX2 intrinsics, built once per
+machine with the machine's own instructions (``cc -O3 -march=native``) into the model cache
+(``GENLOOM_CACHE_DIR``) and loaded with ctypes (which releases the GIL during the call). A large product
+(a prefill, the output head) is split by output rows over :func:`torch.get_num_threads` threads of
+OpenMP: torch's own runtime (its ``libgomp.so.1`` is loaded first, so the kernel's reference resolves to
+it), whose threads a second pool would fight for the cores.
 
 Every output of a row is summed the same way whatever else is in the batch (see the C file), so a
 greedy stream decodes the same tokens alone and batched, and a prompt's head from the prefix cache has
@@ -42,8 +42,9 @@ SOURCE = Path(__file__).resolve().parent / "kernels" / "int8_linear.c"
 #: the compiler command (``CC``) and its flags: the machine's own vector instructions, and no multiply-add the
 #: C does not write (fused where the compiler chose, a row's scale and bias would round by how the rows were blocked)
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC", "-Wall")
-#: multiply-adds below which a product runs on the calling thread alone (a decode step's Linear of a few
-#: rows: handing half to another thread costs more than it saves)
+#: multiply-adds below which a product runs on the calling thread alone: a decode step's Linear layers of a
+#: few rows (under 1M each on the default model) stay on one thread, the output head and prefills split
+#: (not tuned: a one-stream decode step took about the same time on one thread and on two)
 SPLIT_MACS = 4_000_000
 
 
@@ -52,8 +53,10 @@ class Int8Unavailable(RuntimeError):
 
 
 def kernel_dir() -> Path:
-    """Where built kernels are kept: ``~/.cache/genloom/kernels`` (``GENLOOM_KERNEL_DIR``)."""
-    return Path(os.environ.get("GENLOOM_KERNEL_DIR") or Path.home() / ".cache" / "genloom" / "kernels")
+    """Where built kernels are kept: ``kernels`` in the model cache (``GENLOOM_CACHE_DIR``, ``~/.cache/genloom``)."""
+    from infra.settings.core import StorageSettings
+
+    return StorageSettings().cache_dir / "kernels"
 
 
 def _cpu_flags() -> str:

@@ -148,7 +148,7 @@ class StorageSettings(BaseSettings):
     )
     cache_dir: Path = Field(
         default=Path.home() / ".cache" / "genloom",
-        description="Model cache (dequantised and generated test weights).",
+        description="Model cache (dequantised and generated test weights, kernels built for this machine).",
     )
 
 

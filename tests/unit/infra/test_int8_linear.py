@@ -90,7 +90,8 @@ def test_a_layer_whose_width_the_kernel_cannot_take_is_refused_with_what_to_do()
 
 def test_the_kernel_is_built_once_per_machine_and_a_failed_build_says_what_to_do(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GENLOOM_KERNEL_DIR", str(tmp_path))
+    monkeypatch.setenv("GENLOOM_CACHE_DIR", str(tmp_path))
+    tmp_path = tmp_path / "kernels"
     int8._library.cache_clear()
     try:
         assert int8.lanes() in (8, 16)
@@ -138,3 +139,13 @@ def test_the_avx2_build_gives_the_same_products(tmp_path) -> None:
         got = lin(x)
         assert torch.allclose(got, nn.functional.linear(x, lin.dequantized(), lin.bias), rtol=1e-4, atol=1e-4)
         assert torch.equal(torch.cat([lin(x[i : i + 1]) for i in range(9)]), got)
+
+
+def test_inputs_wider_than_the_widening_buffer_multiply_in_registers_with_the_same_bits() -> None:
+    """Past MAX_K (8192) input columns a prefill's weights are not widened into the stack buffer: many rows
+    then take the decode steps' path, which must still be the product, every row with its bits alone."""
+    lin = layer(n=6, k=8192 + 16)
+    x = torch.randn(20, 8192 + 16)
+    got = lin(x)
+    assert torch.allclose(got, nn.functional.linear(x, lin.dequantized(), lin.bias), rtol=1e-4, atol=1e-3)
+    assert torch.equal(torch.cat([lin(x[i : i + 1]) for i in range(20)]), got)
