@@ -488,7 +488,7 @@ def _broker_tail(d: dict) -> list[str]:
         "answered with nothing, and the next one fares no better: the consumer fetches in a loop, the broker spends a core "
         "on it, and the record never comes"
         + (f" (at {first_gone} batches with {wait} ms fetches above" if first_gone else " (with 1 ms fetches above")
-        + "; fewer on a busy CPU; tests/integration/test_bundled_broker.py). A worker sends each token event alone, "
+        + "; fewer on a busy CPU). A worker sends each token event alone, "
         "so one answer of that many tokens, or some fifty of 200 tokens on one partition, fill one that far. `genloom up` "
         "therefore "
         "restarts the bundled broker, emptied, once a partition holds `GENLOOM_KAFKA_BUNDLED_RECYCLE_BATCHES` (1000) "

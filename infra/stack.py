@@ -15,7 +15,7 @@ batch here), and a fetch whose read outlasts the fetch's wait comes back empty: 
 with every batch a partition holds (a worker sends each token event alone, so a batch each;
 bench/broker_batches.py), and past about 10,000 at the streams process's 5 ms wait (fewer on a busy
 CPU) the end of the partition is never served: its consumers fetch in a loop and its jobs hang
-(tests/integration/test_bundled_broker.py). `recycle_full_broker` restarts it, emptied, well before
+(bench/broker_batches.py, part 2). `recycle_full_broker` restarts it, emptied, well before
 that while nothing is in flight, or at `recycle_force_batches` whatever is.
 """
 

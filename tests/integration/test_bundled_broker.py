@@ -1,9 +1,11 @@
 """What the bundled broker can hold: why `genloom up` restarts it before a partition fills (Stack.recycle_full_broker).
 
 The broker reads a partition from its first record batch at every fetch, and a fetch whose read outlasts the
-fetch's wait comes back empty, however long the consumer goes on fetching. Should a later build of the broker
-serve the end of a partition however full, the last test fails: the restart limits
-(`GENLOOM_KAFKA_BUNDLED_RECYCLE_*`) can then rise or go."""
+fetch's wait comes back empty, however long the consumer goes on fetching. How that grows with the batches a
+partition holds, and where each fetch wait stops bringing the end, depends on the machine's speed: it is
+measured by bench/broker_batches.py (part 2, docs/benchmarks.md), not asserted here. The test below only
+holds genloom's forced restart limit (`GENLOOM_KAFKA_BUNDLED_RECYCLE_FORCE_BATCHES`) to a partition whose
+end the broker still serves at the shortest fetch wait genloom uses."""
 
 from __future__ import annotations
 
@@ -60,12 +62,3 @@ async def test_a_partition_at_the_forced_restart_limit_serves_its_end_at_the_sho
     shortest = min(StreamsSettings().fetch_max_wait_ms, KafkaSettings().fetch_max_wait_ms)
     topic = await _fill(broker.bootstrap, limit)
     assert await _read_the_end(broker.bootstrap, topic, limit, shortest, timeout_s=5.0) == 1
-
-
-async def test_a_fetch_whose_read_of_the_partition_outlasts_its_wait_never_brings_the_end(broker):
-    """5,000 batches take the broker a few ms to read (about 0.5 us each on an AMD EPYC): fetches that wait
-    20 ms bring the end, fetches that wait 1 ms never do."""
-    topic = await _fill(broker.bootstrap, 5000)
-    assert await _read_the_end(broker.bootstrap, topic, 5000, fetch_wait_ms=20, timeout_s=5.0) == 1
-    # fetching for the whole 3 s, each fetch answered empty
-    assert await _read_the_end(broker.bootstrap, topic, 5000, fetch_wait_ms=1, timeout_s=3.0) == 0
