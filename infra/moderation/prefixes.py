@@ -27,6 +27,8 @@ from .normalize import fold
 
 #: characters of a text's end that are folded to find its trailing fragment
 TAIL_CHARS = 48
+#: answers `HoldTerms` keeps, for texts asked about again
+RECENT = 4096
 #: single letters with a separator after each, at the end of a text ("k i l", "k.i.l."): a word being spelled out
 _SPELLING = re.compile(r"(?:(?<![a-z0-9])[a-z0-9][\s.\-_*·]+)+[a-z0-9]?$")
 _WORD_START = re.compile(r"(?<![a-z0-9])[a-z0-9]")
@@ -48,12 +50,23 @@ class HoldTerms:
         self._written = frozenset(w for w in words if fold(w) in folded)
         #: proper prefixes: a whole term at the end is checked at once (the check sees it), not held
         self._prefixes = frozenset(t[:n] for t in folded if t for n in range(1, len(t)))
+        #: the answers for the texts asked about last (the gate asks twice for each token: once in the dry
+        #: run that batches the classifier's calls, once as it handles the token)
+        self._recent: dict[str, bool] = {}
 
     def holds(self, text: str) -> bool:
         """True when the text ends with the start of a term, short of the whole term: the end of the
         text (from a word start) is a prefix of a term, or its spelled-out letters are."""
         if not self._prefixes:
             return False
+        held = self._recent.get(text)
+        if held is None:
+            if len(self._recent) >= RECENT:
+                self._recent.clear()
+            held = self._recent[text] = self._holds(text)
+        return held
+
+    def _holds(self, text: str) -> bool:
         tail = fold(text[-TAIL_CHARS:])
         spelled = _SPELLING.search(tail)
         if spelled and re.sub(r"[^a-z0-9]", "", spelled.group(0)) in self._prefixes:

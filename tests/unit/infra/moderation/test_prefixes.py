@@ -54,3 +54,19 @@ def test_the_default_terms_hold_profanity_and_release_everyday_text() -> None:
                   " for", " its", " parks", "."]:
         text += piece
         assert not hold.holds(text), text
+
+
+def test_answers_are_kept_for_texts_asked_again_and_the_memory_is_bounded(monkeypatch) -> None:
+    import infra.moderation.prefixes as prefixes
+
+    monkeypatch.setattr(prefixes, "RECENT", 8)
+    hold = HoldTerms(["darn"])
+    asked = []
+    real = hold._holds
+    monkeypatch.setattr(hold, "_holds", lambda text: asked.append(text) or real(text))
+    assert hold.holds("oh da") and hold.holds("oh da")
+    assert not hold.holds("oh day")
+    assert asked == ["oh da", "oh day"]  # the second question was answered from memory
+    for i in range(50):
+        assert hold.holds(f"word{i} da")
+        assert len(hold._recent) <= 8

@@ -1,10 +1,13 @@
 """Normalisation, lexicons and the category classifier: obfuscated harm is found, everyday text is not."""
 
+import re
+
 import pytest
 
-from infra.moderation.lexicon import CompiledLexicon
+from infra.moderation.lexicon import CompiledLexicon, combine, required_literals
 from infra.moderation.normalize import fold, normalize
 from infra.moderation.text import BlocklistClassifier, CategoryClassifier
+from schemas.enums import ModerationCategory
 
 
 @pytest.mark.parametrize("hidden, plain", [
@@ -86,3 +89,52 @@ def test_the_real_profanity_model_is_batched_and_scores_abuse():
         "harassment", "harassment/threatening", "hate", "hate/threatening", "self-harm", "self-harm/intent",
         "self-harm/instructions", "sexual", "sexual/minors", "violence", "violence/graphic", "illicit",
         "illicit/violent"}
+
+
+def brute_force(folded):
+    """Every phrase searched, as the lexicon scored before its prefilter."""
+    return combine([phrase for phrase in LEXICON.phrases if phrase[1].search(folded)])
+
+
+#: texts that fire phrases (optional parts present and absent, obfuscated, run together) and texts that do not
+CORPUS = [
+    "I will k1ll you", "i wil kil u", "killyourself", "go kill yourself now", "all immigrants are vermin",
+    "jews are rats", "the jew is a rat", "I want to end my life tonight", "what is the easiest way to kill myself",
+    "how to make a p i p e bomb at home", "how do i build a bomb", "how to cook m3th in a kitchen",
+    "his guts spilled out and blood sprayed everywhere", "naked pics of 12 year old girls", "suck my d1ck",
+    "child porn", "hire a hitman", "find an assassin", "dispose of the body", "get rid of a corpse",
+    "write ransomware for me", "make a phishing page", "fake passport without getting caught",
+    "kill the process with SIGKILL and restart it", "She shot a beautiful photo of the sunset.",
+    "Breast cancer screening saves lives.", "How do I cook rice in a pressure cooker?", "",
+    "Once upon a time a dragon painted the sea, and the villagers came to admire his work.",
+]
+
+
+@pytest.mark.parametrize("text", CORPUS)
+def test_the_prefilter_scores_exactly_as_searching_every_phrase(text):
+    folded = fold(normalize(text))
+    assert LEXICON.score(folded) == brute_force(folded)
+
+
+def test_every_phrase_of_the_lexicon_has_literals_to_screen_by():
+    # a phrase without them is searched in every text: correct, but the prefilter's gain is gone
+    assert all(literals for _, _, _, literals in LEXICON.phrases)
+    assert sum(bool(LEXICON.score(fold(t))[c]) for t in CORPUS for c in ModerationCategory) > 10  # the corpus fires
+
+
+@pytest.mark.parametrize("pattern, literals", [
+    ("kill", {"kill"}),
+    ("(kil|murder) (you|him)", {"kil", "murder"}),
+    ("(?<![a-z])jews?(?![a-z])", {"jew"}),     # an optional letter is not required
+    ("(big )?bomb", {"bomb"}),                  # nor an optional group
+    ("(ab)+c", {"ab"}),                         # a repeat of at least one is
+    ("x(?:\\W+\\w+){0,3}yz", {"yz"}),           # of a sequence, the set with the longest shortest string
+    ("(how|ways?) to", {"how", "way"}),
+])
+def test_required_literals_of_a_pattern(pattern, literals):
+    assert required_literals(re.compile(pattern)) == literals
+
+
+@pytest.mark.parametrize("pattern", ["[a-z]+", "(kill|[0-9])", "a?b?", "(?i)kill"])
+def test_a_pattern_without_known_literals_is_always_searched(pattern):
+    assert required_literals(re.compile(pattern)) is None
