@@ -1275,7 +1275,9 @@ def idle_cost(after: dict | None, before: dict | None, busy: dict | None = None,
         "broker and redis-server), waits for `/readyz` and one job end to end, and reads each process's own CPU "
         "seconds (utime + stime from `/proc/<pid>/stat`) over 60 s, which other load on the machine inflates far "
         "less than wall-clock figures. It then submits small text jobs, each after 3 s of quiet so it meets an "
-        "idle stack, and times submit to the client receiving `started` (pickup); last, a short closed-loop chat "
+        "idle stack, and times submit to the client receiving `started` (pickup; the rows below were measured so; "
+        "since a worker holds `started` for the first output, `GENLOOM_WORKER_STARTED_HOLD_MS`, the bench takes the "
+        "time the worker started the job from the event's own `ts` instead); last, a short closed-loop chat "
         "load, with the CPU seconds of everything but the text worker's processes (broker, redis, gateway, "
         "streams) divided by the tokens generated.",
         "",

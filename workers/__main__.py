@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                         max_message_bytes=kafka.max_message_bytes,
                         cancel_lookback_s=settings.cancel_lookback_s, events_topic=events_topic,
                         read_ahead=settings.read_ahead, tenant_weights=settings.tenant_weights,
-                        signing_key=SigningSettings().key, **common)
+                        signing_key=SigningSettings().key, started_hold_s=settings.started_hold_ms / 1000, **common)
     try:
         import uvloop  # optional: the faster event loop when installed
 

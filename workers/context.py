@@ -60,6 +60,7 @@ class JobContext:
         model: ModelInfo,
         terminal_retry_s: Sequence[float] = TERMINAL_RETRY_S,
         headers: Sequence[tuple[str, bytes]] = (),
+        started_hold_s: float = 0.0,
     ) -> None:
         self.request = request
         self.attempt = attempt
@@ -72,6 +73,12 @@ class JobContext:
         #: the terminal event the broker acknowledged (None until then)
         self.terminal: str | None = None
         self._in_flight: list[asyncio.Future] = []
+        #: `started` goes out with the job's first output when that comes within this long (one wake-up of
+        #: every stage downstream instead of two, and none of them during the prompt's prefill), else then
+        self._started_hold_s = started_hold_s
+        self._held_start: Started | None = None
+        self._start_timer: asyncio.TimerHandle | None = None
+        self._releasing: asyncio.Task | None = None
         self.picked_at = time.time()
         self.started_at: float | None = None
         self.first_output_at: float | None = None
@@ -111,9 +118,45 @@ class JobContext:
     async def _emit(self, event_type, **fields: Any):
         """Send without waiting for the broker: one producer keeps a job's events in order, and
         `_end` waits for every acknowledgement before the terminal event is sent."""
+        await self._release_start()
         event = self._emitter.build(event_type, self.job_id, self.attempt, **fields)
         self._in_flight.append(await self._emitter.send(event, self._trace_headers))
         return event
+
+    async def _release_start(self) -> None:
+        """Send the held `started` (once) before any event after it: with the first output or the end,
+        or by its timer; an event emitted while the timer's send is under way waits for it."""
+        if self._releasing is not None and not self._releasing.done():
+            await asyncio.shield(self._releasing)
+        if self._held_start is not None:
+            await self._send_held()
+
+    async def _send_held(self) -> None:
+        event, self._held_start = self._held_start, None
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+            self._start_timer = None
+        if event is not None:
+            self._in_flight.append(await self._emitter.send(event, self._trace_headers))
+
+    def _start_due(self) -> None:
+        self._start_timer = None
+        if self._held_start is not None:
+            self._releasing = asyncio.ensure_future(self._send_held_logged())
+
+    async def _send_held_logged(self) -> None:
+        try:
+            await self._send_held()
+        except Exception as exc:  # not even queued: lost, as any non-terminal event whose send fails
+            log.warning("job %s: its started event could not be sent (%s: %s)", self.job_id, type(exc).__name__, exc)
+
+    def discard_held_start(self) -> None:
+        """The attempt stops here without an end (its partition moved, the worker is stopping): a
+        `started` still held is never sent, so it cannot reach the replay log after the next owner's."""
+        self._held_start = None
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+            self._start_timer = None
 
     async def _end(self, event_type, **fields: Any):
         """The terminal event, acknowledged together with everything sent before it.
@@ -121,6 +164,7 @@ class JobContext:
         Only the terminal event is sent again when it is not acknowledged: an earlier event that
         was lost stays lost (its successors are recorded), but the job still ends exactly once.
         """
+        await self._release_start()
         event = self._emitter.build(event_type, self.job_id, self.attempt, **fields)
         pending, self._in_flight = self._in_flight, []
         error: BaseException | None = None
@@ -156,15 +200,18 @@ class JobContext:
         return event
 
     async def started(self) -> None:
+        """The attempt began: its `started` is sent now, or, with a hold, together with its first output
+        (or its end) when that comes within the hold, else when the hold ends. Its time and numbering
+        are taken now either way."""
         self.started_at = time.time()
         self.metrics.started(self.started_at)
-        await self._emit(
-            Started,
-            worker=self._worker_id,
-            model=self._model,
-            queue_s=max(0.0, self.started_at - self.request.submitted_at),
-            tenant=self.request.tenant,
-        )
+        fields = dict(worker=self._worker_id, model=self._model,
+                      queue_s=max(0.0, self.started_at - self.request.submitted_at), tenant=self.request.tenant)
+        if self._started_hold_s <= 0:
+            await self._emit(Started, **fields)
+            return
+        self._held_start = self._emitter.build(Started, self.job_id, self.attempt, **fields)
+        self._start_timer = asyncio.get_running_loop().call_later(self._started_hold_s, self._start_due)
 
     def _mark_output(self) -> float:
         now = time.time()

@@ -108,8 +108,11 @@ class JobRunner:
         read_ahead: int = READ_AHEAD,
         tenant_weights: Mapping[str, int] | None = None,
         signing_key: bytes | None = None,
+        started_hold_s: float = 0.0,
     ) -> None:
         self.handler = handler
+        #: how long a job's `started` may wait for its first output (JobContext)
+        self._started_hold_s = started_hold_s
         self.worker_id = worker_id or default_worker_id(handler.modality.value)
         self._capacity = max_concurrency or handler.max_concurrency
         self._cancel_lookback_s = cancel_lookback_s
@@ -248,11 +251,12 @@ class JobRunner:
             return
         task = asyncio.current_task()
         refused = refusal(self._signing_key, request, record.headers)
+        ctx: JobContext | None = None
         try:
             while True:
                 ctx = JobContext(request, self.emitter, attempt=self._new_attempt(), worker_id=self.worker_id,
                                  model=self._model_info(), terminal_retry_s=self._terminal_retry_s,
-                                 headers=record.headers)
+                                 headers=record.headers, started_hold_s=self._started_hold_s)
                 self._inflight[request.job_id] = (ctx, task, record.tp)
                 if await self._attempt(ctx, refused):
                     break
@@ -260,6 +264,8 @@ class JobRunner:
                           " runs again in %.1fs as a new attempt", ctx.job_id, self._rerun_after_s)
                 await asyncio.sleep(self._rerun_after_s)
         finally:
+            if ctx is not None:  # ended here, or moved on without an end: nothing of it goes out later
+                ctx.discard_held_start()
             if self._inflight.get(request.job_id, (None, None))[1] is task:
                 del self._inflight[request.job_id]
         await self._job_loop.done(record.tp, record.offset)

@@ -35,6 +35,7 @@ def job_runner(
     read_ahead: int = READ_AHEAD,
     tenant_weights: Mapping[str, int] | None = None,
     signing_key: bytes | None = None,
+    started_hold_s: float = 0.0,
 ) -> JobRunner:
     """A `JobRunner` for `handler` on the broker at `bootstrap` (clients not started yet)."""
     worker_id = worker_id or default_worker_id(handler.modality.value)
@@ -49,7 +50,7 @@ def job_runner(
         control=clients.consumer(bootstrap, group_id=None, client_id=f"{worker_id}-control", **polling),
         worker_id=worker_id, max_concurrency=capacity, cancel_lookback_s=cancel_lookback_s,
         events_topic=events_topic, read_ahead=read_ahead, tenant_weights=tenant_weights,
-        signing_key=signing_key,
+        signing_key=signing_key, started_hold_s=started_hold_s,
     )
 
 

@@ -26,6 +26,12 @@ class WorkerSettings(BaseSettings):
         description="Jobs read beyond max_concurrency and queued per tenant, so that free slots go to tenants"
         " fairly; 0 starts jobs in arrival order.",
     )
+    started_hold_ms: int = Field(
+        default=250, ge=0,
+        description="A job's `started` goes out together with its first output (a token, a progress step) when that"
+        " comes within this long, else when it ends: one wake-up of every stage downstream instead of two, and none"
+        " of them while the engine prefills the prompt. 0 sends it at once.",
+    )
     tenant_weights: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=dict,
         description='Share of a worker\'s slots per tenant, as JSON ({"acme": 3}); unlisted tenants weigh 1.',
