@@ -133,9 +133,7 @@ class JobContext:
 
     async def _send_held(self) -> None:
         event, self._held_start = self._held_start, None
-        if self._start_timer is not None:
-            self._start_timer.cancel()
-            self._start_timer = None
+        self._stop_start_timer()
         if event is not None:
             self._in_flight.append(await self._emitter.send(event, self._trace_headers))
 
@@ -154,6 +152,9 @@ class JobContext:
         """The attempt stops here without an end (its partition moved, the worker is stopping): a
         `started` still held is never sent, so it cannot reach the replay log after the next owner's."""
         self._held_start = None
+        self._stop_start_timer()
+
+    def _stop_start_timer(self) -> None:
         if self._start_timer is not None:
             self._start_timer.cancel()
             self._start_timer = None

@@ -4,6 +4,7 @@ by the hold's end when no output comes, before an end without output, and never 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from schemas import ErrorCode
 from schemas.events import Usage
@@ -31,29 +32,32 @@ def types(log, job_id):
     return [e.type for e in events(log, job_id)]
 
 
+def one_job(job_id, prompt="hi", **runner_kwargs):
+    """A log holding one job, a handler that waits before its first output, and a runner over both."""
+    log, handler = MemoryLog(), FirstOutputGate()
+    log.append(TOPIC, job(job_id, prompt), key=job_id.encode())
+    runner, jobs = make_runner(log, handler, **runner_kwargs)
+    return log, handler, runner, jobs
+
+
 async def test_started_waits_for_the_first_output_and_goes_out_before_it():
-    log = MemoryLog()
-    handler = FirstOutputGate()
-    log.append(TOPIC, job("a"), key=b"a")
-    runner, _ = make_runner(log, handler, started_hold_s=30.0)
+    log, handler, runner, _ = one_job("a", started_hold_s=30.0)
     async with serving(runner):
         await wait_until(lambda: handler.ran == ["a"])
         for _ in range(20):  # the handler is prefilling: nothing of the job is out yet
             await asyncio.sleep(0.001)
         assert types(log, "a") == []
+        released_at = time.time()
         handler.release.set()
         await wait_until(lambda: types(log, "a")[-1:] == ["completed"])
     sent = events(log, "a")
     assert [e.type for e in sent] == ["started", "token", "token", "completed"]
     assert [e.seq for e in sent] == sorted(e.seq for e in sent)  # numbered when taken, sent in that order
-    assert sent[0].ts <= sent[1].ts  # its time is when the job started, not when it was sent
+    assert sent[0].ts < released_at  # its time is when the job started, not when it was sent (after the release)
 
 
 async def test_started_goes_out_when_the_hold_ends_without_output():
-    log = MemoryLog()
-    handler = FirstOutputGate()
-    log.append(TOPIC, job("slow"), key=b"slow")
-    runner, _ = make_runner(log, handler, started_hold_s=0.02)
+    log, handler, runner, _ = one_job("slow", started_hold_s=0.02)
     async with serving(runner):
         await wait_until(lambda: types(log, "slow") == ["started"])  # the handler has emitted nothing
         handler.release.set()
@@ -62,21 +66,15 @@ async def test_started_goes_out_when_the_hold_ends_without_output():
 
 
 async def test_a_job_that_fails_before_any_output_still_sends_started_first():
-    log = MemoryLog()
-    handler = FirstOutputGate()
+    log, handler, runner, _ = one_job("f", "boom", started_hold_s=30.0)
     handler.release.set()
-    log.append(TOPIC, job("f", "boom"), key=b"f")
-    runner, _ = make_runner(log, handler, started_hold_s=30.0)
     async with serving(runner):
         await wait_until(lambda: types(log, "f")[-1:] == ["failed"])
     assert types(log, "f") == ["started", "failed"]
 
 
 async def test_a_held_start_of_a_job_whose_partition_moved_is_never_sent():
-    log = MemoryLog()
-    handler = FirstOutputGate()
-    log.append(TOPIC, job("moved"), key=b"moved")
-    runner, jobs = make_runner(log, handler, started_hold_s=0.05)
+    log, handler, runner, jobs = one_job("moved", started_hold_s=0.05)
     async with serving(runner):
         await wait_until(lambda: handler.ran == ["moved"])
         await runner._drop_partitions({TP})  # its next owner runs it, with a `started` of its own
@@ -86,10 +84,7 @@ async def test_a_held_start_of_a_job_whose_partition_moved_is_never_sent():
 
 
 async def test_without_a_hold_started_goes_out_at_once():
-    log = MemoryLog()
-    handler = FirstOutputGate()
-    log.append(TOPIC, job("now"), key=b"now")
-    runner, _ = make_runner(log, handler)
+    log, handler, runner, _ = one_job("now")
     async with serving(runner):
         await wait_until(lambda: types(log, "now") == ["started"])
         handler.release.set()
