@@ -1431,6 +1431,41 @@ def token_rings(d: dict | None) -> list[str]:
     ]
 
 
+def started_hold(d: dict | None) -> list[str]:
+    """Part 4 of bench/idle_cpu.py with the worker's `started` held for the first output and without, runs
+    alternating (`idle_cpu_ab_started_hold.json`)."""
+    if not d:
+        return []
+    rows = ["| run | `GENLOOM_WORKER_STARTED_HOLD_MS` | pickup p50 (ms) | submit → first token p50 (ms) "
+            "| engine CPU in it (ms) | everything else's CPU in it (ms) |", "|---|---|---|---|---|---|"]
+    by: dict[int, dict[str, list[float]]] = {}
+    for run in d["runs"]:
+        first = run["wall_ms_p50"]["first_token"]
+        for key, value in (("first", first), ("else", run["else_cpu_ms"]), ("pickup", run["pickup_p50_ms"])):
+            by.setdefault(run["hold_ms"], {}).setdefault(key, []).append(value)
+        rows.append(f"| {run['run']} | {run['hold_ms']} | {_f(run['pickup_p50_ms'])} | {_f(first)} | "
+                    f"{_f(run['engine_cpu_ms'])} | {_f(run['else_cpu_ms'])} |")
+    summary = "; ".join(f"hold {hold} ms: first token {_f(statistics.median(v['first']))} ms, everything else "
+                        f"{_f(statistics.median(v['else']))} ms of CPU, pickup {_f(statistics.median(v['pickup']))} ms"
+                        for hold, v in by.items())
+    return [
+        "### A job's `started` held for its first output",
+        "",
+        "A worker sends `started` together with the job's first output when that comes within "
+        "`GENLOOM_WORKER_STARTED_HOLD_MS` (default 250), so the stages downstream (gate, fan-out, broker, Redis, "
+        "gateway) wake once for both and not while the engine prefills the prompt. Part 4 of the bench above "
+        f"({d['first_token_jobs']} lone chats per run, the built-in engine) and its pickup part ({d['pickup_jobs']} "
+        "jobs on an idle stack; pickup read from the `started` event's own time), runs alternating between the "
+        f"default and 0 on {d['cpu']}, {d['cpus']} cores, one stack at a time. {d['note']}. Medians: {summary}. "
+        "The host drifted during run 4 (the engine's own CPU for the same prompts rose by a fifth).",
+        "",
+        *rows,
+        "",
+        f"Reproduce: `{d['command']}`.",
+        "",
+    ]
+
+
 def _interleaved(d: dict | None) -> list[str]:
     """Short runs of bench/idle_cpu.py alternating between two checkouts (`bench/results/idle_cpu_pairs.json`)."""
     if not d:
@@ -2074,6 +2109,7 @@ def render() -> str:
                               _load("idle_cpu_poll_heard")}, _load("idle_cpu_pairs"))
     lines += token_rings(_load("idle_cpu_ab_token_rings"))
     lines += accepted_order(_load("accepted_order"))
+    lines += started_hold(_load("idle_cpu_ab_started_hold"))
     return "\n".join(lines)
 
 
