@@ -197,9 +197,31 @@ async def _connections(url: str) -> int:
         await client.aclose()
 
 
+async def _first_frames(frames: list[asyncio.Event], readers: list[asyncio.Task], timeout: float = 30) -> None:
+    """Until every stream has its first frame; a stream that ended before (an error status, a closed
+    body) fails the test with its own error at once rather than as a wait that runs out."""
+    framed = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in frames)))
+    done, _ = await asyncio.wait([framed, *readers], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if framed not in done:
+        framed.cancel()
+        ended = [(i, r) for i, r in enumerate(readers) if r.done()]
+        for i, reader in ended:
+            if reader.exception() is not None:
+                raise AssertionError(f"stream {i} failed before its first frame: {reader.exception()!r}") \
+                    from reader.exception()
+        missing = [i for i, e in enumerate(frames) if not e.is_set()]
+        raise AssertionError(f"streams {missing} had no first frame within {timeout}s; ended early: "
+                             f"{[i for i, _ in ended]}")
+
+
 async def test_many_sse_streams_share_one_redis_reader(own_redis, tmp_path):
     streams, pool = 60, 8
-    app = _app(own_redis.url, tmp_path, max_sse_per_tenant=streams, redis_max_connections=pool)
+    # 60 streams opening at once share 8 connections for their first reads (the job's record, its log's
+    # head, the backlog), all on this one event loop with the client: on a slow host a caller can queue
+    # for a connection past the module's 1 s socket timeout, which bounds that wait too (a 503 then, as
+    # the CI run of 3602691 saw). The default timeout keeps the queue's bound without racing the host.
+    app = _app(own_redis.url, tmp_path, max_sse_per_tenant=streams, redis_max_connections=pool,
+               redis_socket_timeout_s=GatewaySettings().redis_socket_timeout_s)
     server = await InProcessServer(app).start()
     job_id = await _job(own_redis.url)
     before = await _connections(own_redis.url)
@@ -208,7 +230,7 @@ async def test_many_sse_streams_share_one_redis_reader(own_redis, tmp_path):
 
     async def read(i: int, http: httpx.AsyncClient) -> None:
         async with http.stream("GET", f"/v1/jobs/{job_id}/events", headers=AUTH) as response:
-            assert response.status_code == 200
+            assert response.status_code == 200, (response.status_code, await response.aread())
             async for chunk in response.aiter_bytes():
                 bodies[i] += chunk
                 if b"id: 1\n" in bodies[i]:
@@ -218,7 +240,7 @@ async def test_many_sse_streams_share_one_redis_reader(own_redis, tmp_path):
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
             readers = [asyncio.create_task(read(i, http)) for i in range(streams)]
-            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in first_frame)), 30)
+            await _first_frames(first_frame, readers)
             # every stream is idle now, each waiting for its next entry: count while each sends two keep-alives
             await _until(lambda: all(b.count(b": keep-alive") >= 1 for b in bodies))
             opened = 0
