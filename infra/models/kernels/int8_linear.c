@@ -17,7 +17,9 @@
  * 1536 bytes) end before the hardware prefetcher has ramped up. Many input rows (a prefill) widen a
  * block of NR weight rows once into a float32 buffer that stays in L1 and multiply up to MRW input rows
  * at a time from it, which leaves the widening off the multiply-add ports. Threads (OpenMP, torch's
- * own runtime once torch has loaded it) take contiguous ranges of output rows.
+ * own runtime once torch has loaded it) take contiguous ranges of output rows. The block sizes fit the
+ * registers of the build's vector width (each can be given with -D to try others); they decide only
+ * which sums run side by side, never a sum's order, so every build of this file gives the same bits.
  */
 #include <stdint.h>
 #include <immintrin.h>
@@ -50,11 +52,23 @@ static inline float VSUM(__m256 v) {
 #error "needs AVX2 with FMA, or AVX512F"
 #endif
 
+#ifndef MR
 #define MR 4          /* input rows per register block, widening in registers */
-#define MRW 6         /* input rows per register block, from the widened buffer */
+#endif
+#ifndef MRW           /* input rows per register block, from the widened buffer: MRW x NR accumulators */
+#if LANES == 16
+#define MRW 6         /* 24 of AVX512's 32 registers */
+#else
+#define MRW 3         /* 12 of AVX2's 16 (6 spilled: a 285-row prefill's products took 1.5x the time) */
+#endif
+#endif
+#ifndef NR
 #define NR 4          /* output rows per register block */
+#endif
 #define MCHUNK 64     /* input rows per pass over the weights */
+#ifndef WIDEN_ROWS
 #define WIDEN_ROWS 8  /* from this many input rows in a pass, the weights are widened into a buffer */
+#endif
 #define MAX_K 8192    /* the widest input the buffer takes (NR * MAX_K floats on the stack) */
 #define AHEAD 4       /* blocks of NR weight rows prefetched ahead */
 #define INLINE static inline __attribute__((always_inline))
@@ -124,10 +138,10 @@ INLINE void block_wide(const int mr, const int nr, const float *x, int64_t K, co
         int64_t m = m0;                                                                                \
         for (; m + MRW <= m1; m += MRW) block_wide(MRW, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); \
         switch (m1 - m) {                                                                              \
-            case 5: block_wide(5, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break;       \
-            case 4: block_wide(4, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break;       \
-            case 3: block_wide(3, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break;       \
-            case 2: block_wide(2, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break;       \
+            case 5: if (MRW > 5) block_wide(5, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break; \
+            case 4: if (MRW > 4) block_wide(4, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break; \
+            case 3: if (MRW > 3) block_wide(3, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break; \
+            case 2: if (MRW > 2) block_wide(2, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break; \
             case 1: block_wide(1, NRV, x + m * K, K, wide, scale, bias, y + m * N, N, n); break;       \
         }                                                                                              \
     } while (0)
