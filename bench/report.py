@@ -58,7 +58,7 @@ def text_dtype(d: dict, suffix: str = "", out: str = "text_dtype") -> list[str]:
     served = next((r for r in d["rows"] if r["dtype"] == "bfloat16" and r["invariant"] and r.get("packed", True)), None)
     int8_row = next((r for r in d["rows"] if r["dtype"] == "int8"), None)
     int8_text = ([
-        f"int8 weights (`GENLOOM_TEXT_DTYPE=int8`, what `auto` serves on a CPU with AVX512F and no native bf16) decode "
+        f"int8 weights (`GENLOOM_TEXT_DTYPE=int8`, what `auto` serves on a CPU without native bf16 where its kernel builds, with AVX512F or AVX2) decode "
         f"{' / '.join(_f(int8_row['speedup'][k], 2) + 'x' for k in ('1', '4', '16'))} as fast as float32 at 1 / 4 / 16 rows, "
         f"prefill in {_f(int8_row['prefill_ms'] / d['rows'][0]['prefill_ms'], 2)}x float32's time, with perplexity "
         f"{100 * int8_row['perplexity_change']:+.2f}%; {int8_row['diverged']} of {d['streams_checked']} streams changed a token "
@@ -2012,7 +2012,8 @@ PENDING = {"text_gpu": text_gpu_pending,
 #: text_peer runs on other CPUs than the main one's, each with its heading's suffix
 PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AMX (genloom bfloat16)",
              "text_peer_zen4_one": ": the same Zen 4 EPYC, one stream, 60 s per run, the peer in bfloat16",
-             "text_peer_avx2": ": an AMD EPYC with AVX2 only (genloom float32)",
+             "text_peer_avx2_int8": ": an AMD EPYC (Zen 3) with AVX2 only (genloom int8 weights)",
+             "text_peer_avx2": ": the same AVX2 EPYC before int8 weights were chosen there (genloom float32)",
              "text_peer_avx2_one": ": the same AVX2 EPYC, one stream, 60 s per run",
              "text_peer_avx2_before": ": the same AVX2 EPYC before the direct decode step and the packed float32"
                                       " Linears (fec5c25)",
@@ -2021,7 +2022,9 @@ PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AM
              "text_peer_xeon_avx512_float32": ": the same Xeon before int8 weights (stop 45, genloom float32)"}
 
 #: text_dtype runs on other CPUs than the main one's, each with its heading's suffix
-DTYPE_RUNS = {"text_dtype_xeon_avx512": " on an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX"}
+DTYPE_RUNS = {"text_dtype_zen3_avx2": " on an AMD EPYC (Zen 3) with AVX2 only",
+              "text_dtype_zen3_avx2_before": " on the same AVX2 EPYC, before the kernel's AVX2 register blocks (6 x 4 spilled)",
+              "text_dtype_xeon_avx512": " on an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX"}
 
 #: text_remote runs on other CPUs than the main one's, each with its heading's suffix
 REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, at 26f8615 (after_sent behind the acknowledgements, accepted applied by admission)"}

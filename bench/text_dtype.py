@@ -2,7 +2,7 @@
 batch invariance.
 
 For each variant (float32; bfloat16 as the loader serves it, batch-invariant with packed weights; int8
-weights with float32 activations, as `auto` serves them on a CPU with AVX512F and no native bf16; and,
+weights with float32 activations, as `auto` serves them on a CPU without native bf16 (AVX512F, or AVX2 with FMA); and,
 as labelled extra rows, the same with its weights left plain, to show what packing gains, the same
 with a decode step's attention in float64 over the padded window (what attending row by row gains),
 and plain bfloat16 without the invariant layers, to show what invariance costs and why it is needed):

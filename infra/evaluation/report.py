@@ -166,5 +166,5 @@ def _quant(quant: dict[str, Any]) -> list[str]:
                     "per channel did not help in a trial (about 130 vs 142 on six paragraphs). Weight-only int8 "
                     "keeps the activations in float32: genloom's own (`infra/models/int8.py`, one scale per output row, "
                     "a C kernel that widens the weights in registers) is what the text worker serves with "
-                    "`GENLOOM_TEXT_DTYPE=int8`, and `auto` on a CPU with AVX512F but no native bf16. Distillation of the image model to fewer steps is not "
+                    "`GENLOOM_TEXT_DTYPE=int8`, and `auto` on a CPU without native bf16 where the kernel builds (AVX512F, or AVX2 with FMA). Distillation of the image model to fewer steps is not "
                     "done.", ""]

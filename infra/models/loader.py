@@ -139,15 +139,15 @@ def resolve_device(device: str) -> torch.device:
 
 def resolve_weights(dtype: DType, device: torch.device) -> str:
     """What ``dtype`` serves on ``device``: ``float32``, ``bfloat16``, ``float16`` or ``int8``. ``auto`` is
-    bfloat16 on CUDA and on a CPU that multiplies bf16 natively (AVX512-BF16, AMX); on another CPU with
-    AVX512F, int8 weights (float32 activations, :mod:`infra.models.int8`) where the kernel builds: a quarter
-    of float32's bytes per decode step at perplexity within 2% (docs/benchmarks.md); else float32 (bf16
-    would be emulated, slower than float32; int8 on an AVX2-only CPU is not measured yet, so not chosen)."""
+    bfloat16 on CUDA and on a CPU that multiplies bf16 natively (AVX512-BF16, AMX); on another CPU (AVX512F,
+    or AVX2 with FMA), int8 weights (float32 activations, :mod:`infra.models.int8`) where the kernel builds:
+    a quarter of float32's bytes per decode step at perplexity within 2% (docs/benchmarks.md); else float32
+    (bf16 would be emulated, slower than float32)."""
     if dtype != "auto":
         return dtype
     if device.type == "cuda" or native_bf16():
         return "bfloat16"
-    if device.type == "cpu" and _int8_lanes() == 16:
+    if device.type == "cpu" and _int8_lanes():
         return "int8"
     return "float32"
 

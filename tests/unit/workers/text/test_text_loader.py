@@ -14,9 +14,9 @@ from infra.models.loader import LoadedModel, ModelLoadError, TextModelSpec, load
 def test_default_model_loads_offline_with_chat_template(smollm: LoadedModel) -> None:
     assert smollm.model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     # auto: bf16 where the CPU multiplies it natively, made batch-invariant (GemmLinear, float64 attention);
-    # elsewhere int8 weights where the kernel builds with AVX512F, else float32
+    # elsewhere int8 weights where the kernel builds (AVX512F, or AVX2 with FMA), else float32
     assert smollm.dtype == (torch.bfloat16 if native_bf16() else torch.float32) and smollm.device.type == "cpu"
-    int8_expected = not native_bf16() and int8.available() and int8.lanes() == 16
+    int8_expected = not native_bf16() and int8.available()
     assert smollm.dtype_name == ("int8" if int8_expected else str(smollm.dtype).removeprefix("torch."))
     if int8_expected:  # every Linear int8, the float32 attention layout
         assert smollm.model.config._attn_implementation == LAYOUT_ATTENTION
@@ -111,9 +111,11 @@ def test_auto_serves_float32_and_says_why_where_the_int8_kernel_is_unavailable(m
         loader._int8_lanes.cache_clear()
         assert loader.resolve_weights("auto", torch.device("cpu")) == "int8"
         assert loader.resolve_dtype("auto", torch.device("cpu")) == torch.float32  # int8 weights compute in float32
-        monkeypatch.setattr(int8, "lanes", lambda: 8)  # AVX2 only: not measured there, not chosen
+        monkeypatch.setattr(int8, "lanes", lambda: 8)  # AVX2 with FMA: the same choice
         loader._int8_lanes.cache_clear()
-        assert loader.resolve_weights("auto", torch.device("cpu")) == "float32"
-        assert loader.resolve_weights("int8", torch.device("cpu")) == "int8"
+        assert loader.resolve_weights("auto", torch.device("cpu")) == "int8"
+        assert loader.resolve_weights("float32", torch.device("cpu")) == "float32"
+        monkeypatch.setattr(loader, "native_bf16", lambda: True)  # native bf16 comes first
+        assert loader.resolve_weights("auto", torch.device("cpu")) == "bfloat16"
     finally:
         loader._int8_lanes.cache_clear()
