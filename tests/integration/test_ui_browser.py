@@ -122,10 +122,17 @@ def _drive(url: str, key: str, tools: tuple[str, str], shots: Path) -> dict:
         seen["video"] = driver.execute_script(
             "const v = document.getElementById('video-result'), bar = document.getElementById('video-progress');"
             " return [v.src, bar.value, bar.max, document.getElementById('video-status').textContent]")
-        seen["video_frames"] = _wait(lambda: driver.execute_script(
-            "const v = document.getElementById('video-result');"
-            " return v.readyState >= 1 ? [v.videoWidth, v.videoHeight, v.duration] : null"), timeout=30,
-            what="the clip's metadata")
+        try:
+            seen["video_frames"] = _wait(lambda: driver.execute_script(
+                "const v = document.getElementById('video-result');"
+                " return v.readyState >= 1 ? [v.videoWidth, v.videoHeight, v.duration] : null"), timeout=30,
+                what="the clip's metadata")
+        except AssertionError as exc:  # say what the element knows: a decode error, or a load that never began
+            state = driver.execute_script(
+                "const v = document.getElementById('video-result');"
+                " return {network: v.networkState, ready: v.readyState, preload: v.preload,"
+                " error: v.error && [v.error.code, v.error.message], src: v.src.slice(0, 40)}")
+            raise AssertionError(f"{exc}: {state}; {seen['video']}") from None
         driver.save_screenshot(str(shots / "5-media.png"))
         seen["console"] = [f'{entry["level"]} {entry["message"]}' for entry in driver.get_log("browser")]
     finally:
