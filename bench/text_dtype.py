@@ -74,7 +74,7 @@ def load(dtype: str, mode: str = "served"):
         AttentionInterface.register(invariant.ATTENTION, lambda *args, genloom_rows=None, **kwargs:
                                     invariant.invariant_attention(*args, **kwargs))
         return lm  # the next load registers the served attention again
-    patched = {"served": None, "unpacked": (invariant, "pack_weights", lambda model: 0),
+    patched = {"served": None, "unpacked": (invariant, "pack_weights", lambda model, **_: 0),
                "plain": (loader, "make_batch_invariant", lambda model: model)}[mode]
     if patched is None:
         return load_text_model(TextModelSpec(device="cpu", dtype=dtype))

@@ -48,7 +48,10 @@ class FanoutSettings(BaseSettings):
         default=keys.REPLAY_MAXLEN, ge=1, description="Most events kept per job's replay log."
     )
     job_ttl_s: int = Field(
-        default=keys.JOB_TTL_S, ge=1, description="Expiry of a job's record and replay log after its last event."
+        default=keys.JOB_TTL_S, ge=1,
+        description="Expiry of a job's record and replay log after its last event. While the job runs, the expiry"
+                    " is pushed back now and then rather than by every token, so they may live up to a sixteenth"
+                    " of this longer (a minute at most).",
     )
     batch_max: int = Field(default=256, ge=1, description="Most events the fan-out takes in one poll (what queued up meanwhile).")
     apply_chunk: int = Field(

@@ -9,7 +9,7 @@ import pytest
 from infra.redis import keys
 from infra.redis.client import connect
 from infra.redis.jobrecord import JobRecord
-from infra.redis.jobstore import Admitted, Appended, Dropped, Existing, Full, JobStore, ReplayExpired
+from infra.redis.jobstore import Admitted, Appended, Dropped, Existing, Full, JobStore, ReplayExpired, expiry_slack_s
 from schemas.enums import ErrorCode, EventSource, EventType, JobStatus, Modality
 from schemas.events import Accepted, Completed, Failed, ModelInfo, Started, TokenDelta
 
@@ -295,7 +295,7 @@ async def test_only_one_holder_leads_until_its_lock_expires(store, redis):
     assert await store.lead("b", 5) and not await store.lead("a", 5)
 
 
-async def test_the_same_request_of_a_lost_job_runs_again_under_its_id(store):
+async def test_the_same_request_of_a_lost_job_runs_again_under_its_id(store, redis):
     tenant, job = _id("t"), _id("rerun")
     await store.admit(job, _record(tenant), max_inflight=5)
     await _apply(store, _ev(Started, job, 0, attempt=5, worker="w", model=MODEL))
@@ -306,7 +306,9 @@ async def test_the_same_request_of_a_lost_job_runs_again_under_its_id(store):
     record = await store.load(job)
     assert record.status == JobStatus.QUEUED and record.error is None and record.slot_held
     assert await store.inflight(tenant, "text") == 1 and await store.entries(job) == []
+    assert await redis.hget(keys.dedupe(job), "kept") is None  # the new run's first event pushes its expiry back
     assert await _apply(store, _ev(TokenDelta, job, 1, attempt=5, text="zombie", tokens=1)) == Appended(1, None)
+    assert await redis.ttl(keys.replay_log(job)) > 0
     assert await _apply(store, _ev(Started, job, 0, attempt=6, worker="w2", model=MODEL)) == Appended(2, None)
     assert await _apply(store, _ev(Completed, job, 2, attempt=5)) == Dropped("stale_attempt")
     assert isinstance(await _apply(store, _ev(Completed, job, 1, attempt=6, text="ok")), Appended)
@@ -350,7 +352,45 @@ async def test_admission_applies_the_first_event_only_when_it_admits(store, redi
     again = _accepted(job, tenant)
     assert await store.admit(job, _record(tenant, "other"), max_inflight=5, first=again) == Existing("f1", tenant)
     assert [e.type for e in await store.entries(job)] == [EventType.ACCEPTED, EventType.STARTED]
-    assert 0 < await redis.ttl(keys.replay_log(job)) <= 60 and 0 < await redis.ttl(keys.dedupe(job)) <= 60
+    running = 60 + expiry_slack_s(60)  # a running job's keys: pushed back past the expiry, now and then
+    assert 0 < await redis.ttl(keys.replay_log(job)) <= running and 0 < await redis.ttl(keys.dedupe(job)) <= running
+
+
+async def _ttls(redis, job: str) -> list[int]:
+    return [await redis.ttl(k) for k in (keys.job_record(job), keys.replay_log(job), keys.dedupe(job))]
+
+
+async def test_a_running_jobs_expiry_is_pushed_back_now_and_then_and_set_exactly_at_its_end(redis):
+    """Every key of a job lives at least its expiry after the job's last event, whichever event that
+    is; while it runs, its tokens push the expiry back only once the last push is `expiry_slack_s` old."""
+    ttl = 3200
+    slack = expiry_slack_s(ttl)
+    assert slack == 60 and expiry_slack_s(16) == 1 and expiry_slack_s(15) == 0
+    store = JobStore(redis, job_ttl_s=ttl, replay_maxlen=100)
+    tenant, job = _id("t"), _id("keep")
+    await store.admit(job, _record(tenant), max_inflight=5, first=_accepted(job, tenant))
+    assert all(ttl < t <= ttl + slack for t in await _ttls(redis, job))  # the first event pushes it back
+    for k in (keys.job_record(job), keys.replay_log(job), keys.dedupe(job)):
+        await redis.expire(k, 1000)  # as if the last push were long ago, but within its slack by `kept`
+    assert isinstance(await _apply(store, _ev(Started, job, 0, worker="w", model=MODEL)), Appended)
+    assert isinstance(await _apply(store, _ev(TokenDelta, job, 1, text="a", tokens=1)), Appended)
+    assert all(990 < t <= 1000 for t in await _ttls(redis, job))  # not pushed back: the last push is recent
+    seconds, _ = await redis.time()
+    await redis.hset(keys.dedupe(job), "kept", seconds - slack)  # by Redis's clock, as the script reads it
+    assert isinstance(await _apply(store, _ev(TokenDelta, job, 2, text="b", tokens=1)), Appended)
+    assert all(ttl < t <= ttl + slack for t in await _ttls(redis, job))  # a push that old: pushed back
+    assert isinstance(await _apply(store, _ev(Completed, job, 3, text="ab")), Appended)
+    assert all(ttl - 10 < t <= ttl for t in await _ttls(redis, job))  # the end: exactly the expiry
+
+
+async def test_a_short_expiry_is_pushed_back_by_every_event(redis):
+    store = JobStore(redis, job_ttl_s=10, replay_maxlen=100)  # a slack under a second: none
+    tenant, job = _id("t"), _id("short")
+    await store.admit(job, _record(tenant), max_inflight=5, first=_accepted(job, tenant))
+    for k in (keys.job_record(job), keys.replay_log(job), keys.dedupe(job)):
+        await redis.expire(k, 5)
+    assert isinstance(await _apply(store, _ev(Started, job, 0, worker="w", model=MODEL)), Appended)
+    assert all(5 < t <= 10 for t in await _ttls(redis, job))
 
 
 async def test_a_lost_jobs_new_run_starts_its_log_with_the_first_event(store):
