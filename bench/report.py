@@ -84,8 +84,17 @@ def text_dtype(d: dict, suffix: str = "", out: str = "text_dtype") -> list[str]:
                if unpacked and served.get("packed") else [])
     prefill_cost = (f" (here {_f(served['prefill_ms'] / plain['prefill_ms'], 1)}x the plain bf16 prefill)"
                     if plain and plain["prefill_ms"] else "")
+    both = ([
+        f"On this CPU int8 weights decode {' / '.join(_f(served['step_ms'][k] / int8_row['step_ms'][k], 2) + 'x' for k in ('1', '4', '16'))} "
+        f"as fast as served bfloat16 at 1 / 4 / 16 rows and prefill in {_f(int8_row['prefill_ms'] / served['prefill_ms'], 2)}x its time: "
+        "a step of few rows reads weights, half as many bytes as bfloat16's; a step of many rows and a prefill "
+        "compute, and bfloat16's native dot products do twice the multiplies of the int8 kernel's float32 ones per "
+        "instruction. So `auto` serves bfloat16 here; `GENLOOM_TEXT_DTYPE=int8` is the choice for one stream at a time.",
+        ""] if int8_row and d["native_bf16"] else [])
+    reproduce = ("`.venv/bin/python bench/text_dtype.py` (writes `bench/results/text_dtype.json`; "
+                 if out == "text_dtype" else f"`.venv/bin/python bench/text_dtype.py --out bench/results/{out}.json` (")
     return [
-        "## Text engine: float32 against bfloat16 weights on this CPU",
+        f"## Text engine: float32 against bfloat16 weights{suffix or ' on this CPU'}",
         "",
         f"The TextEngine on SmolLM2-135M-Instruct, {d['threads']} torch thread, torch {d['torch']}; this CPU "
         f"{'has' if d['native_bf16'] else 'lacks'} native bf16 dot products (AVX512-BF16 or AMX tiles), so `GENLOOM_TEXT_DTYPE=auto` "
@@ -113,9 +122,9 @@ def text_dtype(d: dict, suffix: str = "", out: str = "text_dtype") -> list[str]:
         "",
         *packing,
         *int8_text,
+        *both,
         *_packed_prefill(d.get("packed_prefill")),
-        "Reproduce: `.venv/bin/python bench/text_dtype.py` (writes `bench/results/text_dtype.json`; "
-        "`--packed-only` measures only the packed prefill).",
+        f"Reproduce: {reproduce}`--packed-only` measures only the packed prefill).",
         "",
     ]
 
@@ -2055,7 +2064,8 @@ PEER_RUNS = {"text_peer_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16 and no AM
              "text_peer_xeon_avx512_float32": ": the same Xeon before int8 weights (stop 45, genloom float32)"}
 
 #: text_dtype runs on other CPUs than the main one's, each with its heading's suffix
-DTYPE_RUNS = {"text_dtype_zen3_avx2": " on an AMD EPYC (Zen 3) with AVX2 only",
+DTYPE_RUNS = {"text_dtype_zen4": " on an AMD EPYC (Zen 4) with AVX512-BF16, int8 weights beside them",
+              "text_dtype_zen3_avx2": " on an AMD EPYC (Zen 3) with AVX2 only",
               "text_dtype_zen3_avx2_before": " on the same AVX2 EPYC, before the kernel's AVX2 register blocks (6 x 4 spilled)",
               "text_dtype_xeon_avx512": " on an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX"}
 

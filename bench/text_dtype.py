@@ -75,7 +75,7 @@ def load(dtype: str, mode: str = "served"):
                                     invariant.invariant_attention(*args, **kwargs))
         return lm  # the next load registers the served attention again
     patched = {"served": None, "unpacked": (invariant, "pack_weights", lambda model, **_: 0),
-               "plain": (loader, "make_batch_invariant", lambda model: model)}[mode]
+               "plain": (loader, "make_batch_invariant", lambda model, **_: model)}[mode]
     if patched is None:
         return load_text_model(TextModelSpec(device="cpu", dtype=dtype))
     owner, name, stand_in = patched

@@ -219,9 +219,10 @@ async def test_many_sse_streams_share_one_redis_reader(own_redis, tmp_path):
     # 60 streams opening at once share 8 connections for their first reads (the job's record, its log's
     # head, the backlog), all on this one event loop with the client: on a slow host a caller can queue
     # for a connection past the module's 1 s socket timeout, which bounds that wait too (a 503 then, as
-    # the CI run of 3602691 saw). The default timeout keeps the queue's bound without racing the host.
+    # the CI run of 3602691 saw). The field's default (not whatever the environment sets) keeps the
+    # queue's bound without racing the host.
     app = _app(own_redis.url, tmp_path, max_sse_per_tenant=streams, redis_max_connections=pool,
-               redis_socket_timeout_s=GatewaySettings().redis_socket_timeout_s)
+               redis_socket_timeout_s=GatewaySettings.model_fields["redis_socket_timeout_s"].default)
     server = await InProcessServer(app).start()
     job_id = await _job(own_redis.url)
     before = await _connections(own_redis.url)
