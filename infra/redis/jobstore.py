@@ -125,9 +125,9 @@ def expiry_slack_s(ttl_s: int) -> int:
 #: The three keys' expiry is pushed back at most once per `keep_s` (`expiry_slack_s`; the dedupe hash's
 #: `kept` says when, by Redis's own clock, read once per call), to `ttl + keep_s`, and to `ttl` exactly at
 #: the job's end: a key still lives `ttl` after the job's last event, and a token costs 6 calls instead
-#: of 9. An EXPIRE is cheap; a call from Lua is not: a token took the script about 20 us here (its
-#: commands 4.5), and 0.80x of that without its three EXPIREs, the closure and the table it built each
-#: time (both scripts on one Redis, calls alternating, durations from SLOWLOG; AMD EPYC, Zen 4)
+#: of 9. An EXPIRE is cheap; a call from Lua is not: a token took the script about 20 us (its commands
+#: about 4.5), and about 0.8x of that without its three EXPIREs, the closure and the table it built each
+#: time (bench/apply_cost.py, against the script before; docs/benchmarks.md)
 _APPLY_ONE = r"""
 local keep_s = math.min(%(max)d, math.floor(ttl / %(share)d))
 local clock
