@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import importlib.util
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine  # noqa: E402
 from infra.kafka.emitter import EventEmitter  # noqa: E402
 from infra.redis import jobstore as current  # noqa: E402
+from infra.redis import keys  # noqa: E402
 from infra.redis.client import connect  # noqa: E402
 from infra.redis.server import LocalRedis  # noqa: E402
 from schemas.enums import EventSource  # noqa: E402
@@ -52,7 +54,7 @@ def jobstore_at(rev: str):
     resolve to this checkout's package)."""
     source = subprocess.run(["git", "show", f"{rev}:infra/redis/jobstore.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
-    name = "infra.redis._jobstore_at_" + rev.replace("-", "_").replace("/", "_").replace("~", "_").replace("^", "_")
+    name = "infra.redis._jobstore_at_" + re.sub(r"\W", "_", rev)
     spec = importlib.util.spec_from_loader(name, loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "infra.redis"
@@ -61,8 +63,9 @@ def jobstore_at(rev: str):
     return module
 
 
-def _burst(emitter: EventEmitter, jobs: list[str]) -> list[tuple]:
-    events = [emitter.build(TokenDelta, job, text="x", tokens=1) for job in jobs]
+def _events(emitter: EventEmitter, jobs: list[str], kind=TokenDelta, **fields) -> list[tuple]:
+    """The next event of `kind` of each job, with its payload (a token each by default: one burst)."""
+    events = [emitter.build(kind, job, **(fields or {"text": "x", "tokens": 1})) for job in jobs]
     return [(e, e.model_dump_json().encode()) for e in events]
 
 
@@ -78,7 +81,7 @@ async def _left(redis, store, job: str) -> tuple:
     record = await store.load(job)
     return ([(e.id, e.type) for e in await store.entries(job)],
             (record.status, record.last_event_id, record.terminal_id, record.text),
-            await redis.ttl(current.keys.replay_log(job)) > 0)
+            await redis.ttl(keys.replay_log(job)) > 0)
 
 
 async def run(url: str, against: str, bursts: int, jobs: int, size: int) -> dict:
@@ -92,8 +95,7 @@ async def run(url: str, against: str, bursts: int, jobs: int, size: int) -> dict
     emitter = EventEmitter(None, "genloom.events", EventSource.WORKER)
     names = {side: [f"t:{side}-{uuid.uuid4().hex[:8]}-{i}" for i in range(jobs)] for side in sides}
     for side, store in sides.items():  # each job started, as a running job's tokens find it
-        await _apply(store, [(e, e.model_dump_json().encode()) for e in
-                             (emitter.build(Started, job, worker="w", model=MODEL) for job in names[side])], size)
+        await _apply(store, _events(emitter, names[side], Started, worker="w", model=MODEL), size)
     # Redis 7 logs the commands a script runs too (about 7 an event): the log is read and emptied after each
     # pair of bursts, and holds a pair's entries
     await redis.config_set("slowlog-max-len", 20 * jobs + 100)
@@ -102,7 +104,7 @@ async def run(url: str, against: str, bursts: int, jobs: int, size: int) -> dict
     per_call: dict[str, list[float]] = {side: [] for side in sides}
     for b in range(bursts):
         for side in (("genloom", "baseline") if b % 2 else ("baseline", "genloom")):
-            await _apply(sides[side], _burst(emitter, names[side]), size)
+            await _apply(sides[side], _events(emitter, names[side]), size)
         for entry in await redis.slowlog_get(-1):
             words = entry["command"].split()
             if len(words) > 1 and words[0].upper() == b"EVALSHA" and words[1].decode() in sha:
@@ -115,14 +117,13 @@ async def run(url: str, against: str, bursts: int, jobs: int, size: int) -> dict
     for side, store in sides.items():  # the Redis commands a token costs inside each side's script
         await redis.config_resetstat()
         for _ in range(10):
-            await _apply(store, _burst(emitter, names[side]), size)
+            await _apply(store, _events(emitter, names[side]), size)
         stats = await redis.info("commandstats")
         commands[side] = {name.removeprefix("cmdstat_"): round(v["calls"] / (10 * jobs), 2)
                           for name, v in stats.items() if name.startswith("cmdstat_")
                           and name not in ("cmdstat_evalsha", "cmdstat_config|resetstat")}
     for side, store in sides.items():  # the end of each job: both must leave the same state behind
-        await _apply(store, [(e, e.model_dump_json().encode()) for e in
-                             (emitter.build(Completed, job, text="done") for job in names[side])], size)
+        await _apply(store, _events(emitter, names[side], Completed, text="done"), size)
     left = {side: await _left(redis, store, names[side][0]) for side, store in sides.items()}
     if left["genloom"] != left["baseline"]:
         raise SystemExit(f"the two sides left different replay logs or records: {left}")

@@ -356,8 +356,12 @@ async def test_admission_applies_the_first_event_only_when_it_admits(store, redi
     assert 0 < await redis.ttl(keys.replay_log(job)) <= running and 0 < await redis.ttl(keys.dedupe(job)) <= running
 
 
+def _job_keys(job: str) -> tuple[str, str, str]:
+    return keys.job_record(job), keys.replay_log(job), keys.dedupe(job)
+
+
 async def _ttls(redis, job: str) -> list[int]:
-    return [await redis.ttl(k) for k in (keys.job_record(job), keys.replay_log(job), keys.dedupe(job))]
+    return [await redis.ttl(k) for k in _job_keys(job)]
 
 
 async def test_a_running_jobs_expiry_is_pushed_back_now_and_then_and_set_exactly_at_its_end(redis):
@@ -370,7 +374,7 @@ async def test_a_running_jobs_expiry_is_pushed_back_now_and_then_and_set_exactly
     tenant, job = _id("t"), _id("keep")
     await store.admit(job, _record(tenant), max_inflight=5, first=_accepted(job, tenant))
     assert all(ttl < t <= ttl + slack for t in await _ttls(redis, job))  # the first event pushes it back
-    for k in (keys.job_record(job), keys.replay_log(job), keys.dedupe(job)):
+    for k in _job_keys(job):
         await redis.expire(k, 1000)  # as if the last push were long ago, but within its slack by `kept`
     assert isinstance(await _apply(store, _ev(Started, job, 0, worker="w", model=MODEL)), Appended)
     assert isinstance(await _apply(store, _ev(TokenDelta, job, 1, text="a", tokens=1)), Appended)
@@ -387,7 +391,7 @@ async def test_a_short_expiry_is_pushed_back_by_every_event(redis):
     store = JobStore(redis, job_ttl_s=10, replay_maxlen=100)  # a slack under a second: none
     tenant, job = _id("t"), _id("short")
     await store.admit(job, _record(tenant), max_inflight=5, first=_accepted(job, tenant))
-    for k in (keys.job_record(job), keys.replay_log(job), keys.dedupe(job)):
+    for k in _job_keys(job):
         await redis.expire(k, 5)
     assert isinstance(await _apply(store, _ev(Started, job, 0, worker="w", model=MODEL)), Appended)
     assert all(5 < t <= 10 for t in await _ttls(redis, job))
