@@ -15,11 +15,14 @@ consumer process reads them through genloom's consumer. Per record, from each pr
 
 The baseline in the same run is the consumer unpaced (`GENLOOM_KAFKA_IDLE_POLL_MS=0`: fetching back to
 back, each fetch held by the broker up to `fetch_max_wait_ms`, how consumers ran before the doorbell).
-Modes alternate over `--rounds`, each on a topic of its own, one broker and Redis for the run.
+Modes alternate over `--rounds`, each on a topic of its own, one broker and Redis for the run. `--modes
+short,doorbell` measures instead what a short broker wait of paced fetches does (`short`:
+GENLOOM_KAFKA_RUNG_FETCH_WAIT_MS=1 against the default's fetch held for the consumer's `fetch_max_wait_ms`);
+it shows once records come faster than that wait (`--gap-ms 5`).
 
 Writes ``bench/results/kafka_hop.json``.
 
-    python bench/kafka_hop.py [--records 150] [--gap-ms 50] [--rounds 2] [--out FILE]
+    python bench/kafka_hop.py [--records 150] [--gap-ms 50] [--rounds 2] [--modes doorbell,unpaced] [--out FILE]
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from bench.common import cpu_model, pct  # noqa: E402
 OUT = ROOT / "bench" / "results" / "kafka_hop.json"
 #: records sent before the measured ones (group join, first fetches, the listener's subscription)
 WARMUP = 10
-MODES = {"doorbell": {}, "unpaced": {"GENLOOM_KAFKA_IDLE_POLL_MS": "0"}}
+MODES = {"doorbell": {}, "unpaced": {"GENLOOM_KAFKA_IDLE_POLL_MS": "0"},
+         # paced, and each fetch asks the broker to wait 1 ms instead of the consumer's fetch_max_wait_ms (an
+         # empty answer waits for a ring in the process): not run unless named in --modes
+         "short": {"GENLOOM_KAFKA_RUNG_FETCH_WAIT_MS": "1"}}
 
 
 async def consume(bootstrap: str, topic: str, count: int, out: Path) -> None:
@@ -146,6 +152,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=150)
     parser.add_argument("--gap-ms", type=float, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--modes", default="doorbell,unpaced", help="comma-separated, of: " + ", ".join(MODES))
     parser.add_argument("--out", type=Path, default=OUT, help="results file (an A/B of a setting: not the report's)")
     parser.add_argument("--role", choices=("consumer", "producer"), help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -168,7 +175,7 @@ def main() -> None:
     with LocalBroker() as broker, LocalRedis() as redis, tempfile.TemporaryDirectory() as work:
         for r in range(args.rounds):
             row = {}
-            for mode in MODES:
+            for mode in args.modes.split(","):
                 row[mode] = one(mode, broker.bootstrap, redis.url, args.records, args.gap_ms, Path(work))
                 print(f"round {r + 1} {mode:9} " + "  ".join(f"{k} {v['p50_ms']:.2f}/{v['p90_ms']:.2f}"
                                                              for k, v in row[mode].items()), flush=True)

@@ -30,7 +30,9 @@ consumer of every process then sends a hundred fetches a second and the broker a
   the gate's tokens on genloom.events) and is fetched with the next one that rings.
 
 The pause sits in front of aiokafka's per-node fetch task (`install`), so every consumer of the
-process, those of faust included, is paced the same way; nothing else of the fetcher changes.
+process, those of faust included, is paced the same way. The one other thing it may change is the fetch's
+broker-side wait: with `rung_wait_ms` set (GENLOOM_KAFKA_RUNG_FETCH_WAIT_MS), a fetch sent while rings pace
+the process asks for that wait instead of the consumer's `fetch_max_wait_ms` (`Pacer.fetch_wait_ms`).
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ class Pacer:
     later than that. `heard_s` None is `idle_s`."""
 
     def __init__(self, idle_s: float = 0.5, busy_s: float = 2.0, busy_poll_s: float = 0.0,
-                 clock=time.monotonic, heard_s: float | None = None) -> None:
+                 clock=time.monotonic, heard_s: float | None = None, rung_wait_ms: int = 0) -> None:
         self.idle_s = idle_s
+        #: the broker-side wait of a fetch sent while rings pace this process (`rings_pace`); 0: the consumer's own
+        self.rung_wait_ms = rung_wait_ms
         self.heard_s = idle_s if heard_s is None else heard_s
         self.busy_s = busy_s
         self.busy_poll_s = busy_poll_s
@@ -90,6 +94,22 @@ class Pacer:
         """The listener's subscriptions: how many consumed topics Redis confirmed (a subset of `consumed`,
         which only grows, so equal counts mean every one), or None when it is not connected."""
         self._heard = -1 if topics is None else topics
+
+    def rings_pace(self) -> bool:
+        """Whether a fetch that brings nothing waits here for a ring before the next one goes out (the
+        listener hears every topic, and the process is idle or polls while busy): then the broker need
+        not hold the fetch, and a record it holds it for waits out the hold (`fetch_wait_ms`)."""
+        return self.hearing and (self.idle or self.busy_poll_s > 0)
+
+    def fetch_wait_ms(self, configured: int) -> int:
+        """How long a fetch going out now asks the broker to wait for data. The bundled broker does not
+        end a wait when data arrives: a record produced while a fetch is held (the one that follows a
+        fetch with data, or one woken by a ring for another consumer's partition) is answered at the
+        hold's end. While rings pace this process, the hold is `rung_wait_ms`, and an empty answer waits
+        for the record's ring instead."""
+        if self.rung_wait_ms and self.rings_pace():
+            return min(configured, self.rung_wait_ms)
+        return configured
 
     @property
     def idle(self) -> bool:
@@ -129,11 +149,10 @@ class Pacer:
         self._consumed.update(topics)  # its doorbell channels get subscribed (Doorbell._listen)
         if since is not None and any(since.get(t) != self._rings.get(t, 0) for t in topics):
             return
-        idle = self.idle
-        if self.hearing and (idle or self.busy_poll_s > 0):  # every ring is heard: wait for one
+        if self.rings_pace():  # every ring is heard: wait for one
             timeout = self.heard_s  # (busy with busy_poll_s 0, rings are spaced and may not come: at once)
         else:
-            timeout = self.idle_s if idle else self.busy_poll_s
+            timeout = self.idle_s if self.idle else self.busy_poll_s
         if timeout <= 0:
             return
         fut = asyncio.get_running_loop().create_future()
@@ -166,14 +185,16 @@ def pacer() -> Pacer | None:
     return _pacer
 
 
-def install(idle_s: float, busy_s: float, busy_poll_s: float = 0.0, heard_s: float | None = None) -> Pacer:
+def install(idle_s: float, busy_s: float, busy_poll_s: float = 0.0, heard_s: float | None = None,
+            rung_wait_ms: int = 0) -> Pacer:
     """Pace every aiokafka consumer of this process (idempotent; later calls update the timings)."""
     global _pacer
     if _pacer is None:
-        _pacer = Pacer(idle_s, busy_s, busy_poll_s, heard_s=heard_s)
+        _pacer = Pacer(idle_s, busy_s, busy_poll_s, heard_s=heard_s, rung_wait_ms=rung_wait_ms)
     else:
         _pacer.idle_s, _pacer.busy_s, _pacer.busy_poll_s = idle_s, busy_s, busy_poll_s
         _pacer.heard_s = idle_s if heard_s is None else heard_s
+        _pacer.rung_wait_ms = rung_wait_ms
     patch_fetcher()
     return _pacer
 
@@ -215,6 +236,7 @@ def patch_fetcher() -> None:
             except asyncio.CancelledError:
                 return False
         marks.setdefault(node_id, {}).update(current.mark(topics))
+        request._max_wait_ms = current.fetch_wait_ms(self._fetch_max_wait_ms)  # built before the wait: set now
         began[node_id] = time.monotonic()
         has_data = await fetch(self, assignment, node_id, request)
         brought[node_id] = bool(has_data)
@@ -400,8 +422,8 @@ def doorbell() -> Doorbell | None:
         return None
     kafka = KafkaSettings()
     busy_poll_s = kafka.busy_poll_ms / 1000
-    current = (install(kafka.idle_poll_ms / 1000, kafka.busy_s, busy_poll_s, kafka.heard_poll_ms / 1000)
-               if kafka.idle_poll_ms > 0 else None)
+    current = (install(kafka.idle_poll_ms / 1000, kafka.busy_s, busy_poll_s, kafka.heard_poll_ms / 1000,
+                       kafka.rung_fetch_wait_ms) if kafka.idle_poll_ms > 0 else None)
     global _listening
     # a busy consumer waits for rings only when busy_poll_ms > 0: then every record must ring
     bell = _bells[id(loop)] = Doorbell(url, None if _listening else current,

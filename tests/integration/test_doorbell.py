@@ -312,3 +312,53 @@ async def test_rings_go_out_on_one_held_connection_and_a_dropped_one_is_replaced
         await pubsub.aclose()
         await probe.aclose()
         await bell.close()
+
+
+async def test_while_rings_pace_it_a_consumer_asks_the_broker_for_the_short_wait_and_reads_every_record(
+        kafka_bootstrap, redis_url, monkeypatch):
+    import aiokafka.conn
+
+    topic = f"doorbell-{uuid.uuid4().hex[:8]}"
+    await clients.ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1, "job_id", "bytes", "test")])
+    pacer = doorbell.install(idle_s=3600.0, busy_s=3600.0, busy_poll_s=0.05, heard_s=3600.0, rung_wait_ms=1)
+    bell = doorbell.Doorbell(redis_url, pacer)
+    bell.listen()
+    previous = doorbell.register(bell)
+    waits: list[int] = []
+    send = aiokafka.conn.AIOKafkaConnection.send
+
+    def watched(self, request, expect_response=True):
+        if type(request).__name__ == "FetchRequest":
+            waits.append(request._max_wait_ms)
+        return send(self, request, expect_response)
+
+    monkeypatch.setattr(aiokafka.conn.AIOKafkaConnection, "send", watched)
+    consumer = clients.consumer(kafka_bootstrap, topic, group_id=f"g-{topic}", fetch_max_wait_ms=10)
+    producer = clients.producer(kafka_bootstrap)
+    try:
+        await clients.start_client(consumer, kafka_bootstrap)
+        await clients.start_client(producer, kafka_bootstrap)
+        reading = asyncio.create_task(consumer.getmany(timeout_ms=200))
+        for _ in range(200):  # the listener hears the topic: from now on every fetch is paced by rings
+            if pacer.hearing and pacer.consumed():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the listener never heard the consumer's topic")
+        assert 10 in waits  # before that, the broker held each fetch for the consumer's own wait
+        await reading
+        waits.clear()
+        got = []
+        for i in range(5):  # each record rings; each is read (a fetch of 1 ms never answered would hang here)
+            await (await producer.send(topic, b"r%d" % i, key=b"k"))
+            while len(got) < i + 1:
+                batches = await asyncio.wait_for(consumer.getmany(timeout_ms=10_000), 30)
+                got += [m.value for msgs in batches.values() for m in msgs]
+        assert got == [b"r%d" % i for i in range(5)]
+        assert waits and set(waits) == {1}, waits
+    finally:
+        doorbell.uninstall()
+        doorbell.register(previous)
+        await consumer.stop()
+        await producer.stop()
+        await bell.close()

@@ -173,3 +173,29 @@ async def test_when_the_listener_drops_an_idle_fetch_falls_back_to_the_idle_poll
 
 def test_the_heard_bound_defaults_to_the_idle_poll():
     assert Pacer(idle_s=0.7).heard_s == 0.7
+
+
+def test_while_rings_pace_a_fetch_asks_the_broker_for_the_short_wait_only():
+    clock = Clock()
+    pacer = Pacer(idle_s=3600, busy_s=2.0, busy_poll_s=0.05, clock=clock, rung_wait_ms=1)
+    assert pacer.fetch_wait_ms(10) == 10  # no listener hears yet: a ring may be missed, the broker holds
+    pacer.heard(len(pacer.mark(["jobs"])))
+    assert pacer.rings_pace() and pacer.fetch_wait_ms(10) == 1  # busy, polling: an empty answer waits for a ring
+    assert pacer.fetch_wait_ms(1) == 1  # a shorter configured wait is kept
+    clock.now = 100.0
+    assert pacer.idle and pacer.fetch_wait_ms(10) == 1  # idle: the same
+    pacer.mark(["control"])  # a topic the listener has not subscribed yet: the broker holds again
+    assert not pacer.rings_pace() and pacer.fetch_wait_ms(10) == 10
+
+
+def test_busy_fetches_without_a_busy_poll_keep_the_brokers_wait():
+    # busy_poll 0 fetches back to back while busy: the broker's hold is all that spaces them
+    pacer = Pacer(idle_s=3600, busy_s=3600, busy_poll_s=0.0, rung_wait_ms=1)
+    pacer.heard(len(pacer.mark(["events"])))
+    assert not pacer.rings_pace() and pacer.fetch_wait_ms(10) == 10
+
+
+def test_a_zero_rung_wait_keeps_the_consumers_own():
+    pacer = Pacer(idle_s=3600, busy_s=0.0, busy_poll_s=0.05)
+    pacer.heard(len(pacer.mark(["jobs"])))
+    assert pacer.rings_pace() and pacer.fetch_wait_ms(10) == 10
