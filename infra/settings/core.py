@@ -60,9 +60,10 @@ class KafkaSettings(BaseSettings):
         " broker to wait at most this long for data, and one that brings nothing waits for a ring in the process"
         " instead; 0 keeps `fetch_max_wait_ms`. The bundled broker does not end a wait when data arrives, so a record"
         " produced while the fetch after one with data is held waits for the hold's end: at a record every 5 ms, 1"
-        " took a hop from 4.3 to 2.4 ms p50 (bench/kafka_hop.py --gap-ms 5). But with 1, 16 concurrent chats on the"
-        " built-in engine made a ninth fewer tokens (bench/idle_cpu.py; the hold hands a worker the jobs that arrive"
-        " within it together), hence 0 by default. The bundled broker never answers a wait"
+        " took a hop from 4.3 to 2.4 ms p50 (bench/kafka_hop.py --gap-ms 5). Off by default: whether it costs"
+        " throughput under load (the hold hands a worker the jobs that arrive within it together) is not settled;"
+        " 16 concurrent chats on the built-in engine made 5% fewer tokens/s with it in five pairs of runs, within the"
+        " noise of the host that ran them (bench/idle_cpu.py). The bundled broker never answers a wait"
         " of 0, hence 1 at least when set.",
     )
     session_timeout_ms: int = Field(default=6000, ge=1000, description="Consumer group session.")
