@@ -160,6 +160,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = set(args.modes.split(",")) - MODES.keys()
+    if unknown:
+        parser.error(f"unknown --modes {', '.join(sorted(unknown))}: choose from {', '.join(MODES)}")
     if args.role == "consumer":
         return asyncio.run(consume(args.bootstrap, args.topic, args.count, args.file))
     if args.role == "producer":

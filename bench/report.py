@@ -1747,6 +1747,17 @@ def text_peer_ab(d: dict, name_of_results: str = "text_peer_ab") -> list[str]:
     ]
 
 
+def _hop_rows(d: dict, parts: list[tuple[str, str]], modes: list[tuple[str, str]]) -> list[str]:
+    """A table of bench/kafka_hop.py's parts (rows) by mode (columns), each cell every round's p50 / p90."""
+    rows = ["| part (ms, p50 / p90, per round) | " + " | ".join(label for _, label in modes) + " |",
+            "|---|" + "---|" * len(modes)]
+    for key, label in parts:
+        cells = [", ".join(f"{r[mode][key]['p50_ms']:.2f} / {r[mode][key]['p90_ms']:.2f}"
+                           for r in d["rounds"] if key in r[mode]) or "-" for mode, _ in modes]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def kafka_hop(d: dict) -> list[str]:
     parts = [("send_ack", "send -> ack (the broker acknowledges the produce, acks=all)"),
              ("ack_ring", "ack -> ring heard (PUBLISH on the topic's doorbell channel reaches the consumer's listener)"),
@@ -1755,14 +1766,7 @@ def kafka_hop(d: dict) -> list[str]:
              ("ack_consumer", "**ack -> record in the consumer's hands**"),
              ("send_consumer", "**send -> record in the consumer's hands (the hop)**")]
     modes = [("doorbell", "genloom (paced, doorbell)"), ("unpaced", "baseline: unpaced, fetching back to back")]
-    rows = ["| part (ms, p50 / p90, per round) | " + " | ".join(label for _, label in modes) + " |",
-            "|---|" + "---|" * len(modes)]
-    for key, label in parts:
-        cells = []
-        for mode, _ in modes:
-            got = [r[mode][key] for r in d["rounds"] if key in r[mode]]
-            cells.append(", ".join(f"{g['p50_ms']:.2f} / {g['p90_ms']:.2f}" for g in got) if got else "-")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    rows = _hop_rows(d, parts, modes)
 
     def median(mode: str, key: str) -> float:
         return statistics.median(r[mode][key]["p50_ms"] for r in d["rounds"])
@@ -1814,12 +1818,7 @@ def _kafka_hop_rung_wait(d: dict | None) -> list[str]:
              ("send_consumer", "**send -> record in the consumer's hands (the hop)**")]
     modes = [("short", "`GENLOOM_KAFKA_RUNG_FETCH_WAIT_MS=1`: the broker waits 1 ms"),
              ("doorbell", "default: the broker holds each fetch `fetch_max_wait_ms` (10)")]
-    rows = ["| part (ms, p50 / p90, per round) | " + " | ".join(label for _, label in modes) + " |",
-            "|---|" + "---|" * len(modes)]
-    for key, label in parts:
-        cells = [", ".join(f"{r[mode][key]['p50_ms']:.2f} / {r[mode][key]['p90_ms']:.2f}"
-                           for r in d["rounds"] if key in r[mode]) or "-" for mode, _ in modes]
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    rows = _hop_rows(d, parts, modes)
 
     def median(mode: str, q: str) -> float:
         return statistics.median(r[mode]["send_consumer"][q] for r in d["rounds"])
