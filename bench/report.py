@@ -2147,7 +2147,9 @@ DTYPE_RUNS = {"text_dtype_zen4": " on an AMD EPYC (Zen 4) with AVX512-BF16, int8
               "text_dtype_xeon_avx512": " on an Intel Xeon showing AVX512 but neither AVX512-BF16 nor AMX"}
 
 #: text_remote runs on other CPUs than the main one's, each with its heading's suffix
-REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, at 4d27150"}
+REMOTE_RUNS = {"text_remote_zen4": ": an AMD EPYC (Zen 4) with AVX512-BF16, at 4d27150",
+               "text_remote_rung_wait": (": a slower, noisier Zen 4 host (stop 53), at 1f012ea, with"
+                                         " `GENLOOM_KAFKA_RUNG_FETCH_WAIT_MS=1` as an extra row")}
 
 PENDING.update({name: lambda: [] for name in (*PEER_RUNS, *REMOTE_RUNS, *DTYPE_RUNS)})  # another CPU's run, kept while it is the latest there
 
